@@ -1,0 +1,36 @@
+# The two commands: `make run` and `make test`. Both bootstrap the virtualenv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= routes.yaml
+
+.PHONY: run test check routes demo bench lint venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+	touch $@
+
+run: venv
+	$(PY) gateway.py serve -c $(CONFIG)
+
+check: venv
+	$(PY) gateway.py check -c $(CONFIG)
+
+routes: venv
+	$(PY) gateway.py routes -c $(CONFIG)
+
+test: venv
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+demo: venv
+	$(PY) bench/demo.py
+
+bench: venv
+	$(PY) bench/run.py
+
+lint: venv
+	$(PY) -m ruff check .
