@@ -1,0 +1,704 @@
+"""Benchmark: the gateway against the mock provider direct and against nginx.
+
+One command, `python bench/run.py` (`make bench`), puts the same wrk load on three
+targets in one run and prints a table:
+
+  direct   wrk -> mock provider                 (the ceiling: no proxy at all)
+  nginx    wrk -> nginx -> mock provider        (the floor of any proxy's cost)
+  gateway  wrk -> gateway.py -> mock provider   (what we ship: auth and metrics on)
+
+Each target gets non-streaming and streaming chat completions at concurrency 1
+and 32. The server under test is pinned to one core and wrk (plus the mock, when
+it is not the thing measured) to another, so the targets compete for the same
+CPU budget. Absolute numbers depend on the machine and its neighbours; the
+gateway/nginx ratios are the result. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+WRK_SCRIPT = BENCH_DIR / "wrk" / "chat.lua"
+NGINX_TEMPLATE = BENCH_DIR / "nginx.conf.template"
+ROUTES_TEMPLATE = BENCH_DIR / "routes.bench.yaml"
+SECRETS_FILE = BENCH_DIR / "secrets.bench.yaml"
+
+TOKEN = "bench-token"
+MOCK_MODEL = "gpt-4o-mini"
+GATEWAY_MODEL = "bench"  # the agent in routes.bench.yaml
+TARGETS = ("direct", "nginx", "gateway")
+HEADLINE = ("gateway", "nginx")  # the ratio the benchmark exists for
+RATIOS = (("nginx", "direct"), ("gateway", "direct"), HEADLINE)
+INSTALL_HINT = "apt-get install -y nginx wrk   (Debian/Ubuntu; needs root or sudo)"
+
+
+class BenchError(Exception):
+    """A failure that stops one target (or the run) with a message, not a traceback."""
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def parse_seconds(text: str) -> int:
+    """Parse '10s', '10', '1m' to whole seconds: wrk's -d takes whole seconds only."""
+    m = re.fullmatch(r"\s*(\d+)\s*(s|m|h)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration in whole seconds: {text!r}")
+    return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+def parse_concurrency(text: str) -> list[int]:
+    """Parse '1,32' into [1, 32]."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of ints: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("concurrency values must be >= 1")
+    return values
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line; --quick trades accuracy for a short smoke run."""
+    p = argparse.ArgumentParser(
+        description="Benchmark the gateway against the mock provider direct and behind nginx.",
+    )
+    p.add_argument("--duration", type=parse_seconds, default=10,
+                   help="measured time per scenario, whole seconds (default 10s)")
+    p.add_argument("--warmup", type=parse_seconds, default=2,
+                   help="unmeasured load before each scenario (default 2s; 0 to skip)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: --duration 3s --warmup 1s")
+    p.add_argument("--concurrency", type=parse_concurrency, default=[1, 32],
+                   help="comma-separated connection counts (default 1,32)")
+    p.add_argument("--targets", default=",".join(TARGETS),
+                   help=f"comma-separated subset of {','.join(TARGETS)} (default all)")
+    p.add_argument("--delay-ms", type=int, default=0,
+                   help="mock provider's per-response delay (default 0: measure pure overhead)")
+    p.add_argument("--json", metavar="OUT.json", type=Path,
+                   help="also write the results as JSON to this file")
+    p.add_argument("--keep-tmp", action="store_true",
+                   help="keep the temp dir (rendered configs, server logs, wrk output)")
+    p.add_argument("--mock-module", default="bench.mock_provider",
+                   help=argparse.SUPPRESS)  # lets the harness be tested with a stand-in mock
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup = 3, 1
+    if args.duration < 1:
+        p.error("--duration must be at least 1s")
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown or not targets:
+        p.error(f"--targets: unknown {unknown}; choose from {','.join(TARGETS)}")
+    args.targets = [t for t in TARGETS if t in targets]  # fixed order: direct, nginx, gateway
+    return args
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load shape: the same for every target."""
+
+    stream: bool
+    concurrency: int
+
+    @property
+    def name(self) -> str:
+        return f"{'stream' if self.stream else 'json'} c={self.concurrency}"
+
+
+@dataclass
+class Result:
+    """One target under one scenario, as wrk measured it."""
+
+    target: str
+    scenario: str
+    stream: bool
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    requests: int
+    errors: int  # non-2xx/3xx answers plus socket errors: any makes the row suspect
+    error_detail: dict[str, int] = field(default_factory=dict)
+    server_cpu_pct: float | None = None  # CPU of the server under test, % of one core
+    load_core_pct: float | None = None  # how busy the wrk (+ mock) core was
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Processes:
+    """Every child process of the run, so that all of them are stopped on any exit.
+
+    Each child gets its own session (and so its own process group): Ctrl-C reaches
+    only this script, which then stops the children in order, and a signal to the
+    group also reaches what a child forked (nginx workers, gateway workers).
+    """
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, IO[bytes]] = {}
+
+    def start(self, name: str, argv: list[str], core: int | None,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start argv pinned to core (None: unpinned), output to <logdir>/<name>.log."""
+        if core is not None:
+            argv = ["taskset", "-c", str(core), *argv]
+        log = open(self.log_path(name), "wb")  # noqa: SIM115 - closed in stop()
+        proc = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.running[name] = proc
+        self._logs[name] = log
+        return proc
+
+    def log_path(self, name: str) -> Path:
+        return self.logdir / f"{name}.log"
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        """The end of a child's output, to explain why it failed."""
+        try:
+            text = self.log_path(name).read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    def stop(self, name: str, grace: float = 10.0) -> None:
+        """SIGTERM the child's process group; SIGKILL what is left after `grace` s."""
+        proc = self.running.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self._signal_group(proc, signal.SIGKILL)
+                proc.wait(timeout=5)
+        # The leader may be gone while forked children linger: sweep the group.
+        self._signal_group(proc, signal.SIGKILL)
+        log = self._logs.pop(name, None)
+        if log is not None:
+            log.close()
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.running)):
+            with contextlib.suppress(Exception):
+                self.stop(name, grace=5.0)
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User+system CPU seconds of every live process in a process group.
+
+    Why: on a shared machine, whether the server under test used its whole core
+    says more than its requests/s alone.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
+        if int(fields[2]) == pgid:  # field 5 of stat: pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def core_times(core: int | None) -> tuple[int, int]:
+    """(busy, total) jiffies of one core from /proc/stat; (0, 0) when unpinned.
+
+    Why: when the load core (wrk + mock) is the busy one, a row is bounded by
+    the load side, not by the server under test, and must be read that way.
+    """
+    if core is None:
+        return 0, 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, line.split()[1:9])
+            busy = user + nice + system + irq + softirq
+            return busy, busy + idle + iowait + steal
+    return 0, 0
+
+
+def pin(pid: int, core: int | None) -> None:
+    """Move a running process (all its threads) to another core."""
+    if core is None:
+        return
+    subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(pid)], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+
+
+def http(method: str, url: str, body: dict[str, Any] | None = None,
+         token: str | None = TOKEN, timeout: float = 10.0) -> tuple[int, str, bytes]:
+    """One request; returns (status, content-type, body) and never raises on 4xx/5xx."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
+
+
+def wait_ready(procs: Processes, name: str, url: str, expect: bytes, timeout: float) -> None:
+    """Poll url until its body contains `expect`; fail early if the process died."""
+    proc = procs.running[name]
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{name} exited with code {proc.returncode} before it was ready:\n"
+                             f"{procs.log_tail(name)}")
+        try:
+            status, _, body = http("GET", url, token=None, timeout=1.0)
+            if status == 200 and expect in body:
+                return
+            last = f"HTTP {status}: {body[:80]!r}"
+        except (OSError, urllib.error.URLError) as e:
+            last = str(e)
+        time.sleep(0.1)
+    raise BenchError(f"{name} not ready at {url} after {timeout:.0f}s ({last}):\n"
+                     f"{procs.log_tail(name)}")
+
+
+def check_answers(base: str, model: str) -> None:
+    """One plain and one streaming request, checked, before any load.
+
+    Why: wrk only counts statuses, so a target answering 200 with the wrong body
+    (or a non-streamed body to a streaming request) would otherwise look fast.
+    """
+    msgs = [{"role": "user", "content": "Say hello."}]
+    url = f"{base}/v1/chat/completions"
+    status, ctype, body = http("POST", url, {"model": model, "messages": msgs, "stream": False})
+    if status != 200:
+        raise BenchError(f"POST {url} (json) -> HTTP {status}: {body[:300]!r}")
+    try:
+        answer = json.loads(body)
+        answer["choices"][0]["message"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise BenchError(f"POST {url} (json): not a chat completion: {body[:300]!r}") from None
+
+    status, ctype, body = http("POST", url, {"model": model, "messages": msgs, "stream": True})
+    if status != 200:
+        raise BenchError(f"POST {url} (stream) -> HTTP {status}: {body[:300]!r}")
+    if "text/event-stream" not in ctype:
+        raise BenchError(f"POST {url} (stream): Content-Type {ctype!r}, not text/event-stream")
+    events = [ln for ln in body.decode(errors="replace").splitlines() if ln.startswith("data:")]
+    if not events:
+        raise BenchError(f"POST {url} (stream): no SSE data events: {body[:300]!r}")
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+def run_wrk(procs: Processes, base: str, model: str, sc: Scenario, seconds: int,
+            core: int | None, label: str) -> dict[str, Any]:
+    """Run wrk once and return the BENCH_RESULT numbers its Lua done() prints."""
+    env = dict(os.environ, BENCH_MODEL=model, BENCH_STREAM="1" if sc.stream else "0",
+               BENCH_TOKEN=TOKEN)
+    argv = ["wrk", "-t1", f"-c{sc.concurrency}", f"-d{seconds}s", "--timeout", "10s",
+            "--latency", "-s", str(WRK_SCRIPT), base]
+    proc = procs.start(label, argv, core, env=env)
+    try:
+        proc.wait(timeout=seconds + 30)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk did not finish: {label}") from None
+    finally:
+        procs.stop(label)
+    output = procs.log_path(label).read_text(errors="replace")
+    m = re.search(r"^BENCH_RESULT (\{.*\})$", output, re.MULTILINE)
+    if proc.returncode != 0 or not m:
+        raise BenchError(f"wrk failed ({label}, exit {proc.returncode}):\n{output[-1500:]}")
+    return json.loads(m.group(1))
+
+
+def measure(procs: Processes, target: str, base: str, model: str, server_pgid: int,
+            scenarios: list[Scenario], args: argparse.Namespace,
+            load_core: int | None) -> list[Result]:
+    """Warm up and measure every scenario against one target."""
+    results = []
+    for sc in scenarios:
+        tag = f"{target}-{'stream' if sc.stream else 'json'}-c{sc.concurrency}"
+        if args.warmup:
+            run_wrk(procs, base, model, sc, args.warmup, load_core, f"wrk-{tag}-warmup")
+        cpu0, (busy0, total0) = group_cpu_seconds(server_pgid), core_times(load_core)
+        t0 = time.monotonic()
+        raw = run_wrk(procs, base, model, sc, args.duration, load_core, f"wrk-{tag}")
+        cpu_pct = 100.0 * (group_cpu_seconds(server_pgid) - cpu0) / (time.monotonic() - t0)
+        busy1, total1 = core_times(load_core)
+        load_pct = 100.0 * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
+        detail = {k[4:]: int(v) for k, v in raw.items() if k.startswith("err_") and v}
+        res = Result(
+            target=target, scenario=sc.name, stream=sc.stream, concurrency=sc.concurrency,
+            rps=raw["requests"] / (raw["duration_us"] / 1e6),
+            p50_ms=raw["p50_us"] / 1000, p90_ms=raw["p90_us"] / 1000,
+            p99_ms=raw["p99_us"] / 1000, mean_ms=raw["mean_us"] / 1000,
+            max_ms=raw["max_us"] / 1000, requests=int(raw["requests"]),
+            errors=sum(detail.values()), error_detail=detail,
+            server_cpu_pct=round(cpu_pct, 1),
+            load_core_pct=round(load_pct, 1) if load_pct is not None else None,
+        )
+        results.append(res)
+        flag = f"  ERRORS {detail}" if res.errors else ""
+        print(f"  {target:8} {sc.name:12} {res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
+              f"p99 {res.p99_ms:7.2f} ms  server cpu {res.server_cpu_pct:4.0f}%  "
+              f"load core {_fmt(res.load_core_pct, '.0f', '%')}{flag}", flush=True)
+    return results
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports, picked at start (all bound at once, then freed)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def find_nginx() -> str | None:
+    """nginx lives in /usr/sbin, which a non-root PATH often lacks."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+
+
+def render(template: Path, values: dict[str, str], pattern: str) -> str:
+    """Fill placeholders; refuse to leave one unfilled (a silent typo would break a target)."""
+    text = template.read_text()
+    for key, value in values.items():
+        text = text.replace(pattern.format(key), value)
+    left = re.findall(re.escape(pattern.format("@")).replace("@", r"[A-Z_]+"), text)
+    if left:
+        raise BenchError(f"{template.name}: unfilled placeholders {sorted(set(left))}")
+    return text
+
+
+def start_nginx(procs: Processes, tmp: Path, nginx: str, port: int, mock_port: int,
+                core: int | None) -> subprocess.Popen[bytes]:
+    """Render the nginx config into the temp dir and start nginx in the foreground."""
+    root = os.geteuid() == 0
+    conf = tmp / "nginx.conf"
+    conf.write_text(render(NGINX_TEMPLATE, {
+        # As root, nginx would hand its worker to `nobody`, which cannot use the temp dir.
+        "USER_DIRECTIVE": "user root;" if root else "",
+        "TMPDIR": str(tmp),
+        "MOCK_PORT": str(mock_port),
+        "LISTEN_PORT": str(port),
+    }, "{{{{{}}}}}"))
+    check = subprocess.run([nginx, "-t", "-q", "-e", "stderr", "-c", str(conf), "-p", str(tmp),
+                            "-g", f"pid {tmp}/nginx.pid; error_log stderr warn;"],
+                           capture_output=True, text=True)
+    if check.returncode != 0:
+        raise BenchError(f"nginx -t rejected {conf}:\n{check.stderr}")
+    return procs.start("nginx", [
+        nginx, "-e", "stderr", "-c", str(conf), "-p", str(tmp),
+        "-g", f"daemon off; pid {tmp}/nginx.pid; error_log stderr warn;",
+    ], core)
+
+
+def start_gateway(procs: Processes, tmp: Path, port: int, mock_port: int,
+                  core: int | None) -> subprocess.Popen[bytes]:
+    """Render routes.bench.yaml (ports filled in) and start the gateway."""
+    if not (REPO_ROOT / "gateway.py").exists():
+        raise BenchError("gateway.py not found in the repo root")
+    secrets = tmp / "secrets.bench.yaml"
+    shutil.copyfile(SECRETS_FILE, secrets)
+    secrets.chmod(0o600)  # a secrets file readable by others may be refused
+    values = {
+        "BENCH_GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "BENCH_SECRETS": str(secrets),
+        "BENCH_MOCK_URL": f"http://127.0.0.1:{mock_port}/v1",
+    }
+    routes = tmp / "routes.bench.yaml"
+    routes.write_text(render(ROUTES_TEMPLATE, values, "${{{}}}"))
+    env = dict(os.environ, **values)  # the gateway's own ${VAR} expansion would agree
+    return procs.start("gateway", [sys.executable, "gateway.py", "serve", "-c", str(routes)],
+                       core, env=env)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def tool_version(argv: list[str]) -> str:
+    """First line a tool prints about its version (nginx writes it to stderr)."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (out.stdout + out.stderr).strip()
+    return text.splitlines()[0] if text else "?"
+
+
+def machine_info(nginx: str | None) -> dict[str, Any]:
+    """What the numbers were measured on: needed to judge them at all."""
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "wrk": tool_version(["wrk", "--version"]).split(" [")[0],
+        "nginx": tool_version([nginx, "-v"]) if nginx else None,
+    }
+
+
+def ratios(results: list[Result]) -> list[dict[str, Any]]:
+    """Throughput ratios per scenario; gateway/nginx is the headline."""
+    by = {(r.target, r.scenario): r for r in results}
+    out = []
+    for sc in dict.fromkeys(r.scenario for r in results):
+        row: dict[str, Any] = {"scenario": sc}
+        for a, b in RATIOS:
+            ra, rb = by.get((a, sc)), by.get((b, sc))
+            row[f"{a}/{b}"] = round(ra.rps / rb.rps, 3) if ra and rb and rb.rps else None
+        # What the gateway adds per request over nginx, at the median.
+        ga, ng = by.get(("gateway", sc)), by.get(("nginx", sc))
+        row["gateway-nginx_p50_ms"] = round(ga.p50_ms - ng.p50_ms, 3) if ga and ng else None
+        out.append(row)
+    return out
+
+
+def print_report(info: dict[str, Any], results: list[Result], ratio_rows: list[dict[str, Any]],
+                 failures: dict[str, str], args: argparse.Namespace) -> None:
+    """The table, the ratios, and the caveat."""
+    print()
+    print(f"Results ({args.duration}s per scenario after {args.warmup}s warm-up; "
+          f"wrk -t1; server under test on one core, wrk + mock on another)")
+    head = f"{'target':8} {'scenario':12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} " \
+           f"{'srv cpu%':>8} {'load cpu%':>9} {'errors':>7}"
+    print(head)
+    print("-" * len(head))
+    last = None
+    for r in results:
+        if last and r.target != last:
+            print()
+        last = r.target
+        print(f"{r.target:8} {r.scenario:12} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
+              f"{r.server_cpu_pct:8.0f} {_fmt(r.load_core_pct, '.0f'):>9} {r.errors:7d}")
+    for target, why in failures.items():
+        print(f"{target:8} not measured: {why.splitlines()[0]}")
+
+    print()
+    print("Throughput ratios (req/s of the first / req/s of the second; 1.00 = as fast)")
+    cols = [f"{a}/{b}" for a, b in RATIOS]
+    head = f"{'scenario':12} " + " ".join(f"{c:>15}" for c in cols) + f" {'gw-nginx p50':>13}"
+    print(head)
+    print("-" * len(head))
+    for row in ratio_rows:
+        cells = " ".join(f"{_fmt(row[c], '.2f'):>15}" for c in cols)
+        added = row["gateway-nginx_p50_ms"]
+        print(f"{row['scenario']:12} {cells} {_fmt(added, '+.2f', ' ms'):>13}")
+
+    print()
+    print(f"Machine: nproc {info['nproc']} ({info['cpu_model']}), "
+          f"loadavg at start {' '.join(map(str, info['loadavg']))}; "
+          f"{info['wrk']}; {info['nginx'] or 'nginx not used'}; Python {info['python']}")
+    print("Absolute numbers mean little on a shared or virtual machine (neighbours, CPU "
+          "steal, frequency);\nthe ratios, measured in one run under the same load, are "
+          "the result. gateway/nginx is the headline.")
+    if any(r.errors for r in results):
+        print("WARNING: some rows had errors (non-2xx answers or socket errors); "
+              "their req/s is not comparable.")
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def preflight(args: argparse.Namespace) -> tuple[str | None, tuple[int | None, int | None]]:
+    """Check the tools and pick the cores; fail with an install hint, not a traceback."""
+    missing = []
+    nginx = find_nginx()
+    if "nginx" in args.targets and not nginx:
+        missing.append("nginx")
+    if not shutil.which("wrk"):
+        missing.append("wrk")
+    if missing:
+        raise BenchError(f"missing: {', '.join(missing)}. Install with:\n    {INSTALL_HINT}")
+    mock_file = REPO_ROOT / Path(*args.mock_module.split(".")).with_suffix(".py")
+    if args.mock_module == "bench.mock_provider" and not mock_file.exists():
+        raise BenchError(f"{mock_file.relative_to(REPO_ROOT)} not found")
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= 2 and shutil.which("taskset"):
+        return nginx, (cores[0], cores[1])
+    print("WARNING: fewer than 2 usable cores (or no taskset): running unpinned; "
+          "the server and the load generator will share CPU.", file=sys.stderr)
+    return nginx, (None, None)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The whole run; returns the exit code (1 when a requested target failed)."""
+    nginx, (server_core, load_core) = preflight(args)
+    info = machine_info(nginx)
+    scenarios = [Scenario(stream, c) for stream in (False, True) for c in args.concurrency]
+    per_target = len(scenarios) * (args.duration + args.warmup)
+    print(f"nproc {info['nproc']}; targets {', '.join(args.targets)}; "
+          f"{len(scenarios)} scenarios x ({args.warmup}s warm-up + {args.duration}s) "
+          f"= about {per_target * len(args.targets)}s of load")
+    if server_core is not None:
+        print(f"pinning: server under test -> core {server_core}; wrk (-t1) and the mock "
+              f"(when not measured) -> core {load_core}")
+
+    tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    procs = Processes(tmp)
+    results: list[Result] = []
+    failures: dict[str, str] = {}
+    mock_port, nginx_port, gw_port = free_ports(3)
+    mock_base = f"http://127.0.0.1:{mock_port}"
+    try:
+        # The mock serves every target. It starts on the server core when it is the
+        # thing measured (direct), and moves to the load core for the proxies.
+        mock_core = server_core if "direct" in args.targets else load_core
+        mock = procs.start("mock", [
+            sys.executable, "-m", args.mock_module, "--port", str(mock_port), "--no-log",
+            "--delay-ms", str(args.delay_ms),
+        ], mock_core)
+        wait_ready(procs, "mock", f"{mock_base}/_mock/health", b"OK", timeout=20)
+        check_answers(mock_base, MOCK_MODEL)
+
+        for target in args.targets:
+            print(f"\n[{target}]", flush=True)
+            try:
+                if target == "direct":
+                    base, model, pgid = mock_base, MOCK_MODEL, mock.pid
+                elif target == "nginx":
+                    pin(mock.pid, load_core)
+                    assert nginx is not None
+                    start_nginx(procs, tmp, nginx, nginx_port, mock_port, server_core)
+                    base, model = f"http://127.0.0.1:{nginx_port}", MOCK_MODEL
+                    pgid = procs.running["nginx"].pid
+                    # nginx has no health route: the mock's, proxied, proves the chain.
+                    wait_ready(procs, "nginx", f"{base}/_mock/health", b"OK", timeout=10)
+                else:
+                    pin(mock.pid, load_core)
+                    start_gateway(procs, tmp, gw_port, mock_port, server_core)
+                    base, model = f"http://127.0.0.1:{gw_port}", GATEWAY_MODEL
+                    pgid = procs.running["gateway"].pid
+                    wait_ready(procs, "gateway", f"{base}/healthz", b"OK", timeout=30)
+                    status, _, _ = http("POST", f"{base}/v1/chat/completions",
+                                        {"model": model, "messages": []}, token=None)
+                    if status not in (401, 403):
+                        print(f"  WARNING: request without a token got HTTP {status}, "
+                              f"not 401: is auth on?")
+                check_answers(base, model)
+                results += measure(procs, target, base, model, pgid, scenarios, args, load_core)
+            except BenchError as e:
+                failures[target] = str(e)
+                print(f"  {target} FAILED: {e}", flush=True)
+            finally:
+                if target != "direct":
+                    procs.stop(target)
+    finally:
+        procs.stop_all()
+        if args.keep_tmp:
+            print(f"\nkept temp dir (configs, logs, wrk output): {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    ratio_rows = ratios(results)
+    print_report(info, results, ratio_rows, failures, args)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "machine": info,
+            "settings": {"duration_s": args.duration, "warmup_s": args.warmup,
+                         "concurrency": args.concurrency, "targets": args.targets,
+                         "delay_ms": args.delay_ms, "wrk_threads": 1,
+                         "server_core": server_core, "load_core": load_core},
+            "results": [asdict(r) for r in results],
+            "ratios": ratio_rows,
+            "failures": failures,
+        }, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 1 if failures else 0
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (e.g. from a CI timeout) unwinds like Ctrl-C, so children are stopped."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        with sigterm_as_interrupt():
+            return run(args)
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; all processes stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The converter interface: incremental transforms over upstream bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class StreamConverter(Protocol):
+    """Fed upstream bytes as they arrive; returns what the client should get now."""
+
+    def feed(self, data: bytes) -> bytes:
+        """Transform one chunk; may hold back an incomplete tail until the next call."""
+        ...
+
+    def close(self) -> bytes:
+        """End of a clean upstream stream: return whatever is still held back."""
+        ...
+
+
+class Chain:
+    """Converters applied in order; the output of one is the input of the next."""
+
+    __slots__ = ("converters",)
+
+    def __init__(self, converters: Sequence[StreamConverter]) -> None:
+        self.converters = tuple(converters)
+
+    def feed(self, data: bytes) -> bytes:
+        for converter in self.converters:
+            if not data:
+                return b""
+            data = converter.feed(data)
+        return data
+
+    def close(self) -> bytes:
+        out = b""
+        for converter in self.converters:
+            out = converter.feed(out) if out else b""
+            out += converter.close()
+        return out

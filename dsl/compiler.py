@@ -1,0 +1,300 @@
+"""routes.yaml → Table: load, expand, validate against the schema, check meaning, resolve.
+
+Every problem is collected before failing, so one `check` run shows them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from access.keys import KeyRing, Principal, digest
+from converters.registry import ChainPlan, UnsupportedConversion, plan
+from dsl import loader
+from dsl.errors import ConfigError, KeyPath, Problem
+from dsl.table import Agent, Provider, Route, ServerSettings, Table, Target
+from dsl.units import parse_duration, parse_size
+from dsl.validate import validate
+
+OPEN_HANDLERS = frozenset({"health", "metrics", "statsz"})
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
+_ANTHROPIC_VERSION = "2023-06-01"
+
+
+def compile_file(file: str, env: Mapping[str, str] | None = None) -> Table:
+    """Compile `file` or raise ConfigError naming every problem with file, line and key."""
+    env = os.environ if env is None else env
+    doc = loader.load(file, env)
+    problems = list(doc.problems)
+    if doc.data is None or not isinstance(doc.data, dict):
+        problems.append(doc.problem((), "the file must be a mapping with version and routes"))
+        raise ConfigError(problems)
+    problems += validate(doc, "routes")
+    return _Compiler(doc, env, problems).compile()
+
+
+class _Compiler:
+    def __init__(self, doc: loader.Document, env: Mapping[str, str], problems: list[Problem]) -> None:
+        self.doc = doc
+        self.env = env
+        self.data: dict[str, Any] = doc.data
+        self.problems = problems
+        self.warnings: list[Problem] = []
+        # With schema errors, meaning is still checked (so that one run reports a dangling
+        # reference next to a typo), but parts whose shape is wrong are skipped, not crashed on.
+        self.tolerant = bool(problems)
+
+    @contextlib.contextmanager
+    def part(self) -> Iterator[None]:
+        """Check one provider, agent or route; tolerate a malformed one the schema already reported."""
+        try:
+            yield
+        except (KeyError, TypeError, ValueError, AttributeError):
+            if not self.tolerant:
+                raise
+
+    def error(self, path: KeyPath, message: str) -> None:
+        self.problems.append(self.doc.problem(path, message))
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        self.warnings.append(self.doc.problem(path, message))
+
+    def compile(self) -> Table:
+        secrets: dict[str, Any] = {}
+        server = _DEFAULT_SERVER
+        with self.part():
+            secrets = self._secrets()
+        with self.part():
+            server = self._server()
+        providers, skipped = self._providers(_section(secrets, "provider_keys"))
+        agents = self._agents(providers, skipped)
+        routes = self._routes(providers)
+        keys = _keyring(secrets)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Table(
+            source=self.doc.file,
+            server=server,
+            providers=MappingProxyType(providers),
+            agents=MappingProxyType(agents),
+            routes=tuple(routes),
+            keys=keys,
+            warnings=tuple(self.warnings),
+        )
+
+    def _secrets(self) -> dict[str, Any]:
+        name = self.data.get("secrets")
+        if name is None:
+            self.warn((), "no secrets file declared: authenticated routes will answer 401")
+            return {}
+        path = Path(self.doc.file).parent / name
+        if not path.exists():
+            self.warn(("secrets",), f"secrets file {path} not found: authenticated routes will answer 401")
+            return {}
+        try:
+            secrets_doc = loader.load(str(path), self.env)
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return {}
+        found = secrets_doc.problems + validate(secrets_doc, "secrets", show_values=False)
+        if secrets_doc.data is None:
+            return {}
+        if found:
+            self.problems.extend(found)
+            return {}
+        return secrets_doc.data
+
+    def _server(self) -> ServerSettings:
+        server = self.data.get("server", {})
+        host, _, port = server.get("listen", "127.0.0.1:8080").rpartition(":")
+        if not 0 < int(port) < 65536:
+            self.error(("server", "listen"), f"port {port} is out of range")
+        return ServerSettings(
+            listen_host=host.strip("[]"),
+            listen_port=int(port),
+            max_body=parse_size(server.get("max_body", "32MiB")),
+            drain_timeout=parse_duration(server.get("drain_timeout", "30s")),
+            upstream_connections=server.get("upstream_connections", 512),
+        )
+
+    def _providers(self, provider_keys: Mapping[str, str]) -> tuple[dict[str, Provider], set[str]]:
+        providers: dict[str, Provider] = {}
+        skipped: set[str] = set()
+        for name, spec in _section(self.data, "providers").items():
+            with self.part():
+                self._provider(name, spec, provider_keys, providers, skipped)
+        return providers, skipped
+
+    def _provider(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        provider_keys: Mapping[str, str],
+        providers: dict[str, Provider],
+        skipped: set[str],
+    ) -> None:
+        key = spec.get("api_key") or provider_keys.get(name)
+        if "api_key" in spec and not key:
+            self.warn(("providers", name, "api_key"), "key is empty (variable unset?): provider skipped")
+            skipped.add(name)
+            return
+        fmt = spec.get("format", "openai")
+        providers[name] = Provider(
+            name=name,
+            format=fmt,
+            base_url=spec["url"].rstrip("/"),
+            format_urls=MappingProxyType(dict(spec.get("format_urls", {}))),
+            timeout=parse_duration(spec.get("timeout", "600s")),
+            connect_timeout=parse_duration(spec.get("connect_timeout", "10s")),
+            headers=_provider_headers(fmt, key, spec.get("headers", {})),
+        )
+
+    def _agents(self, providers: Mapping[str, Provider], skipped: set[str]) -> dict[str, Agent]:
+        agents: dict[str, Agent] = {}
+        for name, spec in _section(self.data, "agents").items():
+            with self.part():
+                agents[name] = self._agent(name, spec, providers, skipped)
+        return agents
+
+    def _agent(
+        self, name: str, spec: dict[str, Any], providers: Mapping[str, Provider], skipped: set[str]
+    ) -> Agent:
+        if name in providers:
+            self.error(("agents", name), f"agent '{name}' has the name of a provider")
+        targets: list[Target] = []
+        for i, ref in enumerate(spec["models"]):
+            provider_name, _, model = ref.partition("/")
+            if provider_name in skipped:
+                self.warn(("agents", name, "models", i), f"target {ref} dropped: provider skipped")
+            elif provider_name not in providers:
+                self.error(("agents", name, "models", i), f"unknown provider '{provider_name}' in {ref}")
+            else:
+                targets.append(Target(providers[provider_name], model))
+        if not targets:
+            self.warn(("agents", name), "no usable target: requests to this agent answer 503")
+        return Agent(name, spec.get("strategy", "fallback"), tuple(targets))
+
+    def _routes(self, providers: Mapping[str, Provider]) -> list[Route]:
+        routes: list[Route] = []
+        seen: dict[tuple[str, str], int] = {}
+        formats = {p.format for p in providers.values()}
+        for i, spec in enumerate(self.data.get("routes") or []):
+            with self.part():
+                route = self._route(i, spec, formats, seen)
+                if route is not None:
+                    routes.append(route)
+        return routes
+
+    def _route(
+        self, i: int, spec: dict[str, Any], formats: set[str], seen: dict[tuple[str, str], int]
+    ) -> Route | None:
+        path = ("routes", i)
+        methods_text, _, template = spec["match"].partition(" ")
+        methods = None if methods_text == "ANY" else frozenset(methods_text.split("|"))
+        pattern = self._template(template, (*path, "match"))
+        if pattern is None:
+            return None
+        handler = spec["handler"]
+        params = set(pattern.groupindex)
+        if handler == "passthrough" and not {"provider", "path"} <= params:
+            self.error((*path, "match"), "a passthrough route needs {provider} and {path*} in its path")
+        shape = _PARAM.sub(lambda m: "{*}" if m.group(2) else "{}", template)
+        for method in sorted(methods) if methods else ["ANY"]:
+            for other in (method, "ANY") if method != "ANY" else ["ANY", *_ALL_METHODS]:
+                clash = seen.get((other, shape))
+                if clash is not None:
+                    self.error((*path, "match"), f"collides with routes[{clash}] ({other} {template})")
+                    break
+            seen.setdefault((method, shape), i)
+        ingress = spec.get("ingress", "openai")
+        chains: dict[str, ChainPlan] = {}
+        if handler == "chat":
+            for fmt in sorted(formats):
+                try:
+                    chains[fmt] = plan(ingress, fmt, tuple(spec.get("converters", ())))
+                except UnsupportedConversion as exc:
+                    self.warn((*path, "ingress"), f"{exc}: {fmt} providers are skipped on this route")
+                except ValueError as exc:
+                    self.error((*path, "converters"), str(exc))
+        elif spec.get("converters"):
+            self.error((*path, "converters"), f"the {handler} handler takes no converters")
+        return Route(
+                match=spec["match"],
+                methods=methods,
+                template=template,
+                pattern=pattern,
+                handler=handler,
+                ingress=ingress,
+                auth=spec.get("auth", "none" if handler in OPEN_HANDLERS else "bearer") == "bearer",
+                chains=MappingProxyType(chains),
+                line=self.doc.where(path)[0],
+        )
+
+    def _template(self, template: str, path: KeyPath) -> re.Pattern[str] | None:
+        """'/proxy/{provider}/{path*}' → a regex with named groups; None (and an error) if malformed."""
+        out, last = "^", 0
+        names: set[str] = set()
+        for match in _PARAM.finditer(template):
+            name, rest = match.group(1), match.group(2)
+            if name in names:
+                self.error(path, f"parameter {{{name}}} appears twice")
+                return None
+            if rest and match.end() != len(template):
+                self.error(path, f"{{{name}*}} must be the last part of the path")
+                return None
+            names.add(name)
+            out += re.escape(template[last : match.start()])
+            out += f"(?P<{name}>.*)" if rest else f"(?P<{name}>[^/]+)"
+            last = match.end()
+        literal = template[last:]
+        if "{" in literal or "}" in literal:
+            self.error(path, "malformed {parameter} in path")
+            return None
+        return re.compile(out + re.escape(literal) + "$")
+
+
+def _section(data: Any, key: str) -> dict[str, Any]:
+    """A mapping section, or {} when absent or malformed (the schema reports the latter)."""
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+_DEFAULT_SERVER = ServerSettings("127.0.0.1", 8080, 32 * 1024 * 1024, 30.0, 512)
+_ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def _provider_headers(fmt: str, key: str | None, extra: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    headers: list[tuple[str, str]] = []
+    if fmt == "anthropic":
+        headers.append(("anthropic-version", _ANTHROPIC_VERSION))
+        if key:
+            headers.append(("x-api-key", key))
+    elif key:
+        headers.append(("Authorization", f"Bearer {key}"))
+    headers.extend(extra.items())
+    return tuple(headers)
+
+
+def _keyring(secrets: Mapping[str, Any]) -> KeyRing:
+    entries: dict[bytes, Principal] = {}
+    token = secrets.get("client_token")
+    if token:
+        entries[digest(token)] = Principal("admin", frozenset({"admin"}))
+    for name, spec in secrets.get("api_keys", {}).items():
+        token_digest = bytes.fromhex(spec["token_sha256"]) if "token_sha256" in spec else digest(spec["token"])
+        expires = spec.get("expires_at")
+        entries[token_digest] = Principal(
+            name=name,
+            roles=frozenset(spec.get("roles", ["user"])),
+            allowed_agents=frozenset(spec["allowed_agents"]) if "allowed_agents" in spec else None,
+            allowed_endpoints=tuple(spec["allowed_endpoints"]) if "allowed_endpoints" in spec else None,
+            expires_at=datetime.fromisoformat(expires.replace("Z", "+00:00")) if expires else None,
+            enabled=spec.get("enabled", True),
+        )
+    return KeyRing(entries)

@@ -1,0 +1,106 @@
+"""The compiled table: everything a request needs, resolved and immutable.
+
+A reload builds a new Table beside the old one; handlers hold the Table and
+Route they started with, so requests in flight finish on their own table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from access.keys import KeyRing
+from converters.registry import ChainPlan
+from dsl.errors import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """An upstream API with its credentials and URLs resolved."""
+
+    name: str
+    format: str
+    base_url: str
+    format_urls: Mapping[str, str]
+    timeout: float
+    connect_timeout: float
+    # Headers sent upstream on every request, credentials included: never repr'd or logged.
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+
+    def url_for(self, endpoint: str) -> str:
+        """Full URL of `endpoint` (e.g. 'chat/completions'), honouring format_urls."""
+        url = self.format_urls.get(endpoint)
+        return url if url is not None else f"{self.base_url}/{endpoint}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One provider/model an agent may send a request to."""
+
+    provider: Provider
+    model: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """A model name that clients send, standing for an ordered list of targets."""
+
+    name: str
+    strategy: str
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One line of the routes list, compiled."""
+
+    match: str
+    methods: frozenset[str] | None  # None: any method
+    template: str
+    pattern: re.Pattern[str]
+    handler: str
+    ingress: str
+    auth: bool
+    chains: Mapping[str, ChainPlan]  # by provider format
+    line: int
+
+    def accepts(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    listen_host: str
+    listen_port: int
+    max_body: int
+    drain_timeout: float
+    upstream_connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A whole compiled routes.yaml (and its secrets file)."""
+
+    source: str
+    server: ServerSettings
+    providers: Mapping[str, Provider]
+    agents: Mapping[str, Agent]
+    routes: tuple[Route, ...]
+    keys: KeyRing
+    warnings: tuple[Problem, ...]
+
+    def targets_for(self, model: str) -> tuple[Target, ...] | None:
+        """Targets for a client's `model`: an agent, or provider/model. None when neither."""
+        agent = self.agents.get(model)
+        if agent is not None:
+            return agent.targets
+        provider_name, slash, upstream_model = model.partition("/")
+        provider = self.providers.get(provider_name) if slash else None
+        if provider is None or not upstream_model:
+            return None
+        return (Target(provider, upstream_model),)

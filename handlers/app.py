@@ -1,0 +1,110 @@
+"""Compiled table → Tornado routing, and the router that swaps tables on reload in one step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import httputil
+from tornado.routing import Matcher, Router, Rule
+from tornado.web import Application
+
+from dsl.table import Route, Table
+from handlers.base import GatewayHandler
+from handlers.chat import ChatHandler
+from handlers.ops import HealthHandler, MetricsHandler, StatsHandler
+from handlers.passthrough import PassthroughHandler
+
+HANDLERS: dict[str, type[GatewayHandler]] = {
+    "chat": ChatHandler,
+    "passthrough": PassthroughHandler,
+    "health": HealthHandler,
+    "metrics": MetricsHandler,
+    "statsz": StatsHandler,
+}
+
+
+class RouteMatcher(Matcher):
+    """Matches a route's method set and path; path parameters stay percent-encoded."""
+
+    def __init__(self, route: Route, any_method: bool = False) -> None:
+        self.route = route
+        self.any_method = any_method
+
+    def match(self, request: httputil.HTTPServerRequest) -> dict[str, Any] | None:
+        found = self.route.pattern.match(request.path or "")
+        if found is None:
+            return None
+        if not self.any_method and not self.route.accepts(request.method or ""):
+            return None
+        return {"path_args": [], "path_kwargs": found.groupdict()}
+
+
+class NotFoundHandler(GatewayHandler):
+    """No route matched: an OpenAI-shaped 404 (or 405 when only the method is wrong)."""
+
+    allowed: str = ""
+
+    def initialize(self, route: Route, table: Table, allowed: str = "") -> None:  # type: ignore[override]
+        super().initialize(route, table)
+        self.allowed = allowed
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self._finished:
+            return
+        if self.allowed:
+            self.set_header("Allow", self.allowed)
+            self.fail(405, f"method {self.request.method} is not allowed on {self.request.path}")
+        else:
+            self.fail(404, f"no route for {self.request.method} {self.request.path}", "not_found")
+
+
+_NOT_FOUND_ROUTE_TEMPLATE = "(unmatched)"
+
+
+def build_application(table: Table) -> Application:
+    """One Tornado Application per compiled table; its handlers hold that table."""
+    rules: list[Rule] = [
+        Rule(RouteMatcher(route), HANDLERS[route.handler], {"route": route, "table": table})
+        for route in table.routes
+    ]
+    fallback = _unmatched_route(table)
+    for route in table.routes:
+        allowed = ", ".join(sorted({
+            m for r in table.routes if r.template == route.template for m in (r.methods or {"ANY"})
+        }))
+        rules.append(Rule(RouteMatcher(route, any_method=True), NotFoundHandler,
+                          {"route": fallback, "table": table, "allowed": allowed}))
+    return Application(
+        rules,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"route": fallback, "table": table},
+        log_function=lambda handler: None,
+        compress_response=False,
+        serve_traceback=False,
+    )
+
+
+def _unmatched_route(table: Table) -> Route:
+    import re
+    from types import MappingProxyType
+
+    return Route(match=_NOT_FOUND_ROUTE_TEMPLATE, methods=None, template="", pattern=re.compile("$^"),
+                 handler="none", ingress="openai", auth=False, chains=MappingProxyType({}), line=0)
+
+
+class TableRouter(Router):
+    """The HTTP server's delegate. `swap` replaces the live table with one reference write."""
+
+    def __init__(self, table: Table) -> None:
+        self.live = (table, build_application(table))
+
+    @property
+    def table(self) -> Table:
+        return self.live[0]
+
+    def swap(self, table: Table) -> None:
+        self.live = (table, build_application(table))
+
+    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> httputil.HTTPMessageDelegate:
+        return self.live[1].find_handler(request, **kwargs)

@@ -1,0 +1,126 @@
+"""What every gateway handler shares: the compiled route, auth, errors, request ids, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from tornado.web import RequestHandler
+
+from access.keys import Principal
+from dsl.table import Route, Table
+from handlers.errors import error_body
+from handlers.relay import Exchange
+from ops import metrics
+
+log = logging.getLogger("gateway.handlers")
+
+ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+_in_flight = 0
+
+
+def in_flight() -> int:
+    """Requests being served now, for draining on SIGTERM."""
+    return _in_flight
+
+
+class GatewayHandler(RequestHandler):
+    """Base for routes compiled from routes.yaml. Holds the table it started with."""
+
+    SUPPORTED_METHODS = ALL_METHODS
+    route: Route
+    table: Table
+    principal: Principal | None = None
+    model_label: str = ""
+    first_byte_at: float | None = None
+    exchange: Exchange | None = None
+    client_gone = False
+
+    def initialize(self, route: Route, table: Table) -> None:  # type: ignore[override]
+        self.route = route
+        self.table = table
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        global _in_flight
+        _in_flight += 1
+        metrics.IN_FLIGHT.inc()
+        self._counted = True
+        self.request_id = self.request.headers.get("x-request-id") or uuid.uuid4().hex
+        self.set_header("x-request-id", self.request_id)
+        if self.route.auth:
+            self.principal = self._authenticate()
+            if self.principal is None:
+                self.fail(401, "missing or invalid bearer token", "invalid_api_key")
+
+    def _authenticate(self) -> Principal | None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            # Anthropic SDKs send their key as x-api-key.
+            token = self.request.headers.get("x-api-key", "")
+            if not token:
+                return None
+        return self.table.keys.authenticate(token.strip())
+
+    def on_finish(self) -> None:
+        self._account(self.get_status())
+
+    def on_connection_close(self) -> None:
+        """The client left: stop the upstream transfer now, count the request as 499 (as nginx)."""
+        self.client_gone = True
+        if self.exchange is not None:
+            self.exchange.cancel()
+        if not self._finished:
+            self._account(499)
+
+    def _account(self, status: int) -> None:
+        global _in_flight
+        if not getattr(self, "_counted", False):
+            return
+        self._counted = False
+        _in_flight -= 1
+        metrics.IN_FLIGHT.dec()
+        route = self.route.match
+        metrics.REQUESTS.labels(route=route, status=str(status), model=self.model_label).inc()
+        metrics.REQUEST_SECONDS.labels(route=route).observe(self.request.request_time())
+
+    # -- answers -----------------------------------------------------------------------
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte_at is None:
+            self.first_byte_at = time.monotonic()
+            metrics.FIRST_BYTE_SECONDS.labels(route=self.route.match).observe(
+                self.request.request_time()
+            )
+
+    def fail(self, status: int, message: str, code: str | None = None,
+             headers: dict[str, str] | None = None) -> None:
+        """Answer with an error in the route's client format and end the request."""
+        if self._finished:
+            return
+        self.clear()
+        self.set_header("x-request-id", self.request_id)
+        self.set_status(status)
+        for name, value in (headers or {}).items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json")
+        self.finish(error_body(self.route.ingress, status, message, code))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Tornado's own errors (and unexpected exceptions) in the client's shape, no traceback."""
+        reason = self._reason if status_code < 500 else "internal gateway error"
+        self.set_header("Content-Type", "application/json")
+        self.finish(error_body(self.route.ingress, status_code, reason))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        from tornado.web import HTTPError
+
+        if isinstance(value, HTTPError):
+            return
+        log.error("unhandled error on %s (request %s)", self.route.match,
+                  getattr(self, "request_id", "-"), exc_info=(typ, value, tb))

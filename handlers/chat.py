@@ -1,0 +1,195 @@
+"""Chat: the client's model names an agent or provider/model; walk targets until one answers.
+
+Fallback happens only before the first byte reaches the client. Whether the
+answer streams follows the upstream Content-Type, not the request's flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import orjson
+from tornado.httpclient import HTTPResponse
+
+from converters.base import Chain
+from converters.usage import Usage, usage_from_openai_body
+from dsl.table import Target
+from handlers.base import GatewayHandler
+from handlers.errors import stream_error_event, upstream_message
+from handlers.relay import RETRYABLE_STATUS, Exchange
+from ops import metrics, stats
+from upstream.client import error_kind
+
+log = logging.getLogger("gateway.chat")
+
+_ENDPOINT = {"openai": "chat/completions", "anthropic": "messages"}
+_MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(slots=True)
+class Failure:
+    """Why one target did not answer, kept to explain the final error if all fail."""
+
+    target: Target
+    status: int  # upstream HTTP status, or 0 for a transport failure
+    kind: str
+    message: str
+    retry_after: str | None = None
+
+
+class ChatHandler(GatewayHandler):
+    """POST /v1/chat/completions (and, with conversion, /v1/messages)."""
+
+    async def post(self) -> None:
+        try:
+            document = orjson.loads(self.request.body)
+        except orjson.JSONDecodeError as exc:
+            return self.fail(400, f"request body is not valid JSON: {exc.args[0]}")
+        if not isinstance(document, dict):
+            return self.fail(400, "request body must be a JSON object")
+        model = document.get("model")
+        if not isinstance(model, str) or not model:
+            return self.fail(400, "'model' is required and must be a string", "missing_model")
+        targets = self.table.targets_for(model)
+        if targets is None:
+            return self.fail(404, f"model '{model}' is not an agent or provider/model here",
+                             "model_not_found")
+        self.model_label = model if model in self.table.agents else targets[0].label
+        if not targets:
+            return self.fail(503, f"agent '{model}' has no usable target", "no_target")
+        failures: list[Failure] = []
+        for attempt, target in enumerate(targets):
+            if attempt:
+                await asyncio.sleep(random.uniform(0.5, 1.0) * min(0.05 * 2**attempt, 1.0))
+            if self.client_gone:
+                return
+            failure = await self._attempt(target, document)
+            if failure is None:
+                return
+            failures.append(failure)
+            metrics.UPSTREAM_ERRORS.labels(provider=target.provider.name, kind=failure.kind).inc()
+            if failure.status and failure.status not in RETRYABLE_STATUS:
+                break
+        self._fail_all(failures)
+
+    async def _attempt(self, target: Target, document: dict) -> Failure | None:
+        """Try one target. None when the client got its answer (or left); else why not."""
+        provider = target.provider
+        chain_plan = self.route.chains.get(provider.format)
+        if chain_plan is None:
+            return Failure(target, 0, "unsupported_format",
+                           f"{provider.format} providers cannot serve {self.route.ingress} clients")
+        document["model"] = target.model
+        chain = chain_plan.build()
+        buffered: list[bytes] = []
+        size = 0
+
+        def on_headers(exchange: Exchange) -> None:
+            if exchange.streaming and 200 <= exchange.status < 300:
+                self.set_status(exchange.status)
+                self.set_header("Content-Type", exchange.headers["Content-Type"])
+                self.set_header("Cache-Control", "no-cache")
+
+        def on_chunk(data: bytes) -> None:
+            nonlocal size
+            if exchange.streaming and 200 <= exchange.status < 300:
+                out = chain.feed(data)
+                if out:
+                    self.mark_first_byte()
+                    self.write(out)
+                    self.flush()
+            elif size < _MAX_ERROR_BODY or 200 <= exchange.status < 300:
+                buffered.append(data)
+                size += len(data)
+
+        exchange = Exchange(on_headers, on_chunk)
+        self.exchange = exchange
+        started = time.monotonic()
+        response = await exchange.run(
+            provider, provider.url_for(_ENDPOINT[provider.format]), "POST",
+            orjson.dumps(document), (("Content-Type", "application/json"),
+                                     ("x-request-id", self.request_id)),
+        )
+        metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
+        if self.client_gone:
+            return None
+        if exchange.streaming and 200 <= exchange.status < 300:
+            return self._end_stream(target, chain, response)
+        return self._end_buffered(target, exchange, response, b"".join(buffered))
+
+    def _end_stream(self, target: Target, chain: Chain, response: HTTPResponse) -> Failure | None:
+        committed = self.first_byte_at is not None
+        if response.error is not None and response.code == 599:
+            if not committed:
+                return Failure(target, 0, error_kind(response), str(response.error))
+            metrics.UPSTREAM_ERRORS.labels(provider=target.provider.name, kind=error_kind(response)).inc()
+            log.warning("upstream %s failed mid-stream: %s", target.label, response.error)
+            self.write(stream_error_event(self.route.ingress, 502,
+                                          f"upstream {target.label} failed mid-stream"))
+            self._record(502, chain)
+            self.finish()
+            return None
+        tail = chain.close()
+        if not committed and not tail:
+            return Failure(target, response.code, "empty", "upstream sent an empty stream")
+        if tail:
+            self.mark_first_byte()
+            self.write(tail)
+        self._record(self.get_status(), chain)
+        self.finish()
+        return None
+
+    def _end_buffered(self, target: Target, exchange: Exchange, response: HTTPResponse,
+                      body: bytes) -> Failure | None:
+        if response.code == 599 or exchange.status == 0:
+            return Failure(target, 0, error_kind(response), str(response.error))
+        status = exchange.status
+        if 200 <= status < 300:
+            if not body.strip():
+                return Failure(target, status, "empty", "upstream answered 200 with no body")
+            self.set_status(status)
+            self.set_header("Content-Type", exchange.headers.get("Content-Type", "application/json"))
+            self.mark_first_byte()
+            usage = usage_from_openai_body(body)
+            stats.record(self.model_label, status, usage)
+            self.finish(body)
+            return None
+        message = upstream_message(body) or f"upstream answered HTTP {status}"
+        return Failure(target, status, error_kind(response), message,
+                       exchange.headers.get("Retry-After"))
+
+    def _fail_all(self, failures: list[Failure]) -> None:
+        last = failures[-1]
+        where = f"{last.target.label}: {last.message}"
+        if len(failures) > 1:
+            where = f"all {len(failures)} targets failed; last {where}"
+        if last.status == 429:
+            headers = {"Retry-After": last.retry_after} if last.retry_after else None
+            status = 429
+        elif last.status in (401, 403):
+            status, headers = 502, None
+            where = f"provider rejected the gateway's credentials ({where})"
+        elif last.status and last.status < 500:
+            status, headers = last.status, None
+        elif last.kind == "timeout":
+            status, headers = 504, None
+        else:
+            status, headers = (503 if last.status in (503, 529) else 502), None
+        stats.record(self.model_label, status, None)
+        self.fail(status, where, last.kind, headers)
+
+    def _record(self, status: int, chain: Chain) -> None:
+        stats.record(self.model_label, status, _chain_usage(chain))
+
+
+def _chain_usage(chain: Chain) -> Usage | None:
+    for converter in chain.converters:
+        usage = getattr(converter, "usage", None)
+        if isinstance(usage, Usage):
+            return usage
+    return None
+

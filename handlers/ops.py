@@ -1,0 +1,35 @@
+"""Operational endpoints: /healthz, /metrics, /statsz."""
+
+from __future__ import annotations
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from handlers.base import GatewayHandler
+from ops import metrics, stats
+
+
+class HealthHandler(GatewayHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish("OK")
+
+    head = get
+
+
+class MetricsHandler(GatewayHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(metrics.REGISTRY))
+
+
+class StatsHandler(GatewayHandler):
+    def get(self) -> None:
+        snapshot = stats.snapshot()
+        snapshot["config"] = {
+            "source": self.table.source,
+            "providers": sorted(self.table.providers),
+            "agents": {name: [t.label for t in agent.targets] for name, agent in self.table.agents.items()},
+        }
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps(snapshot))

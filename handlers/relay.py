@@ -1,0 +1,95 @@
+"""One upstream exchange, observed as libcurl delivers it: status, headers, then body chunks.
+
+Handlers decide per exchange what to do once headers are complete (stream to the
+client, buffer, or treat as a failure to retry); this module only tracks state
+and cancels the transfer when the client goes away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from tornado.httpclient import HTTPRequest, HTTPResponse
+from tornado.httputil import HTTPHeaders
+
+from dsl.table import Provider
+from upstream.client import shared_client
+
+# Headers that describe one hop, or that the gateway sets itself: never relayed either way.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "trailers", "transfer-encoding", "upgrade", "host", "content-length", "content-encoding",
+    "accept-encoding", "expect",
+})
+# Client headers that carry the client's own credentials or state: never sent to a provider.
+CLIENT_PRIVATE = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
+# Upstream headers kept from the client's view.
+UPSTREAM_PRIVATE = frozenset({"set-cookie", "x-http-reason"})
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
+
+
+class Exchange:
+    """State of one upstream request; callbacks fire on the IOLoop in arrival order."""
+
+    __slots__ = ("status", "headers", "streaming", "request", "_on_headers", "_on_chunk", "done")
+
+    def __init__(self, on_headers: Callable[[Exchange], None], on_chunk: Callable[[bytes], None]) -> None:
+        self.status = 0
+        self.headers = HTTPHeaders()
+        self.streaming = False
+        self.done = False
+        self.request: HTTPRequest | None = None
+        self._on_headers = on_headers
+        self._on_chunk = on_chunk
+
+    def header_line(self, line: str) -> None:
+        if line.startswith("HTTP/"):
+            parts = line.split(" ", 2)
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            self.headers = HTTPHeaders()
+        elif line in ("\r\n", "\n"):
+            if self.status >= 200:  # not an interim 1xx
+                self.streaming = self.headers.get("Content-Type", "").startswith("text/event-stream")
+                self._on_headers(self)
+        else:
+            self.headers.parse_line(line.rstrip("\r\n"))
+
+    def chunk(self, data: bytes) -> None:
+        if not self.done:
+            self._on_chunk(data)
+
+    async def run(self, provider: Provider, url: str, method: str, body: bytes | None,
+                  headers: Iterable[tuple[str, str]], decompress: bool = True) -> HTTPResponse:
+        """Send the request; resolves when the transfer ends (or is cancelled)."""
+        request_headers = HTTPHeaders()
+        for name, value in headers:
+            request_headers.add(name, value)
+        for name, value in provider.headers:
+            request_headers[name] = value
+        request_headers["Expect"] = ""
+        self.request = HTTPRequest(
+            url, method=method, headers=request_headers, body=body,
+            connect_timeout=provider.connect_timeout, request_timeout=provider.timeout,
+            header_callback=self.header_line, streaming_callback=self.chunk,
+            decompress_response=decompress, follow_redirects=False,
+            allow_nonstandard_methods=True,
+        )
+        try:
+            return await shared_client().fetch(self.request, raise_error=False)
+        finally:
+            self.done = True
+
+    def cancel(self) -> None:
+        """Stop the transfer now: the client is gone."""
+        if self.request is not None and not self.done:
+            self.done = True
+            shared_client().cancel(self.request)
+
+
+def relayable(headers: HTTPHeaders, drop: frozenset[str]) -> Iterable[tuple[str, str]]:
+    """Headers safe to pass on: no hop-by-hop ones and none named in `drop`."""
+    for name, value in headers.get_all():
+        lower = name.lower()
+        if lower not in HOP_BY_HOP and lower not in drop:
+            yield name, value

@@ -1,0 +1,102 @@
+"""The serving process: listen, reload on SIGHUP, drain on SIGTERM, tell systemd each step."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from tornado.httpserver import HTTPServer
+
+from dsl.compiler import compile_file
+from dsl.errors import ConfigError
+from dsl.table import Table
+from handlers import base
+from handlers.app import TableRouter
+from ops import metrics, sdnotify
+from upstream.client import shared_client
+
+log = logging.getLogger("gateway")
+
+
+class Gateway:
+    """One serving process and its live table."""
+
+    def __init__(self, config_path: str, table: Table) -> None:
+        self.config_path = config_path
+        self.router = TableRouter(table)
+        self.stopping = asyncio.Event()
+        self.server: HTTPServer | None = None
+
+    async def start(self) -> None:
+        settings = self.router.table.server
+        shared_client(settings.upstream_connections)
+        self.server = HTTPServer(self.router, max_body_size=settings.max_body, idle_connection_timeout=75)
+        self.server.listen(settings.listen_port, settings.listen_host)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        log.info("listening on %s:%d (%s)", settings.listen_host, settings.listen_port, self.config_path)
+        sdnotify.ready(f"Serving {self.config_path}")
+
+    def reload(self) -> None:
+        """Compile beside the live table; swap only if the whole file compiles."""
+        sdnotify.reloading()
+        try:
+            table = compile_file(self.config_path)
+        except ConfigError as exc:
+            metrics.RELOADS.labels(result="failure").inc()
+            log.error("reload rejected, still serving the previous configuration:\n%s", exc)
+        else:
+            old = self.router.table.server
+            if (old.listen_host, old.listen_port, old.upstream_connections, old.max_body) != (
+                table.server.listen_host, table.server.listen_port,
+                table.server.upstream_connections, table.server.max_body,
+            ):
+                log.warning("server.listen, max_body and upstream_connections change only on restart")
+            for warning in table.warnings:
+                log.warning("%s", warning)
+            self.router.swap(table)
+            metrics.RELOADS.labels(result="success").inc()
+            log.info("configuration reloaded from %s", self.config_path)
+        finally:
+            sdnotify.ready(f"Serving {self.config_path}")
+
+    async def watchdog(self, interval: float) -> None:
+        while True:
+            sdnotify.watchdog_ping()
+            await asyncio.sleep(interval / 2)
+
+    async def drain(self) -> None:
+        """Stop accepting, let requests in flight finish until the deadline, then close."""
+        sdnotify.stopping()
+        assert self.server is not None
+        self.server.stop()
+        deadline = time.monotonic() + self.router.table.server.drain_timeout
+        log.info("draining %d request(s) in flight", base.in_flight())
+        while base.in_flight() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if base.in_flight():
+            log.warning("drain deadline passed with %d request(s) still in flight", base.in_flight())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.server.close_all_connections(), timeout=1.0)
+
+
+async def serve(config_path: str, table: Table) -> int:
+    gateway = Gateway(config_path, table)
+    try:
+        await gateway.start()
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        return 1
+    interval = sdnotify.watchdog_interval()
+    pinger = asyncio.create_task(gateway.watchdog(interval)) if interval else None
+    await gateway.stopping.wait()
+    await gateway.drain()
+    if pinger is not None:
+        pinger.cancel()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,83 @@
+"""The pycurl upstream client: streaming, keep-alive, and cancellation.
+
+One CurlAsyncHTTPClient per process is shared by every table, so a reload never
+disturbs transfers in flight and upstream connections stay pooled across
+reloads. Tornado's client cannot abort a transfer; `cancel` adds that, so a
+client that goes away stops the upstream at once instead of at its next byte.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+
+import pycurl
+from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
+from tornado.httpclient import HTTPRequest, HTTPResponse
+
+log = logging.getLogger("gateway.upstream")
+
+# curl error codes that mean "the provider is unreachable or too slow": retryable.
+CONNECT_ERRORS = frozenset({
+    pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_OPERATION_TIMEDOUT,
+    pycurl.E_GOT_NOTHING, pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR, pycurl.E_SSL_CONNECT_ERROR,
+})
+CANCELLED = pycurl.E_ABORTED_BY_CALLBACK
+
+
+class UpstreamClient(CurlAsyncHTTPClient):
+    """CurlAsyncHTTPClient that can cancel a request mid-transfer."""
+
+    def cancel(self, request: HTTPRequest) -> bool:
+        """Abort `request` (queued or running); its fetch resolves with a CANCELLED error."""
+        for curl in self._curls:
+            info = getattr(curl, "info", None)
+            if info is not None and info["request"] is request:
+                # Removing the handle mid-transfer makes libcurl close that connection,
+                # so the provider sees the disconnect now.
+                self._finish(curl, CANCELLED, "cancelled: client went away")
+                self._process_queue()
+                return True
+        queue: collections.deque = self._requests  # type: ignore[has-type]
+        for entry in list(queue):
+            if entry[0] is request:
+                queue.remove(entry)
+                entry[1](HTTPResponse(request, 599, error=CurlError(CANCELLED, "cancelled"),
+                                      request_time=0.0))
+                return True
+        return False
+
+
+_client: UpstreamClient | None = None
+
+
+def shared_client(max_clients: int = 512) -> UpstreamClient:
+    """The process-wide client (created on first use, on the running IOLoop)."""
+    global _client
+    if _client is None:
+        _client = UpstreamClient(force_instance=True, max_clients=max_clients,
+                                 max_body_size=1 << 40)
+    return _client
+
+
+def error_kind(response: HTTPResponse) -> str:
+    """A short, label-safe name for why an upstream exchange failed."""
+    error = response.error
+    if isinstance(error, CurlError):
+        if error.errno == pycurl.E_OPERATION_TIMEDOUT:
+            return "timeout"
+        if error.errno in (pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST):
+            return "connect"
+        if error.errno == CANCELLED:
+            return "cancelled"
+        return "transfer"
+    if response.code >= 500:
+        return f"http_{response.code}"
+    if response.code == 429:
+        return "rate_limited"
+    return f"http_{response.code}"
+
+
+HeaderCallback = Callable[[str], None]
+ChunkCallback = Callable[[bytes], None]
