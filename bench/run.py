@@ -43,7 +43,14 @@ NGINX_TEMPLATE = BENCH_DIR / "nginx.conf.template"
 ROUTES_TEMPLATE = BENCH_DIR / "routes.bench.yaml"
 SECRETS_FILE = BENCH_DIR / "secrets.bench.yaml"
 
-TOKEN = "bench-token"
+
+def _client_token() -> str:
+    """The bearer token, read from secrets.bench.yaml so that it has one source."""
+    m = re.search(r"^client_token:\s*(\S+)", SECRETS_FILE.read_text(), re.MULTILINE)
+    return m.group(1) if m else "bench-token-loopback-only"
+
+
+TOKEN = _client_token()
 MOCK_MODEL = "gpt-4o-mini"
 GATEWAY_MODEL = "bench"  # the agent in routes.bench.yaml
 TARGETS = ("direct", "nginx", "gateway")
@@ -357,38 +364,44 @@ def run_wrk(procs: Processes, base: str, model: str, sc: Scenario, seconds: int,
     return json.loads(m.group(1))
 
 
-def measure(procs: Processes, target: str, base: str, model: str, server_pgid: int,
-            scenarios: list[Scenario], args: argparse.Namespace,
-            load_core: int | None) -> list[Result]:
-    """Warm up and measure every scenario against one target."""
-    results = []
-    for sc in scenarios:
-        tag = f"{target}-{'stream' if sc.stream else 'json'}-c{sc.concurrency}"
-        if args.warmup:
-            run_wrk(procs, base, model, sc, args.warmup, load_core, f"wrk-{tag}-warmup")
-        cpu0, (busy0, total0) = group_cpu_seconds(server_pgid), core_times(load_core)
-        t0 = time.monotonic()
-        raw = run_wrk(procs, base, model, sc, args.duration, load_core, f"wrk-{tag}")
-        cpu_pct = 100.0 * (group_cpu_seconds(server_pgid) - cpu0) / (time.monotonic() - t0)
-        busy1, total1 = core_times(load_core)
-        load_pct = 100.0 * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
-        detail = {k[4:]: int(v) for k, v in raw.items() if k.startswith("err_") and v}
-        res = Result(
-            target=target, scenario=sc.name, stream=sc.stream, concurrency=sc.concurrency,
-            rps=raw["requests"] / (raw["duration_us"] / 1e6),
-            p50_ms=raw["p50_us"] / 1000, p90_ms=raw["p90_us"] / 1000,
-            p99_ms=raw["p99_us"] / 1000, mean_ms=raw["mean_us"] / 1000,
-            max_ms=raw["max_us"] / 1000, requests=int(raw["requests"]),
-            errors=sum(detail.values()), error_detail=detail,
-            server_cpu_pct=round(cpu_pct, 1),
-            load_core_pct=round(load_pct, 1) if load_pct is not None else None,
-        )
-        results.append(res)
-        flag = f"  ERRORS {detail}" if res.errors else ""
-        print(f"  {target:8} {sc.name:12} {res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
-              f"p99 {res.p99_ms:7.2f} ms  server cpu {res.server_cpu_pct:4.0f}%  "
-              f"load core {_fmt(res.load_core_pct, '.0f', '%')}{flag}", flush=True)
-    return results
+@dataclass
+class Target:
+    """A started, checked server: where to send load and what to watch."""
+
+    name: str
+    base: str  # http://127.0.0.1:PORT
+    model: str
+    pgid: int  # process group of the server under test, for its CPU use
+
+
+def measure(procs: Processes, target: Target, sc: Scenario, args: argparse.Namespace,
+            load_core: int | None) -> Result:
+    """Warm up, then measure one scenario against one target."""
+    tag = f"{target.name}-{'stream' if sc.stream else 'json'}-c{sc.concurrency}"
+    if args.warmup:
+        run_wrk(procs, target.base, target.model, sc, args.warmup, load_core, f"wrk-{tag}-warmup")
+    cpu0, (busy0, total0) = group_cpu_seconds(target.pgid), core_times(load_core)
+    t0 = time.monotonic()
+    raw = run_wrk(procs, target.base, target.model, sc, args.duration, load_core, f"wrk-{tag}")
+    cpu_pct = 100.0 * (group_cpu_seconds(target.pgid) - cpu0) / (time.monotonic() - t0)
+    busy1, total1 = core_times(load_core)
+    load_pct = 100.0 * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
+    detail = {k[4:]: int(v) for k, v in raw.items() if k.startswith("err_") and v}
+    res = Result(
+        target=target.name, scenario=sc.name, stream=sc.stream, concurrency=sc.concurrency,
+        rps=raw["requests"] / (raw["duration_us"] / 1e6),
+        p50_ms=raw["p50_us"] / 1000, p90_ms=raw["p90_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000, mean_ms=raw["mean_us"] / 1000,
+        max_ms=raw["max_us"] / 1000, requests=int(raw["requests"]),
+        errors=sum(detail.values()), error_detail=detail,
+        server_cpu_pct=round(cpu_pct, 1),
+        load_core_pct=round(load_pct, 1) if load_pct is not None else None,
+    )
+    flag = f"  ERRORS {detail}" if res.errors else ""
+    print(f"  {target.name:8} {sc.name:12} {res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
+          f"p99 {res.p99_ms:7.2f} ms  server cpu {res.server_cpu_pct:4.0f}%  "
+          f"load core {_fmt(res.load_core_pct, '.0f', '%')}{flag}", flush=True)
+    return res
 
 
 # --------------------------------------------------------------------------- targets
@@ -566,6 +579,29 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 # --------------------------------------------------------------------------- main
 
 
+def start_target(procs: Processes, name: str, tmp: Path, nginx: str | None,
+                 ports: dict[str, int], mock_pid: int, server_core: int | None) -> Target:
+    """Start one target's server (none for direct), wait for it, check its answers."""
+    if name == "direct":
+        target = Target(name, f"http://127.0.0.1:{ports['mock']}", MOCK_MODEL, mock_pid)
+    elif name == "nginx":
+        assert nginx is not None
+        proc = start_nginx(procs, tmp, nginx, ports["nginx"], ports["mock"], server_core)
+        target = Target(name, f"http://127.0.0.1:{ports['nginx']}", MOCK_MODEL, proc.pid)
+        # nginx has no health route: the mock's, proxied, proves the whole chain.
+        wait_ready(procs, name, f"{target.base}/_mock/health", b"OK", timeout=10)
+    else:
+        proc = start_gateway(procs, tmp, ports["gateway"], ports["mock"], server_core)
+        target = Target(name, f"http://127.0.0.1:{ports['gateway']}", GATEWAY_MODEL, proc.pid)
+        wait_ready(procs, name, f"{target.base}/healthz", b"OK", timeout=30)
+        status, _, _ = http("POST", f"{target.base}/v1/chat/completions",
+                            {"model": GATEWAY_MODEL, "messages": []}, token=None)
+        if status not in (401, 403):
+            print(f"  WARNING: a request without a token got HTTP {status}: is auth on?")
+    check_answers(target.base, target.model)
+    return target
+
+
 def preflight(args: argparse.Namespace) -> tuple[str | None, tuple[int | None, int | None]]:
     """Check the tools and pick the cores; fail with an install hint, not a traceback."""
     missing = []
@@ -604,51 +640,43 @@ def run(args: argparse.Namespace) -> int:
     procs = Processes(tmp)
     results: list[Result] = []
     failures: dict[str, str] = {}
-    mock_port, nginx_port, gw_port = free_ports(3)
-    mock_base = f"http://127.0.0.1:{mock_port}"
+    ports = dict(zip(("mock", "nginx", "gateway"), free_ports(3), strict=True))
     try:
-        # The mock serves every target. It starts on the server core when it is the
-        # thing measured (direct), and moves to the load core for the proxies.
-        mock_core = server_core if "direct" in args.targets else load_core
+        # The mock serves every target; it is moved between the cores as the roles change.
         mock = procs.start("mock", [
-            sys.executable, "-m", args.mock_module, "--port", str(mock_port), "--no-log",
+            sys.executable, "-m", args.mock_module, "--port", str(ports["mock"]), "--no-log",
             "--delay-ms", str(args.delay_ms),
-        ], mock_core)
+        ], load_core)
+        mock_base = f"http://127.0.0.1:{ports['mock']}"
         wait_ready(procs, "mock", f"{mock_base}/_mock/health", b"OK", timeout=20)
         check_answers(mock_base, MOCK_MODEL)
 
-        for target in args.targets:
-            print(f"\n[{target}]", flush=True)
+        print("\nstarting and checking the targets", flush=True)
+        live: list[Target] = []
+        for name in args.targets:
             try:
-                if target == "direct":
-                    base, model, pgid = mock_base, MOCK_MODEL, mock.pid
-                elif target == "nginx":
-                    pin(mock.pid, load_core)
-                    assert nginx is not None
-                    start_nginx(procs, tmp, nginx, nginx_port, mock_port, server_core)
-                    base, model = f"http://127.0.0.1:{nginx_port}", MOCK_MODEL
-                    pgid = procs.running["nginx"].pid
-                    # nginx has no health route: the mock's, proxied, proves the chain.
-                    wait_ready(procs, "nginx", f"{base}/_mock/health", b"OK", timeout=10)
-                else:
-                    pin(mock.pid, load_core)
-                    start_gateway(procs, tmp, gw_port, mock_port, server_core)
-                    base, model = f"http://127.0.0.1:{gw_port}", GATEWAY_MODEL
-                    pgid = procs.running["gateway"].pid
-                    wait_ready(procs, "gateway", f"{base}/healthz", b"OK", timeout=30)
-                    status, _, _ = http("POST", f"{base}/v1/chat/completions",
-                                        {"model": model, "messages": []}, token=None)
-                    if status not in (401, 403):
-                        print(f"  WARNING: request without a token got HTTP {status}, "
-                              f"not 401: is auth on?")
-                check_answers(base, model)
-                results += measure(procs, target, base, model, pgid, scenarios, args, load_core)
+                live.append(start_target(procs, name, tmp, nginx, ports, mock.pid,
+                                         server_core))
+                print(f"  {name:8} ready", flush=True)
             except BenchError as e:
-                failures[target] = str(e)
-                print(f"  {target} FAILED: {e}", flush=True)
-            finally:
-                if target != "direct":
-                    procs.stop(target)
+                failures[name] = str(e)
+                print(f"  {name:8} FAILED: {e}", flush=True)
+                procs.stop(name)
+
+        # Interleaved: each scenario runs on every target back to back, so that the
+        # ratios compare runs seconds apart, not minutes (drift on shared machines).
+        for sc in scenarios:
+            print(f"\n[{sc.name}]", flush=True)
+            for target in list(live):
+                # The mock gets the server core only when it is the server under test.
+                pin(mock.pid, server_core if target.name == "direct" else load_core)
+                try:
+                    results.append(measure(procs, target, sc, args, load_core))
+                except BenchError as e:
+                    failures[target.name] = f"{sc.name}: {e}"
+                    print(f"  {target.name:8} FAILED: {e}", flush=True)
+                    live.remove(target)
+                    procs.stop(target.name)
     finally:
         procs.stop_all()
         if args.keep_tmp:
@@ -656,6 +684,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    results.sort(key=lambda r: args.targets.index(r.target))  # stable: scenario order kept
     ratio_rows = ratios(results)
     print_report(info, results, ratio_rows, failures, args)
     if args.json:

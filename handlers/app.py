@@ -53,8 +53,8 @@ class NotFoundHandler(GatewayHandler):
         if self._finished:
             return
         if self.allowed:
-            self.set_header("Allow", self.allowed)
-            self.fail(405, f"method {self.request.method} is not allowed on {self.request.path}")
+            self.fail(405, f"method {self.request.method} is not allowed on {self.request.path}",
+                      headers={"Allow": self.allowed})
         else:
             self.fail(404, f"no route for {self.request.method} {self.request.path}", "not_found")
 

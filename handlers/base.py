@@ -73,6 +73,7 @@ class GatewayHandler(RequestHandler):
     def on_connection_close(self) -> None:
         """The client left: stop the upstream transfer now, count the request as 499 (as nginx)."""
         self.client_gone = True
+        log.debug("client closed the connection (request %s)", getattr(self, "request_id", "-"))
         if self.exchange is not None:
             self.exchange.cancel()
         if not self._finished:

@@ -40,6 +40,11 @@ class Failure:
     message: str
     retry_after: str | None = None
 
+    @property
+    def retryable(self) -> bool:
+        """Transport failures, empty answers and 429/5xx walk on; other HTTP errors are final."""
+        return not 400 <= self.status < 500 or self.status in RETRYABLE_STATUS
+
 
 class ChatHandler(GatewayHandler):
     """POST /v1/chat/completions (and, with conversion, /v1/messages)."""
@@ -58,7 +63,7 @@ class ChatHandler(GatewayHandler):
         if targets is None:
             return self.fail(404, f"model '{model}' is not an agent or provider/model here",
                              "model_not_found")
-        self.model_label = model if model in self.table.agents else targets[0].label
+        self.model_label = stats.model_label(model if model in self.table.agents else targets[0].label)
         if not targets:
             return self.fail(503, f"agent '{model}' has no usable target", "no_target")
         failures: list[Failure] = []
@@ -72,7 +77,7 @@ class ChatHandler(GatewayHandler):
                 return
             failures.append(failure)
             metrics.UPSTREAM_ERRORS.labels(provider=target.provider.name, kind=failure.kind).inc()
-            if failure.status and failure.status not in RETRYABLE_STATUS:
+            if not failure.retryable:
                 break
         self._fail_all(failures)
 
@@ -173,7 +178,7 @@ class ChatHandler(GatewayHandler):
         elif last.status in (401, 403):
             status, headers = 502, None
             where = f"provider rejected the gateway's credentials ({where})"
-        elif last.status and last.status < 500:
+        elif 400 <= last.status < 500:
             status, headers = last.status, None
         elif last.kind == "timeout":
             status, headers = 504, None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from tornado.curl_httpclient import CurlError
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPHeaders
 
@@ -77,6 +78,8 @@ class Exchange:
         )
         try:
             return await shared_client().fetch(self.request, raise_error=False)
+        except CurlError as exc:  # transport failures raise even with raise_error=False
+            return HTTPResponse(self.request, 599, error=exc, request_time=0.0)
         finally:
             self.done = True
 

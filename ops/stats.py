@@ -23,6 +23,17 @@ class ModelStats:
 
 
 _by_model: dict[str, ModelStats] = {}
+# Clients choose provider/model names freely; past this many distinct names, the rest are
+# counted together as "other" so that neither /statsz nor /metrics grows without bound.
+MAX_MODEL_LABELS = 256
+OTHER = "other"
+
+
+def model_label(name: str) -> str:
+    """`name`, or 'other' once the set of names seen is full."""
+    if name in _by_model or len(_by_model) < MAX_MODEL_LABELS:
+        return name
+    return OTHER
 
 
 def record(model: str, status: int, usage: Usage | None) -> None:

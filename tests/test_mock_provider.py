@@ -9,12 +9,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import re
-import select
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +23,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from bench.mock_provider import make_app, parse_model
+from tests import support
 
 ROOT = Path(__file__).resolve().parent.parent
 MSGS = [{"role": "user", "content": "hi there"}]
@@ -41,46 +37,8 @@ ANTHROPIC_TOOLS = [
 ]
 
 
-class Mock:
-    """A mock provider subprocess and helpers to talk to it."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.mock_provider", "--port", "0", *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 15)
-        assert ready, "mock provider did not start"
-        line = self.proc.stdout.readline()
-        m = re.fullmatch(r"mock provider listening on 127\.0\.0\.1:(\d+)\n", line)
-        assert m, line
-        self.port = int(m.group(1))
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> tuple[str, str]:
-        """Stop the process; return what it wrote to stdout after the first line and stderr."""
-        self.proc.terminate()
-        out, err = self.proc.communicate(timeout=10)
-        assert self.proc.returncode == 0, err
-        return out, err
-
-    def openai(self, **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="sk-oai", max_retries=0, **kw)
-
-    def anthropic(self, **kw: Any) -> anthropic.Anthropic:
-        return anthropic.Anthropic(base_url=self.url, api_key="sk-ant", max_retries=0, **kw)
-
-    def requests(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(f"{self.url}/_mock/requests", timeout=5) as r:
-            return json.loads(r.read())
-
-    def clear(self) -> None:
-        req = urllib.request.Request(f"{self.url}/_mock/requests", method="DELETE")
-        urllib.request.urlopen(req, timeout=5).close()
+class Mock(support.Mock):
+    """The shared mock process, plus raw HTTP for what the SDKs hide."""
 
     def raw(
         self, path: str, body: bytes | dict[str, Any] | None, headers: dict[str, str] | None = None

@@ -15,8 +15,11 @@ from collections.abc import Callable
 import pycurl
 from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
 from tornado.httpclient import HTTPRequest, HTTPResponse
+from tornado.httputil import HTTPHeaders
 
 log = logging.getLogger("gateway.upstream")
+
+HeaderCallback = Callable[[str], None]
 
 # curl error codes that mean "the provider is unreachable or too slow": retryable.
 CONNECT_ERRORS = frozenset({
@@ -27,13 +30,28 @@ CANCELLED = pycurl.E_ABORTED_BY_CALLBACK
 
 
 class UpstreamClient(CurlAsyncHTTPClient):
-    """CurlAsyncHTTPClient that can cancel a request mid-transfer."""
+    """CurlAsyncHTTPClient that can cancel a request mid-transfer.
+
+    Header lines are also delivered at once rather than via the IOLoop: Tornado hands
+    the last body chunks over synchronously when a transfer ends, and they must never
+    overtake the headers that say how to treat them.
+    """
+
+    def _curl_header_callback(self, headers: HTTPHeaders, header_callback: HeaderCallback | None,
+                              header_line_bytes: bytes) -> None:
+        super()._curl_header_callback(headers, None, header_line_bytes)
+        if header_callback is not None:
+            try:
+                header_callback(header_line_bytes.decode("latin1"))
+            except Exception:
+                log.exception("header callback failed")
 
     def cancel(self, request: HTTPRequest) -> bool:
         """Abort `request` (queued or running); its fetch resolves with a CANCELLED error."""
+        log.debug("cancelling upstream request to %s", request.url)
         for curl in self._curls:
             info = getattr(curl, "info", None)
-            if info is not None and info["request"] is request:
+            if info is not None and _unwrap(info["request"]) is request:
                 # Removing the handle mid-transfer makes libcurl close that connection,
                 # so the provider sees the disconnect now.
                 self._finish(curl, CANCELLED, "cancelled: client went away")
@@ -41,12 +59,17 @@ class UpstreamClient(CurlAsyncHTTPClient):
                 return True
         queue: collections.deque = self._requests  # type: ignore[has-type]
         for entry in list(queue):
-            if entry[0] is request:
+            if _unwrap(entry[0]) is request:
                 queue.remove(entry)
                 entry[1](HTTPResponse(request, 599, error=CurlError(CANCELLED, "cancelled"),
                                       request_time=0.0))
                 return True
         return False
+
+
+def _unwrap(request: HTTPRequest) -> HTTPRequest:
+    """fetch() wraps each request in a proxy that applies the client's defaults."""
+    return getattr(request, "request", request)
 
 
 _client: UpstreamClient | None = None
@@ -79,5 +102,3 @@ def error_kind(response: HTTPResponse) -> str:
     return f"http_{response.code}"
 
 
-HeaderCallback = Callable[[str], None]
-ChunkCallback = Callable[[bytes], None]

@@ -2,13 +2,13 @@
 -- Driven by environment variables so one script serves every target:
 --   BENCH_MODEL   model name (gpt-4o-mini direct / via nginx, the agent via the gateway)
 --   BENCH_STREAM  "1" for "stream": true (SSE), anything else for plain JSON
---   BENCH_TOKEN   bearer token (default bench-token)
+--   BENCH_TOKEN   bearer token (default bench-token-loopback-only, as in secrets.bench.yaml)
 -- No response() callback: it would make wrk hand every body to Lua and slow the
 -- load generator down; run.py checks the answers once before measuring instead.
 
 local model = os.getenv("BENCH_MODEL") or "gpt-4o-mini"
 local stream = os.getenv("BENCH_STREAM") == "1"
-local token = os.getenv("BENCH_TOKEN") or "bench-token"
+local token = os.getenv("BENCH_TOKEN") or "bench-token-loopback-only"
 
 wrk.method = "POST"
 wrk.path = "/v1/chat/completions"

@@ -1,0 +1,82 @@
+"""Shared fixtures: one mock provider and one gateway for the session, both real processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, free_port, write_config
+
+STANDARD_ROUTES = """
+version: 1
+server:
+  listen: 127.0.0.1:${GATEWAY_PORT}
+  drain_timeout: 5s
+secrets: secrets.yaml
+providers:
+  mock:
+    url: ${MOCK_URL}/v1
+    format: openai
+    api_key: %(provider_key)s
+  slow:
+    url: ${MOCK_URL}/v1
+    api_key: %(provider_key)s
+    timeout: 1s
+  down:
+    url: http://127.0.0.1:%(closed_port)d/v1
+    api_key: %(provider_key)s
+agents:
+  fast: {models: [mock/gpt-4o-mini]}
+  fallback: {models: [mock/fault-500, mock/gpt-4o-mini]}
+  refused: {models: [down/gpt-4o-mini, mock/gpt-4o-mini]}
+  limited: {models: [mock/fault-429]}
+  badreq: {models: [mock/fault-400, mock/gpt-4o-mini]}
+  empty: {models: [mock/fault-empty, mock/gpt-4o-mini]}
+  hang: {models: [slow/fault-hang, mock/gpt-4o-mini]}
+  allfail: {models: [mock/fault-500, mock/fault-503]}
+  badkey: {models: [mock/fault-401]}
+routes:
+  - match: POST /v1/chat/completions
+    handler: chat
+  - match: ANY /proxy/{provider}/{path*}
+    handler: passthrough
+  - match: GET /healthz
+    handler: health
+  - match: GET /statsz
+    handler: statsz
+  - match: GET /metrics
+    handler: metrics
+"""
+
+STANDARD_SECRETS = f"client_token: {CLIENT_TOKEN}\n"
+
+
+def standard_routes() -> str:
+    return STANDARD_ROUTES % {"provider_key": PROVIDER_KEY, "closed_port": free_port()}
+
+
+@pytest.fixture(scope="session")
+def mock() -> Iterator[Mock]:
+    process = Mock()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = write_config(tmp_path_factory.mktemp("gateway"), standard_routes(), STANDARD_SECRETS)
+    process = Gateway(config, env={"MOCK_URL": mock.url})
+    yield process
+    assert process.stop() == 0, process.log()
+    assert "Traceback" not in process.log(), process.log()
+
+
+@pytest.fixture
+def fresh_gateway(mock: Mock, tmp_path: Path) -> Iterator[Gateway]:
+    """A gateway of the test's own, for tests that signal or reconfigure it."""
+    config = write_config(tmp_path, standard_routes(), STANDARD_SECRETS)
+    process = Gateway(config, env={"MOCK_URL": mock.url})
+    yield process
+    process.stop()

@@ -1,0 +1,159 @@
+"""Real processes for the tests: the mock provider and the gateway, each on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_TOKEN = "test-client-token-4f1c2a9e"
+PROVIDER_KEY = "sk-test-provider-key-77d3b0"
+LOG_DIR = Path(tempfile.gettempdir()) / f"gateway-test-logs-{os.getpid()}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Mock:
+    """A mock provider subprocess and helpers to talk to it."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.mock_provider", "--port", "0", *args],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 15)
+        assert ready, "mock provider did not start"
+        line = self.proc.stdout.readline()
+        found = re.fullmatch(r"mock provider listening on 127\.0\.0\.1:(\d+)\n", line)
+        assert found, line
+        self.port = int(found.group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> tuple[str, str]:
+        """Stop the process; return what it wrote to stdout after the first line and stderr."""
+        self.proc.terminate()
+        out, err = self.proc.communicate(timeout=10)
+        assert self.proc.returncode == 0, err
+        return out, err
+
+    def openai(self, **kw: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="sk-oai", max_retries=0, **kw)
+
+    def anthropic(self, **kw: Any) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key="sk-ant", max_retries=0, **kw)
+
+    def requests(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.url}/_mock/requests", timeout=5) as r:
+            return json.loads(r.read())
+
+    def clear(self) -> None:
+        req = urllib.request.Request(f"{self.url}/_mock/requests", method="DELETE")
+        urllib.request.urlopen(req, timeout=5).read()
+
+
+def write_config(directory: Path, routes: str, secrets: str | None = None) -> Path:
+    """Write routes.yaml (and secrets.yaml) into `directory`; return the routes path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if secrets is not None:
+        (directory / "secrets.yaml").write_text(secrets)
+    path = directory / "routes.yaml"
+    path.write_text(routes)
+    return path
+
+
+class Gateway:
+    """`gateway.py serve` as a subprocess; stderr goes to a log file that tests can read."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.config = config
+        self.port = port or int((env or {}).get("GATEWAY_PORT", 0)) or free_port()
+        LOG_DIR.mkdir(exist_ok=True)
+        self.log_path = LOG_DIR / f"gateway-{self.port}-{time.monotonic_ns()}.log"
+        self.log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, "GATEWAY_PORT": str(self.port), **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "gateway.py"), "serve", "-c", str(config)],
+            cwd=ROOT, env=full_env, stdout=self.log_file, stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+                    if r.read() == b"OK":
+                        return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.05)
+        raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+        return self.proc.returncode
+
+    def openai(self, token: str = CLIENT_TOKEN, **kw: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=token, max_retries=0, **kw)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        return self.request("GET", path, None, headers)
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """Raw HTTP with the path sent exactly as given (no normalisation of '..')."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            all_headers = {"Authorization": f"Bearer {CLIENT_TOKEN}", **(headers or {})}
+            if body is not None:
+                all_headers.setdefault("Content-Type", "application/json")
+                all_headers["Content-Length"] = str(len(body))
+            for name, value in all_headers.items():
+                if value is not None:
+                    conn.putheader(name, value)
+            conn.endheaders(body)
+            response = conn.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            conn.close()
+
+    def metrics(self) -> str:
+        return self.get("/metrics")[2].decode()
