@@ -518,10 +518,12 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
     by = {(r.target, r.scenario): r for r in results}
     out = []
     for sc in dict.fromkeys(r.scenario for r in results):
-        row: dict[str, Any] = {"scenario": sc}
+        row: dict[str, Any] = {"scenario": sc, "suspect": []}
         for a, b in RATIOS:
             ra, rb = by.get((a, sc)), by.get((b, sc))
             row[f"{a}/{b}"] = round(ra.rps / rb.rps, 3) if ra and rb and rb.rps else None
+            if (ra and ra.errors) or (rb and rb.errors):
+                row["suspect"].append(f"{a}/{b}")  # a row under it had errors
         # What the gateway adds per request over nginx, at the median.
         ga, ng = by.get(("gateway", sc)), by.get(("nginx", sc))
         row["gateway-nginx_p50_ms"] = round(ga.p50_ms - ng.p50_ms, 3) if ga and ng else None
@@ -556,7 +558,8 @@ def print_report(info: dict[str, Any], results: list[Result], ratio_rows: list[d
     print(head)
     print("-" * len(head))
     for row in ratio_rows:
-        cells = " ".join(f"{_fmt(row[c], '.2f'):>15}" for c in cols)
+        cells = " ".join(f"{_fmt(row[c], '.2f') + ('!' if c in row['suspect'] else ''):>15}"
+                         for c in cols)
         added = row["gateway-nginx_p50_ms"]
         print(f"{row['scenario']:12} {cells} {_fmt(added, '+.2f', ' ms'):>13}")
 
@@ -568,8 +571,8 @@ def print_report(info: dict[str, Any], results: list[Result], ratio_rows: list[d
           "steal, frequency);\nthe ratios, measured in one run under the same load, are "
           "the result. gateway/nginx is the headline.")
     if any(r.errors for r in results):
-        print("WARNING: some rows had errors (non-2xx answers or socket errors); "
-              "their req/s is not comparable.")
+        print("WARNING: some rows had errors (non-2xx answers or socket errors); their req/s "
+              "and the ratios marked ! are not comparable.")
 
 
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
@@ -624,7 +627,7 @@ def preflight(args: argparse.Namespace) -> tuple[str | None, tuple[int | None, i
 
 
 def run(args: argparse.Namespace) -> int:
-    """The whole run; returns the exit code (1 when a requested target failed)."""
+    """The whole run; returns the exit code (1: a target failed or answered errors)."""
     nginx, (server_core, load_core) = preflight(args)
     info = machine_info(nginx)
     scenarios = [Scenario(stream, c) for stream in (False, True) for c in args.concurrency]
@@ -700,7 +703,8 @@ def run(args: argparse.Namespace) -> int:
             "failures": failures,
         }, indent=2) + "\n")
         print(f"wrote {args.json}")
-    return 1 if failures else 0
+    # A row with errors is no result either: make `make bench` say so.
+    return 1 if failures or any(r.errors for r in results) else 0
 
 
 @contextlib.contextmanager

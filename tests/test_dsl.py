@@ -1,0 +1,180 @@
+"""routes.yaml: `check` names file, line and key for every problem; good files compile."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsl.compiler import compile_file
+from dsl.errors import ConfigError
+from tests.support import ROOT
+
+GOOD = """\
+version: 1
+server:
+  listen: 127.0.0.1:${PORT:-9999}
+  upstream_connections: ${CONNS:-64}
+  max_body: 1MiB
+  drain_timeout: 500ms
+providers:
+  mock:
+    url: http://127.0.0.1:1/v1
+    api_key: "sk-$${literal}"
+agents:
+  a: {models: [mock/m1, mock/m2]}
+routes:
+  - match: POST /v1/chat/completions
+    handler: chat
+  - match: ANY /proxy/{provider}/{path*}
+    handler: passthrough
+  - match: GET /healthz
+    handler: health
+"""
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC"))}
+    return subprocess.run([sys.executable, str(ROOT / "gateway.py"), *args], capture_output=True,
+                          text=True, cwd=ROOT, env={**clean, **(env or {})}, timeout=30)
+
+
+def write(tmp_path: Path, text: str, name: str = "routes.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        compile_file(str(path), env or {})
+    return [str(p) for p in caught.value.problems]
+
+
+def test_good_file_compiles_with_expansion(tmp_path: Path) -> None:
+    table = compile_file(str(write(tmp_path, GOOD)), {"PORT": "8123"})
+    assert table.server.listen_port == 8123
+    assert table.server.upstream_connections == 64  # expanded plain scalar keeps its YAML type
+    assert table.server.max_body == 1024 * 1024 and table.server.drain_timeout == 0.5
+    assert dict(table.providers["mock"].headers)["Authorization"] == "Bearer sk-${literal}"
+    assert [t.label for t in table.agents["a"].targets] == ["mock/m1", "mock/m2"]
+
+
+def test_check_reports_every_problem_with_its_line(tmp_path: Path) -> None:
+    bad = write(tmp_path, """\
+version: 1
+providers:
+  mock:
+    url: http://127.0.0.1:1/v1
+    timout: 5s
+  other:
+    url: http://127.0.0.1:1/v1
+    format: 42
+agents:
+  a: {models: [ghost/m1]}
+routes:
+  - match: POST /v1/chat/completions
+    handler: chat
+    ingress: ${UNSET_FOR_TEST}
+""")
+    result = run_cli("check", "-c", str(bad))
+    assert result.returncode == 1
+    err = result.stderr
+    assert f"{bad}:5:5: providers.mock.timout: unknown key 'timout' (did you mean 'timeout'?)" in err
+    assert f"{bad}:8:5: providers.other.format: 42 is not one of: openai, anthropic" in err
+    assert f"{bad}:10:16: agents.a.models[0]: unknown provider 'ghost'" in err
+    assert f"{bad}:14:14: routes[0].ingress: environment variable ${{UNSET_FOR_TEST}} is not set" in err
+    assert "Traceback" not in err
+
+
+def test_check_ok_exits_zero(tmp_path: Path) -> None:
+    result = run_cli("check", "-c", str(write(tmp_path, GOOD)))
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
+
+
+def test_shipped_routes_yaml_starts_without_keys() -> None:
+    result = run_cli("check", "-c", "routes.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "providers.openai.api_key: key is empty" in result.stderr
+
+
+def test_routes_prints_the_compiled_table(tmp_path: Path) -> None:
+    result = run_cli("routes", "-c", str(write(tmp_path, GOOD)))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["METHOD", "PATH", "HANDLER", "AUTH", "CONVERTERS", "UPSTREAM"]
+    chat = next(line for line in lines if "/v1/chat/completions" in line)
+    assert "sse-frame > openai-usage" in chat and "a > mock/m1|mock/m2" in chat
+    proxy = next(line for line in lines if "/proxy/" in line)
+    assert "mock=http://127.0.0.1:1/v1" in proxy
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 1\nroutes: [\n", ":3:1: (top level): YAML syntax"),
+        ("version: 1\nversion: 1\nroutes: []\n", ":2:1: version: duplicate key 'version'"),
+        ("version: 2\nroutes: [{match: GET /x, handler: health}]\n", ":1:1: version:"),
+        ("version: 1\nroutes: [{match: GET /x, handler: nope}]\n", "routes[0].handler: 'nope' is not one of"),
+        ("version: 1\nroutes: [{match: FETCH /x, handler: health}]\n", "routes[0].match: 'FETCH /x' is not in"),
+        ("version: 1\nserver: {max_body: lots}\nroutes: [{match: GET /x, handler: health}]\n",
+         "server.max_body: 'lots' is not a size"),
+        ("version: 1\nroutes:\n  - {match: GET /x, handler: health}\n  - {match: GET|POST /x, handler: health}\n",
+         ":4:6: routes[1].match: collides with routes[0]"),
+        ("version: 1\nroutes:\n  - {match: 'ANY /p/{a}', handler: health}\n  - {match: 'GET /p/{b}', handler: health}\n",
+         "routes[1].match: collides with routes[0]"),
+        ("version: 1\nroutes: [{match: 'ANY /proxy/{provider}', handler: passthrough}]\n",
+         "needs {provider} and {path*}"),
+        ("version: 1\nroutes: [{match: 'GET /a/{x*}/b', handler: health}]\n", "must be the last part"),
+        ("version: 1\nroutes: [{match: GET /x, handler: health, converters: [sse-frame]}]\n",
+         "the health handler takes no converters"),
+        ("version: 1\nproviders: {p: {url: 'http://h/v1'}}\n"
+         "routes: [{match: POST /c, handler: chat, converters: [shout]}]\n",
+         "routes[0].converters: unknown converter 'shout'"),
+        ("version: 1\nproviders: {p: {url: 'http://h/v1'}}\nagents: {p: {models: [p/x]}}\n"
+         "routes: [{match: POST /c, handler: chat}]\n", "agent 'p' has the name of a provider"),
+        ("version: 1\nproviders: {p: {url: 'ftp://h'}}\nroutes: [{match: GET /x, handler: health}]\n",
+         "providers.p.url: 'ftp://h' is not in the expected form"),
+    ],
+)
+def test_invalid_files(tmp_path: Path, text: str, expected: str) -> None:
+    found = problems(write(tmp_path, text))
+    assert any(expected in p for p in found), found
+    assert all(p.startswith(str(tmp_path)) for p in found)
+
+
+def test_secrets_errors_never_show_values(tmp_path: Path) -> None:
+    write(tmp_path, "client_token: short-secret\napi_keys: {bot: {token: x-secret-value, roles: [god]}}\n",
+          "secrets.yaml")
+    routes = write(tmp_path, "version: 1\nsecrets: secrets.yaml\nroutes: [{match: GET /x, handler: health}]\n")
+    found = problems(routes)
+    assert any("secrets.yaml:1:1: client_token" in p for p in found), found
+    assert any("api_keys.bot.roles[0]" in p for p in found), found
+    assert not any("short-secret" in p or "x-secret-value" in p for p in found), found
+
+
+def test_missing_secrets_file_is_a_warning(tmp_path: Path) -> None:
+    routes = write(tmp_path, "version: 1\nsecrets: nowhere.yaml\nroutes: [{match: GET /x, handler: health}]\n")
+    table = compile_file(str(routes), {})
+    assert any("not found" in str(w) for w in table.warnings)
+    assert len(table.keys) == 0
+
+
+def test_empty_key_skips_provider_and_drops_targets(tmp_path: Path) -> None:
+    routes = write(tmp_path, """\
+version: 1
+providers:
+  gone: {url: 'http://h/v1', api_key: '${NO_SUCH_KEY:-}'}
+  here: {url: 'http://h/v1'}
+agents:
+  a: {models: [gone/x, here/y]}
+routes: [{match: POST /c, handler: chat}]
+""")
+    table = compile_file(str(routes), {})
+    assert list(table.providers) == ["here"]
+    assert [t.label for t in table.agents["a"].targets] == ["here/y"]
+    assert any("gone/x dropped" in str(w) for w in table.warnings)
