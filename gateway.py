@@ -58,15 +58,15 @@ def print_routes(table: Table) -> None:
         method, _, path = route.match.partition(" ")
         chains = "; ".join(f"{fmt}: {' > '.join(plan.names)}" for fmt, plan in route.chains.items())
         if route.handler == "chat":
-            upstream = ", ".join(
-                [f"{a.name} > {'|'.join(t.label for t in a.targets) or '(none)'}" for a in table.agents.values()]
-                + [f"{p}/*" for p in table.providers]
-            )
+            agents = [f"{a.name} > {'|'.join(t.label for t in a.targets) or '(none)'}"
+                      for a in table.agents.values()]
+            upstream = ", ".join(agents + [f"{p}/*" for p in table.providers])
         elif route.handler == "passthrough":
             upstream = ", ".join(f"{p.name}={p.base_url}" for p in table.providers.values())
         else:
             upstream = "-"
-        rows.append((method, path, route.handler, "bearer" if route.auth else "none", chains or "-", upstream))
+        auth = "bearer" if route.auth else "none"
+        rows.append((method, path, route.handler, auth, chains or "-", upstream))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])

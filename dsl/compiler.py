@@ -287,7 +287,10 @@ def _keyring(secrets: Mapping[str, Any]) -> KeyRing:
     if token:
         entries[digest(token)] = Principal("admin", frozenset({"admin"}))
     for name, spec in secrets.get("api_keys", {}).items():
-        token_digest = bytes.fromhex(spec["token_sha256"]) if "token_sha256" in spec else digest(spec["token"])
+        if "token_sha256" in spec:
+            token_digest = bytes.fromhex(spec["token_sha256"])
+        else:
+            token_digest = digest(spec["token"])
         expires = spec.get("expires_at")
         entries[token_digest] = Principal(
             name=name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from types import MappingProxyType
 from typing import Any
 
 from tornado import httputil
@@ -86,9 +88,6 @@ def build_application(table: Table) -> Application:
 
 
 def _unmatched_route(table: Table) -> Route:
-    import re
-    from types import MappingProxyType
-
     return Route(match=_NOT_FOUND_ROUTE_TEMPLATE, methods=None, template="", pattern=re.compile("$^"),
                  handler="none", ingress="openai", auth=False, chains=MappingProxyType({}), line=0)
 
@@ -106,5 +105,7 @@ class TableRouter(Router):
     def swap(self, table: Table) -> None:
         self.live = (table, build_application(table))
 
-    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> httputil.HTTPMessageDelegate:
+    def find_handler(
+        self, request: httputil.HTTPServerRequest, **kwargs: Any
+    ) -> httputil.HTTPMessageDelegate:
         return self.live[1].find_handler(request, **kwargs)

@@ -123,7 +123,8 @@ def test_routes_prints_the_compiled_table(tmp_path: Path) -> None:
         ("version: 1\nroutes: [{match: FETCH /x, handler: health}]\n", "routes[0].match: 'FETCH /x' is not in"),
         ("version: 1\nserver: {max_body: lots}\nroutes: [{match: GET /x, handler: health}]\n",
          "server.max_body: 'lots' is not a size"),
-        ("version: 1\nroutes:\n  - {match: GET /x, handler: health}\n  - {match: GET|POST /x, handler: health}\n",
+        ("version: 1\nroutes:\n  - {match: GET /x, handler: health}\n"
+         "  - {match: GET|POST /x, handler: health}\n",
          ":4:6: routes[1].match: collides with routes[0]"),
         ("version: 1\nroutes:\n  - {match: 'ANY /p/{a}', handler: health}\n  - {match: 'GET /p/{b}', handler: health}\n",
          "routes[1].match: collides with routes[0]"),

@@ -1,0 +1,76 @@
+"""Stream converters give the same output however the upstream bytes are split."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from converters.registry import plan
+from converters.sse import SSEFramer, iter_data
+
+
+def _openai_stream(crlf: bool = False) -> bytes:
+    chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}], "usage": None}]
+    chunks += [{"choices": [{"index": 0, "delta": {"content": w}}], "usage": None} for w in ("Hé", " ☃", " ok")]
+    chunks.append({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3,
+                                            "prompt_tokens_details": {"cached_tokens": 2},
+                                            "completion_tokens_details": {"reasoning_tokens": 1}}})
+    sep = "\r\n\r\n" if crlf else "\n\n"
+    text = "".join(f"data: {json.dumps(c, ensure_ascii=False)}{sep}" for c in chunks)
+    return (text + f"data: [DONE]{sep}").encode()
+
+
+STREAM = _openai_stream()
+
+
+def _run(pieces: list[bytes]) -> tuple[bytes, tuple[int, int, int, int]]:
+    chain = plan("openai", "openai").build()
+    out = b"".join(chain.feed(p) for p in pieces) + chain.close()
+    usage = chain.converters[1].usage
+    return out, (usage.input, usage.output, usage.cached, usage.reasoning)
+
+
+def test_unsplit_stream_passes_whole_and_records_usage() -> None:
+    out, usage = _run([STREAM])
+    assert out == STREAM
+    assert usage == (5, 3, 2, 1)
+
+
+def test_every_single_split_point_gives_the_same_output() -> None:
+    expected = _run([STREAM])
+    for cut in range(len(STREAM) + 1):
+        assert _run([STREAM[:cut], STREAM[cut:]]) == expected, cut
+
+
+def test_byte_by_byte_gives_the_same_output() -> None:
+    assert _run([bytes([b]) for b in STREAM]) == _run([STREAM])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=40), st.booleans())
+def test_random_splits_give_the_same_output(cuts: list[int], crlf: bool) -> None:
+    stream = _openai_stream(crlf)
+    points = sorted({min(c, len(stream)) for c in cuts})
+    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    assert _run(pieces) == _run([stream])
+
+
+def test_framer_never_emits_a_partial_event() -> None:
+    framer = SSEFramer()
+    emitted = b""
+    for i in range(0, len(STREAM), 7):
+        emitted += framer.feed(STREAM[i : i + 7])
+        assert emitted == b"" or emitted.endswith(b"\n\n")
+    assert emitted + framer.close() == STREAM
+
+
+def test_framer_completes_an_unterminated_last_event() -> None:
+    framer = SSEFramer()
+    assert framer.feed(b"data: 1\n\ndata: 2") == b"data: 1\n\n"
+    assert framer.close() == b"data: 2\n\n"
+
+
+def test_iter_data_joins_multiline_data() -> None:
+    assert list(iter_data(b"event: x\ndata: a\ndata: b\n\n: comment\n\ndata:c\r\n\r\n")) == [b"a\nb", b"c"]
