@@ -179,3 +179,9 @@ routes: [{match: POST /c, handler: chat}]
     assert list(table.providers) == ["here"]
     assert [t.label for t in table.agents["a"].targets] == ["here/y"]
     assert any("gone/x dropped" in str(w) for w in table.warnings)
+
+
+def test_reference_page_matches_the_schema() -> None:
+    from dsl.reference import render
+
+    assert (ROOT / "docs" / "reference.md").read_text() == render(), "run: python -m dsl.reference > docs/reference.md"
