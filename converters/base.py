@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a converter may need to know about the request it serves."""
+
+    client_request: dict[str, Any]  # the client's request body as parsed, before any conversion
+    model: str  # the model name the client asked for, echoed back in converted answers
 
 
 class StreamConverter(Protocol):

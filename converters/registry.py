@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from converters.base import Chain, StreamConverter
+from converters.base import Chain, Context, StreamConverter
 from converters.sse import SSEFramer
 from converters.usage import OpenAIStreamUsage
 
@@ -21,7 +21,7 @@ class ConverterSpec:
     name: str
     accepts: str
     produces: str
-    factory: Callable[[], StreamConverter]
+    factory: Callable[[Context], StreamConverter]
     summary: str
 
 
@@ -29,11 +29,11 @@ REGISTRY: dict[str, ConverterSpec] = {
     spec.name: spec
     for spec in (
         ConverterSpec(
-            "sse-frame", "openai", "openai", SSEFramer,
+            "sse-frame", "openai", "openai", lambda _: SSEFramer(),
             "Forward only whole SSE events, so that an upstream cut never tears one.",
         ),
         ConverterSpec(
-            "openai-usage", "openai", "openai", OpenAIStreamUsage,
+            "openai-usage", "openai", "openai", lambda _: OpenAIStreamUsage(),
             "Record the usage chunk of an OpenAI stream (tokens in, out, cached, reasoning).",
         ),
     )
@@ -55,8 +55,8 @@ class ChainPlan:
 
     specs: tuple[ConverterSpec, ...]
 
-    def build(self) -> Chain:
-        return Chain([spec.factory() for spec in self.specs])
+    def build(self, context: Context) -> Chain:
+        return Chain([spec.factory(context) for spec in self.specs])
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -35,7 +35,8 @@ def _type(schema: dict[str, Any], root: dict[str, Any]) -> str:
     kind = schema.get("type", "")
     if kind == "array":
         return f"list of {_type(schema.get('items', {}), root)}"
-    if kind == "object" and isinstance(schema.get("additionalProperties"), dict) and not schema.get("properties"):
+    extra = schema.get("additionalProperties")
+    if kind == "object" and isinstance(extra, dict) and not schema.get("properties"):
         return f"map of name → {_type(schema['additionalProperties'], root)}"
     return str(kind or "any")
 

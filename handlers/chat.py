@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 from tornado.httpclient import HTTPResponse
 
-from converters.base import Chain
+from converters.base import Chain, Context
 from converters.usage import Usage, usage_from_openai_body
 from dsl.table import Target
 from handlers.base import GatewayHandler
@@ -49,6 +49,8 @@ class Failure:
 class ChatHandler(GatewayHandler):
     """POST /v1/chat/completions (and, with conversion, /v1/messages)."""
 
+    requested_model = ""
+
     async def post(self) -> None:
         try:
             document = orjson.loads(self.request.body)
@@ -63,6 +65,7 @@ class ChatHandler(GatewayHandler):
         if targets is None:
             return self.fail(404, f"model '{model}' is not an agent or provider/model here",
                              "model_not_found")
+        self.requested_model = model
         self.model_label = stats.model_label(model if model in self.table.agents else targets[0].label)
         if not targets:
             return self.fail(503, f"agent '{model}' has no usable target", "no_target")
@@ -88,8 +91,8 @@ class ChatHandler(GatewayHandler):
         if chain_plan is None:
             return Failure(target, 0, "unsupported_format",
                            f"{provider.format} providers cannot serve {self.route.ingress} clients")
-        document["model"] = target.model
-        chain = chain_plan.build()
+        chain = chain_plan.build(Context(document, self.requested_model))
+        document = {**document, "model": target.model}
         buffered: list[bytes] = []
         size = 0
 

@@ -7,6 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from converters.base import Context
 from converters.registry import plan
 from converters.sse import SSEFramer, iter_data
 
@@ -26,7 +27,7 @@ STREAM = _openai_stream()
 
 
 def _run(pieces: list[bytes]) -> tuple[bytes, tuple[int, int, int, int]]:
-    chain = plan("openai", "openai").build()
+    chain = plan("openai", "openai").build(Context({}, "m"))
     out = b"".join(chain.feed(p) for p in pieces) + chain.close()
     usage = chain.converters[1].usage
     return out, (usage.input, usage.output, usage.cached, usage.reasoning)
