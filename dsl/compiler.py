@@ -24,6 +24,7 @@ from dsl.validate import validate
 
 OPEN_HANDLERS = frozenset({"health", "metrics", "statsz"})
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
+_PARAM_NAMES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANTHROPIC_VERSION = "2023-06-01"
 
 
@@ -74,7 +75,7 @@ class _Compiler:
             server = self._server()
         providers, skipped = self._providers(_section(secrets, "provider_keys"))
         agents = self._agents(providers, skipped)
-        routes = self._routes(providers)
+        routes = self._routes(providers, skipped)
         keys = _keyring(secrets)
         if self.problems:
             raise ConfigError(self.problems)
@@ -86,6 +87,9 @@ class _Compiler:
             routes=tuple(routes),
             keys=keys,
             warnings=tuple(self.warnings),
+            models=MappingProxyType(_section(self.data, "models")),
+            catalog_ttl=parse_duration(_section(self.data, "catalog").get("ttl", "300s")),
+            catalog_timeout=parse_duration(_section(self.data, "catalog").get("timeout", "5s")),
         )
 
     def _secrets(self) -> dict[str, Any]:
@@ -180,19 +184,25 @@ class _Compiler:
             self.warn(("agents", name), "no usable target: requests to this agent answer 503")
         return Agent(name, spec.get("strategy", "fallback"), tuple(targets))
 
-    def _routes(self, providers: Mapping[str, Provider]) -> list[Route]:
+    def _routes(self, providers: Mapping[str, Provider], skipped: set[str]) -> list[Route]:
         routes: list[Route] = []
         seen: dict[tuple[str, str], int] = {}
         formats = {p.format for p in providers.values()}
         for i, spec in enumerate(self.data.get("routes") or []):
             with self.part():
-                route = self._route(i, spec, formats, seen)
+                route = self._route(i, spec, formats, seen, providers, skipped)
                 if route is not None:
                     routes.append(route)
         return routes
 
     def _route(
-        self, i: int, spec: dict[str, Any], formats: set[str], seen: dict[tuple[str, str], int]
+        self,
+        i: int,
+        spec: dict[str, Any],
+        formats: set[str],
+        seen: dict[tuple[str, str], int],
+        providers: Mapping[str, Provider],
+        skipped: set[str],
     ) -> Route | None:
         path = ("routes", i)
         methods_text, _, template = spec["match"].partition(" ")
@@ -204,6 +214,39 @@ class _Compiler:
         params = set(pattern.groupindex)
         if handler == "passthrough" and not {"provider", "path"} <= params:
             self.error((*path, "match"), "a passthrough route needs {provider} and {path*} in its path")
+        self._check_collisions(path, i, methods, template, seen)
+        ingress = spec.get("ingress", "openai")
+        if handler != "chat" and spec.get("converters"):
+            self.error((*path, "converters"), f"the {handler} handler takes no converters")
+        forward_keys = [key for key in ("endpoint", "providers", "body") if key in spec]
+        if handler != "forward" and forward_keys:
+            self.error((*path, forward_keys[0]), f"'{forward_keys[0]}' applies only to forward routes")
+        endpoint = ""
+        if handler == "forward":
+            endpoint = spec.get("endpoint") or template.removeprefix("/v1/").lstrip("/")
+            missing = set(_PARAM_NAMES.findall(endpoint)) - params
+            if missing:
+                self.error((*path, "endpoint"), f"{{{sorted(missing)[0]}}} is not a parameter of the match")
+        return Route(
+            match=spec["match"],
+            methods=methods,
+            template=template,
+            pattern=pattern,
+            handler=handler,
+            ingress=ingress,
+            auth=spec.get("auth", "none" if handler in OPEN_HANDLERS else "bearer") == "bearer",
+            chains=self._chains(path, spec, ingress, formats) if handler == "chat" else MappingProxyType({}),
+            line=self.doc.where(path)[0],
+            endpoint=endpoint,
+            providers=self._candidates(path, spec, ingress, providers, skipped) if endpoint else (),
+            stream_body=spec.get("body") == "stream",
+        )
+
+    def _check_collisions(
+        self, path: KeyPath, i: int, methods: frozenset[str] | None, template: str,
+        seen: dict[tuple[str, str], int],
+    ) -> None:
+        """Two routes collide when a method overlaps and the paths differ only in parameter names."""
         shape = _PARAM.sub(lambda m: "{*}" if m.group(2) else "{}", template)
         for method in sorted(methods) if methods else ["ANY"]:
             for other in (method, "ANY") if method != "ANY" else ["ANY", *_ALL_METHODS]:
@@ -212,29 +255,46 @@ class _Compiler:
                     self.error((*path, "match"), f"collides with routes[{clash}] ({other} {template})")
                     break
             seen.setdefault((method, shape), i)
-        ingress = spec.get("ingress", "openai")
+
+    def _chains(
+        self, path: KeyPath, spec: dict[str, Any], ingress: str, formats: set[str]
+    ) -> Mapping[str, ChainPlan]:
+        """A chat route's converter chain for each provider format in use."""
         chains: dict[str, ChainPlan] = {}
-        if handler == "chat":
-            for fmt in sorted(formats):
-                try:
-                    chains[fmt] = plan(ingress, fmt, tuple(spec.get("converters", ())))
-                except UnsupportedConversion as exc:
-                    self.warn((*path, "ingress"), f"{exc}: {fmt} providers are skipped on this route")
-                except ValueError as exc:
-                    self.error((*path, "converters"), str(exc))
-        elif spec.get("converters"):
-            self.error((*path, "converters"), f"the {handler} handler takes no converters")
-        return Route(
-                match=spec["match"],
-                methods=methods,
-                template=template,
-                pattern=pattern,
-                handler=handler,
-                ingress=ingress,
-                auth=spec.get("auth", "none" if handler in OPEN_HANDLERS else "bearer") == "bearer",
-                chains=MappingProxyType(chains),
-                line=self.doc.where(path)[0],
-        )
+        for fmt in sorted(formats):
+            try:
+                chains[fmt] = plan(ingress, fmt, tuple(spec.get("converters", ())))
+            except UnsupportedConversion as exc:
+                self.warn((*path, "ingress"), f"{exc}: {fmt} providers are skipped on this route")
+            except ValueError as exc:
+                self.error((*path, "converters"), str(exc))
+        return MappingProxyType(chains)
+
+    def _candidates(
+        self,
+        path: KeyPath,
+        spec: dict[str, Any],
+        ingress: str,
+        providers: Mapping[str, Provider],
+        skipped: set[str],
+    ) -> tuple[Provider, ...]:
+        """A forward route's providers: those it names (in its order), else all of its format."""
+        if "providers" not in spec:
+            found = tuple(p for p in providers.values() if p.format == ingress)
+            if not found:
+                self.warn(path, f"no configured {ingress} provider: this route answers 503")
+            return found
+        chosen: list[Provider] = []
+        for j, name in enumerate(spec["providers"]):
+            if name in providers:
+                chosen.append(providers[name])
+            elif name in skipped:
+                self.warn((*path, "providers", j), f"provider '{name}' skipped (no key); next one used")
+            else:
+                self.error((*path, "providers", j), f"unknown provider '{name}'")
+        if not chosen:
+            self.warn((*path, "providers"), "none of these providers is usable: this route answers 503")
+        return tuple(chosen)
 
     def _template(self, template: str, path: KeyPath) -> re.Pattern[str] | None:
         """'/proxy/{provider}/{path*}' → a regex with named groups; None (and an error) if malformed."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from access.keys import KeyRing
 from converters.registry import ChainPlan
@@ -68,6 +69,9 @@ class Route:
     auth: bool
     chains: Mapping[str, ChainPlan]  # by provider format
     line: int
+    endpoint: str = ""  # forward: upstream path template under the provider's url
+    providers: tuple[Provider, ...] = ()  # forward: candidates, most preferred first
+    stream_body: bool = False  # forward: relay the request body as it arrives
 
     def accepts(self, method: str) -> bool:
         return self.methods is None or method in self.methods
@@ -93,6 +97,9 @@ class Table:
     routes: tuple[Route, ...]
     keys: KeyRing
     warnings: tuple[Problem, ...]
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # the static registry
+    catalog_ttl: float = 300.0
+    catalog_timeout: float = 5.0
 
     def targets_for(self, model: str) -> tuple[Target, ...] | None:
         """Targets for a client's `model`: an agent, or provider/model. None when neither."""
