@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The gateway's one entry point: serve | check | routes.
 
-    python gateway.py serve  -c routes.yaml   # run (SIGHUP reloads, SIGTERM drains and exits)
-    python gateway.py check  -c routes.yaml   # validate and compile, like `nginx -t`
-    python gateway.py routes -c routes.yaml   # print the compiled routing table
+python gateway.py serve  -c routes.yaml   # run (SIGHUP reloads, SIGTERM drains and exits)
+python gateway.py check  -c routes.yaml   # validate and compile, like `nginx -t`
+python gateway.py routes -c routes.yaml   # print the compiled routing table
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr,
+        level=args.log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
@@ -40,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     for warning in table.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.command == "check":
-        print(f"{args.config}: configuration OK ({len(table.routes)} routes, "
-              f"{len(table.providers)} providers, {len(table.agents)} agents)")
+        print(
+            f"{args.config}: configuration OK ({len(table.routes)} routes, "
+            f"{len(table.providers)} providers, {len(table.agents)} agents)"
+        )
         return 0
     if args.command == "routes":
         print_routes(table)
@@ -58,11 +61,18 @@ def print_routes(table: Table) -> None:
         method, _, path = route.match.partition(" ")
         chains = "; ".join(f"{fmt}: {' > '.join(plan.names)}" for fmt, plan in route.chains.items())
         if route.handler == "chat":
-            agents = [f"{a.name} > {'|'.join(t.label for t in a.targets) or '(none)'}"
-                      for a in table.agents.values()]
+            agents = [
+                f"{a.name} > {'|'.join(t.label for t in a.targets) or '(none)'}"
+                for a in table.agents.values()
+            ]
             upstream = ", ".join(agents + [f"{p}/*" for p in table.providers])
         elif route.handler == "passthrough":
             upstream = ", ".join(f"{p.name}={p.base_url}" for p in table.providers.values())
+        elif route.handler == "forward":
+            names = " | ".join(p.name for p in route.providers) or "(no provider: 503)"
+            upstream = f"{names} > {route.endpoint}" + (" (body streamed)" if route.stream_body else "")
+        elif route.handler == "models":
+            upstream = ", ".join(f"{p}/models" for p in table.providers) or "-"
         else:
             upstream = "-"
         auth = "bearer" if route.auth else "none"

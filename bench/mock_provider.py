@@ -20,7 +20,17 @@ model), e.g. ``gpt-delay-50-tools``:
 * ``fault-<status>`` (400..599, e.g. 429 with ``Retry-After: 1``), ``fault-hang``,
   ``fault-cut``, ``fault-empty``, ``fault-slowheaders``, ``fault-streamerror``.
 
-Control API: ``GET|DELETE /_mock/requests``, ``GET /_mock/health``.
+Besides ``/v1/chat/completions``, ``/v1/messages`` and ``/v1/models`` it serves the
+OpenAI extension endpoints so each can be tested end to end through the gateway:
+``/v1/embeddings``, ``/v1/images/generations``, ``/v1/audio/{transcriptions,translations,
+speech}``, ``/v1/moderations``, ``/v1/rerank`` (Cohere/Jina shape), ``/v1/responses[/{id}]``,
+``/v1/a2a`` (JSON-RPC echo), ``/v1/files[/{id}[/content]]``, ``/v1/batches[/{id}[/cancel]]``
+and ``/v1/models/{id}``.  Files, batches and responses live in memory.  The model-name
+selectors above apply to every endpoint whose request has a ``model`` (JSON or form field).
+Every ``/v1`` answer carries ``x-request-id: req_mock_<n>`` and ``Set-Cookie: mock_session=1``.
+
+Control API: ``GET|DELETE /_mock/requests``, ``GET /_mock/health``, ``GET|POST|DELETE
+/_mock/config`` (``{"models_fault": "500"|"hang"|"slow-<ms>"|null, "models": [ids]|null}``).
 """
 
 from __future__ import annotations
@@ -29,12 +39,15 @@ import argparse
 import asyncio
 import base64
 import functools
+import hashlib
 import itertools
 import re
 import signal
+import struct
 import time
-from collections import deque
-from dataclasses import dataclass
+import zlib
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -44,7 +57,17 @@ import tornado.netutil
 import tornado.web
 from tornado.iostream import StreamClosedError
 
-__all__ = ["Behaviour", "RequestLog", "make_app", "main", "parse_model"]
+__all__ = [
+    "Behaviour",
+    "RequestLog",
+    "embedding_vector",
+    "image_png",
+    "make_app",
+    "make_server",
+    "main",
+    "parse_model",
+    "speech_bytes",
+]
 
 MODEL_IDS: tuple[str, ...] = (
     "gpt-4o-mini",
@@ -60,10 +83,19 @@ THINKING_SIGNATURE = "bW9jay1zaWduYXR1cmU="
 SLOW_HEADERS_S = 2.0
 DEFAULT_LOG_LIMIT = 1000
 CREATED = 1_700_000_000
+# Uploads (audio, files) of at least 256 MiB plus multipart overhead must get through.
+MAX_BODY_BYTES = 512 * 1024 * 1024
+LOG_BODY_LIMIT = 64 * 1024  # larger bodies are logged as sha256 + size only
+EMBEDDING_DIMS = 8
+SPEECH_DEFAULT_BYTES = 512 * 1024
+SPEECH_CHUNK_BYTES = 64 * 1024
+STORE_LIMIT = 10_000  # per in-memory store (responses, files, batches)
+COOKIE = "mock_session=1; Path=/"
 
 # Words with their leading whitespace, so "".join(chunks) == reply text exactly.
 _WORD_RE = re.compile(r"\s*\S+")
 _ids = itertools.count(1)
+_request_ids = itertools.count(1)
 
 _NAMED_FAULTS = frozenset({"hang", "cut", "empty", "slowheaders", "streamerror"})
 
@@ -459,6 +491,309 @@ def anthropic_error(status: int, message: str | None = None) -> bytes:
     )
 
 
+# --------------------------------------------------------------------------- extension formats
+
+
+def _model_object(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": CREATED, "owned_by": "mock"}
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _int_in(x: Any, lo: int, hi: int) -> bool:
+    return _is_int(x) and lo <= x <= hi
+
+
+def embedding_vector(item: str | list[int], dims: int = EMBEDDING_DIMS) -> list[float]:
+    """Deterministic embedding of one input: ``dims`` multiples of 1/128 in [-1, 1).
+
+    Multiples of 1/128 are exact in float32, so the ``float`` and ``base64`` (little-endian
+    float32) encodings of one input decode to identical lists.
+    """
+    key = item if isinstance(item, str) else "tokens:" + ",".join(map(str, item))
+    return [(b - 128) / 128 for b in hashlib.shake_256(key.encode()).digest(dims)]
+
+
+def _embedding_inputs(inp: Any) -> list[str | list[int]] | None:
+    """``input`` as a list of strings / token arrays; None when it is neither."""
+    if isinstance(inp, str):
+        return [inp]
+    if not isinstance(inp, list) or not inp:
+        return None
+    if all(_is_int(t) for t in inp):
+        return [inp]
+    items: list[str | list[int]] = []
+    for x in inp:
+        if isinstance(x, str) or (isinstance(x, list) and x and all(_is_int(t) for t in x)):
+            items.append(x)
+        else:
+            return None
+    return items
+
+
+def embeddings_body(inputs: list[str | list[int]], model: str, dims: int, b64: bool) -> dict[str, Any]:
+    """The ``list`` of ``embedding`` objects; tokens are words (or token-array lengths)."""
+    data: list[dict[str, Any]] = []
+    tokens = 0
+    for i, item in enumerate(inputs):
+        vec = embedding_vector(item, dims)
+        tokens += max(1, len(item.split())) if isinstance(item, str) else len(item)
+        emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if b64 else vec
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    return {"object": "list", "data": data, "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def image_png(prompt: str, index: int = 0) -> bytes:
+    """A valid 1x1 PNG whose colour derives from the prompt and the image's index in ``n``."""
+    rgb = hashlib.sha256(f"{index}\0{prompt}".encode()).digest()[:3]
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" + rgb)) + chunk(b"IEND", b""))
+
+
+def speech_bytes(text: str, voice: str, size: int) -> bytes:
+    """The mock's "audio" for ``text`` spoken by ``voice``: ``size`` SHAKE-256 bytes.
+
+    Public so a test can compute the exact body a speech request must come back with.
+    """
+    return hashlib.shake_256(f"{voice}\0{text}".encode()).digest(size)
+
+
+SPEECH_TYPES: dict[str, str] = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/opus",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+
+MODERATION_CATEGORIES: tuple[str, ...] = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+    "illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent", "sexual",
+    "sexual/minors", "violence", "violence/graphic",
+)
+FLAGGED_CATEGORIES = frozenset({"harassment", "self-harm"})
+
+
+def moderation_result(text: str) -> dict[str, Any]:
+    """One ``results[]`` entry: flagged (harassment, self-harm) iff the text contains "harm"."""
+    flagged = "harm" in text.lower()
+    cats = {c: flagged and c in FLAGGED_CATEGORIES for c in MODERATION_CATEGORIES}
+    return {
+        "flagged": flagged,
+        "categories": cats,
+        "category_scores": {c: 0.99 if cats[c] else 0.001 for c in MODERATION_CATEGORIES},
+        "category_applied_input_types": {c: ["text"] for c in MODERATION_CATEGORIES},
+    }
+
+
+def _moderation_texts(inp: Any) -> list[str] | None:
+    """One text per result: a string, each of a list of strings, or one multimodal input."""
+    if isinstance(inp, str):
+        return [inp]
+    if isinstance(inp, list) and inp:
+        if all(isinstance(x, str) for x in inp):
+            return inp
+        if all(isinstance(x, dict) for x in inp):
+            return [_text_of(inp)]
+    return None
+
+
+_TERM_RE = re.compile(r"\w+")
+
+
+def rerank_score(query: str, document: str) -> float:
+    """Share of the query's distinct words found in the document (0.0 .. 1.0)."""
+    q = set(_TERM_RE.findall(query.lower()))
+    if not q:
+        return 0.0
+    return len(q & set(_TERM_RE.findall(document.lower()))) / len(q)
+
+
+def _doc_text(doc: Any) -> str | None:
+    if isinstance(doc, str):
+        return doc
+    if isinstance(doc, dict) and isinstance(doc.get("text"), str):
+        return doc["text"]
+    return None
+
+
+# Responses API
+
+
+def _responses_messages(req: dict[str, Any]) -> list[dict[str, Any]]:
+    """Chat-style messages from ``instructions`` + ``input`` (string or item list)."""
+    msgs: list[dict[str, Any]] = []
+    instructions = req.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        msgs.append({"role": "system", "content": instructions})
+    inp = req.get("input")
+    if isinstance(inp, str):
+        msgs.append({"role": "user", "content": inp})
+    elif isinstance(inp, list):
+        for item in inp:
+            if isinstance(item, str):
+                msgs.append({"role": "user", "content": item})
+            elif isinstance(item, dict) and "role" in item:
+                msgs.append({"role": item["role"], "content": item.get("content")})
+            elif isinstance(item, dict) and item.get("type") == "function_call_output":
+                msgs.append({"role": "tool", "content": item.get("output")})
+    return msgs
+
+
+def responses_plan(req: dict[str, Any], model: str, b: Behaviour) -> Plan:
+    """The same deterministic plan as chat, from a Responses request."""
+    return make_plan({"messages": _responses_messages(req), "tools": req.get("tools"),
+                      "max_tokens": req.get("max_output_tokens")}, model, b, anthropic=False)
+
+
+def _message_item(n: int, status: str, text: str | None) -> dict[str, Any]:
+    content = [] if text is None else [
+        {"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+    return {"type": "message", "id": f"msg_mock{n}", "status": status, "role": "assistant",
+            "content": content}
+
+
+def _call_item(n: int, i: int, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {"type": "function_call", "id": f"fc_mock{n}_{i}", "call_id": f"call_mock{n}_{i}",
+            "name": name, "arguments": arguments, "status": status}
+
+
+def response_object(plan: Plan, model: str, n: int, req: dict[str, Any], done: bool) -> dict[str, Any]:
+    """A ``response`` object: in progress (empty output) or final (output + usage)."""
+    status = ("incomplete" if plan.truncated else "completed") if done else "in_progress"
+    output: list[dict[str, Any]] = []
+    usage = None
+    if done:
+        if plan.calls:
+            output = [_call_item(n, i, name, args, "completed")
+                      for i, (name, args, _) in enumerate(plan.calls)]
+        else:
+            output = [_message_item(n, status, plan.text)]
+        ct = plan.completion_tokens
+        usage = {"input_tokens": plan.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+                 "output_tokens": ct, "output_tokens_details": {"reasoning_tokens": 0},
+                 "total_tokens": plan.prompt_tokens + ct}
+    tools = req.get("tools")
+    return {
+        "id": f"resp_mock{n}",
+        "object": "response",
+        "created_at": CREATED,
+        "status": status,
+        "background": False,
+        "completed_at": CREATED if status == "completed" else None,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": req.get("instructions"),
+        "max_output_tokens": req.get("max_output_tokens"),
+        "metadata": req.get("metadata") or {},
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": req.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None},
+        "store": req.get("store") is not False,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": req.get("tool_choice", "auto"),
+        "tools": tools if isinstance(tools, list) else [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": usage,
+    }
+
+
+def responses_events(plan: Plan, model: str, n: int, req: dict[str, Any]) -> list[bytes]:
+    """The Responses SSE sequence (``event:`` + ``data:`` with ``type`` and ``sequence_number``)."""
+    events: list[bytes] = []
+
+    def ev(etype: str, **payload: Any) -> None:
+        data = orjson.dumps({"type": etype, "sequence_number": len(events), **payload})
+        events.append(b"event: " + etype.encode() + b"\ndata: " + data + b"\n\n")
+
+    pending = response_object(plan, model, n, req, done=False)
+    ev("response.created", response=pending)
+    ev("response.in_progress", response=pending)
+    if plan.calls:
+        for i, (name, args, frags) in enumerate(plan.calls):
+            loc = {"item_id": f"fc_mock{n}_{i}", "output_index": i}
+            ev("response.output_item.added", output_index=i,
+               item=_call_item(n, i, name, "", "in_progress"))
+            for f in frags:
+                ev("response.function_call_arguments.delta", **loc, delta=f)
+            ev("response.function_call_arguments.done", **loc, name=name, arguments=args)
+            ev("response.output_item.done", output_index=i,
+               item=_call_item(n, i, name, args, "completed"))
+    else:
+        loc = {"item_id": f"msg_mock{n}", "output_index": 0, "content_index": 0}
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        ev("response.output_item.added", output_index=0, item=_message_item(n, "in_progress", None))
+        ev("response.content_part.added", **loc, part=part)
+        for w in plan.words:
+            ev("response.output_text.delta", **loc, delta=w, logprobs=[])
+        ev("response.output_text.done", **loc, text=plan.text, logprobs=[])
+        ev("response.content_part.done", **loc, part={**part, "text": plan.text})
+        ev("response.output_item.done", output_index=0,
+           item=_message_item(n, "incomplete" if plan.truncated else "completed", plan.text))
+    final = response_object(plan, model, n, req, done=True)
+    ev("response.incomplete" if plan.truncated else "response.completed", response=final)
+    return events
+
+
+# multipart uploads
+
+
+def _boundary(content_type: str) -> str | None:
+    """The ``boundary`` parameter of a multipart Content-Type, as sent (quotes removed)."""
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "boundary":
+            value = value.strip()
+            return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+    return None
+
+
+def upload_info(request: tornado.httputil.HTTPServerRequest) -> tuple[dict[str, Any], bytes] | None:
+    """What a multipart upload carried (``x_mock``) and the ``file`` part; None if no file.
+
+    Tornado has already parsed the form (``request.files`` / ``body_arguments``); a ``file``
+    part sent without a filename lands among the plain fields and still counts.
+    """
+    fields: dict[str, Any] = {}
+    for name, values in request.body_arguments.items():
+        texts = [v.decode("utf-8", "replace") for v in values]
+        fields[name] = texts[0] if len(texts) == 1 else texts
+    parts = request.files.get("file")
+    if parts:
+        filename: str | None = parts[0].filename
+        content, file_type = parts[0].body, parts[0].content_type
+    elif "file" in request.body_arguments:
+        filename, file_type = None, None
+        content = request.body_arguments["file"][0]
+        del fields["file"]
+    else:
+        return None
+    ctype = request.headers.get("Content-Type", "")
+    return {
+        "file_sha256": hashlib.sha256(content).hexdigest(),
+        "file_bytes": len(content),
+        "filename": filename,
+        "file_content_type": file_type,
+        "fields": fields,
+        "boundary": _boundary(ctype),
+        "content_type": ctype,
+        "body_bytes": len(request.body),
+    }, content
+
+
+
 # --------------------------------------------------------------------------- request log
 
 
@@ -469,8 +804,15 @@ class RequestLog:
         self._entries: deque[dict[str, Any]] = deque(maxlen=max(1, limit))
         self._ids = itertools.count(1)
 
-    def record(self, request: tornado.httputil.HTTPServerRequest) -> dict[str, Any]:
-        """Append and return a new entry (mutated later as the response progresses)."""
+    def record(
+        self, request: tornado.httputil.HTTPServerRequest, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """Append and return a new entry (mutated later as the response progresses).
+
+        Bodies over LOG_BODY_LIMIT are kept as ``body_sha256`` only, so a test can prove a
+        large upload arrived byte-identical without the log holding (or serving) it.
+        """
+        body = request.body
         entry: dict[str, Any] = {
             "id": next(self._ids),
             "method": request.method,
@@ -481,11 +823,17 @@ class RequestLog:
             "finished": False,
             "disconnected": False,
             "status": None,
+            "body_size": len(body),
         }
-        try:
-            entry["body"] = request.body.decode("utf-8")
-        except UnicodeDecodeError:
-            entry["body_b64"] = base64.b64encode(request.body).decode("ascii")
+        if request_id is not None:
+            entry["request_id"] = request_id
+        if len(body) > LOG_BODY_LIMIT:
+            entry["body_sha256"] = hashlib.sha256(body).hexdigest()
+        else:
+            try:
+                entry["body"] = body.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["body_b64"] = base64.b64encode(body).decode("ascii")
         self._entries.append(entry)
         return entry
 
@@ -496,12 +844,47 @@ class RequestLog:
         self._entries.clear()
 
 
+class BoundedStore(OrderedDict[str, Any]):
+    """Insertion-ordered id -> object map that forgets its oldest entries past a limit."""
+
+    def __init__(self, limit: int = STORE_LIMIT) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: str, value: Any) -> None:
+        self[key] = value
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+_MODELS_FAULT_RE = re.compile(r"hang|slow-\d+|[45]\d\d")
+
+
 @dataclass(slots=True)
 class MockState:
-    """Per-application settings shared by the handlers."""
+    """Per-application settings and in-memory stores shared by the handlers."""
 
     default_delay_ms: float
     log: RequestLog | None
+    models_fault: str | None = None  # catalog fault set through /_mock/config
+    model_ids: tuple[str, ...] = MODEL_IDS
+    models_body: bytes = b""
+    responses: BoundedStore = field(default_factory=BoundedStore)
+    files: BoundedStore = field(default_factory=BoundedStore)  # id -> (file object, bytes)
+    batches: BoundedStore = field(default_factory=BoundedStore)
+
+    def __post_init__(self) -> None:
+        self.set_models(MODEL_IDS)
+
+    def set_models(self, ids: tuple[str, ...]) -> None:
+        """Change the catalog and pre-render GET /v1/models (served on every catalog refresh)."""
+        self.model_ids = ids
+        self.models_body = orjson.dumps(
+            {"object": "list", "data": [_model_object(m) for m in ids]}
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {"models_fault": self.models_fault, "models": list(self.model_ids)}
 
 
 # --------------------------------------------------------------------------- handlers
@@ -516,19 +899,27 @@ class _Base(tornado.web.RequestHandler):
     _aborted = False  # response deliberately or accidentally left incomplete
     _done = False  # on_finish ran
     _close_waiter: asyncio.Future[None] | None = None
+    _request_id: str | None = None
 
     def initialize(self, state: MockState) -> None:
         self.state = state
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")
+        if self.request.path.startswith("/v1/"):
+            # Gateway tests check which upstream headers are relayed; keep the id stable
+            # across clear() (send_error calls it again).
+            if self._request_id is None:
+                self._request_id = f"req_mock_{next(_request_ids)}"
+            self.set_header("x-request-id", self._request_id)
+            self.set_header("Set-Cookie", COOKIE)
 
     def compute_etag(self) -> str | None:
         return None  # hashing every body would cost the benchmark for nothing
 
     def prepare(self) -> None:
         if self.state.log is not None:
-            self._entry = self.state.log.record(self.request)
+            self._entry = self.state.log.record(self.request, self._request_id)
 
     def on_connection_close(self) -> None:
         if self._done:
@@ -556,21 +947,19 @@ class _Base(tornado.web.RequestHandler):
         self.finish(self.error_body(status, message))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Tornado rejects an unparsable form body before prepare(): still log the request, and
+        # say why (e.g. "Invalid body: ... no final boundary found") instead of "Bad Request".
+        if self._entry is None and self.state.log is not None:
+            self._entry = self.state.log.record(self.request, self._request_id)
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        reason = getattr(exc, "log_message", None) or tornado.httputil.responses.get(status_code)
         self.set_header("Content-Type", "application/json")
-        self.finish(self.error_body(status_code, tornado.httputil.responses.get(status_code)))
-
-
-class _CompletionBase(_Base):
-    """Shared request flow of the two completion endpoints; subclasses render formats."""
-
-    def render(self, plan: Plan, model: str, n: int, req: dict[str, Any]) -> bytes:
-        raise NotImplementedError
-
-    def render_stream(self, plan: Plan, model: str, n: int, req: dict[str, Any]) -> list[bytes]:
-        raise NotImplementedError
+        self.finish(self.error_body(status_code, reason))
 
     def stream_error_event(self) -> bytes:
         raise NotImplementedError
+
+    # ---- shared by every model-bearing endpoint
 
     def _delay_s(self, b: Behaviour) -> float:
         if b.delay_ms is not None:
@@ -583,7 +972,116 @@ class _CompletionBase(_Base):
                 pass
         return self.state.default_delay_ms / 1000.0
 
+    def json_body(self) -> dict[str, Any] | None:
+        """The request's JSON object, or None after answering 400."""
+        try:
+            req = orjson.loads(self.request.body)
+        except orjson.JSONDecodeError:
+            self.send_api_error(400, "request body is not valid JSON")
+            return None
+        if not isinstance(req, dict):
+            self.send_api_error(400, "request body must be a JSON object")
+            return None
+        return req
+
+    async def gate(self, model: Any) -> Behaviour | None:
+        """Apply the model name's fault selectors; None when they already answered."""
+        b = parse_model(model if isinstance(model, str) else "")
+        if b.slow_headers:
+            await asyncio.sleep(SLOW_HEADERS_S)
+            if self._disconnected:
+                return None
+        status = b.fault_status
+        if status is not None:
+            self.send_api_error(status)
+            return None
+        if b.fault == "hang":
+            await self._hang()
+            return None
+        if b.fault == "empty":
+            self.set_header("Content-Type", "application/json")
+            self.finish()
+            return None
+        return b
+
+    async def reply(self, obj: Any, b: Behaviour) -> None:
+        """Answer a JSON object, honouring the delay and ``fault-cut`` selectors."""
+        await self._respond(orjson.dumps(obj), self._delay_s(b), b.fault == "cut")
+
+    def not_found(self, kind: str, ident: str, param: str = "id") -> None:
+        """404 in the OpenAI error shape the real API uses for unknown object ids."""
+        self.set_status(404)
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps({"error": {
+            "message": f"No such {kind}: '{ident}'", "type": "invalid_request_error",
+            "param": param, "code": "not_found"}}))
+
+    async def _hang(self) -> None:
+        """Send nothing until the client goes away."""
+        self._close_waiter = asyncio.get_running_loop().create_future()
+        if not self._disconnected:
+            await self._close_waiter
+
+    async def _respond(self, body: bytes, delay: float, cut: bool,
+                       content_type: str = "application/json") -> None:
+        if delay:
+            await asyncio.sleep(delay)
+            if self._disconnected:
+                return
+        self.set_header("Content-Type", content_type)
+        if not cut:
+            self.finish(body)
+            return
+        self.set_header("Content-Length", str(len(body) + 100))
+        self.write(body[: len(body) // 2])
+        await self._cut()
+
+    async def _stream(self, events: list[bytes], delay: float, fault: str | None,
+                      content_type: str = "text/event-stream") -> None:
+        """Write each piece with a flush (chunked encoding), faults cutting after two."""
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-cache")
+        if fault in ("cut", "streamerror"):
+            events = events[:2]
+        for i, event in enumerate(events):
+            if i and delay:
+                await asyncio.sleep(delay)
+            if self._disconnected:
+                return
+            self.write(event)
+            try:
+                await self.flush()
+            except StreamClosedError:
+                self._aborted = True
+                return
+        if fault == "cut":
+            await self._cut()
+        elif fault == "streamerror":
+            self.write(self.stream_error_event())
+
+    async def _cut(self) -> None:
+        """Flush what is buffered, then drop the TCP connection mid-body."""
+        self._aborted = True
+        try:
+            await self.flush()
+        except StreamClosedError:
+            return
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            stream.close()
+
+
+class _CompletionBase(_Base):
+    """Shared request flow of the two completion endpoints; subclasses render formats."""
+
+    def render(self, plan: Plan, model: str, n: int, req: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def render_stream(self, plan: Plan, model: str, n: int, req: dict[str, Any]) -> list[bytes]:
+        raise NotImplementedError
+
     async def post(self) -> None:
+        # Kept inline rather than via json_body()/gate(): this is the benchmark's hot path.
         try:
             req = orjson.loads(self.request.body)
         except orjson.JSONDecodeError:
@@ -619,57 +1117,6 @@ class _CompletionBase(_Base):
         else:
             await self._respond(self.render(plan, model, n, req), delay, b.fault == "cut")
 
-    async def _hang(self) -> None:
-        """Send nothing until the client goes away."""
-        self._close_waiter = asyncio.get_running_loop().create_future()
-        if not self._disconnected:
-            await self._close_waiter
-
-    async def _respond(self, body: bytes, delay: float, cut: bool) -> None:
-        if delay:
-            await asyncio.sleep(delay)
-            if self._disconnected:
-                return
-        self.set_header("Content-Type", "application/json")
-        if not cut:
-            self.finish(body)
-            return
-        self.set_header("Content-Length", str(len(body) + 100))
-        self.write(body[: len(body) // 2])
-        await self._cut()
-
-    async def _stream(self, events: list[bytes], delay: float, fault: str | None) -> None:
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
-        if fault in ("cut", "streamerror"):
-            events = events[:2]
-        for i, event in enumerate(events):
-            if i and delay:
-                await asyncio.sleep(delay)
-            if self._disconnected:
-                return
-            self.write(event)
-            try:
-                await self.flush()
-            except StreamClosedError:
-                self._aborted = True
-                return
-        if fault == "cut":
-            await self._cut()
-        elif fault == "streamerror":
-            self.write(self.stream_error_event())
-
-    async def _cut(self) -> None:
-        """Flush what is buffered, then drop the TCP connection mid-body."""
-        self._aborted = True
-        try:
-            await self.flush()
-        except StreamClosedError:
-            return
-        stream = getattr(self.request.connection, "stream", None)
-        if stream is not None:
-            stream.close()
-
 
 class ChatCompletionsHandler(_CompletionBase):
     """POST /v1/chat/completions in the OpenAI format."""
@@ -701,23 +1148,446 @@ class MessagesHandler(_CompletionBase):
         return b"event: error\ndata: " + anthropic_error(529, "Overloaded") + b"\n\n"
 
 
-_MODELS_BODY = orjson.dumps(
-    {
-        "object": "list",
-        "data": [
-            {"id": m, "object": "model", "created": CREATED, "owned_by": "mock"}
-            for m in MODEL_IDS
-        ],
-    }
-)
+def _model_name(req: dict[str, Any]) -> str:
+    model = req.get("model")
+    return model if isinstance(model, str) and model else "mock-model"
 
 
 class ModelsHandler(_Base):
-    """GET /v1/models in the OpenAI list shape."""
+    """GET /v1/models in the OpenAI list shape, subject to the /_mock/config catalog fault."""
+
+    async def get(self) -> None:
+        fault = self.state.models_fault
+        if fault is not None:
+            if fault == "hang":
+                await self._hang()
+                return
+            if not fault.startswith("slow-"):
+                self.send_api_error(int(fault))
+                return
+            await asyncio.sleep(int(fault[5:]) / 1000.0)
+            if self._disconnected:
+                return
+        self.set_header("Content-Type", "application/json")
+        self.finish(self.state.models_body)
+
+
+class ModelHandler(_Base):
+    """GET /v1/models/{id}: any id exists (use ``fault-404`` in the id for a miss)."""
+
+    async def get(self, model_id: str) -> None:
+        b = await self.gate(model_id)
+        if b is not None:
+            await self.reply(_model_object(model_id), b)
+
+
+class EmbeddingsHandler(_Base):
+    """POST /v1/embeddings: ``float`` lists or ``base64`` float32 (what the SDK asks for)."""
+
+    async def post(self) -> None:
+        req = self.json_body()
+        if req is None or (b := await self.gate(req.get("model"))) is None:
+            return
+        inputs = _embedding_inputs(req.get("input"))
+        if inputs is None:
+            self.send_api_error(400, "'input' must be a string, strings, or token arrays")
+            return
+        fmt = req.get("encoding_format")
+        if fmt not in (None, "float", "base64"):
+            self.send_api_error(400, "'encoding_format' must be 'float' or 'base64'")
+            return
+        dims = req.get("dimensions")
+        dims = dims if _int_in(dims, 1, 4096) else EMBEDDING_DIMS
+        await self.reply(embeddings_body(inputs, _model_name(req), dims, fmt == "base64"), b)
+
+
+class ImagesHandler(_Base):
+    """POST /v1/images/generations: ``n`` 1x1 PNGs as ``b64_json`` (default) or ``url``."""
+
+    async def post(self) -> None:
+        req = self.json_body()
+        if req is None or (b := await self.gate(req.get("model"))) is None:
+            return
+        prompt, n = req.get("prompt"), req.get("n", 1)
+        fmt = req.get("response_format") or "b64_json"
+        if not isinstance(prompt, str) or not prompt:
+            self.send_api_error(400, "'prompt' is required")
+            return
+        if not _int_in(n, 1, 10) or fmt not in ("b64_json", "url"):
+            self.send_api_error(400, "'n' must be 1..10 and 'response_format' b64_json or url")
+            return
+        digest = hashlib.sha256(prompt.encode()).hexdigest()[:16]
+        data = [
+            {"b64_json": base64.b64encode(image_png(prompt, i)).decode(), "revised_prompt": prompt}
+            if fmt == "b64_json"
+            else {"url": f"https://images.mock.invalid/{digest}/{i}.png", "revised_prompt": prompt}
+            for i in range(n)
+        ]
+        words = len(prompt.split())
+        await self.reply({
+            "created": CREATED, "data": data,
+            "usage": {"input_tokens": words, "output_tokens": 16 * n, "total_tokens": words + 16 * n,
+                      "input_tokens_details": {"image_tokens": 0, "text_tokens": words}},
+        }, b)
+
+
+class AudioTextHandler(_Base):
+    """POST /v1/audio/transcriptions and /translations (multipart), echoing what arrived.
+
+    ``x_mock`` (and headers ``x-mock-file-sha256`` / ``x-mock-file-bytes``) let a test prove
+    the gateway forwarded an upload byte-identical, boundary included.
+    """
+
+    def initialize(self, state: MockState, task: str = "transcribe") -> None:  # type: ignore[override]
+        self.state = state
+        self.task = task
+
+    async def post(self) -> None:
+        if not self.request.headers.get("Content-Type", "").startswith("multipart/form-data"):
+            self.send_api_error(400, "expected a multipart/form-data body")
+            return
+        upload = upload_info(self.request)
+        if upload is None:
+            self.send_api_error(400, "'file' is required")
+            return
+        info, _ = upload
+        fields = info["fields"]
+        if (b := await self.gate(fields.get("model"))) is None:
+            return
+        size = info["file_bytes"]
+        verb = "transcribed" if self.task == "transcribe" else "translated"
+        text = f"{verb} {size} bytes"
+        self.set_header("x-mock-file-sha256", info["file_sha256"])
+        self.set_header("x-mock-file-bytes", str(size))
+        fmt = fields.get("response_format") or "json"
+        delay, cut = self._delay_s(b), b.fault == "cut"
+        if fmt in ("text", "srt", "vtt"):
+            body = {"text": text + "\n",
+                    "srt": f"1\n00:00:00,000 --> 00:00:01,000\n{text}\n\n",
+                    "vtt": f"WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n{text}\n\n"}[fmt]
+            await self._respond(body.encode(), delay, cut, "text/plain; charset=utf-8")
+            return
+        seconds = round(size / 32000, 3)  # as if 16 kHz 16-bit mono
+        obj: dict[str, Any] = {"text": text}
+        if fmt == "verbose_json":
+            obj = {"task": self.task, "language": "english", "duration": seconds, "text": text,
+                   "segments": []}
+        obj["usage"] = {"type": "duration", "seconds": seconds}
+        obj["x_mock"] = info
+        await self._respond(orjson.dumps(obj), delay, cut)
+
+
+class SpeechHandler(_Base):
+    """POST /v1/audio/speech: ``speech_bytes(input, voice, size)`` in 64 KiB flushed chunks.
+
+    ``size`` is 512 KiB unless the body has ``"x_mock_bytes": N``; ``stream_format: "sse"``
+    sends the same bytes as base64 ``speech.audio.delta`` events.
+    """
+
+    _sse = False
+
+    def stream_error_event(self) -> bytes:
+        if not self._sse:
+            return b""
+        return b"data: " + orjson.dumps(
+            {"type": "error", "error": {"message": "mock fault: error mid-stream",
+                                        "type": "server_error"}}) + b"\n\n"
+
+    async def post(self) -> None:
+        req = self.json_body()
+        if req is None or (b := await self.gate(req.get("model"))) is None:
+            return
+        text, voice = req.get("input"), req.get("voice", "alloy")
+        if isinstance(voice, dict):
+            voice = voice.get("id")
+        fmt = req.get("response_format") or "mp3"
+        size = req.get("x_mock_bytes", SPEECH_DEFAULT_BYTES)
+        if not isinstance(text, str) or not isinstance(voice, str):
+            self.send_api_error(400, "'input' and 'voice' are required strings")
+            return
+        if fmt not in SPEECH_TYPES or not _int_in(size, 0, MAX_BODY_BYTES):
+            self.send_api_error(400, f"unsupported response_format {fmt!r} or x_mock_bytes")
+            return
+        audio = speech_bytes(text, voice, size)
+        chunks = [audio[i:i + SPEECH_CHUNK_BYTES] for i in range(0, len(audio), SPEECH_CHUNK_BYTES)]
+        if req.get("stream_format") == "sse":
+            self._sse = True
+            words = len(text.split())
+            events = [b"data: " + orjson.dumps(
+                {"type": "speech.audio.delta", "audio": base64.b64encode(c).decode()}) + b"\n\n"
+                for c in chunks]
+            events.append(b"data: " + orjson.dumps({"type": "speech.audio.done", "usage": {
+                "input_tokens": words, "output_tokens": len(chunks),
+                "total_tokens": words + len(chunks)}}) + b"\n\n")
+            await self._stream(events, self._delay_s(b), b.fault)
+            return
+        await self._stream(chunks, self._delay_s(b), b.fault, SPEECH_TYPES[fmt])
+
+
+class ModerationsHandler(_Base):
+    """POST /v1/moderations: one result per input; flagged iff the text contains "harm"."""
+
+    async def post(self) -> None:
+        req = self.json_body()
+        if req is None or (b := await self.gate(req.get("model"))) is None:
+            return
+        texts = _moderation_texts(req.get("input"))
+        if texts is None:
+            self.send_api_error(400, "'input' must be a string, strings, or content parts")
+            return
+        model = req.get("model") if isinstance(req.get("model"), str) else "omni-moderation-latest"
+        await self.reply({"id": f"modr-mock{next(_ids)}", "model": model,
+                          "results": [moderation_result(t) for t in texts]}, b)
+
+
+class RerankHandler(_Base):
+    """POST /v1/rerank (Cohere/Jina): results by word-overlap score, then document index."""
+
+    async def post(self) -> None:
+        req = self.json_body()
+        if req is None or (b := await self.gate(req.get("model"))) is None:
+            return
+        query, docs = req.get("query"), req.get("documents")
+        texts = [_doc_text(d) for d in docs] if isinstance(docs, list) else []
+        if not isinstance(query, str) or not texts or any(t is None for t in texts):
+            self.send_api_error(400, "'query' (string) and 'documents' (strings or {text}) required")
+            return
+        top_n = req.get("top_n")
+        if top_n is not None and not _int_in(top_n, 1, 1_000_000):
+            self.send_api_error(400, "'top_n' must be a positive integer")
+            return
+        scored = sorted(((rerank_score(query, t), i) for i, t in enumerate(texts)),  # type: ignore[arg-type]
+                        key=lambda s: (-s[0], s[1]))
+        results: list[dict[str, Any]] = []
+        for score, i in scored[:top_n]:
+            result: dict[str, Any] = {"index": i, "relevance_score": score}
+            if req.get("return_documents"):
+                result["document"] = {"text": texts[i]}
+            results.append(result)
+        tokens = len(query.split()) + sum(len(t.split()) for t in texts)  # type: ignore[union-attr]
+        await self.reply({
+            "id": f"rerank-mock{next(_ids)}", "model": _model_name(req), "results": results,
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+            "usage": {"total_tokens": tokens},
+        }, b)
+
+
+class ResponsesHandler(_Base):
+    """POST /v1/responses: a ``response`` object, or its SSE events with ``stream: true``."""
+
+    def stream_error_event(self) -> bytes:
+        return b"event: error\ndata: " + orjson.dumps({
+            "type": "error", "code": "server_error", "message": "mock fault: error mid-stream",
+            "param": None, "sequence_number": 2}) + b"\n\n"
+
+    async def post(self) -> None:
+        req = self.json_body()
+        if req is None or (b := await self.gate(req.get("model"))) is None:
+            return
+        model = _model_name(req)
+        plan = responses_plan(req, model, b)
+        n = next(_ids)
+        final = response_object(plan, model, n, req, done=True)
+        if final["store"]:
+            self.state.responses.put(final["id"], final)
+        if req.get("stream"):
+            await self._stream(responses_events(plan, model, n, req), self._delay_s(b), b.fault)
+        else:
+            await self.reply(final, b)
+
+
+class ResponseHandler(_Base):
+    """GET / DELETE /v1/responses/{id} on the in-memory store."""
+
+    def get(self, rid: str) -> None:
+        obj = self.state.responses.get(rid)
+        if obj is None:
+            self.not_found("response", rid, "response_id")
+            return
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps(obj))
+
+    def delete(self, rid: str) -> None:
+        if self.state.responses.pop(rid, None) is None:
+            self.not_found("response", rid, "response_id")
+            return
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps({"id": rid, "object": "response", "deleted": True}))
+
+
+def _rpc_reply(msg: Any) -> dict[str, Any] | None:
+    """Echo one JSON-RPC 2.0 request; None for a notification (no ``id``)."""
+    if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or not isinstance(msg.get("method"), str):
+        rid = msg.get("id") if isinstance(msg, dict) else None
+        return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32600, "message": "Invalid Request"}}
+    if "id" not in msg:
+        return None
+    return {"jsonrpc": "2.0", "id": msg["id"],
+            "result": {"method": msg["method"], "params": msg.get("params")}}
+
+
+class A2AHandler(_Base):
+    """POST /v1/a2a: JSON-RPC 2.0 echo (batches too); notifications get 204."""
+
+    def post(self) -> None:
+        try:
+            msg = orjson.loads(self.request.body)
+        except orjson.JSONDecodeError:
+            reply: Any = {"jsonrpc": "2.0", "id": None,
+                          "error": {"code": -32700, "message": "Parse error"}}
+        else:
+            if isinstance(msg, list) and msg:
+                reply = [r for r in map(_rpc_reply, msg) if r is not None] or None
+            else:
+                reply = _rpc_reply(msg if msg != [] else None)
+        if reply is None:
+            self.set_status(204)
+            self.finish()
+            return
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps(reply))
+
+
+class _StoreHandler(_Base):
+    """JSON answers and OpenAI cursor pages over the in-memory stores."""
+
+    def send_json(self, obj: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps(obj))
+
+    def send_page(self, items: list[dict[str, Any]]) -> None:
+        """``{object: list, data, first_id, last_id, has_more}`` with ``limit``/``after``/``order``."""
+        if self.get_query_argument("order", "desc") == "desc":
+            items = items[::-1]
+        after = self.get_query_argument("after", None)
+        ids = [it["id"] for it in items]
+        if after in ids:
+            items = items[ids.index(after) + 1:]
+        try:
+            limit = int(self.get_query_argument("limit", None) or STORE_LIMIT)
+        except ValueError:
+            self.send_api_error(400, "'limit' must be an integer")
+            return
+        page = items[:max(1, limit)]
+        self.send_json({"object": "list", "data": page,
+                        "first_id": page[0]["id"] if page else None,
+                        "last_id": page[-1]["id"] if page else None,
+                        "has_more": len(items) > len(page)})
+
+
+class FilesHandler(_StoreHandler):
+    """GET (list, ``purpose`` filter) / POST (multipart ``file`` + ``purpose``) /v1/files."""
 
     def get(self) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.finish(_MODELS_BODY)
+        purpose = self.get_query_argument("purpose", None)
+        self.send_page([obj for obj, _ in self.state.files.values()
+                        if purpose is None or obj["purpose"] == purpose])
+
+    def post(self) -> None:
+        upload = upload_info(self.request)
+        if upload is None:
+            self.send_api_error(400, "a multipart 'file' part is required")
+            return
+        info, content = upload
+        purpose = info["fields"].get("purpose")
+        if not isinstance(purpose, str) or not purpose:
+            self.send_api_error(400, "'purpose' is required")
+            return
+        now = int(time.time())
+        seconds = info["fields"].get("expires_after[seconds]")
+        fid = f"file-mock{next(_ids)}"
+        obj = {"id": fid, "object": "file", "bytes": len(content), "created_at": now,
+               "filename": info["filename"] or "upload", "purpose": purpose, "status": "processed",
+               "expires_at": now + int(seconds) if isinstance(seconds, str) and seconds.isdigit() else None,
+               "status_details": None}
+        self.state.files.put(fid, (obj, content))
+        self.send_json({**obj, "x_mock": info})
+
+
+class FileHandler(_StoreHandler):
+    """GET / DELETE /v1/files/{id}."""
+
+    def get(self, fid: str) -> None:
+        if (entry := self.state.files.get(fid)) is None:
+            self.not_found("File", fid)
+            return
+        self.send_json(entry[0])
+
+    def delete(self, fid: str) -> None:
+        if self.state.files.pop(fid, None) is None:
+            self.not_found("File", fid)
+            return
+        self.send_json({"id": fid, "object": "file", "deleted": True})
+
+
+class FileContentHandler(_StoreHandler):
+    """GET /v1/files/{id}/content: the stored bytes."""
+
+    def get(self, fid: str) -> None:
+        if (entry := self.state.files.get(fid)) is None:
+            self.not_found("File", fid)
+            return
+        self.set_header("Content-Type", "application/octet-stream")
+        self.finish(entry[1])
+
+
+_BATCH_OPEN = frozenset({"validating", "in_progress", "finalizing"})
+
+
+class BatchesHandler(_StoreHandler):
+    """GET (list) / POST (create, status ``validating``) /v1/batches."""
+
+    def get(self) -> None:
+        self.send_page(list(self.state.batches.values()))
+
+    def post(self) -> None:
+        req = self.json_body()
+        if req is None:
+            return
+        for key in ("input_file_id", "endpoint", "completion_window"):
+            if not isinstance(req.get(key), str):
+                self.send_api_error(400, f"Missing required parameter: '{key}'")
+                return
+        stored = self.state.files.get(req["input_file_id"])
+        total = sum(1 for line in stored[1].splitlines() if line.strip()) if stored else 0
+        now = int(time.time())
+        bid = f"batch_mock{next(_ids)}"
+        obj = {
+            "id": bid, "object": "batch", "endpoint": req["endpoint"], "errors": None,
+            "input_file_id": req["input_file_id"], "completion_window": req["completion_window"],
+            "status": "validating", "output_file_id": None, "error_file_id": None,
+            "created_at": now, "in_progress_at": None, "expires_at": now + 86400,
+            "finalizing_at": None, "completed_at": None, "failed_at": None, "expired_at": None,
+            "cancelling_at": None, "cancelled_at": None,
+            "request_counts": {"total": total, "completed": 0, "failed": 0},
+            "metadata": req.get("metadata"),
+        }
+        self.state.batches.put(bid, obj)
+        self.send_json(obj)
+
+
+class BatchHandler(_StoreHandler):
+    """GET /v1/batches/{id}; a ``cancelling`` batch is ``cancelled`` from the next look on."""
+
+    def get(self, bid: str) -> None:
+        if (obj := self.state.batches.get(bid)) is None:
+            self.not_found("batch", bid, "batch_id")
+            return
+        if obj["status"] == "cancelling":
+            obj.update(status="cancelled", cancelled_at=int(time.time()))
+        self.send_json(obj)
+
+
+class BatchCancelHandler(_StoreHandler):
+    """POST /v1/batches/{id}/cancel: an open batch goes to ``cancelling``."""
+
+    def post(self, bid: str) -> None:
+        if (obj := self.state.batches.get(bid)) is None:
+            self.not_found("batch", bid, "batch_id")
+            return
+        if obj["status"] in _BATCH_OPEN:
+            obj.update(status="cancelling", cancelling_at=int(time.time()))
+        self.send_json(obj)
 
 
 class NotFoundHandler(_Base):
@@ -746,6 +1616,53 @@ class MockRequestsHandler(tornado.web.RequestHandler):
         self.finish(b'{"cleared":true}')
 
 
+class MockConfigHandler(tornado.web.RequestHandler):
+    """GET shows, POST merges, DELETE resets the catalog settings gateway tests steer.
+
+    ``models_fault``: ``"<status>"`` (400..599), ``"hang"``, ``"slow-<ms>"`` or null;
+    ``models``: the ids GET /v1/models reports, or null for the defaults.
+    """
+
+    def initialize(self, state: MockState) -> None:
+        self.state = state
+
+    def _send(self, status: int = 200, error: str | None = None) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps({"error": error} if error else self.state.config()))
+
+    def get(self) -> None:
+        self._send()
+
+    def delete(self) -> None:
+        self.state.models_fault = None
+        self.state.set_models(MODEL_IDS)
+        self._send()
+
+    def post(self) -> None:
+        try:
+            cfg = orjson.loads(self.request.body)
+        except orjson.JSONDecodeError:
+            cfg = None
+        if not isinstance(cfg, dict) or set(cfg) - {"models_fault", "models"}:
+            self._send(400, "expected an object with keys models_fault and/or models")
+            return
+        fault = cfg.get("models_fault", self.state.models_fault)
+        if fault is not None:
+            fault = str(fault)
+            if not _MODELS_FAULT_RE.fullmatch(fault) or (fault.isdigit() and int(fault) > 599):
+                self._send(400, "models_fault must be '<400..599>', 'hang', 'slow-<ms>' or null")
+                return
+        ids = cfg.get("models", self.state.model_ids) or MODEL_IDS
+        if not isinstance(ids, (list, tuple)) or not all(isinstance(m, str) and m for m in ids):
+            self._send(400, "models must be a list of non-empty strings or null")
+            return
+        self.state.models_fault = fault
+        if "models" in cfg:
+            self.state.set_models(tuple(ids))
+        self._send()
+
+
 class HealthHandler(tornado.web.RequestHandler):
     """Liveness probe for scripts waiting on the mock."""
 
@@ -768,16 +1685,41 @@ def make_app(
     kw = {"state": state}
     return tornado.web.Application(
         [
+            # The benchmark's two endpoints first: Tornado tries the rules in order.
             (r"/v1/chat/completions", ChatCompletionsHandler, kw),
             (r"/v1/messages", MessagesHandler, kw),
             (r"/v1/models", ModelsHandler, kw),
+            (r"/v1/models/(.+)", ModelHandler, kw),
+            (r"/v1/embeddings", EmbeddingsHandler, kw),
+            (r"/v1/images/generations", ImagesHandler, kw),
+            (r"/v1/audio/transcriptions", AudioTextHandler, {**kw, "task": "transcribe"}),
+            (r"/v1/audio/translations", AudioTextHandler, {**kw, "task": "translate"}),
+            (r"/v1/audio/speech", SpeechHandler, kw),
+            (r"/v1/moderations", ModerationsHandler, kw),
+            (r"/v1/rerank", RerankHandler, kw),
+            (r"/v1/responses", ResponsesHandler, kw),
+            (r"/v1/responses/([^/]+)", ResponseHandler, kw),
+            (r"/v1/a2a", A2AHandler, kw),
+            (r"/v1/files", FilesHandler, kw),
+            (r"/v1/files/([^/]+)", FileHandler, kw),
+            (r"/v1/files/([^/]+)/content", FileContentHandler, kw),
+            (r"/v1/batches", BatchesHandler, kw),
+            (r"/v1/batches/([^/]+)", BatchHandler, kw),
+            (r"/v1/batches/([^/]+)/cancel", BatchCancelHandler, kw),
             (r"/_mock/requests", MockRequestsHandler, kw),
+            (r"/_mock/config", MockConfigHandler, kw),
             (r"/_mock/health", HealthHandler),
             (r"/.*", NotFoundHandler, kw),
         ],
         mock_state=state,
         log_function=lambda _handler: None,  # no per-request access log on the hot path
     )
+
+
+def make_server(app: tornado.web.Application) -> tornado.httpserver.HTTPServer:
+    """An HTTPServer for ``app`` that accepts uploads up to MAX_BODY_BYTES (Tornado: 100 MB)."""
+    return tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY_BYTES,
+                                         max_buffer_size=MAX_BODY_BYTES)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -800,7 +1742,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def _serve(args: argparse.Namespace) -> None:
     app = make_app(args.delay_ms, record_requests=not args.no_log, log_limit=args.log_limit)
     sockets = tornado.netutil.bind_sockets(args.port, args.host)
-    server = tornado.httpserver.HTTPServer(app)
+    server = make_server(app)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     print(f"mock provider listening on {args.host}:{port}", flush=True)

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from converters.base import Chain, Context, StreamConverter
+from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 from converters.sse import SSEFramer
-from converters.usage import OpenAIStreamUsage
+from converters.usage import AnthropicStreamUsage, OpenAIStreamUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +37,31 @@ REGISTRY: dict[str, ConverterSpec] = {
             "openai-usage", "openai", "openai", lambda _: OpenAIStreamUsage(),
             "Record the usage chunk of an OpenAI stream (tokens in, out, cached, reasoning).",
         ),
+        ConverterSpec(
+            "sse-frame-anthropic", "anthropic", "anthropic", lambda _: SSEFramer(),
+            "Forward only whole Anthropic SSE events, so that an upstream cut never tears one.",
+        ),
+        ConverterSpec(
+            "anthropic-usage", "anthropic", "anthropic", lambda _: AnthropicStreamUsage(),
+            "Record the usage of an Anthropic stream (message_start and message_delta).",
+        ),
+        ConverterSpec(
+            "anthropic-to-openai", "anthropic", "openai", AnthropicToOpenAIStream,
+            "Turn Anthropic Messages events into OpenAI chat.completion.chunks (and record usage).",
+        ),
+        ConverterSpec(
+            "openai-to-anthropic", "openai", "anthropic", OpenAIToAnthropicStream,
+            "Turn OpenAI chat.completion.chunks into Anthropic Messages events (and record usage).",
+        ),
     )
 }
 
 # Converters every chat stream gets, by (client format, provider format).
 FORMAT_CHAINS: dict[tuple[str, str], tuple[str, ...]] = {
     ("openai", "openai"): ("sse-frame", "openai-usage"),
+    ("anthropic", "anthropic"): ("sse-frame-anthropic", "anthropic-usage"),
+    ("openai", "anthropic"): ("anthropic-to-openai",),  # frames its input itself
+    ("anthropic", "openai"): ("openai-to-anthropic",),
 }
 
 

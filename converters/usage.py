@@ -24,16 +24,41 @@ class Usage:
     cached: int = 0
     reasoning: int = 0
     reported: bool = False
+    cache_write: int = 0  # prompt tokens written to the provider's cache (Anthropic cache creation)
 
     def add_openai(self, usage: dict[str, Any]) -> None:
-        """Take an OpenAI `usage` object (chat completions or embeddings)."""
+        """Take an OpenAI `usage` object (chat completions, embeddings or the Responses API)."""
         self.reported = True
         self.input = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
         self.output = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        completion_details = usage.get("completion_tokens_details") or {}
+        prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+        completion_details = (
+            usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+        )
         self.cached = int(prompt_details.get("cached_tokens") or 0)
         self.reasoning = int(completion_details.get("reasoning_tokens") or 0)
+
+    def add_anthropic(self, usage: dict[str, Any]) -> None:
+        """Take an Anthropic `usage` object (a message, message_start or a cumulative message_delta).
+
+        Anthropic counts cache reads and cache writes apart from `input_tokens`; here
+        `input` is their sum, so that it means "all prompt tokens" as OpenAI's
+        prompt_tokens does, and `cached` (cache reads) is a part of it in both formats.
+        Counts a message_delta omits keep the value message_start gave.
+        """
+        self.reported = True
+        fresh = usage.get("input_tokens")
+        fresh = self.input - self.cached - self.cache_write if fresh is None else int(fresh or 0)
+        if usage.get("cache_read_input_tokens") is not None:
+            self.cached = int(usage["cache_read_input_tokens"])
+        if usage.get("cache_creation_input_tokens") is not None:
+            self.cache_write = int(usage["cache_creation_input_tokens"])
+        self.input = fresh + self.cached + self.cache_write
+        if usage.get("output_tokens") is not None:
+            self.output = int(usage["output_tokens"])
+        details = usage.get("output_tokens_details")
+        if isinstance(details, dict) and details.get("thinking_tokens") is not None:
+            self.reasoning = int(details["thinking_tokens"])
 
 
 def usage_from_openai_body(body: bytes) -> Usage:
@@ -47,6 +72,20 @@ def usage_from_openai_body(body: bytes) -> Usage:
         return usage
     if isinstance(document, dict) and isinstance(document.get("usage"), dict):
         usage.add_openai(document["usage"])
+    return usage
+
+
+def usage_from_anthropic_body(body: bytes) -> Usage:
+    """Usage of a buffered Anthropic message (zero and unreported when it has none)."""
+    usage = Usage()
+    if _USAGE_OBJECT.search(body) is None:
+        return usage
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return usage
+    if isinstance(document, dict) and isinstance(document.get("usage"), dict):
+        usage.add_anthropic(document["usage"])
     return usage
 
 
@@ -74,3 +113,77 @@ class OpenAIStreamUsage:
 
     def close(self) -> bytes:
         return b""
+
+
+class AnthropicStreamUsage:
+    """Pass-through converter over whole Anthropic SSE events that records usage.
+
+    Usage rides on message_start (inside the message) and on message_delta (cumulative
+    counts); only lines that hold a "usage" key are parsed.
+    """
+
+    __slots__ = ("usage",)
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    def feed(self, data: bytes) -> bytes:
+        at = data.find(b'"usage"')
+        while at >= 0:
+            start = data.rfind(b"data:", 0, at)
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end
+            if start >= 0:
+                self._take(data[start + 5 : end])
+            at = data.find(b'"usage"', end)
+        return data
+
+    def _take(self, payload: bytes) -> None:
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        if kind == "message_start" and isinstance(event.get("message"), dict):
+            usage = event["message"].get("usage")
+        elif kind == "message_delta":
+            usage = event.get("usage")
+        else:
+            return
+        if isinstance(usage, dict):
+            self.usage.add_anthropic(usage)
+
+    def close(self) -> bytes:
+        return b""
+
+
+def usage_from_tail(tail: bytes) -> Usage:
+    """Usage from the end of a JSON or SSE answer of any OpenAI endpoint.
+
+    Every OpenAI answer that reports usage does so in its last object (or last event),
+    so the last few KiB suffice: the body is never parsed whole.
+    """
+    usage = Usage()
+    start = -1
+    for match in _USAGE_OBJECT.finditer(tail):
+        start = match.end() - 1
+    if start < 0:
+        return usage
+    depth = 0
+    for end in range(start, len(tail)):
+        byte = tail[end]
+        if byte == 0x7B:  # {
+            depth += 1
+        elif byte == 0x7D:  # }
+            depth -= 1
+            if depth == 0:
+                try:
+                    found = orjson.loads(tail[start : end + 1])
+                except orjson.JSONDecodeError:
+                    return usage
+                if isinstance(found, dict):
+                    usage.add_openai(found)
+                return usage
+    return usage

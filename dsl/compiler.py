@@ -218,7 +218,7 @@ class _Compiler:
         ingress = spec.get("ingress", "openai")
         if handler != "chat" and spec.get("converters"):
             self.error((*path, "converters"), f"the {handler} handler takes no converters")
-        forward_keys = [key for key in ("endpoint", "providers", "body") if key in spec]
+        forward_keys = [key for key in ("endpoint", "prefer", "providers", "body") if key in spec]
         if handler != "forward" and forward_keys:
             self.error((*path, forward_keys[0]), f"'{forward_keys[0]}' applies only to forward routes")
         endpoint = ""
@@ -243,7 +243,11 @@ class _Compiler:
         )
 
     def _check_collisions(
-        self, path: KeyPath, i: int, methods: frozenset[str] | None, template: str,
+        self,
+        path: KeyPath,
+        i: int,
+        methods: frozenset[str] | None,
+        template: str,
         seen: dict[tuple[str, str], int],
     ) -> None:
         """Two routes collide when a method overlaps and the paths differ only in parameter names."""
@@ -278,12 +282,20 @@ class _Compiler:
         providers: Mapping[str, Provider],
         skipped: set[str],
     ) -> tuple[Provider, ...]:
-        """A forward route's providers: those it names (in its order), else all of its format."""
+        """A forward route's providers: those it names (in its order), else all of its format.
+
+        `prefer` puts one first when it is usable, as the endpoint seed describes.
+        """
+        if "providers" in spec and "prefer" in spec:
+            self.error((*path, "prefer"), "use either prefer or providers, not both")
         if "providers" not in spec:
-            found = tuple(p for p in providers.values() if p.format == ingress)
+            found = [p for p in providers.values() if p.format == ingress]
+            preferred = providers.get(spec.get("prefer", ""))
+            if preferred is not None:
+                found.sort(key=lambda p: p is not preferred)
             if not found:
                 self.warn(path, f"no configured {ingress} provider: this route answers 503")
-            return found
+            return tuple(found)
         chosen: list[Provider] = []
         for j, name in enumerate(spec["providers"]):
             if name in providers:

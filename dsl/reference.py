@@ -69,13 +69,24 @@ def _children(schema: dict[str, Any], root: dict[str, Any], path: str) -> list[s
 
 
 def render() -> str:
-    out = ["# Configuration reference", "",
-           "Generated from `schemas/*.schema.json` by `python -m dsl.reference`; do not edit by hand.",
-           "Strings may use `${VAR}` and `${VAR:-default}` (`$$` is a literal `$`)."]
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated from `schemas/*.schema.json` by `python -m dsl.reference`; do not edit by hand.",
+        "Strings may use `${VAR}` and `${VAR:-default}` (`$$` is a literal `$`).",
+    ]
     for name, title in (("routes", "routes.yaml"), ("secrets", "The secrets file")):
         schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
-        out += ["", f"## {title}", "", schema.get("description", ""), "",
-                "| key | type | meaning |", "| --- | --- | --- |", *_rows(schema, schema, "")]
+        out += [
+            "",
+            f"## {title}",
+            "",
+            schema.get("description", ""),
+            "",
+            "| key | type | meaning |",
+            "| --- | --- | --- |",
+            *_rows(schema, schema, ""),
+        ]
     return "\n".join(out) + "\n"
 
 

@@ -63,7 +63,7 @@ def _explain(doc: Document, error: jsonschema.ValidationError, show_values: bool
         return [doc.problem(path, f"{_shown(error.instance)} is not in the expected form")]
     if not show_values:
         return [doc.problem(path, f"value fails the schema's '{error.validator}' rule")]
-    return [doc.problem(path, error.message[:_MAX_SHOWN * 2])]
+    return [doc.problem(path, error.message[: _MAX_SHOWN * 2])]
 
 
 def _unknown_key(key: str, known: list[str]) -> str:

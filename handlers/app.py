@@ -13,11 +13,15 @@ from tornado.web import Application
 from dsl.table import Route, Table
 from handlers.base import GatewayHandler
 from handlers.chat import ChatHandler
+from handlers.forward import ForwardHandler, StreamingForwardHandler
+from handlers.models import ModelsHandler
 from handlers.ops import HealthHandler, MetricsHandler, StatsHandler
 from handlers.passthrough import PassthroughHandler
 
 HANDLERS: dict[str, type[GatewayHandler]] = {
     "chat": ChatHandler,
+    "forward": ForwardHandler,
+    "models": ModelsHandler,
     "passthrough": PassthroughHandler,
     "health": HealthHandler,
     "metrics": MetricsHandler,
@@ -55,8 +59,11 @@ class NotFoundHandler(GatewayHandler):
         if self._finished:
             return
         if self.allowed:
-            self.fail(405, f"method {self.request.method} is not allowed on {self.request.path}",
-                      headers={"Allow": self.allowed})
+            self.fail(
+                405,
+                f"method {self.request.method} is not allowed on {self.request.path}",
+                headers={"Allow": self.allowed},
+            )
         else:
             self.fail(404, f"no route for {self.request.method} {self.request.path}", "not_found")
 
@@ -64,19 +71,30 @@ class NotFoundHandler(GatewayHandler):
 _NOT_FOUND_ROUTE_TEMPLATE = "(unmatched)"
 
 
+def handler_class(route: Route) -> type[GatewayHandler]:
+    if route.stream_body:
+        return StreamingForwardHandler
+    return HANDLERS[route.handler]
+
+
 def build_application(table: Table) -> Application:
     """One Tornado Application per compiled table; its handlers hold that table."""
     rules: list[Rule] = [
-        Rule(RouteMatcher(route), HANDLERS[route.handler], {"route": route, "table": table})
+        Rule(RouteMatcher(route), handler_class(route), {"route": route, "table": table})
         for route in table.routes
     ]
     fallback = _unmatched_route(table)
     for route in table.routes:
-        allowed = ", ".join(sorted({
-            m for r in table.routes if r.template == route.template for m in (r.methods or {"ANY"})
-        }))
-        rules.append(Rule(RouteMatcher(route, any_method=True), NotFoundHandler,
-                          {"route": fallback, "table": table, "allowed": allowed}))
+        allowed = ", ".join(
+            sorted({m for r in table.routes if r.template == route.template for m in (r.methods or {"ANY"})})
+        )
+        rules.append(
+            Rule(
+                RouteMatcher(route, any_method=True),
+                NotFoundHandler,
+                {"route": fallback, "table": table, "allowed": allowed},
+            )
+        )
     return Application(
         rules,
         default_handler_class=NotFoundHandler,
@@ -88,8 +106,17 @@ def build_application(table: Table) -> Application:
 
 
 def _unmatched_route(table: Table) -> Route:
-    return Route(match=_NOT_FOUND_ROUTE_TEMPLATE, methods=None, template="", pattern=re.compile("$^"),
-                 handler="none", ingress="openai", auth=False, chains=MappingProxyType({}), line=0)
+    return Route(
+        match=_NOT_FOUND_ROUTE_TEMPLATE,
+        methods=None,
+        template="",
+        pattern=re.compile("$^"),
+        handler="none",
+        ingress="openai",
+        auth=False,
+        chains=MappingProxyType({}),
+        line=0,
+    )
 
 
 class TableRouter(Router):

@@ -12,8 +12,8 @@ from tornado.web import RequestHandler
 from access.keys import Principal
 from dsl.table import Route, Table
 from handlers.errors import error_body
-from handlers.relay import Exchange
-from ops import metrics
+from handlers.relay import UPSTREAM_PRIVATE, Exchange, relayable
+from ops import metrics, stats
 
 log = logging.getLogger("gateway.handlers")
 
@@ -87,20 +87,41 @@ class GatewayHandler(RequestHandler):
         _in_flight -= 1
         metrics.IN_FLIGHT.dec()
         route = self.route.match
+        elapsed = self.request.request_time()
         metrics.REQUESTS.labels(route=route, status=str(status), model=self.model_label).inc()
-        metrics.REQUEST_SECONDS.labels(route=route).observe(self.request.request_time())
+        metrics.REQUEST_SECONDS.labels(route=route).observe(elapsed)
+        if self.model_label:
+            stats.observe(self.model_label, status, elapsed, self.principal_name)
 
     # -- answers -----------------------------------------------------------------------
+
+    @property
+    def principal_name(self) -> str | None:
+        return self.principal.name if self.principal is not None else None
+
+    def adopt_upstream_headers(self, exchange: Exchange) -> None:
+        """Answer with the upstream's status and headers, keeping our request id.
+
+        The provider's own request id is kept as x-upstream-request-id.
+        """
+        self.set_status(exchange.status)
+        for name in list(self._headers):
+            if name.lower() != "x-request-id":
+                self.clear_header(name)
+        for name, value in relayable(exchange.headers, UPSTREAM_PRIVATE):
+            if name.lower() == "x-request-id":
+                self.set_header("x-upstream-request-id", value)
+            else:
+                self.add_header(name, value)
 
     def mark_first_byte(self) -> None:
         if self.first_byte_at is None:
             self.first_byte_at = time.monotonic()
-            metrics.FIRST_BYTE_SECONDS.labels(route=self.route.match).observe(
-                self.request.request_time()
-            )
+            metrics.FIRST_BYTE_SECONDS.labels(route=self.route.match).observe(self.request.request_time())
 
-    def fail(self, status: int, message: str, code: str | None = None,
-             headers: dict[str, str] | None = None) -> None:
+    def fail(
+        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         """Answer with an error in the route's client format and end the request."""
         if self._finished:
             return
@@ -123,5 +144,9 @@ class GatewayHandler(RequestHandler):
 
         if isinstance(value, HTTPError):
             return
-        log.error("unhandled error on %s (request %s)", self.route.match,
-                  getattr(self, "request_id", "-"), exc_info=(typ, value, tb))
+        log.error(
+            "unhandled error on %s (request %s)",
+            self.route.match,
+            getattr(self, "request_id", "-"),
+            exc_info=(typ, value, tb),
+        )

@@ -63,8 +63,9 @@ class ChatHandler(GatewayHandler):
             return self.fail(400, "'model' is required and must be a string", "missing_model")
         targets = self.table.targets_for(model)
         if targets is None:
-            return self.fail(404, f"model '{model}' is not an agent or provider/model here",
-                             "model_not_found")
+            return self.fail(
+                404, f"model '{model}' is not an agent or provider/model here", "model_not_found"
+            )
         self.requested_model = model
         self.model_label = stats.model_label(model if model in self.table.agents else targets[0].label)
         if not targets:
@@ -89,8 +90,12 @@ class ChatHandler(GatewayHandler):
         provider = target.provider
         chain_plan = self.route.chains.get(provider.format)
         if chain_plan is None:
-            return Failure(target, 0, "unsupported_format",
-                           f"{provider.format} providers cannot serve {self.route.ingress} clients")
+            return Failure(
+                target,
+                0,
+                "unsupported_format",
+                f"{provider.format} providers cannot serve {self.route.ingress} clients",
+            )
         chain = chain_plan.build(Context(document, self.requested_model))
         document = {**document, "model": target.model}
         buffered: list[bytes] = []
@@ -118,9 +123,11 @@ class ChatHandler(GatewayHandler):
         self.exchange = exchange
         started = time.monotonic()
         response = await exchange.run(
-            provider, provider.url_for(_ENDPOINT[provider.format]), "POST",
-            orjson.dumps(document), (("Content-Type", "application/json"),
-                                     ("x-request-id", self.request_id)),
+            provider,
+            provider.url_for(_ENDPOINT[provider.format]),
+            "POST",
+            orjson.dumps(document),
+            (("Content-Type", "application/json"), ("x-request-id", self.request_id)),
         )
         metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
         if self.client_gone:
@@ -136,9 +143,10 @@ class ChatHandler(GatewayHandler):
                 return Failure(target, 0, error_kind(response), str(response.error))
             metrics.UPSTREAM_ERRORS.labels(provider=target.provider.name, kind=error_kind(response)).inc()
             log.warning("upstream %s failed mid-stream: %s", target.label, response.error)
-            self.write(stream_error_event(self.route.ingress, 502,
-                                          f"upstream {target.label} failed mid-stream"))
-            self._record(502, chain)
+            self.write(
+                stream_error_event(self.route.ingress, 502, f"upstream {target.label} failed mid-stream")
+            )
+            self._record(chain)
             self.finish()
             return None
         tail = chain.close()
@@ -147,12 +155,13 @@ class ChatHandler(GatewayHandler):
         if tail:
             self.mark_first_byte()
             self.write(tail)
-        self._record(self.get_status(), chain)
+        self._record(chain)
         self.finish()
         return None
 
-    def _end_buffered(self, target: Target, exchange: Exchange, response: HTTPResponse,
-                      body: bytes) -> Failure | None:
+    def _end_buffered(
+        self, target: Target, exchange: Exchange, response: HTTPResponse, body: bytes
+    ) -> Failure | None:
         if response.code == 599 or exchange.status == 0:
             return Failure(target, 0, error_kind(response), str(response.error))
         status = exchange.status
@@ -162,13 +171,11 @@ class ChatHandler(GatewayHandler):
             self.set_status(status)
             self.set_header("Content-Type", exchange.headers.get("Content-Type", "application/json"))
             self.mark_first_byte()
-            usage = usage_from_openai_body(body)
-            stats.record(self.model_label, status, usage)
+            stats.add_usage(self.model_label, usage_from_openai_body(body), self.principal_name)
             self.finish(body)
             return None
         message = upstream_message(body) or f"upstream answered HTTP {status}"
-        return Failure(target, status, error_kind(response), message,
-                       exchange.headers.get("Retry-After"))
+        return Failure(target, status, error_kind(response), message, exchange.headers.get("Retry-After"))
 
     def _fail_all(self, failures: list[Failure]) -> None:
         last = failures[-1]
@@ -187,11 +194,10 @@ class ChatHandler(GatewayHandler):
             status, headers = 504, None
         else:
             status, headers = (503 if last.status in (503, 529) else 502), None
-        stats.record(self.model_label, status, None)
         self.fail(status, where, last.kind, headers)
 
-    def _record(self, status: int, chain: Chain) -> None:
-        stats.record(self.model_label, status, _chain_usage(chain))
+    def _record(self, chain: Chain) -> None:
+        stats.add_usage(self.model_label, _chain_usage(chain), self.principal_name)
 
 
 def _chain_usage(chain: Chain) -> Usage | None:
@@ -200,4 +206,3 @@ def _chain_usage(chain: Chain) -> Usage | None:
         if isinstance(usage, Usage):
             return usage
     return None
-

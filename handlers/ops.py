@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from handlers.base import GatewayHandler
 from ops import metrics, stats
+from upstream.catalog import CATALOG
 
 
 class HealthHandler(GatewayHandler):
@@ -26,6 +27,7 @@ class MetricsHandler(GatewayHandler):
 class StatsHandler(GatewayHandler):
     def get(self) -> None:
         snapshot = stats.snapshot()
+        snapshot["catalog"] = CATALOG.health()
         snapshot["config"] = {
             "source": self.table.source,
             "providers": sorted(self.table.providers),

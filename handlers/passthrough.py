@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from converters.sse import SSEFramer
 from handlers.base import GatewayHandler
 from handlers.errors import stream_error_event
-from handlers.relay import CLIENT_PRIVATE, UPSTREAM_PRIVATE, Exchange, relayable
+from handlers.relay import CLIENT_PRIVATE, Exchange, relayable
 from ops import metrics
 from upstream.client import error_kind
 
@@ -56,12 +56,7 @@ class PassthroughHandler(GatewayHandler):
 
         def on_headers(exchange: Exchange) -> None:
             nonlocal framer
-            self.set_status(exchange.status)
-            for name in list(self._headers):
-                if name.lower() not in ("x-request-id",):
-                    self.clear_header(name)
-            for name, value in relayable(exchange.headers, UPSTREAM_PRIVATE):
-                self.add_header(name, value)
+            self.adopt_upstream_headers(exchange)
             framer = SSEFramer() if exchange.streaming else None
 
         def on_chunk(data: bytes) -> None:
@@ -75,7 +70,10 @@ class PassthroughHandler(GatewayHandler):
         body = self.request.body if self.request.method in _BODY_METHODS else None
         started = time.monotonic()
         response = await exchange.run(
-            target, url, self.request.method, body,
+            target,
+            url,
+            self.request.method,
+            body,
             relayable(self.request.headers, CLIENT_PRIVATE),
             decompress=True,
         )

@@ -14,14 +14,28 @@ from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPHeaders
 
 from dsl.table import Provider
+from upstream.body_pipe import BodyPipe
 from upstream.client import shared_client
 
 # Headers that describe one hop, or that the gateway sets itself: never relayed either way.
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade", "host", "content-length", "content-encoding",
-    "accept-encoding", "expect",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-encoding",
+        "accept-encoding",
+        "expect",
+    }
+)
 # Client headers that carry the client's own credentials or state: never sent to a provider.
 CLIENT_PRIVATE = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
 # Upstream headers kept from the client's view.
@@ -60,21 +74,41 @@ class Exchange:
         if not self.done:
             self._on_chunk(data)
 
-    async def run(self, provider: Provider, url: str, method: str, body: bytes | None,
-                  headers: Iterable[tuple[str, str]], decompress: bool = True) -> HTTPResponse:
-        """Send the request; resolves when the transfer ends (or is cancelled)."""
+    async def run(
+        self,
+        provider: Provider,
+        url: str,
+        method: str,
+        body: bytes | BodyPipe | None,
+        headers: Iterable[tuple[str, str]],
+        decompress: bool = True,
+    ) -> HTTPResponse:
+        """Send the request; resolves when the transfer ends (or is cancelled).
+
+        `body` may be a BodyPipe, relaying a body that is still arriving from the client.
+        """
         request_headers = HTTPHeaders()
         for name, value in headers:
             request_headers.add(name, value)
         for name, value in provider.headers:
             request_headers[name] = value
         request_headers["Expect"] = ""
+        pipe = body if isinstance(body, BodyPipe) else None
+        if pipe is not None and pipe.length is None:
+            request_headers["Transfer-Encoding"] = "chunked"
         self.request = HTTPRequest(
-            url, method=method, headers=request_headers, body=body,
-            connect_timeout=provider.connect_timeout, request_timeout=provider.timeout,
-            header_callback=self.header_line, streaming_callback=self.chunk,
-            decompress_response=decompress, follow_redirects=False,
+            url,
+            method=method,
+            headers=request_headers,
+            body=b"" if pipe is not None else body,
+            connect_timeout=provider.connect_timeout,
+            request_timeout=provider.timeout,
+            header_callback=self.header_line,
+            streaming_callback=self.chunk,
+            decompress_response=decompress,
+            follow_redirects=False,
             allow_nonstandard_methods=True,
+            prepare_curl_callback=pipe.attach if pipe is not None else None,
         )
         try:
             return await shared_client().fetch(self.request, raise_error=False)

@@ -53,8 +53,10 @@ class Gateway:
         else:
             old = self.router.table.server
             if (old.listen_host, old.listen_port, old.upstream_connections, old.max_body) != (
-                table.server.listen_host, table.server.listen_port,
-                table.server.upstream_connections, table.server.max_body,
+                table.server.listen_host,
+                table.server.listen_port,
+                table.server.upstream_connections,
+                table.server.max_body,
             ):
                 log.warning("server.listen, max_body and upstream_connections change only on restart")
             for warning in table.warnings:

@@ -9,33 +9,58 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 REQUESTS = Counter(
-    "gateway_requests_total", "Requests answered, by route, status and model.",
-    ["route", "status", "model"], registry=REGISTRY,
+    "gateway_requests_total",
+    "Requests answered, by route, status and model.",
+    ["route", "status", "model"],
+    registry=REGISTRY,
 )
 REQUEST_SECONDS = Histogram(
-    "gateway_request_duration_seconds", "Time from request to the last byte sent.",
-    ["route"], buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+    "gateway_request_duration_seconds",
+    "Time from request to the last byte sent.",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
 )
 FIRST_BYTE_SECONDS = Histogram(
-    "gateway_time_to_first_byte_seconds", "Time from request to the first body byte sent.",
-    ["route"], buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+    "gateway_time_to_first_byte_seconds",
+    "Time from request to the first body byte sent.",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
 )
 UPSTREAM_SECONDS = Histogram(
-    "gateway_upstream_duration_seconds", "Duration of one upstream exchange.",
-    ["provider"], buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+    "gateway_upstream_duration_seconds",
+    "Duration of one upstream exchange.",
+    ["provider"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
 )
 IN_FLIGHT = Gauge(
-    "gateway_requests_in_flight", "Requests being served now.", registry=REGISTRY,
+    "gateway_requests_in_flight",
+    "Requests being served now.",
+    registry=REGISTRY,
 )
 UPSTREAM_ERRORS = Counter(
-    "gateway_upstream_errors_total", "Failed upstream exchanges, by provider and kind.",
-    ["provider", "kind"], registry=REGISTRY,
+    "gateway_upstream_errors_total",
+    "Failed upstream exchanges, by provider and kind.",
+    ["provider", "kind"],
+    registry=REGISTRY,
 )
 RELOADS = Counter(
-    "gateway_config_reloads_total", "Configuration reloads, by result.",
-    ["result"], registry=REGISTRY,
+    "gateway_config_reloads_total",
+    "Configuration reloads, by result.",
+    ["result"],
+    registry=REGISTRY,
+)
+KEY_TOKENS = Counter(
+    "gateway_key_tokens_total",
+    "Tokens reported by upstreams, by API key name and kind.",
+    ["key", "kind"],
+    registry=REGISTRY,
 )
 TOKENS = Counter(
-    "gateway_tokens_total", "Tokens reported by upstreams, by model and kind.",
-    ["model", "kind"], registry=REGISTRY,
+    "gateway_tokens_total",
+    "Tokens reported by upstreams, by model and kind.",
+    ["model", "kind"],
+    registry=REGISTRY,
 )

@@ -1,32 +1,65 @@
-"""Process statistics for /statsz: what an operator asks first, as JSON."""
+"""Process statistics for /statsz: what an operator asks first, as JSON.
+
+Requests, errors and latency are counted for every answered request with a model
+(or endpoint) label; tokens when the upstream reported usage; per API key too.
+"""
 
 from __future__ import annotations
 
+import collections
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from converters.usage import Usage
 from ops import metrics
 
 STARTED = time.time()
+# Clients choose provider/model names freely; past this many distinct names, the rest are
+# counted together as "other" so that neither /statsz nor /metrics grows without bound.
+MAX_MODEL_LABELS = 256
+OTHER = "other"
+_LATENCY_SAMPLES = 1024
 
 
 @dataclass(slots=True)
-class ModelStats:
+class Counters:
     requests: int = 0
     errors: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    latencies: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=_LATENCY_SAMPLES)
+    )
+
+    def add_usage(self, usage: Usage) -> None:
+        self.input_tokens += usage.input
+        self.output_tokens += usage.output
+        self.cached_tokens += usage.cached
+        self.reasoning_tokens += usage.reasoning
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "requests": self.requests,
+            "errors": self.errors,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        }
+        if self.latencies:
+            ordered = sorted(self.latencies)
+            out["latency_ms"] = {
+                f"p{q}": round(ordered[min(len(ordered) - 1, len(ordered) * q // 100)] * 1000, 2)
+                for q in (50, 90, 99)
+            }
+        return out
 
 
-_by_model: dict[str, ModelStats] = {}
-# Clients choose provider/model names freely; past this many distinct names, the rest are
-# counted together as "other" so that neither /statsz nor /metrics grows without bound.
-MAX_MODEL_LABELS = 256
-OTHER = "other"
+_by_model: dict[str, Counters] = {}
+_by_key: dict[str, Counters] = {}
 
 
 def model_label(name: str) -> str:
@@ -36,27 +69,46 @@ def model_label(name: str) -> str:
     return OTHER
 
 
-def record(model: str, status: int, usage: Usage | None) -> None:
-    """Count one answered request against `model` (a configured name, so bounded)."""
-    stats = _by_model.get(model)
-    if stats is None:
-        stats = _by_model[model] = ModelStats()
-    stats.requests += 1
-    if status >= 400:
-        stats.errors += 1
-    if usage is not None and usage.reported:
-        stats.input_tokens += usage.input
-        stats.output_tokens += usage.output
-        stats.cached_tokens += usage.cached
-        stats.reasoning_tokens += usage.reasoning
-        for kind, value in (("input", usage.input), ("output", usage.output),
-                            ("cached", usage.cached), ("reasoning", usage.reasoning)):
-            if value:
-                metrics.TOKENS.labels(model=model, kind=kind).inc(value)
+def _counters(table: dict[str, Counters], name: str) -> Counters:
+    counters = table.get(name)
+    if counters is None:
+        counters = table[name] = Counters()
+    return counters
+
+
+def observe(model: str, status: int, seconds: float, key: str | None) -> None:
+    """Count one answered request against a bounded model label (and the caller's key name)."""
+    for counters in (_counters(_by_model, model), _counters(_by_key, key) if key else None):
+        if counters is None:
+            continue
+        counters.requests += 1
+        if status >= 400:
+            counters.errors += 1
+        counters.latencies.append(seconds)
+
+
+def add_usage(model: str, usage: Usage | None, key: str | None) -> None:
+    """Tokens the upstream reported for one request."""
+    if usage is None or not usage.reported:
+        return
+    _counters(_by_model, model).add_usage(usage)
+    if key:
+        _counters(_by_key, key).add_usage(usage)
+    for kind, value in (
+        ("input", usage.input),
+        ("output", usage.output),
+        ("cached", usage.cached),
+        ("reasoning", usage.reasoning),
+    ):
+        if value:
+            metrics.TOKENS.labels(model=model, kind=kind).inc(value)
+            if key:
+                metrics.KEY_TOKENS.labels(key=key, kind=kind).inc(value)
 
 
 def snapshot() -> dict[str, Any]:
     return {
         "uptime_seconds": round(time.time() - STARTED, 3),
-        "models": {name: asdict(stats) for name, stats in sorted(_by_model.items())},
+        "models": {name: c.summary() for name, c in sorted(_by_model.items())},
+        "keys": {name: c.summary() for name, c in sorted(_by_key.items())},
     }

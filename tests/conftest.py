@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, free_port, write_config
+from tests.support import ALT_KEY, CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, free_port, write_config
 
 STANDARD_ROUTES = """
 version: 1
@@ -27,6 +27,11 @@ providers:
   down:
     url: http://127.0.0.1:%(closed_port)d/v1
     api_key: %(provider_key)s
+  alt:
+    url: ${MOCK_URL}/v1
+    api_key: %(alt_key)s
+    format_urls:
+      images/generations: ${MOCK_URL}/custom/images
 agents:
   fast: {models: [mock/gpt-4o-mini]}
   fallback: {models: [mock/fault-500, mock/gpt-4o-mini]}
@@ -37,6 +42,11 @@ agents:
   hang: {models: [slow/fault-hang, mock/gpt-4o-mini]}
   allfail: {models: [mock/fault-500, mock/fault-503]}
   badkey: {models: [mock/fault-401]}
+models:
+  gpt-4o-mini: {context_window: 128000, max_output: 16384, capabilities: [tools], price: {input: 0.15, output: 0.6}}
+  mock/mock-model: {context_window: 4096}
+  registry-only-model: {context_window: 1000}
+catalog: {ttl: 1s, timeout: 3s}
 routes:
   - match: POST /v1/chat/completions
     handler: chat
@@ -48,13 +58,31 @@ routes:
     handler: statsz
   - match: GET /metrics
     handler: metrics
+  - {match: GET /v1/models, handler: models}
+  - {match: "GET /v1/models/{model*}", handler: models}
+  - {match: POST /v1/embeddings, handler: forward}
+  - {match: POST /v1/images/generations, handler: forward, prefer: alt}
+  - {match: POST /v1/audio/transcriptions, handler: forward, body: stream}
+  - {match: POST /v1/audio/speech, handler: forward}
+  - {match: POST /v1/moderations, handler: forward, prefer: not-declared}
+  - {match: POST /v1/rerank, handler: forward, providers: [down, alt]}
+  - {match: POST /v1/responses, handler: forward}
+  - {match: "GET|DELETE /v1/responses/{id}", handler: forward}
+  - {match: POST /v1/a2a, handler: forward, prefer: alt}
+  - {match: GET /v1/files, handler: forward}
+  - {match: POST /v1/files, handler: forward, body: stream}
+  - {match: "GET|DELETE /v1/files/{id}", handler: forward}
+  - {match: "GET /v1/files/{id}/content", handler: forward}
+  - {match: GET|POST /v1/batches, handler: forward}
+  - {match: "GET /v1/batches/{id}", handler: forward}
+  - {match: "POST /v1/batches/{id}/cancel", handler: forward}
 """
 
 STANDARD_SECRETS = f"client_token: {CLIENT_TOKEN}\n"
 
 
 def standard_routes() -> str:
-    return STANDARD_ROUTES % {"provider_key": PROVIDER_KEY, "closed_port": free_port()}
+    return STANDARD_ROUTES % {"provider_key": PROVIDER_KEY, "alt_key": ALT_KEY, "closed_port": free_port()}
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ import openai
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_TOKEN = "test-client-token-4f1c2a9e"
 PROVIDER_KEY = "sk-test-provider-key-77d3b0"
+ALT_KEY = "sk-test-alt-provider-key-19ce44"
 LOG_DIR = Path(tempfile.gettempdir()) / f"gateway-test-logs-{os.getpid()}"
 
 
@@ -38,7 +39,10 @@ class Mock:
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.mock_provider", "--port", "0", *args],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], 15)
@@ -70,6 +74,15 @@ class Mock:
         req = urllib.request.Request(f"{self.url}/_mock/requests", method="DELETE")
         urllib.request.urlopen(req, timeout=5).read()
 
+    def config(self, **settings: Any) -> dict[str, Any]:
+        """POST settings to /_mock/config (GET when none), e.g. ``config(models_fault="500")``;
+        ``config(models_fault=None, models=None)`` restores the defaults. Returns the settings."""
+        data = json.dumps(settings).encode() if settings else None
+        req = urllib.request.Request(f"{self.url}/_mock/config", data=data,
+                                     method="POST" if settings else "GET")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
 
 def write_config(directory: Path, routes: str, secrets: str | None = None) -> Path:
     """Write routes.yaml (and secrets.yaml) into `directory`; return the routes path."""
@@ -93,7 +106,10 @@ class Gateway:
         full_env = {**os.environ, "GATEWAY_PORT": str(self.port), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "gateway.py"), "serve", "-c", str(config)],
-            cwd=ROOT, env=full_env, stdout=self.log_file, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=full_env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self.wait_ready()
@@ -134,8 +150,9 @@ class Gateway:
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         return self.request("GET", path, None, headers)
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         """Raw HTTP with the path sent exactly as given (no normalisation of '..')."""
         import http.client
 

@@ -34,7 +34,9 @@ def test_completion_by_provider_and_model(gateway: Gateway) -> None:
 def test_stream_arrives_incrementally(gateway: Gateway) -> None:
     started = time.monotonic()
     stream = gateway.openai().chat.completions.create(
-        model="mock/gpt-delay-150", messages=MESSAGES, stream=True,
+        model="mock/gpt-delay-150",
+        messages=MESSAGES,
+        stream=True,
         stream_options={"include_usage": True},
     )
     arrivals, text, usage = [], "", None
@@ -152,8 +154,9 @@ def test_client_disconnect_cancels_the_upstream(gateway: Gateway, mock: Mock) ->
 
 
 def test_upstream_cut_mid_stream_ends_with_an_error_event(gateway: Gateway) -> None:
-    stream = gateway.openai().chat.completions.create(model="mock/gpt-fault-cut", messages=MESSAGES,
-                                                      stream=True)
+    stream = gateway.openai().chat.completions.create(
+        model="mock/gpt-fault-cut", messages=MESSAGES, stream=True
+    )
     received = []
     with pytest.raises(openai.APIError) as caught:
         for chunk in stream:

@@ -38,8 +38,14 @@ routes:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC"))}
-    return subprocess.run([sys.executable, str(ROOT / "gateway.py"), *args], capture_output=True,
-                          text=True, cwd=ROOT, env={**clean, **(env or {})}, timeout=30)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "gateway.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        timeout=30,
+    )
 
 
 def write(tmp_path: Path, text: str, name: str = "routes.yaml") -> Path:
@@ -64,7 +70,9 @@ def test_good_file_compiles_with_expansion(tmp_path: Path) -> None:
 
 
 def test_check_reports_every_problem_with_its_line(tmp_path: Path) -> None:
-    bad = write(tmp_path, """\
+    bad = write(
+        tmp_path,
+        """\
 version: 1
 providers:
   mock:
@@ -79,7 +87,8 @@ routes:
   - match: POST /v1/chat/completions
     handler: chat
     ingress: ${UNSET_FOR_TEST}
-""")
+""",
+    )
     result = run_cli("check", "-c", str(bad))
     assert result.returncode == 1
     err = result.stderr
@@ -120,26 +129,46 @@ def test_routes_prints_the_compiled_table(tmp_path: Path) -> None:
         ("version: 1\nversion: 1\nroutes: []\n", ":2:1: version: duplicate key 'version'"),
         ("version: 2\nroutes: [{match: GET /x, handler: health}]\n", ":1:1: version:"),
         ("version: 1\nroutes: [{match: GET /x, handler: nope}]\n", "routes[0].handler: 'nope' is not one of"),
-        ("version: 1\nroutes: [{match: FETCH /x, handler: health}]\n", "routes[0].match: 'FETCH /x' is not in"),
-        ("version: 1\nserver: {max_body: lots}\nroutes: [{match: GET /x, handler: health}]\n",
-         "server.max_body: 'lots' is not a size"),
-        ("version: 1\nroutes:\n  - {match: GET /x, handler: health}\n"
-         "  - {match: GET|POST /x, handler: health}\n",
-         ":4:6: routes[1].match: collides with routes[0]"),
-        ("version: 1\nroutes:\n  - {match: 'ANY /p/{a}', handler: health}\n  - {match: 'GET /p/{b}', handler: health}\n",
-         "routes[1].match: collides with routes[0]"),
-        ("version: 1\nroutes: [{match: 'ANY /proxy/{provider}', handler: passthrough}]\n",
-         "needs {provider} and {path*}"),
+        (
+            "version: 1\nroutes: [{match: FETCH /x, handler: health}]\n",
+            "routes[0].match: 'FETCH /x' is not in",
+        ),
+        (
+            "version: 1\nserver: {max_body: lots}\nroutes: [{match: GET /x, handler: health}]\n",
+            "server.max_body: 'lots' is not a size",
+        ),
+        (
+            "version: 1\nroutes:\n  - {match: GET /x, handler: health}\n"
+            "  - {match: GET|POST /x, handler: health}\n",
+            ":4:6: routes[1].match: collides with routes[0]",
+        ),
+        (
+            "version: 1\nroutes:\n  - {match: 'ANY /p/{a}', handler: health}\n  - {match: 'GET /p/{b}', handler: health}\n",
+            "routes[1].match: collides with routes[0]",
+        ),
+        (
+            "version: 1\nroutes: [{match: 'ANY /proxy/{provider}', handler: passthrough}]\n",
+            "needs {provider} and {path*}",
+        ),
         ("version: 1\nroutes: [{match: 'GET /a/{x*}/b', handler: health}]\n", "must be the last part"),
-        ("version: 1\nroutes: [{match: GET /x, handler: health, converters: [sse-frame]}]\n",
-         "the health handler takes no converters"),
-        ("version: 1\nproviders: {p: {url: 'http://h/v1'}}\n"
-         "routes: [{match: POST /c, handler: chat, converters: [shout]}]\n",
-         "routes[0].converters: unknown converter 'shout'"),
-        ("version: 1\nproviders: {p: {url: 'http://h/v1'}}\nagents: {p: {models: [p/x]}}\n"
-         "routes: [{match: POST /c, handler: chat}]\n", "agent 'p' has the name of a provider"),
-        ("version: 1\nproviders: {p: {url: 'ftp://h'}}\nroutes: [{match: GET /x, handler: health}]\n",
-         "providers.p.url: 'ftp://h' is not in the expected form"),
+        (
+            "version: 1\nroutes: [{match: GET /x, handler: health, converters: [sse-frame]}]\n",
+            "the health handler takes no converters",
+        ),
+        (
+            "version: 1\nproviders: {p: {url: 'http://h/v1'}}\n"
+            "routes: [{match: POST /c, handler: chat, converters: [shout]}]\n",
+            "routes[0].converters: unknown converter 'shout'",
+        ),
+        (
+            "version: 1\nproviders: {p: {url: 'http://h/v1'}}\nagents: {p: {models: [p/x]}}\n"
+            "routes: [{match: POST /c, handler: chat}]\n",
+            "agent 'p' has the name of a provider",
+        ),
+        (
+            "version: 1\nproviders: {p: {url: 'ftp://h'}}\nroutes: [{match: GET /x, handler: health}]\n",
+            "providers.p.url: 'ftp://h' is not in the expected form",
+        ),
     ],
 )
 def test_invalid_files(tmp_path: Path, text: str, expected: str) -> None:
@@ -149,9 +178,14 @@ def test_invalid_files(tmp_path: Path, text: str, expected: str) -> None:
 
 
 def test_secrets_errors_never_show_values(tmp_path: Path) -> None:
-    write(tmp_path, "client_token: short-secret\napi_keys: {bot: {token: x-secret-value, roles: [god]}}\n",
-          "secrets.yaml")
-    routes = write(tmp_path, "version: 1\nsecrets: secrets.yaml\nroutes: [{match: GET /x, handler: health}]\n")
+    write(
+        tmp_path,
+        "client_token: short-secret\napi_keys: {bot: {token: x-secret-value, roles: [god]}}\n",
+        "secrets.yaml",
+    )
+    routes = write(
+        tmp_path, "version: 1\nsecrets: secrets.yaml\nroutes: [{match: GET /x, handler: health}]\n"
+    )
     found = problems(routes)
     assert any("secrets.yaml:1:1: client_token" in p for p in found), found
     assert any("api_keys.bot.roles[0]" in p for p in found), found
@@ -159,14 +193,18 @@ def test_secrets_errors_never_show_values(tmp_path: Path) -> None:
 
 
 def test_missing_secrets_file_is_a_warning(tmp_path: Path) -> None:
-    routes = write(tmp_path, "version: 1\nsecrets: nowhere.yaml\nroutes: [{match: GET /x, handler: health}]\n")
+    routes = write(
+        tmp_path, "version: 1\nsecrets: nowhere.yaml\nroutes: [{match: GET /x, handler: health}]\n"
+    )
     table = compile_file(str(routes), {})
     assert any("not found" in str(w) for w in table.warnings)
     assert len(table.keys) == 0
 
 
 def test_empty_key_skips_provider_and_drops_targets(tmp_path: Path) -> None:
-    routes = write(tmp_path, """\
+    routes = write(
+        tmp_path,
+        """\
 version: 1
 providers:
   gone: {url: 'http://h/v1', api_key: '${NO_SUCH_KEY:-}'}
@@ -174,7 +212,8 @@ providers:
 agents:
   a: {models: [gone/x, here/y]}
 routes: [{match: POST /c, handler: chat}]
-""")
+""",
+    )
     table = compile_file(str(routes), {})
     assert list(table.providers) == ["here"]
     assert [t.label for t in table.agents["a"].targets] == ["here/y"]
@@ -184,4 +223,6 @@ routes: [{match: POST /c, handler: chat}]
 def test_reference_page_matches_the_schema() -> None:
     from dsl.reference import render
 
-    assert (ROOT / "docs" / "reference.md").read_text() == render(), "run: python -m dsl.reference > docs/reference.md"
+    assert (ROOT / "docs" / "reference.md").read_text() == render(), (
+        "run: python -m dsl.reference > docs/reference.md"
+    )

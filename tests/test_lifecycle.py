@@ -47,7 +47,9 @@ def test_sighup_keeps_open_streams_and_switches_new_requests(fresh_gateway: Gate
 
 
 def test_sighup_with_a_broken_file_keeps_the_old_table(fresh_gateway: Gateway) -> None:
-    fresh_gateway.config.write_text(fresh_gateway.config.read_text().replace("handler: chat", "handler: chatt"))
+    fresh_gateway.config.write_text(
+        fresh_gateway.config.read_text().replace("handler: chat", "handler: chatt")
+    )
     fresh_gateway.signal(signal.SIGHUP)
     assert _wait_for(lambda: "reload rejected" in fresh_gateway.log())
     assert f"{fresh_gateway.config}:" in fresh_gateway.log()

@@ -17,8 +17,11 @@ def test_health_is_open(gateway: Gateway) -> None:
 def test_metrics_count_requests_tokens_and_latency(gateway: Gateway) -> None:
     client = gateway.openai()
     client.chat.completions.create(model="fast", messages=MESSAGES)
-    list(client.chat.completions.create(model="fast", messages=MESSAGES, stream=True,
-                                        stream_options={"include_usage": True}))
+    list(
+        client.chat.completions.create(
+            model="fast", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
     status, headers, body = gateway.request("GET", "/metrics", headers={"Authorization": None})
     assert status == 200 and headers["content-type"].startswith("text/plain")
     text = body.decode()

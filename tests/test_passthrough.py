@@ -11,8 +11,9 @@ from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock
 
 def test_get_is_relayed_with_the_provider_key(gateway: Gateway, mock: Mock) -> None:
     mock.clear()
-    status, headers, body = gateway.get("/proxy/mock/models?limit=2",
-                                        {"Cookie": "session=abc", "Connection": "keep-alive"})
+    status, headers, body = gateway.get(
+        "/proxy/mock/models?limit=2", {"Cookie": "session=abc", "Connection": "keep-alive"}
+    )
     assert status == 200
     assert any(m["id"] == "gpt-4o-mini" for m in json.loads(body)["data"])
     sent = mock.requests()[-1]
@@ -24,8 +25,9 @@ def test_get_is_relayed_with_the_provider_key(gateway: Gateway, mock: Mock) -> N
 
 
 def test_post_stream_is_relayed_as_sse(gateway: Gateway) -> None:
-    body = json.dumps({"model": "gpt-4o-mini", "stream": True,
-                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    body = json.dumps(
+        {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
     status, headers, raw = gateway.request("POST", "/proxy/mock/chat/completions", body)
     assert status == 200 and headers["content-type"].startswith("text/event-stream")
     assert raw.endswith(b"data: [DONE]\n\n")

@@ -22,10 +22,17 @@ log = logging.getLogger("gateway.upstream")
 HeaderCallback = Callable[[str], None]
 
 # curl error codes that mean "the provider is unreachable or too slow": retryable.
-CONNECT_ERRORS = frozenset({
-    pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_OPERATION_TIMEDOUT,
-    pycurl.E_GOT_NOTHING, pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR, pycurl.E_SSL_CONNECT_ERROR,
-})
+CONNECT_ERRORS = frozenset(
+    {
+        pycurl.E_COULDNT_CONNECT,
+        pycurl.E_COULDNT_RESOLVE_HOST,
+        pycurl.E_OPERATION_TIMEDOUT,
+        pycurl.E_GOT_NOTHING,
+        pycurl.E_SEND_ERROR,
+        pycurl.E_RECV_ERROR,
+        pycurl.E_SSL_CONNECT_ERROR,
+    }
+)
 CANCELLED = pycurl.E_ABORTED_BY_CALLBACK
 
 
@@ -37,8 +44,9 @@ class UpstreamClient(CurlAsyncHTTPClient):
     overtake the headers that say how to treat them.
     """
 
-    def _curl_header_callback(self, headers: HTTPHeaders, header_callback: HeaderCallback | None,
-                              header_line_bytes: bytes) -> None:
+    def _curl_header_callback(
+        self, headers: HTTPHeaders, header_callback: HeaderCallback | None, header_line_bytes: bytes
+    ) -> None:
         super()._curl_header_callback(headers, None, header_line_bytes)
         if header_callback is not None:
             try:
@@ -61,8 +69,9 @@ class UpstreamClient(CurlAsyncHTTPClient):
         for entry in list(queue):
             if _unwrap(entry[0]) is request:
                 queue.remove(entry)
-                entry[1](HTTPResponse(request, 599, error=CurlError(CANCELLED, "cancelled"),
-                                      request_time=0.0))
+                entry[1](
+                    HTTPResponse(request, 599, error=CurlError(CANCELLED, "cancelled"), request_time=0.0)
+                )
                 return True
         return False
 
@@ -79,8 +88,7 @@ def shared_client(max_clients: int = 512) -> UpstreamClient:
     """The process-wide client (created on first use, on the running IOLoop)."""
     global _client
     if _client is None:
-        _client = UpstreamClient(force_instance=True, max_clients=max_clients,
-                                 max_body_size=1 << 40)
+        _client = UpstreamClient(force_instance=True, max_clients=max_clients, max_body_size=1 << 40)
     return _client
 
 
@@ -100,5 +108,3 @@ def error_kind(response: HTTPResponse) -> str:
     if response.code == 429:
         return "rate_limited"
     return f"http_{response.code}"
-
-

@@ -1,0 +1,520 @@
+"""Chat request bodies between OpenAI chat completions and Anthropic Messages.
+
+Only fields with a counterpart are carried; anything else is dropped rather than
+forwarded to a provider that would reject it. A request that cannot be expressed
+in the other format raises ValueError with a message fit for a 400 answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from converters.chat_mapping import anthropic_tool_id, parse_arguments
+
+# Anthropic requires max_tokens; OpenAI clients often leave it out.
+DEFAULT_MAX_TOKENS = 4096
+# Anthropic's smallest thinking budget.
+MIN_THINKING_BUDGET = 1024
+# reasoning_effort -> thinking budget_tokens, and back by the thresholds below.
+EFFORT_BUDGETS: dict[str, int] = {
+    "minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 24576, "max": 32768,
+}
+_BUDGET_EFFORTS = ((4096, "low"), (16384, "medium"))
+# Anthropic output_config.effort -> the levels OpenAI-compatible providers all know.
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+# OpenAI tool messages have no error flag: an Anthropic tool_result with is_error becomes
+# a tool message whose text starts with this, and such a message becomes is_error again.
+TOOL_ERROR_PREFIX = "Error: "
+
+
+def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic Messages request for an OpenAI chat completions request."""
+    messages = doc.get("messages")
+    if not isinstance(messages, list):
+        raise ValueError("'messages' must be a list")
+    if doc.get("n") not in (None, 1):
+        raise ValueError("'n' other than 1 cannot be served by an Anthropic provider")
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise ValueError(f"{where} must be an object")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            text = _openai_text(message.get("content"), where)
+            if text:
+                system.append(text)
+            continue
+        if role == "user":
+            blocks = _anthropic_user_blocks(message.get("content"), where)
+        elif role == "assistant":
+            blocks = _anthropic_assistant_blocks(message, where)
+        elif role == "tool":
+            role, blocks = "user", [_anthropic_tool_result(message, where)]
+        else:
+            raise ValueError(f"{where}: role {role!r} cannot be converted for an Anthropic provider")
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:  # Anthropic wants user and assistant turns to alternate
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    if not turns:
+        raise ValueError("'messages' holds no user or assistant message with content")
+    for turn in turns:
+        blocks = turn["content"]
+        if len(blocks) == 1 and blocks[0].keys() == {"type", "text"}:
+            turn["content"] = blocks[0]["text"]
+
+    out: dict[str, Any] = {}
+    if "model" in doc:
+        out["model"] = doc["model"]
+    if system:
+        out["system"] = "\n\n".join(system)
+    out["messages"] = turns
+    limit = doc.get("max_completion_tokens")
+    if limit is None:
+        limit = doc.get("max_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError("'max_completion_tokens' / 'max_tokens' must be a positive integer")
+    stop = _stop_sequences(doc.get("stop"))
+    if stop:
+        out["stop_sequences"] = stop
+    user = doc.get("user") or doc.get("safety_identifier")
+    if isinstance(user, str) and user:
+        out["metadata"] = {"user_id": user}
+    if doc.get("stream") is True:
+        out["stream"] = True
+    tools = doc.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise ValueError("'tools' must be a list")
+    choice = None
+    if tools:
+        out["tools"] = [_anthropic_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
+        choice = _anthropic_tool_choice(doc.get("tool_choice"))
+        if doc.get("parallel_tool_calls") is False:
+            choice = choice or {"type": "auto"}
+            if choice["type"] != "none":
+                choice["disable_parallel_tool_use"] = True
+        if choice:
+            out["tool_choice"] = choice
+    # Anthropic refuses thinking together with a forced tool choice, and thinking with
+    # any temperature or top_p; both give way to thinking.
+    budget = _thinking_budget(doc.get("reasoning_effort"))
+    if choice and choice["type"] in ("any", "tool"):
+        budget = 0
+    if budget and limit is None:
+        limit = DEFAULT_MAX_TOKENS + budget  # the default answer room stays on top of the thinking
+    elif budget:
+        budget = min(budget, limit - 1)  # Anthropic wants budget_tokens < max_tokens
+        budget = budget if budget >= MIN_THINKING_BUDGET else 0
+    out["max_tokens"] = DEFAULT_MAX_TOKENS if limit is None else limit
+    if budget:
+        out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    else:
+        # Anthropic samples with temperature in [0, 1], and recent models take only one
+        # of temperature and top_p: temperature wins.
+        temperature = _number(doc, "temperature")
+        if temperature is not None:
+            out["temperature"] = min(temperature, 1.0)
+        elif (top_p := _number(doc, "top_p")) is not None:
+            out["top_p"] = top_p
+    return out
+
+
+def anthropic_to_openai_request(doc: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat completions request for an Anthropic Messages request."""
+    messages = doc.get("messages")
+    if not isinstance(messages, list):
+        raise ValueError("'messages' must be a list")
+    converted: list[dict[str, Any]] = []
+    system = _anthropic_text(doc.get("system"), "system")
+    if system:
+        converted.append({"role": "system", "content": system})
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise ValueError(f"{where} must be an object")
+        role = message.get("role")
+        if role == "user":
+            converted.extend(_openai_user_messages(message.get("content"), where))
+        elif role == "assistant":
+            converted.append(_openai_assistant_message(message.get("content"), where))
+        else:
+            raise ValueError(f"{where}: role {role!r} is not 'user' or 'assistant'")
+
+    out: dict[str, Any] = {}
+    if "model" in doc:
+        out["model"] = doc["model"]
+    out["messages"] = converted
+    limit = doc.get("max_tokens")
+    if limit is not None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError("'max_tokens' must be a positive integer")
+        out["max_completion_tokens"] = limit
+    for key in ("temperature", "top_p"):
+        value = _number(doc, key)
+        if value is not None:
+            out[key] = value
+    stop = _stop_sequences(doc.get("stop_sequences"))
+    if stop:
+        out["stop"] = stop
+    metadata = doc.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str) and metadata["user_id"]:
+        out["user"] = metadata["user_id"]
+    if doc.get("stream") is True:
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}  # so usage reaches the converted stream
+    tools = doc.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise ValueError("'tools' must be a list")
+    if tools:
+        out["tools"] = [_openai_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
+        choice = doc.get("tool_choice")
+        if choice is not None:
+            out["tool_choice"] = _openai_tool_choice(choice)
+            if choice.get("disable_parallel_tool_use") is True and choice.get("type") != "none":
+                out["parallel_tool_calls"] = False
+    effort = _reasoning_effort(doc.get("thinking"), doc.get("output_config"))
+    if effort:
+        out["reasoning_effort"] = effort
+    return out
+
+
+# --- OpenAI -> Anthropic pieces ---------------------------------------------------------------
+
+
+def _openai_text(content: object, where: str) -> str:
+    """Text of a system/developer/tool message: a string or a list of text parts."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise ValueError(f"{where}.content must be a string or a list of parts")
+    texts = []
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise ValueError(f"{where}.content[{j}] must be a text part")
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _anthropic_user_blocks(content: object, where: str) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):
+        raise ValueError(f"{where}.content must be a string or a list of parts")
+    blocks = []
+    for j, part in enumerate(content):
+        at = f"{where}.content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            if part["text"]:
+                blocks.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            blocks.append(_anthropic_image(part.get("image_url"), at))
+        elif kind == "file":
+            blocks.append(_anthropic_document(part.get("file"), at))
+        else:
+            raise ValueError(f"{at}: part type {kind!r} cannot be converted for an Anthropic provider")
+    return blocks
+
+
+def _anthropic_image(image: object, where: str) -> dict[str, Any]:
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str):
+        raise ValueError(f"{where}: image_url.url must be a string")
+    if url.startswith("data:"):
+        media_type, data = _data_url(url, where)
+        if media_type not in _IMAGE_TYPES:
+            known = ", ".join(sorted(_IMAGE_TYPES))
+            raise ValueError(f"{where}: image type {media_type!r} is not one of {known}")
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    if url.startswith(("https://", "http://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise ValueError(f"{where}: image_url.url must be an http(s) URL or a base64 data: URL")
+
+
+def _anthropic_document(file: object, where: str) -> dict[str, Any]:
+    data_url = file.get("file_data") if isinstance(file, dict) else None
+    if not isinstance(data_url, str) or not data_url.startswith("data:"):
+        raise ValueError(f"{where}: only files given inline as a base64 data: URL can be converted")
+    media_type, data = _data_url(data_url, where)
+    if media_type != "application/pdf":
+        raise ValueError(f"{where}: only PDF files can be converted, not {media_type!r}")
+    return {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+def _data_url(url: str, where: str) -> tuple[str, str]:
+    """(media type, base64 payload) of a data: URL."""
+    header, comma, data = url.partition(",")
+    if not comma or not header.endswith(";base64"):
+        raise ValueError(f"{where}: data: URLs must be base64-encoded")
+    return header[5:].split(";", 1)[0].lower(), data
+
+
+def _anthropic_assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """Text then tool_use blocks. reasoning_content is dropped: Anthropic accepts thinking
+    only with the signature it issued, which an OpenAI history does not carry."""
+    content = message.get("content")
+    blocks: list[dict[str, Any]] = []
+    if isinstance(content, str):
+        if content:
+            blocks.append({"type": "text", "text": content})
+    elif isinstance(content, list):
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            text = part.get(kind) if kind in ("text", "refusal") else None
+            if not isinstance(text, str):
+                raise ValueError(f"{where}.content[{j}] must be a text or refusal part")
+            if text:
+                blocks.append({"type": "text", "text": text})
+    elif content is not None:
+        raise ValueError(f"{where}.content must be a string, a list of parts or null")
+    calls = message.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise ValueError(f"{where}.tool_calls must be a list")
+    for j, call in enumerate(calls or ()):
+        at = f"{where}.tool_calls[{j}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or call.get("type", "function") != "function":
+            raise ValueError(f"{at}: only function tool calls can be converted")
+        if not isinstance(call.get("id"), str) or not isinstance(function.get("name"), str):
+            raise ValueError(f"{at} needs a string 'id' and 'function.name'")
+        blocks.append({
+            "type": "tool_use",
+            "id": anthropic_tool_id(call["id"]),
+            "name": function["name"],
+            "input": parse_arguments(function.get("arguments")),
+        })
+    return blocks
+
+
+def _anthropic_tool_result(message: dict[str, Any], where: str) -> dict[str, Any]:
+    """A tool_result block; the error prefix anthropic_to_openai_request writes maps back to is_error."""
+    call_id = message.get("tool_call_id")
+    if not isinstance(call_id, str):
+        raise ValueError(f"{where}: a tool message needs a string 'tool_call_id'")
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": anthropic_tool_id(call_id)}
+    text = _openai_text(message.get("content"), where)
+    if text.startswith(TOOL_ERROR_PREFIX):
+        block["is_error"] = True
+        text = text[len(TOOL_ERROR_PREFIX):]
+    if text:
+        block["content"] = text
+    return block
+
+
+def _anthropic_tool(tool: object, where: str) -> dict[str, Any]:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(function, dict) or tool.get("type", "function") != "function":
+        raise ValueError(f"{where}: only function tools can be converted for an Anthropic provider")
+    if not isinstance(function.get("name"), str):
+        raise ValueError(f"{where}: function.name must be a string")
+    out: dict[str, Any] = {"name": function["name"]}
+    if isinstance(function.get("description"), str):
+        out["description"] = function["description"]
+    parameters = function.get("parameters")
+    out["input_schema"] = parameters if isinstance(parameters, dict) else _EMPTY_SCHEMA
+    return out
+
+
+def _anthropic_tool_choice(choice: object) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if choice in ("auto", "none"):
+        return {"type": choice}
+    if choice == "required":
+        return {"type": "any"}
+    named = isinstance(choice, dict) and choice.get("type") == "function"
+    function = choice.get("function") if named else None
+    if isinstance(function, dict) and isinstance(function.get("name"), str):
+        return {"type": "tool", "name": function["name"]}
+    raise ValueError("'tool_choice' must be auto, none, required or a named function")
+
+
+def _thinking_budget(effort: object) -> int:
+    if effort is None or effort == "none":
+        return 0
+    if effort not in EFFORT_BUDGETS:
+        raise ValueError(f"'reasoning_effort' must be one of none, {', '.join(EFFORT_BUDGETS)}")
+    return EFFORT_BUDGETS[effort]
+
+
+# --- Anthropic -> OpenAI pieces ---------------------------------------------------------------
+
+
+def _anthropic_text(content: object, where: str) -> str:
+    """Text of a system prompt or tool result given as a string or text blocks."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise ValueError(f"{where} must be a string or a list of text blocks")
+    texts = []
+    for j, block in enumerate(content):
+        text = block.get("text") if isinstance(block, dict) and block.get("type") == "text" else None
+        if not isinstance(text, str):
+            raise ValueError(f"{where}[{j}] must be a text block")
+        texts.append(text)
+    return "\n\n".join(texts)
+
+
+def _openai_user_messages(content: object, where: str) -> list[dict[str, Any]]:
+    """Tool results become tool messages, first; the rest stays one user message after them.
+    Images inside tool results move to that user message: OpenAI tool messages hold text only."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    if not isinstance(content, list):
+        raise ValueError(f"{where}.content must be a string or a list of blocks")
+    results: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    for j, block in enumerate(content):
+        at = f"{where}.content[{j}]"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "tool_result":
+            results.append(_openai_tool_message(block, at, parts))
+        else:
+            parts.append(_openai_part(block, kind, at))
+    if parts:
+        only_text = len(parts) == 1 and parts[0]["type"] == "text"
+        results.append({"role": "user", "content": parts[0]["text"] if only_text else parts})
+    return results
+
+
+def _openai_part(block: dict[str, Any], kind: object, where: str) -> dict[str, Any]:
+    if kind == "text" and isinstance(block.get("text"), str):
+        return {"type": "text", "text": block["text"]}
+    source = block.get("source") if isinstance(block, dict) else None
+    if kind in ("image", "document") and isinstance(source, dict):
+        if source.get("type") == "url" and isinstance(source.get("url"), str) and kind == "image":
+            return {"type": "image_url", "image_url": {"url": source["url"]}}
+        if source.get("type") == "base64" and isinstance(source.get("data"), str):
+            url = f"data:{source.get('media_type')};base64,{source['data']}"
+            if kind == "image":
+                return {"type": "image_url", "image_url": {"url": url}}
+            title = block.get("title")
+            name = title if isinstance(title, str) and title else "document.pdf"
+            return {"type": "file", "file": {"file_data": url, "filename": name}}
+        if source.get("type") == "text" and isinstance(source.get("data"), str):
+            return {"type": "text", "text": source["data"]}
+    raise ValueError(f"{where}: block type {kind!r} cannot be converted for an OpenAI provider")
+
+
+def _openai_tool_message(block: dict[str, Any], where: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    if not isinstance(block.get("tool_use_id"), str):
+        raise ValueError(f"{where}: tool_result needs a string 'tool_use_id'")
+    content = block.get("content")
+    if content is None or isinstance(content, str):
+        text = content or ""
+    elif isinstance(content, list):
+        texts = []
+        for j, inner in enumerate(content):
+            kind = inner.get("type") if isinstance(inner, dict) else None
+            part = _openai_part(inner, kind, f"{where}.content[{j}]")
+            if part["type"] == "text":
+                texts.append(part["text"])
+            else:
+                parts.append(part)
+        text = "\n\n".join(texts)
+    else:
+        raise ValueError(f"{where}.content must be a string or a list of blocks")
+    if block.get("is_error") is True:
+        text = TOOL_ERROR_PREFIX + text
+    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
+
+
+def _openai_assistant_message(content: object, where: str) -> dict[str, Any]:
+    """Text blocks join into content, thinking into reasoning_content (which reasoning
+    providers such as DeepSeek want back); redacted thinking is opaque and dropped."""
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    if not isinstance(content, list):
+        raise ValueError(f"{where}.content must be a string or a list of blocks")
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for j, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "thinking" and isinstance(block.get("thinking"), str):
+            thinking.append(block["thinking"])
+        elif kind == "redacted_thinking":
+            continue
+        elif kind == "tool_use" and isinstance(block.get("id"), str) and isinstance(block.get("name"), str):
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            calls.append({"id": block["id"], "type": "function",
+                          "function": {"name": block["name"], "arguments": arguments}})
+        else:
+            raise ValueError(f"{where}.content[{j}]: block type {kind!r} cannot be converted "
+                             "for an OpenAI provider")
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if thinking:
+        message["reasoning_content"] = "".join(thinking)
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _openai_tool(tool: object, where: str) -> dict[str, Any]:
+    if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        raise ValueError(f"{where}: server tool {kind!r} cannot be served by an OpenAI provider")
+    if not isinstance(tool.get("name"), str):
+        raise ValueError(f"{where}: 'name' must be a string")
+    function: dict[str, Any] = {"name": tool["name"]}
+    if isinstance(tool.get("description"), str):
+        function["description"] = tool["description"]
+    schema = tool.get("input_schema")
+    function["parameters"] = schema if isinstance(schema, dict) else _EMPTY_SCHEMA
+    return {"type": "function", "function": function}
+
+
+def _openai_tool_choice(choice: object) -> str | dict[str, Any]:
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind in ("auto", "none"):
+        return kind
+    if kind == "any":
+        return "required"
+    if kind == "tool" and isinstance(choice.get("name"), str):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    raise ValueError("'tool_choice' must be of type auto, any, none or tool (with a name)")
+
+
+def _reasoning_effort(thinking: object, output_config: object) -> str | None:
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return None
+    effort = output_config.get("effort") if isinstance(output_config, dict) else None
+    if effort in _EFFORTS:
+        return _EFFORTS[effort]
+    budget = thinking.get("budget_tokens") if kind == "enabled" else None
+    if not isinstance(budget, int):
+        return None
+    return next((name for limit, name in _BUDGET_EFFORTS if budget < limit), "high")
+
+
+# --- shared -----------------------------------------------------------------------------------
+
+
+def _stop_sequences(stop: object) -> list[str]:
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise ValueError("stop sequences must be a string or a list of strings")
+    return [s for s in stop if s]
+
+
+def _number(doc: dict[str, Any], key: str) -> float | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"'{key}' must be a number")
+    return value

@@ -1,0 +1,116 @@
+"""Buffered (non-streaming) chat answers between Anthropic Messages and OpenAI chat completions.
+
+The answer names the model the client asked for (ctx.model), not the provider's.
+Both directions keep the content order a stream would give: thinking, text, tool calls.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from converters.base import Context
+from converters.chat_mapping import (
+    anthropic_tool_id,
+    anthropic_usage,
+    finish_reason,
+    openai_reasoning,
+    openai_usage,
+    parse_arguments,
+    stop_reason,
+    take_openai_usage,
+)
+from converters.usage import Usage
+
+
+def anthropic_to_openai_response(doc: dict[str, Any], ctx: Context,
+                                  created: int | None = None) -> dict[str, Any]:
+    """A `chat.completion` for an Anthropic `message`; `created` defaults to now (Anthropic has none)."""
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in doc.get("content") or ():
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "thinking":
+            thinking.append(block.get("thinking") or "")
+        elif kind == "tool_use":
+            calls.append({
+                "id": block.get("id") or f"toolu_{len(calls)}",
+                "type": "function",
+                "function": {"name": block.get("name") or "",
+                             "arguments": orjson.dumps(block.get("input") or {}).decode()},
+            })
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if thinking:
+        message["reasoning_content"] = "".join(thinking)
+    if calls:
+        message["tool_calls"] = calls
+    usage = Usage()
+    if isinstance(doc.get("usage"), dict):
+        usage.add_anthropic(doc["usage"])
+    return {
+        "id": doc.get("id") or "chatcmpl-unknown",
+        "object": "chat.completion",
+        "created": int(time.time()) if created is None else created,
+        "model": ctx.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": finish_reason(doc.get("stop_reason"))}],
+        "usage": openai_usage(usage),
+    }
+
+
+def openai_to_anthropic_response(doc: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """An Anthropic `message` for a `chat.completion` (its first choice).
+
+    Thinking blocks carry an empty signature: an OpenAI provider issues none.
+    A refusal is given as text, with stop_reason "refusal".
+    """
+    choices = doc.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    content: list[dict[str, Any]] = []
+    reasoning = openai_reasoning(message)
+    if reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+    text = message.get("content")
+    if isinstance(text, list):
+        text = "".join(part.get("text") or "" for part in text if isinstance(part, dict))
+    if isinstance(text, str) and text:
+        content.append({"type": "text", "text": text})
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        content.append({"type": "text", "text": refusal})
+    calls = message.get("tool_calls")
+    for i, call in enumerate(calls if isinstance(calls, list) else ()):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        content.append({
+            "type": "tool_use",
+            "id": anthropic_tool_id(call.get("id") or f"toolu_{doc.get('id') or 'unknown'}_{i}"),
+            "name": function.get("name") or "",
+            "input": parse_arguments(function.get("arguments")),
+        })
+    usage = Usage()
+    if isinstance(doc.get("usage"), dict):
+        take_openai_usage(usage, doc["usage"])
+    has_calls = any(block["type"] == "tool_use" for block in content)
+    if isinstance(refusal, str) and refusal:
+        reason, sequence = "refusal", None
+    else:
+        reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"),
+                                       ctx.client_request, has_calls)
+    return {
+        "id": doc.get("id") or "msg_unknown",
+        "type": "message",
+        "role": "assistant",
+        "model": ctx.model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
+        "usage": anthropic_usage(usage),
+    }

@@ -1,0 +1,340 @@
+"""Streamed chat answers between Anthropic Messages events and OpenAI chat.completion.chunks.
+
+Both converters take upstream bytes cut anywhere, frame them into whole SSE events
+(each parsed once), and keep just enough state to translate the event sequence.
+Their output depends only on the upstream bytes, never on how they were split: ids
+come from upstream ids and `created` is fixed when the converter is made.
+
+An upstream error event ends the client stream as that format's error event. A stream
+that ends without its final events is still closed well-formed by close(); one that
+never started closes empty, so the handler can treat it as an empty answer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from converters.base import Context
+from converters.chat_mapping import (
+    anthropic_error,
+    anthropic_tool_id,
+    anthropic_usage,
+    finish_reason,
+    openai_error,
+    openai_reasoning,
+    openai_usage,
+    stop_reason,
+    take_openai_usage,
+)
+from converters.sse import SSEDataReader
+from converters.usage import Usage
+
+_DONE = b"data: [DONE]\n\n"
+_NOT_FINISHED = b',"logprobs":null,"finish_reason":null}]}\n\n'
+
+
+def _wants_usage(client_request: dict[str, Any]) -> bool:
+    options = client_request.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+class AnthropicToOpenAIStream:
+    """Anthropic SSE events in, OpenAI chat.completion.chunk events out.
+
+    Tool calls are numbered 0, 1, ... in the order their tool_use blocks start,
+    whatever the Anthropic block index. Thinking streams as `reasoning_content`;
+    signatures and redacted thinking have no OpenAI counterpart and are dropped.
+    """
+
+    __slots__ = ("usage", "_reader", "_model", "_created", "_include_usage", "_head", "_delta_head",
+                 "_tools", "_stop_reason", "_ended")
+
+    def __init__(self, ctx: Context, created: int | None = None) -> None:
+        self.usage = Usage()
+        self._reader = SSEDataReader()
+        self._model = orjson.dumps(ctx.model)
+        self._created = int(time.time()) if created is None else created
+        self._include_usage = _wants_usage(ctx.client_request)
+        self._head = b""  # every chunk's bytes up to its choices, set when the stream starts
+        self._delta_head = b""  # the same, on to the delta of choice 0
+        self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self._stop_reason: object = None
+        self._ended = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._ended:
+            return b""
+        payloads = self._reader.feed(data)
+        return self._convert(payloads) if payloads else b""
+
+    def close(self) -> bytes:
+        out = self._convert(self._reader.close()) if not self._ended else b""
+        if self._head and not self._ended:
+            out += self._finish()
+        return out
+
+    def _convert(self, payloads: list[bytes]) -> bytes:
+        out: list[bytes] = []
+        for payload in payloads:
+            try:
+                event = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            kind = event.get("type")
+            if kind == "content_block_delta":
+                self._delta(event, out)
+            elif kind == "content_block_start":
+                self._block_start(event, out)
+            elif kind == "message_delta":
+                delta = event.get("delta")
+                if isinstance(delta, dict) and delta.get("stop_reason"):
+                    self._stop_reason = delta["stop_reason"]
+                if isinstance(event.get("usage"), dict):
+                    self.usage.add_anthropic(event["usage"])
+            elif kind == "message_start":
+                message = event.get("message") if isinstance(event.get("message"), dict) else {}
+                if isinstance(message.get("usage"), dict):
+                    self.usage.add_anthropic(message["usage"])
+                self._start(message.get("id"), out)
+            elif kind == "message_stop":
+                self._start(None, out)
+                out.append(self._finish())
+                break
+            elif kind == "error":
+                out.append(b"data: " + orjson.dumps(openai_error(event.get("error"))) + b"\n\n")
+                self._ended = True
+                break
+        return b"".join(out)
+
+    def _start(self, message_id: object, out: list[bytes]) -> None:
+        """Fix the chunk head and send the role chunk, once, before any content."""
+        if self._head:
+            return
+        chunk_id = message_id if isinstance(message_id, str) and message_id else "chatcmpl-unknown"
+        self._head = (b'data: {"id":' + orjson.dumps(chunk_id) + b',"object":"chat.completion.chunk"'
+                      + b',"created":' + str(self._created).encode() + b',"model":' + self._model
+                      + b',"choices":')
+        self._delta_head = self._head + b'[{"index":0,"delta":'
+        out.append(self._chunk({"role": "assistant", "content": ""}))
+
+    def _chunk(self, delta: dict[str, Any]) -> bytes:
+        return self._delta_head + orjson.dumps(delta) + _NOT_FINISHED
+
+    def _block_start(self, event: dict[str, Any], out: list[bytes]) -> None:
+        self._start(None, out)
+        block = event.get("content_block")
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and block.get("text"):
+            out.append(self._chunk({"content": block["text"]}))
+        elif kind == "thinking" and block.get("thinking"):
+            out.append(self._chunk({"reasoning_content": block["thinking"]}))
+        elif kind == "tool_use":
+            number = len(self._tools)
+            self._tools[event.get("index")] = number
+            arguments = orjson.dumps(block["input"]).decode() if block.get("input") else ""
+            out.append(self._chunk({"tool_calls": [{
+                "index": number, "id": block.get("id") or f"toolu_{number}", "type": "function",
+                "function": {"name": block.get("name") or "", "arguments": arguments},
+            }]}))
+
+    def _delta(self, event: dict[str, Any], out: list[bytes]) -> None:
+        delta = event.get("delta")
+        kind = delta.get("type") if isinstance(delta, dict) else None
+        if kind == "text_delta":
+            text = delta.get("text")
+            if text:
+                if not self._head:
+                    self._start(None, out)
+                out.append(self._delta_head + orjson.dumps({"content": text}) + _NOT_FINISHED)
+        elif kind == "input_json_delta":
+            fragment = delta.get("partial_json")
+            number = self._tools.get(event.get("index"))
+            if fragment and number is not None:
+                call = {"index": number, "function": {"arguments": fragment}}
+                out.append(self._chunk({"tool_calls": [call]}))
+        elif kind == "thinking_delta":
+            thinking = delta.get("thinking")
+            if thinking:
+                self._start(None, out)
+                out.append(self._chunk({"reasoning_content": thinking}))
+
+    def _finish(self) -> bytes:
+        """The finish chunk, the usage chunk if the client asked for it, and [DONE]."""
+        self._ended = True
+        reason = finish_reason(self._stop_reason).encode()
+        out = self._delta_head + b'{},"logprobs":null,"finish_reason":"' + reason + b'"}]}\n\n'
+        if self._include_usage:
+            out += self._head + b'[],"usage":' + orjson.dumps(openai_usage(self.usage)) + b"}\n\n"
+        return out + _DONE
+
+
+class OpenAIToAnthropicStream:
+    """OpenAI chat.completion.chunk events in, Anthropic Messages events out.
+
+    reasoning_content opens a thinking block, content a text block, and each tool call
+    index a tool_use block; switching between them closes the open block first. The
+    message_delta waits for [DONE] (or close()) so that the usage chunk, which follows
+    the finish_reason chunk, can ride on it.
+    """
+
+    __slots__ = ("usage", "_reader", "_model", "_client_request", "_id", "_open", "_open_kind",
+                 "_blocks", "_tool_blocks", "_finish_reason", "_matched", "_refused", "_started",
+                 "_ended")
+
+    def __init__(self, ctx: Context) -> None:
+        self.usage = Usage()
+        self._reader = SSEDataReader()
+        self._model = ctx.model
+        self._client_request = ctx.client_request
+        self._id = "msg_unknown"
+        self._open: int | None = None  # the Anthropic index of the open content block
+        self._open_kind = ""  # "thinking", "text" or "tool"
+        self._blocks = 0  # content blocks started so far
+        self._tool_blocks: dict[int, int] = {}  # OpenAI tool call index -> Anthropic block index
+        self._finish_reason: object = None
+        self._matched: object = None  # the stop string vLLM-style providers report
+        self._refused = False
+        self._started = False
+        self._ended = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._ended:
+            return b""
+        payloads = self._reader.feed(data)
+        return self._convert(payloads) if payloads else b""
+
+    def close(self) -> bytes:
+        out = self._convert(self._reader.close()) if not self._ended else b""
+        if self._started and not self._ended:
+            out += self._finish()
+        return out
+
+    def _convert(self, payloads: list[bytes]) -> bytes:
+        out: list[bytes] = []
+        for payload in payloads:
+            if payload == b"[DONE]":
+                if self._started:
+                    out.append(self._finish())
+                    break
+                continue
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error"):
+                out.append(b"event: error\ndata: " + orjson.dumps(anthropic_error(chunk["error"])) + b"\n\n")
+                self._ended = True
+                break
+            if isinstance(chunk.get("usage"), dict):
+                take_openai_usage(self.usage, chunk["usage"])
+            if not self._started:
+                self._start(chunk.get("id"), out)
+            for choice in chunk.get("choices") or ():
+                if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                    self._choice(choice, out)
+        return b"".join(out)
+
+    def _start(self, chunk_id: object, out: list[bytes]) -> None:
+        self._started = True
+        if isinstance(chunk_id, str) and chunk_id:
+            self._id = chunk_id
+        out.append(_event(b"message_start", {"type": "message_start", "message": {
+            "id": self._id, "type": "message", "role": "assistant", "model": self._model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": anthropic_usage(self.usage),
+        }}))
+
+    def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            reasoning = openai_reasoning(delta)
+            if reasoning:
+                self._text("thinking", reasoning, out)
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self._text("text", content, out)
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                self._refused = True
+                self._text("text", refusal, out)
+            calls = delta.get("tool_calls")
+            if isinstance(calls, list):
+                for call in calls:
+                    if isinstance(call, dict):
+                        self._tool_call(call, out)
+        if choice.get("finish_reason"):
+            self._finish_reason = choice["finish_reason"]
+            self._matched = choice.get("stop_reason")
+            self._close_block(out)
+
+    def _text(self, kind: str, text: str, out: list[bytes]) -> None:
+        """A thinking or text fragment, opening a block of that kind if another one is open."""
+        if self._open_kind != kind:
+            self._close_block(out)
+            start = {"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" else \
+                {"type": "text", "text": ""}
+            self._open_block(kind, start, out)
+        field = b'"thinking_delta","thinking":' if kind == "thinking" else b'"text_delta","text":'
+        out.append(b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                   + str(self._open).encode() + b',"delta":{"type":' + field + orjson.dumps(text) + b"}}\n\n")
+
+    def _tool_call(self, call: dict[str, Any], out: list[bytes]) -> None:
+        number = call.get("index", 0)
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        block = self._tool_blocks.get(number)
+        if block is None:
+            self._close_block(out)
+            call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else \
+                f"toolu_{self._id}_{number}"
+            block = self._open_block("tool", {"type": "tool_use", "id": anthropic_tool_id(call_id),
+                                              "name": function.get("name") or "", "input": {}}, out)
+            self._tool_blocks[number] = block
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):  # a few providers send the arguments as an object
+            arguments = orjson.dumps(arguments).decode()
+        if isinstance(arguments, str) and arguments:
+            # A fragment for an earlier, already closed call (providers that interleave)
+            # still goes to its own block index, where Anthropic SDKs accumulate it.
+            out.append(_event(b"content_block_delta", {"type": "content_block_delta", "index": block,
+                                                        "delta": {"type": "input_json_delta",
+                                                                  "partial_json": arguments}}))
+
+    def _open_block(self, kind: str, block: dict[str, Any], out: list[bytes]) -> int:
+        index = self._blocks
+        self._blocks += 1
+        self._open, self._open_kind = index, kind
+        out.append(_event(b"content_block_start", {"type": "content_block_start", "index": index,
+                                                    "content_block": block}))
+        return index
+
+    def _close_block(self, out: list[bytes]) -> None:
+        if self._open is not None:
+            out.append(b'event: content_block_stop\ndata: {"type":"content_block_stop","index":'
+                       + str(self._open).encode() + b"}\n\n")
+            self._open, self._open_kind = None, ""
+
+    def _finish(self) -> bytes:
+        """Close the open block, then message_delta (stop reason, usage) and message_stop."""
+        self._ended = True
+        out: list[bytes] = []
+        self._close_block(out)
+        if self._refused:
+            reason, sequence = "refusal", None
+        else:
+            reason, sequence = stop_reason(self._finish_reason, self._matched, self._client_request,
+                                           bool(self._tool_blocks))
+        out.append(_event(b"message_delta", {"type": "message_delta",
+                                              "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                                              "usage": anthropic_usage(self.usage)}))
+        out.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+        return b"".join(out)
+
+
+def _event(name: bytes, data: dict[str, Any]) -> bytes:
+    return b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"

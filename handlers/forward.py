@@ -1,0 +1,193 @@
+"""Extension endpoints (embeddings, images, audio, files, batches, ...): relay to the route's provider.
+
+Declared in routes.yaml with `handler: forward`; nothing here knows any endpoint
+by name. A JSON body may name `provider/model` to choose the provider; else the
+route's providers are used in order, the next one only while the request can
+still be replayed and nothing has reached the client. With `body: stream`, the
+request body is relayed as it arrives instead of being held whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+
+import orjson
+from tornado.httpclient import HTTPResponse
+from tornado.web import stream_request_body
+
+from converters.sse import SSEFramer
+from converters.usage import usage_from_tail
+from dsl.table import Provider
+from handlers.base import GatewayHandler
+from handlers.errors import stream_error_event, upstream_message
+from handlers.passthrough import unsafe_path
+from handlers.relay import CLIENT_PRIVATE, RETRYABLE_STATUS, Exchange, relayable
+from ops import metrics, stats
+from upstream.body_pipe import BodyPipe
+from upstream.client import error_kind
+
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TAIL = 8192  # bytes of the answer kept to read its usage from
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ForwardHandler(GatewayHandler):
+    """Relays one request to the first provider of the route that answers."""
+
+    async def get(self, **params: str) -> None:
+        body = None if self.request.method in _NO_BODY else self.request.body
+        await self.forward(params, body)
+
+    post = put = patch = delete = head = options = get
+
+    async def forward(self, params: Mapping[str, str], body: bytes | BodyPipe | None) -> None:
+        candidates = self.route.providers
+        if isinstance(body, bytes) and body[:1] == b"{":
+            chosen = self._provider_from_model(body)
+            if chosen is None:
+                return
+            candidates, body = chosen
+        if not candidates:
+            return self.fail(503, f"no provider is configured for {self.route.match}", "no_provider")
+        for index, provider in enumerate(candidates):
+            if self.client_gone:
+                return
+            may_retry = isinstance(body, bytes | None) and index + 1 < len(candidates)
+            if await self._try(provider, params, body, may_retry):
+                return
+
+    def _provider_from_model(self, body: bytes) -> tuple[tuple[Provider, ...], bytes] | None:
+        """`model: provider/model` picks that provider and sends it `model`; None after a 400."""
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            self.fail(400, f"request body is not valid JSON: {exc.args[0]}")
+            return None
+        model = document.get("model") if isinstance(document, dict) else None
+        if not isinstance(model, str):
+            return self.route.providers, body
+        self.model_label = stats.model_label(model)
+        name, slash, upstream_model = model.partition("/")
+        provider = self.table.providers.get(name) if slash else None
+        if provider is None or provider.format != self.route.ingress or not upstream_model:
+            return self.route.providers, body
+        document["model"] = upstream_model
+        return (provider,), orjson.dumps(document)
+
+    async def _try(
+        self, provider: Provider, params: Mapping[str, str], body: bytes | BodyPipe | None, may_retry: bool
+    ) -> bool:
+        """One upstream exchange; False when it failed in a way the next provider may fix."""
+        template = (
+            provider.format_urls.get(self.route.endpoint) or f"{provider.base_url}/{self.route.endpoint}"
+        )
+        url = _PARAMETER.sub(lambda m: params.get(m.group(1), ""), template)
+        reason = unsafe_path(url.split("://", 1)[1].partition("/")[2])
+        if reason is not None:
+            self.fail(400, f"refused path: {reason}", "bad_path")
+            return True
+        if self.request.query:
+            url += "?" + self.request.query
+        framer: SSEFramer | None = None
+        discard = False
+        tail = b""
+        error_body = b""
+
+        def on_headers(exchange: Exchange) -> None:
+            nonlocal framer, discard
+            discard = may_retry and exchange.status in RETRYABLE_STATUS
+            if not discard:
+                self.adopt_upstream_headers(exchange)
+                framer = SSEFramer() if exchange.streaming else None
+
+        def on_chunk(data: bytes) -> None:
+            nonlocal tail, error_body
+            if discard:
+                error_body = (error_body + data)[:4096]
+                return
+            out = framer.feed(data) if framer is not None else data
+            tail = (tail + data)[-_TAIL:]
+            if out:
+                self.mark_first_byte()
+                self.write(out)
+                self.flush()
+
+        exchange = self.exchange = Exchange(on_headers, on_chunk)
+        headers = [
+            (k, v) for k, v in relayable(self.request.headers, CLIENT_PRIVATE) if k.lower() != "x-request-id"
+        ]
+        headers.append(("x-request-id", self.request_id))
+        started = time.monotonic()
+        response = await exchange.run(provider, url, self.request.method or "GET", body, headers)
+        metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
+        if self.client_gone:
+            return True
+        if response.code == 599 or discard:
+            return self._failed(provider, response, exchange, error_body, framer, may_retry)
+        if framer is not None:
+            self.write(framer.close())
+        if self.model_label:
+            stats.add_usage(self.model_label, usage_from_tail(tail), self.principal_name)
+        self.finish()
+        return True
+
+    def _failed(
+        self,
+        provider: Provider,
+        response: HTTPResponse,
+        exchange: Exchange,
+        error_body: bytes,
+        framer: SSEFramer | None,
+        may_retry: bool,
+    ) -> bool:
+        kind = error_kind(response) if response.code == 599 else f"http_{exchange.status}"
+        metrics.UPSTREAM_ERRORS.labels(provider=provider.name, kind=kind).inc()
+        committed = self._headers_written or self.first_byte_at is not None
+        if not committed and may_retry:
+            return False
+        if not committed:
+            if exchange.status:
+                message = upstream_message(error_body) or f"upstream answered HTTP {exchange.status}"
+                self.fail(exchange.status, f"{provider.name}: {message}", kind)
+            else:
+                self.fail(504 if kind == "timeout" else 502, f"upstream {provider.name} failed: {kind}", kind)
+            return True
+        if framer is not None:
+            self.write(
+                stream_error_event(self.route.ingress, 502, f"upstream {provider.name} failed mid-stream")
+            )
+        self.finish()
+        return True
+
+
+@stream_request_body
+class StreamingForwardHandler(ForwardHandler):
+    """`body: stream`: the upstream request starts as soon as the headers are in."""
+
+    pipe: BodyPipe | None = None
+    upstream: asyncio.Future[None] | None = None
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        super().prepare()
+        if self._finished:
+            return
+        if self.request.method in _NO_BODY:
+            return
+        length = self.request.headers.get("Content-Length")
+        self.pipe = BodyPipe(int(length) if length and length.isdigit() else None)
+        self.upstream = asyncio.ensure_future(self.forward(self.path_kwargs, self.pipe))
+
+    def data_received(self, chunk: bytes) -> asyncio.Future[None] | None:  # type: ignore[override]
+        return self.pipe.write(chunk) if self.pipe is not None else None
+
+    async def get(self, **params: str) -> None:
+        if self.pipe is None or self.upstream is None:
+            await self.forward(params, None)
+            return
+        self.pipe.end()
+        await self.upstream
+
+    post = put = patch = delete = head = options = get

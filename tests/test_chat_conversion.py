@@ -1,0 +1,937 @@
+"""OpenAI <-> Anthropic chat conversion: requests, buffered answers and streams.
+
+Converted answers and events are checked against the official SDKs' types, and
+converted streams are reassembled with the SDKs' own accumulators.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from anthropic.lib.streaming._messages import accumulate_event
+from anthropic.types import Message, RawMessageStreamEvent
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import TypeAdapter
+
+from converters.base import Context
+from converters.chat_requests import anthropic_to_openai_request, openai_to_anthropic_request
+from converters.chat_responses import anthropic_to_openai_response, openai_to_anthropic_response
+from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from converters.registry import plan
+from converters.usage import Usage, usage_from_anthropic_body
+
+ANTHROPIC_EVENT = TypeAdapter(RawMessageStreamEvent)
+CREATED = 1_700_000_000
+MODEL = "client-model"
+
+WEATHER_TOOL_OPENAI = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER_TOOL_ANTHROPIC = {
+    "name": "get_weather", "description": "Weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+USER = {"role": "user", "content": "hi"}
+
+
+# --- requests: OpenAI -> Anthropic ------------------------------------------------------------
+
+OPENAI_TO_ANTHROPIC_REQUESTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("minimal, default max_tokens",
+     {"model": "m", "messages": [USER]},
+     {"model": "m", "messages": [USER], "max_tokens": 4096}),
+    ("system and developer messages joined into system",
+     {"messages": [{"role": "system", "content": "Be brief."},
+                   {"role": "developer", "content": [{"type": "text", "text": "Use French."}]}, USER]},
+     {"system": "Be brief.\n\nUse French.", "messages": [USER], "max_tokens": 4096}),
+    ("multi-turn: same-role neighbours merged, empty turns dropped",
+     {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": [{"type": "text", "text": "b"}]},
+                   {"role": "assistant", "content": "c"}, {"role": "assistant", "content": ""},
+                   {"role": "user", "content": "d"}]},
+     {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                   {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}],
+      "max_tokens": 4096}),
+    ("images: base64 data URL and http URL",
+     {"messages": [{"role": "user", "content": [
+         {"type": "text", "text": "Same?"},
+         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "high"}}]}]},
+     {"messages": [{"role": "user", "content": [
+         {"type": "text", "text": "Same?"},
+         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}]}],
+      "max_tokens": 4096}),
+    ("PDF file part as a document block",
+     {"messages": [{"role": "user", "content": [
+         {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}}]}]},
+     {"messages": [{"role": "user", "content": [
+         {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}]}],
+      "max_tokens": 4096}),
+    ("two parallel tool calls, their results grouped with the next user text",
+     {"messages": [USER,
+                   {"role": "assistant", "content": None, "tool_calls": [
+                       {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+                       {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+                   {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+                   {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "-3C"}]},
+                   {"role": "user", "content": "Thanks"}],
+      "tools": [WEATHER_TOOL_OPENAI]},
+     {"messages": [USER,
+                   {"role": "assistant", "content": [
+                       {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+                       {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {"city": "Oslo"}}]},
+                   {"role": "user", "content": [
+                       {"type": "tool_result", "tool_use_id": "call_1", "content": "18C"},
+                       {"type": "tool_result", "tool_use_id": "call_2", "content": "-3C"},
+                       {"type": "text", "text": "Thanks"}]}],
+      "tools": [WEATHER_TOOL_ANTHROPIC], "max_tokens": 4096}),
+    ("text with a tool call; invalid JSON arguments become {}; ids made Anthropic-safe",
+     {"messages": [USER,
+                   {"role": "assistant", "content": "Checking.", "reasoning_content": "unsigned, dropped",
+                    "tool_calls": [{"id": "functions.get_weather:0", "type": "function",
+                                    "function": {"name": "get_weather", "arguments": '{"city": "Par'}}]},
+                   {"role": "tool", "tool_call_id": "functions.get_weather:0", "content": "bad arguments"}]},
+     {"messages": [USER,
+                   {"role": "assistant", "content": [
+                       {"type": "text", "text": "Checking."},
+                       {"type": "tool_use", "id": "functions_get_weather_0", "name": "get_weather", "input": {}}]},
+                   {"role": "user", "content": [
+                       {"type": "tool_result", "tool_use_id": "functions_get_weather_0", "content": "bad arguments"}]}],
+      "max_tokens": 4096}),
+    ("tool results: an error-marked one becomes is_error, an empty one has no content",
+     {"messages": [USER,
+                   {"role": "assistant", "tool_calls": [
+                       {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+                       {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]},
+                   {"role": "tool", "tool_call_id": "call_1", "content": "Error: city is required"},
+                   {"role": "tool", "tool_call_id": "call_2", "content": ""}]},
+     {"messages": [USER,
+                   {"role": "assistant", "content": [
+                       {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {}},
+                       {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {}}]},
+                   {"role": "user", "content": [
+                       {"type": "tool_result", "tool_use_id": "call_1", "is_error": True, "content": "city is required"},
+                       {"type": "tool_result", "tool_use_id": "call_2"}]}],
+      "max_tokens": 4096}),
+    ("sampling, limits, stop, user, stream; unknown fields dropped",
+     {"messages": [USER], "max_completion_tokens": 300, "max_tokens": 999, "temperature": 1.7, "top_p": 0.5,
+      "stop": "END", "user": "u-42", "stream": True, "stream_options": {"include_usage": True},
+      "frequency_penalty": 1, "seed": 3, "logprobs": True, "response_format": {"type": "json_object"}},
+     {"messages": [USER], "max_tokens": 300, "temperature": 1.0, "stop_sequences": ["END"],
+      "metadata": {"user_id": "u-42"}, "stream": True}),
+    ("max_tokens, top_p alone, list of stops",
+     {"messages": [USER], "max_tokens": 50, "top_p": 0.9, "stop": ["a", "", "b"]},
+     {"messages": [USER], "max_tokens": 50, "top_p": 0.9, "stop_sequences": ["a", "b"]}),
+    ("reasoning_effort: thinking on top of the default max_tokens; temperature dropped",
+     {"messages": [USER], "reasoning_effort": "medium", "temperature": 0.2},
+     {"messages": [USER], "max_tokens": 4096 + 8192, "thinking": {"type": "enabled", "budget_tokens": 8192}}),
+    ("reasoning_effort: budget kept under the client's max_tokens",
+     {"messages": [USER], "reasoning_effort": "high", "max_completion_tokens": 5000},
+     {"messages": [USER], "max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 4999}}),
+    ("reasoning_effort: no room for thinking under a small max_tokens",
+     {"messages": [USER], "reasoning_effort": "low", "max_tokens": 800, "temperature": 0.3},
+     {"messages": [USER], "max_tokens": 800, "temperature": 0.3}),
+    ("reasoning_effort none",
+     {"messages": [USER], "reasoning_effort": "none"},
+     {"messages": [USER], "max_tokens": 4096}),
+]
+
+TOOL_CHOICES_TO_ANTHROPIC: list[tuple[object, object, dict[str, Any] | None]] = [
+    (None, None, None),
+    ("auto", None, {"type": "auto"}),
+    ("none", None, {"type": "none"}),
+    ("required", None, {"type": "any"}),
+    ({"type": "function", "function": {"name": "get_weather"}}, None, {"type": "tool", "name": "get_weather"}),
+    (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+    ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
+    ({"type": "function", "function": {"name": "get_weather"}}, False,
+     {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True}),
+    ("none", False, {"type": "none"}),
+    ("auto", True, {"type": "auto"}),
+]
+
+
+@pytest.mark.parametrize(("name", "doc", "expected"), OPENAI_TO_ANTHROPIC_REQUESTS,
+                         ids=[case[0] for case in OPENAI_TO_ANTHROPIC_REQUESTS])
+def test_openai_request_to_anthropic(name: str, doc: dict, expected: dict) -> None:
+    assert openai_to_anthropic_request(doc) == expected
+
+
+@pytest.mark.parametrize(("choice", "parallel", "expected"), TOOL_CHOICES_TO_ANTHROPIC)
+def test_openai_tool_choice_to_anthropic(choice: object, parallel: object, expected: dict | None) -> None:
+    doc: dict[str, Any] = {"messages": [USER], "tools": [WEATHER_TOOL_OPENAI]}
+    if choice is not None:
+        doc["tool_choice"] = choice
+    if parallel is not None:
+        doc["parallel_tool_calls"] = parallel
+    out = openai_to_anthropic_request(doc)
+    assert out["tools"] == [WEATHER_TOOL_ANTHROPIC]
+    assert out.get("tool_choice") == expected
+
+
+def test_tool_choice_without_tools_is_dropped_and_forced_tools_turn_thinking_off() -> None:
+    assert "tool_choice" not in openai_to_anthropic_request({"messages": [USER], "tool_choice": "required"})
+    out = openai_to_anthropic_request({"messages": [USER], "tools": [WEATHER_TOOL_OPENAI],
+                                       "tool_choice": "required", "reasoning_effort": "high"})
+    assert "thinking" not in out and out["max_tokens"] == 4096
+
+
+def test_tool_without_parameters_gets_an_empty_object_schema() -> None:
+    out = openai_to_anthropic_request({"messages": [USER], "tools": [{"type": "function", "function": {"name": "now"}}]})
+    assert out["tools"] == [{"name": "now", "input_schema": {"type": "object", "properties": {}}}]
+
+
+# --- requests: Anthropic -> OpenAI ------------------------------------------------------------
+
+ANTHROPIC_TO_OPENAI_REQUESTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("system string, max_tokens",
+     {"model": "m", "max_tokens": 100, "system": "Be brief.", "messages": [USER]},
+     {"model": "m", "messages": [{"role": "system", "content": "Be brief."}, USER], "max_completion_tokens": 100}),
+    ("system text blocks joined; cache_control dropped",
+     {"max_tokens": 10, "system": [{"type": "text", "text": "A", "cache_control": {"type": "ephemeral"}},
+                                   {"type": "text", "text": "B"}], "messages": [USER]},
+     {"messages": [{"role": "system", "content": "A\n\nB"}, USER], "max_completion_tokens": 10}),
+    ("multi-turn with block content",
+     {"max_tokens": 10, "messages": [
+         USER, {"role": "assistant", "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "!"}]},
+         {"role": "user", "content": [{"type": "text", "text": "again"}]}]},
+     {"messages": [USER, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "again"}],
+      "max_completion_tokens": 10}),
+    ("images base64 and URL, PDF document",
+     {"max_tokens": 10, "messages": [{"role": "user", "content": [
+         {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQ"}},
+         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+         {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
+         {"type": "text", "text": "Describe."}]}]},
+     {"messages": [{"role": "user", "content": [
+         {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}},
+         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+         {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "document.pdf"}},
+         {"type": "text", "text": "Describe."}]}],
+      "max_completion_tokens": 10}),
+    ("assistant thinking, text and two tool calls; results (one an error, one with an image) then text",
+     {"max_tokens": 10, "tools": [WEATHER_TOOL_ANTHROPIC], "messages": [USER,
+         {"role": "assistant", "content": [
+             {"type": "thinking", "thinking": "Two cities.", "signature": "sig"},
+             {"type": "redacted_thinking", "data": "opaque"},
+             {"type": "text", "text": "Checking both."},
+             {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+             {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Oslo"}}]},
+         {"role": "user", "content": [
+             {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
+             {"type": "tool_result", "tool_use_id": "toolu_2", "is_error": True, "content": [
+                 {"type": "text", "text": "station offline"},
+                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}]},
+             {"type": "text", "text": "And now?"}]}]},
+     {"messages": [USER,
+                   {"role": "assistant", "content": "Checking both.", "reasoning_content": "Two cities.",
+                    "tool_calls": [
+                        {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+                        {"id": "toolu_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
+                   {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},
+                   {"role": "tool", "tool_call_id": "toolu_2", "content": "Error: station offline"},
+                   {"role": "user", "content": [
+                       {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}},
+                       {"type": "text", "text": "And now?"}]}],
+      "max_completion_tokens": 10, "tools": [WEATHER_TOOL_OPENAI]}),
+    ("tool-only assistant turn has null content; tool results alone make no user message",
+     {"max_tokens": 10, "messages": [USER,
+         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}]},
+         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]}]},
+     {"messages": [USER,
+                   {"role": "assistant", "content": None, "tool_calls": [
+                       {"id": "toolu_1", "type": "function", "function": {"name": "now", "arguments": "{}"}}]},
+                   {"role": "tool", "tool_call_id": "toolu_1", "content": ""}],
+      "max_completion_tokens": 10}),
+    ("sampling, stop sequences, user, stream with usage; top_k dropped",
+     {"max_tokens": 10, "messages": [USER], "temperature": 0.5, "top_p": 0.9, "top_k": 40,
+      "stop_sequences": ["END", "STOP"], "metadata": {"user_id": "u-42"}, "stream": True},
+     {"messages": [USER], "max_completion_tokens": 10, "temperature": 0.5, "top_p": 0.9, "stop": ["END", "STOP"],
+      "user": "u-42", "stream": True, "stream_options": {"include_usage": True}}),
+    ("thinking budget -> reasoning_effort",
+     {"max_tokens": 20000, "messages": [USER], "thinking": {"type": "enabled", "budget_tokens": 10000}},
+     {"messages": [USER], "max_completion_tokens": 20000, "reasoning_effort": "medium"}),
+    ("adaptive thinking with an effort",
+     {"max_tokens": 10, "messages": [USER], "thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}},
+     {"messages": [USER], "max_completion_tokens": 10, "reasoning_effort": "high"}),
+    ("thinking disabled",
+     {"max_tokens": 10, "messages": [USER], "thinking": {"type": "disabled"}, "output_config": {"effort": "low"}},
+     {"messages": [USER], "max_completion_tokens": 10}),
+]
+
+TOOL_CHOICES_TO_OPENAI: list[tuple[dict[str, Any] | None, object, bool | None]] = [
+    (None, None, None),
+    ({"type": "auto"}, "auto", None),
+    ({"type": "any"}, "required", None),
+    ({"type": "none"}, "none", None),
+    ({"type": "tool", "name": "get_weather"}, {"type": "function", "function": {"name": "get_weather"}}, None),
+    ({"type": "auto", "disable_parallel_tool_use": True}, "auto", False),
+    ({"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
+     {"type": "function", "function": {"name": "get_weather"}}, False),
+]
+
+BUDGET_EFFORTS = [(1024, "low"), (4095, "low"), (4096, "medium"), (16383, "medium"), (16384, "high"), (64000, "high")]
+
+
+@pytest.mark.parametrize(("name", "doc", "expected"), ANTHROPIC_TO_OPENAI_REQUESTS,
+                         ids=[case[0] for case in ANTHROPIC_TO_OPENAI_REQUESTS])
+def test_anthropic_request_to_openai(name: str, doc: dict, expected: dict) -> None:
+    assert anthropic_to_openai_request(doc) == expected
+
+
+@pytest.mark.parametrize(("choice", "expected", "parallel"), TOOL_CHOICES_TO_OPENAI)
+def test_anthropic_tool_choice_to_openai(choice: dict | None, expected: object, parallel: bool | None) -> None:
+    doc: dict[str, Any] = {"max_tokens": 1, "messages": [USER], "tools": [WEATHER_TOOL_ANTHROPIC]}
+    if choice is not None:
+        doc["tool_choice"] = choice
+    out = anthropic_to_openai_request(doc)
+    assert out["tools"] == [WEATHER_TOOL_OPENAI]
+    assert out.get("tool_choice") == expected
+    assert out.get("parallel_tool_calls") == parallel
+
+
+@pytest.mark.parametrize(("budget", "effort"), BUDGET_EFFORTS)
+def test_thinking_budget_to_reasoning_effort(budget: int, effort: str) -> None:
+    doc = {"max_tokens": 1, "messages": [USER], "thinking": {"type": "enabled", "budget_tokens": budget}}
+    assert anthropic_to_openai_request(doc)["reasoning_effort"] == effort
+
+
+@pytest.mark.parametrize("effort", ["low", "medium", "high"])
+def test_reasoning_effort_survives_a_round_trip(effort: str) -> None:
+    there = openai_to_anthropic_request({"messages": [USER], "reasoning_effort": effort})
+    assert anthropic_to_openai_request(there)["reasoning_effort"] == effort
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_openai_requests_survive_a_round_trip(index: int) -> None:
+    there = openai_to_anthropic_request(OPENAI_TO_ANTHROPIC_REQUESTS[index][1])
+    assert openai_to_anthropic_request(anthropic_to_openai_request(there)) == there
+
+
+BAD_REQUESTS: list[tuple[Callable[[dict], dict], dict[str, Any], str]] = [
+    (openai_to_anthropic_request, {}, "'messages' must be a list"),
+    (openai_to_anthropic_request, {"messages": "hi"}, "'messages' must be a list"),
+    (openai_to_anthropic_request, {"messages": ["hi"]}, "messages[0] must be an object"),
+    (openai_to_anthropic_request, {"messages": [{"role": "system", "content": "s"}]}, "no user or assistant"),
+    (openai_to_anthropic_request, {"messages": [{"role": "function", "name": "f", "content": "x"}]}, "role 'function'"),
+    (openai_to_anthropic_request, {"messages": [USER], "n": 2}, "'n'"),
+    (openai_to_anthropic_request, {"messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}]}]}, "'input_audio'"),
+    (openai_to_anthropic_request, {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]}, "http(s) URL"),
+    (openai_to_anthropic_request, {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/bmp;base64,Qk0="}}]}]}, "'image/bmp'"),
+    (openai_to_anthropic_request, {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}}]}]}, "base64"),
+    (openai_to_anthropic_request, {"messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_id": "file-1"}}]}]}, "inline"),
+    (openai_to_anthropic_request, {"messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
+    (openai_to_anthropic_request, {"messages": [{"role": "assistant", "tool_calls": [
+        {"id": "c", "type": "custom", "custom": {"name": "x", "input": "y"}}]}]}, "only function tool calls"),
+    (openai_to_anthropic_request, {"messages": [USER], "tools": [
+        {"type": "custom", "custom": {"name": "grammar"}}]}, "only function tools"),
+    (openai_to_anthropic_request, {"messages": [USER], "tools": [WEATHER_TOOL_OPENAI],
+                                   "tool_choice": {"type": "allowed_tools"}}, "'tool_choice'"),
+    (openai_to_anthropic_request, {"messages": [USER], "max_tokens": 0}, "positive integer"),
+    (openai_to_anthropic_request, {"messages": [USER], "reasoning_effort": "ultra"}, "'reasoning_effort'"),
+    (openai_to_anthropic_request, {"messages": [USER], "stop": 5}, "stop sequences"),
+    (openai_to_anthropic_request, {"messages": [USER], "temperature": "hot"}, "'temperature' must be a number"),
+    (anthropic_to_openai_request, {"max_tokens": 1}, "'messages' must be a list"),
+    (anthropic_to_openai_request, {"messages": [{"role": "system", "content": "s"}]}, "role 'system'"),
+    (anthropic_to_openai_request, {"messages": [USER], "tools": [
+        {"type": "web_search_20250305", "name": "web_search"}]}, "server tool 'web_search_20250305'"),
+    (anthropic_to_openai_request, {"messages": [{"role": "assistant", "content": [
+        {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}]}]}, "'server_tool_use'"),
+    (anthropic_to_openai_request, {"messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "file", "file_id": "f"}}]}]}, "'image'"),
+    (anthropic_to_openai_request, {"messages": [USER], "tools": [WEATHER_TOOL_ANTHROPIC],
+                                   "tool_choice": {"type": "sometimes"}}, "'tool_choice'"),
+    (anthropic_to_openai_request, {"messages": [USER], "max_tokens": "lots"}, "positive integer"),
+    (anthropic_to_openai_request, {"messages": [USER], "system": 3}, "system must be"),
+]
+
+
+@pytest.mark.parametrize(("convert", "doc", "message"), BAD_REQUESTS)
+def test_unconvertible_requests_raise_value_error(convert: Callable[[dict], dict], doc: dict, message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        convert(doc)
+    assert message in str(raised.value)
+
+
+# --- buffered answers -------------------------------------------------------------------------
+
+ANTHROPIC_MESSAGE = {
+    "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+    "content": [
+        {"type": "thinking", "thinking": "Two cities.", "signature": "sig"},
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "text", "text": "Checking "},
+        {"type": "text", "text": "both."},
+        {"type": "tool_use", "id": "toolu_A", "name": "get_weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "toolu_B", "name": "get_weather", "input": {"city": "Oslo"}},
+    ],
+    "stop_reason": "tool_use", "stop_sequence": None,
+    "usage": {"input_tokens": 20, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 30,
+              "output_tokens": 40, "output_tokens_details": {"thinking_tokens": 12}},
+}
+
+OPENAI_COMPLETION = {
+    "id": "chatcmpl-01", "object": "chat.completion", "created": 5, "model": "gpt-x",
+    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": "Checking both.", "reasoning_content": "Two cities.",
+        "tool_calls": [
+            {"id": "call_A", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+            {"id": "call_B", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Os'}}]}}],
+    "usage": {"prompt_tokens": 150, "completion_tokens": 40, "total_tokens": 190,
+              "prompt_tokens_details": {"cached_tokens": 100},
+              "completion_tokens_details": {"reasoning_tokens": 12}},
+}
+
+
+def test_anthropic_message_to_chat_completion() -> None:
+    out = anthropic_to_openai_response(ANTHROPIC_MESSAGE, Context({}, MODEL), created=CREATED)
+    ChatCompletion.model_validate(out)
+    assert out == {
+        "id": "msg_01", "object": "chat.completion", "created": CREATED, "model": MODEL,
+        "choices": [{"index": 0, "logprobs": None, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "Checking both.", "reasoning_content": "Two cities.",
+            "tool_calls": [
+                {"id": "toolu_A", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+                {"id": "toolu_B", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]}}],
+        "usage": {"prompt_tokens": 150, "completion_tokens": 40, "total_tokens": 190,
+                  "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 30},
+                  "completion_tokens_details": {"reasoning_tokens": 12}},
+    }
+
+
+def test_chat_completion_to_anthropic_message() -> None:
+    out = openai_to_anthropic_response(OPENAI_COMPLETION, Context({}, MODEL))
+    Message.model_validate(out)
+    assert out == {
+        "id": "chatcmpl-01", "type": "message", "role": "assistant", "model": MODEL,
+        "content": [
+            {"type": "thinking", "thinking": "Two cities.", "signature": ""},
+            {"type": "text", "text": "Checking both."},
+            {"type": "tool_use", "id": "call_A", "name": "get_weather", "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "call_B", "name": "get_weather", "input": {}}],
+        "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 50, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100,
+                  "output_tokens": 40, "output_tokens_details": {"thinking_tokens": 12}},
+    }
+
+
+def test_plain_answers_both_ways() -> None:
+    message = {"id": "msg_2", "content": [{"type": "text", "text": "Hi"}], "stop_reason": "end_turn",
+               "usage": {"input_tokens": 3, "output_tokens": 1}}
+    out = anthropic_to_openai_response(message, Context({}, MODEL), created=CREATED)
+    assert out["choices"][0]["message"] == {"role": "assistant", "content": "Hi"}
+    assert out["usage"]["prompt_tokens"] == 3 and out["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}
+    completion = {"id": "c", "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": "Hi"}}]}
+    back = openai_to_anthropic_response(completion, Context({}, MODEL))
+    Message.model_validate(back)
+    assert back["content"] == [{"type": "text", "text": "Hi"}]
+    assert back["usage"] == {"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                             "output_tokens": 0}
+
+
+@pytest.mark.parametrize(("stop", "finish"), [
+    ("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"), ("tool_use", "tool_calls"),
+    ("refusal", "content_filter"), ("pause_turn", "stop"), ("model_context_window_exceeded", "length"),
+    (None, "stop"),
+])
+def test_stop_reason_to_finish_reason(stop: str | None, finish: str) -> None:
+    message = {"id": "m", "content": [{"type": "text", "text": "x"}], "stop_reason": stop}
+    out = anthropic_to_openai_response(message, Context({}, MODEL), created=CREATED)
+    assert out["choices"][0]["finish_reason"] == finish
+
+
+@pytest.mark.parametrize(("finish", "extra", "client", "stop", "sequence"), [
+    ("stop", {}, {}, "end_turn", None),
+    ("length", {}, {}, "max_tokens", None),
+    ("tool_calls", {}, {}, "tool_use", None),
+    ("function_call", {}, {}, "tool_use", None),
+    ("content_filter", {}, {}, "refusal", None),
+    (None, {}, {}, "end_turn", None),
+    ("stop", {"stop_reason": "END"}, {"stop_sequences": ["END"]}, "stop_sequence", "END"),
+    ("stop", {"stop_reason": "END"}, {}, "end_turn", None),
+    ("stop", {"stop_reason": 128001}, {"stop_sequences": ["END"]}, "end_turn", None),
+])
+def test_finish_reason_to_stop_reason(finish: str | None, extra: dict, client: dict, stop: str,
+                                      sequence: str | None) -> None:
+    completion = {"id": "c", "choices": [{"index": 0, "finish_reason": finish, **extra,
+                                          "message": {"role": "assistant", "content": "x"}}]}
+    out = openai_to_anthropic_response(completion, Context(client, MODEL))
+    assert (out["stop_reason"], out["stop_sequence"]) == (stop, sequence)
+
+
+def test_tool_calls_finished_with_stop_and_refusals_map_sensibly() -> None:
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    completion = {"id": "c", "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": None, "tool_calls": calls}}]}
+    assert openai_to_anthropic_response(completion, Context({}, MODEL))["stop_reason"] == "tool_use"
+    refused = {"id": "c", "choices": [{"index": 0, "finish_reason": "stop",
+                                       "message": {"role": "assistant", "content": None, "refusal": "No."}}]}
+    out = openai_to_anthropic_response(refused, Context({}, MODEL))
+    assert out["content"] == [{"type": "text", "text": "No."}] and out["stop_reason"] == "refusal"
+
+
+# --- usage ------------------------------------------------------------------------------------
+
+
+def test_anthropic_usage_counts_every_prompt_token_as_input() -> None:
+    usage = Usage()
+    usage.add_anthropic({"input_tokens": 20, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 30,
+                         "output_tokens": 1})
+    assert (usage.input, usage.cached, usage.cache_write, usage.output) == (150, 100, 30, 1)
+    usage.add_anthropic({"output_tokens": 40})  # a message_delta without input counts keeps them
+    assert (usage.input, usage.cached, usage.output) == (150, 100, 40)
+    usage.add_anthropic({"input_tokens": 25, "output_tokens": 41, "output_tokens_details": {"thinking_tokens": 9}})
+    assert (usage.input, usage.cached, usage.output, usage.reasoning) == (155, 100, 41, 9)
+
+
+def test_usage_from_anthropic_body() -> None:
+    usage = usage_from_anthropic_body(json.dumps(ANTHROPIC_MESSAGE).encode())
+    assert (usage.input, usage.output, usage.cached, usage.reasoning, usage.reported) == (150, 40, 100, 12, True)
+    assert not usage_from_anthropic_body(b"not json").reported
+    assert not usage_from_anthropic_body(b'{"type": "message"}').reported
+
+
+# --- streams: fixtures ------------------------------------------------------------------------
+
+
+def _anthropic_sse(events: list[dict[str, Any]], crlf: bool = False) -> bytes:
+    sep = "\r\n" if crlf else "\n"
+    return "".join(f"event: {e['type']}{sep}data: {json.dumps(e, ensure_ascii=False)}{sep}{sep}"
+                   for e in events).encode()
+
+
+def _openai_sse(chunks: list[dict[str, Any]], done: bool = True, crlf: bool = False) -> bytes:
+    sep = "\r\n\r\n" if crlf else "\n\n"
+    text = "".join(f"data: {json.dumps(c, ensure_ascii=False)}{sep}" for c in chunks)
+    return (text + (f"data: [DONE]{sep}" if done else "")).encode()
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _message_start(usage: dict[str, int] | None = None) -> dict[str, Any]:
+    return {"type": "message_start", "message": {
+        "id": "msg_01XYZ", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": usage or {"input_tokens": 25, "cache_creation_input_tokens": 10, "cache_read_input_tokens": 100,
+                           "output_tokens": 1}}}
+
+
+def _text_block(index: int, pieces: list[str]) -> list[dict[str, Any]]:
+    return [{"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+            *({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": p}}
+              for p in pieces),
+            {"type": "content_block_stop", "index": index}]
+
+
+def _tool_block(index: int, tool_id: str, name: str, arguments: str) -> list[dict[str, Any]]:
+    return [{"type": "content_block_start", "index": index,
+             "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}},
+            {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": ""}},
+            *({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": p}}
+              for p in _pieces(arguments, 4)),
+            {"type": "content_block_stop", "index": index}]
+
+
+def _message_end(stop: str, output: int, sequence: str | None = None) -> list[dict[str, Any]]:
+    return [{"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": sequence},
+             "usage": {"output_tokens": output}},
+            {"type": "message_stop"}]
+
+
+ANTHROPIC_STREAMS: dict[str, list[dict[str, Any]]] = {
+    "text": [_message_start(), {"type": "ping"}, *_text_block(0, ["Hello", ", wörld ☃", "!"]),
+             *_message_end("end_turn", 12)],
+    "parallel tools": [_message_start(), *_text_block(0, ["Let me check ", "both."]),
+                       *_tool_block(1, "toolu_01A", "get_weather", '{"city": "Paris", "unit": "celsius"}'),
+                       *_tool_block(2, "toolu_01B", "get_time", '{"timezone": "Europe/Oslo"}'),
+                       *_message_end("tool_use", 64)],
+    "max tokens": [_message_start(), *_text_block(0, ["Once upon", " a time"]), *_message_end("max_tokens", 5)],
+    "thinking then text": [
+        _message_start(),
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "The user wants "}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "a greeting."}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "EmwKAhgB"}},
+        {"type": "content_block_stop", "index": 1},
+        *_text_block(2, ["Hi ", "there."]),
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"input_tokens": 25, "cache_creation_input_tokens": 10, "cache_read_input_tokens": 100,
+                   "output_tokens": 30, "output_tokens_details": {"thinking_tokens": 20}}},
+        {"type": "message_stop"}],
+    "stop sequence": [_message_start(), *_text_block(0, ["1, 2, 3"]), *_message_end("stop_sequence", 6, "4")],
+    "error": [_message_start(), *_text_block(0, ["Hel"])[:2],
+              {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+              *_message_end("end_turn", 1)],
+    "cut": [_message_start(), *_text_block(0, ["Hello", " wor"])[:3]],
+}
+COMPLETE_ANTHROPIC = ["text", "parallel tools", "max tokens", "thinking then text", "stop sequence"]
+
+
+def _chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish, **extra}]
+    return {"id": "chatcmpl-9abc", "object": "chat.completion.chunk", "created": 1_700_000_123,
+            "model": "gpt-4o-2024-08-06", "system_fingerprint": "fp_1", "choices": choices}
+
+
+def _usage_chunk(prompt: int = 150, completion: int = 12, cached: int = 100, reasoning: int = 0) -> dict[str, Any]:
+    return {**_chunk(), "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                                  "total_tokens": prompt + completion,
+                                  "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+                                  "completion_tokens_details": {"reasoning_tokens": reasoning}}}
+
+
+def _openai_calls(index: int, call_id: str, name: str, arguments: str) -> list[dict[str, Any]]:
+    first = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+    return [_chunk({"tool_calls": [first]}),
+            *(_chunk({"tool_calls": [{"index": index, "function": {"arguments": p}}]}) for p in _pieces(arguments, 3))]
+
+
+OPENAI_STREAMS: dict[str, tuple[list[dict[str, Any]], bool]] = {
+    "text": ([_chunk({"role": "assistant", "content": "", "refusal": None}),
+              *(_chunk({"content": p}) for p in ["Hello", ", wörld ☃", "!"]),
+              _chunk({}, "stop"), _usage_chunk()], True),
+    "parallel tools": ([_chunk({"role": "assistant", "content": None}),
+                        *_openai_calls(0, "call_A1", "get_weather", '{"city":"Paris","unit":"celsius"}'),
+                        *_openai_calls(1, "call_B2", "get_time", '{"timezone":"Europe/Oslo"}'),
+                        _chunk({}, "tool_calls"), _usage_chunk(completion=64)], True),
+    "text then tools": ([_chunk({"role": "assistant", "content": ""}), _chunk({"content": "Checking."}),
+                         *_openai_calls(0, "functions.get_weather:0", "get_weather", '{"city":"Paris"}'),
+                         _chunk({}, "tool_calls"), _usage_chunk()], True),
+    "length": ([_chunk({"role": "assistant", "content": ""}), _chunk({"content": "Once upon"}),
+                _chunk({"content": " a time"}), _chunk({}, "length"), _usage_chunk(completion=5)], True),
+    "reasoning then text": ([_chunk({"role": "assistant", "content": None, "reasoning_content": ""}),
+                             _chunk({"content": None, "reasoning_content": "The user wants "}),
+                             _chunk({"content": None, "reasoning_content": "a greeting."}),
+                             _chunk({"content": "Hi ", "reasoning_content": None}), _chunk({"content": "there."}),
+                             _chunk({}, "stop"), _usage_chunk(completion=30, reasoning=20)], True),
+    "stop sequence": ([_chunk({"role": "assistant", "content": "1, 2, 3"}), _chunk({}, "stop", stop_reason="4"),
+                       _usage_chunk(completion=6)], True),
+    "error": ([_chunk({"role": "assistant", "content": ""}), _chunk({"content": "Hel"}),
+               {"error": {"message": "The server had an error", "type": "server_error", "param": None, "code": None}},
+               _chunk({"content": "lo"})], False),
+    "cut": ([_chunk({"role": "assistant", "content": ""}), _chunk({"content": "Hello"}),
+             _chunk({"content": " wor"})], False),
+}
+COMPLETE_OPENAI = ["text", "parallel tools", "text then tools", "length", "reasoning then text", "stop sequence"]
+ANTHROPIC_CLIENT = {"model": MODEL, "max_tokens": 100, "stop_sequences": ["4"], "messages": [USER], "stream": True}
+OPENAI_CLIENT = {"model": MODEL, "messages": [USER], "stream": True, "stream_options": {"include_usage": True}}
+
+
+def _anthropic_bytes(name: str, crlf: bool = False) -> bytes:
+    return _anthropic_sse(ANTHROPIC_STREAMS[name], crlf)
+
+
+def _openai_bytes(name: str, crlf: bool = False) -> bytes:
+    chunks, done = OPENAI_STREAMS[name]
+    return _openai_sse(chunks, done, crlf)
+
+
+def _to_openai(pieces: list[bytes], client: dict[str, Any] = OPENAI_CLIENT) -> tuple[bytes, Usage]:
+    converter = AnthropicToOpenAIStream(Context(client, MODEL), created=CREATED)
+    return b"".join(converter.feed(p) for p in pieces) + converter.close(), converter.usage
+
+
+def _to_anthropic(pieces: list[bytes], client: dict[str, Any] = ANTHROPIC_CLIENT) -> tuple[bytes, Usage]:
+    converter = OpenAIToAnthropicStream(Context(client, MODEL))
+    return b"".join(converter.feed(p) for p in pieces) + converter.close(), converter.usage
+
+
+def _openai_events(out: bytes) -> list[Any]:
+    """The chunks of a converted stream, each checked against the SDK's type; '[DONE]' as is."""
+    assert out.endswith(b"\n\n")
+    events: list[Any] = []
+    for raw in out.decode().split("\n\n")[:-1]:
+        assert raw.startswith("data: ") and "\n" not in raw, raw
+        data = raw[6:]
+        if data == "[DONE]":
+            events.append(data)
+            continue
+        event = json.loads(data)
+        if "error" not in event:
+            ChatCompletionChunk.model_validate(event)
+        events.append(event)
+    return events
+
+
+def _anthropic_events(out: bytes) -> list[dict[str, Any]]:
+    """The events of a converted stream, each checked against the SDK's type and its event: line."""
+    assert out.endswith(b"\n\n")
+    events = []
+    for raw in out.decode().split("\n\n")[:-1]:
+        name, data = raw.split("\n")
+        event = json.loads(data.removeprefix("data: "))
+        assert name == f"event: {event['type']}"
+        if event["type"] != "error":
+            ANTHROPIC_EVENT.validate_python(event)
+        events.append(event)
+    return events
+
+
+def _accumulate_anthropic(events: list[dict[str, Any]]) -> dict[str, Any]:
+    snapshot = None
+    buffers: dict[int, bytes] = {}
+    for event in events:
+        if event["type"] not in ("ping", "error"):
+            snapshot = accumulate_event(event=ANTHROPIC_EVENT.validate_python(event), current_snapshot=snapshot,
+                                        json_bufs=buffers)
+    assert snapshot is not None
+    return snapshot.to_dict()
+
+
+def _accumulate_openai(events: list[Any]) -> dict[str, Any]:
+    state = ChatCompletionStreamState()
+    for event in events:
+        if event != "[DONE]":
+            list(state.handle_chunk(ChatCompletionChunk.model_validate(event)))
+    return state.current_completion_snapshot.model_dump(exclude_none=True)
+
+
+# --- streams: Anthropic -> OpenAI -------------------------------------------------------------
+
+
+def test_anthropic_text_stream_to_openai_chunks() -> None:
+    out, usage = _to_openai([_anthropic_bytes("text")])
+    events = _openai_events(out)
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert [e["choices"][0]["delta"].get("content") for e in events[1:4]] == ["Hello", ", wörld ☃", "!"]
+    assert events[4]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+    assert events[5]["choices"] == [] and events[5]["usage"] == {
+        "prompt_tokens": 135, "completion_tokens": 12, "total_tokens": 147,
+        "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 10},
+        "completion_tokens_details": {"reasoning_tokens": 0}}
+    assert events[6:] == ["[DONE]"]
+    assert all(e["id"] == "msg_01XYZ" and e["model"] == MODEL and e["created"] == CREATED for e in events[:6])
+    assert (usage.input, usage.output, usage.cached) == (135, 12, 100)
+
+
+def test_usage_chunk_only_when_the_client_asked() -> None:
+    out, usage = _to_openai([_anthropic_bytes("text")], {"model": MODEL, "messages": [USER], "stream": True})
+    events = _openai_events(out)
+    assert events[-2]["choices"][0]["finish_reason"] == "stop" and events[-1] == "[DONE]"
+    assert all("usage" not in e for e in events[:-1])
+    assert usage.reported and usage.output == 12
+
+
+def test_anthropic_parallel_tools_get_openai_indexes_in_order() -> None:
+    events = _openai_events(_to_openai([_anthropic_bytes("parallel tools")])[0])
+    calls = [c for e in events[:-1] if e["choices"] for c in e["choices"][0]["delta"].get("tool_calls", [])]
+    starts = [c for c in calls if "id" in c]
+    assert starts == [
+        {"index": 0, "id": "toolu_01A", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+        {"index": 1, "id": "toolu_01B", "type": "function", "function": {"name": "get_time", "arguments": ""}}]
+    for index, arguments in ((0, '{"city": "Paris", "unit": "celsius"}'), (1, '{"timezone": "Europe/Oslo"}')):
+        assert "".join(c["function"]["arguments"] for c in calls if c["index"] == index) == arguments
+    assert events[-3]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_anthropic_max_tokens_and_thinking_streams() -> None:
+    events = _openai_events(_to_openai([_anthropic_bytes("max tokens")])[0])
+    assert events[-3]["choices"][0]["finish_reason"] == "length"
+    out, usage = _to_openai([_anthropic_bytes("thinking then text")])
+    deltas = [e["choices"][0]["delta"] for e in _openai_events(out)[1:-3]]
+    assert deltas == [{"reasoning_content": "The user wants "}, {"reasoning_content": "a greeting."},
+                      {"content": "Hi "}, {"content": "there."}]
+    assert usage.reasoning == 20
+
+
+def test_anthropic_error_event_becomes_an_openai_error_and_ends_the_stream() -> None:
+    events = _openai_events(_to_openai([_anthropic_bytes("error")])[0])
+    assert [e["choices"][0]["delta"] for e in events[:2]] == [{"role": "assistant", "content": ""}, {"content": "Hel"}]
+    assert events[2:] == [{"error": {"message": "Overloaded", "type": "overloaded_error", "param": None, "code": None}}]
+
+
+def test_anthropic_stream_cut_short_is_closed_well_formed() -> None:
+    converter = AnthropicToOpenAIStream(Context(OPENAI_CLIENT, MODEL), created=CREATED)
+    fed = converter.feed(_anthropic_bytes("cut"))
+    assert not fed.endswith(b"data: [DONE]\n\n")
+    events = _openai_events(fed + converter.close())
+    assert [e["choices"][0]["delta"].get("content") for e in events[1:3]] == ["Hello", " wor"]
+    assert events[3]["choices"][0]["finish_reason"] == "stop" and events[4]["usage"]["prompt_tokens"] == 135
+    assert events[5] == "[DONE]"
+
+
+def test_an_empty_or_eventless_upstream_closes_empty() -> None:
+    for upstream in (b"", b": keep-alive\n\n", b"event: ping\ndata: {\"type\": \"ping\"}\n\n"):
+        assert _to_openai([upstream])[0] == b""
+    for upstream in (b"", b": OPENROUTER PROCESSING\n\n", b"data: [DONE]\n\n"):
+        assert _to_anthropic([upstream])[0] == b""
+
+
+@pytest.mark.parametrize("name", COMPLETE_ANTHROPIC)
+def test_reassembled_openai_stream_equals_the_converted_buffered_answer(name: str) -> None:
+    body = _accumulate_anthropic(ANTHROPIC_STREAMS[name])
+    expected = anthropic_to_openai_response(body, Context(OPENAI_CLIENT, MODEL), created=CREATED)
+    ChatCompletion.model_validate(expected)
+    got = _accumulate_openai(_openai_events(_to_openai([_anthropic_bytes(name)])[0]))
+    assert _openai_essence(got) == _openai_essence(expected)
+
+
+def _openai_essence(completion: dict[str, Any]) -> dict[str, Any]:
+    choice = completion["choices"][0]
+    message = choice["message"]
+    return {
+        "id": completion["id"], "model": completion["model"], "created": completion["created"],
+        "finish_reason": choice["finish_reason"], "content": message.get("content") or "",
+        "reasoning": message.get("reasoning_content"),
+        "tool_calls": [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
+                       for c in message.get("tool_calls") or ()],
+        "usage": completion["usage"],
+    }
+
+
+# --- streams: OpenAI -> Anthropic -------------------------------------------------------------
+
+
+def test_openai_text_stream_to_anthropic_events() -> None:
+    out, usage = _to_anthropic([_openai_bytes("text")])
+    events = _anthropic_events(out)
+    assert events[0] == {"type": "message_start", "message": {
+        "id": "chatcmpl-9abc", "type": "message", "role": "assistant", "model": MODEL, "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                  "output_tokens": 0}}}
+    assert events[1] == {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    assert [e["delta"]["text"] for e in events[2:5]] == ["Hello", ", wörld ☃", "!"]
+    assert events[5:] == [
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"input_tokens": 50, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100,
+                   "output_tokens": 12}},
+        {"type": "message_stop"}]
+    assert (usage.input, usage.output, usage.cached) == (150, 12, 100)
+
+
+def test_openai_parallel_tool_calls_become_consecutive_tool_use_blocks() -> None:
+    events = _anthropic_events(_to_anthropic([_openai_bytes("parallel tools")])[0])
+    kinds = [(e["type"], e.get("index")) for e in events]
+    assert kinds[:3] == [("message_start", None), ("content_block_start", 0), ("content_block_delta", 0)]
+    assert kinds.index(("content_block_stop", 0)) < kinds.index(("content_block_start", 1))
+    assert kinds[-4:] == [("content_block_delta", 1), ("content_block_stop", 1), ("message_delta", None),
+                          ("message_stop", None)]
+    starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+    assert starts == [{"type": "tool_use", "id": "call_A1", "name": "get_weather", "input": {}},
+                      {"type": "tool_use", "id": "call_B2", "name": "get_time", "input": {}}]
+    for index, arguments in ((0, '{"city":"Paris","unit":"celsius"}'), (1, '{"timezone":"Europe/Oslo"}')):
+        assert "".join(e["delta"]["partial_json"] for e in events
+                       if e["type"] == "content_block_delta" and e["index"] == index) == arguments
+    assert events[-2]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_openai_switch_from_text_to_tools_closes_the_text_block() -> None:
+    events = _anthropic_events(_to_anthropic([_openai_bytes("text then tools")])[0])
+    assert [(e["type"], e.get("index")) for e in events if "content_block" in e["type"]][:4] == [
+        ("content_block_start", 0), ("content_block_delta", 0), ("content_block_stop", 0), ("content_block_start", 1)]
+    assert events[4]["content_block"]["id"] == "functions_get_weather_0"
+
+
+def test_openai_length_reasoning_and_stop_sequence_streams() -> None:
+    assert _anthropic_events(_to_anthropic([_openai_bytes("length")])[0])[-2]["delta"]["stop_reason"] == "max_tokens"
+    out, usage = _to_anthropic([_openai_bytes("reasoning then text")])
+    events = _anthropic_events(out)
+    assert [e["content_block"]["type"] for e in events if e["type"] == "content_block_start"] == ["thinking", "text"]
+    assert [e["delta"] for e in events if e["type"] == "content_block_delta"] == [
+        {"type": "thinking_delta", "thinking": "The user wants "}, {"type": "thinking_delta", "thinking": "a greeting."},
+        {"type": "text_delta", "text": "Hi "}, {"type": "text_delta", "text": "there."}]
+    assert events[-2]["usage"]["output_tokens_details"] == {"thinking_tokens": 20} and usage.reasoning == 20
+    events = _anthropic_events(_to_anthropic([_openai_bytes("stop sequence")])[0])
+    assert events[-2]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "4"}
+
+
+def test_openai_error_event_becomes_an_anthropic_error_and_ends_the_stream() -> None:
+    events = _anthropic_events(_to_anthropic([_openai_bytes("error")])[0])
+    assert [e["type"] for e in events] == ["message_start", "content_block_start", "content_block_delta", "error"]
+    assert events[-1] == {"type": "error", "error": {"type": "api_error", "message": "The server had an error"}}
+
+
+def test_openai_stream_cut_short_is_closed_well_formed() -> None:
+    converter = OpenAIToAnthropicStream(Context(ANTHROPIC_CLIENT, MODEL))
+    fed = converter.feed(_openai_bytes("cut"))
+    assert b"message_stop" not in fed
+    events = _anthropic_events(fed + converter.close())
+    assert [e["type"] for e in events[-3:]] == ["content_block_stop", "message_delta", "message_stop"]
+    assert events[-2]["delta"]["stop_reason"] == "end_turn"
+    assert _accumulate_anthropic(events)["content"] == [{"type": "text", "text": "Hello wor"}]
+
+
+@pytest.mark.parametrize("name", COMPLETE_OPENAI)
+def test_reassembled_anthropic_stream_equals_the_converted_buffered_answer(name: str) -> None:
+    chunks = [c for c in OPENAI_STREAMS[name][0]]
+    state = ChatCompletionStreamState()
+    for chunk in chunks:
+        list(state.handle_chunk(ChatCompletionChunk.model_validate(chunk)))
+    body = state.current_completion_snapshot.model_dump()
+    body["choices"][0]["stop_reason"] = chunks[-2]["choices"][0].get("stop_reason")  # vLLM extra
+    expected = openai_to_anthropic_response(body, Context(ANTHROPIC_CLIENT, MODEL))
+    Message.model_validate(expected)
+    got = _accumulate_anthropic(_anthropic_events(_to_anthropic([_openai_bytes(name)])[0]))
+    for message in (got, expected):
+        message.pop("stop_details", None)
+    assert got == expected
+
+
+# --- streams: the same output however the upstream bytes are split -----------------------------
+
+SPLIT_CASES: list[tuple[str, Callable[[list[bytes]], tuple[bytes, Usage]], Callable[[bool], bytes]]] = [
+    *((f"anthropic {n}", _to_openai, lambda crlf, n=n: _anthropic_bytes(n, crlf)) for n in ANTHROPIC_STREAMS),
+    *((f"openai {n}", _to_anthropic, lambda crlf, n=n: _openai_bytes(n, crlf)) for n in OPENAI_STREAMS),
+]
+
+
+def _anthropic_native(pieces: list[bytes]) -> tuple[bytes, Usage]:
+    chain = plan("anthropic", "anthropic").build(Context({}, MODEL))
+    return b"".join(chain.feed(p) for p in pieces) + chain.close(), chain.converters[1].usage
+
+
+SPLIT_CASES.append(("anthropic native", _anthropic_native, lambda crlf: _anthropic_bytes("thinking then text", crlf)))
+
+
+def _fingerprint(result: tuple[bytes, Usage]) -> tuple[bytes, tuple[int, int, int, int, int]]:
+    out, usage = result
+    return out, (usage.input, usage.output, usage.cached, usage.cache_write, usage.reasoning)
+
+
+@pytest.mark.parametrize(("name", "run", "stream"), SPLIT_CASES, ids=[case[0] for case in SPLIT_CASES])
+def test_every_single_split_point_and_byte_by_byte_give_the_same_output(
+        name: str, run: Callable[[list[bytes]], tuple[bytes, Usage]], stream: Callable[[bool], bytes]) -> None:
+    data = stream(False)
+    expected = _fingerprint(run([data]))
+    assert expected[0]
+    for cut in range(len(data) + 1):
+        assert _fingerprint(run([data[:cut], data[cut:]])) == expected, cut
+    assert _fingerprint(run([bytes([b]) for b in data])) == expected
+
+
+def test_native_anthropic_chain_passes_events_through_and_records_usage() -> None:
+    data = _anthropic_bytes("thinking then text")
+    out, usage = _anthropic_native([data[:100], data[100:]])
+    assert out == data
+    assert (usage.input, usage.output, usage.cached, usage.cache_write, usage.reasoning) == (135, 30, 100, 10, 20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(SPLIT_CASES), st.lists(st.integers(min_value=0, max_value=2**20), max_size=40), st.booleans())
+def test_random_splits_give_the_same_output(case: tuple, cuts: list[int], crlf: bool) -> None:
+    name, run, stream = case
+    data = stream(crlf)
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    result = _fingerprint(run(pieces))
+    if name == "anthropic native":  # passes bytes through, so its output keeps the CRLFs
+        assert result == _fingerprint(run([data]))
+    else:  # converted output does not depend on the upstream's line endings either
+        assert result == _fingerprint(run([stream(False)]))
