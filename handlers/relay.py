@@ -58,17 +58,15 @@ class Exchange:
         self._on_headers = on_headers
         self._on_chunk = on_chunk
 
-    def header_line(self, line: str) -> None:
+    def header_line(self, line: str, parsed: HTTPHeaders) -> None:
+        """One header line from libcurl, with the headers Tornado has parsed so far."""
         if line.startswith("HTTP/"):
             parts = line.split(" ", 2)
             self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            self.headers = HTTPHeaders()
-        elif line in ("\r\n", "\n"):
-            if self.status >= 200:  # not an interim 1xx
-                self.streaming = self.headers.get("Content-Type", "").startswith("text/event-stream")
-                self._on_headers(self)
-        else:
-            self.headers.parse_line(line.rstrip("\r\n"))
+        elif line in ("\r\n", "\n") and self.status >= 200:  # not an interim 1xx
+            self.headers = parsed
+            self.streaming = parsed.get("Content-Type", "").startswith("text/event-stream")
+            self._on_headers(self)
 
     def chunk(self, data: bytes) -> None:
         if not self.done:

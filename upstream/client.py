@@ -19,7 +19,7 @@ from tornado.httputil import HTTPHeaders
 
 log = logging.getLogger("gateway.upstream")
 
-HeaderCallback = Callable[[str], None]
+HeaderCallback = Callable[[str, HTTPHeaders], None]
 
 # curl error codes that mean "the provider is unreachable or too slow": retryable.
 CONNECT_ERRORS = frozenset(
@@ -41,7 +41,8 @@ class UpstreamClient(CurlAsyncHTTPClient):
 
     Header lines are also delivered at once rather than via the IOLoop: Tornado hands
     the last body chunks over synchronously when a transfer ends, and they must never
-    overtake the headers that say how to treat them.
+    overtake the headers that say how to treat them. The callback also gets the headers
+    Tornado has parsed so far, so that they are not parsed twice.
     """
 
     def _curl_header_callback(
@@ -50,7 +51,7 @@ class UpstreamClient(CurlAsyncHTTPClient):
         super()._curl_header_callback(headers, None, header_line_bytes)
         if header_callback is not None:
             try:
-                header_callback(header_line_bytes.decode("latin1"))
+                header_callback(header_line_bytes.decode("latin1"), headers)  # type: ignore[call-arg]
             except Exception:
                 log.exception("header callback failed")
 
