@@ -52,6 +52,14 @@ RELOADS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+CATALOG_MODELS = Gauge(
+    "gateway_catalog_models", "Models in the last good catalog answer, by provider.",
+    ["provider"], registry=REGISTRY,
+)
+CATALOG_FAILURES = Gauge(
+    "gateway_catalog_consecutive_failures", "Failed catalog fetches in a row, by provider.",
+    ["provider"], registry=REGISTRY,
+)
 KEY_TOKENS = Counter(
     "gateway_key_tokens_total",
     "Tokens reported by upstreams, by API key name and kind.",

@@ -50,5 +50,6 @@ def test_catalog_keeps_answering_when_a_provider_fails(fresh_gateway: Gateway, m
                 break
             time.sleep(0.2)
         assert health["consecutive_failures"] >= 1 and health["models"] > 0
+        assert 'gateway_catalog_consecutive_failures{provider="mock"}' in fresh_gateway.metrics()
     finally:
         mock.config(models_fault=None)

@@ -18,6 +18,7 @@ from tornado.curl_httpclient import CurlError
 from tornado.httpclient import HTTPRequest, HTTPResponse
 
 from dsl.table import Provider, Table
+from ops import metrics
 from upstream.client import error_kind, shared_client
 
 log = logging.getLogger("gateway.catalog")
@@ -92,12 +93,10 @@ class Catalog:
                     models,
                 )
             else:
-                entry.models, entry.fetched_at, entry.failures, entry.last_error = (
-                    models,
-                    time.time(),
-                    0,
-                    None,
-                )
+                entry.models, entry.fetched_at = models, time.time()
+                entry.failures, entry.last_error = 0, None
+            metrics.CATALOG_MODELS.labels(provider=provider.name).set(len(entry.models))
+            metrics.CATALOG_FAILURES.labels(provider=provider.name).set(entry.failures)
         finally:
             entry.refreshing = None
 
