@@ -38,44 +38,12 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("'messages' must be a list")
     if doc.get("n") not in (None, 1):
         raise ValueError("'n' other than 1 cannot be served by an Anthropic provider")
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise ValueError(f"{where} must be an object")
-        role = message.get("role")
-        if role in ("system", "developer"):
-            text = _openai_text(message.get("content"), where)
-            if text:
-                system.append(text)
-            continue
-        if role == "user":
-            blocks = _anthropic_user_blocks(message.get("content"), where)
-        elif role == "assistant":
-            blocks = _anthropic_assistant_blocks(message, where)
-        elif role == "tool":
-            role, blocks = "user", [_anthropic_tool_result(message, where)]
-        else:
-            raise ValueError(f"{where}: role {role!r} cannot be converted for an Anthropic provider")
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:  # Anthropic wants user and assistant turns to alternate
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    if not turns:
-        raise ValueError("'messages' holds no user or assistant message with content")
-    for turn in turns:
-        blocks = turn["content"]
-        if len(blocks) == 1 and blocks[0].keys() == {"type", "text"}:
-            turn["content"] = blocks[0]["text"]
-
+    system, turns = _anthropic_turns(messages)
     out: dict[str, Any] = {}
     if "model" in doc:
         out["model"] = doc["model"]
     if system:
-        out["system"] = "\n\n".join(system)
+        out["system"] = system
     out["messages"] = turns
     limit = doc.get("max_completion_tokens")
     if limit is None:
@@ -93,7 +61,7 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
     tools = doc.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise ValueError("'tools' must be a list")
-    choice = None
+    forced = False
     if tools:
         out["tools"] = [_anthropic_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
         choice = _anthropic_tool_choice(doc.get("tool_choice"))
@@ -103,27 +71,25 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
                 choice["disable_parallel_tool_use"] = True
         if choice:
             out["tool_choice"] = choice
-    # Anthropic refuses thinking together with a forced tool choice, and thinking with
-    # any temperature or top_p; both give way to thinking.
-    budget = _thinking_budget(doc.get("reasoning_effort"))
-    if choice and choice["type"] in ("any", "tool"):
-        budget = 0
+            forced = choice["type"] in ("any", "tool")
+    # Anthropic refuses thinking with a forced tool choice (thinking gives way), and
+    # temperature or top_p with thinking (they give way).
+    budget = 0 if forced else _thinking_budget(doc.get("reasoning_effort"))
     if budget and limit is None:
         limit = DEFAULT_MAX_TOKENS + budget  # the default answer room stays on top of the thinking
     elif budget:
         budget = min(budget, limit - 1)  # Anthropic wants budget_tokens < max_tokens
         budget = budget if budget >= MIN_THINKING_BUDGET else 0
     out["max_tokens"] = DEFAULT_MAX_TOKENS if limit is None else limit
+    temperature, top_p = _number(doc, "temperature"), _number(doc, "top_p")
     if budget:
         out["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    else:
+    elif temperature is not None:
         # Anthropic samples with temperature in [0, 1], and recent models take only one
         # of temperature and top_p: temperature wins.
-        temperature = _number(doc, "temperature")
-        if temperature is not None:
-            out["temperature"] = min(temperature, 1.0)
-        elif (top_p := _number(doc, "top_p")) is not None:
-            out["top_p"] = top_p
+        out["temperature"] = min(temperature, 1.0)
+    elif top_p is not None:
+        out["top_p"] = top_p
     return out
 
 
@@ -156,7 +122,7 @@ def anthropic_to_openai_request(doc: dict[str, Any]) -> dict[str, Any]:
     if limit is not None:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError("'max_tokens' must be a positive integer")
-        out["max_completion_tokens"] = limit
+        out["max_completion_tokens"] = limit  # OpenAI's current models refuse the older max_tokens
     for key in ("temperature", "top_p"):
         value = _number(doc, key)
         if value is not None:
@@ -187,6 +153,45 @@ def anthropic_to_openai_request(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- OpenAI -> Anthropic pieces ---------------------------------------------------------------
+
+
+def _anthropic_turns(messages: list[object]) -> tuple[str, list[dict[str, Any]]]:
+    """(system prompt, alternating turns). System and developer messages, wherever they
+    stand, join the system prompt; tool results become user turns; neighbours with the
+    same role merge, as Anthropic wants user and assistant to alternate."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise ValueError(f"{where} must be an object")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            text = _openai_text(message.get("content"), where)
+            if text:
+                system.append(text)
+            continue
+        if role == "user":
+            blocks = _anthropic_user_blocks(message.get("content"), where)
+        elif role == "assistant":
+            blocks = _anthropic_assistant_blocks(message, where)
+        elif role == "tool":
+            role, blocks = "user", [_anthropic_tool_result(message, where)]
+        else:
+            raise ValueError(f"{where}: role {role!r} cannot be converted for an Anthropic provider")
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    if not turns:
+        raise ValueError("'messages' holds no user or assistant message with content")
+    for turn in turns:
+        blocks = turn["content"]
+        if len(blocks) == 1 and blocks[0].keys() == {"type", "text"}:
+            turn["content"] = blocks[0]["text"]
+    return "\n\n".join(system), turns
 
 
 def _openai_text(content: object, where: str) -> str:
@@ -349,7 +354,7 @@ def _thinking_budget(effort: object) -> int:
 
 
 def _anthropic_text(content: object, where: str) -> str:
-    """Text of a system prompt or tool result given as a string or text blocks."""
+    """Text of a system prompt given as a string or text blocks."""
     if content is None or isinstance(content, str):
         return content or ""
     if not isinstance(content, list):

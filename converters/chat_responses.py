@@ -2,6 +2,7 @@
 
 The answer names the model the client asked for (ctx.model), not the provider's.
 Both directions keep the content order a stream would give: thinking, text, tool calls.
+An answer that is not a JSON object raises ValueError.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from converters.usage import Usage
 def anthropic_to_openai_response(doc: dict[str, Any], ctx: Context,
                                   created: int | None = None) -> dict[str, Any]:
     """A `chat.completion` for an Anthropic `message`; `created` defaults to now (Anthropic has none)."""
+    if not isinstance(doc, dict):
+        raise ValueError("the Anthropic answer is not a JSON object")
     texts: list[str] = []
     thinking: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -69,6 +72,8 @@ def openai_to_anthropic_response(doc: dict[str, Any], ctx: Context) -> dict[str,
     Thinking blocks carry an empty signature: an OpenAI provider issues none.
     A refusal is given as text, with stop_reason "refusal".
     """
+    if not isinstance(doc, dict):
+        raise ValueError("the OpenAI answer is not a JSON object")
     choices = doc.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}

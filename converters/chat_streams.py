@@ -148,9 +148,8 @@ class AnthropicToOpenAIStream:
         if kind == "text_delta":
             text = delta.get("text")
             if text:
-                if not self._head:
-                    self._start(None, out)
-                out.append(self._delta_head + orjson.dumps({"content": text}) + _NOT_FINISHED)
+                self._start(None, out)
+                out.append(self._chunk({"content": text}))
         elif kind == "input_json_delta":
             fragment = delta.get("partial_json")
             number = self._tools.get(event.get("index"))
@@ -183,8 +182,8 @@ class OpenAIToAnthropicStream:
     """
 
     __slots__ = ("usage", "_reader", "_model", "_client_request", "_id", "_open", "_open_kind",
-                 "_blocks", "_tool_blocks", "_finish_reason", "_matched", "_refused", "_started",
-                 "_ended")
+                 "_delta_prefix", "_blocks", "_tool_blocks", "_finish_reason", "_matched", "_refused",
+                 "_started", "_ended")
 
     def __init__(self, ctx: Context) -> None:
         self.usage = Usage()
@@ -194,8 +193,9 @@ class OpenAIToAnthropicStream:
         self._id = "msg_unknown"
         self._open: int | None = None  # the Anthropic index of the open content block
         self._open_kind = ""  # "thinking", "text" or "tool"
+        self._delta_prefix = b""  # a content_block_delta of the open text or thinking block, up to its text
         self._blocks = 0  # content blocks started so far
-        self._tool_blocks: dict[int, int] = {}  # OpenAI tool call index -> Anthropic block index
+        self._tool_blocks: dict[int, tuple[int, str]] = {}  # OpenAI tool call index -> (block index, id)
         self._finish_reason: object = None
         self._matched: object = None  # the stop string vLLM-style providers report
         self._refused = False
@@ -232,8 +232,9 @@ class OpenAIToAnthropicStream:
                 out.append(b"event: error\ndata: " + orjson.dumps(anthropic_error(chunk["error"])) + b"\n\n")
                 self._ended = True
                 break
-            if isinstance(chunk.get("usage"), dict):
-                take_openai_usage(self.usage, chunk["usage"])
+            usage = chunk.get("usage")
+            if usage and isinstance(usage, dict):
+                take_openai_usage(self.usage, usage)
             if not self._started:
                 self._start(chunk.get("id"), out)
             for choice in chunk.get("choices") or ():
@@ -252,19 +253,19 @@ class OpenAIToAnthropicStream:
 
     def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
         delta = choice.get("delta")
-        if isinstance(delta, dict):
+        if delta and isinstance(delta, dict):
             reasoning = openai_reasoning(delta)
             if reasoning:
                 self._text("thinking", reasoning, out)
             content = delta.get("content")
-            if isinstance(content, str) and content:
+            if content and isinstance(content, str):
                 self._text("text", content, out)
             refusal = delta.get("refusal")
-            if isinstance(refusal, str) and refusal:
+            if refusal and isinstance(refusal, str):
                 self._refused = True
                 self._text("text", refusal, out)
             calls = delta.get("tool_calls")
-            if isinstance(calls, list):
+            if calls and isinstance(calls, list):
                 for call in calls:
                     if isinstance(call, dict):
                         self._tool_call(call, out)
@@ -277,24 +278,29 @@ class OpenAIToAnthropicStream:
         """A thinking or text fragment, opening a block of that kind if another one is open."""
         if self._open_kind != kind:
             self._close_block(out)
-            start = {"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" else \
-                {"type": "text", "text": ""}
-            self._open_block(kind, start, out)
-        field = b'"thinking_delta","thinking":' if kind == "thinking" else b'"text_delta","text":'
-        out.append(b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
-                   + str(self._open).encode() + b',"delta":{"type":' + field + orjson.dumps(text) + b"}}\n\n")
+            if kind == "thinking":
+                index = self._open_block(kind, {"type": "thinking", "thinking": "", "signature": ""}, out)
+                field = b'"thinking_delta","thinking":'
+            else:
+                index = self._open_block(kind, {"type": "text", "text": ""}, out)
+                field = b'"text_delta","text":'
+            self._delta_prefix = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                                  + str(index).encode() + b',"delta":{"type":' + field)
+        out.append(self._delta_prefix + orjson.dumps(text) + b"}}\n\n")
 
     def _tool_call(self, call: dict[str, Any], out: list[bytes]) -> None:
+        """A tool call fragment. A call starts at a new index, or at a known index with a
+        new id (providers that number every call 0); later fragments carry no id."""
         number = call.get("index", 0)
         function = call.get("function") if isinstance(call.get("function"), dict) else {}
-        block = self._tool_blocks.get(number)
-        if block is None:
+        call_id = call.get("id") if isinstance(call.get("id"), str) else ""
+        block, known_id = self._tool_blocks.get(number, (None, ""))
+        if block is None or (call_id and call_id != known_id):
             self._close_block(out)
-            call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else \
-                f"toolu_{self._id}_{number}"
-            block = self._open_block("tool", {"type": "tool_use", "id": anthropic_tool_id(call_id),
+            tool_id = anthropic_tool_id(call_id or f"toolu_{self._id}_{number}")
+            block = self._open_block("tool", {"type": "tool_use", "id": tool_id,
                                               "name": function.get("name") or "", "input": {}}, out)
-            self._tool_blocks[number] = block
+            self._tool_blocks[number] = (block, call_id)
         arguments = function.get("arguments")
         if isinstance(arguments, dict):  # a few providers send the arguments as an object
             arguments = orjson.dumps(arguments).decode()

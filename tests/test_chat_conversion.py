@@ -10,6 +10,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import anthropic
+import httpx2
+import openai
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
@@ -24,6 +27,7 @@ from converters.chat_requests import anthropic_to_openai_request, openai_to_anth
 from converters.chat_responses import anthropic_to_openai_response, openai_to_anthropic_response
 from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 from converters.registry import plan
+from converters.sse import SSEDataReader, iter_data
 from converters.usage import Usage, usage_from_anthropic_body
 
 ANTHROPIC_EVENT = TypeAdapter(RawMessageStreamEvent)
@@ -481,6 +485,13 @@ def test_tool_calls_finished_with_stop_and_refusals_map_sensibly() -> None:
     assert out["content"] == [{"type": "text", "text": "No."}] and out["stop_reason"] == "refusal"
 
 
+def test_answers_that_are_not_objects_raise_value_error() -> None:
+    with pytest.raises(ValueError, match="Anthropic answer"):
+        anthropic_to_openai_response([], Context({}, MODEL))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="OpenAI answer"):
+        openai_to_anthropic_response("oops", Context({}, MODEL))  # type: ignore[arg-type]
+
+
 # --- usage ------------------------------------------------------------------------------------
 
 
@@ -852,6 +863,21 @@ def test_openai_length_reasoning_and_stop_sequence_streams() -> None:
     assert events[-2]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "4"}
 
 
+def test_openai_calls_numbered_alike_or_interleaved_keep_their_own_blocks() -> None:
+    first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "a", "arguments": '{"x":'}}
+    second = {"index": 0, "id": "call_2", "type": "function", "function": {"name": "b", "arguments": "{}"}}
+    alike = _openai_sse([_chunk({"tool_calls": [first]}), _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
+                         _chunk({"tool_calls": [second]}), _chunk({}, "tool_calls")])
+    message = _accumulate_anthropic(_anthropic_events(_to_anthropic([alike])[0]))
+    assert [(b["id"], b["name"], b["input"]) for b in message["content"]] == [("call_1", "a", {"x": 1}),
+                                                                               ("call_2", "b", {})]
+    late = {"index": 0, "function": {"arguments": "2}"}}
+    interleaved = _openai_sse([_chunk({"tool_calls": [first]}), _chunk({"tool_calls": [{**second, "index": 1}]}),
+                               _chunk({"tool_calls": [late]}), _chunk({}, "tool_calls")])
+    message = _accumulate_anthropic(_anthropic_events(_to_anthropic([interleaved])[0]))
+    assert [(b["id"], b["input"]) for b in message["content"]] == [("call_1", {"x": 2}), ("call_2", {})]
+
+
 def test_openai_error_event_becomes_an_anthropic_error_and_ends_the_stream() -> None:
     events = _anthropic_events(_to_anthropic([_openai_bytes("error")])[0])
     assert [e["type"] for e in events] == ["message_start", "content_block_start", "content_block_delta", "error"]
@@ -870,7 +896,7 @@ def test_openai_stream_cut_short_is_closed_well_formed() -> None:
 
 @pytest.mark.parametrize("name", COMPLETE_OPENAI)
 def test_reassembled_anthropic_stream_equals_the_converted_buffered_answer(name: str) -> None:
-    chunks = [c for c in OPENAI_STREAMS[name][0]]
+    chunks = OPENAI_STREAMS[name][0]
     state = ChatCompletionStreamState()
     for chunk in chunks:
         list(state.handle_chunk(ChatCompletionChunk.model_validate(chunk)))
@@ -882,6 +908,43 @@ def test_reassembled_anthropic_stream_equals_the_converted_buffered_answer(name:
     for message in (got, expected):
         message.pop("stop_details", None)
     assert got == expected
+
+
+# --- the official SDKs read the converted streams ---------------------------------------------
+
+
+def _serving(body: bytes) -> httpx2.Client:
+    answer = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    return httpx2.Client(transport=httpx2.MockTransport(lambda request: answer))
+
+
+def test_openai_sdk_reads_a_converted_anthropic_stream() -> None:
+    client = openai.OpenAI(api_key="k", base_url="http://gateway/v1",
+                           http_client=_serving(_to_openai([_anthropic_bytes("parallel tools")])[0]))
+    with client.chat.completions.stream(model=MODEL, messages=[USER]) as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert message.content == "Let me check both."
+    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()] == [
+        ("toolu_01A", "get_weather", '{"city": "Paris", "unit": "celsius"}'),
+        ("toolu_01B", "get_time", '{"timezone": "Europe/Oslo"}')]
+    client = openai.OpenAI(api_key="k", base_url="http://gateway/v1",
+                           http_client=_serving(_to_openai([_anthropic_bytes("error")])[0]))
+    with pytest.raises(openai.APIError, match="Overloaded"):
+        list(client.chat.completions.create(model=MODEL, messages=[USER], stream=True))
+
+
+def test_anthropic_sdk_reads_a_converted_openai_stream() -> None:
+    client = anthropic.Anthropic(api_key="k", base_url="http://gateway",
+                                 http_client=_serving(_to_anthropic([_openai_bytes("reasoning then text")])[0]))
+    with client.messages.stream(model=MODEL, max_tokens=100, messages=[USER]) as stream:
+        message = stream.get_final_message()
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert message.usage.input_tokens == 50 and message.usage.cache_read_input_tokens == 100
+    client = anthropic.Anthropic(api_key="k", base_url="http://gateway",
+                                 http_client=_serving(_to_anthropic([_openai_bytes("error")])[0]))
+    with pytest.raises(anthropic.APIStatusError, match="The server had an error"), \
+            client.messages.stream(model=MODEL, max_tokens=100, messages=[USER]) as stream:
+        stream.get_final_message()
 
 
 # --- streams: the same output however the upstream bytes are split -----------------------------
@@ -898,6 +961,15 @@ def _anthropic_native(pieces: list[bytes]) -> tuple[bytes, Usage]:
 
 
 SPLIT_CASES.append(("anthropic native", _anthropic_native, lambda crlf: _anthropic_bytes("thinking then text", crlf)))
+
+
+def test_sse_data_reader_gives_iter_data_payloads_for_any_split() -> None:
+    stream = b"event: x\r\ndata: a\r\ndata: b\r\n\r\n: comment\r\n\r\nid: 1\r\ndata:c\r\n\r\ndata: d"
+    expected = [*iter_data(stream.rsplit(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"), b"d"]
+    assert expected == [b"a\nb", b"c", b"d"]
+    for cut in range(len(stream) + 1):
+        reader = SSEDataReader()
+        assert reader.feed(stream[:cut]) + reader.feed(stream[cut:]) + reader.close() == expected, cut
 
 
 def _fingerprint(result: tuple[bytes, Usage]) -> tuple[bytes, tuple[int, int, int, int, int]]:
