@@ -23,6 +23,7 @@ from dsl.units import parse_duration, parse_size
 from dsl.validate import validate
 
 OPEN_HANDLERS = frozenset({"health", "metrics", "statsz"})
+FORWARD_HANDLERS = frozenset({"forward", "count_tokens"})
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 _PARAM_NAMES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANTHROPIC_VERSION = "2023-06-01"
@@ -219,10 +220,10 @@ class _Compiler:
         if handler != "chat" and spec.get("converters"):
             self.error((*path, "converters"), f"the {handler} handler takes no converters")
         forward_keys = [key for key in ("endpoint", "prefer", "providers", "body") if key in spec]
-        if handler != "forward" and forward_keys:
+        if handler not in FORWARD_HANDLERS and forward_keys:
             self.error((*path, forward_keys[0]), f"'{forward_keys[0]}' applies only to forward routes")
         endpoint = ""
-        if handler == "forward":
+        if handler in FORWARD_HANDLERS:
             endpoint = spec.get("endpoint") or template.removeprefix("/v1/").lstrip("/")
             missing = set(_PARAM_NAMES.findall(endpoint)) - params
             if missing:
@@ -293,7 +294,7 @@ class _Compiler:
             preferred = providers.get(spec.get("prefer", ""))
             if preferred is not None:
                 found.sort(key=lambda p: p is not preferred)
-            if not found:
+            if not found and spec["handler"] == "forward":
                 self.warn(path, f"no configured {ingress} provider: this route answers 503")
             return tuple(found)
         chosen: list[Provider] = []
@@ -304,7 +305,7 @@ class _Compiler:
                 self.warn((*path, "providers", j), f"provider '{name}' skipped (no key); next one used")
             else:
                 self.error((*path, "providers", j), f"unknown provider '{name}'")
-        if not chosen:
+        if not chosen and spec["handler"] == "forward":
             self.warn((*path, "providers"), "none of these providers is usable: this route answers 503")
         return tuple(chosen)
 

@@ -13,6 +13,7 @@ from tornado.web import Application
 from dsl.table import Route, Table
 from handlers.base import GatewayHandler
 from handlers.chat import ChatHandler
+from handlers.count_tokens import CountTokensHandler
 from handlers.forward import ForwardHandler, StreamingForwardHandler
 from handlers.models import ModelsHandler
 from handlers.ops import HealthHandler, MetricsHandler, StatsHandler
@@ -21,6 +22,7 @@ from handlers.passthrough import PassthroughHandler
 HANDLERS: dict[str, type[GatewayHandler]] = {
     "chat": ChatHandler,
     "forward": ForwardHandler,
+    "count_tokens": CountTokensHandler,
     "models": ModelsHandler,
     "passthrough": PassthroughHandler,
     "health": HealthHandler,

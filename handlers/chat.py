@@ -16,7 +16,8 @@ import orjson
 from tornado.httpclient import HTTPResponse
 
 from converters.base import Chain, Context
-from converters.usage import Usage, usage_from_openai_body
+from converters.translation import TRANSLATIONS, Translation
+from converters.usage import Usage
 from dsl.table import Target
 from handlers.base import GatewayHandler
 from handlers.errors import stream_error_event, upstream_message
@@ -26,7 +27,6 @@ from upstream.client import error_kind
 
 log = logging.getLogger("gateway.chat")
 
-_ENDPOINT = {"openai": "chat/completions", "anthropic": "messages"}
 _MAX_ERROR_BODY = 64 * 1024
 
 
@@ -96,8 +96,14 @@ class ChatHandler(GatewayHandler):
                 "unsupported_format",
                 f"{provider.format} providers cannot serve {self.route.ingress} clients",
             )
-        chain = chain_plan.build(Context(document, self.requested_model))
-        document = {**document, "model": target.model}
+        translation = TRANSLATIONS[(self.route.ingress, provider.format)]
+        context = Context(document, self.requested_model)
+        try:
+            upstream_document = translation.request(document) if translation.request else document
+        except ValueError as exc:
+            return Failure(target, 400, "invalid_request", str(exc))
+        upstream_document = {**upstream_document, "model": target.model}
+        chain = chain_plan.build(context)
         buffered: list[bytes] = []
         size = 0
 
@@ -124,17 +130,25 @@ class ChatHandler(GatewayHandler):
         started = time.monotonic()
         response = await exchange.run(
             provider,
-            provider.url_for(_ENDPOINT[provider.format]),
+            provider.url_for(translation.endpoint),
             "POST",
-            orjson.dumps(document),
-            (("Content-Type", "application/json"), ("x-request-id", self.request_id)),
+            orjson.dumps(upstream_document),
+            self._upstream_headers(provider.format),
         )
         metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
         if self.client_gone:
             return None
         if exchange.streaming and 200 <= exchange.status < 300:
             return self._end_stream(target, chain, response)
-        return self._end_buffered(target, exchange, response, b"".join(buffered))
+        return self._end_buffered(target, exchange, response, b"".join(buffered), translation, context)
+
+    def _upstream_headers(self, provider_format: str) -> list[tuple[str, str]]:
+        """Content type and request id; Anthropic's version and beta flags when they mean something."""
+        headers = [("Content-Type", "application/json"), ("x-request-id", self.request_id)]
+        if provider_format == "anthropic":
+            names = ("anthropic-beta", "anthropic-version") if self.route.ingress == "anthropic" else ()
+            headers += [(name, value) for name in names if (value := self.request.headers.get(name))]
+        return headers
 
     def _end_stream(self, target: Target, chain: Chain, response: HTTPResponse) -> Failure | None:
         committed = self.first_byte_at is not None
@@ -160,7 +174,13 @@ class ChatHandler(GatewayHandler):
         return None
 
     def _end_buffered(
-        self, target: Target, exchange: Exchange, response: HTTPResponse, body: bytes
+        self,
+        target: Target,
+        exchange: Exchange,
+        response: HTTPResponse,
+        body: bytes,
+        translation: Translation,
+        context: Context,
     ) -> Failure | None:
         if response.code == 599 or exchange.status == 0:
             return Failure(target, 0, error_kind(response), str(response.error))
@@ -168,10 +188,16 @@ class ChatHandler(GatewayHandler):
         if 200 <= status < 300:
             if not body.strip():
                 return Failure(target, status, "empty", "upstream answered 200 with no body")
+            usage = translation.usage(body)
+            if translation.response is not None:
+                try:
+                    body = orjson.dumps(translation.response(orjson.loads(body), context))
+                except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
+                    return Failure(target, 502, "bad_upstream_body", f"unusable answer: {exc}")
             self.set_status(status)
             self.set_header("Content-Type", exchange.headers.get("Content-Type", "application/json"))
             self.mark_first_byte()
-            stats.add_usage(self.model_label, usage_from_openai_body(body), self.principal_name)
+            stats.add_usage(self.model_label, usage, self.principal_name)
             self.finish(body)
             return None
         message = upstream_message(body) or f"upstream answered HTTP {status}"

@@ -89,6 +89,8 @@ class Exchange:
         for name, value in headers:
             request_headers.add(name, value)
         for name, value in provider.headers:
+            if name == "anthropic-version" and name in request_headers:
+                continue  # the client's own version wins over the default
             request_headers[name] = value
         request_headers["Expect"] = ""
         pipe = body if isinstance(body, BodyPipe) else None

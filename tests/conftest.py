@@ -27,6 +27,10 @@ providers:
   down:
     url: http://127.0.0.1:%(closed_port)d/v1
     api_key: %(provider_key)s
+  claude:
+    url: ${MOCK_URL}/v1
+    format: anthropic
+    api_key: %(provider_key)s
   alt:
     url: ${MOCK_URL}/v1
     api_key: %(alt_key)s
@@ -50,6 +54,10 @@ catalog: {ttl: 1s, timeout: 3s}
 routes:
   - match: POST /v1/chat/completions
     handler: chat
+  - match: POST /v1/messages
+    handler: chat
+    ingress: anthropic
+  - {match: POST /v1/messages/count_tokens, handler: count_tokens, ingress: anthropic}
   - match: ANY /proxy/{provider}/{path*}
     handler: passthrough
   - match: GET /healthz
