@@ -1148,6 +1148,19 @@ class MessagesHandler(_CompletionBase):
         return b"event: error\ndata: " + anthropic_error(529, "Overloaded") + b"\n\n"
 
 
+class CountTokensHandler(_Base):
+    """POST /v1/messages/count_tokens (Anthropic): whitespace words of system and messages."""
+
+    anthropic = True
+
+    async def post(self) -> None:
+        req = self.json_body()
+        if req is None or (b := await self.gate(req.get("model"))) is None:
+            return
+        words = len(orjson.dumps([req.get("system"), req.get("messages")]).split())
+        await self.reply({"input_tokens": words}, b)
+
+
 def _model_name(req: dict[str, Any]) -> str:
     model = req.get("model")
     return model if isinstance(model, str) and model else "mock-model"
@@ -1688,6 +1701,7 @@ def make_app(
             # The benchmark's two endpoints first: Tornado tries the rules in order.
             (r"/v1/chat/completions", ChatCompletionsHandler, kw),
             (r"/v1/messages", MessagesHandler, kw),
+            (r"/v1/messages/count_tokens", CountTokensHandler, kw),
             (r"/v1/models", ModelsHandler, kw),
             (r"/v1/models/(.+)", ModelHandler, kw),
             (r"/v1/embeddings", EmbeddingsHandler, kw),
