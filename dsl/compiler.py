@@ -91,6 +91,7 @@ class _Compiler:
             models=MappingProxyType(_section(self.data, "models")),
             catalog_ttl=parse_duration(_section(self.data, "catalog").get("ttl", "300s")),
             catalog_timeout=parse_duration(_section(self.data, "catalog").get("timeout", "5s")),
+            profiling_enabled=bool(_section(self.data, "debug").get("profiling_enabled", False)),
         )
 
     def _secrets(self) -> dict[str, Any]:

@@ -100,6 +100,7 @@ class Table:
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # the static registry
     catalog_ttl: float = 300.0
     catalog_timeout: float = 5.0
+    profiling_enabled: bool = False
 
     def targets_for(self, model: str) -> tuple[Target, ...] | None:
         """Targets for a client's `model`: an agent, or provider/model. None when neither."""

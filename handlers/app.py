@@ -14,6 +14,7 @@ from dsl.table import Route, Table
 from handlers.base import GatewayHandler
 from handlers.chat import ChatHandler
 from handlers.count_tokens import CountTokensHandler
+from handlers.debug import DebugHandler
 from handlers.forward import ForwardHandler, StreamingForwardHandler
 from handlers.models import ModelsHandler
 from handlers.ops import HealthHandler, MetricsHandler, StatsHandler
@@ -23,6 +24,7 @@ HANDLERS: dict[str, type[GatewayHandler]] = {
     "chat": ChatHandler,
     "forward": ForwardHandler,
     "count_tokens": CountTokensHandler,
+    "debug": DebugHandler,
     "models": ModelsHandler,
     "passthrough": PassthroughHandler,
     "health": HealthHandler,
