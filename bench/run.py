@@ -1,17 +1,21 @@
 """Benchmark: the gateway against the mock provider direct and against nginx.
 
-One command, `python bench/run.py` (`make bench`), puts the same wrk load on three
+One command, `python bench/run.py` (`make bench`), puts the same wrk load on four
 targets in one run and prints a table:
 
-  direct   wrk -> mock provider                 (the ceiling: no proxy at all)
-  nginx    wrk -> nginx -> mock provider        (the floor of any proxy's cost)
-  gateway  wrk -> gateway.py -> mock provider   (what we ship: auth and metrics on)
+  direct        wrk -> mock provider                 (the ceiling: no proxy at all)
+  nginx         wrk -> nginx -> mock provider        (the floor of any proxy's cost)
+  gateway       wrk -> gateway.py -> mock provider   (what we ship: auth and metrics on)
+  gateway-conv  the same gateway process, but model bench-conv: OpenAI requests
+                converted to an Anthropic-format provider on the same mock, and
+                its answers and SSE streams converted back (the cost of conversion)
 
 Each target gets non-streaming and streaming chat completions at concurrency 1
 and 32. The server under test is pinned to one core and wrk (plus the mock, when
 it is not the thing measured) to another, so the targets compete for the same
 CPU budget. Absolute numbers depend on the machine and its neighbours; the
-gateway/nginx ratios are the result. See bench/README.md.
+gateway/nginx ratios are the result (gateway-conv/gateway: what a format conversion
+adds). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -52,10 +56,21 @@ def _client_token() -> str:
 
 TOKEN = _client_token()
 MOCK_MODEL = "gpt-4o-mini"
-GATEWAY_MODEL = "bench"  # the agent in routes.bench.yaml
-TARGETS = ("direct", "nginx", "gateway")
+GATEWAY_MODEL = "bench"  # the agent in routes.bench.yaml: an OpenAI-format provider
+CONV_MODEL = "bench-conv"  # the agent on the Anthropic-format provider (same mock)
+CONV_PROVIDER = "mock-anthropic"  # its provider in routes.bench.yaml
+TARGETS = ("direct", "nginx", "gateway", "gateway-conv")
+MODELS = {"direct": MOCK_MODEL, "nginx": MOCK_MODEL, "gateway": GATEWAY_MODEL,
+          "gateway-conv": CONV_MODEL}
+# Which started process each target measures; direct measures the mock, which every
+# target needs, and gateway-conv shares the gateway's process (same config, same core).
+SERVER_PROC = {"direct": None, "nginx": "nginx", "gateway": "gateway", "gateway-conv": "gateway"}
 HEADLINE = ("gateway", "nginx")  # the ratio the benchmark exists for
-RATIOS = (("nginx", "direct"), ("gateway", "direct"), HEADLINE)
+CONVERSION = ("gateway-conv", "gateway")  # the cost of OpenAI <-> Anthropic conversion
+RATIOS = (("nginx", "direct"), ("gateway", "direct"), HEADLINE, CONVERSION)
+# Median latency added, per scenario: (column, JSON key, slower target, faster target).
+P50_DELTAS = (("gw-nginx p50", "gateway-nginx_p50_ms", "gateway", "nginx"),
+              ("conv-gw p50", "gateway-conv-gateway_p50_ms", "gateway-conv", "gateway"))
 INSTALL_HINT = "apt-get install -y nginx wrk   (Debian/Ubuntu; needs root or sudo)"
 
 
@@ -117,7 +132,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(targets) - set(TARGETS))
     if unknown or not targets:
         p.error(f"--targets: unknown {unknown}; choose from {','.join(TARGETS)}")
-    args.targets = [t for t in TARGETS if t in targets]  # fixed order: direct, nginx, gateway
+    args.targets = [t for t in TARGETS if t in targets]  # fixed order, as in TARGETS
     return args
 
 
@@ -313,8 +328,8 @@ def wait_ready(procs: Processes, name: str, url: str, expect: bytes, timeout: fl
                      f"{procs.log_tail(name)}")
 
 
-def check_answers(base: str, model: str) -> None:
-    """One plain and one streaming request, checked, before any load.
+def check_answers(base: str, model: str) -> list[str]:
+    """One plain and one streaming request, checked, before any load; returns their ids.
 
     Why: wrk only counts statuses, so a target answering 200 with the wrong body
     (or a non-streamed body to a streaming request) would otherwise look fast.
@@ -338,6 +353,16 @@ def check_answers(base: str, model: str) -> None:
     events = [ln for ln in body.decode(errors="replace").splitlines() if ln.startswith("data:")]
     if not events:
         raise BenchError(f"POST {url} (stream): no SSE data events: {body[:300]!r}")
+    try:
+        first = json.loads(events[0][5:])
+        first["choices"]
+    except (ValueError, KeyError, TypeError):
+        first = None
+    if not isinstance(first, dict):
+        raise BenchError(f"POST {url} (stream): not a chat completion chunk: {events[0][:300]!r}")
+    if events[-1][5:].strip() != "[DONE]":  # a stream cut short (a converter failing) is fast too
+        raise BenchError(f"POST {url} (stream): does not end with data: [DONE]: {events[-1][:300]!r}")
+    return [str(answer.get("id")), str(first.get("id"))]
 
 
 # --------------------------------------------------------------------------- wrk
@@ -372,6 +397,7 @@ class Target:
     base: str  # http://127.0.0.1:PORT
     model: str
     pgid: int  # process group of the server under test, for its CPU use
+    proc: str | None  # its name in Processes; None for direct (the mock serves all)
 
 
 def measure(procs: Processes, target: Target, sc: Scenario, args: argparse.Namespace,
@@ -398,7 +424,7 @@ def measure(procs: Processes, target: Target, sc: Scenario, args: argparse.Names
         load_core_pct=round(load_pct, 1) if load_pct is not None else None,
     )
     flag = f"  ERRORS {detail}" if res.errors else ""
-    print(f"  {target.name:8} {sc.name:12} {res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
+    print(f"  {target.name:12} {sc.name:12} {res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
           f"p99 {res.p99_ms:7.2f} ms  server cpu {res.server_cpu_pct:4.0f}%  "
           f"load core {_fmt(res.load_core_pct, '.0f', '%')}{flag}", flush=True)
     return res
@@ -514,7 +540,7 @@ def machine_info(nginx: str | None) -> dict[str, Any]:
 
 
 def ratios(results: list[Result]) -> list[dict[str, Any]]:
-    """Throughput ratios per scenario; gateway/nginx is the headline."""
+    """Throughput ratios and median latency added, per scenario; gateway/nginx is the headline."""
     by = {(r.target, r.scenario): r for r in results}
     out = []
     for sc in dict.fromkeys(r.scenario for r in results):
@@ -524,9 +550,11 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
             row[f"{a}/{b}"] = round(ra.rps / rb.rps, 3) if ra and rb and rb.rps else None
             if (ra and ra.errors) or (rb and rb.errors):
                 row["suspect"].append(f"{a}/{b}")  # a row under it had errors
-        # What the gateway adds per request over nginx, at the median.
-        ga, ng = by.get(("gateway", sc)), by.get(("nginx", sc))
-        row["gateway-nginx_p50_ms"] = round(ga.p50_ms - ng.p50_ms, 3) if ga and ng else None
+        # What the gateway adds per request over nginx, and conversion over the
+        # native gateway path, at the median.
+        for _, key, a, b in P50_DELTAS:
+            ra, rb = by.get((a, sc)), by.get((b, sc))
+            row[key] = round(ra.p50_ms - rb.p50_ms, 3) if ra and rb else None
         out.append(row)
     return out
 
@@ -537,7 +565,7 @@ def print_report(info: dict[str, Any], results: list[Result], ratio_rows: list[d
     print()
     print(f"Results ({args.duration}s per scenario after {args.warmup}s warm-up; "
           f"wrk -t1; server under test on one core, wrk + mock on another)")
-    head = f"{'target':8} {'scenario':12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} " \
+    head = f"{'target':12} {'scenario':12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} " \
            f"{'srv cpu%':>8} {'load cpu%':>9} {'errors':>7}"
     print(head)
     print("-" * len(head))
@@ -546,22 +574,24 @@ def print_report(info: dict[str, Any], results: list[Result], ratio_rows: list[d
         if last and r.target != last:
             print()
         last = r.target
-        print(f"{r.target:8} {r.scenario:12} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
+        print(f"{r.target:12} {r.scenario:12} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
               f"{r.server_cpu_pct:8.0f} {_fmt(r.load_core_pct, '.0f'):>9} {r.errors:7d}")
     for target, why in failures.items():
-        print(f"{target:8} not measured: {why.splitlines()[0]}")
+        print(f"{target:12} not measured: {why.splitlines()[0]}")
 
     print()
     print("Throughput ratios (req/s of the first / req/s of the second; 1.00 = as fast)")
     cols = [f"{a}/{b}" for a, b in RATIOS]
-    head = f"{'scenario':12} " + " ".join(f"{c:>15}" for c in cols) + f" {'gw-nginx p50':>13}"
+    widths = [max(15, len(c)) for c in cols]
+    head = f"{'scenario':12} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True)) \
+        + "".join(f" {name:>13}" for name, *_ in P50_DELTAS)
     print(head)
     print("-" * len(head))
     for row in ratio_rows:
-        cells = " ".join(f"{_fmt(row[c], '.2f') + ('!' if c in row['suspect'] else ''):>15}"
-                         for c in cols)
-        added = row["gateway-nginx_p50_ms"]
-        print(f"{row['scenario']:12} {cells} {_fmt(added, '+.2f', ' ms'):>13}")
+        cells = " ".join(f"{_fmt(row[c], '.2f') + ('!' if c in row['suspect'] else ''):>{w}}"
+                         for c, w in zip(cols, widths, strict=True))
+        added = "".join(f" {_fmt(row[key], '+.2f', ' ms'):>13}" for _, key, *_ in P50_DELTAS)
+        print(f"{row['scenario']:12} {cells}{added}")
 
     print()
     print(f"Machine: nproc {info['nproc']} ({info['cpu_model']}), "
@@ -569,7 +599,8 @@ def print_report(info: dict[str, Any], results: list[Result], ratio_rows: list[d
           f"{info['wrk']}; {info['nginx'] or 'nginx not used'}; Python {info['python']}")
     print("Absolute numbers mean little on a shared or virtual machine (neighbours, CPU "
           "steal, frequency);\nthe ratios, measured in one run under the same load, are "
-          "the result. gateway/nginx is the headline.")
+          "the result. gateway/nginx is the headline;\ngateway-conv/gateway is what the "
+          "OpenAI <-> Anthropic conversion costs (same gateway process, same load).")
     if any(r.errors for r in results):
         print("WARNING: some rows had errors (non-2xx answers or socket errors); their req/s "
               "and the ratios marked ! are not comparable.")
@@ -582,27 +613,79 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 # --------------------------------------------------------------------------- main
 
 
-def start_target(procs: Processes, name: str, tmp: Path, nginx: str | None,
-                 ports: dict[str, int], mock_pid: int, server_core: int | None) -> Target:
-    """Start one target's server (none for direct), wait for it, check its answers."""
-    if name == "direct":
-        target = Target(name, f"http://127.0.0.1:{ports['mock']}", MOCK_MODEL, mock_pid)
-    elif name == "nginx":
-        assert nginx is not None
-        proc = start_nginx(procs, tmp, nginx, ports["nginx"], ports["mock"], server_core)
-        target = Target(name, f"http://127.0.0.1:{ports['nginx']}", MOCK_MODEL, proc.pid)
-        # nginx has no health route: the mock's, proxied, proves the whole chain.
-        wait_ready(procs, name, f"{target.base}/_mock/health", b"OK", timeout=10)
-    else:
-        proc = start_gateway(procs, tmp, ports["gateway"], ports["mock"], server_core)
-        target = Target(name, f"http://127.0.0.1:{ports['gateway']}", GATEWAY_MODEL, proc.pid)
-        wait_ready(procs, name, f"{target.base}/healthz", b"OK", timeout=30)
-        status, _, _ = http("POST", f"{target.base}/v1/chat/completions",
+def gateway_process(procs: Processes, tmp: Path, ports: dict[str, int], server_core: int | None,
+                    started: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """The one gateway process that gateway and gateway-conv share, started on first use.
+
+    `started` remembers it (or why it failed to start), so that the second target
+    neither starts another one nor retries a start that failed.
+    """
+    if isinstance(started.get("gateway"), BenchError):
+        raise BenchError(f"the gateway process did not start: {started['gateway']}")
+    proc = started.get("gateway")
+    if proc is None:
+        try:
+            proc = start_gateway(procs, tmp, ports["gateway"], ports["mock"], server_core)
+            base = f"http://127.0.0.1:{ports['gateway']}"
+            wait_ready(procs, "gateway", f"{base}/healthz", b"OK", timeout=30)
+        except BenchError as e:
+            procs.stop("gateway")
+            started["gateway"] = e
+            raise
+        started["gateway"] = proc
+        status, _, _ = http("POST", f"{base}/v1/chat/completions",
                             {"model": GATEWAY_MODEL, "messages": []}, token=None)
         if status not in (401, 403):
             print(f"  WARNING: a request without a token got HTTP {status}: is auth on?")
-    check_answers(target.base, target.model)
+    if proc.poll() is not None:
+        raise BenchError(f"the gateway exited with code {proc.returncode}:\n"
+                         f"{procs.log_tail('gateway')}")
+    return proc
+
+
+def check_conversion(ids: list[str]) -> None:
+    """Warn when the answers of gateway-conv do not look converted from Anthropic's.
+
+    Why: converted or not, they are OpenAI chat completions; if bench-conv reached
+    the mock in the OpenAI format, its rows would silently measure the native path.
+    The mock's Anthropic messages have ids `msg_...`, its chat completions
+    `chatcmpl-...`, and the gateway passes the upstream id on. A warning, not a
+    failure: that id is the gateway's choice, not a contract of the bench.
+    """
+    if not all(i.startswith("msg_") for i in ids):
+        print(f"  WARNING: answer ids {ids}, not the mock's Anthropic msg_...: does "
+              f"{CONV_MODEL} go through the Anthropic-format provider {CONV_PROVIDER!r}?")
+
+
+def start_target(procs: Processes, name: str, tmp: Path, nginx: str | None,
+                 ports: dict[str, int], mock_pid: int, server_core: int | None,
+                 started: dict[str, Any]) -> Target:
+    """Start one target's server (none for direct; gateway-conv shares the gateway's),
+    wait for it, check its answers."""
+    if name == "direct":
+        target = Target(name, f"http://127.0.0.1:{ports['mock']}", MOCK_MODEL, mock_pid, None)
+    elif name == "nginx":
+        assert nginx is not None
+        proc = start_nginx(procs, tmp, nginx, ports["nginx"], ports["mock"], server_core)
+        target = Target(name, f"http://127.0.0.1:{ports['nginx']}", MOCK_MODEL, proc.pid, "nginx")
+        # nginx has no health route: the mock's, proxied, proves the whole chain.
+        wait_ready(procs, name, f"{target.base}/_mock/health", b"OK", timeout=10)
+    else:  # gateway, gateway-conv: the same process, asked for another model
+        proc = gateway_process(procs, tmp, ports, server_core, started)
+        target = Target(name, f"http://127.0.0.1:{ports['gateway']}", MODELS[name], proc.pid,
+                        SERVER_PROC[name])
+    ids = check_answers(target.base, target.model)
+    if name == "gateway-conv":
+        check_conversion(ids)
     return target
+
+
+def stop_unused(procs: Processes, live: list[Target]) -> None:
+    """Stop the servers no live target measures any more (nginx, the gateway)."""
+    used = {t.proc for t in live}
+    for name in ("nginx", "gateway"):
+        if name not in used:
+            procs.stop(name)
 
 
 def preflight(args: argparse.Namespace) -> tuple[str | None, tuple[int | None, int | None]]:
@@ -656,15 +739,16 @@ def run(args: argparse.Namespace) -> int:
 
         print("\nstarting and checking the targets", flush=True)
         live: list[Target] = []
+        started: dict[str, Any] = {}  # the gateway process, shared by gateway and gateway-conv
         for name in args.targets:
             try:
                 live.append(start_target(procs, name, tmp, nginx, ports, mock.pid,
-                                         server_core))
-                print(f"  {name:8} ready", flush=True)
+                                         server_core, started))
+                print(f"  {name:12} ready", flush=True)
             except BenchError as e:
                 failures[name] = str(e)
-                print(f"  {name:8} FAILED: {e}", flush=True)
-                procs.stop(name)
+                print(f"  {name:12} FAILED: {e}", flush=True)
+        stop_unused(procs, live)  # a server whose target(s) all failed their checks
 
         # Interleaved: each scenario runs on every target back to back, so that the
         # ratios compare runs seconds apart, not minutes (drift on shared machines).
@@ -677,9 +761,9 @@ def run(args: argparse.Namespace) -> int:
                     results.append(measure(procs, target, sc, args, load_core))
                 except BenchError as e:
                     failures[target.name] = f"{sc.name}: {e}"
-                    print(f"  {target.name:8} FAILED: {e}", flush=True)
+                    print(f"  {target.name:12} FAILED: {e}", flush=True)
                     live.remove(target)
-                    procs.stop(target.name)
+                    stop_unused(procs, live)  # not the gateway while gateway-conv needs it
     finally:
         procs.stop_all()
         if args.keep_tmp:
@@ -696,6 +780,7 @@ def run(args: argparse.Namespace) -> int:
             "machine": info,
             "settings": {"duration_s": args.duration, "warmup_s": args.warmup,
                          "concurrency": args.concurrency, "targets": args.targets,
+                         "models": {t: MODELS[t] for t in args.targets},
                          "delay_ms": args.delay_ms, "wrk_threads": 1,
                          "server_core": server_core, "load_core": load_core},
             "results": [asdict(r) for r in results],

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from access.keys import KeyRing, Principal, digest
+from access.keys import EndpointRule, KeyRing, Principal, digest
 from converters.registry import ChainPlan, UnsupportedConversion, plan
 from dsl import loader
 from dsl.errors import ConfigError, KeyPath, Problem
@@ -22,7 +22,9 @@ from dsl.table import Agent, Provider, Route, ServerSettings, Table, Target
 from dsl.units import parse_duration, parse_size
 from dsl.validate import validate
 
+ADMIN = "admin"  # the client_token's principal name
 OPEN_HANDLERS = frozenset({"health", "metrics", "statsz"})
+ADMIN_HANDLERS = frozenset({"passthrough", "debug"})
 FORWARD_HANDLERS = frozenset({"forward", "count_tokens"})
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 _PARAM_NAMES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -51,6 +53,7 @@ class _Compiler:
         # With schema errors, meaning is still checked (so that one run reports a dangling
         # reference next to a typo), but parts whose shape is wrong are skipped, not crashed on.
         self.tolerant = bool(problems)
+        self.secrets_doc: loader.Document | None = None
 
     @contextlib.contextmanager
     def part(self) -> Iterator[None]:
@@ -77,7 +80,7 @@ class _Compiler:
         providers, skipped = self._providers(_section(secrets, "provider_keys"))
         agents = self._agents(providers, skipped)
         routes = self._routes(providers, skipped)
-        keys = _keyring(secrets)
+        keys = self._keyring(secrets)
         if self.problems:
             raise ConfigError(self.problems)
         return Table(
@@ -104,7 +107,7 @@ class _Compiler:
             self.warn(("secrets",), f"secrets file {path} not found: authenticated routes will answer 401")
             return {}
         try:
-            secrets_doc = loader.load(str(path), self.env)
+            secrets_doc = self.secrets_doc = loader.load(str(path), self.env)
         except ConfigError as exc:
             self.problems.extend(exc.problems)
             return {}
@@ -115,6 +118,40 @@ class _Compiler:
             self.problems.extend(found)
             return {}
         return secrets_doc.data
+
+    def _keyring(self, secrets: Mapping[str, Any]) -> KeyRing:
+        """Principals by token digest. Problems in the secrets file are reported without values."""
+        entries: dict[bytes, Principal] = {}
+        token = secrets.get("client_token")
+        if token:
+            entries[digest(token)] = Principal(ADMIN, frozenset({"admin"}))
+        for name, spec in _section(secrets, "api_keys").items():
+            with self.part():
+                assert self.secrets_doc is not None  # api_keys came from it
+                where = ("api_keys", name)
+                if name == ADMIN:
+                    self.problems.append(
+                        self.secrets_doc.problem(where, f"'{ADMIN}' is the client_token's name")
+                    )
+                    continue
+                token_digest = (
+                    bytes.fromhex(spec["token_sha256"]) if "token_sha256" in spec else digest(spec["token"])
+                )
+                if token_digest in entries:
+                    clash = f"has the same token as '{entries[token_digest].name}'"
+                    self.problems.append(self.secrets_doc.problem(where, clash))
+                expires = spec.get("expires_at")
+                entries[token_digest] = Principal(
+                    name=name,
+                    roles=frozenset(spec.get("roles", ["user"])),
+                    allowed_agents=frozenset(spec["allowed_agents"]) if "allowed_agents" in spec else None,
+                    allowed_endpoints=tuple(EndpointRule.parse(e) for e in spec["allowed_endpoints"])
+                    if "allowed_endpoints" in spec
+                    else None,
+                    expires_at=datetime.fromisoformat(expires.replace("Z", "+00:00")) if expires else None,
+                    enabled=spec.get("enabled", True),
+                )
+        return KeyRing(entries)
 
     def _server(self) -> ServerSettings:
         server = self.data.get("server", {})
@@ -237,6 +274,7 @@ class _Compiler:
             handler=handler,
             ingress=ingress,
             auth=spec.get("auth", "none" if handler in OPEN_HANDLERS else "bearer") == "bearer",
+            admin=spec.get("admin", handler in ADMIN_HANDLERS),
             chains=self._chains(path, spec, ingress, formats) if handler == "chat" else MappingProxyType({}),
             line=self.doc.where(path)[0],
             endpoint=endpoint,
@@ -353,25 +391,3 @@ def _provider_headers(fmt: str, key: str | None, extra: Mapping[str, str]) -> tu
         headers.append(("Authorization", f"Bearer {key}"))
     headers.extend(extra.items())
     return tuple(headers)
-
-
-def _keyring(secrets: Mapping[str, Any]) -> KeyRing:
-    entries: dict[bytes, Principal] = {}
-    token = secrets.get("client_token")
-    if token:
-        entries[digest(token)] = Principal("admin", frozenset({"admin"}))
-    for name, spec in secrets.get("api_keys", {}).items():
-        if "token_sha256" in spec:
-            token_digest = bytes.fromhex(spec["token_sha256"])
-        else:
-            token_digest = digest(spec["token"])
-        expires = spec.get("expires_at")
-        entries[token_digest] = Principal(
-            name=name,
-            roles=frozenset(spec.get("roles", ["user"])),
-            allowed_agents=frozenset(spec["allowed_agents"]) if "allowed_agents" in spec else None,
-            allowed_endpoints=tuple(spec["allowed_endpoints"]) if "allowed_endpoints" in spec else None,
-            expires_at=datetime.fromisoformat(expires.replace("Z", "+00:00")) if expires else None,
-            enabled=spec.get("enabled", True),
-        )
-    return KeyRing(entries)

@@ -67,6 +67,7 @@ class Route:
     handler: str
     ingress: str
     auth: bool
+    admin: bool  # only admin keys may call it
     chains: Mapping[str, ChainPlan]  # by provider format
     line: int
     endpoint: str = ""  # forward: upstream path template under the provider's url

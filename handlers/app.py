@@ -118,6 +118,7 @@ def _unmatched_route(table: Table) -> Route:
         handler="none",
         ingress="openai",
         auth=False,
+        admin=False,
         chains=MappingProxyType({}),
         line=0,
     )

@@ -20,6 +20,14 @@ log = logging.getLogger("gateway.handlers")
 ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
 _in_flight = 0
+_REFUSALS = {
+    "unknown": "invalid API key",
+    "disabled": "this API key is disabled",
+    "expired": "this API key has expired",
+    "admin_only": "this route needs an admin key",
+    "read_only": "this key may only read (GET)",
+    "endpoint_not_allowed": "this key may not call this endpoint",
+}
 
 
 def in_flight() -> int:
@@ -53,19 +61,28 @@ class GatewayHandler(RequestHandler):
         self.request_id = self.request.headers.get("x-request-id") or uuid.uuid4().hex
         self.set_header("x-request-id", self.request_id)
         if self.route.auth:
-            self.principal = self._authenticate()
-            if self.principal is None:
-                self.fail(401, "missing or invalid bearer token", "invalid_api_key")
+            self._authorize()
 
-    def _authenticate(self) -> Principal | None:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            # Anthropic SDKs send their key as x-api-key.
+    def _authorize(self) -> None:
+        """Bearer token (or x-api-key, as Anthropic SDKs send it) → principal → may it call this?"""
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
             token = self.request.headers.get("x-api-key", "")
-            if not token:
-                return None
-        return self.table.keys.authenticate(token.strip())
+        if not token.strip():
+            return self.deny(401, "missing", "missing bearer token")
+        principal, refusal = self.table.keys.authenticate(token.strip())
+        if principal is None:
+            assert refusal is not None
+            return self.deny(401, refusal, _REFUSALS[refusal])
+        forbidden = principal.forbids(self.route.admin, self.request.method or "GET", self.request.path)
+        if forbidden is not None:
+            return self.deny(403, forbidden, _REFUSALS[forbidden])
+        self.principal = principal
+
+    def deny(self, status: int, reason: str, message: str) -> None:
+        """Refuse access; counted by reason, never by token."""
+        metrics.AUTH_DENIED.labels(reason=reason).inc()
+        self.fail(status, message, "invalid_api_key" if status == 401 else reason)
 
     def on_finish(self) -> None:
         self._account(self.get_status())

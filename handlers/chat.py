@@ -66,6 +66,8 @@ class ChatHandler(GatewayHandler):
             return self.fail(
                 404, f"model '{model}' is not an agent or provider/model here", "model_not_found"
             )
+        if self.principal is not None and not self.principal.may_use(model):
+            return self.deny(403, "agent_not_allowed", f"this key may not use model '{model}'")
         self.requested_model = model
         self.model_label = stats.model_label(model if model in self.table.agents else targets[0].label)
         if not targets:

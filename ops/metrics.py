@@ -46,6 +46,10 @@ UPSTREAM_ERRORS = Counter(
     ["provider", "kind"],
     registry=REGISTRY,
 )
+AUTH_DENIED = Counter(
+    "gateway_auth_denied_total", "Requests refused by authentication or authorization, by reason.",
+    ["reason"], registry=REGISTRY,
+)
 RELOADS = Counter(
     "gateway_config_reloads_total",
     "Configuration reloads, by result.",

@@ -201,7 +201,7 @@ def test_anthropic_auth_errors_are_anthropic_shaped(gateway: Gateway) -> None:
     with pytest.raises(anthropic.AuthenticationError) as caught:
         client.messages.create(model="claude/x", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert caught.value.body == {"type": "error", "error": {"type": "authentication_error",
-                                                            "message": "missing or invalid bearer token"}}
+                                                            "message": "invalid API key"}}
 
 
 def test_native_anthropic_passes_version_and_beta(gateway: Gateway, mock: Mock) -> None:
