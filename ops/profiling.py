@@ -316,7 +316,7 @@ def stack_dump() -> str:
         if thread is not None and thread.daemon:
             notes.append("daemon")
         out.append(f"\nthread {name} (ident {ident}{''.join(', ' + note for note in notes)}):\n")
-        out.append(_format_frames(traceback.walk_stack(frames[ident]).__class__ and _thread_frames(frames[ident])))
+        out.append(_format_frames(_thread_frames(frames[ident])))
     del frames
     for task in tasks:
         out.append(f"\ntask {task.get_name()}: {task!r}\n")
