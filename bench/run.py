@@ -660,8 +660,11 @@ def check_conversion(ids: list[str]) -> None:
 def start_target(procs: Processes, name: str, tmp: Path, nginx: str | None,
                  ports: dict[str, int], mock_pid: int, server_core: int | None,
                  started: dict[str, Any]) -> Target:
-    """Start one target's server (none for direct; gateway-conv shares the gateway's),
-    wait for it, check its answers."""
+    """Start one target's server, wait for it, check its answers.
+
+    direct has no server of its own (the mock is shared) and gateway-conv shares
+    the gateway's process: same config, same core, another model.
+    """
     if name == "direct":
         target = Target(name, f"http://127.0.0.1:{ports['mock']}", MOCK_MODEL, mock_pid, None)
     elif name == "nginx":

@@ -164,6 +164,10 @@ class _Compiler:
             max_body=parse_size(server.get("max_body", "32MiB")),
             drain_timeout=parse_duration(server.get("drain_timeout", "30s")),
             upstream_connections=server.get("upstream_connections", 512),
+            max_header_size=parse_size(server.get("max_header_size", "64KiB")),
+            body_timeout=parse_duration(server.get("body_timeout", "120s")),
+            idle_timeout=parse_duration(server.get("idle_timeout", "60s")),
+            max_connections=server.get("max_connections", 10000),
         )
 
     def _providers(self, provider_keys: Mapping[str, str]) -> tuple[dict[str, Provider], set[str]]:

@@ -85,6 +85,10 @@ class ServerSettings:
     max_body: int
     drain_timeout: float
     upstream_connections: int
+    max_header_size: int = 64 * 1024
+    body_timeout: float = 120.0
+    idle_timeout: float = 60.0
+    max_connections: int = 10000
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ from types import MappingProxyType
 from typing import Any
 
 from tornado import httputil
+from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream
 from tornado.routing import Matcher, Router, Rule
 from tornado.web import Application
 
@@ -16,6 +18,7 @@ from handlers.chat import ChatHandler
 from handlers.count_tokens import CountTokensHandler
 from handlers.debug import DebugHandler
 from handlers.forward import ForwardHandler, StreamingForwardHandler
+from handlers.limits import Guard, refuse_connection
 from handlers.models import ModelsHandler
 from handlers.ops import HealthHandler, MetricsHandler, StatsHandler
 from handlers.passthrough import PassthroughHandler
@@ -140,4 +143,21 @@ class TableRouter(Router):
     def find_handler(
         self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> httputil.HTTPMessageDelegate:
-        return self.live[1].find_handler(request, **kwargs)
+        table, application = self.live
+        delegate = application.find_handler(request, **kwargs)
+        route = getattr(delegate, "handler_kwargs", {}).get("route")
+        return Guard(delegate, request.connection, route.ingress if route else "openai", table.server)
+
+
+class GatewayServer(HTTPServer):
+    """Tornado's HTTP server with a cap on open connections."""
+
+    def __init__(self, router: TableRouter, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(router, **kwargs)
+        self.max_connections = max_connections
+
+    def handle_stream(self, stream: IOStream, address: tuple) -> None:
+        if len(self._connections) >= self.max_connections:
+            refuse_connection(stream)
+            return
+        super().handle_stream(stream, address)

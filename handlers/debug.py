@@ -46,6 +46,10 @@ class DebugHandler(GatewayHandler):
         if self.cancel is not None:
             self.cancel.set()
 
+    def compute_etag(self) -> str | None:
+        """No ETag: every answer is a fresh measurement, never a 304."""
+        return None
+
     def _not_found(self) -> None:
         """Word for word what an unmatched path answers."""
         self.fail(404, f"no route for {self.request.method} {self.request.path}", "not_found")
@@ -109,18 +113,20 @@ class DebugHandler(GatewayHandler):
             else:
                 folded = await profiling.sampled_profile(seconds, self.cancel, keep_idle=keep_idle)
         except profiling.ProfilerBusy:
-            return self.fail(409, "a profile is already running: try again when it ends", "profile_in_progress")
+            return self.fail(409, "a profile is already running: try when it has ended", "profile_running")
         if self.client_gone:
             return None
         if fmt == "pstats":
             self.set_header("Content-Type", "application/octet-stream")
             self.set_header("Content-Disposition", f'attachment; filename="{name}.pstats"')
-            return self.finish(data)
+            self.finish(data)
+            return None
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Content-Disposition", f'inline; filename="{name}.collapsed.txt"')
         self.set_header("X-Profile-Samples", str(folded.samples))
         self.set_header("X-Profile-Idle-Samples", str(folded.idle_samples))
-        return self.finish(folded.text)
+        self.finish(folded.text)
+        return None
 
     async def _heap(self, prefix: str) -> None:
         stop = self._flag("stop")

@@ -14,11 +14,14 @@ from dsl.compiler import compile_file
 from dsl.errors import ConfigError
 from dsl.table import Table
 from handlers import base
-from handlers.app import TableRouter
+from handlers.app import GatewayServer, TableRouter
+from handlers.limits import HARD_MAX_BODY_SIZE, HARD_MAX_HEADER_SIZE
 from ops import metrics, sdnotify
 from upstream.client import shared_client
 
 log = logging.getLogger("gateway")
+# Settings bound when the listener starts; a reload keeps the running values.
+RESTART_ONLY = ("listen_host", "listen_port", "upstream_connections", "idle_timeout", "max_connections")
 
 
 class Gateway:
@@ -33,7 +36,14 @@ class Gateway:
     async def start(self) -> None:
         settings = self.router.table.server
         shared_client(settings.upstream_connections)
-        self.server = HTTPServer(self.router, max_body_size=settings.max_body, idle_connection_timeout=75)
+        self.server = GatewayServer(
+            self.router,
+            settings.max_connections,
+            max_body_size=HARD_MAX_BODY_SIZE,
+            max_header_size=HARD_MAX_HEADER_SIZE,
+            idle_connection_timeout=settings.idle_timeout,
+            body_timeout=settings.body_timeout + 5,  # ours answers 408 first; Tornado's is the backstop
+        )
         self.server.listen(settings.listen_port, settings.listen_host)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -51,14 +61,9 @@ class Gateway:
             metrics.RELOADS.labels(result="failure").inc()
             log.error("reload rejected, still serving the previous configuration:\n%s", exc)
         else:
-            old = self.router.table.server
-            if (old.listen_host, old.listen_port, old.upstream_connections, old.max_body) != (
-                table.server.listen_host,
-                table.server.listen_port,
-                table.server.upstream_connections,
-                table.server.max_body,
-            ):
-                log.warning("server.listen, max_body and upstream_connections change only on restart")
+            old, new = self.router.table.server, table.server
+            if any(getattr(old, name) != getattr(new, name) for name in RESTART_ONLY):
+                log.warning("%s change only on restart", ", ".join(f"server.{name}" for name in RESTART_ONLY))
             for warning in table.warnings:
                 log.warning("%s", warning)
             self.router.swap(table)

@@ -50,6 +50,10 @@ AUTH_DENIED = Counter(
     "gateway_auth_denied_total", "Requests refused by authentication or authorization, by reason.",
     ["reason"], registry=REGISTRY,
 )
+REFUSED = Counter(
+    "gateway_requests_refused_total", "Requests or connections refused by a server limit, by reason.",
+    ["reason"], registry=REGISTRY,
+)
 RELOADS = Counter(
     "gateway_config_reloads_total",
     "Configuration reloads, by result.",

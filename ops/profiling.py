@@ -9,6 +9,7 @@ it is measured. Coroutines here must run on the event loop: its thread is the on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import marshal
 import os
@@ -16,8 +17,8 @@ import selectors
 import sys
 import threading
 import time
-import tracemalloc
 import traceback
+import tracemalloc
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -67,10 +68,8 @@ async def _wait(seconds: float, cancel: asyncio.Event | None) -> None:
     if cancel is None:
         await asyncio.sleep(seconds)
         return
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(cancel.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 # -- deterministic: cProfile --------------------------------------------------------------
@@ -86,7 +85,10 @@ async def cpu_profile(seconds: float, cancel: asyncio.Event | None = None) -> by
         raise ProfilerBusy
     try:
         profiler = cProfile.Profile()
-        profiler.enable()
+        try:
+            profiler.enable()
+        except ValueError as exc:  # 3.12+: another tool holds the profiling hook
+            raise ProfilerBusy(str(exc)) from exc
         try:
             await _wait(seconds, cancel)
         finally:
@@ -278,17 +280,23 @@ def _await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
             frame = frame.f_back
         return frames[::-1]
     frames = []
-    for _ in range(256):
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+    for _ in range(256):  # a cycle would be a bug elsewhere; do not hang the dump on it
+        frame = _attribute(coro, ("cr_frame", "gi_frame", "ag_frame"))
         if frame is None:
             break
         frames.append(frame)
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(
-            coro, "ag_await", None
-        )
-        if coro is None:
-            break
+        coro = _attribute(coro, ("cr_await", "gi_yieldfrom", "ag_await"))
     return frames
+
+
+def _attribute(obj: Any, names: tuple[str, ...]) -> Any:
+    """The first of `names` that `obj` has and is not None: coroutines, generators and async
+    generators name the same things differently."""
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
 
 
 def _format_frames(frames: list[FrameType]) -> str:
@@ -305,9 +313,10 @@ def stack_dump() -> str:
     frames = sys._current_frames()
     threads = {thread.ident: thread for thread in threading.enumerate()}
     tasks = sorted(asyncio.all_tasks(), key=lambda task: task.get_name())
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out = [
-        f"pid {os.getpid()}, python {sys.version.split()[0]}, {len(frames)} threads, {len(tasks)} asyncio tasks,"
-        f" at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
+        f"pid {os.getpid()}, python {sys.version.split()[0]}, at {now}:"
+        f" {len(frames)} threads, {len(tasks)} asyncio tasks\n"
     ]
     for ident in sorted(frames, key=lambda ident: (ident != loop_thread, ident)):
         thread = threads.get(ident)
