@@ -61,6 +61,9 @@ class ChatHandler(GatewayHandler):
         model = document.get("model")
         if not isinstance(model, str) or not model:
             return self.fail(400, "'model' is required and must be a string", "missing_model")
+        problem = shape_problem(document)
+        if problem is not None:
+            return self.fail(400, problem, "invalid_request")
         targets = self.table.targets_for(model)
         if targets is None:
             return self.fail(
@@ -226,6 +229,33 @@ class ChatHandler(GatewayHandler):
 
     def _record(self, chain: Chain) -> None:
         stats.add_usage(self.model_label, _chain_usage(chain), self.principal_name)
+
+
+_TYPED_FIELDS: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("stream", bool, "a boolean"),
+    ("max_tokens", int, "an integer"),
+    ("max_completion_tokens", int, "an integer"),
+    ("temperature", (int, float), "a number"),
+    ("top_p", (int, float), "a number"),
+    ("n", int, "an integer"),
+)
+
+
+def shape_problem(document: dict) -> str | None:
+    """What makes a chat request malformed in either format, checked before any upstream sees it.
+
+    Only the fields every provider needs are checked; the rest is the provider's to judge.
+    """
+    messages = document.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty list"
+    if not all(isinstance(m, dict) for m in messages):
+        return "every entry of 'messages' must be an object"
+    for name, kind, wording in _TYPED_FIELDS:
+        value = document.get(name)
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            return f"'{name}' must be {wording}"
+    return None
 
 
 def _chain_usage(chain: Chain) -> Usage | None:

@@ -111,8 +111,8 @@ def test_provider_rejecting_our_key_is_not_blamed_on_the_client(gateway: Gateway
         (b"[1, 2]", 400, "JSON object"),
         (b'{"messages": []}', 400, "'model' is required"),
         (b'{"model": 7, "messages": []}', 400, "'model' is required"),
-        (b'{"model": "nope", "messages": []}', 404, "nope"),
-        (b'{"model": "unknown-provider/x", "messages": []}', 404, "unknown-provider/x"),
+        (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "nope"),
+        (b'{"model": "unknown-provider/x", "messages": [{"role": "user", "content": "x"}]}', 404, "unknown-provider/x"),
     ],
 )
 def test_bad_requests_get_openai_errors(gateway: Gateway, body: bytes, status: int, fragment: str) -> None:
