@@ -168,6 +168,7 @@ class _Compiler:
             body_timeout=parse_duration(server.get("body_timeout", "120s")),
             idle_timeout=parse_duration(server.get("idle_timeout", "60s")),
             max_connections=server.get("max_connections", 10000),
+            access_log=server.get("access_log", True),
         )
 
     def _providers(self, provider_keys: Mapping[str, str]) -> tuple[dict[str, Provider], set[str]]:

@@ -89,6 +89,7 @@ class ServerSettings:
     body_timeout: float = 120.0
     idle_timeout: float = 60.0
     max_connections: int = 10000
+    access_log: bool = True
 
 
 @dataclass(frozen=True, slots=True)

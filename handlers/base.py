@@ -7,15 +7,18 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from tornado.web import RequestHandler
 
 from access.keys import Principal
+from converters.usage import Usage
 from dsl.table import Route, Table
 from handlers.errors import error_body
 from handlers.relay import UPSTREAM_PRIVATE, Exchange, relayable
 from ops import metrics, stats
 
 log = logging.getLogger("gateway.handlers")
+access_log = logging.getLogger("gateway.access")
 
 ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
@@ -43,9 +46,11 @@ class GatewayHandler(RequestHandler):
     table: Table
     principal: Principal | None = None
     model_label: str = ""
-    first_byte_at: float | None = None
+    ttfb: float | None = None  # seconds from request to first body byte sent
     exchange: Exchange | None = None
     client_gone = False
+    usage: Usage | None = None
+    bytes_out = 0
 
     def initialize(self, route: Route, table: Table) -> None:  # type: ignore[override]
         self.route = route
@@ -109,6 +114,42 @@ class GatewayHandler(RequestHandler):
         metrics.REQUEST_SECONDS.labels(route=route).observe(elapsed)
         if self.model_label:
             stats.observe(self.model_label, status, elapsed, self.principal_name)
+        if self.table.server.access_log:
+            self._access_log(status, elapsed)
+
+    def _access_log(self, status: int, elapsed: float) -> None:
+        """One JSON line per request. Names only: never a token, a key or a query string."""
+        entry = {
+            "ts": round(time.time(), 3),
+            "request_id": getattr(self, "request_id", None),
+            "method": self.request.method,
+            "path": self.request.path,
+            "route": self.route.match,
+            "status": status,
+            "upstream_status": self.exchange.status if self.exchange is not None else None,
+            "model": self.model_label or None,
+            "agent": self.model_label if self.model_label in self.table.agents else None,
+            "key": self.principal_name,
+            "client": self.request.remote_ip,
+            "bytes_in": len(self.request.body) if self.request.body else None,
+            "bytes_out": self.bytes_out,
+            "ttfb_ms": round(self.ttfb * 1000, 2) if self.ttfb is not None else None,
+            "duration_ms": round(elapsed * 1000, 2),
+        }
+        if self.usage is not None and self.usage.reported:
+            entry["tokens"] = {"input": self.usage.input, "output": self.usage.output,
+                               "cached": self.usage.cached, "reasoning": self.usage.reasoning}
+        access_log.info("%s", orjson.dumps(entry).decode())
+
+    def record_usage(self, usage: Usage | None) -> None:
+        """Tokens the upstream reported: counted per model and key, and logged with the request."""
+        self.usage = usage
+        stats.add_usage(self.model_label, usage, self.principal_name)
+
+    def write(self, chunk: str | bytes | dict) -> None:  # type: ignore[override]
+        if isinstance(chunk, bytes):
+            self.bytes_out += len(chunk)
+        super().write(chunk)
 
     # -- answers -----------------------------------------------------------------------
 
@@ -132,9 +173,10 @@ class GatewayHandler(RequestHandler):
                 self.add_header(name, value)
 
     def mark_first_byte(self) -> None:
-        if self.first_byte_at is None:
-            self.first_byte_at = time.monotonic()
-            metrics.FIRST_BYTE_SECONDS.labels(route=self.route.match).observe(self.request.request_time())
+        """Body bytes are about to reach the client: from here on, no fallback."""
+        if self.ttfb is None:
+            self.ttfb = self.request.request_time()
+            metrics.FIRST_BYTE_SECONDS.labels(route=self.route.match).observe(self.ttfb)
 
     def fail(
         self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None

@@ -156,7 +156,7 @@ class ChatHandler(GatewayHandler):
         return headers
 
     def _end_stream(self, target: Target, chain: Chain, response: HTTPResponse) -> Failure | None:
-        committed = self.first_byte_at is not None
+        committed = self.ttfb is not None
         if response.error is not None and response.code == 599:
             if not committed:
                 return Failure(target, 0, error_kind(response), str(response.error))
@@ -202,7 +202,7 @@ class ChatHandler(GatewayHandler):
             self.set_status(status)
             self.set_header("Content-Type", exchange.headers.get("Content-Type", "application/json"))
             self.mark_first_byte()
-            stats.add_usage(self.model_label, usage, self.principal_name)
+            self.record_usage(usage)
             self.finish(body)
             return None
         message = upstream_message(body) or f"upstream answered HTTP {status}"
@@ -228,7 +228,7 @@ class ChatHandler(GatewayHandler):
         self.fail(status, where, last.kind, headers)
 
     def _record(self, chain: Chain) -> None:
-        stats.add_usage(self.model_label, _chain_usage(chain), self.principal_name)
+        self.record_usage(_chain_usage(chain))
 
 
 _TYPED_FIELDS: tuple[tuple[str, type | tuple[type, ...], str], ...] = (

@@ -130,7 +130,7 @@ class ForwardHandler(GatewayHandler):
         if framer is not None:
             self.write(framer.close())
         if self.model_label:
-            stats.add_usage(self.model_label, usage_from_tail(tail), self.principal_name)
+            self.record_usage(usage_from_tail(tail))
         self.finish()
         return True
 
@@ -145,7 +145,7 @@ class ForwardHandler(GatewayHandler):
     ) -> bool:
         kind = error_kind(response) if response.code == 599 else f"http_{exchange.status}"
         metrics.UPSTREAM_ERRORS.labels(provider=provider.name, kind=kind).inc()
-        committed = self._headers_written or self.first_byte_at is not None
+        committed = self._headers_written or self.ttfb is not None
         if not committed and may_retry:
             return False
         if not committed:

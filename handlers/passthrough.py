@@ -83,7 +83,7 @@ class PassthroughHandler(GatewayHandler):
         if response.code == 599:
             kind = error_kind(response)
             metrics.UPSTREAM_ERRORS.labels(provider=provider, kind=kind).inc()
-            if self.first_byte_at is None:
+            if self.ttfb is None:
                 status = 504 if kind == "timeout" else 502
                 return self.fail(status, f"upstream {provider} failed: {kind}", kind)
             if framer is not None:
