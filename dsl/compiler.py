@@ -201,6 +201,7 @@ class _Compiler:
             timeout=parse_duration(spec.get("timeout", "600s")),
             connect_timeout=parse_duration(spec.get("connect_timeout", "10s")),
             headers=_provider_headers(fmt, key, spec.get("headers", {})),
+            key=key,
         )
 
     def _agents(self, providers: Mapping[str, Provider], skipped: set[str]) -> dict[str, Agent]:

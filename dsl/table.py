@@ -28,6 +28,11 @@ class Provider:
     connect_timeout: float
     # Headers sent upstream on every request, credentials included: never repr'd or logged.
     headers: tuple[tuple[str, str], ...] = field(repr=False)
+    key: str | None = field(default=None, repr=False)
+
+    def scrub(self, text: str) -> str:
+        """`text` (an upstream's error message, say) with this provider's key taken out."""
+        return text.replace(self.key, "[redacted]") if self.key and self.key in text else text
 
     def url_for(self, endpoint: str) -> str:
         """Full URL of `endpoint` (e.g. 'chat/completions'), honouring format_urls."""

@@ -42,8 +42,9 @@ class Failure:
 
     @property
     def retryable(self) -> bool:
-        """Transport failures, empty answers and 429/5xx walk on; other HTTP errors are final."""
-        return not 400 <= self.status < 500 or self.status in RETRYABLE_STATUS
+        """Transport failures, empty answers, 429/5xx and a provider refusing our key walk on;
+        other 4xx are about the request itself, so they are final."""
+        return not 400 <= self.status < 500 or self.status in RETRYABLE_STATUS or self.status in (401, 403)
 
 
 class ChatHandler(GatewayHandler):
@@ -205,7 +206,7 @@ class ChatHandler(GatewayHandler):
             self.record_usage(usage)
             self.finish(body)
             return None
-        message = upstream_message(body) or f"upstream answered HTTP {status}"
+        message = target.provider.scrub(upstream_message(body) or f"upstream answered HTTP {status}")
         return Failure(target, status, error_kind(response), message, exchange.headers.get("Retry-After"))
 
     def _fail_all(self, failures: list[Failure]) -> None:
@@ -217,8 +218,9 @@ class ChatHandler(GatewayHandler):
             headers = {"Retry-After": last.retry_after} if last.retry_after else None
             status = 429
         elif last.status in (401, 403):
+            # The provider's message may quote (part of) the gateway's key: not repeated.
             status, headers = 502, None
-            where = f"provider rejected the gateway's credentials ({where})"
+            where = f"{last.target.provider.name} rejected the gateway's credentials (HTTP {last.status})"
         elif 400 <= last.status < 500:
             status, headers = last.status, None
         elif last.kind == "timeout":

@@ -98,7 +98,8 @@ class ForwardHandler(GatewayHandler):
 
         def on_headers(exchange: Exchange) -> None:
             nonlocal framer, discard
-            discard = may_retry and exchange.status in RETRYABLE_STATUS
+            # A provider refusing our key may quote it: that answer is replaced, never relayed.
+            discard = exchange.status in (401, 403) or (may_retry and exchange.status in RETRYABLE_STATUS)
             if not discard:
                 self.adopt_upstream_headers(exchange)
                 framer = SSEFramer() if exchange.streaming else None
@@ -149,9 +150,11 @@ class ForwardHandler(GatewayHandler):
         if not committed and may_retry:
             return False
         if not committed:
-            if exchange.status:
+            if exchange.status in (401, 403):
+                self.fail(502, f"{provider.name} rejected the gateway's credentials (HTTP {exchange.status})", kind)
+            elif exchange.status:
                 message = upstream_message(error_body) or f"upstream answered HTTP {exchange.status}"
-                self.fail(exchange.status, f"{provider.name}: {message}", kind)
+                self.fail(exchange.status, f"{provider.name}: {provider.scrub(message)}", kind)
             else:
                 self.fail(504 if kind == "timeout" else 502, f"upstream {provider.name} failed: {kind}", kind)
             return True

@@ -66,6 +66,7 @@ routes:
     handler: statsz
   - match: GET /metrics
     handler: metrics
+  - {match: "GET /debug/{kind*}", handler: debug}
   - {match: GET /v1/models, handler: models}
   - {match: "GET /v1/models/{model*}", handler: models}
   - {match: POST /v1/embeddings, handler: forward}

@@ -47,6 +47,7 @@ EMBED = ("POST", "/v1/embeddings", {"model": "text-embedding-3-small", "input": 
 FILE = ("GET", "/v1/files/file-missing", None)
 PROXY = ("GET", "/proxy/mock/models", None)
 HEALTH = ("GET", "/healthz", None)
+DEBUG = ("GET", "/debug/stacks", None)
 
 CASES = [
     # key, request, expected status
@@ -71,6 +72,8 @@ CASES = [
     ("unknown", CHAT_FAST, 401), ("unknown", MESSAGES, 401), ("unknown", PROXY, 401),
     ("missing", CHAT_FAST, 401), ("missing", MODELS, 401),
     ("unknown", HEALTH, 200), ("missing", HEALTH, 200),  # open routes stay open
+    ("user-any", DEBUG, 403), ("reader", DEBUG, 403), ("unknown", DEBUG, 401),
+    ("admin-key", DEBUG, 404),  # admin may, but profiling is off in this configuration
 ]
 
 
