@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The access log is one JSON object per line, for log shippers: no prefix.
+    access = logging.getLogger("gateway.access")
+    access_handler = logging.StreamHandler(sys.stderr)
+    access_handler.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(access_handler)
+    access.propagate = False
     try:
         table = compile_file(args.config)
     except ConfigError as exc:

@@ -133,7 +133,7 @@ class GatewayHandler(RequestHandler):
             "client": self.request.remote_ip,
             "bytes_in": len(self.request.body) if self.request.body else None,
             "bytes_out": self.bytes_out,
-            "ttfb_ms": round(self.ttfb * 1000, 2) if self.ttfb is not None else None,
+            "ttfb_ms": round((self.ttfb if self.ttfb is not None else elapsed) * 1000, 2),
             "duration_ms": round(elapsed * 1000, 2),
         }
         if self.usage is not None and self.usage.reported:
@@ -147,7 +147,7 @@ class GatewayHandler(RequestHandler):
         stats.add_usage(self.model_label, usage, self.principal_name)
 
     def write(self, chunk: str | bytes | dict) -> None:  # type: ignore[override]
-        if isinstance(chunk, bytes):
+        if isinstance(chunk, bytes | str):
             self.bytes_out += len(chunk)
         super().write(chunk)
 

@@ -151,7 +151,8 @@ class ForwardHandler(GatewayHandler):
             return False
         if not committed:
             if exchange.status in (401, 403):
-                self.fail(502, f"{provider.name} rejected the gateway's credentials (HTTP {exchange.status})", kind)
+                refused = f"{provider.name} rejected the gateway's credentials (HTTP {exchange.status})"
+                self.fail(502, refused, kind)
             elif exchange.status:
                 message = upstream_message(error_body) or f"upstream answered HTTP {exchange.status}"
                 self.fail(exchange.status, f"{provider.name}: {provider.scrub(message)}", kind)
