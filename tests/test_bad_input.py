@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,6 @@ LIMITS = """  max_body: 1MiB
   max_header_size: 64KiB
   body_timeout: 1s
   idle_timeout: 1s
-  max_connections: 8
 """
 GOOD = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "still here?"}]}).encode()
 
@@ -154,15 +154,25 @@ def test_client_disconnecting_mid_upload(limited: Gateway) -> None:
     assert "Traceback" not in limited.log()
 
 
-def test_connections_past_the_cap_get_503(limited: Gateway) -> None:
-    idle = [socket.create_connection(("127.0.0.1", limited.port)) for _ in range(8)]
+def test_connections_past_the_cap_get_503(mock: Mock, tmp_path: Path) -> None:
+    routes = standard_routes().replace("  drain_timeout: 5s\n", "  drain_timeout: 5s\n  max_connections: 4\n")
+    gateway = Gateway(write_config(tmp_path, routes, STANDARD_SECRETS), env={"MOCK_URL": mock.url})
     try:
+        idle = [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(4)]
+        try:
+            deadline = time.monotonic() + 5
+            while True:  # until the server has accepted all four
+                raw = raw_exchange(gateway, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if b" 503 " in raw.split(b"\r\n", 1)[0] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            status, error = status_and_json(raw)
+            assert status == 503 and error["error"]["code"] == "too_many_connections"
+        finally:
+            for sock in idle:
+                sock.close()
         time.sleep(0.2)
-        status, error = status_and_json(raw_exchange(limited, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
-        assert status == 503 and error["error"]["code"] == "too_many_connections"
+        still_serves(gateway)
+        assert 'gateway_requests_refused_total{reason="too_many_connections"}' in gateway.metrics()
     finally:
-        for sock in idle:
-            sock.close()
-    time.sleep(0.2)
-    still_serves(limited)
-    assert 'gateway_requests_refused_total{reason="too_many_connections"}' in limited.metrics()
+        gateway.stop()
