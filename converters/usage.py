@@ -7,6 +7,7 @@ object is parsed as JSON.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,29 +64,24 @@ class Usage:
 
 def usage_from_openai_body(body: bytes) -> Usage:
     """Usage of a buffered OpenAI JSON answer (zero and unreported when it has none)."""
-    usage = Usage()
-    if _USAGE_OBJECT.search(body) is None:
-        return usage
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return usage
-    if isinstance(document, dict) and isinstance(document.get("usage"), dict):
-        usage.add_openai(document["usage"])
-    return usage
+    return _usage_from_body(body, Usage.add_openai)
 
 
 def usage_from_anthropic_body(body: bytes) -> Usage:
     """Usage of a buffered Anthropic message (zero and unreported when it has none)."""
+    return _usage_from_body(body, Usage.add_anthropic)
+
+
+def _usage_from_body(body: bytes, add: Callable[[Usage, dict[str, Any]], None]) -> Usage:
     usage = Usage()
     if _USAGE_OBJECT.search(body) is None:
-        return usage
+        return usage  # no usage object: not worth parsing the body
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         return usage
     if isinstance(document, dict) and isinstance(document.get("usage"), dict):
-        usage.add_anthropic(document["usage"])
+        add(usage, document["usage"])
     return usage
 
 
