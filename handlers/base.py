@@ -7,7 +7,6 @@ import time
 import uuid
 from typing import Any
 
-import orjson
 from tornado.web import RequestHandler
 
 from access.keys import Principal
@@ -16,9 +15,9 @@ from dsl.table import Route, Table
 from handlers.errors import error_body
 from handlers.relay import UPSTREAM_PRIVATE, Exchange, relayable
 from ops import metrics, stats
+from ops.access_log import ACCESS_LOG
 
 log = logging.getLogger("gateway.handlers")
-access_log = logging.getLogger("gateway.access")
 
 ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
@@ -139,7 +138,7 @@ class GatewayHandler(RequestHandler):
         if self.usage is not None and self.usage.reported:
             entry["tokens"] = {"input": self.usage.input, "output": self.usage.output,
                                "cached": self.usage.cached, "reasoning": self.usage.reasoning}
-        access_log.info("%s", orjson.dumps(entry).decode())
+        ACCESS_LOG.write(entry)
 
     def record_usage(self, usage: Usage | None) -> None:
         """Tokens the upstream reported: counted per model and key, and logged with the request."""
