@@ -41,7 +41,35 @@ def _wants_usage(client_request: dict[str, Any]) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-class AnthropicToOpenAIStream:
+class _EventConversion:
+    """Feeding and closing shared by both directions: whole `data:` payloads to `_convert`,
+    and a well-formed end (`_finish`) when the upstream stopped without its final events."""
+
+    __slots__ = ()
+    _reader: SSEDataReader
+    _ended: bool
+    _started: bool
+
+    def feed(self, data: bytes) -> bytes:
+        if self._ended:
+            return b""
+        payloads = self._reader.feed(data)
+        return self._convert(payloads) if payloads else b""
+
+    def close(self) -> bytes:
+        out = self._convert(self._reader.close()) if not self._ended else b""
+        if self._started and not self._ended:
+            out += self._finish()
+        return out
+
+    def _convert(self, payloads: list[bytes]) -> bytes:
+        raise NotImplementedError
+
+    def _finish(self) -> bytes:
+        raise NotImplementedError
+
+
+class AnthropicToOpenAIStream(_EventConversion):
     """Anthropic SSE events in, OpenAI chat.completion.chunk events out.
 
     Tool calls are numbered 0, 1, ... in the order their tool_use blocks start,
@@ -64,17 +92,9 @@ class AnthropicToOpenAIStream:
         self._stop_reason: object = None
         self._ended = False
 
-    def feed(self, data: bytes) -> bytes:
-        if self._ended:
-            return b""
-        payloads = self._reader.feed(data)
-        return self._convert(payloads) if payloads else b""
-
-    def close(self) -> bytes:
-        out = self._convert(self._reader.close()) if not self._ended else b""
-        if self._head and not self._ended:
-            out += self._finish()
-        return out
+    @property
+    def _started(self) -> bool:
+        return bool(self._head)
 
     def _convert(self, payloads: list[bytes]) -> bytes:
         out: list[bytes] = []
@@ -172,7 +192,7 @@ class AnthropicToOpenAIStream:
         return out + _DONE
 
 
-class OpenAIToAnthropicStream:
+class OpenAIToAnthropicStream(_EventConversion):
     """OpenAI chat.completion.chunk events in, Anthropic Messages events out.
 
     reasoning_content opens a thinking block, content a text block, and each tool call
@@ -202,17 +222,6 @@ class OpenAIToAnthropicStream:
         self._started = False
         self._ended = False
 
-    def feed(self, data: bytes) -> bytes:
-        if self._ended:
-            return b""
-        payloads = self._reader.feed(data)
-        return self._convert(payloads) if payloads else b""
-
-    def close(self) -> bytes:
-        out = self._convert(self._reader.close()) if not self._ended else b""
-        if self._started and not self._ended:
-            out += self._finish()
-        return out
 
     def _convert(self, payloads: list[bytes]) -> bytes:
         out: list[bytes] = []
