@@ -196,16 +196,7 @@ def _anthropic_turns(messages: list[object]) -> tuple[str, list[dict[str, Any]]]
 
 def _openai_text(content: object, where: str) -> str:
     """Text of a system/developer/tool message: a string or a list of text parts."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    if not isinstance(content, list):
-        raise ValueError(f"{where}.content must be a string or a list of parts")
-    texts = []
-    for j, part in enumerate(content):
-        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise ValueError(f"{where}.content[{j}] must be a text part")
-        texts.append(part["text"])
-    return "".join(texts)
+    return _joined_text(content, f"{where}.content", "text part", "")
 
 
 def _anthropic_user_blocks(content: object, where: str) -> list[dict[str, Any]]:
@@ -355,17 +346,22 @@ def _thinking_budget(effort: object) -> int:
 
 def _anthropic_text(content: object, where: str) -> str:
     """Text of a system prompt given as a string or text blocks."""
+    return _joined_text(content, where, "text block", "\n\n")
+
+
+def _joined_text(content: object, where: str, kind: str, separator: str) -> str:
+    """A string, or the texts of a list of `{"type": "text", "text": ...}` items joined."""
     if content is None or isinstance(content, str):
         return content or ""
     if not isinstance(content, list):
-        raise ValueError(f"{where} must be a string or a list of text blocks")
+        raise ValueError(f"{where} must be a string or a list of {kind}s")
     texts = []
-    for j, block in enumerate(content):
-        text = block.get("text") if isinstance(block, dict) and block.get("type") == "text" else None
+    for j, item in enumerate(content):
+        text = item.get("text") if isinstance(item, dict) and item.get("type") == "text" else None
         if not isinstance(text, str):
-            raise ValueError(f"{where}[{j}] must be a text block")
+            raise ValueError(f"{where}[{j}] must be a {kind}")
         texts.append(text)
-    return "\n\n".join(texts)
+    return separator.join(texts)
 
 
 def _openai_user_messages(content: object, where: str) -> list[dict[str, Any]]:
