@@ -9,7 +9,6 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -19,7 +18,7 @@ from converters.registry import ChainPlan, UnsupportedConversion, plan
 from dsl import loader
 from dsl.errors import ConfigError, KeyPath, Problem
 from dsl.table import Agent, Provider, Route, ServerSettings, Table, Target
-from dsl.units import parse_duration, parse_size
+from dsl.units import parse_duration, parse_size, parse_timestamp
 from dsl.validate import validate
 
 ADMIN = "admin"  # the client_token's principal name
@@ -104,7 +103,13 @@ class _Compiler:
             return {}
         path = Path(self.doc.file).parent / name
         if not path.exists():
-            self.warn(("secrets",), f"secrets file {path} not found: authenticated routes will answer 401")
+            # Serving on without it would lock every client out and drop the provider keys;
+            # a reload keeps the keys it has instead.
+            self.error(
+                ("secrets",),
+                f"secrets file {path} not found (start from secrets.example.yaml, "
+                "or remove 'secrets:' to serve with every authenticated route answering 401)",
+            )
             return {}
         try:
             secrets_doc = self.secrets_doc = loader.load(str(path), self.env)
@@ -148,7 +153,7 @@ class _Compiler:
                     allowed_endpoints=tuple(EndpointRule.parse(e) for e in spec["allowed_endpoints"])
                     if "allowed_endpoints" in spec
                     else None,
-                    expires_at=datetime.fromisoformat(expires.replace("Z", "+00:00")) if expires else None,
+                    expires_at=parse_timestamp(expires) if expires else None,
                     enabled=spec.get("enabled", True),
                 )
         return KeyRing(entries)

@@ -1,8 +1,9 @@
-"""Sizes (32MiB) and durations (30s) as the DSL writes them; the schema has checked the syntax."""
+"""Sizes (32MiB), durations (30s) and timestamps as the DSL writes them."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$")
 _SIZE_FACTORS = {
@@ -37,3 +38,18 @@ def parse_duration(value: float | int | str) -> float:
     if match is None:
         raise ValueError(f"not a duration: {value!r}")
     return float(match.group(1)) * _DURATION_FACTORS[match.group(2)]
+
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An RFC 3339 date-time, which always carries its offset (so it compares with now in UTC).
+
+    Raises ValueError for anything else, impossible dates such as 2020-13-01 included.
+    """
+    if not _RFC3339.match(value):
+        raise ValueError(f"not an RFC 3339 date-time: {value!r}")
+    return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))

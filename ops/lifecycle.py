@@ -60,6 +60,9 @@ class Gateway:
         except ConfigError as exc:
             metrics.RELOADS.labels(result="failure").inc()
             log.error("reload rejected, still serving the previous configuration:\n%s", exc)
+        except Exception:  # a compiler bug must not pass for a good reload, nor stop serving
+            metrics.RELOADS.labels(result="failure").inc()
+            log.exception("reload failed inside the compiler; still serving the previous configuration")
         else:
             old, new = self.router.table.server, table.server
             if any(getattr(old, name) != getattr(new, name) for name in RESTART_ONLY):

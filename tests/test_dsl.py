@@ -105,10 +105,17 @@ def test_check_ok_exits_zero(tmp_path: Path) -> None:
     assert "configuration OK" in result.stdout
 
 
-def test_shipped_routes_yaml_starts_without_keys() -> None:
-    result = run_cli("check", "-c", "routes.yaml")
+def test_shipped_routes_yaml_starts_without_keys(tmp_path: Path) -> None:
+    secrets = write(tmp_path, "client_token: a-client-token-of-some-length\n", "secrets.yaml")
+    result = run_cli("check", "-c", "routes.yaml", env={"GATEWAY_SECRETS": str(secrets)})
     assert result.returncode == 0, result.stderr
     assert "providers.openai.api_key: key is empty" in result.stderr
+
+
+def test_shipped_routes_yaml_without_its_secrets_file_names_the_file() -> None:
+    result = run_cli("check", "-c", "routes.yaml", env={"GATEWAY_SECRETS": "/nonexistent/secrets.yaml"})
+    assert result.returncode == 1
+    assert "routes.yaml:11:1: secrets: secrets file /nonexistent/secrets.yaml not found" in result.stderr
 
 
 def test_routes_prints_the_compiled_table(tmp_path: Path) -> None:
@@ -192,13 +199,41 @@ def test_secrets_errors_never_show_values(tmp_path: Path) -> None:
     assert not any("short-secret" in p or "x-secret-value" in p for p in found), found
 
 
-def test_missing_secrets_file_is_a_warning(tmp_path: Path) -> None:
+def test_declared_secrets_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
     routes = write(
         tmp_path, "version: 1\nsecrets: nowhere.yaml\nroutes: [{match: GET /x, handler: health}]\n"
     )
-    table = compile_file(str(routes), {})
-    assert any("not found" in str(w) for w in table.warnings)
+    found = problems(routes)
+    assert any(p.startswith(f"{routes}:2:1: secrets: secrets file") and "not found" in p for p in found), found
+
+
+def test_no_secrets_file_declared_is_the_documented_401_mode(tmp_path: Path) -> None:
+    table = compile_file(str(write(tmp_path, "version: 1\nroutes: [{match: GET /x, handler: health}]\n")), {})
+    assert any("authenticated routes will answer 401" in str(w) for w in table.warnings)
     assert len(table.keys) == 0
+
+
+@pytest.mark.parametrize(
+    "expires",
+    ["2020-13-01T00:00:00Z", "2030-02-30T00:00:00Z", "2030-01-01T00:00:00", "2030-01-01", "tomorrow", "2030-01-01T25:00:00Z"],
+)
+def test_impossible_or_offsetless_expiry_is_reported_with_file_line_and_key(tmp_path: Path, expires: str) -> None:
+    write(tmp_path, f"api_keys:\n  bot:\n    token: tok-abcdefghijklmnop\n    expires_at: '{expires}'\n", "secrets.yaml")
+    routes = write(tmp_path, "version: 1\nsecrets: secrets.yaml\nroutes: [{match: GET /x, handler: health}]\n")
+    result = run_cli("check", "-c", str(routes))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'secrets.yaml'}:4:5: api_keys.bot.expires_at: value is not a valid date-time" in result.stderr
+    assert "Traceback" not in result.stderr and expires not in result.stderr
+
+
+def test_valid_expiry_with_any_offset_compiles(tmp_path: Path) -> None:
+    write(tmp_path, "api_keys:\n  bot: {token: tok-abcdefghijklmnop, expires_at: 2030-01-01t10:00:00.5+02:00}\n",
+          "secrets.yaml")
+    routes = write(tmp_path, "version: 1\nsecrets: secrets.yaml\nroutes: [{match: GET /x, handler: health}]\n")
+    table = compile_file(str(routes), {})
+    principal, refusal = table.keys.authenticate("tok-abcdefghijklmnop")
+    assert principal is not None and refusal is None
+    assert principal.expires_at is not None and principal.expires_at.utcoffset() is not None
 
 
 def test_empty_key_skips_provider_and_drops_targets(tmp_path: Path) -> None:

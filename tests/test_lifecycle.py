@@ -59,6 +59,16 @@ def test_sighup_with_a_broken_file_keeps_the_old_table(fresh_gateway: Gateway) -
     assert 'gateway_config_reloads_total{result="failure"} 1.0' in fresh_gateway.metrics()
 
 
+def test_sighup_with_the_secrets_file_gone_keeps_the_old_keys(fresh_gateway: Gateway) -> None:
+    (fresh_gateway.config.parent / "secrets.yaml").unlink()
+    fresh_gateway.signal(signal.SIGHUP)
+    assert _wait_for(lambda: "reload rejected" in fresh_gateway.log())
+    assert "secrets file" in fresh_gateway.log() and "not found" in fresh_gateway.log()
+    answer = fresh_gateway.openai().chat.completions.create(model="fast", messages=MESSAGES)
+    assert answer.choices[0].message.content.startswith("Hello from mock gpt-4o-mini!")
+    assert 'gateway_config_reloads_total{result="failure"} 1.0' in fresh_gateway.metrics()
+
+
 def test_sigterm_drains_in_flight_streams_then_exits_zero(fresh_gateway: Gateway) -> None:
     stream = fresh_gateway.openai().chat.completions.create(
         model="mock/gpt-delay-100", messages=MESSAGES, stream=True
