@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= routes.yaml
 
-.PHONY: run test check routes demo bench lint venv
+.PHONY: run test check routes bench lint venv
 
 venv: $(VENV)/.installed
 
@@ -13,8 +13,8 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
 	touch $@
 
-run: venv
-	$(PY) gateway.py serve -c $(CONFIG)
+run: venv  # gateway.py serve, or demo mode on a machine with no secrets file and no provider key
+	$(PY) -m ops.launch -c $(CONFIG)
 
 check: venv
 	$(PY) gateway.py check -c $(CONFIG)
@@ -25,9 +25,6 @@ routes: venv
 test: venv
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
-
-demo: venv
-	$(PY) bench/demo.py
 
 bench: venv
 	$(PY) bench/run.py

@@ -42,6 +42,12 @@ def compile_file(file: str, env: Mapping[str, str] | None = None) -> Table:
     return _Compiler(doc, env, problems).compile()
 
 
+def declared_secrets(doc: loader.Document) -> Path | None:
+    """The secrets file routes.yaml names (relative to routes.yaml), or None."""
+    name = doc.data.get("secrets") if isinstance(doc.data, dict) else None
+    return Path(doc.file).parent / name if isinstance(name, str) else None
+
+
 class _Compiler:
     def __init__(self, doc: loader.Document, env: Mapping[str, str], problems: list[Problem]) -> None:
         self.doc = doc
@@ -97,11 +103,10 @@ class _Compiler:
         )
 
     def _secrets(self) -> dict[str, Any]:
-        name = self.data.get("secrets")
-        if name is None:
+        path = declared_secrets(self.doc)
+        if path is None:
             self.warn((), "no secrets file declared: authenticated routes will answer 401")
             return {}
-        path = Path(self.doc.file).parent / name
         if not path.exists():
             # Serving on without it would lock every client out and drop the provider keys;
             # a reload keeps the keys it has instead.
