@@ -16,6 +16,7 @@ import sys
 from dsl.compiler import compile_file
 from dsl.errors import ConfigError
 from dsl.table import Table
+from ops.log_lines import OneLineFormatter
 
 log = logging.getLogger("gateway")
 
@@ -26,17 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--config", default="routes.yaml", help="routes.yaml to use")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The access log is one JSON object per line, for log shippers: no prefix.
-    access = logging.getLogger("gateway.access")
-    access_handler = logging.StreamHandler(sys.stderr)
-    access_handler.setFormatter(logging.Formatter("%(message)s"))
-    access.addHandler(access_handler)
-    access.propagate = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         table = compile_file(args.config)
     except ConfigError as exc:

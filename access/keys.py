@@ -79,7 +79,8 @@ class Principal:
         return None
 
     def may_use(self, model: str) -> bool:
-        """Whether this caller may send `model` (an agent, or provider/model) to a chat route."""
+        """Whether this caller may send `model`: on chat routes an agent or provider/model, on
+        forward routes the body's `model` exactly as sent (a bare upstream model, or provider/model)."""
         return self.allowed_agents is None or model in self.allowed_agents
 
 

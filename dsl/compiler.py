@@ -22,8 +22,9 @@ from dsl.units import parse_duration, parse_size, parse_timestamp
 from dsl.validate import validate
 
 ADMIN = "admin"  # the client_token's principal name
-OPEN_HANDLERS = frozenset({"health", "metrics", "statsz"})
-ADMIN_HANDLERS = frozenset({"passthrough", "debug"})
+OPEN_HANDLERS = frozenset({"health", "metrics"})
+# /statsz names API keys and their usage: an operator's page, like debug.
+ADMIN_HANDLERS = frozenset({"passthrough", "debug", "statsz"})
 FORWARD_HANDLERS = frozenset({"forward", "count_tokens"})
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 _PARAM_NAMES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -11,15 +12,22 @@ from tornado.web import RequestHandler
 
 from access.keys import Principal
 from converters.usage import Usage
-from dsl.table import Route, Table
+from dsl.table import Provider, Route, Table
 from handlers.errors import error_body
 from handlers.relay import UPSTREAM_PRIVATE, Exchange, relayable
+from handlers.upstream_url import encode_path
 from ops import metrics, stats
 from ops.access_log import ACCESS_LOG
 
 log = logging.getLogger("gateway.handlers")
 
 ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+# A model name becomes a metric label, a /statsz key and part of log lines and error messages:
+# real ones are short and printable, so longer names and control characters are refused.
+MAX_MODEL_NAME = 256
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A client's x-request-id is echoed, logged and sent upstream: kept only when short and plain.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 
 _in_flight = 0
 _REFUSALS = {
@@ -30,6 +38,12 @@ _REFUSALS = {
     "read_only": "this key may only read (GET)",
     "endpoint_not_allowed": "this key may not call this endpoint",
 }
+
+
+def _printable(path: str) -> str:
+    """The request path for the log: raw non-ASCII bytes and control characters percent-encoded,
+    so that no byte a client sent (a NEL, say) can split the line for a log reader."""
+    return path if path.isascii() and path.isprintable() else encode_path(path)
 
 
 def in_flight() -> int:
@@ -62,7 +76,8 @@ class GatewayHandler(RequestHandler):
         _in_flight += 1
         metrics.IN_FLIGHT.inc()
         self._counted = True
-        self.request_id = self.request.headers.get("x-request-id") or uuid.uuid4().hex
+        given = self.request.headers.get("x-request-id", "")
+        self.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         self.set_header("x-request-id", self.request_id)
         if self.route.auth:
             self._authorize()
@@ -82,6 +97,19 @@ class GatewayHandler(RequestHandler):
         if forbidden is not None:
             return self.deny(403, forbidden, _REFUSALS[forbidden])
         self.principal = principal
+
+    def refuses_model_name(self, model: str) -> bool:
+        """Answer 400 (and say so) when `model` is empty, longer than MAX_MODEL_NAME or unprintable."""
+        if not model:
+            problem = "'model' must not be empty"
+        elif len(model) > MAX_MODEL_NAME:
+            problem = f"'model' is longer than {MAX_MODEL_NAME} characters"
+        elif _UNPRINTABLE.search(model):
+            problem = "'model' contains control characters"
+        else:
+            return False
+        self.fail(400, problem, "invalid_model")
+        return True
 
     def deny(self, status: int, reason: str, message: str) -> None:
         """Refuse access; counted by reason, never by token."""
@@ -122,7 +150,7 @@ class GatewayHandler(RequestHandler):
             "ts": round(time.time(), 3),
             "request_id": getattr(self, "request_id", None),
             "method": self.request.method,
-            "path": self.request.path,
+            "path": _printable(self.request.path),
             "route": self.route.match,
             "status": status,
             "upstream_status": self.exchange.status if self.exchange is not None else None,
@@ -156,10 +184,11 @@ class GatewayHandler(RequestHandler):
     def principal_name(self) -> str | None:
         return self.principal.name if self.principal is not None else None
 
-    def adopt_upstream_headers(self, exchange: Exchange) -> None:
+    def adopt_upstream_headers(self, exchange: Exchange, provider: Provider) -> None:
         """Answer with the upstream's status and headers, keeping our request id.
 
-        The provider's own request id is kept as x-upstream-request-id.
+        The provider's own request id is kept as x-upstream-request-id; its key, should a
+        header quote it, is taken out.
         """
         self.set_status(exchange.status)
         for name in list(self._headers):
@@ -167,9 +196,9 @@ class GatewayHandler(RequestHandler):
                 self.clear_header(name)
         for name, value in relayable(exchange.headers, UPSTREAM_PRIVATE):
             if name.lower() == "x-request-id":
-                self.set_header("x-upstream-request-id", value)
+                self.set_header("x-upstream-request-id", provider.scrub(value))
             else:
-                self.add_header(name, value)
+                self.add_header(name, provider.scrub(value))
 
     def mark_first_byte(self) -> None:
         """Body bytes are about to reach the client: from here on, no fallback."""

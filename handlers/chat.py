@@ -62,6 +62,8 @@ class ChatHandler(GatewayHandler):
         model = document.get("model")
         if not isinstance(model, str) or not model:
             return self.fail(400, "'model' is required and must be a string", "missing_model")
+        if self.refuses_model_name(model):
+            return None
         problem = shape_problem(document)
         if problem is not None:
             return self.fail(400, problem, "invalid_request")

@@ -23,13 +23,15 @@ from converters.usage import usage_from_tail
 from dsl.table import Provider
 from handlers.base import GatewayHandler
 from handlers.errors import stream_error_event, upstream_message
-from handlers.passthrough import unsafe_path
-from handlers.relay import CLIENT_PRIVATE, RETRYABLE_STATUS, Exchange, relayable
+from handlers.relay import CLIENT_PRIVATE, RETRYABLE_STATUS, Exchange, KeyScrubber, relayable
+from handlers.upstream_url import encode_parameter, encode_query, unsafe_path
 from ops import metrics, stats
 from upstream.body_pipe import BodyPipe
 from upstream.client import error_kind
 
-_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\*?\}")
+# A JSON object, however much whitespace (or a byte-order mark) comes first.
+_JSON_OBJECT = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\{")
 _TAIL = 8192  # bytes of the answer kept to read its usage from
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -44,8 +46,11 @@ class ForwardHandler(GatewayHandler):
     post = put = patch = delete = head = options = get
 
     async def forward(self, params: Mapping[str, str], body: bytes | BodyPipe | None) -> None:
+        encoded = self._encoded_parameters(params)
+        if encoded is None:
+            return
         candidates = self.route.providers
-        if isinstance(body, bytes) and body[:1] == b"{":
+        if isinstance(body, bytes) and _JSON_OBJECT.match(body):
             chosen = self._provider_from_model(body)
             if chosen is None:
                 return
@@ -56,24 +61,51 @@ class ForwardHandler(GatewayHandler):
             if self.client_gone:
                 return
             may_retry = isinstance(body, bytes | None) and index + 1 < len(candidates)
-            if await self._try(provider, params, body, may_retry):
+            if await self._try(provider, encoded, body, may_retry):
                 return
 
+    def _encoded_parameters(self, params: Mapping[str, str]) -> dict[str, str] | None:
+        """Path parameters percent-encoded for the upstream path; None after a 400."""
+        encoded = {}
+        for name, raw in params.items():
+            value = encode_parameter(raw, slashes=f"{{{name}*}}" in self.route.template)
+            if value is None:
+                self.fail(400, f"path parameter '{name}' may not hold '#', '?' or control characters",
+                          "bad_path")
+                return None
+            encoded[name] = value
+        return encoded
+
     def _provider_from_model(self, body: bytes) -> tuple[tuple[Provider, ...], bytes] | None:
-        """`model: provider/model` picks that provider and sends it `model`; None after a 400."""
+        """`model: provider/model` picks that provider and sends it `model`; None after a 400 or 403.
+
+        A key with `allowed_agents` may send only a `model` listed there, spelled as listed
+        (a bare upstream model, or provider/model); the upstream then gets the document
+        as checked, so that no second `model` key can stand behind the first.
+        """
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             self.fail(400, f"request body is not valid JSON: {exc.args[0]}")
             return None
-        model = document.get("model") if isinstance(document, dict) else None
+        if not isinstance(document, dict) or "model" not in document:
+            return self.route.providers, body
+        model = document["model"]
+        if isinstance(model, str) and self.refuses_model_name(model):
+            return None
+        principal = self.principal
+        restricted = principal is not None and principal.allowed_agents is not None
+        if principal is not None and restricted and not (isinstance(model, str) and principal.may_use(model)):
+            named = f"model '{model}'" if isinstance(model, str) else "a model that is not a string"
+            self.deny(403, "agent_not_allowed", f"this key may not use {named}")
+            return None
         if not isinstance(model, str):
             return self.route.providers, body
         self.model_label = stats.model_label(model)
         name, slash, upstream_model = model.partition("/")
         provider = self.table.providers.get(name) if slash else None
         if provider is None or provider.format != self.route.ingress or not upstream_model:
-            return self.route.providers, body
+            return self.route.providers, (orjson.dumps(document) if restricted else body)
         document["model"] = upstream_model
         return (provider,), orjson.dumps(document)
 
@@ -90,31 +122,37 @@ class ForwardHandler(GatewayHandler):
             self.fail(400, f"refused path: {reason}", "bad_path")
             return True
         if self.request.query:
-            url += "?" + self.request.query
+            url += "?" + encode_query(self.request.query)
         framer: SSEFramer | None = None
+        scrubber: KeyScrubber | None = None
         discard = False
         tail = b""
         error_body = b""
 
         def on_headers(exchange: Exchange) -> None:
-            nonlocal framer, discard
+            nonlocal framer, discard, scrubber
             # A provider refusing our key may quote it: that answer is replaced, never relayed.
             discard = exchange.status in (401, 403) or (may_retry and exchange.status in RETRYABLE_STATUS)
             if not discard:
-                self.adopt_upstream_headers(exchange)
+                self.adopt_upstream_headers(exchange, provider)
                 framer = SSEFramer() if exchange.streaming else None
+                scrubber = KeyScrubber(provider.key) if provider.key and exchange.status >= 400 else None
 
-        def on_chunk(data: bytes) -> None:
-            nonlocal tail, error_body
-            if discard:
-                error_body = (error_body + data)[:4096]
-                return
+        def relay(data: bytes) -> None:
+            nonlocal tail
             out = framer.feed(data) if framer is not None else data
             tail = (tail + data)[-_TAIL:]
             if out:
                 self.mark_first_byte()
                 self.write(out)
                 self.flush()
+
+        def on_chunk(data: bytes) -> None:
+            nonlocal error_body
+            if discard:
+                error_body = (error_body + data)[:4096]
+            else:
+                relay(scrubber.feed(data) if scrubber is not None else data)
 
         exchange = self.exchange = Exchange(on_headers, on_chunk)
         headers = [
@@ -128,6 +166,8 @@ class ForwardHandler(GatewayHandler):
             return True
         if response.code == 599 or discard:
             return self._failed(provider, response, exchange, error_body, framer, may_retry)
+        if scrubber is not None:
+            relay(scrubber.close())
         if framer is not None:
             self.write(framer.close())
         if self.model_label:

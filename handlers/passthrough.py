@@ -1,40 +1,24 @@
 """/proxy/{provider}/{path*}: any method, any path under a configured provider's base URL.
 
-The path is checked in its raw form and after every round of percent-decoding,
-so that no spelling of '..', a backslash or an absolute URL leaves the
-provider's base.
+The path is checked in its raw form and after every round of percent-decoding
+(handlers/upstream_url.py), so that no spelling of '..', a backslash, a '#' or an
+absolute URL leaves the provider's base. A provider's error answer may quote the
+key it was sent: that key is taken out of every relayed header and error body.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from urllib.parse import unquote
 
 from converters.sse import SSEFramer
 from handlers.base import GatewayHandler
 from handlers.errors import stream_error_event
-from handlers.relay import CLIENT_PRIVATE, Exchange, relayable
+from handlers.relay import CLIENT_PRIVATE, Exchange, KeyScrubber, relayable
+from handlers.upstream_url import encode_path, encode_query, unsafe_path
 from ops import metrics
 from upstream.client import error_kind
 
-_FORBIDDEN = re.compile(r"[\\\x00-\x1f\x7f]|://|^/|^[A-Za-z][A-Za-z0-9+.-]*:")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def unsafe_path(raw: str) -> str | None:
-    """Why `raw` (still percent-encoded) may not be forwarded, or None when it is safe."""
-    seen = raw
-    for _ in range(4):
-        if _FORBIDDEN.search(seen):
-            return "backslashes, control characters and absolute URLs are not allowed"
-        if any(segment in (".", "..") for segment in seen.split("/")):
-            return "dot segments are not allowed"
-        decoded = unquote(seen)
-        if decoded == seen:
-            return None
-        seen = decoded
-    return "too many levels of percent-encoding"
 
 
 class PassthroughHandler(GatewayHandler):
@@ -48,23 +32,29 @@ class PassthroughHandler(GatewayHandler):
         reason = unsafe_path(raw_path)
         if reason is not None:
             return self.fail(400, f"refused proxy path: {reason}", "bad_path")
-        url = f"{target.base_url}/{raw_path}"
+        url = f"{target.base_url}/{encode_path(raw_path)}"
         if self.request.query:
-            url += "?" + self.request.query
+            url += "?" + encode_query(self.request.query)
         self.model_label = provider
         framer: SSEFramer | None = None
+        scrubber: KeyScrubber | None = None
 
         def on_headers(exchange: Exchange) -> None:
-            nonlocal framer
-            self.adopt_upstream_headers(exchange)
+            nonlocal framer, scrubber
+            self.adopt_upstream_headers(exchange, target)
             framer = SSEFramer() if exchange.streaming else None
+            # Providers quote a key only when refusing it; a 2xx body is the client's data.
+            scrubber = KeyScrubber(target.key) if target.key and exchange.status >= 400 else None
 
-        def on_chunk(data: bytes) -> None:
+        def relay(data: bytes) -> None:
             out = framer.feed(data) if framer is not None else data
             if out:
                 self.mark_first_byte()
                 self.write(out)
                 self.flush()
+
+        def on_chunk(data: bytes) -> None:
+            relay(scrubber.feed(data) if scrubber is not None else data)
 
         exchange = self.exchange = Exchange(on_headers, on_chunk)
         body = self.request.body if self.request.method in _BODY_METHODS else None
@@ -89,6 +79,8 @@ class PassthroughHandler(GatewayHandler):
             if framer is not None:
                 self.write(stream_error_event("openai", 502, f"upstream {provider} failed mid-stream"))
             return self.finish()
+        if scrubber is not None:
+            relay(scrubber.close())
         if framer is not None:
             self.write(framer.close())
         self.finish()

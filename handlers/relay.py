@@ -42,6 +42,7 @@ CLIENT_PRIVATE = frozenset({"authorization", "cookie", "x-api-key", "proxy-autho
 UPSTREAM_PRIVATE = frozenset({"set-cookie", "x-http-reason"})
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
+REDACTED = b"[redacted]"  # what stands in for a provider's key in a relayed answer
 
 
 class Exchange:
@@ -122,6 +123,37 @@ class Exchange:
         if self.request is not None and not self.done:
             self.done = True
             shared_client().cancel(self.request)
+
+
+class KeyScrubber:
+    """Takes a provider's key out of a body that arrives in chunks, also when a chunk
+    boundary splits the key: the end of a chunk that could start the key is held back."""
+
+    __slots__ = ("_key", "_held")
+
+    def __init__(self, key: str) -> None:
+        self._key = key.encode()
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        text = (self._held + data if self._held else data).replace(self._key, REDACTED)
+        held = _partial_key_at_end(text, self._key)
+        self._held = text[len(text) - held :] if held else b""
+        return text[: len(text) - held]
+
+    def close(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
+
+
+def _partial_key_at_end(text: bytes, key: bytes) -> int:
+    """Length of the longest end of `text` that is a proper beginning of `key`."""
+    start = max(0, len(text) - len(key) + 1)
+    while (start := text.find(key[:1], start)) != -1:
+        if key.startswith(text[start:]):
+            return len(text) - start
+        start += 1
+    return 0
 
 
 def relayable(headers: HTTPHeaders, drop: frozenset[str]) -> Iterable[tuple[str, str]]:

@@ -16,8 +16,10 @@ from ops import metrics
 
 STARTED = time.time()
 # Clients choose provider/model names freely; past this many distinct names, the rest are
-# counted together as "other" so that neither /statsz nor /metrics grows without bound.
+# counted together as "other", and each name is cut to MAX_LABEL_LENGTH characters, so that
+# neither /statsz nor /metrics grows without bound.
 MAX_MODEL_LABELS = 256
+MAX_LABEL_LENGTH = 256
 OTHER = "other"
 _LATENCY_SAMPLES = 1024
 
@@ -63,7 +65,8 @@ _by_key: dict[str, Counters] = {}
 
 
 def model_label(name: str) -> str:
-    """`name`, or 'other' once the set of names seen is full."""
+    """`name` (cut to MAX_LABEL_LENGTH), or 'other' once the set of names seen is full."""
+    name = name[:MAX_LABEL_LENGTH]
     if name in _by_model or len(_by_model) < MAX_MODEL_LABELS:
         return name
     return OTHER

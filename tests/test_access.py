@@ -22,6 +22,7 @@ TOKENS = {
     "expired": "tok-expired-000000000008",
     "future": "tok-future-0000000000009",
     "hashed": "tok-hashed-0000000000010",
+    "user-embed": "tok-user-embed-000000011",
 }
 SECRETS = f"""
 client_token: {CLIENT_TOKEN}
@@ -36,6 +37,8 @@ api_keys:
   expired: {{token: {TOKENS['expired']}, roles: [user], expires_at: 2020-01-01T00:00:00Z}}
   future: {{token: {TOKENS['future']}, roles: [user], expires_at: 2099-01-01T00:00:00Z}}
   hashed: {{token_sha256: {hashlib.sha256(TOKENS['hashed'].encode()).hexdigest()}, roles: [user]}}
+  user-embed: {{token: {TOKENS['user-embed']}, roles: [user],
+               allowed_agents: [fast, text-embedding-3-small, mock/gpt-4o-mini]}}
 """
 
 CHAT_FAST = ("POST", "/v1/chat/completions", {"model": "fast", "messages": [{"role": "user", "content": "x"}]})
@@ -44,6 +47,11 @@ MESSAGES = ("POST", "/v1/messages", {"model": "fast", "max_tokens": 5, "messages
 MODELS = ("GET", "/v1/models", None)
 ONE_MODEL = ("GET", "/v1/models/fast", None)
 EMBED = ("POST", "/v1/embeddings", {"model": "text-embedding-3-small", "input": "x"})
+EMBED_DIRECT = ("POST", "/v1/embeddings", {"model": "mock/text-embedding-3-small", "input": "x"})
+RESPONSES = ("POST", "/v1/responses", {"model": "gpt-4o", "input": "x"})
+RESPONSES_DIRECT = ("POST", "/v1/responses", {"model": "mock/gpt-4o-mini", "input": "x"})
+RESPONSES_ODD = ("POST", "/v1/responses", {"model": 5, "input": "x"})
+STATS = ("GET", "/statsz", None)
 FILE = ("GET", "/v1/files/file-missing", None)
 PROXY = ("GET", "/proxy/mock/models", None)
 HEALTH = ("GET", "/healthz", None)
@@ -59,7 +67,13 @@ CASES = [
     ("user-any", PROXY, 403),  # passthrough is an admin route
     ("user-fast", CHAT_FAST, 200), ("user-fast", MESSAGES, 200),
     ("user-fast", CHAT_DIRECT, 403),  # agent scope: no direct provider/model
-    ("user-fast", EMBED, 200),  # agent scope applies to chat routes only
+    # agent scope applies to forward routes too: the body's model, exactly as listed
+    ("user-fast", EMBED, 403), ("user-fast", RESPONSES, 403), ("user-fast", RESPONSES_ODD, 403),
+    ("user-fast", FILE, 404),  # no model in the request: not model-scoped
+    ("user-any", RESPONSES_ODD, 200),  # unscoped keys: the provider judges the body
+    ("user-embed", EMBED, 200), ("user-embed", EMBED_DIRECT, 403), ("user-embed", RESPONSES, 403),
+    ("user-embed", RESPONSES_DIRECT, 200), ("user-embed", CHAT_DIRECT, 200), ("user-embed", CHAT_FAST, 200),
+    ("admin-key", STATS, 200), ("user-any", STATS, 403), ("reader", STATS, 403), ("missing", STATS, 401),
     ("reader", MODELS, 200), ("reader", ONE_MODEL, 200), ("reader", FILE, 404),
     ("reader", CHAT_FAST, 403), ("reader", EMBED, 403), ("reader", PROXY, 403),
     ("chat-only", CHAT_FAST, 200), ("chat-only", MODELS, 403), ("chat-only", EMBED, 403),
@@ -141,3 +155,24 @@ def test_keys_reload_with_sighup(rbac_gateway: Gateway) -> None:
     finally:
         secrets.write_text(original)
         rbac_gateway.signal(signal.SIGHUP)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model": "text-embedding-3-small", "input": "x", "model": "gpt-4o"}',  # the last one counts
+    b' \n {"model": "gpt-4o", "input": "x"}',  # whitespace before the object
+])
+def test_forward_model_scope_cannot_be_dodged(rbac_gateway: Gateway, body: bytes) -> None:
+    headers = {"Authorization": f"Bearer {TOKENS['user-embed']}"}
+    status, _, answer = rbac_gateway.request("POST", "/v1/embeddings", body, headers)
+    assert status == 403 and json.loads(answer)["error"]["code"] == "agent_not_allowed"
+
+
+def test_forward_sends_the_model_it_checked(rbac_gateway: Gateway, mock: Mock) -> None:
+    """With two `model` keys, the provider gets exactly the one the scope was checked against."""
+    mock.clear()
+    body = b'{"model": "gpt-4o", "input": "x", "model": "text-embedding-3-small"}'
+    headers = {"Authorization": f"Bearer {TOKENS['user-embed']}"}
+    status, _, answer = rbac_gateway.request("POST", "/v1/embeddings", body, headers)
+    assert status == 200, answer
+    sent = [r for r in mock.requests() if r["path"] == "/v1/embeddings"][-1]
+    assert json.loads(sent["body"]) == {"model": "text-embedding-3-small", "input": "x"}

@@ -1,4 +1,4 @@
-"""/healthz, /metrics and /statsz: open, and counting what happened."""
+"""/healthz and /metrics (open), /statsz (admin): counting what happened."""
 
 from __future__ import annotations
 
@@ -41,9 +41,14 @@ def test_metrics_count_upstream_errors_by_kind(gateway: Gateway) -> None:
 
 def test_statsz_reports_models_and_uptime(gateway: Gateway) -> None:
     gateway.openai().chat.completions.create(model="fast", messages=MESSAGES)
-    status, _, body = gateway.request("GET", "/statsz", headers={"Authorization": None})
+    status, _, body = gateway.request("GET", "/statsz")  # with the admin token
     stats = json.loads(body)
     assert status == 200 and stats["uptime_seconds"] > 0
     fast = stats["models"]["fast"]
     assert fast["requests"] >= 1 and fast["input_tokens"] >= 2 and fast["output_tokens"] >= 8
     assert "mock" in stats["config"]["providers"]
+
+
+def test_statsz_names_keys_so_it_is_admin_only_by_default(gateway: Gateway) -> None:
+    status, _, body = gateway.request("GET", "/statsz", headers={"Authorization": None})
+    assert status == 401 and b"keys" not in body
