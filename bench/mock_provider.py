@@ -17,7 +17,8 @@ model), e.g. ``gpt-delay-50-tools``:
 * ``delay-<ms>``  sleep between stream events (once before a non-stream reply);
   else header ``x-mock-delay-ms``; else ``--delay-ms``.
 * ``tools``       two parallel tool calls; ``thinking`` (Anthropic) a thinking block.
-* ``fault-<status>`` (400..599, e.g. 429 with ``Retry-After: 1``), ``fault-hang``,
+* ``fault-<status>`` (400..599, e.g. 429 with ``Retry-After: 1``; 401 quotes the key it
+  was sent, split across body chunks), ``fault-hang``,
   ``fault-cut``, ``fault-empty``, ``fault-slowheaders``, ``fault-streamerror``.
 
 Besides ``/v1/chat/completions``, ``/v1/messages`` and ``/v1/models`` it serves the
@@ -946,6 +947,35 @@ class _Base(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(self.error_body(status, message))
 
+    async def send_fault(self, status: int) -> None:
+        """A ``fault-<status>`` answer. 401 quotes the key it was sent, as a careless provider
+        would, in the body and in ``WWW-Authenticate``, and sends the body in three chunks
+        that split the key, so a relay must scrub across chunk boundaries."""
+        key = self.presented_key()
+        if status != 401 or not key:
+            self.send_api_error(status)
+            return
+        self.set_status(401, _REASONS.get(401))
+        self.set_header("Content-Type", "application/json")
+        self.set_header("WWW-Authenticate", f'Bearer error="invalid_token", error_description="{key}"')
+        body = self.error_body(401, f"Incorrect API key provided: {key}.")
+        middle = body.index(key.encode()) + len(key) // 2
+        for piece in (body[: middle - 3], body[middle - 3 : middle + 3]):
+            self.write(piece)
+            try:
+                await self.flush()
+            except StreamClosedError:
+                return
+            await asyncio.sleep(0.02)
+        self.finish(body[middle + 3 :])
+
+    def presented_key(self) -> str:
+        """The credential the caller sent (Bearer token or x-api-key), or ''."""
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return self.request.headers.get("x-api-key", "").strip()
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Tornado rejects an unparsable form body before prepare(): still log the request, and
         # say why (e.g. "Invalid body: ... no final boundary found") instead of "Bad Request".
@@ -993,7 +1023,7 @@ class _Base(tornado.web.RequestHandler):
                 return None
         status = b.fault_status
         if status is not None:
-            self.send_api_error(status)
+            await self.send_fault(status)
             return None
         if b.fault == "hang":
             await self._hang()
@@ -1100,7 +1130,7 @@ class _CompletionBase(_Base):
                 return
         status = b.fault_status
         if status is not None:
-            self.send_api_error(status)
+            await self.send_fault(status)
             return
         if b.fault == "hang":
             await self._hang()

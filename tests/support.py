@@ -172,5 +172,14 @@ class Gateway:
         finally:
             conn.close()
 
+    def raw(self, data: bytes) -> bytes:
+        """Send raw bytes (a request saying Connection: close) and read until the server closes."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(data)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received
+
     def metrics(self) -> str:
         return self.get("/metrics")[2].decode()

@@ -190,3 +190,40 @@ def test_new_endpoint_by_yaml_alone(fresh_gateway: Gateway) -> None:
         model="whisper-1", file=("fr.mp3", io.BytesIO(b"bonjour" * 100), "audio/mpeg")
     )
     assert "700" in answer.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/batches/abc#/cancel", "/v1/batches/abc%23/cancel", "/v1/batches/abc%3Fx=1/cancel",
+     "/v1/batches/abc%0d%0aX:%20y/cancel", "/v1/batches/%252e%252e/cancel", "/v1/batches/%2e%2e/cancel"],
+    ids=["hash", "encoded-hash", "encoded-question-mark", "crlf", "double-encoded-dots", "dots"],
+)
+def test_a_parameter_that_would_cut_or_leave_the_endpoint_is_refused(
+    gateway: Gateway, mock: Mock, path: str
+) -> None:
+    """`abc#/cancel` used to reach the provider as POST /batches/abc, around allowed_endpoints."""
+    mock.clear()
+    status, _, answer = gateway.request("POST", path, b"{}")
+    assert status == 400 and json.loads(answer)["error"]["code"] == "bad_path", answer
+    assert mock.requests() == [], "nothing reached the provider"
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "sent_path", "sent_query"),
+    [
+        (b"/v1/files/file-\xc3\xa9?purpose=\xc3\xa9", "/v1/files/file-%C3%A9", "purpose=%C3%A9"),
+        (b"/v1/files/file-\xff?purpose=\xfe", "/v1/files/file-%FF", "purpose=%FE"),
+        (b"/v1/files/a%2Fb%20c", "/v1/files/a%2Fb%20c", ""),
+        (b"/v1/files/a+b:c@d", "/v1/files/a+b:c@d", ""),
+    ],
+    ids=["utf-8", "invalid-bytes", "encoded-slash-and-space", "sub-delimiters"],
+)
+def test_parameters_and_query_are_percent_encoded(
+    gateway: Gateway, mock: Mock, raw_path: bytes, sent_path: str, sent_query: str
+) -> None:
+    mock.clear()
+    answer = gateway.raw(b"GET " + raw_path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                          + f"Authorization: Bearer {CLIENT_TOKEN}\r\n\r\n".encode())
+    assert answer.split(b" ", 2)[1] in (b"400", b"404"), answer  # the mock's verdict, relayed
+    sent = _last(mock, sent_path)
+    assert sent["query"] == sent_query

@@ -67,6 +67,10 @@ def test_unknown_provider_is_404(gateway: Gateway) -> None:
         "/proxy/mock/./models",
         "/proxy/mock/models%00.json",
         "/proxy/mock/models%0d%0aHost:%20evil",
+        "/proxy/mock/models#/../admin",
+        "/proxy/mock/models%23/x",
+        "/proxy/mock/models%3F/x",
+        "/proxy/mock/models%2523",
     ],
 )
 def test_traversal_and_host_switching_are_refused(gateway: Gateway, mock: Mock, path: str) -> None:
@@ -80,3 +84,33 @@ def test_traversal_and_host_switching_are_refused(gateway: Gateway, mock: Mock, 
 def test_passthrough_requires_auth(gateway: Gateway) -> None:
     status, _, _ = gateway.request("GET", "/proxy/mock/models", headers={"Authorization": None})
     assert status == 401
+
+
+def test_a_provider_quoting_its_key_is_scrubbed(gateway: Gateway) -> None:
+    """The mock's 401 quotes the key it got, in a header and in a body whose chunks split it."""
+    body = json.dumps({"model": "fault-401", "messages": [{"role": "user", "content": "x"}]}).encode()
+    status, headers, raw = gateway.request("POST", "/proxy/mock/chat/completions", body)
+    assert status == 401
+    assert PROVIDER_KEY not in raw.decode() and PROVIDER_KEY not in json.dumps(headers)
+    assert json.loads(raw)["error"]["message"] == "Incorrect API key provided: [redacted]."
+    assert headers["www-authenticate"].endswith('error_description="[redacted]"')
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "sent_path", "sent_query"),
+    [
+        (b"/proxy/mock/models/gpt-\xc3\xa9?q=\xc3\xa9", "/v1/models/gpt-%C3%A9", "q=%C3%A9"),
+        (b"/proxy/mock/models/gpt-\xff\xfe?q=\xff%20x#y", "/v1/models/gpt-%FF%FE", "q=%FF%20x%23y"),
+        (b"/proxy/mock/models/a%2Fb%C3%A9?q=%C3%A9", "/v1/models/a%2Fb%C3%A9", "q=%C3%A9"),
+    ],
+    ids=["utf-8", "invalid-bytes", "already-encoded"],
+)
+def test_raw_non_ascii_bytes_are_percent_encoded(
+    gateway: Gateway, mock: Mock, raw_path: bytes, sent_path: str, sent_query: str
+) -> None:
+    mock.clear()
+    answer = gateway.raw(b"GET " + raw_path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                          + f"Authorization: Bearer {CLIENT_TOKEN}\r\n\r\n".encode())
+    assert answer.split(b" ", 2)[1] in (b"200", b"400"), answer  # the mock's own verdict, relayed
+    sent = mock.requests()[-1]
+    assert (sent["path"], sent["query"]) == (sent_path, sent_query)
