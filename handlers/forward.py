@@ -104,10 +104,18 @@ class ForwardHandler(GatewayHandler):
         self.model_label = stats.model_label(model)
         name, slash, upstream_model = model.partition("/")
         provider = self.table.providers.get(name) if slash else None
-        if provider is None or provider.format != self.route.ingress or not upstream_model:
-            return self.route.providers, (orjson.dumps(document) if restricted else body)
-        document["model"] = upstream_model
-        return (provider,), orjson.dumps(document)
+        candidates: tuple[Provider, ...]
+        if provider is not None and provider.format == self.route.ingress and upstream_model:
+            candidates, document["model"] = (provider,), upstream_model
+        elif restricted:
+            candidates = self.route.providers
+        else:
+            return self.route.providers, body
+        try:
+            return candidates, orjson.dumps(document)
+        except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes
+            self.fail(400, f"request body cannot be relayed: {exc}")
+            return None
 
     async def _try(
         self, provider: Provider, params: Mapping[str, str], body: bytes | BodyPipe | None, may_retry: bool

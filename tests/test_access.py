@@ -176,3 +176,12 @@ def test_forward_sends_the_model_it_checked(rbac_gateway: Gateway, mock: Mock) -
     assert status == 200, answer
     sent = [r for r in mock.requests() if r["path"] == "/v1/embeddings"][-1]
     assert json.loads(sent["body"]) == {"model": "text-embedding-3-small", "input": "x"}
+
+
+def test_a_scoped_key_with_a_deeply_nested_body_gets_400(rbac_gateway: Gateway) -> None:
+    """The checked document is what is sent on: one orjson reads but cannot write is a 400."""
+    body = b'{"model": "text-embedding-3-small", "input": ' + b"[" * 300 + b"]" * 300 + b"}"
+    headers = {"Authorization": f"Bearer {TOKENS['user-embed']}"}
+    status, _, answer = rbac_gateway.request("POST", "/v1/embeddings", body, headers)
+    assert status == 400, answer
+    assert "Traceback" not in rbac_gateway.log()
