@@ -1,17 +1,28 @@
 """Chat request bodies between OpenAI chat completions and Anthropic Messages.
 
 Only fields with a counterpart are carried; anything else is dropped rather than
-forwarded to a provider that would reject it. A request that cannot be expressed
-in the other format raises ValueError with a message fit for a 400 answer.
+forwarded to a provider that would reject it. A carried field of the wrong type, or a
+request that cannot be expressed in the other format, raises ValueError with a message
+fit for a 400 answer: nothing the client asked for is dropped silently.
+
+Structured output: OpenAI's `response_format` json_schema and Anthropic's
+`output_config.format` map onto each other. OpenAI's json_object (JSON without a
+schema) has no Anthropic counterpart and is refused.
+
+Extended thinking in a tool loop: Anthropic refuses a request with thinking enabled
+when the final assistant turn calls tools without opening with the signed thinking
+block it issued. OpenAI clients get those blocks as `thinking_blocks` on a buffered
+answer's message and may send them back on that assistant message; they are restored
+ahead of its tool calls. When that final turn lacks them (a streamed answer, or a
+client that keeps only standard fields), thinking is left off for that one request.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from converters.chat_mapping import anthropic_tool_id, parse_arguments
+from converters.encoding import encode
 
 # Anthropic requires max_tokens; OpenAI clients often leave it out.
 DEFAULT_MAX_TOKENS = 4096
@@ -24,6 +35,9 @@ EFFORT_BUDGETS: dict[str, int] = {
 _BUDGET_EFFORTS = ((4096, "low"), (16384, "medium"))
 # Anthropic output_config.effort -> the levels OpenAI-compatible providers all know.
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+_THINKING_KINDS = ("thinking", "redacted_thinking")
+# The name OpenAI requires for a json_schema response format; Anthropic's has none.
+_SCHEMA_NAME = "response"
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 # OpenAI tool messages have no error flag: an Anthropic tool_result with is_error becomes
@@ -38,7 +52,7 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("'messages' must be a list")
     if doc.get("n") not in (None, 1):
         raise ValueError("'n' other than 1 cannot be served by an Anthropic provider")
-    system, turns = _anthropic_turns(messages)
+    system, turns, carries_thinking = _anthropic_turns(messages)
     out: dict[str, Any] = {}
     if "model" in doc:
         out["model"] = doc["model"]
@@ -53,28 +67,32 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
     stop = _stop_sequences(doc.get("stop"))
     if stop:
         out["stop_sequences"] = stop
-    user = doc.get("user") or doc.get("safety_identifier")
-    if isinstance(user, str) and user:
+    user = _field(doc, "user", str, "a string") or _field(doc, "safety_identifier", str, "a string")
+    if user:
         out["metadata"] = {"user_id": user}
-    if doc.get("stream") is True:
+    if _field(doc, "stream", bool, "a boolean"):
         out["stream"] = True
-    tools = doc.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise ValueError("'tools' must be a list")
+    tools = _field(doc, "tools", list, "a list")
+    choice = _anthropic_tool_choice(doc.get("tool_choice"))
+    parallel = _field(doc, "parallel_tool_calls", bool, "a boolean")
     forced = False
     if tools:
         out["tools"] = [_anthropic_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
-        choice = _anthropic_tool_choice(doc.get("tool_choice"))
-        if doc.get("parallel_tool_calls") is False:
+        if parallel is False:
             choice = choice or {"type": "auto"}
             if choice["type"] != "none":
                 choice["disable_parallel_tool_use"] = True
         if choice:
             out["tool_choice"] = choice
             forced = choice["type"] in ("any", "tool")
+    output_format = _anthropic_output_format(doc.get("response_format"))
+    if output_format:
+        out["output_config"] = {"format": output_format}
     # Anthropic refuses thinking with a forced tool choice (thinking gives way), and
     # temperature or top_p with thinking (they give way).
-    budget = 0 if forced else _thinking_budget(doc.get("reasoning_effort"))
+    budget = _thinking_budget(doc.get("reasoning_effort"))
+    if forced or not _thinking_fits(turns):
+        budget = 0
     if budget and limit is None:
         limit = DEFAULT_MAX_TOKENS + budget  # the default answer room stays on top of the thinking
     elif budget:
@@ -90,6 +108,8 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
         out["temperature"] = min(temperature, 1.0)
     elif top_p is not None:
         out["top_p"] = top_p
+    if carries_thinking and not budget:
+        _drop_thinking(turns)  # thinking blocks without thinking enabled are refused
     return out
 
 
@@ -130,37 +150,46 @@ def anthropic_to_openai_request(doc: dict[str, Any]) -> dict[str, Any]:
     stop = _stop_sequences(doc.get("stop_sequences"))
     if stop:
         out["stop"] = stop
-    metadata = doc.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str) and metadata["user_id"]:
-        out["user"] = metadata["user_id"]
-    if doc.get("stream") is True:
+    metadata = _field(doc, "metadata", dict, "an object")
+    user = _field(metadata, "user_id", str, "a string", "metadata") if metadata else None
+    if user:
+        out["user"] = user
+    if _field(doc, "stream", bool, "a boolean"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}  # so usage reaches the converted stream
-    tools = doc.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise ValueError("'tools' must be a list")
+    tools = _field(doc, "tools", list, "a list")
+    choice = doc.get("tool_choice")
+    openai_choice = _openai_tool_choice(choice) if choice is not None else None
     if tools:
         out["tools"] = [_openai_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
-        choice = doc.get("tool_choice")
-        if choice is not None:
-            out["tool_choice"] = _openai_tool_choice(choice)
-            if choice.get("disable_parallel_tool_use") is True and choice.get("type") != "none":
+        if openai_choice is not None:
+            out["tool_choice"] = openai_choice
+            serial = _field(choice, "disable_parallel_tool_use", bool, "a boolean", "tool_choice")
+            if serial and openai_choice != "none":
                 out["parallel_tool_calls"] = False
-    effort = _reasoning_effort(doc.get("thinking"), doc.get("output_config"))
+    output_config = _field(doc, "output_config", dict, "an object") or {}
+    effort = _reasoning_effort(_field(doc, "thinking", dict, "an object"), output_config)
     if effort:
         out["reasoning_effort"] = effort
+    # output_format: the structured-outputs beta's name for output_config.format.
+    response_format = _openai_response_format(output_config.get("format") or doc.get("output_format"))
+    if response_format:
+        out["response_format"] = response_format
     return out
 
 
 # --- OpenAI -> Anthropic pieces ---------------------------------------------------------------
 
 
-def _anthropic_turns(messages: list[object]) -> tuple[str, list[dict[str, Any]]]:
-    """(system prompt, alternating turns). System and developer messages, wherever they
-    stand, join the system prompt; tool results become user turns; neighbours with the
-    same role merge, as Anthropic wants user and assistant to alternate."""
+def _anthropic_turns(messages: list[object]) -> tuple[str, list[dict[str, Any]], bool]:
+    """(system prompt, alternating turns, whether any turn carries thinking blocks).
+
+    System and developer messages, wherever they stand, join the system prompt; tool
+    results become user turns; neighbours with the same role merge, as Anthropic wants
+    user and assistant to alternate."""
     system: list[str] = []
     turns: list[dict[str, Any]] = []
+    carries_thinking = False
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
@@ -175,10 +204,11 @@ def _anthropic_turns(messages: list[object]) -> tuple[str, list[dict[str, Any]]]
             blocks = _anthropic_user_blocks(message.get("content"), where)
         elif role == "assistant":
             blocks = _anthropic_assistant_blocks(message, where)
+            carries_thinking = carries_thinking or (bool(blocks) and blocks[0]["type"] in _THINKING_KINDS)
         elif role == "tool":
             role, blocks = "user", [_anthropic_tool_result(message, where)]
         else:
-            raise ValueError(f"{where}: role {role!r} cannot be converted for an Anthropic provider")
+            raise ValueError(f"{where}: role {_shown(role)} cannot be converted for an Anthropic provider")
         if not blocks:
             continue
         if turns and turns[-1]["role"] == role:
@@ -191,7 +221,25 @@ def _anthropic_turns(messages: list[object]) -> tuple[str, list[dict[str, Any]]]
         blocks = turn["content"]
         if len(blocks) == 1 and blocks[0].keys() == {"type", "text"}:
             turn["content"] = blocks[0]["text"]
-    return "\n\n".join(system), turns
+    return "\n\n".join(system), turns, carries_thinking
+
+
+def _thinking_fits(turns: list[dict[str, Any]]) -> bool:
+    """Whether Anthropic would take thinking with these turns: the final assistant turn,
+    when it calls tools, must open with its thinking (or redacted_thinking) block."""
+    for turn in reversed(turns):
+        if turn["role"] == "assistant":
+            blocks = turn["content"]
+            if isinstance(blocks, str) or all(block["type"] != "tool_use" for block in blocks):
+                return True
+            return blocks[0]["type"] in _THINKING_KINDS
+    return True
+
+
+def _drop_thinking(turns: list[dict[str, Any]]) -> None:
+    for turn in turns:
+        if turn["role"] == "assistant" and isinstance(turn["content"], list):
+            turn["content"] = [block for block in turn["content"] if block["type"] not in _THINKING_KINDS]
 
 
 def _openai_text(content: object, where: str) -> str:
@@ -216,7 +264,7 @@ def _anthropic_user_blocks(content: object, where: str) -> list[dict[str, Any]]:
         elif kind == "file":
             blocks.append(_anthropic_document(part.get("file"), at))
         else:
-            raise ValueError(f"{at}: part type {kind!r} cannot be converted for an Anthropic provider")
+            raise ValueError(f"{at}: part type {_shown(kind)} cannot be converted for an Anthropic provider")
     return blocks
 
 
@@ -254,8 +302,10 @@ def _data_url(url: str, where: str) -> tuple[str, str]:
 
 
 def _anthropic_assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    """Text then tool_use blocks. reasoning_content is dropped: Anthropic accepts thinking
-    only with the signature it issued, which an OpenAI history does not carry."""
+    """Signed thinking (from `thinking_blocks`), text, then tool_use blocks. Bare
+    reasoning_content is dropped: Anthropic accepts thinking only with the signature it
+    issued. A turn with nothing but thinking is dropped whole."""
+    thinking = _signed_thinking(message.get("thinking_blocks"), f"{where}.thinking_blocks")
     content = message.get("content")
     blocks: list[dict[str, Any]] = []
     if isinstance(content, str):
@@ -281,12 +331,34 @@ def _anthropic_assistant_blocks(message: dict[str, Any], where: str) -> list[dic
             raise ValueError(f"{at}: only function tool calls can be converted")
         if not isinstance(call.get("id"), str) or not isinstance(function.get("name"), str):
             raise ValueError(f"{at} needs a string 'id' and 'function.name'")
+        arguments = function.get("arguments")
+        if arguments is not None and not isinstance(arguments, str | dict):
+            raise ValueError(f"{at}.function.arguments must be a JSON string")
         blocks.append({
             "type": "tool_use",
             "id": anthropic_tool_id(call["id"]),
             "name": function["name"],
-            "input": parse_arguments(function.get("arguments")),
+            "input": parse_arguments(arguments),
         })
+    return [*thinking, *blocks] if blocks else []
+
+
+def _signed_thinking(value: object, where: str) -> list[dict[str, Any]]:
+    """The thinking blocks an OpenAI client sends back as an answer gave them (signed)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{where} must be a list")
+    blocks = []
+    for j, block in enumerate(value):
+        kind = block.get("type") if isinstance(block, dict) else None
+        text, signature = (block.get("thinking"), block.get("signature")) if kind == "thinking" else (0, 0)
+        if isinstance(text, str) and isinstance(signature, str):
+            blocks.append({"type": "thinking", "thinking": text, "signature": signature})
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            blocks.append({"type": "redacted_thinking", "data": block["data"]})
+        else:
+            raise ValueError(f"{where}[{j}] must be a signed thinking block or a redacted_thinking block")
     return blocks
 
 
@@ -312,10 +384,11 @@ def _anthropic_tool(tool: object, where: str) -> dict[str, Any]:
     if not isinstance(function.get("name"), str):
         raise ValueError(f"{where}: function.name must be a string")
     out: dict[str, Any] = {"name": function["name"]}
-    if isinstance(function.get("description"), str):
-        out["description"] = function["description"]
-    parameters = function.get("parameters")
-    out["input_schema"] = parameters if isinstance(parameters, dict) else _EMPTY_SCHEMA
+    description = _field(function, "description", str, "a string", f"{where}.function")
+    if description is not None:
+        out["description"] = description
+    parameters = _field(function, "parameters", dict, "an object", f"{where}.function")
+    out["input_schema"] = _EMPTY_SCHEMA if parameters is None else parameters
     return out
 
 
@@ -336,9 +409,28 @@ def _anthropic_tool_choice(choice: object) -> dict[str, Any] | None:
 def _thinking_budget(effort: object) -> int:
     if effort is None or effort == "none":
         return 0
-    if effort not in EFFORT_BUDGETS:
+    if not isinstance(effort, str) or effort not in EFFORT_BUDGETS:
         raise ValueError(f"'reasoning_effort' must be one of none, {', '.join(EFFORT_BUDGETS)}")
     return EFFORT_BUDGETS[effort]
+
+
+def _anthropic_output_format(response_format: object) -> dict[str, Any] | None:
+    """Anthropic's output_config.format for OpenAI's response_format (None: free text)."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        raise ValueError("'response_format' json_object (JSON without a schema) cannot be served by an "
+                         "Anthropic provider: give a json_schema")
+    if kind == "json_schema":
+        spec = _field(response_format, "json_schema", dict, "an object", "response_format")
+        schema = _field(spec or {}, "schema", dict, "an object", "response_format.json_schema")
+        if schema is None:
+            raise ValueError("'response_format' json_schema needs a 'schema' for an Anthropic provider")
+        return {"type": "json_schema", "schema": schema}
+    raise ValueError("'response_format' must be an object of type text, json_object or json_schema")
 
 
 # --- Anthropic -> OpenAI pieces ---------------------------------------------------------------
@@ -394,7 +486,10 @@ def _openai_part(block: dict[str, Any], kind: object, where: str) -> dict[str, A
         if source.get("type") == "url" and isinstance(source.get("url"), str) and kind == "image":
             return {"type": "image_url", "image_url": {"url": source["url"]}}
         if source.get("type") == "base64" and isinstance(source.get("data"), str):
-            url = f"data:{source.get('media_type')};base64,{source['data']}"
+            media_type = source.get("media_type")
+            if not isinstance(media_type, str):
+                raise ValueError(f"{where}.source.media_type must be a string")
+            url = f"data:{media_type};base64,{source['data']}"
             if kind == "image":
                 return {"type": "image_url", "image_url": {"url": url}}
             title = block.get("title")
@@ -402,7 +497,7 @@ def _openai_part(block: dict[str, Any], kind: object, where: str) -> dict[str, A
             return {"type": "file", "file": {"file_data": url, "filename": name}}
         if source.get("type") == "text" and isinstance(source.get("data"), str):
             return {"type": "text", "text": source["data"]}
-    raise ValueError(f"{where}: block type {kind!r} cannot be converted for an OpenAI provider")
+    raise ValueError(f"{where}: block type {_shown(kind)} cannot be converted for an OpenAI provider")
 
 
 def _openai_tool_message(block: dict[str, Any], where: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -423,7 +518,7 @@ def _openai_tool_message(block: dict[str, Any], where: str, parts: list[dict[str
         text = "\n\n".join(texts)
     else:
         raise ValueError(f"{where}.content must be a string or a list of blocks")
-    if block.get("is_error") is True:
+    if _field(block, "is_error", bool, "a boolean", where):
         text = TOOL_ERROR_PREFIX + text
     return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
 
@@ -447,11 +542,12 @@ def _openai_assistant_message(content: object, where: str) -> dict[str, Any]:
         elif kind == "redacted_thinking":
             continue
         elif kind == "tool_use" and isinstance(block.get("id"), str) and isinstance(block.get("name"), str):
-            arguments = orjson.dumps(block.get("input") or {}).decode()
+            at = f"{where}.content[{j}]"
+            arguments = encode(_field(block, "input", dict, "an object", at) or {}, f"{at}.input").decode()
             calls.append({"id": block["id"], "type": "function",
                           "function": {"name": block["name"], "arguments": arguments}})
         else:
-            raise ValueError(f"{where}.content[{j}]: block type {kind!r} cannot be converted "
+            raise ValueError(f"{where}.content[{j}]: block type {_shown(kind)} cannot be converted "
                              "for an OpenAI provider")
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if thinking:
@@ -464,14 +560,15 @@ def _openai_assistant_message(content: object, where: str) -> dict[str, Any]:
 def _openai_tool(tool: object, where: str) -> dict[str, Any]:
     if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
         kind = tool.get("type") if isinstance(tool, dict) else None
-        raise ValueError(f"{where}: server tool {kind!r} cannot be served by an OpenAI provider")
+        raise ValueError(f"{where}: server tool {_shown(kind)} cannot be served by an OpenAI provider")
     if not isinstance(tool.get("name"), str):
         raise ValueError(f"{where}: 'name' must be a string")
     function: dict[str, Any] = {"name": tool["name"]}
-    if isinstance(tool.get("description"), str):
-        function["description"] = tool["description"]
-    schema = tool.get("input_schema")
-    function["parameters"] = schema if isinstance(schema, dict) else _EMPTY_SCHEMA
+    description = _field(tool, "description", str, "a string", where)
+    if description is not None:
+        function["description"] = description
+    schema = _field(tool, "input_schema", dict, "an object", where)
+    function["parameters"] = _EMPTY_SCHEMA if schema is None else schema
     return {"type": "function", "function": function}
 
 
@@ -486,17 +583,36 @@ def _openai_tool_choice(choice: object) -> str | dict[str, Any]:
     raise ValueError("'tool_choice' must be of type auto, any, none or tool (with a name)")
 
 
-def _reasoning_effort(thinking: object, output_config: object) -> str | None:
-    kind = thinking.get("type") if isinstance(thinking, dict) else None
+def _reasoning_effort(thinking: dict[str, Any] | None, output_config: dict[str, Any]) -> str | None:
+    """OpenAI's reasoning_effort for Anthropic's thinking config and output_config.effort."""
+    kind = thinking.get("type") if thinking is not None else None
+    if thinking is not None and kind not in ("enabled", "adaptive", "disabled"):
+        raise ValueError("'thinking.type' must be enabled, adaptive or disabled")
+    effort = output_config.get("effort")
+    if effort is not None and (not isinstance(effort, str) or effort not in _EFFORTS):
+        raise ValueError(f"'output_config.effort' must be one of {', '.join(_EFFORTS)}")
+    budget = thinking.get("budget_tokens") if kind == "enabled" else None
+    if kind == "enabled" and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
+        raise ValueError("'thinking.budget_tokens' must be a positive integer")
     if kind == "disabled":
         return None
-    effort = output_config.get("effort") if isinstance(output_config, dict) else None
-    if effort in _EFFORTS:
+    if effort is not None:
         return _EFFORTS[effort]
-    budget = thinking.get("budget_tokens") if kind == "enabled" else None
-    if not isinstance(budget, int):
+    if budget is None:
         return None
     return next((name for limit, name in _BUDGET_EFFORTS if budget < limit), "high")
+
+
+def _openai_response_format(output_format: object) -> dict[str, Any] | None:
+    """OpenAI's response_format for Anthropic's output_config.format (None: free text)."""
+    if output_format is None:
+        return None
+    kind = output_format.get("type") if isinstance(output_format, dict) else None
+    schema = output_format.get("schema") if kind == "json_schema" else None
+    if not isinstance(schema, dict):
+        raise ValueError("'output_config.format' must be of type json_schema, with a 'schema' object")
+    # Anthropic's structured outputs always hold to the schema: strict is OpenAI's equivalent.
+    return {"type": "json_schema", "json_schema": {"name": _SCHEMA_NAME, "schema": schema, "strict": True}}
 
 
 # --- shared -----------------------------------------------------------------------------------
@@ -510,6 +626,20 @@ def _stop_sequences(stop: object) -> list[str]:
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise ValueError("stop sequences must be a string or a list of strings")
     return [s for s in stop if s]
+
+
+def _field(holder: dict[str, Any], key: str, kind: type, wording: str, where: str = "") -> Any:
+    """holder[key], None when absent or null; ValueError when it is not of `kind`."""
+    value = holder.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise ValueError(f"{where}.{key} must be {wording}" if where else f"'{key}' must be {wording}")
+    return value
+
+
+def _shown(value: object) -> str:
+    """A client value quoted in an error message, cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _number(doc: dict[str, Any], key: str) -> float | None:

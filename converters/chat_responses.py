@@ -2,15 +2,15 @@
 
 The answer names the model the client asked for (ctx.model), not the provider's.
 Both directions keep the content order a stream would give: thinking, text, tool calls.
-An answer that is not a JSON object raises ValueError.
+Anthropic's signed thinking blocks also reach OpenAI clients whole, as the message's
+`thinking_blocks`, so that a tool loop can send them back (see chat_requests).
+An answer that is not a JSON object, or that cannot be re-encoded, raises ValueError.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
-
-import orjson
 
 from converters.base import Context
 from converters.chat_mapping import (
@@ -23,6 +23,7 @@ from converters.chat_mapping import (
     stop_reason,
     take_openai_usage,
 )
+from converters.encoding import encode
 from converters.usage import Usage
 
 
@@ -33,6 +34,7 @@ def anthropic_to_openai_response(doc: dict[str, Any], ctx: Context,
         raise ValueError("the Anthropic answer is not a JSON object")
     texts: list[str] = []
     thinking: list[str] = []
+    signed: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     for block in doc.get("content") or ():
         kind = block.get("type") if isinstance(block, dict) else None
@@ -40,16 +42,22 @@ def anthropic_to_openai_response(doc: dict[str, Any], ctx: Context,
             texts.append(block.get("text") or "")
         elif kind == "thinking":
             thinking.append(block.get("thinking") or "")
+            signature = block.get("signature") or ""
+            signed.append({"type": "thinking", "thinking": thinking[-1], "signature": signature})
+        elif kind == "redacted_thinking":
+            signed.append({"type": "redacted_thinking", "data": block.get("data") or ""})
         elif kind == "tool_use":
             calls.append({
                 "id": block.get("id") or f"toolu_{len(calls)}",
                 "type": "function",
                 "function": {"name": block.get("name") or "",
-                             "arguments": orjson.dumps(block.get("input") or {}).decode()},
+                             "arguments": encode(block.get("input") or {}, "a tool call's input").decode()},
             })
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if thinking:
         message["reasoning_content"] = "".join(thinking)
+    if signed:
+        message["thinking_blocks"] = signed
     if calls:
         message["tool_calls"] = calls
     usage = Usage()

@@ -125,7 +125,7 @@ OPENAI_TO_ANTHROPIC_REQUESTS: list[tuple[str, dict[str, Any], dict[str, Any]]] =
     ("sampling, limits, stop, user, stream; unknown fields dropped",
      {"messages": [USER], "max_completion_tokens": 300, "max_tokens": 999, "temperature": 1.7, "top_p": 0.5,
       "stop": "END", "user": "u-42", "stream": True, "stream_options": {"include_usage": True},
-      "frequency_penalty": 1, "seed": 3, "logprobs": True, "response_format": {"type": "json_object"}},
+      "frequency_penalty": 1, "seed": 3, "logprobs": True, "response_format": {"type": "text"}},
      {"messages": [USER], "max_tokens": 300, "temperature": 1.0, "stop_sequences": ["END"],
       "metadata": {"user_id": "u-42"}, "stream": True}),
     ("max_tokens, top_p alone, list of stops",
@@ -404,6 +404,8 @@ def test_anthropic_message_to_chat_completion() -> None:
         "id": "msg_01", "object": "chat.completion", "created": CREATED, "model": MODEL,
         "choices": [{"index": 0, "logprobs": None, "finish_reason": "tool_calls", "message": {
             "role": "assistant", "content": "Checking both.", "reasoning_content": "Two cities.",
+            "thinking_blocks": [{"type": "thinking", "thinking": "Two cities.", "signature": "sig"},
+                                {"type": "redacted_thinking", "data": "opaque"}],
             "tool_calls": [
                 {"id": "toolu_A", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
                 {"id": "toolu_B", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]}}],
