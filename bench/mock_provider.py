@@ -20,6 +20,11 @@ model), e.g. ``gpt-delay-50-tools``:
 * ``fault-<status>`` (400..599, e.g. 429 with ``Retry-After: 1``; 401 quotes the key it
   was sent, split across body chunks), ``fault-hang``,
   ``fault-cut``, ``fault-empty``, ``fault-slowheaders``, ``fault-streamerror``.
+  An OpenAI ``fault-400`` is a context-length refusal (``code: context_length_exceeded``,
+  ``param: messages``); an Anthropic ``fault-402`` is a ``billing_error``.
+
+``/v1/messages`` refuses (400, as Anthropic does) thinking enabled while the final
+assistant turn calls tools without opening with its thinking block.
 
 Besides ``/v1/chat/completions``, ``/v1/messages`` and ``/v1/models`` it serves the
 OpenAI extension endpoints so each can be tested end to end through the gateway:
@@ -117,6 +122,7 @@ _OPENAI_ERRORS: dict[int, tuple[str, str]] = {
 _ANTHROPIC_ERRORS: dict[int, str] = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
@@ -370,8 +376,11 @@ def openai_error(status: int, message: str | None = None) -> bytes:
     etype, code = _OPENAI_ERRORS.get(
         status, ("invalid_request_error", "error") if status < 500 else ("server_error", "error")
     )
+    param = None
+    if message is None and status == 400:  # the fault clients branch on most: a prompt too long
+        code, param = "context_length_exceeded", "messages"
     msg = message or f"mock fault: HTTP {status}"
-    return orjson.dumps({"error": {"message": msg, "type": etype, "param": None, "code": code}})
+    return orjson.dumps({"error": {"message": msg, "type": etype, "param": param, "code": code}})
 
 
 # --------------------------------------------------------------------------- Anthropic format
@@ -1110,6 +1119,10 @@ class _CompletionBase(_Base):
     def render_stream(self, plan: Plan, model: str, n: int, req: dict[str, Any]) -> list[bytes]:
         raise NotImplementedError
 
+    def refusal(self, req: dict[str, Any]) -> str | None:
+        """Why the real API would refuse this well-formed request, if it would."""
+        return None
+
     async def post(self) -> None:
         # Kept inline rather than via json_body()/gate(): this is the benchmark's hot path.
         try:
@@ -1138,6 +1151,10 @@ class _CompletionBase(_Base):
         if b.fault == "empty":
             self.set_header("Content-Type", "application/json")
             self.finish()
+            return
+        refusal = self.refusal(req)
+        if refusal is not None:
+            self.send_api_error(400, refusal)
             return
         plan = make_plan(req, model, b, self.anthropic)
         n = next(_ids)
@@ -1173,6 +1190,26 @@ class MessagesHandler(_CompletionBase):
 
     def render_stream(self, plan: Plan, model: str, n: int, req: dict[str, Any]) -> list[bytes]:
         return anthropic_events(plan, model, n)
+
+    def refusal(self, req: dict[str, Any]) -> str | None:
+        """Anthropic's rule for thinking in a tool loop: the final assistant turn, when it
+        calls tools, must open with its thinking (or redacted_thinking) block."""
+        thinking = req.get("thinking")
+        if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
+            return None
+        messages = req.get("messages") if isinstance(req.get("messages"), list) else []
+        for i in range(len(messages) - 1, -1, -1):
+            turn = messages[i]
+            if not isinstance(turn, dict) or turn.get("role") != "assistant":
+                continue
+            blocks = turn.get("content") if isinstance(turn.get("content"), list) else []
+            kinds = [b.get("type") for b in blocks if isinstance(b, dict)]
+            if "tool_use" in kinds and kinds[0] not in ("thinking", "redacted_thinking"):
+                return (f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but "
+                        f"found `{kinds[0]}`. When `thinking` is enabled, a final `assistant` message "
+                        "must start with a thinking block")
+            return None
+        return None
 
     def stream_error_event(self) -> bytes:
         return b"event: error\ndata: " + anthropic_error(529, "Overloaded") + b"\n\n"

@@ -172,7 +172,10 @@ def anthropic_to_openai_request(doc: dict[str, Any]) -> dict[str, Any]:
     if effort:
         out["reasoning_effort"] = effort
     # output_format: the structured-outputs beta's name for output_config.format.
-    response_format = _openai_response_format(output_config.get("format") or doc.get("output_format"))
+    output_format = output_config.get("format")
+    if output_format is None:
+        output_format = doc.get("output_format")
+    response_format = _openai_response_format(output_format)
     if response_format:
         out["response_format"] = response_format
     return out

@@ -207,9 +207,18 @@ class GatewayHandler(RequestHandler):
             metrics.FIRST_BYTE_SECONDS.labels(route=self.route.match).observe(self.ttfb)
 
     def fail(
-        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        kind: str | None = None,
+        param: str | None = None,
     ) -> None:
-        """Answer with an error in the route's client format and end the request."""
+        """Answer with an error in the route's client format and end the request.
+
+        `kind` and `param` carry a provider's own error type and parameter through.
+        """
         if self._finished:
             return
         self.clear()
@@ -218,7 +227,7 @@ class GatewayHandler(RequestHandler):
         for name, value in (headers or {}).items():
             self.set_header(name, value)
         self.set_header("Content-Type", "application/json")
-        self.finish(error_body(self.route.ingress, status, message, code))
+        self.finish(error_body(self.route.ingress, status, message, code, kind, param))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Tornado's own errors (and unexpected exceptions) in the client's shape, no traceback."""

@@ -16,11 +16,12 @@ import orjson
 from tornado.httpclient import HTTPResponse
 
 from converters.base import Chain, Context
+from converters.encoding import encode
 from converters.translation import TRANSLATIONS, Translation
 from converters.usage import Usage
 from dsl.table import Target
 from handlers.base import GatewayHandler
-from handlers.errors import stream_error_event, upstream_message
+from handlers.errors import UpstreamError, stream_error_event, upstream_error
 from handlers.relay import RETRYABLE_STATUS, Exchange
 from ops import metrics, stats
 from upstream.client import error_kind
@@ -28,6 +29,9 @@ from upstream.client import error_kind
 log = logging.getLogger("gateway.chat")
 
 _MAX_ERROR_BODY = 64 * 1024
+# More entries than any real conversation has; past it a request is refused before any
+# walk over its messages (a million of them would hold the event loop for seconds).
+MAX_MESSAGES = 100_000
 
 
 @dataclass(slots=True)
@@ -39,6 +43,7 @@ class Failure:
     kind: str
     message: str
     retry_after: str | None = None
+    upstream: UpstreamError | None = None  # the provider's own error, when it answered with one
 
     @property
     def retryable(self) -> bool:
@@ -108,9 +113,9 @@ class ChatHandler(GatewayHandler):
         context = Context(document, self.requested_model)
         try:
             upstream_document = translation.request(document) if translation.request else document
+            upstream_body = encode({**upstream_document, "model": target.model}, "the request")
         except ValueError as exc:
             return Failure(target, 400, "invalid_request", str(exc))
-        upstream_document = {**upstream_document, "model": target.model}
         chain = chain_plan.build(context)
         buffered: list[bytes] = []
         size = 0
@@ -140,7 +145,7 @@ class ChatHandler(GatewayHandler):
             provider,
             provider.url_for(translation.endpoint),
             "POST",
-            orjson.dumps(upstream_document),
+            upstream_body,
             self._upstream_headers(provider.format),
         )
         metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
@@ -199,7 +204,7 @@ class ChatHandler(GatewayHandler):
             usage = translation.usage(body)
             if translation.response is not None:
                 try:
-                    body = orjson.dumps(translation.response(orjson.loads(body), context))
+                    body = encode(translation.response(orjson.loads(body), context), "the answer")
                 except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
                     return Failure(target, 502, "bad_upstream_body", f"unusable answer: {exc}")
             self.set_status(status)
@@ -208,21 +213,27 @@ class ChatHandler(GatewayHandler):
             self.record_usage(usage)
             self.finish(body)
             return None
-        message = target.provider.scrub(upstream_message(body) or f"upstream answered HTTP {status}")
-        return Failure(target, status, error_kind(response), message, exchange.headers.get("Retry-After"))
+        error = upstream_error(body, target.provider.scrub)
+        message = error.message or f"upstream answered HTTP {status}"
+        retry_after = exchange.headers.get("Retry-After")
+        return Failure(target, status, error_kind(response), message, retry_after, error)
 
     def _fail_all(self, failures: list[Failure]) -> None:
         last = failures[-1]
         where = f"{last.target.label}: {last.message}"
         if len(failures) > 1:
             where = f"all {len(failures)} targets failed; last {where}"
-        if last.status == 429:
-            headers = {"Retry-After": last.retry_after} if last.retry_after else None
-            status = 429
-        elif last.status in (401, 403):
+        upstream = last.upstream
+        if last.status in (401, 403):
             # The provider's message may quote (part of) the gateway's key: not repeated.
             status, headers = 502, None
             where = f"{last.target.provider.name} rejected the gateway's credentials (HTTP {last.status})"
+        elif 400 <= last.status < 500 and upstream is not None:
+            # The provider's answer to the request itself, as it gave it: clients branch on
+            # its type, code and param (e.g. context_length_exceeded).
+            retry = {"Retry-After": last.retry_after} if last.status == 429 and last.retry_after else None
+            return self.fail(last.status, upstream.message or where, upstream.code, retry,
+                             upstream.type, upstream.param)
         elif 400 <= last.status < 500:
             status, headers = last.status, None
         elif last.kind == "timeout":
@@ -253,6 +264,8 @@ def shape_problem(document: dict) -> str | None:
     messages = document.get("messages")
     if not isinstance(messages, list) or not messages:
         return "'messages' must be a non-empty list"
+    if len(messages) > MAX_MESSAGES:
+        return f"'messages' holds {len(messages)} entries; at most {MAX_MESSAGES} are accepted"
     if not all(isinstance(m, dict) for m in messages):
         return "every entry of 'messages' must be an object"
     for name, kind, wording in _TYPED_FIELDS:

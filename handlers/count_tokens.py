@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from converters.encoding import encode
 from handlers.forward import ForwardHandler
 
 _CHARS_PER_TOKEN = 4
@@ -27,6 +28,10 @@ class CountTokensHandler(ForwardHandler):
             return self.fail(400, f"request body is not valid JSON: {exc.args[0]}")
         if not isinstance(document, dict) or not isinstance(document.get("messages"), list):
             return self.fail(400, "'messages' is required and must be a list")
+        try:
+            encode(document, "the request body")  # bounds the nesting _texts walks
+        except ValueError as exc:
+            return self.fail(400, str(exc), "invalid_request")
         characters = sum(len(text) for text in _texts(document.get("system")))
         characters += sum(len(text) for text in _texts(document["messages"]))
         if document.get("tools"):

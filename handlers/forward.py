@@ -18,11 +18,12 @@ import orjson
 from tornado.httpclient import HTTPResponse
 from tornado.web import stream_request_body
 
+from converters.encoding import encode
 from converters.sse import SSEFramer
 from converters.usage import usage_from_tail
 from dsl.table import Provider
 from handlers.base import GatewayHandler
-from handlers.errors import stream_error_event, upstream_message
+from handlers.errors import stream_error_event, upstream_error
 from handlers.relay import CLIENT_PRIVATE, RETRYABLE_STATUS, Exchange, KeyScrubber, relayable
 from handlers.upstream_url import encode_parameter, encode_query, unsafe_path
 from ops import metrics, stats
@@ -112,9 +113,9 @@ class ForwardHandler(GatewayHandler):
         else:
             return self.route.providers, body
         try:
-            return candidates, orjson.dumps(document)
-        except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes
-            self.fail(400, f"request body cannot be relayed: {exc}")
+            return candidates, encode(document, "the request body")
+        except ValueError as exc:
+            self.fail(400, str(exc), "invalid_request")
             return None
 
     async def _try(
@@ -202,8 +203,9 @@ class ForwardHandler(GatewayHandler):
                 refused = f"{provider.name} rejected the gateway's credentials (HTTP {exchange.status})"
                 self.fail(502, refused, kind)
             elif exchange.status:
-                message = upstream_message(error_body) or f"upstream answered HTTP {exchange.status}"
-                self.fail(exchange.status, f"{provider.name}: {provider.scrub(message)}", kind)
+                message = upstream_error(error_body, provider.scrub).message
+                message = message or f"upstream answered HTTP {exchange.status}"
+                self.fail(exchange.status, f"{provider.name}: {message}", kind)
             else:
                 self.fail(504 if kind == "timeout" else 502, f"upstream {provider.name} failed: {kind}", kind)
             return True
