@@ -367,6 +367,44 @@ def test_unconvertible_requests_raise_value_error(convert: Callable[[dict], dict
     assert message in str(raised.value)
 
 
+# Any JSON value, weighted towards the words the converters look for.
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 70000) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["", "x", "auto", "none", "any", "required", "low", "high", "max", "text", "image",
+                       "image_url", "file", "json_schema", "json_object", "function", "tool", "tool_use",
+                       "tool_result", "thinking", "redacted_thinking", "enabled", "disabled", "adaptive",
+                       "user", "assistant", "system", "tool", "data:image/png;base64,AA==", "https://x/y"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["type", "text", "name", "role", "content", "id", "input", "arguments", "function",
+                         "schema", "json_schema", "format", "effort", "budget_tokens", "tool_calls",
+                         "tool_call_id", "tool_use_id", "thinking_blocks", "signature", "source", "url",
+                         "image_url", "media_type", "data", "is_error", "parameters", "input_schema",
+                         "description", "user_id", "disable_parallel_tool_use"]),
+        inner, max_size=4),
+    max_leaves=12,
+)
+REQUEST_KEYS = ["messages", "system", "tools", "tool_choice", "parallel_tool_calls", "reasoning_effort",
+                "response_format", "thinking", "output_config", "output_format", "metadata", "user", "stop",
+                "stop_sequences", "temperature", "top_p", "n", "max_tokens", "max_completion_tokens", "stream"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([openai_to_anthropic_request, anthropic_to_openai_request]),
+       st.dictionaries(st.sampled_from(REQUEST_KEYS), ANY_JSON, max_size=6),
+       st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "tool", "system"])},
+                                      optional={key: ANY_JSON for key in ("content", "tool_calls", "tool_call_id",
+                                                                          "thinking_blocks")}),
+                min_size=1, max_size=4))
+def test_any_request_converts_or_raises_value_error(convert: Callable[[dict], dict], fields: dict,
+                                                    messages: list) -> None:
+    """Whatever a client sends, conversion gives a request the gateway can encode, or a ValueError (a 400)."""
+    try:
+        out = convert({**fields, "messages": messages} if "messages" not in fields else fields)
+    except ValueError:
+        return
+    json.dumps(out)
+
+
 # --- buffered answers -------------------------------------------------------------------------
 
 ANTHROPIC_MESSAGE = {
