@@ -11,10 +11,11 @@ schema) has no Anthropic counterpart and is refused.
 
 Extended thinking in a tool loop: Anthropic refuses a request with thinking enabled
 when the final assistant turn calls tools without opening with the signed thinking
-block it issued. OpenAI clients get those blocks as `thinking_blocks` on a buffered
-answer's message and may send them back on that assistant message; they are restored
-ahead of its tool calls. When that final turn lacks them (a streamed answer, or a
-client that keeps only standard fields), thinking is left off for that one request.
+block it issued. OpenAI clients get those blocks as the answer message's
+`thinking_blocks` (streamed too, as indexed deltas SDK accumulators gather) and may
+send them back on that assistant message; they are restored ahead of its tool calls.
+When that final turn lacks them (a client that keeps only the standard fields),
+thinking is left off for that one request rather than the request being refused.
 """
 
 from __future__ import annotations

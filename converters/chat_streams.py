@@ -73,12 +73,14 @@ class AnthropicToOpenAIStream(_EventConversion):
     """Anthropic SSE events in, OpenAI chat.completion.chunk events out.
 
     Tool calls are numbered 0, 1, ... in the order their tool_use blocks start,
-    whatever the Anthropic block index. Thinking streams as `reasoning_content`;
-    signatures and redacted thinking have no OpenAI counterpart and are dropped.
+    whatever the Anthropic block index. Thinking streams as `reasoning_content`; once a
+    thinking block is signed (or a redacted one starts) it is sent whole as an entry of
+    `thinking_blocks`, indexed so that SDK stream accumulators gather them, for clients
+    to send back in a tool loop (see chat_requests).
     """
 
     __slots__ = ("usage", "_reader", "_model", "_created", "_include_usage", "_head", "_delta_head",
-                 "_tools", "_stop_reason", "_ended")
+                 "_tools", "_thinking", "_signed", "_stop_reason", "_ended")
 
     def __init__(self, ctx: Context, created: int | None = None) -> None:
         self.usage = Usage()
@@ -89,6 +91,8 @@ class AnthropicToOpenAIStream(_EventConversion):
         self._head = b""  # every chunk's bytes up to its choices, set when the stream starts
         self._delta_head = b""  # the same, on to the delta of choice 0
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self._thinking: dict[int, list[str]] = {}  # Anthropic block index -> thinking text so far
+        self._signed = 0  # thinking_blocks entries sent
         self._stop_reason: object = None
         self._ended = False
 
@@ -151,8 +155,13 @@ class AnthropicToOpenAIStream(_EventConversion):
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text" and block.get("text"):
             out.append(self._chunk({"content": block["text"]}))
-        elif kind == "thinking" and block.get("thinking"):
-            out.append(self._chunk({"reasoning_content": block["thinking"]}))
+        elif kind == "thinking":
+            text = block.get("thinking") if isinstance(block.get("thinking"), str) else ""
+            self._thinking[event.get("index")] = [text]
+            if text:
+                out.append(self._chunk({"reasoning_content": text}))
+        elif kind == "redacted_thinking":
+            self._thinking_block({"type": "redacted_thinking", "data": block.get("data") or ""}, out)
         elif kind == "tool_use":
             number = len(self._tools)
             self._tools[event.get("index")] = number
@@ -178,9 +187,19 @@ class AnthropicToOpenAIStream(_EventConversion):
                 out.append(self._chunk({"tool_calls": [call]}))
         elif kind == "thinking_delta":
             thinking = delta.get("thinking")
-            if thinking:
+            if isinstance(thinking, str) and thinking:
                 self._start(None, out)
+                self._thinking.setdefault(event.get("index"), []).append(thinking)
                 out.append(self._chunk({"reasoning_content": thinking}))
+        elif kind == "signature_delta":
+            text = "".join(self._thinking.pop(event.get("index"), ()))
+            signature = delta.get("signature") or ""
+            self._thinking_block({"type": "thinking", "thinking": text, "signature": signature}, out)
+
+    def _thinking_block(self, block: dict[str, Any], out: list[bytes]) -> None:
+        self._start(None, out)
+        out.append(self._chunk({"thinking_blocks": [{"index": self._signed, **block}]}))
+        self._signed += 1
 
     def _finish(self) -> bytes:
         """The finish chunk, the usage chunk if the client asked for it, and [DONE]."""

@@ -795,8 +795,12 @@ def test_anthropic_max_tokens_and_thinking_streams() -> None:
     assert events[-3]["choices"][0]["finish_reason"] == "length"
     out, usage = _to_openai([_anthropic_bytes("thinking then text")])
     deltas = [e["choices"][0]["delta"] for e in _openai_events(out)[1:-3]]
-    assert deltas == [{"reasoning_content": "The user wants "}, {"reasoning_content": "a greeting."},
-                      {"content": "Hi "}, {"content": "there."}]
+    assert deltas == [
+        {"reasoning_content": "The user wants "}, {"reasoning_content": "a greeting."},
+        {"thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "The user wants a greeting.",
+                              "signature": "EqQBCgIYAhIM"}]},
+        {"thinking_blocks": [{"index": 1, "type": "redacted_thinking", "data": "EmwKAhgB"}]},
+        {"content": "Hi "}, {"content": "there."}]
     assert usage.reasoning == 20
 
 
@@ -839,6 +843,8 @@ def _openai_essence(completion: dict[str, Any]) -> dict[str, Any]:
         "id": completion["id"], "model": completion["model"], "created": completion["created"],
         "finish_reason": choice["finish_reason"], "content": message.get("content") or "",
         "reasoning": message.get("reasoning_content"),
+        "thinking_blocks": [{k: v for k, v in block.items() if k != "index"}
+                            for block in message.get("thinking_blocks") or ()],
         "tool_calls": [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
                        for c in message.get("tool_calls") or ()],
         "usage": completion["usage"],

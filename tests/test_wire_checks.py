@@ -321,6 +321,22 @@ def test_thinking_survives_a_tool_loop_with_an_openai_client(gateway: Gateway, m
     assert [block["type"] for block in sent["messages"][1]["content"]] == ["tool_use", "tool_use"]
 
 
+def test_thinking_survives_a_streamed_tool_loop(gateway: Gateway, mock: Mock) -> None:
+    client = gateway.openai()
+    with client.chat.completions.stream(model=CLAUDE + "-thinking-tools", messages=[USER], tools=[WEATHER],
+                                        reasoning_effort="low") as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert message.tool_calls and message.model_extra["thinking_blocks"][0]["signature"]
+    results = [{"role": "tool", "tool_call_id": call.id, "content": "sunny"} for call in message.tool_calls]
+    history = [USER, message.model_dump(exclude_none=True, exclude={"parsed"}), *results]
+    with client.chat.completions.stream(model=CLAUDE + "-thinking", tools=[WEATHER], reasoning_effort="low",
+                                        messages=history) as stream:
+        assert stream.get_final_completion().choices[0].message.content
+    sent = json.loads(mock.requests()[-1]["body"])
+    assert sent["thinking"]["type"] == "enabled"
+    assert sent["messages"][1]["content"][0]["type"] == "thinking"
+
+
 def test_mock_refuses_thinking_when_the_tool_turn_lacks_it(mock: Mock) -> None:
     """The rule the gateway must respect is Anthropic's; the mock enforces it the same way."""
     with pytest.raises(anthropic.BadRequestError) as caught:
