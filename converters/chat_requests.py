@@ -73,6 +73,9 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
         out["metadata"] = {"user_id": user}
     if _field(doc, "stream", bool, "a boolean"):
         out["stream"] = True
+    options = _field(doc, "stream_options", dict, "an object")  # read by the stream converter
+    if options:
+        _field(options, "include_usage", bool, "a boolean", "stream_options")
     tools = _field(doc, "tools", list, "a list")
     choice = _anthropic_tool_choice(doc.get("tool_choice"))
     parallel = _field(doc, "parallel_tool_calls", bool, "a boolean")
@@ -92,7 +95,7 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
     # Anthropic refuses thinking with a forced tool choice (thinking gives way), and
     # temperature or top_p with thinking (they give way).
     budget = _thinking_budget(doc.get("reasoning_effort"))
-    if forced or not _thinking_fits(turns):
+    if forced or (budget and not _thinking_fits(turns)):
         budget = 0
     if budget and limit is None:
         limit = DEFAULT_MAX_TOKENS + budget  # the default answer room stays on top of the thinking

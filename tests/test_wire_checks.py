@@ -120,6 +120,8 @@ OPENAI_FIELDS: list[tuple[tuple[Any, ...], list[Any], str]] = [
     (("tools", 0, "function", "parameters"), ["object", [], 7], "parameters"),
     (("tool_choice",), [5, [], {"type": []}, {"type": "function", "function": []}], "tool_choice"),
     (("stop",), [5, [1], {"s": 1}], "stop sequences"),
+    (("stream_options",), ["usage", [], 1], "stream_options"),
+    (("stream_options", "include_usage"), ["yes", 1], "include_usage"),
     (("temperature",), ["hot", [], {}], "temperature"),
     (("max_tokens",), ["9", [9], {}], "max_tokens"),
     (("messages", 0, "content"), [5, {"text": "x"}, [5], [{"type": []}]], "messages[0]"),
