@@ -22,6 +22,8 @@ model), e.g. ``gpt-delay-50-tools``:
   ``fault-cut``, ``fault-empty``, ``fault-slowheaders``, ``fault-streamerror``.
   An OpenAI ``fault-400`` is a context-length refusal (``code: context_length_exceeded``,
   ``param: messages``); an Anthropic ``fault-402`` is a ``billing_error``.
+* ``echokey``     a chat fault's error message quotes the request's API key, as some
+  providers' do: what a gateway must never pass on.
 
 ``/v1/messages`` refuses (400, as Anthropic does) thinking enabled while the final
 assistant turn calls tools without opening with its thinking block.
@@ -148,6 +150,7 @@ class Behaviour:
     thinking: bool = False
     fault: str | None = None  # "429", "500", ..., "hang", "cut", "empty", "streamerror"
     slow_headers: bool = False
+    echo_key: bool = False  # a fault's message quotes the credential the request presented
 
     @property
     def fault_status(self) -> int | None:
@@ -164,13 +167,15 @@ def parse_model(model: str) -> Behaviour:
     tokens = model.lower().split("-")
     delay: float | None = None
     fault: str | None = None
-    tools = thinking = slow = False
+    tools = thinking = slow = echo = False
     for i, tok in enumerate(tokens):
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         if tok == "tools":
             tools = True
         elif tok == "thinking":
             thinking = True
+        elif tok == "echokey":
+            echo = True
         elif tok == "delay" and delay is None and nxt.isdigit():
             delay = float(nxt)
         elif tok == "fault":
@@ -180,7 +185,7 @@ def parse_model(model: str) -> Behaviour:
                 nxt in _NAMED_FAULTS or (nxt.isdigit() and 400 <= int(nxt) <= 599)
             ):
                 fault = nxt
-    return Behaviour(delay, tools, thinking, fault, slow)
+    return Behaviour(delay, tools, thinking, fault, slow, echo)
 
 
 # --------------------------------------------------------------------------- reply plan
@@ -1143,7 +1148,10 @@ class _CompletionBase(_Base):
                 return
         status = b.fault_status
         if status is not None:
-            await self.send_fault(status)
+            if b.echo_key:
+                self.send_api_error(status, f"mock fault: HTTP {status} for key {self.presented_key()}")
+            else:
+                await self.send_fault(status)
             return
         if b.fault == "hang":
             await self._hang()

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handlers.chat import MAX_MESSAGES
-from tests.support import CLIENT_TOKEN, Gateway, Mock
+from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock
 
 CLAUDE = "claude/claude-sonnet-4-5"  # an Anthropic-format provider
 GPT = "mock/gpt-4o-mini"  # an OpenAI-format provider
@@ -376,3 +376,14 @@ def test_openai_provider_error_type_reaches_anthropic_clients(gateway: Gateway) 
         claude_client(gateway).messages.create(model=GPT + "-fault-400", max_tokens=5, messages=[USER])
     assert caught.value.body == {"type": "error", "error": {"type": "invalid_request_error",
                                                             "message": "mock fault: HTTP 400"}}
+
+
+@pytest.mark.parametrize("model", [GPT, CLAUDE])
+def test_provider_errors_are_scrubbed_of_the_gateway_key(gateway: Gateway, model: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gateway.openai().chat.completions.create(model=model + "-echokey-fault-400", messages=[USER])
+    assert caught.value.body["message"] == "mock fault: HTTP 400 for key [redacted]"
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude_client(gateway).messages.create(model=model + "-echokey-fault-400", max_tokens=5, messages=[USER])
+    assert refused.value.body["error"]["message"] == "mock fault: HTTP 400 for key [redacted]"
+    assert PROVIDER_KEY not in gateway.log()
