@@ -359,9 +359,9 @@ def _signed_thinking(value: object, where: str) -> list[dict[str, Any]]:
     blocks = []
     for j, block in enumerate(value):
         kind = block.get("type") if isinstance(block, dict) else None
-        text, signature = (block.get("thinking"), block.get("signature")) if kind == "thinking" else (0, 0)
-        if isinstance(text, str) and isinstance(signature, str):
-            blocks.append({"type": "thinking", "thinking": text, "signature": signature})
+        if kind == "thinking" and all(isinstance(block.get(key), str) for key in ("thinking", "signature")):
+            blocks.append({"type": "thinking", "thinking": block["thinking"],
+                           "signature": block["signature"]})
         elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
             blocks.append({"type": "redacted_thinking", "data": block["data"]})
         else:
