@@ -26,7 +26,9 @@ model), e.g. ``gpt-delay-50-tools``:
   providers' do: what a gateway must never pass on.
 
 ``/v1/messages`` refuses (400, as Anthropic does) thinking enabled while the final
-assistant turn calls tools without opening with its thinking block.
+assistant turn calls tools without opening with its thinking block. A structured-output
+request (``output_config.format`` / ``response_format`` json_schema) is answered with a
+small JSON value that its schema accepts.
 
 Besides ``/v1/chat/completions``, ``/v1/messages`` and ``/v1/models`` it serves the
 OpenAI extension endpoints so each can be tested end to end through the gateway:
@@ -74,6 +76,7 @@ __all__ = [
     "make_server",
     "main",
     "parse_model",
+    "schema_instance",
     "speech_bytes",
 ]
 
@@ -271,7 +274,10 @@ def make_plan(req: dict[str, Any], model: str, b: Behaviour, anthropic: bool) ->
             js = orjson.dumps(args).decode()
             calls.append((names[i % len(names)], js, _split3(js)))
         return Plan(prompt_words, [], False, calls, thinking)
-    words = _WORD_RE.findall(f"Hello from mock {model}! You said: {last_user}")
+    schema = _output_schema(req, anthropic)
+    reply = f"Hello from mock {model}! You said: {last_user}" if schema is None else (
+        orjson.dumps(schema_instance(schema), option=orjson.OPT_INDENT_2).decode())
+    words = _WORD_RE.findall(reply)
     limit = req.get("max_tokens")
     if limit is None and not anthropic:
         limit = req.get("max_completion_tokens")
@@ -281,6 +287,40 @@ def make_plan(req: dict[str, Any], model: str, b: Behaviour, anthropic: bool) ->
     if truncated:
         words = words[:limit]
     return Plan(prompt_words, words, truncated, [], thinking)
+
+
+def _output_schema(req: dict[str, Any], anthropic: bool) -> dict[str, Any] | None:
+    """The JSON schema a structured-output request asks the answer to follow, if any:
+    Anthropic's ``output_config.format``, OpenAI's ``response_format`` json_schema."""
+    if anthropic:
+        config = req.get("output_config")
+        spec = config.get("format") if isinstance(config, dict) else None
+    else:
+        fmt = req.get("response_format")
+        spec = fmt.get("json_schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else None
+
+
+def schema_instance(schema: Any) -> Any:
+    """A small value valid under ``schema`` (the subset structured outputs allow, local
+    ``$ref`` aside): the first enum/const/alternative, required properties only."""
+    if not isinstance(schema, dict):
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return schema_instance(schema[key][0])
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    if kind == "object":
+        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        required = schema.get("required") if isinstance(schema.get("required"), list) else list(properties)
+        return {name: schema_instance(properties.get(name)) for name in required if isinstance(name, str)}
+    return {"array": [], "string": "mock", "integer": 0, "number": 0, "boolean": False}.get(kind)
 
 
 # --------------------------------------------------------------------------- OpenAI format

@@ -16,6 +16,7 @@ import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from handlers.chat import MAX_MESSAGES
 from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock
@@ -268,12 +269,24 @@ def test_messages_past_the_bound_are_refused(gateway: Gateway, path: str) -> Non
 # --- structured output (defects 17, 18) ---------------------------------------------------------
 
 
-def test_json_schema_reaches_an_anthropic_provider_as_output_config(gateway: Gateway, mock: Mock) -> None:
-    gateway.openai().chat.completions.create(
-        model=CLAUDE, messages=[USER],
-        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA, "strict": True}})
+class Answer(BaseModel):
+    answer: str
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_schema_reaches_an_anthropic_provider_as_output_config(gateway: Gateway, mock: Mock,
+                                                                    stream: bool) -> None:
+    client = gateway.openai()
+    if stream:
+        with client.chat.completions.stream(model=CLAUDE, messages=[USER], response_format=Answer) as events:
+            parsed = events.get_final_completion().choices[0].message.parsed
+    else:
+        parsed = client.chat.completions.parse(model=CLAUDE, messages=[USER], response_format=Answer)
+        parsed = parsed.choices[0].message.parsed
+    assert parsed == Answer(answer="mock")
     sent = json.loads(mock.requests()[-1]["body"])
-    assert sent["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+    assert sent["output_config"]["format"]["type"] == "json_schema"
+    assert sent["output_config"]["format"]["schema"]["required"] == ["answer"]
 
 
 def test_json_object_is_refused_for_an_anthropic_provider(gateway: Gateway) -> None:
@@ -284,9 +297,10 @@ def test_json_object_is_refused_for_an_anthropic_provider(gateway: Gateway) -> N
 
 
 def test_output_config_format_reaches_an_openai_provider_as_response_format(gateway: Gateway, mock: Mock) -> None:
-    claude_client(gateway).messages.create(
+    answer = claude_client(gateway).messages.create(
         model=GPT, max_tokens=50, messages=[USER],
         output_config={"format": {"type": "json_schema", "schema": SCHEMA}, "effort": "low"})
+    assert json.loads(answer.content[0].text) == {"answer": "mock"}
     sent = json.loads(mock.requests()[-1]["body"])
     assert sent["response_format"] == {"type": "json_schema",
                                        "json_schema": {"name": "response", "schema": SCHEMA, "strict": True}}
