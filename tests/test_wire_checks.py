@@ -9,6 +9,7 @@ loop; a provider's error type, code and param reach the client.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from handlers.chat import MAX_MESSAGES
-from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock
+from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, write_config
 
 CLAUDE = "claude/claude-sonnet-4-5"  # an Anthropic-format provider
 GPT = "mock/gpt-4o-mini"  # an OpenAI-format provider
@@ -401,3 +402,24 @@ def test_provider_errors_are_scrubbed_of_the_gateway_key(gateway: Gateway, model
         claude_client(gateway).messages.create(model=model + "-echokey-fault-400", max_tokens=5, messages=[USER])
     assert refused.value.body["error"]["message"] == "mock fault: HTTP 400 for key [redacted]"
     assert PROVIDER_KEY not in gateway.log()
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_json_too_deep_for_the_token_estimate_is_a_400(mock: Mock, tmp_path: Path, depth: int) -> None:
+    routes = f"""
+version: 1
+server: {{listen: "127.0.0.1:${{GATEWAY_PORT}}"}}
+secrets: secrets.yaml
+providers: {{mock: {{url: "{mock.url}/v1"}}}}
+routes:
+  - {{match: GET /healthz, handler: health}}
+  - {{match: POST /v1/messages/count_tokens, handler: count_tokens, ingress: anthropic}}
+"""
+    gateway = Gateway(write_config(tmp_path, routes, f"client_token: {CLIENT_TOKEN}\n"))
+    try:
+        body = b'{"model": "m", "messages": [{"role": "user", "content": %s}]}' % nested(depth)
+        status, answer = post(gateway, "/v1/messages/count_tokens", body)
+        assert status == 400 and "levels deep" in error_message("/v1/messages", answer)
+    finally:
+        gateway.stop()
+    assert "Traceback" not in gateway.log()
