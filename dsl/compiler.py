@@ -169,7 +169,7 @@ class _Compiler:
         host, _, port = server.get("listen", "127.0.0.1:8080").rpartition(":")
         if not 0 < int(port) < 65536:
             self.error(("server", "listen"), f"port {port} is out of range")
-        return ServerSettings(
+        settings = ServerSettings(
             listen_host=host.strip("[]"),
             listen_port=int(port),
             max_body=parse_size(server.get("max_body", "32MiB")),
@@ -180,7 +180,12 @@ class _Compiler:
             idle_timeout=parse_duration(server.get("idle_timeout", "60s")),
             max_connections=server.get("max_connections", 10000),
             access_log=server.get("access_log", True),
+            max_buffered_bodies=parse_size(server.get("max_buffered_bodies", "256MiB")),
         )
+        if settings.max_buffered_bodies < settings.max_body:
+            self.error(("server", "max_buffered_bodies"),
+                       "is smaller than server.max_body: no body of the largest size could be received")
+        return settings
 
     def _providers(self, provider_keys: Mapping[str, str]) -> tuple[dict[str, Provider], set[str]]:
         providers: dict[str, Provider] = {}

@@ -95,6 +95,7 @@ class ServerSettings:
     idle_timeout: float = 60.0
     max_connections: int = 10000
     access_log: bool = True
+    max_buffered_bodies: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

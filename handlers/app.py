@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from tornado import httputil
+from tornado import gen, httputil
 from tornado.httpserver import HTTPServer
-from tornado.iostream import IOStream
+from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
 from tornado.routing import Matcher, Router, Rule
 from tornado.web import Application
 
@@ -18,7 +21,7 @@ from handlers.chat import ChatHandler
 from handlers.count_tokens import CountTokensHandler
 from handlers.debug import DebugHandler
 from handlers.forward import ForwardHandler, StreamingForwardHandler
-from handlers.limits import Guard, refuse_connection
+from handlers.limits import BodyBudget, Guard, refuse_connection
 from handlers.models import ModelsHandler
 from handlers.ops import HealthHandler, MetricsHandler, StatsHandler
 from handlers.passthrough import PassthroughHandler
@@ -34,6 +37,9 @@ HANDLERS: dict[str, type[GatewayHandler]] = {
     "metrics": MetricsHandler,
     "statsz": StatsHandler,
 }
+
+
+_REFUSAL_HEAD_BYTES = 16 * 1024
 
 
 class RouteMatcher(Matcher):
@@ -53,7 +59,14 @@ class RouteMatcher(Matcher):
 
 
 class NotFoundHandler(GatewayHandler):
-    """No route matched: an OpenAI-shaped 404 (or 405 when only the method is wrong)."""
+    """No route matched: a 404, or a 405 when only the method is wrong.
+
+    Its route is a stand-in in the error shape the client speaks. For a 405, that of
+    the route whose path matched. For a 404, Anthropic's when the client is clearly
+    an Anthropic one (it sent `anthropic-version`, or the path is under one served by
+    an Anthropic-ingress route, as /v1/messages/batches is under /v1/messages);
+    OpenAI's otherwise.
+    """
 
     allowed: str = ""
 
@@ -63,8 +76,6 @@ class NotFoundHandler(GatewayHandler):
 
     def prepare(self) -> None:
         super().prepare()
-        if self._finished:
-            return
         if self.allowed:
             self.fail(
                 405,
@@ -73,6 +84,21 @@ class NotFoundHandler(GatewayHandler):
             )
         else:
             self.fail(404, f"no route for {self.request.method} {self.request.path}", "not_found")
+
+
+class AnthropicClientMatcher(Matcher):
+    """Requests that are clearly from an Anthropic client (see NotFoundHandler)."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self.prefixes = prefixes
+
+    def match(self, request: httputil.HTTPServerRequest) -> dict[str, Any] | None:
+        path = request.path or ""
+        if "anthropic-version" in request.headers or any(
+            path == prefix or path.startswith(prefix + "/") for prefix in self.prefixes
+        ):
+            return {}
+        return None
 
 
 _NOT_FOUND_ROUTE_TEMPLATE = "(unmatched)"
@@ -85,12 +111,16 @@ def handler_class(route: Route) -> type[GatewayHandler]:
 
 
 def build_application(table: Table) -> Application:
-    """One Tornado Application per compiled table; its handlers hold that table."""
+    """One Tornado Application per compiled table; its handlers hold that table.
+
+    Rules, first match wins: the routes; then their paths with any other method (405);
+    then Anthropic clients' unmatched paths (404, Anthropic shape); else a 404 in OpenAI's.
+    """
     rules: list[Rule] = [
         Rule(RouteMatcher(route), handler_class(route), {"route": route, "table": table})
         for route in table.routes
     ]
-    fallback = _unmatched_route(table)
+    unmatched = {ingress: _unmatched_route(ingress) for ingress in ("openai", "anthropic")}
     for route in table.routes:
         allowed = ", ".join(
             sorted({m for r in table.routes if r.template == route.template for m in (r.methods or {"ANY"})})
@@ -99,27 +129,32 @@ def build_application(table: Table) -> Application:
             Rule(
                 RouteMatcher(route, any_method=True),
                 NotFoundHandler,
-                {"route": fallback, "table": table, "allowed": allowed},
+                {"route": unmatched[route.ingress], "table": table, "allowed": allowed},
             )
         )
+    prefixes = tuple(
+        sorted({r.template.partition("{")[0].rstrip("/") for r in table.routes if r.ingress == "anthropic"})
+    )
+    anthropic = {"route": unmatched["anthropic"], "table": table}
+    rules.append(Rule(AnthropicClientMatcher(prefixes), NotFoundHandler, anthropic))
     return Application(
         rules,
         default_handler_class=NotFoundHandler,
-        default_handler_args={"route": fallback, "table": table},
+        default_handler_args={"route": unmatched["openai"], "table": table},
         log_function=lambda handler: None,
         compress_response=False,
         serve_traceback=False,
     )
 
 
-def _unmatched_route(table: Table) -> Route:
+def _unmatched_route(ingress: str) -> Route:
     return Route(
         match=_NOT_FOUND_ROUTE_TEMPLATE,
         methods=None,
         template="",
         pattern=re.compile("$^"),
         handler="none",
-        ingress="openai",
+        ingress=ingress,
         auth=False,
         admin=False,
         chains=MappingProxyType({}),
@@ -132,6 +167,7 @@ class TableRouter(Router):
 
     def __init__(self, table: Table) -> None:
         self.live = (table, build_application(table))
+        self.bodies = BodyBudget()
 
     @property
     def table(self) -> Table:
@@ -140,24 +176,54 @@ class TableRouter(Router):
     def swap(self, table: Table) -> None:
         self.live = (table, build_application(table))
 
-    def find_handler(
-        self, request: httputil.HTTPServerRequest, **kwargs: Any
-    ) -> httputil.HTTPMessageDelegate:
+    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Guard:
         table, application = self.live
-        delegate = application.find_handler(request, **kwargs)
-        route = getattr(delegate, "handler_kwargs", {}).get("route")
-        return Guard(delegate, request.connection, route.ingress if route else "openai", table.server)
+        delegate: Any = application.find_handler(request, **kwargs)  # a tornado.web._HandlerDelegate
+        return Guard(delegate, request, delegate.handler_kwargs["route"], table, self.bodies)
+
+    def ingress_for_head(self, head: bytes) -> str:
+        """The error shape for a request known only by its head (request line and headers)."""
+        text = head.decode("latin1").lstrip("\r\n")
+        line, _, rest = text.partition("\n")
+        request = httputil.HTTPServerRequest(
+            start_line=httputil.parse_request_start_line(line.rstrip("\r")),
+            headers=httputil.HTTPHeaders.parse(rest),
+        )
+        return self.find_handler(request).route.ingress
 
 
 class GatewayServer(HTTPServer):
-    """Tornado's HTTP server with a cap on open connections."""
+    """Tornado's HTTP server with a cap on open connections.
 
-    def __init__(self, router: TableRouter, max_connections: int, **kwargs: Any) -> None:
-        super().__init__(router, **kwargs)
+    HTTPServer is configured through `initialize` (Tornado's Configurable), so the cap
+    is a keyword there: passed positionally it would land on `no_keep_alive`.
+    """
+
+    router: TableRouter
+    max_connections: int
+
+    def initialize(  # type: ignore[override]
+        self, router: TableRouter, *, max_connections: int, **kwargs: Any
+    ) -> None:
+        super().initialize(router, **kwargs)
+        self.router = router
         self.max_connections = max_connections
 
     def handle_stream(self, stream: IOStream, address: tuple) -> None:
         if len(self._connections) >= self.max_connections:
-            refuse_connection(stream)
+            IOLoop.current().spawn_callback(self._refuse, stream)
             return
         super().handle_stream(stream, address)
+
+    async def _refuse(self, stream: IOStream) -> None:
+        """Past the cap: read the request head for a moment, to answer in its route's shape."""
+        ingress = "openai"
+        unreadable = (TimeoutError, StreamClosedError, UnsatisfiableReadError, httputil.HTTPInputError)
+        with contextlib.suppress(*unreadable):
+            head = await gen.with_timeout(
+                timedelta(seconds=1),
+                stream.read_until_regex(b"\r?\n\r?\n", max_bytes=_REFUSAL_HEAD_BYTES),
+                quiet_exceptions=(StreamClosedError, UnsatisfiableReadError),
+            )
+            ingress = self.router.ingress_for_head(head)
+        refuse_connection(stream, ingress)

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+from tornado.httputil import HTTPHeaders, HTTPServerRequest
 from tornado.web import RequestHandler
 
 from access.keys import Principal
@@ -30,14 +31,6 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 
 _in_flight = 0
-_REFUSALS = {
-    "unknown": "invalid API key",
-    "disabled": "this API key is disabled",
-    "expired": "this API key has expired",
-    "admin_only": "this route needs an admin key",
-    "read_only": "this key may only read (GET)",
-    "endpoint_not_allowed": "this key may not call this endpoint",
-}
 
 
 def _printable(path: str) -> str:
@@ -49,6 +42,39 @@ def _printable(path: str) -> str:
 def in_flight() -> int:
     """Requests being served now, for draining on SIGTERM."""
     return _in_flight
+
+
+def request_id(headers: HTTPHeaders) -> str:
+    """The client's x-request-id when it is short and plain, else a fresh one."""
+    given = headers.get("x-request-id", "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def access_entry(
+    request: HTTPServerRequest, route: Route, status: int, request_id: str | None, elapsed: float
+) -> dict[str, Any]:
+    """One access-log line. Names only: never a token, a key or a query string.
+
+    Requests refused before a handler ran (limits, authentication) log it as it is;
+    handlers fill in model, key, upstream status, bytes and time to first byte.
+    """
+    return {
+        "ts": round(time.time(), 3),
+        "request_id": request_id,
+        "method": request.method,
+        "path": _printable(request.path),
+        "route": route.match,
+        "status": status,
+        "upstream_status": None,
+        "model": None,
+        "agent": None,
+        "key": None,
+        "client": request.remote_ip,
+        "bytes_in": None,
+        "bytes_out": 0,
+        "ttfb_ms": round(elapsed * 1000, 2),
+        "duration_ms": round(elapsed * 1000, 2),
+    }
 
 
 class GatewayHandler(RequestHandler):
@@ -65,9 +91,13 @@ class GatewayHandler(RequestHandler):
     usage: Usage | None = None
     bytes_out = 0
 
-    def initialize(self, route: Route, table: Table) -> None:  # type: ignore[override]
+    def initialize(  # type: ignore[override]
+        self, route: Route, table: Table, principal: Principal | None = None
+    ) -> None:
+        """`principal`: who the Guard authenticated when the headers arrived (None: route has no auth)."""
         self.route = route
         self.table = table
+        self.principal = principal
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -76,27 +106,8 @@ class GatewayHandler(RequestHandler):
         _in_flight += 1
         metrics.IN_FLIGHT.inc()
         self._counted = True
-        given = self.request.headers.get("x-request-id", "")
-        self.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        self.request_id = request_id(self.request.headers)
         self.set_header("x-request-id", self.request_id)
-        if self.route.auth:
-            self._authorize()
-
-    def _authorize(self) -> None:
-        """Bearer token (or x-api-key, as Anthropic SDKs send it) → principal → may it call this?"""
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            token = self.request.headers.get("x-api-key", "")
-        if not token.strip():
-            return self.deny(401, "missing", "missing bearer token")
-        principal, refusal = self.table.keys.authenticate(token.strip())
-        if principal is None:
-            assert refusal is not None
-            return self.deny(401, refusal, _REFUSALS[refusal])
-        forbidden = principal.forbids(self.route.admin, self.request.method or "GET", self.request.path)
-        if forbidden is not None:
-            return self.deny(403, forbidden, _REFUSALS[forbidden])
-        self.principal = principal
 
     def refuses_model_name(self, model: str) -> bool:
         """Answer 400 (and say so) when `model` is empty, longer than MAX_MODEL_NAME or unprintable."""
@@ -112,7 +123,8 @@ class GatewayHandler(RequestHandler):
         return True
 
     def deny(self, status: int, reason: str, message: str) -> None:
-        """Refuse access; counted by reason, never by token."""
+        """Refuse access after the body was read (authentication itself is the Guard's);
+        counted by reason, never by token."""
         metrics.AUTH_DENIED.labels(reason=reason).inc()
         self.fail(status, message, "invalid_api_key" if status == 401 else reason)
 
@@ -145,24 +157,16 @@ class GatewayHandler(RequestHandler):
             self._access_log(status, elapsed)
 
     def _access_log(self, status: int, elapsed: float) -> None:
-        """One JSON line per request. Names only: never a token, a key or a query string."""
-        entry = {
-            "ts": round(time.time(), 3),
-            "request_id": getattr(self, "request_id", None),
-            "method": self.request.method,
-            "path": _printable(self.request.path),
-            "route": self.route.match,
-            "status": status,
-            "upstream_status": self.exchange.status if self.exchange is not None else None,
-            "model": self.model_label or None,
-            "agent": self.model_label if self.model_label in self.table.agents else None,
-            "key": self.principal_name,
-            "client": self.request.remote_ip,
-            "bytes_in": len(self.request.body) if self.request.body else None,
-            "bytes_out": self.bytes_out,
-            "ttfb_ms": round((self.ttfb if self.ttfb is not None else elapsed) * 1000, 2),
-            "duration_ms": round(elapsed * 1000, 2),
-        }
+        entry = access_entry(self.request, self.route, status, getattr(self, "request_id", None), elapsed)
+        entry.update(
+            upstream_status=self.exchange.status if self.exchange is not None else None,
+            model=self.model_label or None,
+            agent=self.model_label if self.model_label in self.table.agents else None,
+            key=self.principal_name,
+            bytes_in=len(self.request.body) if self.request.body else None,
+            bytes_out=self.bytes_out,
+            ttfb_ms=round((self.ttfb if self.ttfb is not None else elapsed) * 1000, 2),
+        )
         if self.usage is not None and self.usage.reported:
             entry["tokens"] = {"input": self.usage.input, "output": self.usage.output,
                                "cached": self.usage.cached, "reasoning": self.usage.reasoning}

@@ -1,50 +1,75 @@
-"""Limits on what clients send, enforced before a handler sees the request.
+"""What a request must pass before its body is read: limits and credentials.
 
 Tornado's own limits close the connection with a bare 400 (or nothing). The
-gateway's are checked here first, so an oversized body or header block, or a
-body that never finishes, gets an answer in the route's error shape with the
-right status. Tornado's limits are set well above these and stay as a backstop.
+gateway's are checked here first, when the request line and headers have arrived,
+so an oversized head or body, a body that never finishes, or a caller without a
+valid token gets an answer in the route's error shape with the right status,
+before any body byte is read and before any `100 Continue`. Tornado's limits
+are set well above these and stay as a backstop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Any
 
 from tornado import httputil
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
 
-from dsl.table import ServerSettings
+from dsl.table import Route, Table
+from handlers.auth import Denial, authorize
+from handlers.base import access_entry, request_id
 from handlers.errors import error_body
 from ops import metrics
+from ops.access_log import ACCESS_LOG
 
 # Hard limits given to Tornado: past these it drops the connection without an answer.
 HARD_MAX_HEADER_SIZE = 2 * 1024 * 1024
 HARD_MAX_BODY_SIZE = 1 << 40
 
-_REASONS = {
-    413: "Payload Too Large",
-    431: "Request Header Fields Too Large",
-    408: "Request Timeout",
-    503: "Service Unavailable",
-}
+
+class BodyBudget:
+    """Bytes of request bodies being received into memory now, across all connections.
+
+    Each connection may hold up to server.max_body; this bounds their sum
+    (server.max_buffered_bodies). Bodies relayed as they arrive (`body: stream`)
+    are not held, so not counted.
+    """
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def take(self, size: int, limit: int) -> bool:
+        if self.held + size > limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
 
 
 class Guard(httputil.HTTPMessageDelegate):
-    """Wraps the routed delegate of one request; refuses what is too big or too slow."""
+    """Wraps the routed delegate of one request; refuses what is too big, too slow or not allowed."""
 
     def __init__(
         self,
-        inner: httputil.HTTPMessageDelegate,
-        connection: httputil.HTTPConnection,
-        ingress: str,
-        settings: ServerSettings,
+        inner: Any,  # tornado.web's _HandlerDelegate
+        request: httputil.HTTPServerRequest,
+        route: Route,
+        table: Table,
+        bodies: BodyBudget,
     ) -> None:
         self.inner = inner
-        self.connection = connection
-        self.ingress = ingress
-        self.settings = settings
+        self.request = request
+        self.route = route
+        self.table = table
+        self.settings = table.server
+        self.bodies = bodies
+        self.buffered = not inner.stream_request_body
         self.received = 0
+        self.reserved = 0  # bytes of the body budget this request holds
         self.refused = False
         self.inner_started = False
         self.timer: object | None = None
@@ -54,15 +79,26 @@ class Guard(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
-        header_bytes = sum(len(k) + len(v) + 4 for k, v in headers.get_all())
-        if header_bytes > self.settings.max_header_size:
-            return self.refuse(
-                431, "headers_too_large", f"request headers exceed {self.settings.max_header_size} bytes"
-            )
+        assert isinstance(start_line, httputil.RequestStartLine)
+        limit = self.settings.max_header_size
+        line = len(start_line.method) + len(start_line.path) + len(start_line.version) + 4
+        if line > limit:
+            return self.refuse(414, f"request line exceeds {limit} bytes", "uri_too_long")
+        if line + sum(len(k) + len(v) + 4 for k, v in headers.get_all()) > limit:
+            return self.refuse(431, f"request line and headers exceed {limit} bytes", "headers_too_large")
+        if self.route.auth:
+            verdict = authorize(self.table.keys, self.route, start_line.method, self.request.path, headers)
+            if isinstance(verdict, Denial):
+                metrics.AUTH_DENIED.labels(reason=verdict.reason).inc()
+                return self.refuse(verdict.status, verdict.message, verdict.code, counted=False)
+            self.inner.handler_kwargs = {**self.inner.handler_kwargs, "principal": verdict}
         length = headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > self.settings.max_body:
-            return self.refuse(413, "body_too_large", f"request body exceeds {self.settings.max_body} bytes")
-        if (length is not None and length != "0") or "Transfer-Encoding" in headers:
+        announced = int(length) if length is not None and length.isdigit() else 0
+        if announced > self.settings.max_body:
+            return self.refuse(413, f"request body exceeds {self.settings.max_body} bytes", "body_too_large")
+        if announced or "Transfer-Encoding" in headers:
+            if self.buffered and not self._reserve(announced):
+                return self._buffers_full()
             self.timer = IOLoop.current().call_later(self.settings.body_timeout, self._body_timed_out)
         self.inner_started = True
         return self.inner.headers_received(start_line, headers)
@@ -72,38 +108,79 @@ class Guard(httputil.HTTPMessageDelegate):
             return None
         self.received += len(chunk)
         if self.received > self.settings.max_body:
-            return self.refuse(413, "body_too_large", f"request body exceeds {self.settings.max_body} bytes")
+            return self.refuse(413, f"request body exceeds {self.settings.max_body} bytes", "body_too_large")
+        unreserved = self.received - self.reserved  # a chunked body is counted as it arrives
+        if self.buffered and unreserved > 0 and not self._reserve(unreserved):
+            return self._buffers_full()
         return self.inner.data_received(chunk)
 
     def finish(self) -> None:
         self._stop_timer()
+        self._release()
         if not self.refused:
             self.inner.finish()
 
     def on_connection_close(self) -> None:
         self._stop_timer()
+        self._release()
         if not self.refused:
             self.inner.on_connection_close()
 
     def _body_timed_out(self) -> None:
         self.timer = None
-        self.refuse(408, "body_timeout", f"request body not received within {self.settings.body_timeout:g}s")
+        self.refuse(408, f"request body not received within {self.settings.body_timeout:g}s", "body_timeout")
 
-    def refuse(self, status: int, reason: str, message: str) -> None:
-        """Answer now and close the connection; Tornado discards the rest of the body."""
+    def _reserve(self, size: int) -> bool:
+        if not self.bodies.take(size, self.settings.max_buffered_bodies):
+            return False
+        self.reserved += size
+        return True
+
+    def _release(self) -> None:
+        self.bodies.give_back(self.reserved)
+        self.reserved = 0
+
+    def _buffers_full(self) -> None:
+        self.refuse(503, "the gateway is receiving too many request bodies; retry shortly",
+                    "too_many_bodies", {"Retry-After": "1"})
+
+    def refuse(
+        self, status: int, message: str, code: str, extra: dict[str, str] | None = None, counted: bool = True
+    ) -> None:
+        """Answer now and close the connection; Tornado discards the rest of the body.
+
+        `counted`: as a server-limit refusal (gateway_requests_refused_total, by `code`).
+        """
         self.refused = True
         self._stop_timer()
-        metrics.REFUSED.labels(reason=reason).inc()
+        self._release()
+        if counted:
+            metrics.REFUSED.labels(reason=code).inc()
+        handler_ran = self.inner_started and not self.buffered
         if self.inner_started:
             self.inner.on_connection_close()  # a streaming handler may have started upstream
-        body = error_body(self.ingress, status, message, reason)
+        rid = request_id(self.request.headers)
+        body = error_body(self.route.ingress, status, message, code)
         headers = httputil.HTTPHeaders(
-            {"Content-Type": "application/json", "Content-Length": str(len(body)), "Connection": "close"}
+            {"Content-Type": "application/json", "Content-Length": str(len(body)), "Connection": "close",
+             "x-request-id": rid, **(extra or {})}
         )
-        self.connection.write_headers(
-            httputil.ResponseStartLine("HTTP/1.1", status, _REASONS[status]), headers, body
+        connection = self.request.connection
+        assert connection is not None
+        connection.write_headers(
+            httputil.ResponseStartLine("HTTP/1.1", status, httputil.responses[status]), headers, body
         )
-        self.connection.finish()
+        connection.finish()
+        if not handler_ran:  # else the handler has counted the request (as 499)
+            self._account(status, rid)
+
+    def _account(self, status: int, rid: str) -> None:
+        """A request that no handler saw, in the request metrics and the access log all the same."""
+        elapsed = self.request.request_time()
+        metrics.REQUESTS.labels(route=self.route.match, status=str(status), model="").inc()
+        metrics.REQUEST_SECONDS.labels(route=self.route.match).observe(elapsed)
+        if self.settings.access_log:
+            ACCESS_LOG.write(access_entry(self.request, self.route, status, rid, elapsed))
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -111,10 +188,10 @@ class Guard(httputil.HTTPMessageDelegate):
             self.timer = None
 
 
-def refuse_connection(stream: IOStream) -> None:
+def refuse_connection(stream: IOStream, ingress: str) -> None:
     """Past server.max_connections: a clean 503 instead of a reset, then close."""
     metrics.REFUSED.labels(reason="too_many_connections").inc()
-    body = error_body("openai", 503, "too many connections; retry shortly", "too_many_connections")
+    body = error_body(ingress, 503, "too many connections; retry shortly", "too_many_connections")
     head = (
         f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"

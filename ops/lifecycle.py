@@ -38,7 +38,7 @@ class Gateway:
         shared_client(settings.upstream_connections)
         self.server = GatewayServer(
             self.router,
-            settings.max_connections,
+            max_connections=settings.max_connections,
             max_body_size=HARD_MAX_BODY_SIZE,
             max_header_size=HARD_MAX_HEADER_SIZE,
             idle_connection_timeout=settings.idle_timeout,
