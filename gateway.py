@@ -16,6 +16,7 @@ import sys
 from dsl.compiler import compile_file
 from dsl.errors import ConfigError
 from dsl.table import Table
+from ops import tornado_logs
 from ops.log_lines import OneLineFormatter
 
 log = logging.getLogger("gateway")
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    tornado_logs.install()
     try:
         table = compile_file(args.config)
     except ConfigError as exc:

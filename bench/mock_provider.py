@@ -37,7 +37,9 @@ speech}``, ``/v1/moderations``, ``/v1/rerank`` (Cohere/Jina shape), ``/v1/respon
 ``/v1/a2a`` (JSON-RPC echo), ``/v1/files[/{id}[/content]]``, ``/v1/batches[/{id}[/cancel]]``
 and ``/v1/models/{id}``.  Files, batches and responses live in memory.  The model-name
 selectors above apply to every endpoint whose request has a ``model`` (JSON or form field).
-Every ``/v1`` answer carries ``x-request-id: req_mock_<n>`` and ``Set-Cookie: mock_session=1``.
+Every ``/v1`` answer carries ``x-request-id: req_mock_<n>`` and ``Set-Cookie: mock_session=1``;
+with request header ``x-mock-hop-header: <name>``, also ``<name>: 1`` named in its ``Connection``
+header (a hop-by-hop header a proxy must not relay).
 
 Control API: ``GET|DELETE /_mock/requests``, ``GET /_mock/health``, ``GET|POST|DELETE
 /_mock/config`` (``{"models_fault": "500"|"hang"|"slow-<ms>"|null, "models": [ids]|null}``).
@@ -968,6 +970,10 @@ class _Base(tornado.web.RequestHandler):
                 self._request_id = f"req_mock_{next(_request_ids)}"
             self.set_header("x-request-id", self._request_id)
             self.set_header("Set-Cookie", COOKIE)
+            hop = self.request.headers.get("x-mock-hop-header")
+            if hop:
+                self.set_header("Connection", f"keep-alive, {hop}")
+                self.set_header(hop, "1")
 
     def compute_etag(self) -> str | None:
         return None  # hashing every body would cost the benchmark for nothing

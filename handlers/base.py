@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from asyncio import Future
 from typing import Any
 
 from tornado.httputil import HTTPHeaders, HTTPServerRequest
@@ -31,6 +32,7 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 
 _in_flight = 0
+_LOGGED_PATH = 2048  # a longer path is logged cut (a 414 may carry megabytes)
 
 
 def _printable(path: str) -> str:
@@ -62,7 +64,7 @@ def access_entry(
         "ts": round(time.time(), 3),
         "request_id": request_id,
         "method": request.method,
-        "path": _printable(request.path),
+        "path": _printable(request.path[:_LOGGED_PATH]),
         "route": route.match,
         "status": status,
         "upstream_status": None,
@@ -176,6 +178,19 @@ class GatewayHandler(RequestHandler):
         """Tokens the upstream reported: counted per model and key, and logged with the request."""
         self.usage = usage
         stats.add_usage(self.model_label, usage, self.principal_name)
+
+    def flush(self, include_footers: bool = False) -> Future[None]:
+        unframed = not self._headers_written and "Content-Length" not in self._headers
+        if unframed and self.request.version == "HTTP/1.0":
+            self._close_after_answer()
+        return super().flush(include_footers)
+
+    def _close_after_answer(self) -> None:
+        """HTTP/1.0 has no chunked encoding: an answer of unknown length (a stream) ends
+        when the connection closes, so keep-alive cannot be honoured for it, asked or not.
+        Tornado (6.6) would promise it and keep the connection open; it offers no public switch."""
+        self.request.headers.pop("Connection", None)  # else Tornado answers "Connection: Keep-Alive"
+        self.request.connection._disconnect_on_finish = True  # type: ignore[union-attr]
 
     def write(self, chunk: str | bytes | dict) -> None:  # type: ignore[override]
         if isinstance(chunk, bytes | str):

@@ -157,8 +157,12 @@ def _partial_key_at_end(text: bytes, key: bytes) -> int:
 
 
 def relayable(headers: HTTPHeaders, drop: frozenset[str]) -> Iterable[tuple[str, str]]:
-    """Headers safe to pass on: no hop-by-hop ones and none named in `drop`."""
+    """Headers safe to pass on: no hop-by-hop ones, none the sender named in its
+    `Connection` header (they are for this hop only, RFC 9110 §7.6.1) and none in `drop`."""
+    named = {
+        option.strip().lower() for value in headers.get_list("Connection") for option in value.split(",")
+    }
     for name, value in headers.get_all():
         lower = name.lower()
-        if lower not in HOP_BY_HOP and lower not in drop:
+        if lower not in HOP_BY_HOP and lower not in drop and lower not in named:
             yield name, value

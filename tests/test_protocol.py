@@ -1,0 +1,395 @@
+"""The HTTP layer over raw sockets: credentials checked before the body, keep-alive and
+pipelining, HTTP/1.0, hop-by-hop headers, the head's size, header values kept out of the
+log, and every refusal in the error shape of the client's route."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from tests.conftest import standard_routes
+from tests.support import CLIENT_TOKEN, Gateway, Mock, write_config
+
+READER = "tok-protocol-reader-000000001"
+LIMITS = """  max_body: 1MiB
+  max_buffered_bodies: 2MiB
+  max_header_size: 64KiB
+  body_timeout: 2s
+"""
+SECRETS = f"""client_token: {CLIENT_TOKEN}
+api_keys:
+  reader: {{token: {READER}, roles: [read-only]}}
+"""
+CHAT = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}).encode()
+STREAM = json.dumps({"model": "fast", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+@pytest.fixture(scope="module")
+def proto(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    routes = standard_routes().replace("  drain_timeout: 5s\n", "  drain_timeout: 5s\n" + LIMITS)
+    gateway = Gateway(write_config(tmp_path_factory.mktemp("protocol"), routes, SECRETS),
+                      env={"MOCK_URL": mock.url})
+    yield gateway
+    gateway.stop()
+    assert "Traceback" not in gateway.log(), gateway.log()
+
+
+def connect(gateway: Gateway, timeout: float = 5) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", gateway.port), timeout=timeout)
+
+
+def until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; a timeout fails the test (it did not close)."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+class Responses:
+    """Responses framed by Content-Length (the gateway's own answers) read one by one from a
+    socket that stays open; pipelined answers may arrive in one segment."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        assert chunk, f"closed inside a response: {self.buffer!r}"
+        self.buffer += chunk
+
+    def next(self) -> tuple[int, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            self._more()
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        status, headers, _ = split_response(head)
+        length = int(headers["content-length"])
+        while len(rest) < length:
+            self._more()
+            head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        self.buffer = rest[length:]
+        return status, headers, rest[:length]
+
+    def rest(self) -> bytes:
+        return self.buffer + until_closed(self.sock)
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One response, when no other may follow it unasked."""
+    responses = Responses(sock)
+    answer = responses.next()
+    assert not responses.buffer, "more bytes than one response"
+    return answer
+
+
+def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin1").split("\r\n")
+    return (int(lines[0].split(" ")[1]),
+            {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}, body)
+
+
+def head(method: str, path: str, *extra: str, token: str | None = CLIENT_TOKEN, version: str = "1.1") -> bytes:
+    lines = [f"{method} {path} HTTP/{version}", "Host: x", *extra]
+    if token is not None:
+        lines.append(f"Authorization: Bearer {token}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def chat(body: bytes = CHAT, *extra: str, version: str = "1.1") -> bytes:
+    return head("POST", "/v1/chat/completions", "Content-Type: application/json",
+                f"Content-Length: {len(body)}", *extra, version=version) + body
+
+
+def anthropic_error(body: bytes, kind: str) -> str:
+    document = json.loads(body)
+    assert document["type"] == "error" and document["error"]["type"] == kind, document
+    assert set(document) == {"type", "error"} and isinstance(document["error"]["message"], str)
+    return document["error"]["message"]
+
+
+def metric(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+# -- credentials before the body (issue 8, defect 2) ---------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/audio/transcriptions"])
+def test_no_token_is_refused_before_the_body_is_sent(proto: Gateway, path: str) -> None:
+    with connect(proto) as sock:  # the body is announced, never sent: the answer cannot wait for it
+        sock.sendall(head("POST", path, "Content-Length: 1000000", token=None))
+        status, headers, body = split_response(until_closed(sock))
+    assert status == 401 and headers["connection"] == "close" and headers["x-request-id"]
+    if path == "/v1/messages":
+        anthropic_error(body, "authentication_error")
+    else:
+        assert json.loads(body)["error"]["code"] == "invalid_api_key"
+
+
+def test_expect_100_continue_without_a_token_gets_no_continue(proto: Gateway) -> None:
+    with connect(proto) as sock:
+        sock.sendall(head("POST", "/v1/chat/completions", "Content-Length: 1000000", "Expect: 100-continue",
+                          token="not-a-key"))
+        raw = until_closed(sock)
+    assert raw.startswith(b"HTTP/1.1 401 ") and b" 100 " not in raw, raw
+
+
+def test_a_key_not_allowed_the_route_is_refused_before_the_body(proto: Gateway) -> None:
+    with connect(proto) as sock:  # read-only key, POST: 403 from the headers alone
+        sock.sendall(head("POST", "/v1/messages", "Content-Length: 1000000", "Expect: 100-continue",
+                          token=READER))
+        raw = until_closed(sock)
+    status, _, body = split_response(raw)
+    assert status == 403 and b" 100 " not in raw
+    assert "read" in anthropic_error(body, "permission_error")
+
+
+def test_expect_100_continue_with_a_token_continues(proto: Gateway) -> None:
+    with connect(proto) as sock:
+        sock.sendall(head("POST", "/v1/chat/completions", "Content-Type: application/json",
+                          f"Content-Length: {len(CHAT)}", "Expect: 100-continue"))
+        interim = sock.recv(64)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        sock.sendall(CHAT)
+        status, _, body = read_response(sock)
+    assert status == 200 and json.loads(body)["choices"], body
+
+
+def test_refusals_at_header_time_are_counted_and_logged(proto: Gateway) -> None:
+    denied = 'gateway_auth_denied_total{reason="missing"}'
+    answered = 'gateway_requests_total{model="",route="POST /v1/embeddings",status="401"}'
+    before = metric(proto.metrics(), denied), metric(proto.metrics(), answered)
+    with connect(proto) as sock:
+        sock.sendall(head("POST", "/v1/embeddings", "Content-Length: 10", "x-request-id: refused-early-1",
+                          token=None))
+        until_closed(sock)
+    after = metric(proto.metrics(), denied), metric(proto.metrics(), answered)
+    assert after == (before[0] + 1, before[1] + 1)
+    time.sleep(0.1)
+    lines = [json.loads(line) for line in proto.log().splitlines() if '"refused-early-1"' in line]
+    assert len(lines) == 1 and lines[0]["status"] == 401 and lines[0]["key"] is None
+
+
+def test_anonymous_bodies_leave_memory_flat(gateway: Gateway) -> None:
+    """8 connections without a token each send 4 MiB of a 30 MiB body (max_body: 32 MiB)."""
+    piece = b"x" * (4 << 20)
+    before = rss_mib(gateway.proc.pid)
+    sockets = []
+    try:
+        for _ in range(8):
+            sock = connect(gateway)
+            sockets.append(sock)
+            sock.sendall(head("POST", "/v1/chat/completions", f"Content-Length: {30 << 20}", token=None))
+            with contextlib.suppress(OSError):  # refused and closed: what should happen
+                sock.sendall(piece)
+        time.sleep(0.3)
+        grown = rss_mib(gateway.proc.pid) - before
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert grown < 12, f"RSS grew by {grown:.0f} MiB for bodies nobody may send"
+
+
+def test_bodies_in_flight_are_bounded(proto: Gateway) -> None:
+    """max_buffered_bodies 2 MiB: two bodies of 1 MiB being received, the third gets 503."""
+    held = []
+    try:
+        for _ in range(2):
+            sock = connect(proto)
+            held.append(sock)
+            sock.sendall(head("POST", "/v1/chat/completions", "Content-Length: 1000000") + b"{")
+        time.sleep(0.2)
+        with connect(proto) as sock:
+            sock.sendall(head("POST", "/v1/chat/completions", "Content-Length: 100000"))
+            status, headers, body = split_response(until_closed(sock))
+        assert status == 503 and headers["retry-after"] == "1"
+        assert json.loads(body)["error"]["code"] == "too_many_bodies"
+        with connect(proto) as sock:
+            sock.sendall(head("POST", "/v1/messages", "Content-Length: 100000"))
+            status, _, body = split_response(until_closed(sock))
+        assert status == 503
+        anthropic_error(body, "overloaded_error")
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    assert proto.request("POST", "/v1/chat/completions", CHAT)[0] == 200, "the budget is given back"
+
+
+# -- keep-alive (defect 4) ---------------------------------------------------------------------
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(proto: Gateway) -> None:
+    with connect(proto) as sock:
+        for _ in range(3):
+            sock.sendall(chat())
+            status, headers, body = read_response(sock)
+            assert status == 200 and "connection" not in headers and json.loads(body)["choices"]
+
+
+def test_pipelined_requests_are_all_answered(proto: Gateway) -> None:
+    with connect(proto) as sock:
+        sock.sendall(chat() + head("GET", "/healthz") + chat(STREAM, "Connection: close"))
+        responses = Responses(sock)
+        assert responses.next()[0] == 200
+        assert responses.next()[2] == b"OK"
+        rest = responses.rest()
+    assert rest.startswith(b"HTTP/1.1 200 ") and b"data: [DONE]" in rest
+
+
+def test_http_1_0_closes_unless_asked_to_keep_alive(proto: Gateway) -> None:
+    with connect(proto) as sock:
+        sock.sendall(head("GET", "/healthz", version="1.0"))
+        status, headers, body = split_response(until_closed(sock))
+    assert status == 200 and body == b"OK"
+    with connect(proto) as sock:
+        for _ in range(2):
+            sock.sendall(chat(CHAT, "Connection: keep-alive", version="1.0"))
+            status, headers, _ = read_response(sock)
+            assert status == 200 and headers["connection"].lower() == "keep-alive"
+        # a stream has no length and HTTP/1.0 no chunks: it ends with the connection, said so
+        sock.sendall(chat(STREAM, "Connection: keep-alive", version="1.0"))
+        raw = until_closed(sock)
+    status, headers, body = split_response(raw)
+    assert status == 200 and "connection" not in headers and body.rstrip().endswith(b"data: [DONE]")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (head("POST", "/v1/chat/completions", f"Content-Length: {2 << 20}"), 413),
+        (head("POST", "/v1/chat/completions", f"X-Big: {'a' * 70_000}", "Content-Length: 2") + b"{}", 431),
+        (head("POST", "/v1/chat/completions", "Content-Length: 20") + b"{", 408),
+    ],
+    ids=["413", "431", "408"],
+)
+def test_limit_refusals_close_a_kept_alive_connection(proto: Gateway, request_bytes: bytes, status: int) -> None:
+    with connect(proto) as sock:
+        sock.sendall(chat())
+        assert read_response(sock)[0] == 200
+        sock.sendall(request_bytes)
+        got, headers, _ = split_response(until_closed(sock))
+    assert got == status and headers["connection"] == "close"
+
+
+# -- the request line counts toward max_header_size -------------------------------------------
+
+
+def test_the_request_line_counts_toward_the_header_limit(proto: Gateway) -> None:
+    with connect(proto) as sock:  # 40 KB of query and 30 KB of header: 64 KiB passed together
+        sock.sendall(head("GET", f"/healthz?pad={'q' * 40_000}", f"X-Pad: {'h' * 30_000}"))
+        status, headers, body = split_response(until_closed(sock))
+    assert status == 431 and "request line and headers" in json.loads(body)["error"]["message"]
+    with connect(proto) as sock:
+        sock.sendall(head("POST", f"/v1/messages?pad={'q' * 70_000}", "Content-Length: 2") + b"{}")
+        status, headers, body = split_response(until_closed(sock))
+    assert status == 414
+    anthropic_error(body, "invalid_request_error")
+    assert proto.get("/healthz")[0] == 200
+
+
+# -- header values never logged (defect 5) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("stray", ["\x7f", "\x00", "\r"], ids=["del", "nul", "cr"])
+def test_a_malformed_header_value_is_a_400_and_never_logged(proto: Gateway, stray: str) -> None:
+    canary = f"canary-token-{ord(stray):02x}-5e1d9b7a"
+    with connect(proto) as sock:
+        sock.sendall(f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {canary}{stray}\r\n\r\n".encode())
+        raw = until_closed(sock)
+    assert raw.startswith(b"HTTP/1.1 400 ")
+    time.sleep(0.1)
+    log = proto.log()
+    assert "Malformed HTTP message" in log and canary not in log
+
+
+# -- Connection-named headers are this hop's only (defect 16) --------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/proxy/mock/embeddings"])
+def test_headers_named_in_connection_are_not_relayed(proto: Gateway, mock: Mock, path: str) -> None:
+    body = json.dumps({"model": "text-embedding-3-small", "input": "x"}).encode()
+    status, headers, _ = proto.request("POST", path, body, {
+        "Connection": "keep-alive, X-Hop-Secret", "X-Hop-Secret": "for-the-gateway", "X-Kept": "yes",
+        "x-mock-hop-header": "X-Upstream-Hop",
+    })
+    assert status == 200
+    received = [r for r in mock.requests() if r["path"] == "/v1/embeddings"][-1]["headers"]
+    assert received.get("x-kept") == "yes" and "x-hop-secret" not in received
+    assert "x-upstream-hop" not in headers
+
+
+# -- every refusal in the route's error shape (defects 15, 21) -------------------------------
+
+
+def test_wrong_method_on_an_anthropic_route_is_an_anthropic_405(proto: Gateway) -> None:
+    status, headers, body = proto.get("/v1/messages")
+    assert status == 405 and headers["allow"] == "POST"
+    assert "not allowed" in anthropic_error(body, "invalid_request_error")
+    status, _, body = proto.get("/v1/chat/completions")
+    assert status == 405 and json.loads(body)["error"]["type"] == "invalid_request_error"
+
+
+def test_unknown_paths_of_anthropic_clients_are_anthropic_404s(proto: Gateway) -> None:
+    client = anthropic.Anthropic(base_url=proto.url, api_key=CLIENT_TOKEN, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError) as under_messages:
+        client.messages.batches.list()  # GET /v1/messages/batches: not served here
+    assert under_messages.value.body["type"] == "error"
+    assert under_messages.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(anthropic.NotFoundError) as elsewhere:
+        client.post("/v1/complete", body={"model": "fast", "prompt": "hi"}, cast_to=object)
+    assert elsewhere.value.body["error"]["type"] == "not_found_error"  # it sent anthropic-version
+    status, _, body = proto.get("/v1/nothing-here")
+    assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+
+
+def test_connections_past_the_cap_get_503_in_their_route_shape(mock: Mock, tmp_path: Path) -> None:
+    routes = standard_routes().replace("  drain_timeout: 5s\n", "  drain_timeout: 5s\n  max_connections: 2\n")
+    gateway = Gateway(write_config(tmp_path, routes, SECRETS), env={"MOCK_URL": mock.url})
+    try:
+        idle: list[socket.socket] = []
+        try:
+            while len(idle) < 2:  # two kept-alive connections fill the cap (once the readiness probe's is gone)
+                sock = connect(gateway)
+                sock.sendall(head("GET", "/healthz"))
+                if b" 200 " in sock.recv(200):
+                    idle.append(sock)
+                else:
+                    sock.close()
+                    time.sleep(0.05)
+            with connect(gateway) as sock:
+                sock.sendall(head("POST", "/v1/messages", "Content-Length: 2") + b"{}")
+                status, headers, body = split_response(until_closed(sock))
+            assert status == 503 and headers["retry-after"] == "1"
+            anthropic_error(body, "overloaded_error")
+            with connect(gateway) as sock:
+                sock.sendall(chat())
+                status, _, body = split_response(until_closed(sock))
+            assert status == 503 and json.loads(body)["error"]["code"] == "too_many_connections"
+        finally:
+            for sock in idle:
+                sock.close()
+    finally:
+        gateway.stop()
