@@ -168,6 +168,7 @@ class TableRouter(Router):
     def __init__(self, table: Table) -> None:
         self.live = (table, build_application(table))
         self.bodies = BodyBudget()
+        self.draining = False  # set on SIGTERM: kept-alive connections end with their next answer
 
     @property
     def table(self) -> Table:
@@ -179,7 +180,7 @@ class TableRouter(Router):
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Guard:
         table, application = self.live
         delegate: Any = application.find_handler(request, **kwargs)  # a tornado.web._HandlerDelegate
-        return Guard(delegate, request, delegate.handler_kwargs["route"], table, self.bodies)
+        return Guard(delegate, request, delegate.handler_kwargs["route"], table, self.bodies, self.draining)
 
     def ingress_for_head(self, head: bytes) -> str:
         """The error shape for a request known only by its head (request line and headers)."""

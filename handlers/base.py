@@ -52,6 +52,18 @@ def request_id(headers: HTTPHeaders) -> str:
     return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+def close_after_answer(request: HTTPServerRequest) -> None:
+    """Close the connection once this answer is sent, and say so in it.
+
+    Tornado (6.6) has no public switch for this: left alone it keeps an HTTP/1.0
+    connection open that asked for keep-alive (and answers "Connection: Keep-Alive",
+    because the request said exactly that), even when only a close can end the answer.
+    """
+    if request.headers.get("Connection", "").lower() == "keep-alive":  # it names no other header
+        del request.headers["Connection"]
+    request.connection._disconnect_on_finish = True  # type: ignore[union-attr]
+
+
 def access_entry(
     request: HTTPServerRequest, route: Route, status: int, request_id: str | None, elapsed: float
 ) -> dict[str, Any]:
@@ -182,15 +194,10 @@ class GatewayHandler(RequestHandler):
     def flush(self, include_footers: bool = False) -> Future[None]:
         unframed = not self._headers_written and "Content-Length" not in self._headers
         if unframed and self.request.version == "HTTP/1.0":
-            self._close_after_answer()
+            # No chunked encoding in HTTP/1.0: an answer of unknown length (a stream) ends
+            # when the connection closes, keep-alive asked or not.
+            close_after_answer(self.request)
         return super().flush(include_footers)
-
-    def _close_after_answer(self) -> None:
-        """HTTP/1.0 has no chunked encoding: an answer of unknown length (a stream) ends
-        when the connection closes, so keep-alive cannot be honoured for it, asked or not.
-        Tornado (6.6) would promise it and keep the connection open; it offers no public switch."""
-        self.request.headers.pop("Connection", None)  # else Tornado answers "Connection: Keep-Alive"
-        self.request.connection._disconnect_on_finish = True  # type: ignore[union-attr]
 
     def write(self, chunk: str | bytes | dict) -> None:  # type: ignore[override]
         if isinstance(chunk, bytes | str):

@@ -19,7 +19,7 @@ from tornado.iostream import IOStream
 
 from dsl.table import Route, Table
 from handlers.auth import Denial, authorize
-from handlers.base import access_entry, request_id
+from handlers.base import access_entry, close_after_answer, request_id
 from handlers.errors import error_body
 from ops import metrics
 from ops.access_log import ACCESS_LOG
@@ -60,13 +60,16 @@ class Guard(httputil.HTTPMessageDelegate):
         route: Route,
         table: Table,
         bodies: BodyBudget,
+        draining: bool = False,
     ) -> None:
+        """`draining`: the server is shutting down; this connection ends with this request."""
         self.inner = inner
         self.request = request
         self.route = route
         self.table = table
         self.settings = table.server
         self.bodies = bodies
+        self.draining = draining
         self.buffered = not inner.stream_request_body
         self.received = 0
         self.reserved = 0  # bytes of the body budget this request holds
@@ -100,6 +103,8 @@ class Guard(httputil.HTTPMessageDelegate):
             if self.buffered and not self._reserve(announced):
                 return self._buffers_full()
             self.timer = IOLoop.current().call_later(self.settings.body_timeout, self._body_timed_out)
+        if self.draining:
+            close_after_answer(self.request)
         self.inner_started = True
         return self.inner.headers_received(start_line, headers)
 

@@ -84,6 +84,7 @@ class Gateway:
         """Stop accepting, let requests in flight finish until the deadline, then close."""
         sdnotify.stopping()
         assert self.server is not None
+        self.router.draining = True
         self.server.stop()
         deadline = time.monotonic() + self.router.table.server.drain_timeout
         log.info("draining %d request(s) in flight", base.in_flight())

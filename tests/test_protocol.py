@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -274,6 +275,26 @@ def test_http_1_0_closes_unless_asked_to_keep_alive(proto: Gateway) -> None:
         raw = until_closed(sock)
     status, headers, body = split_response(raw)
     assert status == 200 and "connection" not in headers and body.rstrip().endswith(b"data: [DONE]")
+
+
+def test_draining_ends_kept_alive_connections_with_their_next_answer(fresh_gateway: Gateway) -> None:
+    with connect(fresh_gateway) as sock:
+        sock.sendall(chat())
+        assert "connection" not in read_response(sock)[1]
+        stream = fresh_gateway.openai().chat.completions.create(
+            model="mock/gpt-delay-100", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        chunks = iter(stream)
+        next(chunks)  # in flight: the drain waits for it
+        fresh_gateway.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while "draining" not in fresh_gateway.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sock.sendall(chat())
+        status, headers, _ = split_response(until_closed(sock))
+        assert status == 200 and headers["connection"] == "close"
+        assert list(chunks)
+    assert fresh_gateway.proc.wait(10) == 0
 
 
 @pytest.mark.parametrize(
