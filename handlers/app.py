@@ -40,6 +40,7 @@ HANDLERS: dict[str, type[GatewayHandler]] = {
 
 
 _REFUSAL_HEAD_BYTES = 16 * 1024
+_REFUSALS_READING = 64  # past the cap, at most this many refused connections are read from at once
 
 
 class RouteMatcher(Matcher):
@@ -202,6 +203,7 @@ class GatewayServer(HTTPServer):
 
     router: TableRouter
     max_connections: int
+    refusing = 0  # refused connections whose request head is being read
 
     def initialize(  # type: ignore[override]
         self, router: TableRouter, *, max_connections: int, **kwargs: Any
@@ -212,7 +214,10 @@ class GatewayServer(HTTPServer):
 
     def handle_stream(self, stream: IOStream, address: tuple) -> None:
         if len(self._connections) >= self.max_connections:
-            IOLoop.current().spawn_callback(self._refuse, stream)
+            if self.refusing < _REFUSALS_READING:
+                IOLoop.current().spawn_callback(self._refuse, stream)
+            else:  # a flood: answer at once, without reading
+                refuse_connection(stream, "openai")
             return
         super().handle_stream(stream, address)
 
@@ -220,11 +225,15 @@ class GatewayServer(HTTPServer):
         """Past the cap: read the request head for a moment, to answer in its route's shape."""
         ingress = "openai"
         unreadable = (TimeoutError, StreamClosedError, UnsatisfiableReadError, httputil.HTTPInputError)
-        with contextlib.suppress(*unreadable):
-            head = await gen.with_timeout(
-                timedelta(seconds=1),
-                stream.read_until_regex(b"\r?\n\r?\n", max_bytes=_REFUSAL_HEAD_BYTES),
-                quiet_exceptions=(StreamClosedError, UnsatisfiableReadError),
-            )
-            ingress = self.router.ingress_for_head(head)
+        self.refusing += 1
+        try:
+            with contextlib.suppress(*unreadable):
+                head = await gen.with_timeout(
+                    timedelta(seconds=1),
+                    stream.read_until_regex(b"\r?\n\r?\n", max_bytes=_REFUSAL_HEAD_BYTES),
+                    quiet_exceptions=(StreamClosedError, UnsatisfiableReadError),
+                )
+                ingress = self.router.ingress_for_head(head)
+        finally:
+            self.refusing -= 1
         refuse_connection(stream, ingress)

@@ -172,20 +172,23 @@ class Guard(httputil.HTTPMessageDelegate):
         )
         connection = self.request.connection
         assert connection is not None
+        sent = b"" if self.request.method == "HEAD" else body  # HEAD: the length is told, not the body
         connection.write_headers(
-            httputil.ResponseStartLine("HTTP/1.1", status, httputil.responses[status]), headers, body
+            httputil.ResponseStartLine("HTTP/1.1", status, httputil.responses[status]), headers, sent
         )
         connection.finish()
         if not handler_ran:  # else the handler has counted the request (as 499)
-            self._account(status, rid)
+            self._account(status, rid, len(sent))
 
-    def _account(self, status: int, rid: str) -> None:
+    def _account(self, status: int, rid: str, sent: int) -> None:
         """A request that no handler saw, in the request metrics and the access log all the same."""
         elapsed = self.request.request_time()
         metrics.REQUESTS.labels(route=self.route.match, status=str(status), model="").inc()
         metrics.REQUEST_SECONDS.labels(route=self.route.match).observe(elapsed)
         if self.settings.access_log:
-            ACCESS_LOG.write(access_entry(self.request, self.route, status, rid, elapsed))
+            entry = access_entry(self.request, self.route, status, rid, elapsed)
+            entry["bytes_out"] = sent
+            ACCESS_LOG.write(entry)
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -196,6 +199,8 @@ class Guard(httputil.HTTPMessageDelegate):
 def refuse_connection(stream: IOStream, ingress: str) -> None:
     """Past server.max_connections: a clean 503 instead of a reset, then close."""
     metrics.REFUSED.labels(reason="too_many_connections").inc()
+    if stream.closed():  # the client gave up first
+        return
     body = error_body(ingress, 503, "too many connections; retry shortly", "too_many_connections")
     head = (
         f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"

@@ -149,6 +149,22 @@ def test_no_token_is_refused_before_the_body_is_sent(proto: Gateway, path: str) 
         assert json.loads(body)["error"]["code"] == "invalid_api_key"
 
 
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (head("HEAD", "/proxy/mock/models", token=None), 401),
+        (head("HEAD", "/proxy/mock/models", f"X-Big: {'a' * 70_000}"), 431),
+    ],
+    ids=["401", "431"],
+)
+def test_refusals_of_head_requests_carry_no_body(proto: Gateway, request_bytes: bytes, status: int) -> None:
+    with connect(proto) as sock:
+        sock.sendall(request_bytes)
+        got, headers, body = split_response(until_closed(sock))
+    assert got == status and int(headers["content-length"]) > 0 and body == b""
+    assert "Traceback" not in proto.log()
+
+
 def test_expect_100_continue_without_a_token_gets_no_continue(proto: Gateway) -> None:
     with connect(proto) as sock:
         sock.sendall(head("POST", "/v1/chat/completions", "Content-Length: 1000000", "Expect: 100-continue",
@@ -409,6 +425,12 @@ def test_connections_past_the_cap_get_503_in_their_route_shape(mock: Mock, tmp_p
                 sock.sendall(chat())
                 status, _, body = split_response(until_closed(sock))
             assert status == 503 and json.loads(body)["error"]["code"] == "too_many_connections"
+            connect(gateway).close()  # gone before it said anything
+            with connect(gateway) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # the rest never comes
+                assert split_response(until_closed(sock))[0] == 503
+            time.sleep(0.1)
+            assert "Traceback" not in gateway.log(), gateway.log()
         finally:
             for sock in idle:
                 sock.close()
