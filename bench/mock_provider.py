@@ -17,6 +17,8 @@ model), e.g. ``gpt-delay-50-tools``:
 * ``delay-<ms>``  sleep between stream events (once before a non-stream reply);
   else header ``x-mock-delay-ms``; else ``--delay-ms``.
 * ``tools``       two parallel tool calls; ``thinking`` (Anthropic) a thinking block.
+* ``big-<KiB>``   the reply text is that many KiB of ``filler_text``, sent in pieces of
+  ``piece-<KiB>`` (default 16; one stream event per piece), for tests of large answers.
 * ``fault-<status>`` (400..599, e.g. 429 with ``Retry-After: 1``; 401 quotes the key it
   was sent, split across body chunks), ``fault-hang``,
   ``fault-cut``, ``fault-empty``, ``fault-slowheaders``, ``fault-streamerror``.
@@ -73,6 +75,7 @@ __all__ = [
     "Behaviour",
     "RequestLog",
     "embedding_vector",
+    "filler_text",
     "image_png",
     "make_app",
     "make_server",
@@ -156,6 +159,8 @@ class Behaviour:
     fault: str | None = None  # "429", "500", ..., "hang", "cut", "empty", "streamerror"
     slow_headers: bool = False
     echo_key: bool = False  # a fault's message quotes the credential the request presented
+    big_kib: int | None = None  # reply text of this many KiB of filler_text
+    piece_kib: int = 16  # ... in pieces (stream events) of this many KiB
 
     @property
     def fault_status(self) -> int | None:
@@ -172,10 +177,16 @@ def parse_model(model: str) -> Behaviour:
     tokens = model.lower().split("-")
     delay: float | None = None
     fault: str | None = None
+    big: int | None = None
+    piece = 16
     tools = thinking = slow = echo = False
     for i, tok in enumerate(tokens):
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        if tok == "tools":
+        if tok == "big" and nxt.isdigit():
+            big = int(nxt)
+        elif tok == "piece" and nxt.isdigit() and int(nxt) > 0:
+            piece = int(nxt)
+        elif tok == "tools":
             tools = True
         elif tok == "thinking":
             thinking = True
@@ -190,7 +201,7 @@ def parse_model(model: str) -> Behaviour:
                 nxt in _NAMED_FAULTS or (nxt.isdigit() and 400 <= int(nxt) <= 599)
             ):
                 fault = nxt
-    return Behaviour(delay, tools, thinking, fault, slow, echo)
+    return Behaviour(delay, tools, thinking, fault, slow, echo, big, piece)
 
 
 # --------------------------------------------------------------------------- reply plan
@@ -254,6 +265,12 @@ def _split3(s: str) -> list[str]:
     return [s[:a], s[a:b], s[b:]]
 
 
+def filler_text(size: int) -> str:
+    """``size`` characters of hex text for ``big-<KiB>`` replies: cheap to make, and any piece
+    lost, repeated or reordered on the way shows. Public so a test can check what it got."""
+    return hashlib.shake_256(b"mock filler").hexdigest((size + 1) // 2)[:size]
+
+
 def make_plan(req: dict[str, Any], model: str, b: Behaviour, anthropic: bool) -> Plan:
     """Compute reply words / tool calls / token counts for a parsed request body."""
     messages = req.get("messages")
@@ -276,6 +293,10 @@ def make_plan(req: dict[str, Any], model: str, b: Behaviour, anthropic: bool) ->
             js = orjson.dumps(args).decode()
             calls.append((names[i % len(names)], js, _split3(js)))
         return Plan(prompt_words, [], False, calls, thinking)
+    if b.big_kib is not None:
+        text, piece = filler_text(b.big_kib * 1024), b.piece_kib * 1024
+        pieces = [text[i:i + piece] for i in range(0, len(text), piece)]
+        return Plan(prompt_words, pieces, False, [], thinking)
     schema = _output_schema(req, anthropic)
     reply = f"Hello from mock {model}! You said: {last_user}" if schema is None else (
         orjson.dumps(schema_instance(schema), option=orjson.OPT_INDENT_2).decode())

@@ -181,6 +181,7 @@ class _Compiler:
             max_connections=server.get("max_connections", 10000),
             access_log=server.get("access_log", True),
             max_buffered_bodies=parse_size(server.get("max_buffered_bodies", "256MiB")),
+            write_buffer=parse_size(server.get("write_buffer", "1MiB")),
         )
         if settings.max_buffered_bodies < settings.max_body:
             self.error(("server", "max_buffered_bodies"),

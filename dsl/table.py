@@ -96,6 +96,7 @@ class ServerSettings:
     max_connections: int = 10000
     access_log: bool = True
     max_buffered_bodies: int = 256 * 1024 * 1024
+    write_buffer: int = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -104,6 +105,7 @@ class GatewayHandler(RequestHandler):
     client_gone = False
     usage: Usage | None = None
     bytes_out = 0
+    bytes_flushed = 0  # of bytes_out, known to have reached the client's socket
 
     def initialize(  # type: ignore[override]
         self, route: Route, table: Table, principal: Principal | None = None
@@ -225,6 +227,36 @@ class GatewayHandler(RequestHandler):
                 self.set_header("x-upstream-request-id", provider.scrub(value))
             else:
                 self.add_header(name, provider.scrub(value))
+
+    def send(self, data: bytes) -> None:
+        """Relay upstream body bytes to the client now, holding the upstream while it is behind.
+
+        Unsent bytes are counted from the last moment the socket took everything, so the
+        count errs high; past `server.write_buffer` of them the exchange is held until all
+        written so far has reached the socket. A slow reader thus costs about that much
+        memory (plus what the upstream client had already read), whatever the answer's size.
+        """
+        stream = self.request.connection.stream  # type: ignore[attr-defined]
+        if stream.closed():
+            return  # the client left; on_connection_close is on its way and cancels the exchange
+        self.mark_first_byte()
+        self.write(data)
+        self.flush()
+        if not stream.writing():
+            self.bytes_flushed = self.bytes_out
+        elif (
+            self.bytes_out - self.bytes_flushed > self.table.server.write_buffer
+            and self.exchange is not None
+            and not self.exchange.held
+        ):
+            self.exchange.hold()
+            # An empty write's Future resolves once every byte before it has been sent.
+            drained = stream.write(b"")
+            drained.add_done_callback(functools.partial(self._drained, self.exchange, self.bytes_out))
+
+    def _drained(self, exchange: Exchange, written: int, _: object) -> None:
+        self.bytes_flushed = max(self.bytes_flushed, written)
+        exchange.release()
 
     def mark_first_byte(self) -> None:
         """Body bytes are about to reach the client: from here on, no fallback."""

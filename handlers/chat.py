@@ -131,9 +131,7 @@ class ChatHandler(GatewayHandler):
             if exchange.streaming and 200 <= exchange.status < 300:
                 out = chain.feed(data)
                 if out:
-                    self.mark_first_byte()
-                    self.write(out)
-                    self.flush()
+                    self.send(out)
             elif size < _MAX_ERROR_BODY or 200 <= exchange.status < 300:
                 buffered.append(data)
                 size += len(data)

@@ -152,9 +152,7 @@ class ForwardHandler(GatewayHandler):
             out = framer.feed(data) if framer is not None else data
             tail = (tail + data)[-_TAIL:]
             if out:
-                self.mark_first_byte()
-                self.write(out)
-                self.flush()
+                self.send(out)
 
         def on_chunk(data: bytes) -> None:
             nonlocal error_body

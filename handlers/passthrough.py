@@ -49,9 +49,7 @@ class PassthroughHandler(GatewayHandler):
         def relay(data: bytes) -> None:
             out = framer.feed(data) if framer is not None else data
             if out:
-                self.mark_first_byte()
-                self.write(out)
-                self.flush()
+                self.send(out)
 
         def on_chunk(data: bytes) -> None:
             relay(scrubber.feed(data) if scrubber is not None else data)

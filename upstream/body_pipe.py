@@ -9,6 +9,7 @@ memory stays bounded whatever the upload's size.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 
 import pycurl
 from tornado.concurrent import Future, future_set_result_unless_cancelled
@@ -27,11 +28,17 @@ class BodyPipe:
         self._ended = False
         self._paused = False
         self._curl: pycurl.Curl | None = None
+        self._receiving_paused: Callable[[], bool] = lambda: False
         self._drained: Future[None] | None = None
 
-    def attach(self, curl: pycurl.Curl) -> None:
-        """prepare_curl_callback: read the body from here instead of from request.body."""
+    def attach(self, curl: pycurl.Curl, receiving_paused: Callable[[], bool]) -> None:
+        """Read the body from here instead of from request.body.
+
+        `receiving_paused` says whether the answer's direction is paused now, which
+        resuming the upload must leave as it is.
+        """
         self._curl = curl
+        self._receiving_paused = receiving_paused
         curl.setopt(pycurl.READFUNCTION, self._read)
         size = -1 if self.length is None else self.length
         curl.setopt(pycurl.POSTFIELDSIZE_LARGE, size)  # POST
@@ -52,6 +59,11 @@ class BodyPipe:
         """The client's body is complete."""
         self._ended = True
         self._resume()
+
+    @property
+    def paused(self) -> bool:
+        """libcurl waits for the client's next chunk (resuming the answer must keep it so)."""
+        return self._paused
 
     def _read(self, size: int) -> bytes | int:
         if not self._chunks:
@@ -75,6 +87,4 @@ class BodyPipe:
     def _resume(self) -> None:
         if self._paused and self._curl is not None:
             self._paused = False
-            info = getattr(self._curl, "info", None)
-            receiving_paused = bool(info and info.get("streaming_buffer") and info["streaming_buffer"].paused)
-            self._curl.pause(pycurl.PAUSE_RECV if receiving_paused else pycurl.PAUSE_CONT)
+            self._curl.pause(pycurl.PAUSE_RECV if self._receiving_paused() else pycurl.PAUSE_CONT)

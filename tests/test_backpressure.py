@@ -1,0 +1,157 @@
+"""A client that reads slowly holds back the upstream instead of filling the gateway's memory.
+
+Each test asks the mock for a 64 MiB answer through a gateway whose `write_buffer` is
+256 KiB, stops reading for a while (long enough for the whole answer to cross loopback
+if nothing held it back), checks that the gateway grew by far less than the answer,
+then reads the rest and checks every byte.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.mock_provider import filler_text, speech_bytes
+from tests.conftest import STANDARD_SECRETS, standard_routes
+from tests.support import CLIENT_TOKEN, Gateway, Mock, write_config
+
+ANSWER_KIB = 64 * 1024
+STALL_S = 1.5  # a reader that stops this long; unpaced, 64 MiB crosses loopback well within it
+MAX_GROWTH_KIB = 16 * 1024
+
+
+@pytest.fixture
+def paced(mock: Mock, tmp_path: Path) -> Iterator[Gateway]:
+    """A gateway per test: memory freed by an earlier test would hide growth in the next."""
+    routes = standard_routes().replace("  drain_timeout: 5s\n", "  drain_timeout: 5s\n  write_buffer: 256KiB\n")
+    process = Gateway(write_config(tmp_path, routes, STANDARD_SECRETS), env={"MOCK_URL": mock.url})
+    yield process
+    assert process.stop() == 0, process.log()
+    assert "Traceback" not in process.log(), process.log()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class SlowReader:
+    """A raw-socket client with a small receive buffer that reads only when told to."""
+
+    def __init__(self, port: int, method: str, path: str, body: dict) -> None:
+        payload = json.dumps(body).encode()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        self.sock.settimeout(30)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {CLIENT_TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+            "Connection: close\r\n\r\n".encode() + payload
+        )
+        self.received = bytearray()
+        while b"\r\n\r\n" not in self.received:
+            self.received += self.sock.recv(4096)
+
+    def rest(self) -> tuple[str, bytes]:
+        """Read to the end; the status line and the de-chunked body."""
+        while chunk := self.sock.recv(1 << 20):
+            self.received += chunk
+        self.sock.close()
+        head, _, body = bytes(self.received).partition(b"\r\n\r\n")
+        assert b"transfer-encoding: chunked" in head.lower(), head
+        return head.split(b"\r\n", 1)[0].decode(), _dechunk(body)
+
+
+def _dechunk(body: bytes) -> bytes:
+    out, at = [], 0
+    while True:
+        end = body.index(b"\r\n", at)
+        size = int(body[at:end], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(body[end + 2 : end + 2 + size])
+        at = end + 4 + size
+
+
+def _stalled_growth_kib(gateway: Gateway, reader: SlowReader) -> int:
+    before = _rss_kib(gateway.proc.pid)
+    time.sleep(STALL_S)
+    return _rss_kib(gateway.proc.pid) - before
+
+
+def _warm_up(gateway: Gateway, method: str, path: str, body: dict) -> None:
+    """Same request with a small answer first, so first-use allocations do not count."""
+    SlowReader(gateway.port, method, path, body).rest()
+
+
+def _chat(kib: int) -> dict:
+    return {"model": f"mock/gpt-big-{kib}", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_sse_chat_to_a_stalled_reader_is_paced(paced: Gateway) -> None:
+    _warm_up(paced, "POST", "/v1/chat/completions", _chat(64))
+    reader = SlowReader(paced.port, "POST", "/v1/chat/completions", _chat(ANSWER_KIB))
+    grown = _stalled_growth_kib(paced, reader)
+    status, body = reader.rest()
+    assert status == "HTTP/1.1 200 OK"
+    events = body.split(b"\n\n")
+    assert events[-2:] == [b"data: [DONE]", b""]
+    text = "".join(json.loads(e[6:])["choices"][0]["delta"].get("content") or "" for e in events[:-2])
+    assert text == filler_text(ANSWER_KIB * 1024)
+    assert grown < MAX_GROWTH_KIB, f"RSS grew by {grown} KiB for a {ANSWER_KIB} KiB answer"
+
+
+@pytest.mark.parametrize("path", ["/v1/audio/speech", "/proxy/mock/audio/speech"])
+def test_plain_body_to_a_stalled_reader_is_paced(paced: Gateway, path: str) -> None:
+    """The forward and passthrough handlers relay a 64 MiB audio body the same way."""
+    speech = {"model": "tts-1", "input": "slow", "voice": "alloy", "x_mock_bytes": ANSWER_KIB * 1024}
+    _warm_up(paced, "POST", path, {**speech, "x_mock_bytes": 1 << 20})
+    reader = SlowReader(paced.port, "POST", path, speech)
+    grown = _stalled_growth_kib(paced, reader)
+    status, body = reader.rest()
+    assert status == "HTTP/1.1 200 OK"
+    assert body == speech_bytes("slow", "alloy", ANSWER_KIB * 1024)
+    assert grown < MAX_GROWTH_KIB, f"RSS grew by {grown} KiB for a {ANSWER_KIB} KiB answer"
+
+
+def test_a_stalled_reader_that_leaves_cancels_the_held_upstream(paced: Gateway, mock: Mock) -> None:
+    mock.clear()
+    reader = SlowReader(paced.port, "POST", "/v1/chat/completions", _chat(ANSWER_KIB))
+    time.sleep(STALL_S)
+    reader.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    reader.sock.close()  # with unread data: a reset, as a client that crashed
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        entries = [e for e in mock.requests() if e["path"] == "/v1/chat/completions"]
+        if entries and entries[-1]["disconnected"]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the upstream transfer was not cancelled: {entries}")
+    assert "gateway_requests_in_flight 1.0" in paced.metrics()  # the scrape itself
+
+
+def test_streamed_upload_is_still_paced(paced: Gateway, mock: Mock) -> None:
+    """`body: stream` keeps its own back-pressure (towards the provider) alongside the answer's."""
+    data = bytes(range(256)) * (120 * 1024)  # 30 MiB
+    boundary = "----paced-upload"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    before = _rss_kib(paced.proc.pid)
+    status, _, answer = paced.request("POST", "/v1/audio/transcriptions", body,
+                                      {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200, answer
+    assert json.loads(answer)["x_mock"]["file_bytes"] == len(data)
+    grown = _rss_kib(paced.proc.pid) - before
+    assert grown < MAX_GROWTH_KIB, f"RSS grew by {grown} KiB for a 30 MiB upload"
