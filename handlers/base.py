@@ -16,7 +16,7 @@ from tornado.web import RequestHandler
 from access.keys import Principal
 from converters.usage import Usage
 from dsl.table import Provider, Route, Table
-from handlers.errors import error_body
+from handlers.errors import error_body, stream_error_event
 from handlers.relay import UPSTREAM_PRIVATE, Exchange, relayable
 from handlers.upstream_url import encode_path
 from ops import metrics, stats
@@ -253,6 +253,16 @@ class GatewayHandler(RequestHandler):
             # An empty write's Future resolves once every byte before it has been sent.
             drained = stream.write(b"")
             drained.add_done_callback(functools.partial(self._drained, self.exchange, self.bytes_out))
+
+    def end_stream(self, ingress: str, provider: str, kind: str, message: str) -> None:
+        """Stop relaying an answer that cannot be relayed on: the upstream is cancelled and an
+        error event in the client's format ends the stream."""
+        metrics.UPSTREAM_ERRORS.labels(provider=provider, kind=kind).inc()
+        log.warning("ending the stream of request %s: %s: %s", self.request_id, provider, message)
+        if self.exchange is not None:
+            self.exchange.cancel()
+        self.mark_first_byte()
+        self.finish(stream_error_event(ingress, 502, f"upstream {provider}: {message}"))
 
     def _drained(self, exchange: Exchange, written: int, _: object) -> None:
         self.bytes_flushed = max(self.bytes_flushed, written)

@@ -17,6 +17,7 @@ from tornado.httpclient import HTTPResponse
 
 from converters.base import Chain, Context
 from converters.encoding import encode
+from converters.sse import EventTooLarge
 from converters.translation import TRANSLATIONS, Translation
 from converters.usage import Usage
 from dsl.table import Target
@@ -129,7 +130,10 @@ class ChatHandler(GatewayHandler):
         def on_chunk(data: bytes) -> None:
             nonlocal size
             if exchange.streaming and 200 <= exchange.status < 300:
-                out = chain.feed(data)
+                try:
+                    out = chain.feed(data)
+                except EventTooLarge as exc:
+                    return self.end_stream(self.route.ingress, target.label, "event_too_large", str(exc))
                 if out:
                     self.send(out)
             elif size < _MAX_ERROR_BODY or 200 <= exchange.status < 300:
@@ -147,7 +151,7 @@ class ChatHandler(GatewayHandler):
             self._upstream_headers(provider.format),
         )
         metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
-        if self.client_gone:
+        if self.client_gone or self._finished:
             return None
         if exchange.streaming and 200 <= exchange.status < 300:
             return self._end_stream(target, chain, response)

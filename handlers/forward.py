@@ -19,7 +19,7 @@ from tornado.httpclient import HTTPResponse
 from tornado.web import stream_request_body
 
 from converters.encoding import encode
-from converters.sse import SSEFramer
+from converters.sse import EventTooLarge, SSEFramer
 from converters.usage import usage_from_tail
 from dsl.table import Provider
 from handlers.base import GatewayHandler
@@ -149,7 +149,10 @@ class ForwardHandler(GatewayHandler):
 
         def relay(data: bytes) -> None:
             nonlocal tail
-            out = framer.feed(data) if framer is not None else data
+            try:
+                out = framer.feed(data) if framer is not None else data
+            except EventTooLarge as exc:
+                return self.end_stream(self.route.ingress, provider.name, "event_too_large", str(exc))
             tail = (tail + data)[-_TAIL:]
             if out:
                 self.send(out)
@@ -169,12 +172,14 @@ class ForwardHandler(GatewayHandler):
         started = time.monotonic()
         response = await exchange.run(provider, url, self.request.method or "GET", body, headers)
         metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
-        if self.client_gone:
+        if self.client_gone or self._finished:
             return True
         if response.code == 599 or discard:
             return self._failed(provider, response, exchange, error_body, framer, may_retry)
         if scrubber is not None:
             relay(scrubber.close())
+        if self._finished:
+            return True
         if framer is not None:
             self.write(framer.close())
         if self.model_label:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from converters.sse import SSEFramer
+from converters.sse import EventTooLarge, SSEFramer
 from handlers.base import GatewayHandler
 from handlers.errors import stream_error_event
 from handlers.relay import CLIENT_PRIVATE, Exchange, KeyScrubber, relayable
@@ -47,7 +47,10 @@ class PassthroughHandler(GatewayHandler):
             scrubber = KeyScrubber(target.key) if target.key and exchange.status >= 400 else None
 
         def relay(data: bytes) -> None:
-            out = framer.feed(data) if framer is not None else data
+            try:
+                out = framer.feed(data) if framer is not None else data
+            except EventTooLarge as exc:
+                return self.end_stream("openai", provider, "event_too_large", str(exc))
             if out:
                 self.send(out)
 
@@ -66,7 +69,7 @@ class PassthroughHandler(GatewayHandler):
             decompress=True,
         )
         metrics.UPSTREAM_SECONDS.labels(provider=provider).observe(time.monotonic() - started)
-        if self.client_gone:
+        if self.client_gone or self._finished:
             return
         if response.code == 599:
             kind = error_kind(response)
@@ -79,6 +82,8 @@ class PassthroughHandler(GatewayHandler):
             return self.finish()
         if scrubber is not None:
             relay(scrubber.close())
+        if self._finished:
+            return
         if framer is not None:
             self.write(framer.close())
         self.finish()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from converters.base import Context
 from converters.registry import plan
-from converters.sse import SSEFramer, iter_data
+from converters.sse import MAX_EVENT, EventTooLarge, SSEDataReader, SSEFramer, iter_data
 
 
 def _openai_stream(crlf: bool = False) -> bytes:
@@ -75,3 +76,12 @@ def test_framer_completes_an_unterminated_last_event() -> None:
 
 def test_iter_data_joins_multiline_data() -> None:
     assert list(iter_data(b"event: x\ndata: a\ndata: b\n\n: comment\n\ndata:c\r\n\r\n")) == [b"a\nb", b"c"]
+
+
+def test_one_event_is_bounded_in_framer_and_reader() -> None:
+    piece = b"x" * (64 * 1024)
+    for reader in (SSEFramer(), SSEDataReader()):
+        reader.feed(b"data: ")
+        with pytest.raises(EventTooLarge):
+            for _ in range(MAX_EVENT // len(piece) + 1):
+                assert not reader.feed(piece)
