@@ -16,83 +16,78 @@ class EventTooLarge(ValueError):
         super().__init__(f"upstream sent an SSE event larger than {MAX_EVENT >> 20} MiB")
 
 
-def _cut(buffer: bytes) -> int:
-    """Index just past the last complete event in `buffer` (0 when there is none)."""
-    lf = buffer.rfind(b"\n\n")
-    crlf = buffer.rfind(b"\r\n\r\n")
+_IN_PLACE = 64 * 1024  # a partial event this long is extended in place, no longer copied whole
+
+
+def _cut(buffer: bytes | bytearray, start: int = 0) -> int:
+    """Index just past the last complete event in `buffer` (0 when there is none), looking
+    only at terminators that begin at `start` or later."""
+    lf = buffer.rfind(b"\n\n", start)
+    crlf = buffer.rfind(b"\r\n\r\n", start)
     return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
 
 
-class _Pending:
-    """The pieces of an event still waiting for its end, kept apart so that a long event is
-    joined once, when it completes, instead of copied again with every chunk."""
+def _hold(tail: bytearray, data: bytes | bytearray) -> None:
+    """Append to a partial event, refusing to hold one past MAX_EVENT."""
+    if len(tail) + len(data) > MAX_EVENT:
+        raise EventTooLarge
+    tail += data
 
-    __slots__ = ("pieces", "size")
 
-    def __init__(self) -> None:
-        self.pieces: list[bytes] = []
-        self.size = 0
-
-    def add(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > MAX_EVENT:
-            raise EventTooLarge
-        self.pieces.append(data)
-
-    def last(self, count: int) -> bytes:
-        """The last `count` bytes held (fewer if fewer are): where a terminator may have begun."""
-        tail = b""
-        for piece in reversed(self.pieces):
-            tail = piece[-count:] + tail
-            if len(tail) >= count:
-                return tail[-count:]
-        return tail
-
-    def take(self, more: bytes | memoryview = b"") -> bytes:
-        """Everything held, then `more`; nothing is held afterwards."""
-        pieces, self.pieces, self.size = self.pieces, [], 0
-        return b"".join([*pieces, more]) if more else b"".join(pieces)
+def _take(tail: bytearray, count: int) -> bytes:
+    """Remove and return the first `count` bytes of `tail` (copied once)."""
+    with memoryview(tail) as view:
+        out = view[:count].tobytes()
+    del tail[:count]
+    return out
 
 
 class SSEFramer:
     """Holds back a partial event until its terminating blank line arrives.
 
-    Only the new bytes (and the three before them) are searched for that line, so an
-    event of any length costs time in proportion to its length.
+    Only the new bytes (and the three before them) are searched for that line, and a
+    partial event longer than _IN_PLACE grows in place rather than being copied with
+    every chunk, so an event costs time in proportion to its length.
     """
 
-    __slots__ = ("_pending",)
+    __slots__ = ("_tail",)
 
     def __init__(self) -> None:
-        self._pending = _Pending()
+        self._tail: bytes | bytearray = b""
 
     def feed(self, data: bytes) -> bytes:
-        if self._pending.pieces:
-            seam = self._pending.last(3)
-            cut = max(_cut(data), _cut(seam + data[:3]) - len(seam))
-            if cut <= 0:
-                self._pending.add(data)
-                return b""
-            out = self._pending.take(memoryview(data)[:cut])
-        else:
+        tail = self._tail
+        if not tail:
             cut = _cut(data)
             if cut == len(data):
                 return data
-            out = data[:cut]
-        if cut < len(data):
-            self._pending.add(data[cut:] if cut else data)
-        return out
+            self._tail = data[cut:]
+            return data[:cut]
+        if len(tail) + len(data) > MAX_EVENT:
+            raise EventTooLarge
+        start = max(len(tail) - 3, 0)
+        if len(tail) < _IN_PLACE:
+            buffer = tail + data
+        else:
+            buffer = tail if isinstance(tail, bytearray) else bytearray(tail)
+            buffer += data
+        cut = _cut(buffer, start)
+        if not cut:
+            self._tail = buffer
+            return b""
+        self._tail = buffer[cut:]
+        return bytes(buffer[:cut])
 
     def close(self) -> bytes:
         """A clean end: an unterminated last event is completed rather than lost."""
-        tail = self._pending.take()
+        tail, self._tail = bytes(self._tail), b""
         if not tail.strip():
             return b""
         return tail + (b"\n\n" if not tail.endswith(b"\n") else b"\n")
 
     @property
     def pending(self) -> bool:
-        return bool(self._pending.pieces)
+        return bool(self._tail)
 
 
 def iter_data(events: bytes) -> Iterator[bytes]:
@@ -106,14 +101,15 @@ class SSEDataReader:
     """Bytes cut anywhere in, the `data:` payloads of the events they complete out.
 
     What converters use instead of SSEFramer + iter_data: one pass per feed, the
-    same payloads whatever the splits (CRLF is normalised as the bytes arrive; a CR
-    that ends a chunk waits for the next one, which may start with its LF).
+    same payloads whatever the splits. CRLF is normalised as the bytes arrive (a CR
+    that ends a chunk waits for the next, which may start with its LF), and a partial
+    event grows in place, searched only where it grew, as in SSEFramer.
     """
 
-    __slots__ = ("_pending", "_cr")
+    __slots__ = ("_tail", "_cr")
 
     def __init__(self) -> None:
-        self._pending = _Pending()
+        self._tail = bytearray()
         self._cr = False
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -125,24 +121,27 @@ class SSEDataReader:
                 data = data[:-1]
                 self._cr = True
             data = data.replace(b"\r\n", b"\n")
-        end = data.rfind(b"\n\n")
-        if end >= 0:
-            events = self._pending.take(memoryview(data)[:end]) if self._pending.pieces else data[:end]
-            rest = data[end + 2 :]
-        elif data[:1] == b"\n" and self._pending.last(1) == b"\n":  # the blank line began before
-            events = self._pending.take()[:-1]
-            rest = data[1:]
-        else:
-            if data:
-                self._pending.add(data)
+        tail = self._tail
+        if not tail:
+            end = data.rfind(b"\n\n")
+            if end < 0:
+                _hold(tail, data)
+                return []
+            if end + 2 < len(data):
+                _hold(tail, data[end + 2 :])
+            return _payloads(data[:end])
+        start = max(len(tail) - 1, 0)
+        _hold(tail, data)
+        end = tail.rfind(b"\n\n", start)
+        if end < 0:
             return []
-        if rest:
-            self._pending.add(rest)
+        events = _take(tail, end + 2)[:-2]
         return _payloads(events)
 
     def close(self) -> list[bytes]:
         """A clean end: an unterminated last event still counts, as SSEFramer.close() has it."""
-        tail = self._pending.take() + (b"\r" if self._cr else b"")
+        tail = bytes(self._tail) + (b"\r" if self._cr else b"")
+        self._tail.clear()
         self._cr = False
         return _payloads(tail) if tail.strip() else []
 
