@@ -1,0 +1,133 @@
+"""Gateway memory with slow readers of a large streamed answer.
+
+    python -m bench.slow_readers [--readers 4] [--mib 200] [--rate-kib 10] [--seconds 20]
+                                 [--gateway-root DIR] [--write-buffer 1MiB]
+
+Starts the mock provider and a gateway (from this checkout, or the one at
+--gateway-root, to compare against another version), then opens --readers
+raw-socket clients that each ask for a --mib MiB chat stream (the mock's
+``big-<KiB>`` model) and read it at --rate-kib KiB/s (0: not at all) for
+--seconds. Prints the gateway's RSS before, at the end of that time, and after
+the readers have left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-slow-readers-token"
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_mock() -> tuple[subprocess.Popen, str]:
+    mock = subprocess.Popen([sys.executable, "-m", "bench.mock_provider", "--port", "0", "--no-log"],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert mock.stdout is not None
+    found = re.search(r":(\d+)$", mock.stdout.readline().strip())
+    assert found, "mock provider did not start"
+    return mock, f"http://127.0.0.1:{found.group(1)}"
+
+
+def _start_gateway(
+    root: Path, mock_url: str, write_buffer: str | None, workdir: Path
+) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    server = f"  listen: 127.0.0.1:{port}\n" + (f"  write_buffer: {write_buffer}\n" if write_buffer else "")
+    (workdir / "secrets.yaml").write_text(f"client_token: {TOKEN}\n")
+    (workdir / "routes.yaml").write_text(
+        f"version: 1\nserver:\n{server}  access_log: false\nsecrets: secrets.yaml\n"
+        f"providers:\n  mock: {{url: {mock_url}/v1}}\n"
+        "routes:\n  - {match: POST /v1/chat/completions, handler: chat}\n"
+        "  - {match: GET /healthz, handler: health}\n"
+    )
+    command = [sys.executable, str(root / "gateway.py"), "serve", "-c", str(workdir / "routes.yaml")]
+    gateway = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+                if answer.read() == b"OK":
+                    return gateway, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("gateway did not start")
+
+
+def _reader(port: int, mib: int) -> socket.socket:
+    body = json.dumps({"model": f"mock/gpt-big-{mib * 1024}", "stream": True,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {TOKEN}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    sock.setblocking(False)
+    return sock
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--readers", type=int, default=4)
+    parser.add_argument("--mib", type=int, default=200, help="size of each answer's text (MiB)")
+    parser.add_argument("--rate-kib", type=float, default=10, help="each reader's pace (KiB/s); 0: none")
+    parser.add_argument("--seconds", type=float, default=20, help="how long the readers stay")
+    parser.add_argument("--gateway-root", type=Path, default=ROOT, help="checkout whose gateway.py to run")
+    parser.add_argument("--write-buffer", help="server.write_buffer to configure (default: none set)")
+    args = parser.parse_args()
+    mock, mock_url = _start_mock()
+    with tempfile.TemporaryDirectory() as workdir:
+        gateway, port = _start_gateway(args.gateway_root, mock_url, args.write_buffer, Path(workdir))
+        try:
+            before = _rss_mib(gateway.pid)
+            readers = [_reader(port, args.mib) for _ in range(args.readers)]
+            started, got, peak = time.monotonic(), [0] * len(readers), before
+            while (elapsed := time.monotonic() - started) < args.seconds:
+                for index, sock in enumerate(readers):
+                    budget = int(args.rate_kib * 1024 * elapsed) - got[index]
+                    if budget > 0:
+                        with contextlib.suppress(BlockingIOError):
+                            got[index] += len(sock.recv(min(budget, 1 << 16)))
+                peak = max(peak, _rss_mib(gateway.pid))
+                time.sleep(0.1)
+            received = sum(got)
+            during = _rss_mib(gateway.pid)
+            for sock in readers:
+                sock.close()
+            time.sleep(3)
+            after = _rss_mib(gateway.pid)
+        finally:
+            gateway.terminate()
+            gateway.wait(10)
+            mock.terminate()
+            mock.wait(10)
+    print(f"gateway {args.gateway_root}: {args.readers} readers of {args.mib} MiB at {args.rate_kib} KiB/s "
+          f"for {args.seconds:.0f} s (write_buffer {args.write_buffer or 'default'})")
+    print(f"RSS before {before:.0f} MiB, peak {peak:.0f} MiB, at the end {during:.0f} MiB, "
+          f"3 s after they left {after:.0f} MiB; the readers got {received / 1024:.0f} KiB")
+
+
+if __name__ == "__main__":
+    main()
