@@ -1,14 +1,15 @@
 """Gateway memory with slow readers of a large streamed answer.
 
     python -m bench.slow_readers [--readers 4] [--mib 200] [--rate-kib 10] [--seconds 20]
-                                 [--gateway-root DIR] [--write-buffer 1MiB]
+                                 [--answer chat|speech] [--gateway-root DIR] [--write-buffer 1MiB]
 
 Starts the mock provider and a gateway (from this checkout, or the one at
 --gateway-root, to compare against another version), then opens --readers
-raw-socket clients that each ask for a --mib MiB chat stream (the mock's
-``big-<KiB>`` model) and read it at --rate-kib KiB/s (0: not at all) for
---seconds. Prints the gateway's RSS before, at the end of that time, and after
-the readers have left.
+raw-socket clients that each ask for a --mib MiB answer and read it at
+--rate-kib KiB/s (0: not at all) for --seconds: a chat stream (the mock's
+``big-<KiB>`` model, SSE through the chat handler) or speech audio (a plain
+body through the forward handler). Prints the gateway's RSS before, at the end
+of that time, and after the readers have left.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def _start_gateway(
         f"version: 1\nserver:\n{server}  access_log: false\nsecrets: secrets.yaml\n"
         f"providers:\n  mock: {{url: {mock_url}/v1}}\n"
         "routes:\n  - {match: POST /v1/chat/completions, handler: chat}\n"
+        "  - {match: POST /v1/audio/speech, handler: forward}\n"
         "  - {match: GET /healthz, handler: health}\n"
     )
     command = [sys.executable, str(root / "gateway.py"), "serve", "-c", str(workdir / "routes.yaml")]
@@ -75,12 +77,18 @@ def _start_gateway(
     raise RuntimeError("gateway did not start")
 
 
-def _reader(port: int, mib: int) -> socket.socket:
-    body = json.dumps({"model": f"mock/gpt-big-{mib * 1024}", "stream": True,
-                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+def _reader(port: int, mib: int, answer: str) -> socket.socket:
+    if answer == "chat":
+        path = "/v1/chat/completions"
+        document = {"model": f"mock/gpt-big-{mib * 1024}", "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}]}
+    else:
+        path = "/v1/audio/speech"
+        document = {"model": "tts-1", "input": "slow", "voice": "alloy", "x_mock_bytes": mib << 20}
+    body = json.dumps(document).encode()
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {TOKEN}\r\n"
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {TOKEN}\r\n"
                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
     sock.setblocking(False)
     return sock
@@ -94,6 +102,7 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=200, help="size of each answer's text (MiB)")
     parser.add_argument("--rate-kib", type=float, default=10, help="each reader's pace (KiB/s); 0: none")
     parser.add_argument("--seconds", type=float, default=20, help="how long the readers stay")
+    parser.add_argument("--answer", choices=("chat", "speech"), default="chat")
     parser.add_argument("--gateway-root", type=Path, default=ROOT, help="checkout whose gateway.py to run")
     parser.add_argument("--write-buffer", help="server.write_buffer to configure (default: none set)")
     args = parser.parse_args()
@@ -102,7 +111,7 @@ def main() -> None:
         gateway, port = _start_gateway(args.gateway_root, mock_url, args.write_buffer, Path(workdir))
         try:
             before = _rss_mib(gateway.pid)
-            readers = [_reader(port, args.mib) for _ in range(args.readers)]
+            readers = [_reader(port, args.mib, args.answer) for _ in range(args.readers)]
             started, got, peak = time.monotonic(), [0] * len(readers), before
             while (elapsed := time.monotonic() - started) < args.seconds:
                 for index, sock in enumerate(readers):
@@ -123,7 +132,8 @@ def main() -> None:
             gateway.wait(10)
             mock.terminate()
             mock.wait(10)
-    print(f"gateway {args.gateway_root}: {args.readers} readers of {args.mib} MiB at {args.rate_kib} KiB/s "
+    print(f"gateway {args.gateway_root}: {args.readers} readers of a {args.mib} MiB {args.answer} answer "
+          f"at {args.rate_kib} KiB/s "
           f"for {args.seconds:.0f} s (write_buffer {args.write_buffer or 'default'})")
     print(f"RSS before {before:.0f} MiB, peak {peak:.0f} MiB, at the end {during:.0f} MiB, "
           f"3 s after they left {after:.0f} MiB; the readers got {received / 1024:.0f} KiB")
