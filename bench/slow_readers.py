@@ -1,10 +1,10 @@
 """Gateway memory with slow readers of a large streamed answer.
 
     python -m bench.slow_readers [--readers 4] [--mib 200] [--rate-kib 10] [--seconds 20]
-                                 [--answer chat|speech] [--gateway-root DIR] [--write-buffer 1MiB]
+                                 [--answer chat|speech] [--root DIR] [--write-buffer 1MiB]
 
 Starts the mock provider and a gateway (from this checkout, or the one at
---gateway-root, to compare against another version), then opens --readers
+--root, to compare against another version), then opens --readers
 raw-socket clients that each ask for a --mib MiB answer and read it at
 --rate-kib KiB/s (0: not at all) for --seconds: a chat stream (the mock's
 ``big-<KiB>`` model, SSE through the chat handler) or speech audio (a plain
@@ -103,12 +103,12 @@ def main() -> None:
     parser.add_argument("--rate-kib", type=float, default=10, help="each reader's pace (KiB/s); 0: none")
     parser.add_argument("--seconds", type=float, default=20, help="how long the readers stay")
     parser.add_argument("--answer", choices=("chat", "speech"), default="chat")
-    parser.add_argument("--gateway-root", type=Path, default=ROOT, help="checkout whose gateway.py to run")
+    parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose gateway.py to run")
     parser.add_argument("--write-buffer", help="server.write_buffer to configure (default: none set)")
     args = parser.parse_args()
     mock, mock_url = _start_mock()
     with tempfile.TemporaryDirectory() as workdir:
-        gateway, port = _start_gateway(args.gateway_root, mock_url, args.write_buffer, Path(workdir))
+        gateway, port = _start_gateway(args.root, mock_url, args.write_buffer, Path(workdir))
         try:
             before = _rss_mib(gateway.pid)
             readers = [_reader(port, args.mib, args.answer) for _ in range(args.readers)]
@@ -132,7 +132,7 @@ def main() -> None:
             gateway.wait(10)
             mock.terminate()
             mock.wait(10)
-    print(f"gateway {args.gateway_root}: {args.readers} readers of a {args.mib} MiB {args.answer} answer "
+    print(f"gateway {args.root}: {args.readers} readers of a {args.mib} MiB {args.answer} answer "
           f"at {args.rate_kib} KiB/s "
           f"for {args.seconds:.0f} s (write_buffer {args.write_buffer or 'default'})")
     print(f"RSS before {before:.0f} MiB, peak {peak:.0f} MiB, at the end {during:.0f} MiB, "
