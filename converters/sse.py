@@ -63,20 +63,21 @@ class SSEFramer:
                 return data
             self._tail = data[cut:]
             return data[:cut]
-        if len(tail) + len(data) > MAX_EVENT:
-            raise EventTooLarge
-        start = max(len(tail) - 3, 0)
-        if len(tail) < _IN_PLACE:
+        size = len(tail)
+        if size < _IN_PLACE:
             buffer = tail + data
         else:
+            if size + len(data) > MAX_EVENT:
+                raise EventTooLarge
             buffer = tail if isinstance(tail, bytearray) else bytearray(tail)
             buffer += data
-        cut = _cut(buffer, start)
+        cut = _cut(buffer, size - 3 if size > 3 else 0)  # a negative start would count from the end
         if not cut:
             self._tail = buffer
             return b""
         self._tail = buffer[cut:]
-        return bytes(buffer[:cut])
+        out = buffer[:cut]
+        return out if type(out) is bytes else bytes(out)
 
     def close(self) -> bytes:
         """A clean end: an unterminated last event is completed rather than lost."""
