@@ -30,26 +30,28 @@ class Launch:
             env={**clean, "GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
                  "LOCAL_LLM_URL": f"http://127.0.0.1:{self.local_port}/v1",
                  "GATEWAY_SECRETS": str(tmp_path / "secrets.yaml"), **env},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         self.output = ""
 
     def read_until(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        """Unbuffered reads: a buffered readline would hide lines that already arrived from select."""
         assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         while True:
             found = re.search(pattern, self.output)
             if found:
                 return found
-            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-            line = self.proc.stdout.readline() if ready else ""
-            assert line, f"no {pattern!r} in:\n{self.output}"
-            self.output += line
+            ready, _, _ = select.select([fd], [], [], timeout)
+            data = os.read(fd, 65536) if ready else b""
+            assert data, f"no {pattern!r} in:\n{self.output}"
+            self.output += data.decode(errors="replace")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         rest, _ = self.proc.communicate(timeout=30)
-        self.output += rest
+        self.output += rest.decode(errors="replace")
         return self.proc.returncode
 
 
