@@ -24,7 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIENT_TOKEN = "test-client-token-4f1c2a9e"
 PROVIDER_KEY = "sk-test-provider-key-77d3b0"
 ALT_KEY = "sk-test-alt-provider-key-19ce44"
-LOG_DIR = Path(tempfile.gettempdir()) / f"gateway-test-logs-{os.getpid()}"
+
+
+def log_dir() -> Path:
+    """Where every gateway of this run writes its log: one folder per run, shared by the
+    xdist workers (tests/conftest.py names it before they start)."""
+    return Path(os.environ.get("GATEWAY_TEST_LOGS") or Path(tempfile.gettempdir()) / f"gateway-test-logs-{os.getpid()}")
 
 
 def free_port() -> int:
@@ -100,8 +105,8 @@ class Gateway:
     def __init__(self, config: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.config = config
         self.port = port or int((env or {}).get("GATEWAY_PORT", 0)) or free_port()
-        LOG_DIR.mkdir(exist_ok=True)
-        self.log_path = LOG_DIR / f"gateway-{self.port}-{time.monotonic_ns()}.log"
+        log_dir().mkdir(exist_ok=True)
+        self.log_path = log_dir() / f"gateway-{self.port}-{time.monotonic_ns()}.log"
         self.log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "GATEWAY_PORT": str(self.port), **(env or {})}
         self.proc = subprocess.Popen(
