@@ -115,6 +115,10 @@ class GatewayHandler(RequestHandler):
         self.table = table
         self.principal = principal
 
+    def set_default_headers(self) -> None:
+        """No `Server: TornadoServer/<version>`: the gateway does not advertise what it runs on."""
+        self.clear_header("Server")
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def prepare(self) -> None:

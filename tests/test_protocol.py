@@ -265,6 +265,7 @@ def test_keep_alive_serves_several_requests_on_one_connection(proto: Gateway) ->
             sock.sendall(chat())
             status, headers, body = read_response(sock)
             assert status == 200 and "connection" not in headers and json.loads(body)["choices"]
+            assert "server" not in headers  # no product and version advertised
 
 
 def test_pipelined_requests_are_all_answered(proto: Gateway) -> None:
