@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent.parent
+from bench.processes import ROOT, rss_mib, start_gateway, start_mock, stop
+
 TOKEN = "bench-label-memory-token-0001"
+SECRETS = f"client_token: {TOKEN}\n"
 ROUTES = """version: 1
-server: {listen: "127.0.0.1:%(port)d"}
+server: {listen: "127.0.0.1:${GATEWAY_PORT}"}
 secrets: secrets.yaml
 providers:
   mock: {url: "%(mock)s/v1", format: openai, api_key: sk-bench-label-memory}
@@ -44,12 +43,6 @@ REQUESTS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def call(url: str, body: bytes | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, headers={
         "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
@@ -60,11 +53,6 @@ def call(url: str, body: bytes | None = None) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-
-
 def measure(gateway: subprocess.Popen, base: str) -> dict[str, float]:
     metrics = len(call(f"{base}/metrics")[1])
     statsz = len(call(f"{base}/statsz")[1])
@@ -73,29 +61,16 @@ def measure(gateway: subprocess.Popen, base: str) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, default=HERE, help="checkout whose gateway.py to run")
+    parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose gateway.py to run")
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--name-mib", type=float, default=1.0)
     args = parser.parse_args()
-    mock = subprocess.Popen([sys.executable, "-m", "bench.mock_provider", "--port", "0", "--no-log"],
-                            cwd=HERE, stdout=subprocess.PIPE, text=True)
+    mock, mock_url = start_mock()
     gateway = None
     try:
-        mock_url = "http://" + mock.stdout.readline().split()[-1]  # type: ignore[union-attr]
-        port = free_port()
         work = Path(tempfile.mkdtemp(prefix="label-memory-"))
-        (work / "secrets.yaml").write_text(f"client_token: {TOKEN}\n")
-        (work / "routes.yaml").write_text(ROUTES % {"port": port, "mock": mock_url})
-        gateway = subprocess.Popen([sys.executable, str(args.root / "gateway.py"), "serve", "-c",
-                                    str(work / "routes.yaml")], cwd=args.root,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gateway, port = start_gateway(args.root, ROUTES % {"mock": mock_url}, SECRETS, work)
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if call(f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
         before = measure(gateway, base)
         name = "x" * int(args.name_mib * 1024 * 1024)
         statuses: dict[int, int] = {}
@@ -109,10 +84,7 @@ def main() -> int:
                           "statuses": statuses, "before": before, "after": after}, indent=2))
         return 0
     finally:
-        for process in (gateway, mock):
-            if process is not None:
-                process.terminate()
-                process.wait(10)
+        stop(gateway, mock)
 
 
 if __name__ == "__main__":

@@ -17,64 +17,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.processes import ROOT, rss_mib, start_gateway, start_mock, stop
+
 TOKEN = "bench-slow-readers-token"
+SECRETS = f"client_token: {TOKEN}\n"
 
 
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_mock() -> tuple[subprocess.Popen, str]:
-    mock = subprocess.Popen([sys.executable, "-m", "bench.mock_provider", "--port", "0", "--no-log"],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert mock.stdout is not None
-    found = re.search(r":(\d+)$", mock.stdout.readline().strip())
-    assert found, "mock provider did not start"
-    return mock, f"http://127.0.0.1:{found.group(1)}"
-
-
-def _start_gateway(
-    root: Path, mock_url: str, write_buffer: str | None, workdir: Path
-) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    server = f"  listen: 127.0.0.1:{port}\n" + (f"  write_buffer: {write_buffer}\n" if write_buffer else "")
-    (workdir / "secrets.yaml").write_text(f"client_token: {TOKEN}\n")
-    (workdir / "routes.yaml").write_text(
-        f"version: 1\nserver:\n{server}  access_log: false\nsecrets: secrets.yaml\n"
-        f"providers:\n  mock: {{url: {mock_url}/v1}}\n"
-        "routes:\n  - {match: POST /v1/chat/completions, handler: chat}\n"
-        "  - {match: POST /v1/audio/speech, handler: forward}\n"
-        "  - {match: GET /healthz, handler: health}\n"
-    )
-    command = [sys.executable, str(root / "gateway.py"), "serve", "-c", str(workdir / "routes.yaml")]
-    gateway = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
-                if answer.read() == b"OK":
-                    return gateway, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("gateway did not start")
+ROUTES = """version: 1
+secrets: secrets.yaml
+providers:
+  mock: {url: %(mock)s/v1}
+routes:
+  - {match: POST /v1/chat/completions, handler: chat}
+  - {match: POST /v1/audio/speech, handler: forward}
+  - {match: GET /healthz, handler: health}
+server:
+  listen: 127.0.0.1:${GATEWAY_PORT}
+  access_log: false
+"""
 
 
 def _reader(port: int, mib: int, answer: str) -> socket.socket:
@@ -106,11 +71,15 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose gateway.py to run")
     parser.add_argument("--write-buffer", help="server.write_buffer to configure (default: none set)")
     args = parser.parse_args()
-    mock, mock_url = _start_mock()
+    mock, mock_url = start_mock()
+    gateway = None
     with tempfile.TemporaryDirectory() as workdir:
-        gateway, port = _start_gateway(args.root, mock_url, args.write_buffer, Path(workdir))
         try:
-            before = _rss_mib(gateway.pid)
+            routes = ROUTES % {"mock": mock_url}
+            if args.write_buffer:
+                routes += f"  write_buffer: {args.write_buffer}\n"
+            gateway, port = start_gateway(args.root, routes, SECRETS, Path(workdir))
+            before = rss_mib(gateway.pid)
             readers = [_reader(port, args.mib, args.answer) for _ in range(args.readers)]
             started, got, peak = time.monotonic(), [0] * len(readers), before
             while (elapsed := time.monotonic() - started) < args.seconds:
@@ -119,19 +88,16 @@ def main() -> None:
                     if budget > 0:
                         with contextlib.suppress(BlockingIOError):
                             got[index] += len(sock.recv(min(budget, 1 << 16)))
-                peak = max(peak, _rss_mib(gateway.pid))
+                peak = max(peak, rss_mib(gateway.pid))
                 time.sleep(0.1)
             received = sum(got)
-            during = _rss_mib(gateway.pid)
+            during = rss_mib(gateway.pid)
             for sock in readers:
                 sock.close()
             time.sleep(3)
-            after = _rss_mib(gateway.pid)
+            after = rss_mib(gateway.pid)
         finally:
-            gateway.terminate()
-            gateway.wait(10)
-            mock.terminate()
-            mock.wait(10)
+            stop(gateway, mock)
     print(f"gateway {args.root}: {args.readers} readers of a {args.mib} MiB {args.answer} answer "
           f"at {args.rate_kib} KiB/s "
           f"for {args.seconds:.0f} s (write_buffer {args.write_buffer or 'default'})")

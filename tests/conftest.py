@@ -93,8 +93,18 @@ routes:
 STANDARD_SECRETS = f"client_token: {CLIENT_TOKEN}\n"
 
 
-def standard_routes() -> str:
-    return STANDARD_ROUTES % {"provider_key": PROVIDER_KEY, "alt_key": ALT_KEY, "closed_port": free_port()}
+def standard_routes(server: str = "") -> str:
+    """The routes.yaml of most tests; `server` adds settings (indented YAML lines) to its server block."""
+    routes = STANDARD_ROUTES % {"provider_key": PROVIDER_KEY, "alt_key": ALT_KEY, "closed_port": free_port()}
+    return routes.replace("  drain_timeout: 5s\n", "  drain_timeout: 5s\n" + server)
+
+
+def standard_gateway(
+    mock: Mock, directory: Path, server: str = "", secrets: str = STANDARD_SECRETS, env: dict[str, str] | None = None
+) -> Gateway:
+    """A gateway of the standard routes (with `server` settings added) in front of `mock`."""
+    config = write_config(directory, standard_routes(server), secrets)
+    return Gateway(config, env={"MOCK_URL": mock.url, **(env or {})})
 
 
 @pytest.fixture(scope="session")
@@ -106,8 +116,7 @@ def mock() -> Iterator[Mock]:
 
 @pytest.fixture(scope="session")
 def gateway(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = write_config(tmp_path_factory.mktemp("gateway"), standard_routes(), STANDARD_SECRETS)
-    process = Gateway(config, env={"MOCK_URL": mock.url})
+    process = standard_gateway(mock, tmp_path_factory.mktemp("gateway"))
     yield process
     assert process.stop() == 0, process.log()
     assert "Traceback" not in process.log(), process.log()
@@ -116,8 +125,7 @@ def gateway(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ga
 @pytest.fixture
 def fresh_gateway(mock: Mock, tmp_path: Path) -> Iterator[Gateway]:
     """A gateway of the test's own, for tests that signal or reconfigure it."""
-    config = write_config(tmp_path, standard_routes(), STANDARD_SECRETS)
-    process = Gateway(config, env={"MOCK_URL": mock.url})
+    process = standard_gateway(mock, tmp_path)
     yield process
     process.stop()
 

@@ -177,6 +177,12 @@ class Gateway:
         finally:
             conn.close()
 
+    def raw_get(self, target: bytes) -> bytes:
+        """GET with the request target sent byte for byte (the client's token, Connection: close);
+        the whole answer."""
+        return self.raw(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                        + f"Authorization: Bearer {CLIENT_TOKEN}\r\n\r\n".encode())
+
     def raw(self, data: bytes) -> bytes:
         """Send raw bytes (a request saying Connection: close) and read until the server closes."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
@@ -188,3 +194,26 @@ class Gateway:
 
     def metrics(self) -> str:
         return self.get("/metrics")[2].decode()
+
+    def memory_kib(self, field: str = "VmRSS") -> int:
+        """A memory figure of the process from /proc/<pid>/status, in KiB: VmRSS (resident
+        now) or VmHWM (the peak so far)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise AssertionError(f"no {field} for the gateway (pid {self.proc.pid})")
+
+
+def estimating_count_tokens_gateway(mock: Mock, directory: Path) -> Gateway:
+    """A gateway serving /v1/messages/count_tokens with no Anthropic provider to ask: it
+    estimates the count itself (and so parses the request)."""
+    routes = f"""
+version: 1
+server: {{listen: "127.0.0.1:${{GATEWAY_PORT}}"}}
+secrets: secrets.yaml
+providers: {{mock: {{url: "{mock.url}/v1"}}}}
+routes:
+  - {{match: GET /healthz, handler: health}}
+  - {{match: POST /v1/messages/count_tokens, handler: count_tokens, ingress: anthropic}}
+"""
+    return Gateway(write_config(directory, routes, f"client_token: {CLIENT_TOKEN}\n"))

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import standard_routes
-from tests.support import CLIENT_TOKEN, Gateway, Mock, write_config
+from tests.conftest import standard_gateway
+from tests.support import CLIENT_TOKEN, Gateway, Mock
 
 TOKENS = {
     "admin-key": "tok-admin-key-0000000001",
@@ -93,8 +93,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def rbac_gateway(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = write_config(tmp_path_factory.mktemp("rbac"), standard_routes(), SECRETS)
-    gateway = Gateway(config, env={"MOCK_URL": mock.url})
+    gateway = standard_gateway(mock, tmp_path_factory.mktemp("rbac"), secrets=SECRETS)
     yield gateway
     gateway.stop()
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from bench.mock_provider import filler_text, speech_bytes
-from tests.conftest import STANDARD_SECRETS, standard_routes
-from tests.support import CLIENT_TOKEN, Gateway, Mock, write_config
+from tests.conftest import standard_gateway
+from tests.support import CLIENT_TOKEN, Gateway, Mock
 
 ANSWER_KIB = 64 * 1024
 STALL_S = 1.5  # a reader that stops this long; unpaced, 64 MiB crosses loopback well within it
@@ -28,18 +28,10 @@ MAX_GROWTH_KIB = 8 * 1024  # the mark plus what the upstream client reads ahead 
 @pytest.fixture
 def paced(mock: Mock, tmp_path: Path) -> Iterator[Gateway]:
     """A gateway per test: memory freed by an earlier test would hide growth in the next."""
-    routes = standard_routes().replace("  drain_timeout: 5s\n", "  drain_timeout: 5s\n  write_buffer: 256KiB\n")
-    process = Gateway(write_config(tmp_path, routes, STANDARD_SECRETS), env={"MOCK_URL": mock.url})
+    process = standard_gateway(mock, tmp_path, "  write_buffer: 256KiB\n")
     yield process
     assert process.stop() == 0, process.log()
     assert "Traceback" not in process.log(), process.log()
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 class SlowReader:
@@ -82,9 +74,9 @@ def _dechunk(body: bytes) -> bytes:
 
 
 def _stalled_growth_kib(gateway: Gateway, reader: SlowReader) -> int:
-    before = _rss_kib(gateway.proc.pid)
+    before = gateway.memory_kib()
     time.sleep(STALL_S)
-    grown = _rss_kib(gateway.proc.pid) - before
+    grown = gateway.memory_kib() - before
     print(f"gateway RSS grew by {grown / 1024:.1f} MiB while a reader of {ANSWER_KIB >> 10} MiB stalled")
     return grown
 
@@ -150,10 +142,10 @@ def test_streamed_upload_is_still_paced(paced: Gateway, mock: Mock) -> None:
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
         "Content-Type: audio/wav\r\n\r\n"
     ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    before = _rss_kib(paced.proc.pid)
+    before = paced.memory_kib()
     status, _, answer = paced.request("POST", "/v1/audio/transcriptions", body,
                                       {"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert status == 200, answer
     assert json.loads(answer)["x_mock"]["file_bytes"] == len(data)
-    grown = _rss_kib(paced.proc.pid) - before
+    grown = paced.memory_kib() - before
     assert grown < MAX_GROWTH_KIB, f"RSS grew by {grown} KiB for a 30 MiB upload"

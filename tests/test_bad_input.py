@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import STANDARD_SECRETS, standard_routes
-from tests.support import CLIENT_TOKEN, Gateway, Mock, write_config
+from tests.conftest import standard_gateway
+from tests.support import CLIENT_TOKEN, Gateway, Mock
 
 LIMITS = """  max_body: 1MiB
   max_header_size: 64KiB
@@ -24,9 +24,7 @@ GOOD = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "st
 
 @pytest.fixture(scope="module")
 def limited(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    routes = standard_routes().replace("  drain_timeout: 5s\n", "  drain_timeout: 5s\n" + LIMITS)
-    gateway = Gateway(write_config(tmp_path_factory.mktemp("limits"), routes, STANDARD_SECRETS),
-                      env={"MOCK_URL": mock.url})
+    gateway = standard_gateway(mock, tmp_path_factory.mktemp("limits"), LIMITS)
     yield gateway
     gateway.stop()
     assert "Traceback" not in gateway.log(), gateway.log()
@@ -155,8 +153,7 @@ def test_client_disconnecting_mid_upload(limited: Gateway) -> None:
 
 
 def test_connections_past_the_cap_get_503(mock: Mock, tmp_path: Path) -> None:
-    routes = standard_routes().replace("  drain_timeout: 5s\n", "  drain_timeout: 5s\n  max_connections: 4\n")
-    gateway = Gateway(write_config(tmp_path, routes, STANDARD_SECRETS), env={"MOCK_URL": mock.url})
+    gateway = standard_gateway(mock, tmp_path, "  max_connections: 4\n")
     try:
         idle = [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(4)]
         try:

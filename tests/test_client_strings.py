@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,13 +17,6 @@ MESSAGES = ("/v1/messages", {"max_tokens": 5, "messages": [{"role": "user", "con
 EMBEDDINGS = ("/v1/embeddings", {"input": "x"})
 ROUTES = [CHAT, MESSAGES, EMBEDDINGS]
 FORGED = '{"ts": 1, "request_id": "forged", "status": 200, "forged": true}'
-
-
-def rss_kib(gateway: Gateway) -> int:
-    for line in Path(f"/proc/{gateway.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def send(gateway: Gateway, path: str, document: dict, model: str) -> tuple[int, dict]:
@@ -64,14 +56,14 @@ def test_huge_model_names_leave_metrics_statsz_and_memory_small(fresh_gateway: G
     name = "x" * (256 * 1024)
     fresh_gateway.metrics()
     fresh_gateway.get("/statsz")
-    before = rss_kib(fresh_gateway)
+    before = fresh_gateway.memory_kib()
     statuses = set()
     for i in range(40):
         path, document = ROUTES[i % 3]
         statuses.add(send(fresh_gateway, path, document, f"mock/{i}{name}" if i % 3 != 2 else f"{i}{name}")[0])
     metrics_size = len(fresh_gateway.metrics())
     statsz_size = len(fresh_gateway.get("/statsz")[2])
-    grown = rss_kib(fresh_gateway) - before
+    grown = fresh_gateway.memory_kib() - before
     assert metrics_size < 64 * 1024 and statsz_size < 16 * 1024, (metrics_size, statsz_size)
     assert grown < 6 * 1024, f"RSS grew by {grown} KiB"
     assert statuses == {400}

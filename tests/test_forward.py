@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import openai
 import pytest
@@ -89,17 +88,10 @@ def test_transcription_multipart(gateway: Gateway, mock: Mock) -> None:
     assert sent["headers"]["content-type"].startswith("multipart/form-data; boundary=")
 
 
-def _rss_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(field)
-
-
 def test_large_upload_is_streamed_byte_identical(gateway: Gateway, mock: Mock) -> None:
     """20 MiB reach the provider unchanged, and the gateway never holds the upload whole."""
     data = os.urandom(20 * 1024 * 1024)
-    before = _rss_kib(gateway.proc.pid, "VmHWM")
+    before = gateway.memory_kib("VmHWM")
     boundary = "----gateway-test-boundary-7f3a"
     body = (
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
@@ -112,7 +104,7 @@ def test_large_upload_is_streamed_byte_identical(gateway: Gateway, mock: Mock) -
     echo = json.loads(answer)["x_mock"]
     assert echo["file_sha256"] == hashlib.sha256(data).hexdigest()
     assert echo["file_bytes"] == len(data) and echo["boundary"] == boundary
-    grown_kib = _rss_kib(gateway.proc.pid, "VmHWM") - before
+    grown_kib = gateway.memory_kib("VmHWM") - before
     print(f"gateway peak RSS grew by {grown_kib / 1024:.1f} MiB for a 20 MiB upload")
     assert grown_kib < 20 * 1024, f"peak RSS grew by {grown_kib} KiB"
 
@@ -222,8 +214,7 @@ def test_parameters_and_query_are_percent_encoded(
     gateway: Gateway, mock: Mock, raw_path: bytes, sent_path: str, sent_query: str
 ) -> None:
     mock.clear()
-    answer = gateway.raw(b"GET " + raw_path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                          + f"Authorization: Bearer {CLIENT_TOKEN}\r\n\r\n".encode())
+    answer = gateway.raw_get(raw_path)
     assert answer.split(b" ", 2)[1] in (b"400", b"404"), answer  # the mock's verdict, relayed
     sent = _last(mock, sent_path)
     assert sent["query"] == sent_query

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import STANDARD_SECRETS, standard_routes
-from tests.support import Gateway, Mock, write_config
+from tests.conftest import standard_gateway
+from tests.support import Gateway, Mock
 
 MESSAGES = [{"role": "user", "content": "hi there"}]
 
@@ -109,8 +109,7 @@ def _messages(sock: socket.socket, until: str) -> list[dict[str, str]]:
 
 def test_systemd_notifications(mock: Mock, tmp_path: Path, notify_socket: tuple[socket.socket, str]) -> None:
     sock, path = notify_socket
-    config = write_config(tmp_path, standard_routes(), STANDARD_SECRETS)
-    gateway = Gateway(config, env={"MOCK_URL": mock.url, "NOTIFY_SOCKET": path})
+    gateway = standard_gateway(mock, tmp_path, env={"NOTIFY_SOCKET": path})
     try:
         assert _messages(sock, "READY")[-1]["READY"] == "1"
         before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000

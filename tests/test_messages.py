@@ -14,7 +14,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.support import CLIENT_TOKEN, Gateway, Mock
+from tests.support import CLIENT_TOKEN, Gateway, Mock, estimating_count_tokens_gateway
 
 PROVIDERS = {"openai-format": "mock/gpt-4o-mini", "anthropic-format": "claude/claude-sonnet-4-5"}
 PIXEL = base64.b64encode(bytes.fromhex(
@@ -222,18 +222,7 @@ def test_count_tokens_native(gateway: Gateway, mock: Mock) -> None:
 
 
 def test_count_tokens_estimated_without_an_anthropic_provider(tmp_path, mock: Mock) -> None:  # noqa: ANN001
-    from tests.support import write_config
-
-    routes = f"""
-version: 1
-server: {{listen: "127.0.0.1:${{GATEWAY_PORT}}"}}
-secrets: secrets.yaml
-providers: {{mock: {{url: "{mock.url}/v1"}}}}
-routes:
-  - {{match: GET /healthz, handler: health}}
-  - {{match: POST /v1/messages/count_tokens, handler: count_tokens, ingress: anthropic}}
-"""
-    gateway = Gateway(write_config(tmp_path, routes, f"client_token: {CLIENT_TOKEN}\n"))
+    gateway = estimating_count_tokens_gateway(mock, tmp_path)
     try:
         count = claude(gateway).messages.count_tokens(
             model="any", system="You are terse.", messages=[{"role": "user", "content": "x" * 400}]

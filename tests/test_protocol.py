@@ -15,8 +15,8 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from tests.conftest import standard_routes
-from tests.support import CLIENT_TOKEN, Gateway, Mock, write_config
+from tests.conftest import standard_gateway
+from tests.support import CLIENT_TOKEN, Gateway, Mock
 
 READER = "tok-protocol-reader-000000001"
 LIMITS = """  max_body: 1MiB
@@ -34,9 +34,7 @@ STREAM = json.dumps({"model": "fast", "stream": True, "messages": [{"role": "use
 
 @pytest.fixture(scope="module")
 def proto(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    routes = standard_routes().replace("  drain_timeout: 5s\n", "  drain_timeout: 5s\n" + LIMITS)
-    gateway = Gateway(write_config(tmp_path_factory.mktemp("protocol"), routes, SECRETS),
-                      env={"MOCK_URL": mock.url})
+    gateway = standard_gateway(mock, tmp_path_factory.mktemp("protocol"), LIMITS, SECRETS)
     yield gateway
     gateway.stop()
     assert "Traceback" not in gateway.log(), gateway.log()
@@ -127,13 +125,6 @@ def metric(text: str, series: str) -> float:
     return 0.0
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 # -- credentials before the body (issue 8, defect 2) ---------------------------------------------
 
 
@@ -212,7 +203,7 @@ def test_refusals_at_header_time_are_counted_and_logged(proto: Gateway) -> None:
 def test_anonymous_bodies_leave_memory_flat(gateway: Gateway) -> None:
     """8 connections without a token each send 4 MiB of a 30 MiB body (max_body: 32 MiB)."""
     piece = b"x" * (4 << 20)
-    before = rss_mib(gateway.proc.pid)
+    before = gateway.memory_kib()
     sockets = []
     try:
         for _ in range(8):
@@ -222,7 +213,7 @@ def test_anonymous_bodies_leave_memory_flat(gateway: Gateway) -> None:
             with contextlib.suppress(OSError):  # refused and closed: what should happen
                 sock.sendall(piece)
         time.sleep(0.3)
-        grown = rss_mib(gateway.proc.pid) - before
+        grown = (gateway.memory_kib() - before) / 1024
     finally:
         for sock in sockets:
             sock.close()
@@ -405,8 +396,7 @@ def test_unknown_paths_of_anthropic_clients_are_anthropic_404s(proto: Gateway) -
 
 
 def test_connections_past_the_cap_get_503_in_their_route_shape(mock: Mock, tmp_path: Path) -> None:
-    routes = standard_routes().replace("  drain_timeout: 5s\n", "  drain_timeout: 5s\n  max_connections: 2\n")
-    gateway = Gateway(write_config(tmp_path, routes, SECRETS), env={"MOCK_URL": mock.url})
+    gateway = standard_gateway(mock, tmp_path, "  max_connections: 2\n", SECRETS)
     try:
         idle: list[socket.socket] = []
         try:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from handlers.chat import MAX_MESSAGES
-from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, write_config
+from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, estimating_count_tokens_gateway
 
 CLAUDE = "claude/claude-sonnet-4-5"  # an Anthropic-format provider
 GPT = "mock/gpt-4o-mini"  # an OpenAI-format provider
@@ -406,16 +406,7 @@ def test_provider_errors_are_scrubbed_of_the_gateway_key(gateway: Gateway, model
 
 @pytest.mark.parametrize("depth", [300, 1000])
 def test_json_too_deep_for_the_token_estimate_is_a_400(mock: Mock, tmp_path: Path, depth: int) -> None:
-    routes = f"""
-version: 1
-server: {{listen: "127.0.0.1:${{GATEWAY_PORT}}"}}
-secrets: secrets.yaml
-providers: {{mock: {{url: "{mock.url}/v1"}}}}
-routes:
-  - {{match: GET /healthz, handler: health}}
-  - {{match: POST /v1/messages/count_tokens, handler: count_tokens, ingress: anthropic}}
-"""
-    gateway = Gateway(write_config(tmp_path, routes, f"client_token: {CLIENT_TOKEN}\n"))
+    gateway = estimating_count_tokens_gateway(mock, tmp_path)
     try:
         body = b'{"model": "m", "messages": [{"role": "user", "content": %s}]}' % nested(depth)
         status, answer = post(gateway, "/v1/messages/count_tokens", body)
