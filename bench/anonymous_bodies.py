@@ -2,7 +2,7 @@
 N token-less connections each send a body of nearly `max_body` to an authenticated route.
 
     python -m bench.anonymous_bodies                      # this checkout
-    python -m bench.anonymous_bodies --repo /path/to/old  # another checkout, to compare
+    python -m bench.anonymous_bodies --root /path/to/old  # another checkout, to compare
 
 Not a test (it takes seconds and hundreds of MiB on a gateway that buffers them): it
 prints the figures for a closing note. Default limits (max_body 32 MiB), 8 bodies of
@@ -56,12 +56,12 @@ def send_body(port: int, size: int, answers: list[bytes]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repo", default=str(ROOT))
+    parser.add_argument("--root", default=str(ROOT), help="the checkout whose gateway.py to run")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--mib", type=int, default=30)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="anon-bodies-"))
-    proc, port = start_gateway(Path(args.repo), ROUTES, SECRETS, workdir, log=workdir / "gateway.log")
+    proc, port = start_gateway(Path(args.root), ROUTES, SECRETS, workdir, log=workdir / "gateway.log")
     try:
         before = rss_mib(proc.pid)
         answers: list[bytes] = []
@@ -77,7 +77,7 @@ def main() -> int:
         after = rss_mib(proc.pid)
         statuses = sorted({a.split(b" ", 2)[1].decode() if a.startswith(b"HTTP/") else "none"
                            for a in answers})
-        print(f"{args.repo}: {args.connections} anonymous bodies of {args.mib} MiB: RSS before "
+        print(f"{args.root}: {args.connections} anonymous bodies of {args.mib} MiB: RSS before "
               f"{before:.0f} MiB, peak {peak:.0f} MiB, after {after:.0f} MiB; answers: {', '.join(statuses)}")
     finally:
         stop(proc)
