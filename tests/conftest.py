@@ -130,32 +130,14 @@ def fresh_gateway(mock: Mock, tmp_path: Path) -> Iterator[Gateway]:
     process.stop()
 
 
+
 def pytest_configure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+    """One log folder for the run, named before xdist starts its workers so they share it."""
+    if not hasattr(config, "workerinput"):
         os.environ.setdefault("GATEWAY_TEST_LOGS", tempfile.mkdtemp(prefix="gateway-test-logs-"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No gateway log of the run holds a provider key or a client token.
-
-    Checked by the controller once every worker is done, so that it reads the logs of
-    every gateway the tests started, failures and refusals included.
-    """
-    if hasattr(session.config, "workerinput"):
-        return
-    from tests.test_access import TOKENS
-
-    secrets = [PROVIDER_KEY, ALT_KEY, CLIENT_TOKEN, *TOKENS.values()]
-    logs = sorted(log_dir().glob("*.log"))
-    leaks = [log.name for log in logs if any(s in log.read_text(errors="replace") for s in secrets)]
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.ensure_newline()
-    if leaks:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if reporter is not None:
-            reporter.write_line(f"FAILED: a provider key or client token is in {', '.join(leaks)} ({log_dir()})")
-    elif session.exitstatus == 0:
+    """A green run leaves no logs behind (each gateway checked its own for secrets as it stopped)."""
+    if not hasattr(session.config, "workerinput") and exitstatus == 0:
         shutil.rmtree(log_dir(), ignore_errors=True)
-    if reporter is not None and logs and not leaks:
-        reporter.write_line(f"no secret in the {len(logs)} gateway logs of this run")

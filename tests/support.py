@@ -19,6 +19,7 @@ from typing import Any
 
 import anthropic
 import openai
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_TOKEN = "test-client-token-4f1c2a9e"
@@ -30,6 +31,16 @@ def log_dir() -> Path:
     """Where every gateway of this run writes its log: one folder per run, shared by the
     xdist workers (tests/conftest.py names it before they start)."""
     return Path(os.environ.get("GATEWAY_TEST_LOGS") or Path(tempfile.gettempdir()) / f"gateway-test-logs-{os.getpid()}")
+
+
+def _secret_values(path: Path) -> list[str]:
+    """Every token and key in a secrets file: none may ever reach the gateway's log."""
+    if not path.exists():
+        return []
+    document = yaml.safe_load(path.read_text()) or {}
+    values = [document.get("client_token"), *(document.get("provider_keys") or {}).values()]
+    values += [spec.get("token") for spec in (document.get("api_keys") or {}).values()]
+    return [value for value in values if isinstance(value, str) and len(value) >= 8]
 
 
 def free_port() -> int:
@@ -104,6 +115,7 @@ class Gateway:
 
     def __init__(self, config: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.config = config
+        self.secrets = {PROVIDER_KEY, ALT_KEY, CLIENT_TOKEN, *_secret_values(config.parent / "secrets.yaml")}
         self.port = port or int((env or {}).get("GATEWAY_PORT", 0)) or free_port()
         log_dir().mkdir(exist_ok=True)
         self.log_path = log_dir() / f"gateway-{self.port}-{time.monotonic_ns()}.log"
@@ -147,6 +159,8 @@ class Gateway:
                 self.proc.kill()
                 self.proc.wait()
         self.log_file.close()
+        leaked = [secret for secret in self.secrets if secret in self.log()]
+        assert not leaked, f"{len(leaked)} provider key(s) or client token(s) in {self.log_path}"
         return self.proc.returncode
 
     def openai(self, token: str = CLIENT_TOKEN, **kw: Any) -> openai.OpenAI:
