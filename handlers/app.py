@@ -21,10 +21,11 @@ from handlers.chat import ChatHandler
 from handlers.count_tokens import CountTokensHandler
 from handlers.debug import DebugHandler
 from handlers.forward import ForwardHandler, StreamingForwardHandler
-from handlers.limits import BodyBudget, Guard, refuse_connection
+from handlers.limits import Guard, refuse_connection
 from handlers.models import ModelsHandler
 from handlers.ops import HealthHandler, MetricsHandler, StatsHandler
 from handlers.passthrough import PassthroughHandler
+from runtime.process import Runtime
 
 HANDLERS: dict[str, type[GatewayHandler]] = {
     "chat": ChatHandler,
@@ -71,8 +72,10 @@ class NotFoundHandler(GatewayHandler):
 
     allowed: str = ""
 
-    def initialize(self, route: Route, table: Table, allowed: str = "") -> None:  # type: ignore[override]
-        super().initialize(route, table)
+    def initialize(  # type: ignore[override]
+        self, route: Route, table: Table, runtime: Runtime, allowed: str = ""
+    ) -> None:
+        super().initialize(route, table, runtime)
         self.allowed = allowed
 
     def prepare(self) -> None:
@@ -111,14 +114,14 @@ def handler_class(route: Route) -> type[GatewayHandler]:
     return HANDLERS[route.handler]
 
 
-def build_application(table: Table) -> Application:
-    """One Tornado Application per compiled table; its handlers hold that table.
+def build_application(table: Table, runtime: Runtime) -> Application:
+    """One Tornado Application per compiled table; its handlers hold that table and the runtime.
 
     Rules, first match wins: the routes; then their paths with any other method (405);
     then Anthropic clients' unmatched paths (404, Anthropic shape); else a 404 in OpenAI's.
     """
     rules: list[Rule] = [
-        Rule(RouteMatcher(route), handler_class(route), {"route": route, "table": table})
+        Rule(RouteMatcher(route), handler_class(route), {"route": route, "table": table, "runtime": runtime})
         for route in table.routes
     ]
     unmatched = {ingress: _unmatched_route(ingress) for ingress in ("openai", "anthropic")}
@@ -130,18 +133,18 @@ def build_application(table: Table) -> Application:
             Rule(
                 RouteMatcher(route, any_method=True),
                 NotFoundHandler,
-                {"route": unmatched[route.ingress], "table": table, "allowed": allowed},
+                {"route": unmatched[route.ingress], "table": table, "runtime": runtime, "allowed": allowed},
             )
         )
     prefixes = tuple(
         sorted({r.template.partition("{")[0].rstrip("/") for r in table.routes if r.ingress == "anthropic"})
     )
-    anthropic = {"route": unmatched["anthropic"], "table": table}
+    anthropic = {"route": unmatched["anthropic"], "table": table, "runtime": runtime}
     rules.append(Rule(AnthropicClientMatcher(prefixes), NotFoundHandler, anthropic))
     return Application(
         rules,
         default_handler_class=NotFoundHandler,
-        default_handler_args={"route": unmatched["openai"], "table": table},
+        default_handler_args={"route": unmatched["openai"], "table": table, "runtime": runtime},
         log_function=lambda handler: None,
         compress_response=False,
         serve_traceback=False,
@@ -166,9 +169,9 @@ def _unmatched_route(ingress: str) -> Route:
 class TableRouter(Router):
     """The HTTP server's delegate. `swap` replaces the live table with one reference write."""
 
-    def __init__(self, table: Table) -> None:
-        self.live = (table, build_application(table))
-        self.bodies = BodyBudget()
+    def __init__(self, table: Table, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.live = (table, build_application(table, runtime))
         self.draining = False  # set on SIGTERM: kept-alive connections end with their next answer
 
     @property
@@ -176,12 +179,12 @@ class TableRouter(Router):
         return self.live[0]
 
     def swap(self, table: Table) -> None:
-        self.live = (table, build_application(table))
+        self.live = (table, build_application(table, self.runtime))
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Guard:
         table, application = self.live
         delegate: Any = application.find_handler(request, **kwargs)  # a tornado.web._HandlerDelegate
-        return Guard(delegate, request, delegate.handler_kwargs["route"], table, self.bodies, self.draining)
+        return Guard(delegate, request, delegate.handler_kwargs["route"], table, self.runtime, self.draining)
 
     def ingress_for_head(self, head: bytes) -> str:
         """The error shape for a request known only by its head (request line and headers)."""

@@ -19,8 +19,8 @@ from dsl.table import Provider, Route, Table
 from handlers.errors import error_body, stream_error_event
 from handlers.relay import UPSTREAM_PRIVATE, Exchange, relayable
 from handlers.upstream_url import encode_path
-from ops import metrics, stats
-from ops.access_log import ACCESS_LOG
+from ops import metrics
+from runtime.process import Runtime
 
 log = logging.getLogger("gateway.handlers")
 
@@ -32,7 +32,6 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A client's x-request-id is echoed, logged and sent upstream: kept only when short and plain.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 
-_in_flight = 0
 _LOGGED_PATH = 2048  # a longer path is logged cut (a 414 may carry megabytes)
 
 
@@ -40,11 +39,6 @@ def _printable(path: str) -> str:
     """The request path for the log: raw non-ASCII bytes and control characters percent-encoded,
     so that no byte a client sent (a NEL, say) can split the line for a log reader."""
     return path if path.isascii() and path.isprintable() else encode_path(path)
-
-
-def in_flight() -> int:
-    """Requests being served now, for draining on SIGTERM."""
-    return _in_flight
 
 
 def request_id(headers: HTTPHeaders) -> str:
@@ -93,11 +87,12 @@ def access_entry(
 
 
 class GatewayHandler(RequestHandler):
-    """Base for routes compiled from routes.yaml. Holds the table it started with."""
+    """Base for routes compiled from routes.yaml. Holds the table it started with, and the runtime."""
 
     SUPPORTED_METHODS = ALL_METHODS
     route: Route
     table: Table
+    runtime: Runtime
     principal: Principal | None = None
     model_label: str = ""
     ttfb: float | None = None  # seconds from request to first body byte sent
@@ -108,11 +103,12 @@ class GatewayHandler(RequestHandler):
     bytes_flushed = 0  # of bytes_out, known to have reached the client's socket
 
     def initialize(  # type: ignore[override]
-        self, route: Route, table: Table, principal: Principal | None = None
+        self, route: Route, table: Table, runtime: Runtime, principal: Principal | None = None
     ) -> None:
         """`principal`: who the Guard authenticated when the headers arrived (None: route has no auth)."""
         self.route = route
         self.table = table
+        self.runtime = runtime
         self.principal = principal
 
     def set_default_headers(self) -> None:
@@ -122,8 +118,7 @@ class GatewayHandler(RequestHandler):
     # -- lifecycle ---------------------------------------------------------------------
 
     def prepare(self) -> None:
-        global _in_flight
-        _in_flight += 1
+        self.runtime.in_flight += 1
         metrics.IN_FLIGHT.inc()
         self._counted = True
         self.request_id = request_id(self.request.headers)
@@ -161,18 +156,17 @@ class GatewayHandler(RequestHandler):
             self._account(499)
 
     def _account(self, status: int) -> None:
-        global _in_flight
         if not getattr(self, "_counted", False):
             return
         self._counted = False
-        _in_flight -= 1
+        self.runtime.in_flight -= 1
         metrics.IN_FLIGHT.dec()
         route = self.route.match
         elapsed = self.request.request_time()
         metrics.REQUESTS.labels(route=route, status=str(status), model=self.model_label).inc()
         metrics.REQUEST_SECONDS.labels(route=route).observe(elapsed)
         if self.model_label:
-            stats.observe(self.model_label, status, elapsed, self.principal_name)
+            self.runtime.stats.observe(self.model_label, status, elapsed, self.principal_name)
         if self.table.server.access_log:
             self._access_log(status, elapsed)
 
@@ -190,12 +184,12 @@ class GatewayHandler(RequestHandler):
         if self.usage is not None and self.usage.reported:
             entry["tokens"] = {"input": self.usage.input, "output": self.usage.output,
                                "cached": self.usage.cached, "reasoning": self.usage.reasoning}
-        ACCESS_LOG.write(entry)
+        self.runtime.access_log.write(entry)
 
     def record_usage(self, usage: Usage | None) -> None:
         """Tokens the upstream reported: counted per model and key, and logged with the request."""
         self.usage = usage
-        stats.add_usage(self.model_label, usage, self.principal_name)
+        self.runtime.stats.add_usage(self.model_label, usage, self.principal_name)
 
     def flush(self, include_footers: bool = False) -> Future[None]:
         unframed = not self._headers_written and "Content-Length" not in self._headers

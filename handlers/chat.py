@@ -24,7 +24,7 @@ from dsl.table import Target
 from handlers.base import GatewayHandler
 from handlers.errors import UpstreamError, stream_error_event, upstream_error
 from handlers.relay import RETRYABLE_STATUS, Exchange
-from ops import metrics, stats
+from ops import metrics
 from upstream.client import error_kind
 
 log = logging.getLogger("gateway.chat")
@@ -81,7 +81,8 @@ class ChatHandler(GatewayHandler):
         if self.principal is not None and not self.principal.may_use(model):
             return self.deny(403, "agent_not_allowed", f"this key may not use model '{model}'")
         self.requested_model = model
-        self.model_label = stats.model_label(model if model in self.table.agents else targets[0].label)
+        label = model if model in self.table.agents else targets[0].label
+        self.model_label = self.runtime.stats.model_label(label)
         if not targets:
             return self.fail(503, f"agent '{model}' has no usable target", "no_target")
         failures: list[Failure] = []
@@ -140,7 +141,7 @@ class ChatHandler(GatewayHandler):
                 buffered.append(data)
                 size += len(data)
 
-        exchange = Exchange(on_headers, on_chunk)
+        exchange = Exchange(self.runtime.upstream, on_headers, on_chunk)
         self.exchange = exchange
         started = time.monotonic()
         response = await exchange.run(

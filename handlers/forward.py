@@ -26,7 +26,7 @@ from handlers.base import GatewayHandler
 from handlers.errors import stream_error_event, upstream_error
 from handlers.relay import CLIENT_PRIVATE, RETRYABLE_STATUS, Exchange, KeyScrubber, relayable
 from handlers.upstream_url import encode_parameter, encode_query, unsafe_path
-from ops import metrics, stats
+from ops import metrics
 from upstream.body_pipe import BodyPipe
 from upstream.client import error_kind
 
@@ -102,7 +102,7 @@ class ForwardHandler(GatewayHandler):
             return None
         if not isinstance(model, str):
             return self.route.providers, body
-        self.model_label = stats.model_label(model)
+        self.model_label = self.runtime.stats.model_label(model)
         name, slash, upstream_model = model.partition("/")
         provider = self.table.providers.get(name) if slash else None
         candidates: tuple[Provider, ...]
@@ -164,7 +164,7 @@ class ForwardHandler(GatewayHandler):
             else:
                 relay(scrubber.feed(data) if scrubber is not None else data)
 
-        exchange = self.exchange = Exchange(on_headers, on_chunk)
+        exchange = self.exchange = Exchange(self.runtime.upstream, on_headers, on_chunk)
         headers = [
             (k, v) for k, v in relayable(self.request.headers, CLIENT_PRIVATE) if k.lower() != "x-request-id"
         ]

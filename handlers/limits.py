@@ -22,32 +22,11 @@ from handlers.auth import Denial, authorize
 from handlers.base import access_entry, close_after_answer, request_id
 from handlers.errors import error_body
 from ops import metrics
-from ops.access_log import ACCESS_LOG
+from runtime.process import Runtime
 
 # Hard limits given to Tornado: past these it drops the connection without an answer.
 HARD_MAX_HEADER_SIZE = 2 * 1024 * 1024
 HARD_MAX_BODY_SIZE = 1 << 40
-
-
-class BodyBudget:
-    """Bytes of request bodies being received into memory now, across all connections.
-
-    Each connection may hold up to server.max_body; this bounds their sum
-    (server.max_buffered_bodies). Bodies relayed as they arrive (`body: stream`)
-    are not held, so not counted.
-    """
-
-    def __init__(self) -> None:
-        self.held = 0
-
-    def take(self, size: int, limit: int) -> bool:
-        if self.held + size > limit:
-            return False
-        self.held += size
-        return True
-
-    def give_back(self, size: int) -> None:
-        self.held -= size
 
 
 class Guard(httputil.HTTPMessageDelegate):
@@ -59,7 +38,7 @@ class Guard(httputil.HTTPMessageDelegate):
         request: httputil.HTTPServerRequest,
         route: Route,
         table: Table,
-        bodies: BodyBudget,
+        runtime: Runtime,
         draining: bool = False,
     ) -> None:
         """`draining`: the server is shutting down; this connection ends with this request."""
@@ -68,7 +47,7 @@ class Guard(httputil.HTTPMessageDelegate):
         self.route = route
         self.table = table
         self.settings = table.server
-        self.bodies = bodies
+        self.runtime = runtime
         self.draining = draining
         self.buffered = not inner.stream_request_body
         self.received = 0
@@ -136,13 +115,13 @@ class Guard(httputil.HTTPMessageDelegate):
         self.refuse(408, f"request body not received within {self.settings.body_timeout:g}s", "body_timeout")
 
     def _reserve(self, size: int) -> bool:
-        if not self.bodies.take(size, self.settings.max_buffered_bodies):
+        if not self.runtime.bodies.take(size, self.settings.max_buffered_bodies):
             return False
         self.reserved += size
         return True
 
     def _release(self) -> None:
-        self.bodies.give_back(self.reserved)
+        self.runtime.bodies.give_back(self.reserved)
         self.reserved = 0
 
     def _buffers_full(self) -> None:
@@ -188,7 +167,7 @@ class Guard(httputil.HTTPMessageDelegate):
         if self.settings.access_log:
             entry = access_entry(self.request, self.route, status, rid, elapsed)
             entry["bytes_out"] = sent
-            ACCESS_LOG.write(entry)
+            self.runtime.access_log.write(entry)
 
     def _stop_timer(self) -> None:
         if self.timer is not None:

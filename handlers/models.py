@@ -16,13 +16,13 @@ import orjson
 
 from dsl.table import Table
 from handlers.base import GatewayHandler
-from upstream.catalog import CATALOG
+from upstream.catalog import Catalog
 
 
 class ModelsHandler(GatewayHandler):
     async def get(self, model: str | None = None) -> None:
-        await CATALOG.fresh(self.table)
-        listing = build_listing(self.table)
+        await self.runtime.catalog.fresh(self.table)
+        listing = build_listing(self.table, self.runtime.catalog)
         self.set_header("Content-Type", "application/json")
         if model is not None:
             model = unquote(model)  # SDKs percent-encode the slash of provider/model
@@ -35,12 +35,12 @@ class ModelsHandler(GatewayHandler):
         self.finish(orjson.dumps(found))
 
 
-def build_listing(table: Table) -> list[dict[str, Any]]:
+def build_listing(table: Table, catalog: Catalog) -> list[dict[str, Any]]:
     registry = table.models
     listing: list[dict[str, Any]] = []
     matched: set[str] = set()
     for provider in table.providers.values():
-        for live in CATALOG.models(provider.name):
+        for live in catalog.models(provider.name):
             full = f"{provider.name}/{live['id']}"
             key = full if full in registry else live["id"]
             matched.add(key)

@@ -6,8 +6,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from handlers.base import GatewayHandler
-from ops import metrics, stats
-from upstream.catalog import CATALOG
+from ops import metrics
 
 
 class HealthHandler(GatewayHandler):
@@ -26,8 +25,8 @@ class MetricsHandler(GatewayHandler):
 
 class StatsHandler(GatewayHandler):
     def get(self) -> None:
-        snapshot = stats.snapshot()
-        snapshot["catalog"] = CATALOG.health()
+        snapshot = self.runtime.stats.snapshot()
+        snapshot["catalog"] = self.runtime.catalog.health()
         snapshot["config"] = {
             "source": self.table.source,
             "providers": sorted(self.table.providers),

@@ -57,7 +57,7 @@ class PassthroughHandler(GatewayHandler):
         def on_chunk(data: bytes) -> None:
             relay(scrubber.feed(data) if scrubber is not None else data)
 
-        exchange = self.exchange = Exchange(on_headers, on_chunk)
+        exchange = self.exchange = Exchange(self.runtime.upstream, on_headers, on_chunk)
         body = self.request.body if self.request.method in _BODY_METHODS else None
         started = time.monotonic()
         response = await exchange.run(

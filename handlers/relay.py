@@ -18,7 +18,7 @@ from tornado.ioloop import IOLoop
 
 from dsl.table import Provider
 from upstream.body_pipe import BodyPipe
-from upstream.client import shared_client
+from upstream.client import UpstreamClient
 
 # Headers that describe one hop, or that the gateway sets itself: never relayed either way.
 HOP_BY_HOP = frozenset(
@@ -56,15 +56,21 @@ class Exchange:
     the client's unsent bytes, not the provider's speed, set how much is in memory.
     """
 
-    __slots__ = ("status", "headers", "streaming", "request", "_on_headers", "_on_chunk", "done",
+    __slots__ = ("status", "headers", "streaming", "request", "_client", "_on_headers", "_on_chunk", "done",
                  "_pipe", "_curl", "_held", "_receive_paused")
 
-    def __init__(self, on_headers: Callable[[Exchange], None], on_chunk: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        on_headers: Callable[[Exchange], None],
+        on_chunk: Callable[[bytes], None],
+    ) -> None:
         self.status = 0
         self.headers = HTTPHeaders()
         self.streaming = False
         self.done = False
         self.request: HTTPRequest | None = None
+        self._client = client
         self._on_headers = on_headers
         self._on_chunk = on_chunk
         self._pipe: BodyPipe | None = None
@@ -169,7 +175,7 @@ class Exchange:
             prepare_curl_callback=self._prepare_curl,
         )
         try:
-            return await shared_client().fetch(self.request, raise_error=False)
+            return await self._client.fetch(self.request, raise_error=False)
         except CurlError as exc:  # transport failures raise even with raise_error=False
             return HTTPResponse(self.request, 599, error=exc, request_time=0.0)
         finally:
@@ -184,7 +190,7 @@ class Exchange:
         """
         if self.request is not None and not self.done:
             self.done = True
-            IOLoop.current().add_callback(shared_client().cancel, self.request)
+            IOLoop.current().add_callback(self._client.cancel, self.request)
 
 
 class KeyScrubber:

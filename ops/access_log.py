@@ -15,6 +15,8 @@ import orjson
 
 
 class AccessLog:
+    """Lines waiting for the end of this event-loop pass (one AccessLog per runtime)."""
+
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self.stream = stream
         self.pending: list[bytes] = []
@@ -29,6 +31,3 @@ class AccessLog:
         stream = self.stream or sys.stderr.buffer
         stream.write(b"".join(lines))
         stream.flush()
-
-
-ACCESS_LOG = AccessLog()

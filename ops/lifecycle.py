@@ -13,11 +13,10 @@ from tornado.httpserver import HTTPServer
 from dsl.compiler import compile_file
 from dsl.errors import ConfigError
 from dsl.table import Table
-from handlers import base
 from handlers.app import GatewayServer, TableRouter
 from handlers.limits import HARD_MAX_BODY_SIZE, HARD_MAX_HEADER_SIZE
 from ops import metrics, sdnotify
-from upstream.client import shared_client
+from runtime.process import Runtime
 
 log = logging.getLogger("gateway")
 # Settings bound when the listener starts; a reload keeps the running values.
@@ -25,17 +24,18 @@ RESTART_ONLY = ("listen_host", "listen_port", "upstream_connections", "idle_time
 
 
 class Gateway:
-    """One serving process and its live table."""
+    """One serving process: its runtime and its live table."""
 
     def __init__(self, config_path: str, table: Table) -> None:
+        """Called on the running event loop, which the runtime's upstream client binds to."""
         self.config_path = config_path
-        self.router = TableRouter(table)
+        self.runtime = Runtime.start(table.server)
+        self.router = TableRouter(table, self.runtime)
         self.stopping = asyncio.Event()
         self.server: HTTPServer | None = None
 
     async def start(self) -> None:
         settings = self.router.table.server
-        shared_client(settings.upstream_connections)
         self.server = GatewayServer(
             self.router,
             max_connections=settings.max_connections,
@@ -87,11 +87,11 @@ class Gateway:
         self.router.draining = True
         self.server.stop()
         deadline = time.monotonic() + self.router.table.server.drain_timeout
-        log.info("draining %d request(s) in flight", base.in_flight())
-        while base.in_flight() and time.monotonic() < deadline:
+        log.info("draining %d request(s) in flight", self.runtime.in_flight)
+        while self.runtime.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        if base.in_flight():
-            log.warning("drain deadline passed with %d request(s) still in flight", base.in_flight())
+        if self.runtime.in_flight:
+            log.warning("drain deadline passed with %d request(s) still in flight", self.runtime.in_flight)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.close_all_connections(), timeout=1.0)
 

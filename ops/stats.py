@@ -14,7 +14,6 @@ from typing import Any
 from converters.usage import Usage
 from ops import metrics
 
-STARTED = time.time()
 # Clients choose provider/model names freely; past this many distinct names, the rest are
 # counted together as "other", and each name is cut to MAX_LABEL_LENGTH characters, so that
 # neither /statsz nor /metrics grows without bound.
@@ -60,18 +59,6 @@ class Counters:
         return out
 
 
-_by_model: dict[str, Counters] = {}
-_by_key: dict[str, Counters] = {}
-
-
-def model_label(name: str) -> str:
-    """`name` (cut to MAX_LABEL_LENGTH), or 'other' once the set of names seen is full."""
-    name = name[:MAX_LABEL_LENGTH]
-    if name in _by_model or len(_by_model) < MAX_MODEL_LABELS:
-        return name
-    return OTHER
-
-
 def _counters(table: dict[str, Counters], name: str) -> Counters:
     counters = table.get(name)
     if counters is None:
@@ -79,39 +66,52 @@ def _counters(table: dict[str, Counters], name: str) -> Counters:
     return counters
 
 
-def observe(model: str, status: int, seconds: float, key: str | None) -> None:
-    """Count one answered request against a bounded model label (and the caller's key name)."""
-    for counters in (_counters(_by_model, model), _counters(_by_key, key) if key else None):
-        if counters is None:
-            continue
-        counters.requests += 1
-        if status >= 400:
-            counters.errors += 1
-        counters.latencies.append(seconds)
+class Stats:
+    """Counters per model label and per API key name since the process started (held by the runtime)."""
 
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.by_model: dict[str, Counters] = {}
+        self.by_key: dict[str, Counters] = {}
 
-def add_usage(model: str, usage: Usage | None, key: str | None) -> None:
-    """Tokens the upstream reported for one request."""
-    if usage is None or not usage.reported:
-        return
-    _counters(_by_model, model).add_usage(usage)
-    if key:
-        _counters(_by_key, key).add_usage(usage)
-    for kind, value in (
-        ("input", usage.input),
-        ("output", usage.output),
-        ("cached", usage.cached),
-        ("reasoning", usage.reasoning),
-    ):
-        if value:
-            metrics.TOKENS.labels(model=model, kind=kind).inc(value)
-            if key:
-                metrics.KEY_TOKENS.labels(key=key, kind=kind).inc(value)
+    def model_label(self, name: str) -> str:
+        """`name` (cut to MAX_LABEL_LENGTH), or 'other' once the set of names seen is full."""
+        name = name[:MAX_LABEL_LENGTH]
+        if name in self.by_model or len(self.by_model) < MAX_MODEL_LABELS:
+            return name
+        return OTHER
 
+    def observe(self, model: str, status: int, seconds: float, key: str | None) -> None:
+        """Count one answered request against a bounded model label (and the caller's key name)."""
+        for counters in (_counters(self.by_model, model), _counters(self.by_key, key) if key else None):
+            if counters is None:
+                continue
+            counters.requests += 1
+            if status >= 400:
+                counters.errors += 1
+            counters.latencies.append(seconds)
 
-def snapshot() -> dict[str, Any]:
-    return {
-        "uptime_seconds": round(time.time() - STARTED, 3),
-        "models": {name: c.summary() for name, c in sorted(_by_model.items())},
-        "keys": {name: c.summary() for name, c in sorted(_by_key.items())},
-    }
+    def add_usage(self, model: str, usage: Usage | None, key: str | None) -> None:
+        """Tokens the upstream reported for one request."""
+        if usage is None or not usage.reported:
+            return
+        _counters(self.by_model, model).add_usage(usage)
+        if key:
+            _counters(self.by_key, key).add_usage(usage)
+        for kind, value in (
+            ("input", usage.input),
+            ("output", usage.output),
+            ("cached", usage.cached),
+            ("reasoning", usage.reasoning),
+        ):
+            if value:
+                metrics.TOKENS.labels(model=model, kind=kind).inc(value)
+                if key:
+                    metrics.KEY_TOKENS.labels(key=key, kind=kind).inc(value)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "models": {name: c.summary() for name, c in sorted(self.by_model.items())},
+            "keys": {name: c.summary() for name, c in sorted(self.by_key.items())},
+        }

@@ -1,6 +1,6 @@
 """The live model catalog: each provider's models endpoint, fetched in the background.
 
-Held per process (not per table) so that a reload keeps what was learned. A
+Held by the runtime (not per table) so that a reload keeps what was learned. A
 request never waits longer than the catalog timeout, and a provider that fails
 keeps its last good answer.
 """
@@ -19,7 +19,7 @@ from tornado.httpclient import HTTPRequest, HTTPResponse
 
 from dsl.table import Provider, Table
 from ops import metrics
-from upstream.client import error_kind, shared_client
+from upstream.client import UpstreamClient, error_kind
 
 log = logging.getLogger("gateway.catalog")
 
@@ -48,7 +48,8 @@ class ProviderCatalog:
 class Catalog:
     """Provider name → ProviderCatalog, refreshed lazily when stale."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: UpstreamClient) -> None:
+        self.client = client
         self.providers: dict[str, ProviderCatalog] = {}
 
     async def fresh(self, table: Table) -> None:
@@ -80,7 +81,7 @@ class Catalog:
         )
         try:
             try:
-                response = await shared_client().fetch(request, raise_error=False)
+                response = await self.client.fetch(request, raise_error=False)
             except CurlError as exc:
                 response = HTTPResponse(request, 599, error=exc, request_time=0.0)
             models = _parse(response)
@@ -120,6 +121,3 @@ def _parse(response: HTTPResponse) -> list[dict[str, Any]] | str:
     if not isinstance(data, list):
         return "no_data"
     return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
-
-
-CATALOG = Catalog()

@@ -1,8 +1,8 @@
 """The pycurl upstream client: streaming, keep-alive, and cancellation.
 
-One CurlAsyncHTTPClient per process is shared by every table, so a reload never
-disturbs transfers in flight and upstream connections stay pooled across
-reloads. Tornado's client cannot abort a transfer; `cancel` adds that, so a
+One CurlAsyncHTTPClient per process (held by the runtime) is shared by every
+table, so a reload never disturbs transfers in flight and upstream connections
+stay pooled across reloads. Tornado's client cannot abort a transfer; `cancel` adds that, so a
 client that goes away stops the upstream at once instead of at its next byte.
 """
 
@@ -82,15 +82,9 @@ def _unwrap(request: HTTPRequest) -> HTTPRequest:
     return getattr(request, "request", request)
 
 
-_client: UpstreamClient | None = None
-
-
-def shared_client(max_clients: int = 512) -> UpstreamClient:
-    """The process-wide client (created on first use, on the running IOLoop)."""
-    global _client
-    if _client is None:
-        _client = UpstreamClient(force_instance=True, max_clients=max_clients, max_body_size=1 << 40)
-    return _client
+def open_client(max_clients: int) -> UpstreamClient:
+    """A client of its own with `max_clients` parallel transfers, bound to the running IOLoop."""
+    return UpstreamClient(force_instance=True, max_clients=max_clients, max_body_size=1 << 40)
 
 
 def error_kind(response: HTTPResponse) -> str:

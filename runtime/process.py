@@ -1,0 +1,62 @@
+"""What lives as long as the serving process, in one object handed to every handler.
+
+A table lives from one reload to the next; the Runtime outlives them all: pooled
+upstream connections, what the model catalog has learned, the /statsz counters,
+the access log's pending lines, the requests in flight and the request bodies held.
+ops/lifecycle.py makes one per serving process, and handlers receive it with their
+route and table, never through a module global, so two runtimes (two tests, two
+pre-fork workers) share nothing.
+
+Circuit breakers, rate limiters and the shared-state backend belong here too: one
+field each, made in `start`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dsl.table import ServerSettings
+from ops.access_log import AccessLog
+from ops.stats import Stats
+from upstream.catalog import Catalog
+from upstream.client import UpstreamClient, open_client
+
+
+class BodyBudget:
+    """Bytes of request bodies being received into memory now, across all connections.
+
+    Each connection may hold up to server.max_body; this bounds their sum
+    (server.max_buffered_bodies). Bodies relayed as they arrive (`body: stream`)
+    are not held, so not counted.
+    """
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def take(self, size: int, limit: int) -> bool:
+        if self.held + size > limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
+
+
+@dataclass(eq=False, slots=True)
+class Runtime:
+    upstream: UpstreamClient
+    catalog: Catalog
+    stats: Stats
+    access_log: AccessLog
+    bodies: BodyBudget
+    in_flight: int = 0  # requests being served now: draining waits for none
+
+    @classmethod
+    def start(cls, settings: ServerSettings) -> Runtime:
+        """The process's runtime, made on the running IOLoop (the upstream client binds to it).
+
+        `settings` are the first table's: what they size here changes only on restart.
+        """
+        upstream = open_client(settings.upstream_connections)
+        return cls(upstream, Catalog(upstream), Stats(), AccessLog(), BodyBudget())
