@@ -1,4 +1,10 @@
-"""Prometheus metrics. Labels are bounded by the configuration: route, model name, provider."""
+"""Prometheus metrics. Labels are bounded by the configuration: route, model name, provider.
+
+Declared here at module level, as Prometheus intends, rather than held by the Runtime:
+they are declarations whose values are the process's by design (one scrape per
+process; prometheus_client's multiprocess mode for pre-fork workers works on
+module-level metrics), and handing them around would only add parameters.
+"""
 
 from __future__ import annotations
 

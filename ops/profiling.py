@@ -32,6 +32,8 @@ HEAP_FRAMES = 8
 MAX_HEAP_TOP = 1000
 
 # One profile at a time: two would measure each other (and cProfile has one hook per thread).
+# Module-level, not in the Runtime: what it guards (the profile hook, the loop thread's frames)
+# is the interpreter's, so even two runtimes in one process must not profile at once.
 _profiling = threading.Lock()
 
 # tracemalloc's own bookkeeping and the import machinery are noise in a heap report.

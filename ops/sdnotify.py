@@ -38,7 +38,8 @@ _SEND_TIMEOUT_S = 1.0
 
 _lock = threading.Lock()
 # Cached (pid, NOTIFY_SOCKET value, socket). The pid makes a forked child open
-# its own socket instead of sharing the parent's open file description.
+# its own socket instead of sharing the parent's open file description. Module-level,
+# not in the Runtime: systemd talks to the OS process named by $NOTIFY_SOCKET.
 _cached: tuple[int, str, socket.socket] | None = None
 
 

@@ -45,6 +45,8 @@ class BodyBudget:
 
 @dataclass(eq=False, slots=True)
 class Runtime:
+    """The serving process's state; see the module docstring."""
+
     upstream: UpstreamClient
     catalog: Catalog
     stats: Stats
