@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +25,20 @@ class StreamConverter(Protocol):
     def close(self) -> bytes:
         """End of a clean upstream stream: return whatever is still held back."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConverterSpec:
+    """A named converter: what it reads, what it writes, how to make one per request.
+
+    Its name is what a route's `converters:` list says.
+    """
+
+    name: str
+    accepts: str
+    produces: str
+    factory: Callable[[Context], StreamConverter]
+    summary: str
 
 
 class Chain:

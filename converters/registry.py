@@ -1,79 +1,31 @@
-"""Converters by name, with the stream format each accepts and produces.
+"""Format pairs and stream converters, looked up by pair and by name.
 
-The compiler resolves names here once per (re)load and checks that a chain's
-formats line up; requests only call the resolved factories.
+The compiler plans each chat route's chain here once per (re)load and checks that
+its formats line up; requests only call the resolved factories.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from types import MappingProxyType
 
-from converters.base import Chain, Context, StreamConverter
-from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
-from converters.sse import SSEFramer
-from converters.usage import AnthropicStreamUsage, OpenAIStreamUsage
-
-
-@dataclass(frozen=True, slots=True)
-class ConverterSpec:
-    """A registered converter: what it reads, what it writes, how to make one per request."""
-
-    name: str
-    accepts: str
-    produces: str
-    factory: Callable[[Context], StreamConverter]
-    summary: str
-
-
-REGISTRY: dict[str, ConverterSpec] = {
-    spec.name: spec
-    for spec in (
-        ConverterSpec(
-            "sse-frame", "openai", "openai", lambda _: SSEFramer(),
-            "Forward only whole SSE events, so that an upstream cut never tears one.",
-        ),
-        ConverterSpec(
-            "openai-usage", "openai", "openai", lambda _: OpenAIStreamUsage(),
-            "Record the usage chunk of an OpenAI stream (tokens in, out, cached, reasoning).",
-        ),
-        ConverterSpec(
-            "sse-frame-anthropic", "anthropic", "anthropic", lambda _: SSEFramer(),
-            "Forward only whole Anthropic SSE events, so that an upstream cut never tears one.",
-        ),
-        ConverterSpec(
-            "anthropic-usage", "anthropic", "anthropic", lambda _: AnthropicStreamUsage(),
-            "Record the usage of an Anthropic stream (message_start and message_delta).",
-        ),
-        ConverterSpec(
-            "anthropic-to-openai", "anthropic", "openai", AnthropicToOpenAIStream,
-            "Turn Anthropic Messages events into OpenAI chat.completion.chunks (and record usage).",
-        ),
-        ConverterSpec(
-            "openai-to-anthropic", "openai", "anthropic", OpenAIToAnthropicStream,
-            "Turn OpenAI chat.completion.chunks into Anthropic Messages events (and record usage).",
-        ),
-    )
-}
-
-# Converters every chat stream gets, by (client format, provider format).
-FORMAT_CHAINS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("openai", "openai"): ("sse-frame", "openai-usage"),
-    ("anthropic", "anthropic"): ("sse-frame-anthropic", "anthropic-usage"),
-    ("openai", "anthropic"): ("anthropic-to-openai",),  # frames its input itself
-    ("anthropic", "openai"): ("openai-to-anthropic",),
-}
+from converters.base import Chain, Context, ConverterSpec
+from converters.pairs import PAIRS
+from converters.translation import Translation
 
 
 class UnsupportedConversion(ValueError):
-    """No converters exist yet between these two wire formats."""
+    """No translation exists yet between these two wire formats."""
 
 
 @dataclass(frozen=True, slots=True)
 class ChainPlan:
-    """A resolved chain: builds a fresh Chain per request without looking anything up."""
+    """A resolved chain and the translation of its pair: builds a fresh Chain per request
+    without looking anything up."""
 
     specs: tuple[ConverterSpec, ...]
+    translation: Translation
 
     def build(self, context: Context) -> Chain:
         return Chain([spec.factory(context) for spec in self.specs])
@@ -83,25 +35,60 @@ class ChainPlan:
         return tuple(spec.name for spec in self.specs)
 
 
-def plan(client_format: str, provider_format: str, extra: tuple[str, ...] = ()) -> ChainPlan:
-    """The chain for a route and provider; ValueError says what does not line up."""
-    implicit = FORMAT_CHAINS.get((client_format, provider_format))
-    if implicit is None:
-        raise UnsupportedConversion(
-            f"no conversion from {provider_format} streams to {client_format} clients is available"
-        )
-    specs: list[ConverterSpec] = []
-    current = provider_format
-    for name in (*implicit, *extra):
-        spec = REGISTRY.get(name)
-        if spec is None:
-            raise ValueError(f"unknown converter '{name}' (known: {', '.join(sorted(REGISTRY))})")
-        if spec.accepts != current:
-            raise ValueError(
-                f"converter '{name}' reads {spec.accepts} streams but is given {current}"
+class Registry:
+    """Translations by (client format, provider format); converters by the names routes use.
+
+    A pair's stream converters are registered under their names with it, so that a
+    route's `converters:` list can name any of them.
+    """
+
+    __slots__ = ("converters", "translations")
+
+    def __init__(self, pairs: Iterable[Translation]) -> None:
+        translations: dict[tuple[str, str], Translation] = {}
+        converters: dict[str, ConverterSpec] = {}
+        for pair in pairs:
+            if translations.setdefault((pair.client, pair.provider), pair) is not pair:
+                raise ValueError(f"two translations from {pair.client} clients to {pair.provider} providers")
+            current = pair.provider
+            for spec in pair.stream:
+                if converters.setdefault(spec.name, spec) is not spec:
+                    raise ValueError(f"two converters are named '{spec.name}'")
+                current = _follow(spec, current)
+            _check_end(current, pair.client)
+        self.translations = MappingProxyType(translations)
+        self.converters = MappingProxyType(converters)
+
+    def plan(self, client_format: str, provider_format: str, extra: tuple[str, ...] = ()) -> ChainPlan:
+        """The chain for a route and provider; ValueError says what does not line up."""
+        translation = self.translations.get((client_format, provider_format))
+        if translation is None:
+            raise UnsupportedConversion(
+                f"no conversion from {provider_format} streams to {client_format} clients is available"
             )
-        specs.append(spec)
-        current = spec.produces
+        specs = list(translation.stream)
+        current = client_format  # where the pair's own converters end
+        for name in extra:
+            spec = self.converters.get(name)
+            if spec is None:
+                raise ValueError(f"unknown converter '{name}' (known: {', '.join(sorted(self.converters))})")
+            current = _follow(spec, current)
+            specs.append(spec)
+        _check_end(current, client_format)
+        return ChainPlan(tuple(specs), translation)
+
+
+def _follow(spec: ConverterSpec, current: str) -> str:
+    """The format after `spec`, given a stream in format `current`."""
+    if spec.accepts != current:
+        raise ValueError(f"converter '{spec.name}' reads {spec.accepts} streams but is given {current}")
+    return spec.produces
+
+
+def _check_end(current: str, client_format: str) -> None:
     if current != client_format:
         raise ValueError(f"chain ends in {current} but the client speaks {client_format}")
-    return ChainPlan(tuple(specs))
+
+
+BUILT_IN = Registry(PAIRS)
+plan = BUILT_IN.plan  # what the compiler calls

@@ -1,7 +1,8 @@
-"""What a chat exchange needs besides the stream chain, by (client format, provider format).
+"""The translation object: everything a chat exchange needs for one format pair.
 
-The upstream endpoint, the request conversion, the conversion of a buffered
-answer, and how to read usage from that answer. Same-format pairs convert nothing.
+A pair is (the format the client speaks, the format the provider speaks). Each pair
+is one frozen Translation in its own module under converters/pairs/; the registry
+maps a pair to it. Same-format pairs convert nothing and only frame and meter.
 """
 
 from __future__ import annotations
@@ -10,29 +11,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from converters.base import Context
-from converters.chat_requests import anthropic_to_openai_request, openai_to_anthropic_request
-from converters.chat_responses import anthropic_to_openai_response, openai_to_anthropic_response
-from converters.usage import Usage, usage_from_anthropic_body, usage_from_openai_body
+from converters.base import Context, ConverterSpec
+from converters.upstream_errors import UpstreamError
+from converters.usage import Usage
 
 Document = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Translation:
+    client: str  # the format the client speaks
+    provider: str  # the format the provider speaks
     endpoint: str  # chat endpoint under the provider's url
     request: Callable[[Document], Document] | None  # None: sent as the client wrote it
     response: Callable[[Document, Context], Document] | None  # None: relayed as is
+    stream: tuple[ConverterSpec, ...]  # every stream of the pair goes through these, in order
     usage: Callable[[bytes], Usage]  # read from the provider's buffered answer
-
-
-TRANSLATIONS: dict[tuple[str, str], Translation] = {
-    ("openai", "openai"): Translation("chat/completions", None, None, usage_from_openai_body),
-    ("anthropic", "anthropic"): Translation("messages", None, None, usage_from_anthropic_body),
-    ("openai", "anthropic"): Translation(
-        "messages", openai_to_anthropic_request, anthropic_to_openai_response, usage_from_anthropic_body
-    ),
-    ("anthropic", "openai"): Translation(
-        "chat/completions", anthropic_to_openai_request, openai_to_anthropic_response, usage_from_openai_body
-    ),
-}
+    error: Callable[[bytes, Callable[[str], str]], UpstreamError]  # the provider's error answer, scrubbed
+    client_headers: tuple[str, ...] = ()  # headers of the client's request passed on to the provider

@@ -18,11 +18,12 @@ from tornado.httpclient import HTTPResponse
 from converters.base import Chain, Context
 from converters.encoding import encode
 from converters.sse import EventTooLarge
-from converters.translation import TRANSLATIONS, Translation
+from converters.translation import Translation
+from converters.upstream_errors import UpstreamError
 from converters.usage import Usage
 from dsl.table import Target
 from handlers.base import GatewayHandler
-from handlers.errors import UpstreamError, stream_error_event, upstream_error
+from handlers.errors import stream_error_event
 from handlers.relay import RETRYABLE_STATUS, Exchange
 from ops import metrics
 from upstream.client import error_kind
@@ -111,7 +112,7 @@ class ChatHandler(GatewayHandler):
                 "unsupported_format",
                 f"{provider.format} providers cannot serve {self.route.ingress} clients",
             )
-        translation = TRANSLATIONS[(self.route.ingress, provider.format)]
+        translation = chain_plan.translation
         context = Context(document, self.requested_model)
         try:
             upstream_document = translation.request(document) if translation.request else document
@@ -149,7 +150,7 @@ class ChatHandler(GatewayHandler):
             provider.url_for(translation.endpoint),
             "POST",
             upstream_body,
-            self._upstream_headers(provider.format),
+            self._upstream_headers(translation),
         )
         metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
         if self.client_gone or self._finished:
@@ -158,13 +159,11 @@ class ChatHandler(GatewayHandler):
             return self._end_stream(target, chain, response)
         return self._end_buffered(target, exchange, response, b"".join(buffered), translation, context)
 
-    def _upstream_headers(self, provider_format: str) -> list[tuple[str, str]]:
-        """Content type and request id; Anthropic's version and beta flags when they mean something."""
+    def _upstream_headers(self, translation: Translation) -> list[tuple[str, str]]:
+        """Content type and request id, and the client's headers that the format pair passes on."""
         headers = [("Content-Type", "application/json"), ("x-request-id", self.request_id)]
-        if provider_format == "anthropic":
-            names = ("anthropic-beta", "anthropic-version") if self.route.ingress == "anthropic" else ()
-            headers += [(name, value) for name in names if (value := self.request.headers.get(name))]
-        return headers
+        names = translation.client_headers
+        return headers + [(name, value) for name in names if (value := self.request.headers.get(name))]
 
     def _end_stream(self, target: Target, chain: Chain, response: HTTPResponse) -> Failure | None:
         committed = self.ttfb is not None
@@ -216,7 +215,7 @@ class ChatHandler(GatewayHandler):
             self.record_usage(usage)
             self.finish(body)
             return None
-        error = upstream_error(body, target.provider.scrub)
+        error = translation.error(body, target.provider.scrub)
         message = error.message or f"upstream answered HTTP {status}"
         retry_after = exchange.headers.get("Retry-After")
         return Failure(target, status, error_kind(response), message, retry_after, error)

@@ -20,10 +20,11 @@ from tornado.web import stream_request_body
 
 from converters.encoding import encode
 from converters.sse import EventTooLarge, SSEFramer
+from converters.upstream_errors import upstream_error
 from converters.usage import usage_from_tail
 from dsl.table import Provider
 from handlers.base import GatewayHandler
-from handlers.errors import stream_error_event, upstream_error
+from handlers.errors import stream_error_event
 from handlers.relay import CLIENT_PRIVATE, RETRYABLE_STATUS, Exchange, KeyScrubber, relayable
 from handlers.upstream_url import encode_parameter, encode_query, unsafe_path
 from ops import metrics
