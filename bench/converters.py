@@ -100,7 +100,7 @@ def main() -> None:
     if not __package__:  # run as a script: bench/ comes first on sys.path and shadows the converters package
         sys.path[0] = str(Path(__file__).resolve().parent.parent)
     from converters.base import Context
-    from converters.registry import plan
+    from converters.registry import BUILT_IN
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,9 +111,8 @@ def main() -> None:
     streams = {"anthropic": _anthropic_stream(args.deltas), "openai": _openai_stream(args.deltas)}
     request = {"model": "bench", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
     rows = []
-    for client, provider in (("openai", "openai"), ("anthropic", "anthropic"),
-                             ("openai", "anthropic"), ("anthropic", "openai")):
-        chain_plan = plan(client, provider)
+    for client, provider in BUILT_IN.translations:
+        chain_plan = BUILT_IN.plan(client, provider)
         events = streams[provider]
         for feeding, pieces in (("per event", events), ("4 KiB reads", _reads(events, 4096))):
             per_stream, out_size = _measure(lambda p=chain_plan: p.build(Context(request, "bench")), pieces,

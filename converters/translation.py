@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from converters.base import Context, ConverterSpec
-from converters.upstream_errors import UpstreamError
+from converters.upstream_errors import UpstreamError, upstream_error
 from converters.usage import Usage
 
 Document = dict[str, Any]
@@ -20,12 +20,15 @@ Document = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class Translation:
+    """One format pair: how a chat request of its client format is served by its provider format."""
+
     client: str  # the format the client speaks
     provider: str  # the format the provider speaks
     endpoint: str  # chat endpoint under the provider's url
-    request: Callable[[Document], Document] | None  # None: sent as the client wrote it
-    response: Callable[[Document, Context], Document] | None  # None: relayed as is
     stream: tuple[ConverterSpec, ...]  # every stream of the pair goes through these, in order
     usage: Callable[[bytes], Usage]  # read from the provider's buffered answer
-    error: Callable[[bytes, Callable[[str], str]], UpstreamError]  # the provider's error answer, scrubbed
+    request: Callable[[Document], Document] | None = None  # None: sent as the client wrote it
+    response: Callable[[Document, Context], Document] | None = None  # None: relayed as is
+    # The provider's error answer, read with the provider's key scrubbed out.
+    error: Callable[[bytes, Callable[[str], str]], UpstreamError] = upstream_error
     client_headers: tuple[str, ...] = ()  # headers of the client's request passed on to the provider

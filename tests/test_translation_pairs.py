@@ -6,6 +6,7 @@ needs only its Translation; the gateway's built-in registry is left as it is.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import orjson
@@ -15,6 +16,7 @@ from converters.base import Context, ConverterSpec
 from converters.chat_streams import AnthropicToOpenAIStream
 from converters.pairs import PAIRS, openai_to_anthropic, openai_to_openai
 from converters.registry import BUILT_IN, Registry, UnsupportedConversion, plan
+from dsl.validate import SCHEMA_DIR
 
 # "toy" clients speak OpenAI's chat completions under another name; an Anthropic provider
 # serves them through the OpenAI client pair's functions.
@@ -84,3 +86,12 @@ def test_a_registry_refuses_pairs_that_do_not_line_up() -> None:
         Registry((replace(TOY, stream=openai_to_anthropic.TRANSLATION.stream),))
     with pytest.raises(ValueError, match="converter 'sse-frame' reads openai streams but is given anthropic"):
         Registry((replace(TOY, stream=openai_to_openai.TRANSLATION.stream),))
+
+
+def test_the_schema_names_the_formats_the_pairs_speak() -> None:
+    """A new wire format is named in routes.yaml's schema, or no route could use it."""
+    definitions = json.loads((SCHEMA_DIR / "routes.schema.json").read_text(encoding="utf-8"))["$defs"]
+    provider_formats = definitions["provider"]["properties"]["format"]["enum"]
+    client_formats = definitions["route"]["properties"]["ingress"]["enum"]
+    assert set(provider_formats) == {provider for _, provider in BUILT_IN.translations}
+    assert set(client_formats) == {client for client, _ in BUILT_IN.translations}

@@ -6,15 +6,12 @@ from __future__ import annotations
 from converters.base import ConverterSpec
 from converters.sse import SSEFramer
 from converters.translation import Translation
-from converters.upstream_errors import upstream_error
 from converters.usage import AnthropicStreamUsage, usage_from_anthropic_body
 
 TRANSLATION = Translation(
     client="anthropic",
     provider="anthropic",
     endpoint="messages",
-    request=None,
-    response=None,
     stream=(
         ConverterSpec(
             "sse-frame-anthropic", "anthropic", "anthropic", lambda _: SSEFramer(),
@@ -26,6 +23,5 @@ TRANSLATION = Translation(
         ),
     ),
     usage=usage_from_anthropic_body,
-    error=upstream_error,
     client_headers=("anthropic-beta", "anthropic-version"),
 )

@@ -8,7 +8,6 @@ from converters.chat_requests import anthropic_to_openai_request
 from converters.chat_responses import openai_to_anthropic_response
 from converters.chat_streams import OpenAIToAnthropicStream
 from converters.translation import Translation
-from converters.upstream_errors import upstream_error
 from converters.usage import usage_from_openai_body
 
 TRANSLATION = Translation(
@@ -24,5 +23,4 @@ TRANSLATION = Translation(
         ),
     ),
     usage=usage_from_openai_body,
-    error=upstream_error,
 )

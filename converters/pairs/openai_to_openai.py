@@ -5,15 +5,12 @@ from __future__ import annotations
 from converters.base import ConverterSpec
 from converters.sse import SSEFramer
 from converters.translation import Translation
-from converters.upstream_errors import upstream_error
 from converters.usage import OpenAIStreamUsage, usage_from_openai_body
 
 TRANSLATION = Translation(
     client="openai",
     provider="openai",
     endpoint="chat/completions",
-    request=None,
-    response=None,
     stream=(
         ConverterSpec(
             "sse-frame", "openai", "openai", lambda _: SSEFramer(),
@@ -25,5 +22,4 @@ TRANSLATION = Translation(
         ),
     ),
     usage=usage_from_openai_body,
-    error=upstream_error,
 )
