@@ -6,7 +6,7 @@ its formats line up; requests only call the resolved factories.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -35,6 +35,7 @@ class ChainPlan:
         return tuple(spec.name for spec in self.specs)
 
 
+@dataclass(frozen=True, slots=True)
 class Registry:
     """Translations by (client format, provider format); converters by the names routes use.
 
@@ -42,9 +43,12 @@ class Registry:
     route's `converters:` list can name any of them.
     """
 
-    __slots__ = ("converters", "translations")
+    translations: Mapping[tuple[str, str], Translation]
+    converters: Mapping[str, ConverterSpec]
 
-    def __init__(self, pairs: Iterable[Translation]) -> None:
+    @classmethod
+    def of(cls, pairs: Iterable[Translation]) -> Registry:
+        """The registry of `pairs`; ValueError when two clash or a pair's stream does not line up."""
         translations: dict[tuple[str, str], Translation] = {}
         converters: dict[str, ConverterSpec] = {}
         for pair in pairs:
@@ -56,8 +60,7 @@ class Registry:
                     raise ValueError(f"two converters are named '{spec.name}'")
                 current = _follow(spec, current)
             _check_end(current, pair.client)
-        self.translations = MappingProxyType(translations)
-        self.converters = MappingProxyType(converters)
+        return cls(MappingProxyType(translations), MappingProxyType(converters))
 
     def plan(self, client_format: str, provider_format: str, extra: tuple[str, ...] = ()) -> ChainPlan:
         """The chain for a route and provider; ValueError says what does not line up."""
@@ -90,5 +93,5 @@ def _check_end(current: str, client_format: str) -> None:
         raise ValueError(f"chain ends in {current} but the client speaks {client_format}")
 
 
-BUILT_IN = Registry(PAIRS)
+BUILT_IN = Registry.of(PAIRS)
 plan = BUILT_IN.plan  # what the compiler calls

@@ -57,7 +57,7 @@ def test_built_in_pairs(client: str, provider: str, endpoint: str, names: tuple[
 
 
 def test_a_toy_pair_is_looked_up_by_its_registry() -> None:
-    registry = Registry((*PAIRS, TOY))
+    registry = Registry.of((*PAIRS, TOY))
     chain_plan = registry.plan("toy", "anthropic")
     assert chain_plan.translation is TOY
     assert chain_plan.names == ("anthropic-to-toy",)
@@ -79,13 +79,13 @@ def test_a_toy_pair_is_looked_up_by_its_registry() -> None:
 
 def test_a_registry_refuses_pairs_that_do_not_line_up() -> None:
     with pytest.raises(ValueError, match="two translations from openai clients to anthropic providers"):
-        Registry((*PAIRS, replace(TOY, client="openai", stream=openai_to_anthropic.TRANSLATION.stream)))
+        Registry.of((*PAIRS, replace(TOY, client="openai", stream=openai_to_anthropic.TRANSLATION.stream)))
     with pytest.raises(ValueError, match="two converters are named 'sse-frame'"):
-        Registry((*PAIRS, replace(TOY, stream=(replace(openai_to_openai.TRANSLATION.stream[0]),))))
+        Registry.of((*PAIRS, replace(TOY, stream=(replace(openai_to_openai.TRANSLATION.stream[0]),))))
     with pytest.raises(ValueError, match="chain ends in openai but the client speaks toy"):
-        Registry((replace(TOY, stream=openai_to_anthropic.TRANSLATION.stream),))
+        Registry.of((replace(TOY, stream=openai_to_anthropic.TRANSLATION.stream),))
     with pytest.raises(ValueError, match="converter 'sse-frame' reads openai streams but is given anthropic"):
-        Registry((replace(TOY, stream=openai_to_openai.TRANSLATION.stream),))
+        Registry.of((replace(TOY, stream=openai_to_openai.TRANSLATION.stream),))
 
 
 def test_the_schema_names_the_formats_the_pairs_speak() -> None:
