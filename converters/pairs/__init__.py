@@ -1,6 +1,8 @@
 """Every format pair the gateway translates, one module each, named client_to_provider.
 
-Adding a pair: a module here that defines its TRANSLATION, and its line below.
+The name follows the request; answers go the other way, so openai_to_anthropic holds
+the "anthropic-to-openai" stream converter. Adding a pair: a module here that defines
+its TRANSLATION, and its line below.
 """
 
 from __future__ import annotations
