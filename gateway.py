@@ -16,6 +16,7 @@ import sys
 from dsl.compiler import compile_file
 from dsl.errors import ConfigError
 from dsl.table import Table
+from handlers.registry import HANDLERS, Handlers
 from ops import tornado_logs
 from ops.log_lines import OneLineFormatter
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     tornado_logs.install()
     try:
-        table = compile_file(args.config)
+        table = compile_file(args.config, handlers=HANDLERS.rules)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -48,34 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.command == "routes":
-        print_routes(table)
+        print_routes(table, HANDLERS)
         return 0
     from ops.lifecycle import serve  # imported here: check and routes need no server
 
     return asyncio.run(serve(args.config, table))
 
 
-def print_routes(table: Table) -> None:
+def print_routes(table: Table, handlers: Handlers) -> None:
     """The compiled table as an operator reads it: one line per route."""
     rows = [("METHOD", "PATH", "HANDLER", "AUTH", "CONVERTERS", "UPSTREAM")]
     for route in table.routes:
         method, _, path = route.match.partition(" ")
         chains = "; ".join(f"{fmt}: {' > '.join(plan.names)}" for fmt, plan in route.chains.items())
-        if route.handler == "chat":
-            agents = [
-                f"{a.name} > {'|'.join(t.label for t in a.targets) or '(none)'}"
-                for a in table.agents.values()
-            ]
-            upstream = ", ".join(agents + [f"{p}/*" for p in table.providers])
-        elif route.handler == "passthrough":
-            upstream = ", ".join(f"{p.name}={p.base_url}" for p in table.providers.values())
-        elif route.handler == "forward":
-            names = " | ".join(p.name for p in route.providers) or "(no provider: 503)"
-            upstream = f"{names} > {route.endpoint}" + (" (body streamed)" if route.stream_body else "")
-        elif route.handler == "models":
-            upstream = ", ".join(f"{p}/models" for p in table.providers) or "-"
-        else:
-            upstream = "-"
+        upstream = handlers.classes[route.handler].rules.upstream(route, table)
         auth = "bearer" if route.auth else "none"
         rows.append((method, path, route.handler, auth, chains or "-", upstream))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]

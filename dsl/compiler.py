@@ -8,39 +8,40 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from access.keys import EndpointRule, KeyRing, Principal, digest
-from converters.registry import ChainPlan, UnsupportedConversion, plan
 from dsl import loader
 from dsl.errors import ConfigError, KeyPath, Problem
+from dsl.handler_rules import HandlerRules, RouteCheck
 from dsl.table import Agent, Provider, Route, ServerSettings, Table, Target
 from dsl.units import parse_duration, parse_size, parse_timestamp
 from dsl.validate import validate
 
 ADMIN = "admin"  # the client_token's principal name
-OPEN_HANDLERS = frozenset({"health", "metrics"})
-# /statsz names API keys and their usage: an operator's page, like debug.
-ADMIN_HANDLERS = frozenset({"passthrough", "debug", "statsz"})
-FORWARD_HANDLERS = frozenset({"forward", "count_tokens"})
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
-_PARAM_NAMES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANTHROPIC_VERSION = "2023-06-01"
 
 
-def compile_file(file: str, env: Mapping[str, str] | None = None) -> Table:
-    """Compile `file` or raise ConfigError naming every problem with file, line and key."""
+def compile_file(
+    file: str, env: Mapping[str, str] | None = None, *, handlers: Iterable[HandlerRules]
+) -> Table:
+    """Compile `file` or raise ConfigError naming every problem with file, line and key.
+
+    `handlers` are the rules of the handlers a route may name (handlers.registry has them).
+    """
     env = os.environ if env is None else env
+    rules = {r.name: r for r in handlers}
     doc = loader.load(file, env)
     problems = list(doc.problems)
     if doc.data is None or not isinstance(doc.data, dict):
         problems.append(doc.problem((), "the file must be a mapping with version and routes"))
         raise ConfigError(problems)
-    problems += validate(doc, "routes")
-    return _Compiler(doc, env, problems).compile()
+    problems += validate(doc, "routes", handlers=tuple(rules))
+    return _Compiler(doc, env, problems, rules).compile()
 
 
 def declared_secrets(doc: loader.Document) -> Path | None:
@@ -50,8 +51,15 @@ def declared_secrets(doc: loader.Document) -> Path | None:
 
 
 class _Compiler:
-    def __init__(self, doc: loader.Document, env: Mapping[str, str], problems: list[Problem]) -> None:
+    def __init__(
+        self,
+        doc: loader.Document,
+        env: Mapping[str, str],
+        problems: list[Problem],
+        handlers: Mapping[str, HandlerRules],
+    ) -> None:
         self.doc = doc
+        self.handlers = handlers
         self.env = env
         self.data: dict[str, Any] = doc.data
         self.problems = problems
@@ -249,10 +257,9 @@ class _Compiler:
     def _routes(self, providers: Mapping[str, Provider], skipped: set[str]) -> list[Route]:
         routes: list[Route] = []
         seen: dict[tuple[str, str], int] = {}
-        formats = {p.format for p in providers.values()}
         for i, spec in enumerate(self.data.get("routes") or []):
             with self.part():
-                route = self._route(i, spec, formats, seen, providers, skipped)
+                route = self._route(i, spec, seen, providers, skipped)
                 if route is not None:
                     routes.append(route)
         return routes
@@ -261,7 +268,6 @@ class _Compiler:
         self,
         i: int,
         spec: dict[str, Any],
-        formats: set[str],
         seen: dict[tuple[str, str], int],
         providers: Mapping[str, Provider],
         skipped: set[str],
@@ -273,22 +279,15 @@ class _Compiler:
         if pattern is None:
             return None
         handler = spec["handler"]
-        params = set(pattern.groupindex)
-        if handler == "passthrough" and not {"provider", "path"} <= params:
-            self.error((*path, "match"), "a passthrough route needs {provider} and {path*} in its path")
+        # An unknown name (the schema reported it) still gets its other keys checked.
+        rules = self.handlers.get(handler) or HandlerRules(handler)
         self._check_collisions(path, i, methods, template, seen)
+        self._refuse_foreign_keys(path, spec, rules)
         ingress = spec.get("ingress", "openai")
-        if handler != "chat" and spec.get("converters"):
-            self.error((*path, "converters"), f"the {handler} handler takes no converters")
-        forward_keys = [key for key in ("endpoint", "prefer", "providers", "body") if key in spec]
-        if handler not in FORWARD_HANDLERS and forward_keys:
-            self.error((*path, forward_keys[0]), f"'{forward_keys[0]}' applies only to forward routes")
-        endpoint = ""
-        if handler in FORWARD_HANDLERS:
-            endpoint = spec.get("endpoint") or template.removeprefix("/v1/").lstrip("/")
-            missing = set(_PARAM_NAMES.findall(endpoint)) - params
-            if missing:
-                self.error((*path, "endpoint"), f"{{{sorted(missing)[0]}}} is not a parameter of the match")
+        check = RouteCheck(
+            spec, path, template, frozenset(pattern.groupindex), ingress, providers, frozenset(skipped), self
+        )
+        options = {"chains": MappingProxyType({}), **rules.check(check)}
         return Route(
             match=spec["match"],
             methods=methods,
@@ -296,14 +295,20 @@ class _Compiler:
             pattern=pattern,
             handler=handler,
             ingress=ingress,
-            auth=spec.get("auth", "none" if handler in OPEN_HANDLERS else "bearer") == "bearer",
-            admin=spec.get("admin", handler in ADMIN_HANDLERS),
-            chains=self._chains(path, spec, ingress, formats) if handler == "chat" else MappingProxyType({}),
+            auth=spec.get("auth", "none" if rules.open else "bearer") == "bearer",
+            admin=spec.get("admin", rules.admin),
             line=self.doc.where(path)[0],
-            endpoint=endpoint,
-            providers=self._candidates(path, spec, ingress, providers, skipped) if endpoint else (),
-            stream_body=spec.get("body") == "stream",
+            **options,
         )
+
+    def _refuse_foreign_keys(self, path: KeyPath, spec: Mapping[str, Any], rules: HandlerRules) -> None:
+        """Keys another handler takes: the first one set is refused, in its owner's words."""
+        refused: set[str] = set()
+        for owner in self.handlers.values():
+            foreign = [k for k in owner.keys if k not in rules.keys and k in spec and spec[k] != []]
+            if foreign and owner.refusal not in refused:
+                refused.add(owner.refusal)
+                self.error((*path, foreign[0]), owner.refusal.format(handler=rules.name, key=foreign[0]))
 
     def _check_collisions(
         self,
@@ -322,54 +327,6 @@ class _Compiler:
                     self.error((*path, "match"), f"collides with routes[{clash}] ({other} {template})")
                     break
             seen.setdefault((method, shape), i)
-
-    def _chains(
-        self, path: KeyPath, spec: dict[str, Any], ingress: str, formats: set[str]
-    ) -> Mapping[str, ChainPlan]:
-        """A chat route's converter chain for each provider format in use."""
-        chains: dict[str, ChainPlan] = {}
-        for fmt in sorted(formats):
-            try:
-                chains[fmt] = plan(ingress, fmt, tuple(spec.get("converters", ())))
-            except UnsupportedConversion as exc:
-                self.warn((*path, "ingress"), f"{exc}: {fmt} providers are skipped on this route")
-            except ValueError as exc:
-                self.error((*path, "converters"), str(exc))
-        return MappingProxyType(chains)
-
-    def _candidates(
-        self,
-        path: KeyPath,
-        spec: dict[str, Any],
-        ingress: str,
-        providers: Mapping[str, Provider],
-        skipped: set[str],
-    ) -> tuple[Provider, ...]:
-        """A forward route's providers: those it names (in its order), else all of its format.
-
-        `prefer` puts one first when it is usable, as the endpoint seed describes.
-        """
-        if "providers" in spec and "prefer" in spec:
-            self.error((*path, "prefer"), "use either prefer or providers, not both")
-        if "providers" not in spec:
-            found = [p for p in providers.values() if p.format == ingress]
-            preferred = providers.get(spec.get("prefer", ""))
-            if preferred is not None:
-                found.sort(key=lambda p: p is not preferred)
-            if not found and spec["handler"] == "forward":
-                self.warn(path, f"no configured {ingress} provider: this route answers 503")
-            return tuple(found)
-        chosen: list[Provider] = []
-        for j, name in enumerate(spec["providers"]):
-            if name in providers:
-                chosen.append(providers[name])
-            elif name in skipped:
-                self.warn((*path, "providers", j), f"provider '{name}' skipped (no key); next one used")
-            else:
-                self.error((*path, "providers", j), f"unknown provider '{name}'")
-        if not chosen and spec["handler"] == "forward":
-            self.warn((*path, "providers"), "none of these providers is usable: this route answers 503")
-        return tuple(chosen)
 
     def _template(self, template: str, path: KeyPath) -> re.Pattern[str] | None:
         """'/proxy/{provider}/{path*}' → a regex with named groups; None (and an error) if malformed."""

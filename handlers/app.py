@@ -17,28 +17,9 @@ from tornado.web import Application
 
 from dsl.table import Route, Table
 from handlers.base import GatewayHandler
-from handlers.chat import ChatHandler
-from handlers.count_tokens import CountTokensHandler
-from handlers.debug import DebugHandler
-from handlers.forward import ForwardHandler, StreamingForwardHandler
 from handlers.limits import Guard, refuse_connection
-from handlers.models import ModelsHandler
-from handlers.ops import HealthHandler, MetricsHandler, StatsHandler
-from handlers.passthrough import PassthroughHandler
+from handlers.registry import HANDLERS, Handlers
 from runtime.process import Runtime
-
-HANDLERS: dict[str, type[GatewayHandler]] = {
-    "chat": ChatHandler,
-    "forward": ForwardHandler,
-    "count_tokens": CountTokensHandler,
-    "debug": DebugHandler,
-    "models": ModelsHandler,
-    "passthrough": PassthroughHandler,
-    "health": HealthHandler,
-    "metrics": MetricsHandler,
-    "statsz": StatsHandler,
-}
-
 
 _REFUSAL_HEAD_BYTES = 16 * 1024
 _REFUSALS_READING = 64  # past the cap, at most this many refused connections are read from at once
@@ -108,20 +89,18 @@ class AnthropicClientMatcher(Matcher):
 _NOT_FOUND_ROUTE_TEMPLATE = "(unmatched)"
 
 
-def handler_class(route: Route) -> type[GatewayHandler]:
-    if route.stream_body:
-        return StreamingForwardHandler
-    return HANDLERS[route.handler]
-
-
-def build_application(table: Table, runtime: Runtime) -> Application:
+def build_application(table: Table, runtime: Runtime, handlers: Handlers = HANDLERS) -> Application:
     """One Tornado Application per compiled table; its handlers hold that table and the runtime.
 
     Rules, first match wins: the routes; then their paths with any other method (405);
     then Anthropic clients' unmatched paths (404, Anthropic shape); else a 404 in OpenAI's.
     """
     rules: list[Rule] = [
-        Rule(RouteMatcher(route), handler_class(route), {"route": route, "table": table, "runtime": runtime})
+        Rule(
+            RouteMatcher(route),
+            handlers.class_for(route),
+            {"route": route, "table": table, "runtime": runtime},
+        )
         for route in table.routes
     ]
     unmatched = {ingress: _unmatched_route(ingress) for ingress in ("openai", "anthropic")}
@@ -169,9 +148,10 @@ def _unmatched_route(ingress: str) -> Route:
 class TableRouter(Router):
     """The HTTP server's delegate. `swap` replaces the live table with one reference write."""
 
-    def __init__(self, table: Table, runtime: Runtime) -> None:
+    def __init__(self, table: Table, runtime: Runtime, handlers: Handlers = HANDLERS) -> None:
         self.runtime = runtime
-        self.live = (table, build_application(table, runtime))
+        self.handlers = handlers
+        self.live = (table, build_application(table, runtime, handlers))
         self.draining = False  # set on SIGTERM: kept-alive connections end with their next answer
 
     @property
@@ -179,7 +159,7 @@ class TableRouter(Router):
         return self.live[0]
 
     def swap(self, table: Table) -> None:
-        self.live = (table, build_application(table, self.runtime))
+        self.live = (table, build_application(table, self.runtime, self.handlers))
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Guard:
         table, application = self.live

@@ -8,13 +8,14 @@ import re
 import time
 import uuid
 from asyncio import Future
-from typing import Any
+from typing import Any, ClassVar
 
 from tornado.httputil import HTTPHeaders, HTTPServerRequest
 from tornado.web import RequestHandler
 
 from access.keys import Principal
 from converters.usage import Usage
+from dsl.handler_rules import HandlerRules
 from dsl.table import Provider, Route, Table
 from handlers.errors import error_body, stream_error_event
 from handlers.relay import UPSTREAM_PRIVATE, Exchange, relayable
@@ -87,9 +88,13 @@ def access_entry(
 
 
 class GatewayHandler(RequestHandler):
-    """Base for routes compiled from routes.yaml. Holds the table it started with, and the runtime."""
+    """Base for routes compiled from routes.yaml. Holds the table it started with, and the runtime.
+
+    A handler a route can name sets `rules` (handlers.registry lists them).
+    """
 
     SUPPORTED_METHODS = ALL_METHODS
+    rules: ClassVar[HandlerRules]
     route: Route
     table: Table
     runtime: Runtime
@@ -101,6 +106,11 @@ class GatewayHandler(RequestHandler):
     usage: Usage | None = None
     bytes_out = 0
     bytes_flushed = 0  # of bytes_out, known to have reached the client's socket
+
+    @classmethod
+    def for_route(cls, route: Route) -> type[GatewayHandler]:
+        """The class that serves `route`: this one, unless a route option asks for a variant."""
+        return cls
 
     def initialize(  # type: ignore[override]
         self, route: Route, table: Table, runtime: Runtime, principal: Principal | None = None

@@ -11,17 +11,20 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import orjson
 from tornado.httpclient import HTTPResponse
 
 from converters.base import Chain, Context
 from converters.encoding import encode
+from converters.registry import ChainPlan, UnsupportedConversion, plan
 from converters.sse import EventTooLarge
 from converters.translation import Translation
 from converters.upstream_errors import UpstreamError
 from converters.usage import Usage
-from dsl.table import Target
+from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
+from dsl.table import Route, Table, Target
 from handlers.base import GatewayHandler
 from handlers.errors import stream_error_event
 from handlers.relay import RETRYABLE_STATUS, Exchange
@@ -54,9 +57,34 @@ class Failure:
         return not 400 <= self.status < 500 or self.status in RETRYABLE_STATUS or self.status in (401, 403)
 
 
+def _chains(check: RouteCheck) -> RouteOptions:
+    """A chat route's converter chain for each provider format in use."""
+    chains: dict[str, ChainPlan] = {}
+    for fmt in sorted({p.format for p in check.providers.values()}):
+        try:
+            chains[fmt] = plan(check.ingress, fmt, tuple(check.spec.get("converters", ())))
+        except UnsupportedConversion as exc:
+            check.warn(("ingress",), f"{exc}: {fmt} providers are skipped on this route")
+        except ValueError as exc:
+            check.error(("converters",), str(exc))
+    return {"chains": MappingProxyType(chains)}
+
+
+def _agents_and_providers(route: Route, table: Table) -> str:
+    agents = [f"{a.name} > {'|'.join(t.label for t in a.targets) or '(none)'}" for a in table.agents.values()]
+    return ", ".join(agents + [f"{p}/*" for p in table.providers])
+
+
 class ChatHandler(GatewayHandler):
     """POST /v1/chat/completions (and, with conversion, /v1/messages)."""
 
+    rules = HandlerRules(
+        "chat",
+        keys=("converters",),
+        refusal="the {handler} handler takes no converters",
+        check=_chains,
+        upstream=_agents_and_providers,
+    )
     requested_model = ""
 
     async def post(self) -> None:

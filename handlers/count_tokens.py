@@ -6,18 +6,28 @@ is what a gateway can say without the provider's tokenizer; the answer marks it.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import orjson
 
 from converters.encoding import encode
-from handlers.forward import ForwardHandler
+from dsl.handler_rules import HandlerRules
+from handlers.forward import KEYS, REFUSAL, ForwardHandler, compile_route
 
 _CHARS_PER_TOKEN = 4
 
 
 class CountTokensHandler(ForwardHandler):
+    # A forward route that answers with an estimate where no provider counts.
+    rules = HandlerRules(
+        "count_tokens",
+        keys=KEYS,
+        refusal=REFUSAL,
+        check=functools.partial(compile_route, serves_without_provider=True),
+    )
+
     async def post(self, **params: str) -> None:
         if self.route.providers:
             await self.forward(params, self.request.body)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
+from dsl.handler_rules import HandlerRules
 from handlers.base import GatewayHandler
 from ops import profiling
 
@@ -24,6 +25,7 @@ _TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
 class DebugHandler(GatewayHandler):
     """GET {prefix}{kind}: '' (index), 'profile', 'heap', 'stacks'."""
 
+    rules = HandlerRules("debug", admin=True)
     cancel: asyncio.Event | None = None
 
     async def get(self, kind: str = "") -> None:

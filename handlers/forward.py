@@ -22,7 +22,8 @@ from converters.encoding import encode
 from converters.sse import EventTooLarge, SSEFramer
 from converters.upstream_errors import upstream_error
 from converters.usage import usage_from_tail
-from dsl.table import Provider
+from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
+from dsl.table import Provider, Route, Table
 from handlers.base import GatewayHandler
 from handlers.errors import stream_error_event
 from handlers.relay import CLIENT_PRIVATE, RETRYABLE_STATUS, Exchange, KeyScrubber, relayable
@@ -32,14 +33,75 @@ from upstream.body_pipe import BodyPipe
 from upstream.client import error_kind
 
 _PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\*?\}")
+_ENDPOINT_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A JSON object, however much whitespace (or a byte-order mark) comes first.
 _JSON_OBJECT = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\{")
 _TAIL = 8192  # bytes of the answer kept to read its usage from
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+KEYS = ("endpoint", "prefer", "providers", "body")
+REFUSAL = "'{key}' applies only to forward routes"
+
+
+def compile_route(check: RouteCheck, *, serves_without_provider: bool = False) -> RouteOptions:
+    """A forward route's upstream endpoint, candidate providers and body mode."""
+    spec = check.spec
+    endpoint = spec.get("endpoint") or check.template.removeprefix("/v1/").lstrip("/")
+    missing = set(_ENDPOINT_PARAMETER.findall(endpoint)) - check.params
+    if missing:
+        check.error(("endpoint",), f"{{{sorted(missing)[0]}}} is not a parameter of the match")
+    return {
+        "endpoint": endpoint,
+        "providers": _candidates(check, serves_without_provider) if endpoint else (),
+        "stream_body": spec.get("body") == "stream",
+    }
+
+
+def _candidates(check: RouteCheck, serves_without_provider: bool) -> tuple[Provider, ...]:
+    """A forward route's providers: those it names (in its order), else all of its format.
+
+    `prefer` puts one first when it is usable, as the endpoint seed describes.
+    """
+    spec, providers = check.spec, check.providers
+    if "providers" in spec and "prefer" in spec:
+        check.error(("prefer",), "use either prefer or providers, not both")
+    if "providers" not in spec:
+        found = [p for p in providers.values() if p.format == check.ingress]
+        preferred = providers.get(spec.get("prefer", ""))
+        if preferred is not None:
+            found.sort(key=lambda p: p is not preferred)
+        if not found and not serves_without_provider:
+            check.warn((), f"no configured {check.ingress} provider: this route answers 503")
+        return tuple(found)
+    chosen: list[Provider] = []
+    for j, name in enumerate(spec["providers"]):
+        if name in providers:
+            chosen.append(providers[name])
+        elif name in check.skipped:
+            check.warn(("providers", j), f"provider '{name}' skipped (no key); next one used")
+        else:
+            check.error(("providers", j), f"unknown provider '{name}'")
+    if not chosen and not serves_without_provider:
+        check.warn(("providers",), "none of these providers is usable: this route answers 503")
+    return tuple(chosen)
+
+
+def _providers_and_endpoint(route: Route, table: Table) -> str:
+    names = " | ".join(p.name for p in route.providers) or "(no provider: 503)"
+    return f"{names} > {route.endpoint}" + (" (body streamed)" if route.stream_body else "")
+
+
 class ForwardHandler(GatewayHandler):
     """Relays one request to the first provider of the route that answers."""
+
+    rules = HandlerRules(
+        "forward", keys=KEYS, refusal=REFUSAL, check=compile_route, upstream=_providers_and_endpoint
+    )
+
+    @classmethod
+    def for_route(cls, route: Route) -> type[GatewayHandler]:
+        return StreamingForwardHandler if route.stream_body else cls
 
     async def get(self, **params: str) -> None:
         body = None if self.request.method in _NO_BODY else self.request.body

@@ -14,12 +14,19 @@ from urllib.parse import unquote
 
 import orjson
 
-from dsl.table import Table
+from dsl.handler_rules import HandlerRules
+from dsl.table import Route, Table
 from handlers.base import GatewayHandler
 from upstream.catalog import Catalog
 
 
+def _catalog_sources(route: Route, table: Table) -> str:
+    return ", ".join(f"{p}/models" for p in table.providers) or "-"
+
+
 class ModelsHandler(GatewayHandler):
+    rules = HandlerRules("models", upstream=_catalog_sources)
+
     async def get(self, model: str | None = None) -> None:
         await self.runtime.catalog.fresh(self.table)
         listing = build_listing(self.table, self.runtime.catalog)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from dsl.handler_rules import HandlerRules
 from handlers.base import GatewayHandler
 from ops import metrics
 
 
 class HealthHandler(GatewayHandler):
+    rules = HandlerRules("health", open=True)
+
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish("OK")
@@ -18,12 +21,17 @@ class HealthHandler(GatewayHandler):
 
 
 class MetricsHandler(GatewayHandler):
+    rules = HandlerRules("metrics", open=True)
+
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(metrics.REGISTRY))
 
 
 class StatsHandler(GatewayHandler):
+    # /statsz names API keys and their usage: an operator's page, like debug.
+    rules = HandlerRules("statsz", admin=True)
+
     def get(self) -> None:
         snapshot = self.runtime.stats.snapshot()
         snapshot["catalog"] = self.runtime.catalog.health()

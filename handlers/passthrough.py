@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 
 from converters.sse import EventTooLarge, SSEFramer
+from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
+from dsl.table import Route, Table
 from handlers.base import GatewayHandler
 from handlers.errors import stream_error_event
 from handlers.relay import CLIENT_PRIVATE, Exchange, KeyScrubber, relayable
@@ -21,8 +23,20 @@ from upstream.client import error_kind
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def _needs_provider_and_path(check: RouteCheck) -> RouteOptions:
+    if not {"provider", "path"} <= check.params:
+        check.error(("match",), "a passthrough route needs {provider} and {path*} in its path")
+    return {}
+
+
+def _provider_urls(route: Route, table: Table) -> str:
+    return ", ".join(f"{p.name}={p.base_url}" for p in table.providers.values())
+
+
 class PassthroughHandler(GatewayHandler):
     """Relays the exchange as is, apart from credentials and hop-by-hop headers."""
+
+    rules = HandlerRules("passthrough", admin=True, check=_needs_provider_and_path, upstream=_provider_urls)
 
     async def get(self, provider: str, path: str) -> None:
         target = self.table.providers.get(provider)

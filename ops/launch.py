@@ -29,6 +29,7 @@ from dsl import loader
 from dsl.compiler import compile_file, declared_secrets
 from dsl.errors import ConfigError
 from dsl.table import Provider, Table
+from handlers.registry import HANDLERS
 
 ROOT = Path(__file__).resolve().parent.parent
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -75,7 +76,7 @@ def _any_provider_key(config: str, env: Mapping[str, str]) -> bool:
 
 def _compiled(config: str, env: Mapping[str, str]) -> Table | None:
     try:
-        return compile_file(config, env)
+        return compile_file(config, env, handlers=HANDLERS.rules)
     except ConfigError:
         return None
 

@@ -56,7 +56,7 @@ class Gateway:
         """Compile beside the live table; swap only if the whole file compiles."""
         sdnotify.reloading()
         try:
-            table = compile_file(self.config_path)
+            table = compile_file(self.config_path, handlers=self.router.handlers.rules)
         except ConfigError as exc:
             metrics.RELOADS.labels(result="failure").inc()
             log.error("reload rejected, still serving the previous configuration:\n%s", exc)

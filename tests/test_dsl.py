@@ -12,6 +12,7 @@ import pytest
 
 from dsl.compiler import compile_file
 from dsl.errors import ConfigError
+from handlers.registry import HANDLERS
 from tests.support import ROOT
 
 GOOD = """\
@@ -57,12 +58,12 @@ def write(tmp_path: Path, text: str, name: str = "routes.yaml") -> Path:
 
 def problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        compile_file(str(path), env or {})
+        compile_file(str(path), env or {}, handlers=HANDLERS.rules)
     return [str(p) for p in caught.value.problems]
 
 
 def test_good_file_compiles_with_expansion(tmp_path: Path) -> None:
-    table = compile_file(str(write(tmp_path, GOOD)), {"PORT": "8123"})
+    table = compile_file(str(write(tmp_path, GOOD)), {"PORT": "8123"}, handlers=HANDLERS.rules)
     assert table.server.listen_port == 8123
     assert table.server.upstream_connections == 64  # expanded plain scalar keeps its YAML type
     assert table.server.max_body == 1024 * 1024 and table.server.drain_timeout == 0.5
@@ -209,7 +210,7 @@ def test_declared_secrets_file_that_is_missing_is_an_error(tmp_path: Path) -> No
 
 
 def test_no_secrets_file_declared_is_the_documented_401_mode(tmp_path: Path) -> None:
-    table = compile_file(str(write(tmp_path, "version: 1\nroutes: [{match: GET /x, handler: health}]\n")), {})
+    table = compile_file(str(write(tmp_path, "version: 1\nroutes: [{match: GET /x, handler: health}]\n")), {}, handlers=HANDLERS.rules)
     assert any("authenticated routes will answer 401" in str(w) for w in table.warnings)
     assert len(table.keys) == 0
 
@@ -231,7 +232,7 @@ def test_valid_expiry_with_any_offset_compiles(tmp_path: Path) -> None:
     write(tmp_path, "api_keys:\n  bot: {token: tok-abcdefghijklmnop, expires_at: 2030-01-01t10:00:00.5+02:00}\n",
           "secrets.yaml")
     routes = write(tmp_path, "version: 1\nsecrets: secrets.yaml\nroutes: [{match: GET /x, handler: health}]\n")
-    table = compile_file(str(routes), {})
+    table = compile_file(str(routes), {}, handlers=HANDLERS.rules)
     principal, refusal = table.keys.authenticate("tok-abcdefghijklmnop")
     assert principal is not None and refusal is None
     assert principal.expires_at is not None and principal.expires_at.utcoffset() is not None
@@ -250,7 +251,7 @@ agents:
 routes: [{match: POST /c, handler: chat}]
 """,
     )
-    table = compile_file(str(routes), {})
+    table = compile_file(str(routes), {}, handlers=HANDLERS.rules)
     assert list(table.providers) == ["here"]
     assert [t.label for t in table.agents["a"].targets] == ["here/y"]
     assert any("gone/x dropped" in str(w) for w in table.warnings)

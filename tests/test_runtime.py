@@ -38,7 +38,6 @@ LOOKUP_TABLES = frozenset(
         "converters.chat_requests._EMPTY_SCHEMA",
         "dsl.units._DURATION_FACTORS",
         "dsl.units._SIZE_FACTORS",
-        "handlers.app.HANDLERS",
         "handlers.auth._MESSAGES",
         "handlers.errors._ANTHROPIC_TYPES",
         "handlers.errors._OPENAI_TYPES",
