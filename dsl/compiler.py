@@ -16,7 +16,7 @@ from typing import Any
 from access.keys import EndpointRule, KeyRing, Principal, digest
 from dsl import loader
 from dsl.errors import ConfigError, KeyPath, Problem
-from dsl.handler_rules import HandlerRules, RouteCheck
+from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Agent, Provider, Route, ServerSettings, Table, Target
 from dsl.units import parse_duration, parse_size, parse_timestamp
 from dsl.validate import validate
@@ -287,7 +287,7 @@ class _Compiler:
         check = RouteCheck(
             spec, path, template, frozenset(pattern.groupindex), ingress, providers, frozenset(skipped), self
         )
-        options = {"chains": MappingProxyType({}), **rules.check(check)}
+        options: RouteOptions = {"chains": MappingProxyType({}), **rules.check(check)}
         return Route(
             match=spec["match"],
             methods=methods,
@@ -302,13 +302,18 @@ class _Compiler:
         )
 
     def _refuse_foreign_keys(self, path: KeyPath, spec: Mapping[str, Any], rules: HandlerRules) -> None:
-        """Keys another handler takes: the first one set is refused, in its owner's words."""
-        refused: set[str] = set()
+        """Keys another handler takes: the first one set is refused, in its owner's words.
+
+        Handlers that share their keys (forward, count_tokens) refuse them once. An empty
+        list is as good as no key.
+        """
+        refused: set[tuple[tuple[str, ...], str]] = set()
         for owner in self.handlers.values():
             foreign = [k for k in owner.keys if k not in rules.keys and k in spec and spec[k] != []]
-            if foreign and owner.refusal not in refused:
-                refused.add(owner.refusal)
-                self.error((*path, foreign[0]), owner.refusal.format(handler=rules.name, key=foreign[0]))
+            if foreign and (owner.keys, owner.refusal) not in refused:
+                refused.add((owner.keys, owner.refusal))
+                message = owner.refusal.format(handler=rules.name, key=foreign[0], owner=owner.name)
+                self.error((*path, foreign[0]), message)
 
     def _check_collisions(
         self,

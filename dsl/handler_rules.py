@@ -64,15 +64,15 @@ class HandlerRules:
     """A handler as routes.yaml names it.
 
     `keys` are the route keys beyond match, handler, ingress, auth and admin that this
-    handler takes; a route of another handler that sets one is told `refusal`
-    (formatted with {handler} and {key}). `check` validates a route and compiles those
-    keys; `upstream` is the UPSTREAM column of `gateway.py routes`.
+    handler takes; a route of another handler that sets one is told `refusal`, formatted
+    with {key}, {handler} (the route's) and {owner} (this one). `check` validates a route
+    and compiles those keys; `upstream` is the UPSTREAM column of `gateway.py routes`.
     """
 
     name: str
     open: bool = False  # auth defaults to none
     admin: bool = False  # only admin keys by default
     keys: tuple[str, ...] = ()
-    refusal: str = ""
+    refusal: str = "'{key}' applies only to {owner} routes"
     check: Callable[[RouteCheck], RouteOptions] = _no_options
     upstream: Callable[[Route, Table], str] = _no_upstream

@@ -14,7 +14,7 @@ import orjson
 
 from converters.encoding import encode
 from dsl.handler_rules import HandlerRules
-from handlers.forward import KEYS, REFUSAL, ForwardHandler, compile_route
+from handlers.forward import KEYS, ForwardHandler, compile_route
 
 _CHARS_PER_TOKEN = 4
 
@@ -24,7 +24,6 @@ class CountTokensHandler(ForwardHandler):
     rules = HandlerRules(
         "count_tokens",
         keys=KEYS,
-        refusal=REFUSAL,
         check=functools.partial(compile_route, serves_without_provider=True),
     )
 

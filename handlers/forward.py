@@ -41,7 +41,6 @@ _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 KEYS = ("endpoint", "prefer", "providers", "body")
-REFUSAL = "'{key}' applies only to forward routes"
 
 
 def compile_route(check: RouteCheck, *, serves_without_provider: bool = False) -> RouteOptions:
@@ -95,9 +94,7 @@ def _providers_and_endpoint(route: Route, table: Table) -> str:
 class ForwardHandler(GatewayHandler):
     """Relays one request to the first provider of the route that answers."""
 
-    rules = HandlerRules(
-        "forward", keys=KEYS, refusal=REFUSAL, check=compile_route, upstream=_providers_and_endpoint
-    )
+    rules = HandlerRules("forward", keys=KEYS, check=compile_route, upstream=_providers_and_endpoint)
 
     @classmethod
     def for_route(cls, route: Route) -> type[GatewayHandler]:
