@@ -9,10 +9,12 @@ through the gateway's own router, so its auth and limits apply as to any route.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
+from tornado.ioloop import IOLoop
 
 from dsl.compiler import compile_file
 from dsl.errors import ConfigError
@@ -23,6 +25,7 @@ from gateway import print_routes
 from handlers.app import TableRouter
 from handlers.base import GatewayHandler
 from handlers.registry import HANDLERS
+from runtime.process import Runtime
 
 
 def _needs_word(check: RouteCheck) -> RouteOptions:
@@ -59,8 +62,12 @@ ECHO_ROUTES = """\
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> TableRouter:
-    return TableRouter(compiled(tmp_path, ECHO_ROUTES), WITH_ECHO)
+def app(io_loop: IOLoop, tmp_path: Path) -> Iterator[TableRouter]:
+    """What pytest-tornado's http_server serves: the gateway's router, on this test's IOLoop."""
+    table = compiled(tmp_path, ECHO_ROUTES)
+    runtime = Runtime.start(table.server)
+    yield TableRouter(table, runtime, WITH_ECHO)
+    runtime.upstream.close()
 
 
 @pytest.mark.gen_test
