@@ -1,8 +1,9 @@
 """Handlers declare their own rules: a handler written here, in a test module, compiles and serves.
 
-EchoHandler is all a new handler is (besides its name in the schema's `handler` enum,
-which the registry passes to the validator): the compiler, the router and
-`gateway.py routes` learn everything from its `rules`. Served in process (pytest-tornado)
+EchoHandler is all a new handler is: the compiler, the router and `gateway.py routes`
+learn everything from its `rules`. `HANDLERS.adding` stands in for its line in
+handlers/registry.py, and the registry's names stand in for the schema's `handler`
+enum (the validator takes them from the registry). Served in process (pytest-tornado)
 through the gateway's own router, so its auth and limits apply as to any route.
 """
 
