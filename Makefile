@@ -14,7 +14,7 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 	touch $@
 
 run: venv  # gateway.py serve, or demo mode on a machine with no secrets file and no provider key
-	$(PY) -m ops.launch -c $(CONFIG)
+	$(PY) -m server.launch -c $(CONFIG)
 
 check: venv
 	$(PY) gateway.py check -c $(CONFIG)

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "routes":
         print_routes(table, HANDLERS)
         return 0
-    from ops.lifecycle import serve  # imported here: check and routes need no server
+    from server.lifecycle import serve  # imported here: check and routes need no server
 
     return asyncio.run(serve(args.config, table))
 

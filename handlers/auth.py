@@ -1,6 +1,6 @@
 """May this request call this route? Decided from the request line and headers alone.
 
-It runs when the headers arrive (handlers.limits.Guard), before any body byte is read
+It runs when the headers arrive (server.limits.Guard), before any body byte is read
 and before a `100 Continue` is sent, so a caller without a valid token costs no memory.
 """
 

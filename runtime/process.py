@@ -3,7 +3,7 @@
 A table lives from one reload to the next; the Runtime outlives them all: pooled
 upstream connections, what the model catalog has learned, the /statsz counters,
 the access log's pending lines, the requests in flight and the request bodies held.
-ops/lifecycle.py makes one per serving process, and handlers receive it with their
+server/lifecycle.py makes one per serving process, and handlers receive it with their
 route and table, never through a module global, so two runtimes (two tests, two
 pre-fork workers) share nothing.
 

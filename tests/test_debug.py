@@ -236,7 +236,7 @@ def test_stacks_show_threads_and_tasks(debug_gateway: Gateway) -> None:
     assert re.search(r"^task \S+: <Task pending name=", text, re.MULTILINE)
     # A suspended task is shown down its await chain, not just its outermost coroutine.
     assert re.search(
-        r'ops/lifecycle\.py", line \d+, in serve\n.*\n.*asyncio/locks\.py", line \d+, in wait', text
+        r'server/lifecycle\.py", line \d+, in serve\n.*\n.*asyncio/locks\.py", line \d+, in wait', text
     )
 
 

@@ -23,10 +23,10 @@ from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Table
 from dsl.validate import SCHEMA_DIR
 from gateway import print_routes
-from handlers.app import TableRouter
 from handlers.base import GatewayHandler
 from handlers.registry import HANDLERS
 from runtime.process import Runtime
+from server.app import TableRouter
 
 
 def _needs_word(check: RouteCheck) -> RouteOptions:

@@ -1,4 +1,4 @@
-"""`make run` (ops/launch.py): demo mode on a bare machine, plain `serve` otherwise."""
+"""`make run` (server/launch.py): demo mode on a bare machine, plain `serve` otherwise."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from tests.support import ROOT, free_port
 
 
 class Launch:
-    """`python -m ops.launch -c routes.yaml` (the shipped file) on ports of the test's own."""
+    """`python -m server.launch -c routes.yaml` (the shipped file) on ports of the test's own."""
 
     def __init__(self, tmp_path: Path, **env: str) -> None:
         self.port, self.local_port = free_port(), free_port()
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC"))}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.launch", "-c", "routes.yaml"],
+            [sys.executable, "-m", "server.launch", "-c", "routes.yaml"],
             cwd=ROOT,
             env={**clean, "GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
                  "LOCAL_LLM_URL": f"http://127.0.0.1:{self.local_port}/v1",

@@ -36,7 +36,7 @@ _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.launch", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m server.launch", description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", default="routes.yaml", help="routes.yaml to serve")
     config = parser.parse_args(argv).config
     serve = [sys.executable, str(ROOT / "gateway.py"), "serve", "-c", config]

@@ -17,9 +17,9 @@ from tornado.web import Application
 
 from dsl.table import Route, Table
 from handlers.base import GatewayHandler
-from handlers.limits import Guard, refuse_connection
 from handlers.registry import HANDLERS, Handlers
 from runtime.process import Runtime
+from server.limits import Guard, refuse_connection
 
 _REFUSAL_HEAD_BYTES = 16 * 1024
 _REFUSALS_READING = 64  # past the cap, at most this many refused connections are read from at once

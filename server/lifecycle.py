@@ -13,10 +13,10 @@ from tornado.httpserver import HTTPServer
 from dsl.compiler import compile_file
 from dsl.errors import ConfigError
 from dsl.table import Table
-from handlers.app import GatewayServer, TableRouter
-from handlers.limits import HARD_MAX_BODY_SIZE, HARD_MAX_HEADER_SIZE
 from ops import metrics, sdnotify
 from runtime.process import Runtime
+from server.app import GatewayServer, TableRouter
+from server.limits import HARD_MAX_BODY_SIZE, HARD_MAX_HEADER_SIZE
 
 log = logging.getLogger("gateway")
 # Settings bound when the listener starts; a reload keeps the running values.
