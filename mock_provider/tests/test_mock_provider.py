@@ -1,4 +1,4 @@
-"""Tests of bench/mock_provider.py, driven through the official OpenAI and Anthropic SDKs.
+"""Tests of the mock provider (mock_provider/), driven through the official OpenAI and Anthropic SDKs.
 
 The gateway's own tests trust the mock to speak both wire formats exactly, so the mock is
 checked with the real client libraries (and raw HTTP where the SDKs hide details).
@@ -27,7 +27,7 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.netutil
 
-from bench.mock_provider import (
+from mock_provider import (
     MODEL_IDS,
     embedding_vector,
     image_png,
