@@ -11,7 +11,7 @@ import tornado.web
 
 from mock_provider.state import MODEL_IDS, MockState
 
-MODELS_FAULT_RE = re.compile(r"hang|slow-\d+|[45]\d\d")
+_MODELS_FAULT_RE = re.compile(r"hang|slow-\d+|[45]\d\d")
 
 
 class MockRequestsHandler(tornado.web.RequestHandler):
@@ -66,7 +66,7 @@ class MockConfigHandler(tornado.web.RequestHandler):
         fault = cfg.get("models_fault", self.state.models_fault)
         if fault is not None:
             fault = str(fault)
-            if not MODELS_FAULT_RE.fullmatch(fault) or (fault.isdigit() and int(fault) > 599):
+            if not _MODELS_FAULT_RE.fullmatch(fault) or (fault.isdigit() and int(fault) > 599):
                 self._send(400, "models_fault must be '<400..599>', 'hang', 'slow-<ms>' or null")
                 return
         ids = cfg.get("models", self.state.model_ids) or MODEL_IDS

@@ -49,11 +49,11 @@ class ScriptedHandler(MockHandler):
         return self.request.headers.get("x-api-key", "").strip()
 
     def stream_error_event(self) -> bytes:
+        """What ``fault-streamerror`` sends after two pieces, in the endpoint's stream format."""
         raise NotImplementedError
 
-    # ---- shared by every model-bearing endpoint
-
     def delay_s(self, b: Behaviour) -> float:
+        """Seconds between pieces: the model's ``delay-<ms>``, ``x-mock-delay-ms``, or ``--delay-ms``."""
         if b.delay_ms is not None:
             return b.delay_ms / 1000.0
         hdr = self.request.headers.get("x-mock-delay-ms")
@@ -95,7 +95,8 @@ class ScriptedHandler(MockHandler):
             await self._close_waiter
 
     async def respond(self, body: bytes, delay: float, cut: bool,
-                       content_type: str = "application/json") -> None:
+                      content_type: str = "application/json") -> None:
+        """The whole body after ``delay``, or (``cut``) half of it under a longer Content-Length."""
         if delay:
             await asyncio.sleep(delay)
             if self._disconnected:
@@ -109,7 +110,7 @@ class ScriptedHandler(MockHandler):
         await self.cut()
 
     async def stream(self, events: list[bytes], delay: float, fault: str | None,
-                      content_type: str = "text/event-stream") -> None:
+                     content_type: str = "text/event-stream") -> None:
         """Write each piece with a flush (chunked encoding), faults cutting after two."""
         self.set_header("Content-Type", content_type)
         self.set_header("Cache-Control", "no-cache")

@@ -21,6 +21,7 @@ REASONS: dict[int, str] = {529: "Overloaded"}
 
 
 def is_int(x: Any) -> bool:
+    """An int that JSON sent as a number (``true`` is not 1 here)."""
     return isinstance(x, int) and not isinstance(x, bool)
 
 
@@ -29,6 +30,7 @@ def int_in(x: Any, lo: int, hi: int) -> bool:
 
 
 def model_name(req: dict[str, Any]) -> str:
+    """The request's model, echoed in answers; ``mock-model`` when it names none."""
     model = req.get("model")
     return model if isinstance(model, str) and model else "mock-model"
 
