@@ -14,14 +14,8 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.netutil
 
-from mock_provider import (
-    MODEL_IDS,
-    make_app,
-)
-from mock_provider.tests.helpers import (
-    MSGS,
-    Mock,
-)
+from mock_provider import MODEL_IDS, make_app
+from mock_provider.tests.helpers import MSGS, Mock
 
 
 def test_disconnect_mid_stream_recorded(mock: Mock) -> None:
@@ -149,3 +143,28 @@ def test_request_log_large_bodies_hashed(mock: Mock) -> None:
     assert log[0]["body"] == small.decode() and log[1]["body"] == limit.decode()
     assert "body_sha256" not in log[1]
     assert "body" not in log[2] and log[2]["body_sha256"] == hashlib.sha256(big).hexdigest()
+
+
+def test_two_apps_share_no_state() -> None:
+    """Ids, stores and the request log belong to one application (its MockState), not the module."""
+
+    async def run() -> None:
+        client = tornado.httpclient.AsyncHTTPClient()
+        servers = []
+        try:
+            for _ in range(2):
+                sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+                server = tornado.httpserver.HTTPServer(make_app())
+                server.add_sockets(sockets)
+                servers.append(server)
+                url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+                r = await client.fetch(f"{url}/v1/chat/completions", method="POST",
+                                       body=json.dumps({"model": "m", "messages": MSGS}))
+                assert (json.loads(r.body)["id"], r.headers["x-request-id"]) == ("chatcmpl-mock1", "req_mock_1")
+                r = await client.fetch(f"{url}/_mock/requests")
+                assert len(json.loads(r.body)) == 1
+        finally:
+            for server in servers:
+                server.stop()
+
+    asyncio.run(run())

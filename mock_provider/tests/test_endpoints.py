@@ -13,19 +13,8 @@ import time
 import openai
 import pytest
 
-from mock_provider import (
-    embedding_vector,
-    image_png,
-    speech_bytes,
-)
-from mock_provider.tests.helpers import (
-    COOKIE,
-    MSGS,
-    Mock,
-    chunked_post,
-    multipart,
-    sse_events,
-)
+from mock_provider import embedding_vector, image_png, speech_bytes
+from mock_provider.tests.helpers import COOKIE, MSGS, Mock, chunked_post, multipart, sse_events
 
 
 def test_v1_request_id_and_cookie_headers(mock: Mock) -> None:

@@ -10,13 +10,8 @@ import httpx2
 import openai
 import pytest
 
-from mock_provider import (
-    parse_model,
-)
-from mock_provider.tests.helpers import (
-    MSGS,
-    Mock,
-)
+from mock_provider import parse_model
+from mock_provider.tests.helpers import MSGS, Mock
 
 
 def test_parse_model_selectors() -> None:

@@ -6,13 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mock_provider.tests.helpers import (
-    ANTHROPIC_TOOLS,
-    MSGS,
-    OPENAI_TOOLS,
-    Mock,
-    sse_events,
-)
+from mock_provider.tests.helpers import ANTHROPIC_TOOLS, MSGS, OPENAI_TOOLS, Mock, sse_events
 
 
 def test_openai_non_stream(mock: Mock) -> None:
