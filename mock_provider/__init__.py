@@ -2,15 +2,13 @@
 
 The gateway's tests, demo and benchmark need an upstream that is real HTTP
 (so pycurl, chunked streaming and disconnects are exercised for real) yet
-deterministic and cheap.  This module is that upstream:
+deterministic and cheap.  This package is that upstream:
 
     python -m mock_provider --port 9001 [--host 127.0.0.1] [--delay-ms 0] [--no-log]
 
 prints ``mock provider listening on HOST:PORT`` once listening (``--port 0``
 picks a free port).  ``make_app()`` builds the same Tornado application for
-in-process use. The modules, in dependency order: ``behaviour`` (selectors), ``plan``
-(the answer), ``wire/`` (its formats), ``state`` and ``request_log``, ``handler`` and
-``faults`` (the endpoint base), ``endpoints/``, ``control`` (``/_mock``), ``app``, ``cli``.
+in-process use.
 
 Behaviour is chosen from ``-``-separated tokens in the request's model name
 (the gateway rewrites model names, so a test picks behaviour by routing to a
@@ -47,6 +45,12 @@ header (a hop-by-hop header a proxy must not relay).
 
 Control API: ``GET|DELETE /_mock/requests``, ``GET /_mock/health``, ``GET|POST|DELETE
 /_mock/config`` (``{"models_fault": "500"|"hang"|"slow-<ms>"|null, "models": [ids]|null}``).
+
+Modules, each importing only those listed before it: ``behaviour`` (the selectors), ``plan``
+(the answer, format aside), ``wire/`` (the answer in each API's format), ``request_log`` and
+``state`` (what one application remembers), ``handler`` (the endpoint base) and ``faults``
+(the selectors played on the wire), ``endpoints/``, ``control`` (``/_mock``), ``app`` (the
+route table), ``cli``. The tests are in ``tests/``.
 """
 
 from mock_provider.app import make_app, make_server
