@@ -33,7 +33,7 @@ def rss_mib(pid: int) -> float:
 
 def start_mock() -> tuple[subprocess.Popen, str]:
     """The mock provider of this checkout, without its request log; the process and its URL."""
-    mock = subprocess.Popen([sys.executable, "-m", "bench.mock_provider", "--port", "0", "--no-log"],
+    mock = subprocess.Popen([sys.executable, "-m", "mock_provider", "--port", "0", "--no-log"],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert mock.stdout is not None
     found = re.search(r":(\d+)$", mock.stdout.readline().strip())

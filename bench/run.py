@@ -121,7 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also write the results as JSON to this file")
     p.add_argument("--keep-tmp", action="store_true",
                    help="keep the temp dir (rendered configs, server logs, wrk output)")
-    p.add_argument("--mock-module", default="bench.mock_provider",
+    p.add_argument("--mock-module", default="mock_provider",
                    help=argparse.SUPPRESS)  # lets the harness be tested with a stand-in mock
     args = p.parse_args(argv)
     if args.quick:
@@ -701,9 +701,9 @@ def preflight(args: argparse.Namespace) -> tuple[str | None, tuple[int | None, i
         missing.append("wrk")
     if missing:
         raise BenchError(f"missing: {', '.join(missing)}. Install with:\n    {INSTALL_HINT}")
-    mock_file = REPO_ROOT / Path(*args.mock_module.split(".")).with_suffix(".py")
-    if args.mock_module == "bench.mock_provider" and not mock_file.exists():
-        raise BenchError(f"{mock_file.relative_to(REPO_ROOT)} not found")
+    mock_main = REPO_ROOT / Path(*args.mock_module.split(".")) / "__main__.py"
+    if args.mock_module == "mock_provider" and not mock_main.exists():
+        raise BenchError(f"{mock_main.relative_to(REPO_ROOT)} not found")
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) >= 2 and shutil.which("taskset"):
         return nginx, (cores[0], cores[1])

@@ -102,7 +102,7 @@ def _run_demo(serve: list[str], env: dict[str, str], table: Table, local: Provid
     """Mock and gateway as children; signals go to the gateway; the mock stops with it."""
     where = urlsplit(local.base_url)
     mock = subprocess.Popen(
-        [sys.executable, "-m", "bench.mock_provider", "--host", str(where.hostname),
+        [sys.executable, "-m", "mock_provider", "--host", str(where.hostname),
          "--port", str(where.port), "--delay-ms", "20", "--log-limit", "100"],
         cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True,
     )

@@ -54,7 +54,7 @@ class Mock:
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.mock_provider", "--port", "0", *args],
+            [sys.executable, "-m", "mock_provider", "--port", "0", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.mock_provider import filler_text, speech_bytes
+from mock_provider import filler_text, speech_bytes
 from tests.conftest import standard_gateway
 from tests.support import CLIENT_TOKEN, Gateway, Mock
 

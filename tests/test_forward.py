@@ -12,7 +12,7 @@ import time
 import openai
 import pytest
 
-from bench.mock_provider import speech_bytes
+from mock_provider import speech_bytes
 from tests.support import ALT_KEY, CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock
 
 

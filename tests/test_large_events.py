@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.mock_provider import filler_text
+from mock_provider import filler_text
 from tests.support import Gateway
 
 BIG_KIB = 8200  # one content event of just over 8 MiB, arriving in libcurl's small reads

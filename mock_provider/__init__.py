@@ -1,0 +1,79 @@
+"""Mock LLM provider speaking the OpenAI and Anthropic wire formats.
+
+The gateway's tests, demo and benchmark need an upstream that is real HTTP
+(so pycurl, chunked streaming and disconnects are exercised for real) yet
+deterministic and cheap.  This package is that upstream:
+
+    python -m mock_provider --port 9001 [--host 127.0.0.1] [--delay-ms 0] [--no-log]
+
+prints ``mock provider listening on HOST:PORT`` once listening (``--port 0``
+picks a free port).  ``make_app()`` builds the same Tornado application for
+in-process use.
+
+Behaviour is chosen from ``-``-separated tokens in the request's model name
+(the gateway rewrites model names, so a test picks behaviour by routing to a
+model), e.g. ``gpt-delay-50-tools``:
+
+* ``delay-<ms>``  sleep between stream events (once before a non-stream reply);
+  else header ``x-mock-delay-ms``; else ``--delay-ms``.
+* ``tools``       two parallel tool calls; ``thinking`` (Anthropic) a thinking block.
+* ``big-<KiB>``   the reply text is that many KiB of ``filler_text``, sent in pieces of
+  ``piece-<KiB>`` (default 16; one stream event per piece), for tests of large answers.
+* ``fault-<status>`` (400..599, e.g. 429 with ``Retry-After: 1``; 401 quotes the key it
+  was sent, split across body chunks), ``fault-hang``,
+  ``fault-cut``, ``fault-empty``, ``fault-slowheaders``, ``fault-streamerror``.
+  An OpenAI ``fault-400`` is a context-length refusal (``code: context_length_exceeded``,
+  ``param: messages``); an Anthropic ``fault-402`` is a ``billing_error``.
+* ``echokey``     a chat fault's error message quotes the request's API key, as some
+  providers' do: what a gateway must never pass on.
+
+``/v1/messages`` refuses (400, as Anthropic does) thinking enabled while the final
+assistant turn calls tools without opening with its thinking block. A structured-output
+request (``output_config.format`` / ``response_format`` json_schema) is answered with a
+small JSON value that its schema accepts.
+
+Besides ``/v1/chat/completions``, ``/v1/messages`` and ``/v1/models`` it serves the
+OpenAI extension endpoints so each can be tested end to end through the gateway:
+``/v1/embeddings``, ``/v1/images/generations``, ``/v1/audio/{transcriptions,translations,
+speech}``, ``/v1/moderations``, ``/v1/rerank`` (Cohere/Jina shape), ``/v1/responses[/{id}]``,
+``/v1/a2a`` (JSON-RPC echo), ``/v1/files[/{id}[/content]]``, ``/v1/batches[/{id}[/cancel]]``
+and ``/v1/models/{id}``.  Files, batches and responses live in memory.  The model-name
+selectors above apply to every endpoint whose request has a ``model`` (JSON or form field).
+Every ``/v1`` answer carries ``x-request-id: req_mock_<n>`` and ``Set-Cookie: mock_session=1``;
+with request header ``x-mock-hop-header: <name>``, also ``<name>: 1`` named in its ``Connection``
+header (a hop-by-hop header a proxy must not relay).
+
+Control API: ``GET|DELETE /_mock/requests``, ``GET /_mock/health``, ``GET|POST|DELETE
+/_mock/config`` (``{"models_fault": "500"|"hang"|"slow-<ms>"|null, "models": [ids]|null}``).
+
+Modules, each importing only those listed before it: ``behaviour`` (the selectors), ``plan``
+(the answer, format aside), ``wire/`` (the answer in each API's format), ``request_log`` and
+``state`` (what one application remembers), ``handler`` (the endpoint base) and ``faults``
+(the selectors played on the wire), ``endpoints/``, ``control`` (``/_mock``), ``app`` (the
+route table), ``cli``. The tests are in ``tests/``.
+"""
+
+from mock_provider.app import make_app, make_server
+from mock_provider.behaviour import Behaviour, parse_model
+from mock_provider.cli import main
+from mock_provider.endpoints.audio import speech_bytes
+from mock_provider.endpoints.embeddings import embedding_vector
+from mock_provider.endpoints.images import image_png
+from mock_provider.plan import filler_text, schema_instance
+from mock_provider.request_log import RequestLog
+from mock_provider.state import MODEL_IDS
+
+__all__ = [
+    "MODEL_IDS",
+    "Behaviour",
+    "RequestLog",
+    "embedding_vector",
+    "filler_text",
+    "image_png",
+    "make_app",
+    "make_server",
+    "main",
+    "parse_model",
+    "schema_instance",
+    "speech_bytes",
+]

@@ -1,0 +1,68 @@
+"""Model-name selectors: how a test scripts the mock's behaviour.
+
+The gateway rewrites model names, so a test chooses what the upstream does by routing to a
+model whose name carries ``-``-separated tokens (``gpt-delay-50-tools``, ``x-fault-429``);
+``mock_provider/__init__.py`` lists them. This module only reads them; ``faults.py`` plays them.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+_NAMED_FAULTS = frozenset({"hang", "cut", "empty", "slowheaders", "streamerror"})
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """What the model name asks the mock to do (parsed once per distinct name)."""
+
+    delay_ms: float | None = None
+    tools: bool = False
+    thinking: bool = False
+    fault: str | None = None  # "429", "500", ..., "hang", "cut", "empty", "streamerror"
+    slow_headers: bool = False
+    echo_key: bool = False  # a fault's message quotes the credential the request presented
+    big_kib: int | None = None  # reply text of this many KiB of filler_text
+    piece_kib: int = 16  # ... in pieces (stream events) of this many KiB
+
+    @property
+    def fault_status(self) -> int | None:
+        """The HTTP status a ``fault-<status>`` asks for, else None."""
+        return int(self.fault) if self.fault is not None and self.fault.isdigit() else None
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_model(model: str) -> Behaviour:
+    """Read the behaviour selectors out of a model name like ``gpt-delay-50-tools``.
+
+    Cached: the benchmark sends the same few names millions of times.
+    """
+    tokens = model.lower().split("-")
+    delay: float | None = None
+    fault: str | None = None
+    big: int | None = None
+    piece = 16
+    tools = thinking = slow = echo = False
+    for i, tok in enumerate(tokens):
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if tok == "big" and nxt.isdigit():
+            big = int(nxt)
+        elif tok == "piece" and nxt.isdigit() and int(nxt) > 0:
+            piece = int(nxt)
+        elif tok == "tools":
+            tools = True
+        elif tok == "thinking":
+            thinking = True
+        elif tok == "echokey":
+            echo = True
+        elif tok == "delay" and delay is None and nxt.isdigit():
+            delay = float(nxt)
+        elif tok == "fault":
+            if nxt == "slowheaders":
+                slow = True
+            elif fault is None and (
+                nxt in _NAMED_FAULTS or (nxt.isdigit() and 400 <= int(nxt) <= 599)
+            ):
+                fault = nxt
+    return Behaviour(delay, tools, thinking, fault, slow, echo, big, piece)

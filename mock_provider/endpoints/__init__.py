@@ -1,0 +1,1 @@
+"""The HTTP endpoints the mock serves, one module per API (or per family of small ones)."""

@@ -1,0 +1,145 @@
+"""Fault scripting on the wire: plays what the model name's selectors (``behaviour.py``) ask
+for — a status, a hang, slow headers, an empty body, a cut connection, an error mid-stream —
+and delivers normal answers with the scripted delay."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from tornado.iostream import StreamClosedError
+
+from mock_provider.behaviour import Behaviour, parse_model
+from mock_provider.handler import REASONS, MockHandler
+
+SLOW_HEADERS_S = 2.0
+
+
+class ScriptedHandler(MockHandler):
+    """An endpoint whose answer the request's model name can delay, refuse or break."""
+
+    async def send_fault(self, status: int) -> None:
+        """A ``fault-<status>`` answer. 401 quotes the key it was sent, as a careless provider
+        would, in the body and in ``WWW-Authenticate``, and sends the body in three chunks
+        that split the key, so a relay must scrub across chunk boundaries."""
+        key = self.presented_key()
+        if status != 401 or not key:
+            self.send_api_error(status)
+            return
+        self.set_status(401, REASONS.get(401))
+        self.set_header("Content-Type", "application/json")
+        self.set_header("WWW-Authenticate", f'Bearer error="invalid_token", error_description="{key}"')
+        body = self.error_body(401, f"Incorrect API key provided: {key}.")
+        middle = body.index(key.encode()) + len(key) // 2
+        for piece in (body[: middle - 3], body[middle - 3 : middle + 3]):
+            self.write(piece)
+            try:
+                await self.flush()
+            except StreamClosedError:
+                return
+            await asyncio.sleep(0.02)
+        self.finish(body[middle + 3 :])
+
+    def presented_key(self) -> str:
+        """The credential the caller sent (Bearer token or x-api-key), or ''."""
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return self.request.headers.get("x-api-key", "").strip()
+
+    def stream_error_event(self) -> bytes:
+        """What ``fault-streamerror`` sends after two pieces, in the endpoint's stream format."""
+        raise NotImplementedError
+
+    def delay_s(self, b: Behaviour) -> float:
+        """Seconds between pieces: the model's ``delay-<ms>``, ``x-mock-delay-ms``, or ``--delay-ms``."""
+        if b.delay_ms is not None:
+            return b.delay_ms / 1000.0
+        hdr = self.request.headers.get("x-mock-delay-ms")
+        if hdr:
+            try:
+                return max(0.0, float(hdr)) / 1000.0
+            except ValueError:
+                pass
+        return self.state.default_delay_ms / 1000.0
+
+    async def gate(self, model: Any) -> Behaviour | None:
+        """Apply the model name's fault selectors; None when they already answered."""
+        b = parse_model(model if isinstance(model, str) else "")
+        if b.slow_headers:
+            await asyncio.sleep(SLOW_HEADERS_S)
+            if self._disconnected:
+                return None
+        status = b.fault_status
+        if status is not None:
+            await self.send_fault(status)
+            return None
+        if b.fault == "hang":
+            await self.hang()
+            return None
+        if b.fault == "empty":
+            self.set_header("Content-Type", "application/json")
+            self.finish()
+            return None
+        return b
+
+    async def reply(self, obj: Any, b: Behaviour) -> None:
+        """Answer a JSON object, honouring the delay and ``fault-cut`` selectors."""
+        await self.respond(orjson.dumps(obj), self.delay_s(b), b.fault == "cut")
+
+    async def hang(self) -> None:
+        """Send nothing until the client goes away."""
+        self._close_waiter = asyncio.get_running_loop().create_future()
+        if not self._disconnected:
+            await self._close_waiter
+
+    async def respond(self, body: bytes, delay: float, cut: bool,
+                      content_type: str = "application/json") -> None:
+        """The whole body after ``delay``, or (``cut``) half of it under a longer Content-Length."""
+        if delay:
+            await asyncio.sleep(delay)
+            if self._disconnected:
+                return
+        self.set_header("Content-Type", content_type)
+        if not cut:
+            self.finish(body)
+            return
+        self.set_header("Content-Length", str(len(body) + 100))
+        self.write(body[: len(body) // 2])
+        await self.cut()
+
+    async def stream(self, events: list[bytes], delay: float, fault: str | None,
+                     content_type: str = "text/event-stream") -> None:
+        """Write each piece with a flush (chunked encoding), faults cutting after two."""
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-cache")
+        if fault in ("cut", "streamerror"):
+            events = events[:2]
+        for i, event in enumerate(events):
+            if i and delay:
+                await asyncio.sleep(delay)
+            if self._disconnected:
+                return
+            self.write(event)
+            try:
+                await self.flush()
+            except StreamClosedError:
+                self._aborted = True
+                return
+        if fault == "cut":
+            await self.cut()
+        elif fault == "streamerror":
+            self.write(self.stream_error_event())
+
+    async def cut(self) -> None:
+        """Flush what is buffered, then drop the TCP connection mid-body."""
+        self._aborted = True
+        try:
+            await self.flush()
+        except StreamClosedError:
+            return
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            stream.close()
+
