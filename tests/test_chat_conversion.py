@@ -388,7 +388,7 @@ REQUEST_KEYS = ["messages", "system", "tools", "tool_choice", "parallel_tool_cal
                 "stop_sequences", "temperature", "top_p", "n", "max_tokens", "max_completion_tokens", "stream"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.sampled_from([openai_to_anthropic_request, anthropic_to_openai_request]),
        st.dictionaries(st.sampled_from(REQUEST_KEYS), ANY_JSON, max_size=6),
        st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "tool", "system"])},
