@@ -18,10 +18,13 @@ from converters.usage import Usage
 from dsl.handler_rules import HandlerRules
 from dsl.table import Provider, Route, Table
 from handlers.errors import error_body, stream_error_event
-from handlers.relay import UPSTREAM_PRIVATE, Exchange, relayable
 from handlers.upstream_url import encode_path
 from ops import metrics
 from runtime.process import Runtime
+from upstream.attempt import Broken
+from upstream.exchange import Exchange
+from upstream.failure import ErrorAnswer
+from upstream.headers import UPSTREAM_PRIVATE, relayable
 
 log = logging.getLogger("gateway.handlers")
 
@@ -262,15 +265,51 @@ class GatewayHandler(RequestHandler):
             drained = stream.write(b"")
             drained.add_done_callback(functools.partial(self._drained, self.exchange, self.bytes_out))
 
-    def end_stream(self, ingress: str, provider: str, kind: str, message: str) -> None:
+    # -- the Sink an upstream attempt writes to (upstream/attempt.py) ---------------------
+
+    @property
+    def committed(self) -> bool:
+        return self.ttfb is not None
+
+    def gone(self) -> bool:
+        return self.client_gone
+
+    @property
+    def over(self) -> bool:
+        return self.client_gone or self._finished
+
+    @property
+    def stream_format(self) -> str:
+        """The format of error events that end a relayed stream."""
+        return self.route.ingress
+
+    def end_stream(self, label: str, kind: str, message: str) -> None:
         """Stop relaying an answer that cannot be relayed on: the upstream is cancelled and an
         error event in the client's format ends the stream."""
-        metrics.UPSTREAM_ERRORS.labels(provider=provider, kind=kind).inc()
-        log.warning("ending the stream of request %s: %s: %s", self.request_id, provider, message)
+        metrics.UPSTREAM_ERRORS.labels(provider=label, kind=kind).inc()
+        log.warning("ending the stream of request %s: %s: %s", self.request_id, label, message)
         if self.exchange is not None:
             self.exchange.cancel()
         self.mark_first_byte()
-        self.finish(stream_error_event(ingress, 502, f"upstream {provider}: {message}"))
+        self.finish(stream_error_event(self.stream_format, 502, f"upstream {label}: {message}"))
+
+    def end_relayed(self, tail: bytes) -> None:
+        """The relayed answer ended cleanly; `tail` is what was held back to the end."""
+        if tail:
+            self.mark_first_byte()
+            self.write(tail)
+        self.finish()
+
+    def end_broken(self, broken: Broken) -> None:
+        """The upstream failed after part of its answer reached the client: a stream ends with
+        an error event (it cannot be retried), any other answer just ends short."""
+        if broken.exchange.streaming:
+            message = f"upstream {broken.label} failed mid-stream"
+            self.write(stream_error_event(self.stream_format, 502, message))
+        self.finish()
+
+    def answer_error(self, answer: ErrorAnswer) -> None:
+        self.fail(answer.status, answer.message, answer.code, answer.headers, answer.type, answer.param)
 
     def _drained(self, exchange: Exchange, written: int, _: object) -> None:
         self.bytes_flushed = max(self.bytes_flushed, written)

@@ -10,33 +10,30 @@ request body is relayed as it arrives instead of being held whole.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
-import time
 from collections.abc import Mapping
 
 import orjson
-from tornado.httpclient import HTTPResponse
 from tornado.web import stream_request_body
 
 from converters.encoding import encode
-from converters.sse import EventTooLarge, SSEFramer
 from converters.upstream_errors import upstream_error
 from converters.usage import usage_from_tail
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Provider, Route, Table
 from handlers.base import GatewayHandler
-from handlers.errors import stream_error_event
-from handlers.relay import CLIENT_PRIVATE, RETRYABLE_STATUS, Exchange, KeyScrubber, relayable
 from handlers.upstream_url import encode_parameter, encode_query, unsafe_path
-from ops import metrics
+from upstream.attempt import Broken, Kept, Relayed, UpstreamRequest, attempt, walk
 from upstream.body_pipe import BodyPipe
-from upstream.client import error_kind
+from upstream.failure import REFUSED_KEY, RETRYABLE_STATUS, Failure, answered_with_error, relay_answer
+from upstream.headers import CLIENT_PRIVATE, relayable
+from upstream.pass_on import PassOn
 
 _PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\*?\}")
 _ENDPOINT_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A JSON object, however much whitespace (or a byte-order mark) comes first.
 _JSON_OBJECT = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\{")
-_TAIL = 8192  # bytes of the answer kept to read its usage from
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -118,12 +115,13 @@ class ForwardHandler(GatewayHandler):
             candidates, body = chosen
         if not candidates:
             return self.fail(503, f"no provider is configured for {self.route.match}", "no_provider")
-        for index, provider in enumerate(candidates):
-            if self.client_gone:
-                return
-            may_retry = isinstance(body, bytes | None) and index + 1 < len(candidates)
-            if await self._try(provider, encoded, body, may_retry):
-                return
+        replayable = isinstance(body, bytes | None)
+        failures = await walk(
+            candidates, lambda provider, more: self._try(provider, encoded, body, more), self.gone,
+            replayable=replayable,
+        )
+        if failures:
+            self.answer_error(relay_answer(failures[-1]))
 
     def _encoded_parameters(self, params: Mapping[str, str]) -> dict[str, str] | None:
         """Path parameters percent-encoded for the upstream path; None after a 400."""
@@ -179,9 +177,13 @@ class ForwardHandler(GatewayHandler):
             return None
 
     async def _try(
-        self, provider: Provider, params: Mapping[str, str], body: bytes | BodyPipe | None, may_retry: bool
-    ) -> bool:
-        """One upstream exchange; False when it failed in a way the next provider may fix."""
+        self, provider: Provider, params: Mapping[str, str], body: bytes | BodyPipe | None, more: bool
+    ) -> Failure | None:
+        """One upstream exchange; a Failure when no answer reached the client.
+
+        With `more` (another provider would follow), a retryable error answer is kept, not
+        relayed; a provider refusing our key may quote it, so that answer never is.
+        """
         template = (
             provider.format_urls.get(self.route.endpoint) or f"{provider.base_url}/{self.route.endpoint}"
         )
@@ -189,95 +191,30 @@ class ForwardHandler(GatewayHandler):
         reason = unsafe_path(url.split("://", 1)[1].partition("/")[2])
         if reason is not None:
             self.fail(400, f"refused path: {reason}", "bad_path")
-            return True
+            return None
         if self.request.query:
             url += "?" + encode_query(self.request.query)
-        framer: SSEFramer | None = None
-        scrubber: KeyScrubber | None = None
-        discard = False
-        tail = b""
-        error_body = b""
-
-        def on_headers(exchange: Exchange) -> None:
-            nonlocal framer, discard, scrubber
-            # A provider refusing our key may quote it: that answer is replaced, never relayed.
-            discard = exchange.status in (401, 403) or (may_retry and exchange.status in RETRYABLE_STATUS)
-            if not discard:
-                self.adopt_upstream_headers(exchange, provider)
-                framer = SSEFramer() if exchange.streaming else None
-                scrubber = KeyScrubber(provider.key) if provider.key and exchange.status >= 400 else None
-
-        def relay(data: bytes) -> None:
-            nonlocal tail
-            try:
-                out = framer.feed(data) if framer is not None else data
-            except EventTooLarge as exc:
-                return self.end_stream(self.route.ingress, provider.name, "event_too_large", str(exc))
-            tail = (tail + data)[-_TAIL:]
-            if out:
-                self.send(out)
-
-        def on_chunk(data: bytes) -> None:
-            nonlocal error_body
-            if discard:
-                error_body = (error_body + data)[:4096]
-            else:
-                relay(scrubber.feed(data) if scrubber is not None else data)
-
-        exchange = self.exchange = Exchange(self.runtime.upstream, on_headers, on_chunk)
         headers = [
             (k, v) for k, v in relayable(self.request.headers, CLIENT_PRIVATE) if k.lower() != "x-request-id"
         ]
         headers.append(("x-request-id", self.request_id))
-        started = time.monotonic()
-        response = await exchange.run(provider, url, self.request.method or "GET", body, headers)
-        metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
-        if self.client_gone or self._finished:
-            return True
-        if response.code == 599 or discard:
-            return self._failed(provider, response, exchange, error_body, framer, may_retry)
-        if scrubber is not None:
-            relay(scrubber.close())
-        if self._finished:
-            return True
-        if framer is not None:
-            self.write(framer.close())
-        if self.model_label:
-            self.record_usage(usage_from_tail(tail))
-        self.finish()
-        return True
 
-    def _failed(
-        self,
-        provider: Provider,
-        response: HTTPResponse,
-        exchange: Exchange,
-        error_body: bytes,
-        framer: SSEFramer | None,
-        may_retry: bool,
-    ) -> bool:
-        kind = error_kind(response) if response.code == 599 else f"http_{exchange.status}"
-        metrics.UPSTREAM_ERRORS.labels(provider=provider.name, kind=kind).inc()
-        committed = self._headers_written or self.ttfb is not None
-        if not committed and may_retry:
-            return False
-        if not committed:
-            if exchange.status in (401, 403):
-                refused = f"{provider.name} rejected the gateway's credentials (HTTP {exchange.status})"
-                self.fail(502, refused, kind)
-            elif exchange.status:
-                message = upstream_error(error_body, provider.scrub).message
-                message = message or f"upstream answered HTTP {exchange.status}"
-                self.fail(exchange.status, f"{provider.name}: {message}", kind)
-            else:
-                self.fail(504 if kind == "timeout" else 502, f"upstream {provider.name} failed: {kind}", kind)
-            return True
-        if framer is not None:
-            self.write(
-                stream_error_event(self.route.ingress, 502, f"upstream {provider.name} failed mid-stream")
-            )
-        self.finish()
-        return True
+        def keep(status: int) -> bool:
+            return status in REFUSED_KEY or (more and status in RETRYABLE_STATUS)
+
+        reading = PassOn(provider, functools.partial(self.adopt_upstream_headers, provider=provider), keep)
+        request = UpstreamRequest(provider, provider.name, url, self.request.method or "GET", body, headers)
+        outcome = await attempt(self.runtime.upstream, request, reading, self)
+        if isinstance(outcome, Kept):
+            error = upstream_error(outcome.body, provider.scrub)
+            return answered_with_error(provider.name, provider.name, outcome.exchange.status, error)
+        if isinstance(outcome, Relayed):
+            if self.model_label:
+                self.record_usage(usage_from_tail(reading.tail))
+            self.end_relayed(outcome.tail)
+        elif isinstance(outcome, Broken):
+            self.end_broken(outcome)
+        return outcome if isinstance(outcome, Failure) else None
 
 
 @stream_request_body

@@ -8,17 +8,16 @@ key it was sent: that key is taken out of every relayed header and error body.
 
 from __future__ import annotations
 
-import time
+import functools
 
-from converters.sse import EventTooLarge, SSEFramer
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Route, Table
 from handlers.base import GatewayHandler
-from handlers.errors import stream_error_event
-from handlers.relay import CLIENT_PRIVATE, Exchange, KeyScrubber, relayable
 from handlers.upstream_url import encode_path, encode_query, unsafe_path
-from ops import metrics
-from upstream.client import error_kind
+from upstream.attempt import Broken, Relayed, UpstreamRequest, attempt, walk
+from upstream.failure import Failure, relay_answer
+from upstream.headers import CLIENT_PRIVATE, relayable
+from upstream.pass_on import PassOn
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -50,56 +49,24 @@ class PassthroughHandler(GatewayHandler):
         if self.request.query:
             url += "?" + encode_query(self.request.query)
         self.model_label = provider
-        framer: SSEFramer | None = None
-        scrubber: KeyScrubber | None = None
-
-        def on_headers(exchange: Exchange) -> None:
-            nonlocal framer, scrubber
-            self.adopt_upstream_headers(exchange, target)
-            framer = SSEFramer() if exchange.streaming else None
-            # Providers quote a key only when refusing it; a 2xx body is the client's data.
-            scrubber = KeyScrubber(target.key) if target.key and exchange.status >= 400 else None
-
-        def relay(data: bytes) -> None:
-            try:
-                out = framer.feed(data) if framer is not None else data
-            except EventTooLarge as exc:
-                return self.end_stream("openai", provider, "event_too_large", str(exc))
-            if out:
-                self.send(out)
-
-        def on_chunk(data: bytes) -> None:
-            relay(scrubber.feed(data) if scrubber is not None else data)
-
-        exchange = self.exchange = Exchange(self.runtime.upstream, on_headers, on_chunk)
         body = self.request.body if self.request.method in _BODY_METHODS else None
-        started = time.monotonic()
-        response = await exchange.run(
-            target,
-            url,
-            self.request.method,
-            body,
-            relayable(self.request.headers, CLIENT_PRIVATE),
-            decompress=True,
-        )
-        metrics.UPSTREAM_SECONDS.labels(provider=provider).observe(time.monotonic() - started)
-        if self.client_gone or self._finished:
-            return
-        if response.code == 599:
-            kind = error_kind(response)
-            metrics.UPSTREAM_ERRORS.labels(provider=provider, kind=kind).inc()
-            if self.ttfb is None:
-                status = 504 if kind == "timeout" else 502
-                return self.fail(status, f"upstream {provider} failed: {kind}", kind)
-            if framer is not None:
-                self.write(stream_error_event("openai", 502, f"upstream {provider} failed mid-stream"))
-            return self.finish()
-        if scrubber is not None:
-            relay(scrubber.close())
-        if self._finished:
-            return
-        if framer is not None:
-            self.write(framer.close())
-        self.finish()
+        headers = tuple(relayable(self.request.headers, CLIENT_PRIVATE))
+        request = UpstreamRequest(target, provider, url, self.request.method, body, headers)
+        failures = await walk((request,), self._try, self.gone)
+        if failures:
+            self.answer_error(relay_answer(failures[-1]))
+
+    async def _try(self, request: UpstreamRequest, more: bool) -> Failure | None:
+        adopt = functools.partial(self.adopt_upstream_headers, provider=request.provider)
+        outcome = await attempt(self.runtime.upstream, request, PassOn(request.provider, adopt), self)
+        if isinstance(outcome, Relayed):
+            self.end_relayed(outcome.tail)
+        elif isinstance(outcome, Broken):
+            self.end_broken(outcome)
+        return outcome if isinstance(outcome, Failure) else None
+
+    @property
+    def stream_format(self) -> str:
+        return "openai"  # a provider's own stream, whatever the route's ingress
 
     post = put = patch = delete = options = head = get

@@ -19,7 +19,8 @@ from tornado.httpclient import HTTPRequest, HTTPResponse
 
 from dsl.table import Provider, Table
 from ops import metrics
-from upstream.client import UpstreamClient, error_kind
+from upstream.client import UpstreamClient
+from upstream.failure import error_kind
 
 log = logging.getLogger("gateway.catalog")
 

@@ -86,20 +86,3 @@ def open_client(max_clients: int) -> UpstreamClient:
     """A client of its own with `max_clients` parallel transfers, bound to the running IOLoop."""
     return UpstreamClient(force_instance=True, max_clients=max_clients, max_body_size=1 << 40)
 
-
-def error_kind(response: HTTPResponse) -> str:
-    """A short, label-safe name for why an upstream exchange failed."""
-    error = response.error
-    if isinstance(error, CurlError):
-        if error.errno == pycurl.E_OPERATION_TIMEDOUT:
-            return "timeout"
-        if error.errno in (pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST):
-            return "connect"
-        if error.errno == CANCELLED:
-            return "cancelled"
-        return "transfer"
-    if response.code >= 500:
-        return f"http_{response.code}"
-    if response.code == 429:
-        return "rate_limited"
-    return f"http_{response.code}"

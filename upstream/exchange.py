@@ -1,7 +1,7 @@
 """One upstream exchange, observed as libcurl delivers it: status, headers, then body chunks.
 
-Handlers decide per exchange what to do once headers are complete (stream to the
-client, buffer, or treat as a failure to retry); this module only tracks state,
+The attempt (upstream/attempt.py) decides what to do once headers are complete (relay to
+the client, keep, or treat as a failure to retry); this module only tracks state,
 holds the transfer while the client is behind, and cancels it when the client goes away.
 """
 
@@ -19,33 +19,6 @@ from tornado.ioloop import IOLoop
 from dsl.table import Provider
 from upstream.body_pipe import BodyPipe
 from upstream.client import UpstreamClient
-
-# Headers that describe one hop, or that the gateway sets itself: never relayed either way.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "content-encoding",
-        "accept-encoding",
-        "expect",
-    }
-)
-# Client headers that carry the client's own credentials or state: never sent to a provider.
-CLIENT_PRIVATE = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
-# Upstream headers kept from the client's view.
-UPSTREAM_PRIVATE = frozenset({"set-cookie", "x-http-reason"})
-
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
-REDACTED = b"[redacted]"  # what stands in for a provider's key in a relayed answer
 
 
 class Exchange:
@@ -191,46 +164,3 @@ class Exchange:
         if self.request is not None and not self.done:
             self.done = True
             IOLoop.current().add_callback(self._client.cancel, self.request)
-
-
-class KeyScrubber:
-    """Takes a provider's key out of a body that arrives in chunks, also when a chunk
-    boundary splits the key: the end of a chunk that could start the key is held back."""
-
-    __slots__ = ("_key", "_held")
-
-    def __init__(self, key: str) -> None:
-        self._key = key.encode()
-        self._held = b""
-
-    def feed(self, data: bytes) -> bytes:
-        text = (self._held + data if self._held else data).replace(self._key, REDACTED)
-        held = _partial_key_at_end(text, self._key)
-        self._held = text[len(text) - held :] if held else b""
-        return text[: len(text) - held]
-
-    def close(self) -> bytes:
-        held, self._held = self._held, b""
-        return held
-
-
-def _partial_key_at_end(text: bytes, key: bytes) -> int:
-    """Length of the longest end of `text` that is a proper beginning of `key`."""
-    start = max(0, len(text) - len(key) + 1)
-    while (start := text.find(key[:1], start)) != -1:
-        if key.startswith(text[start:]):
-            return len(text) - start
-        start += 1
-    return 0
-
-
-def relayable(headers: HTTPHeaders, drop: frozenset[str]) -> Iterable[tuple[str, str]]:
-    """Headers safe to pass on: no hop-by-hop ones, none the sender named in its
-    `Connection` header (they are for this hop only, RFC 9110 §7.6.1) and none in `drop`."""
-    named = {
-        option.strip().lower() for value in headers.get_list("Connection") for option in value.split(",")
-    }
-    for name, value in headers.get_all():
-        lower = name.lower()
-        if lower not in HOP_BY_HOP and lower not in drop and lower not in named:
-            yield name, value

@@ -1,0 +1,207 @@
+"""One request to one target, and the walk over targets until one answers.
+
+`attempt` sends one request and reports how it ended: relayed (the answer went to the
+sink as it arrived), kept (the caller reads the whole answer: a buffered chat answer, or
+an error another target may fix), broken (it failed after bytes reached the client), or
+a Failure before the first byte. `walk` tries targets in order, with a jittered back-off,
+while nothing has reached the client and the failure is one another target may fix.
+
+The attempt writes only to a Sink: the client (handlers/base.py), or a stage standing in
+front of it that captures or transforms the answer (stages/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from converters.sse import EventTooLarge
+from dsl.table import Provider
+from ops import metrics
+from upstream.body_pipe import BodyPipe
+from upstream.client import UpstreamClient
+from upstream.exchange import Exchange
+from upstream.failure import Failure, error_kind
+
+log = logging.getLogger("gateway.upstream")
+
+MAX_KEPT_ERROR = 64 * 1024  # of an error answer that is kept, not relayed: enough for its message
+
+Candidate = TypeVar("Candidate")
+
+
+class Sink(Protocol):
+    """Where an attempt delivers what it relays, and whom it tells about the exchange."""
+
+    # The exchange in progress: held while the client is behind, cancelled when it leaves.
+    exchange: Exchange | None
+
+    @property
+    def committed(self) -> bool:
+        """Bytes of an answer have reached the client: no other target may answer now."""
+        ...
+
+    @property
+    def over(self) -> bool:
+        """The client left, or its answer has ended."""
+        ...
+
+    def send(self, data: bytes) -> None:
+        """Relay answer bytes now."""
+        ...
+
+    def end_stream(self, label: str, kind: str, message: str) -> None:
+        """Stop relaying an answer that cannot be relayed on (and cancel the exchange)."""
+        ...
+
+
+class Reading(Protocol):
+    """How a handler reads one answer: which answers it relays as they arrive, and how."""
+
+    def relay(self, exchange: Exchange) -> bool:
+        """The headers are in. True: relay the body as it arrives (the reading has answered
+        the client's status and headers); False: keep it for the caller."""
+        ...
+
+    def feed(self, data: bytes) -> bytes:
+        """A relayed chunk, as the client gets it (may hold back an incomplete end)."""
+        ...
+
+    def close(self) -> bytes:
+        """The relayed answer ended cleanly: what was held back."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One request for one target."""
+
+    provider: Provider
+    label: str  # how messages name the target
+    url: str
+    method: str
+    body: bytes | BodyPipe | None
+    headers: Iterable[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """The answer went to the sink as it arrived; `tail` is what the reading held back to the end."""
+
+    exchange: Exchange
+    tail: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """The whole answer, not relayed (an error answer is cut at MAX_KEPT_ERROR)."""
+
+    exchange: Exchange
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """The exchange failed after bytes of its answer reached the client."""
+
+    exchange: Exchange
+    label: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Over:
+    """The client left, or the sink ended its answer (an event too large to relay)."""
+
+
+Outcome = Relayed | Kept | Broken | Over | Failure
+
+
+async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Reading, sink: Sink) -> Outcome:
+    """Send `request` and report how it ended (see the module docstring)."""
+    relaying = False
+    kept: list[bytes] = []
+    size = 0
+
+    def on_headers(exchange: Exchange) -> None:
+        nonlocal relaying
+        relaying = reading.relay(exchange)
+
+    def on_chunk(data: bytes) -> None:
+        nonlocal size
+        if relaying:
+            try:
+                out = reading.feed(data)
+            except EventTooLarge as exc:
+                return sink.end_stream(request.label, "event_too_large", str(exc))
+            if out:
+                sink.send(out)
+        elif size < MAX_KEPT_ERROR or 200 <= exchange.status < 300:
+            kept.append(data)
+            size += len(data)
+
+    exchange = sink.exchange = Exchange(client, on_headers, on_chunk)
+    provider = request.provider
+    started = time.monotonic()
+    response = await exchange.run(provider, request.url, request.method, request.body, request.headers)
+    metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
+    if sink.over:
+        return Over()
+    if response.code == 599:
+        kind = error_kind(response)
+        if sink.committed:
+            metrics.UPSTREAM_ERRORS.labels(provider=provider.name, kind=kind).inc()
+            log.warning("upstream %s failed mid-stream: %s", request.label, response.error)
+            return Broken(exchange, request.label, str(response.error))
+        return Failure(provider.name, request.label, 0, kind, str(response.error))
+    if not relaying:
+        return Kept(exchange, b"".join(kept))
+    try:
+        tail = reading.close()
+    except EventTooLarge as exc:
+        sink.end_stream(request.label, "event_too_large", str(exc))
+        return Over()
+    return Relayed(exchange, tail)
+
+
+def backoff(attempt_number: int) -> float:
+    """Seconds to wait before the `attempt_number`-th try (1: the first fallback): doubling
+    from 0.1 s up to 1 s, jittered by half, so that clients failing together spread out."""
+    return random.uniform(0.5, 1.0) * min(0.05 * 2**attempt_number, 1.0)
+
+
+async def walk(
+    candidates: Sequence[Candidate],
+    try_one: Callable[[Candidate, bool], Awaitable[Failure | None]],
+    gone: Callable[[], bool],
+    *,
+    replayable: bool = True,
+    pause: Callable[[int], float] = backoff,
+) -> list[Failure] | None:
+    """Try `candidates` in order until one answers; None when one did (or the client left),
+    else the failures, the last one final.
+
+    `try_one(candidate, more)` gets `more` True when another candidate would follow a
+    failure (the request can be replayed and this is not the last): it may then keep an
+    answer it would otherwise relay. Each failure is counted by provider and kind.
+    """
+    failures: list[Failure] = []
+    for index, candidate in enumerate(candidates):
+        if index:
+            await asyncio.sleep(pause(index))
+        if gone():
+            return None
+        more = replayable and index + 1 < len(candidates)
+        failure = await try_one(candidate, more)
+        if failure is None:
+            return None
+        failures.append(failure)
+        metrics.UPSTREAM_ERRORS.labels(provider=failure.provider, kind=failure.kind).inc()
+        if not (more and failure.retryable):
+            break
+    return failures

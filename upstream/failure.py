@@ -1,0 +1,121 @@
+"""Why an upstream attempt gave no answer, whether another target may, and what the client hears.
+
+Every handler that talks to a provider classifies failures here: which walk on to the
+next target (transport failures, empty answers, 408/429/5xx/529, a provider refusing our
+key) and which are final (other 4xx: the request itself is wrong), and which error the
+client gets once no target is left (a refused key is our problem: 502; a timeout: 504;
+a 429 keeps its Retry-After).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pycurl
+from tornado.curl_httpclient import CurlError
+from tornado.httpclient import HTTPResponse
+
+from converters.upstream_errors import UpstreamError
+from upstream.client import CANCELLED
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
+# A provider refusing the gateway's key: its message may quote the key, and the client's own
+# token is not at fault, so it is answered as 502 without it.
+REFUSED_KEY = frozenset({401, 403})
+
+
+def error_kind(response: HTTPResponse) -> str:
+    """A short, label-safe name for why an upstream exchange failed."""
+    error = response.error
+    if isinstance(error, CurlError):
+        if error.errno == pycurl.E_OPERATION_TIMEDOUT:
+            return "timeout"
+        if error.errno in (pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST):
+            return "connect"
+        if error.errno == CANCELLED:
+            return "cancelled"
+        return "transfer"
+    return status_kind(response.code)
+
+
+def status_kind(status: int) -> str:
+    """The kind of an upstream's HTTP error status."""
+    return "rate_limited" if status == 429 else f"http_{status}"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why one target gave no answer before anything reached the client."""
+
+    provider: str  # the provider's name (metric label, the refused-key message)
+    label: str  # what error messages call the target: provider/model, or the provider
+    status: int  # the upstream's HTTP status; 0 when it gave none (transport, unsupported, ...)
+    kind: str  # label-safe reason: timeout, connect, transfer, empty, http_500, rate_limited, ...
+    message: str
+    retry_after: str | None = None
+    upstream: UpstreamError | None = None  # the provider's own error, when it answered with one
+
+    @property
+    def retryable(self) -> bool:
+        """Transport failures, empty answers, 408/429/5xx/529 and a refused key walk on; other
+        4xx are about the request itself, so they are final."""
+        return not 400 <= self.status < 500 or self.status in RETRYABLE_STATUS or self.status in REFUSED_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """The error the client gets, in its own format (handlers/errors.py writes it)."""
+
+    status: int
+    message: str
+    code: str | None
+    headers: dict[str, str] | None = None
+    type: str | None = None  # the provider's own error type and parameter, passed through
+    param: str | None = None
+
+
+def agent_answer(failures: Sequence[Failure]) -> ErrorAnswer:
+    """What a chat client hears when every target failed: the gateway answers for the agent.
+
+    A 4xx the provider explained reaches the client as the provider gave it (clients branch
+    on its type, code and param, e.g. context_length_exceeded); other failures are the
+    gateway's 502, 503 (the provider said it is overloaded) or 504.
+    """
+    last = failures[-1]
+    if last.status in REFUSED_KEY:
+        return refused_key(last)
+    where = f"{last.label}: {last.message}"
+    if len(failures) > 1:
+        where = f"all {len(failures)} targets failed; last {where}"
+    upstream = last.upstream
+    if 400 <= last.status < 500 and upstream is not None:
+        retry = {"Retry-After": last.retry_after} if last.status == 429 and last.retry_after else None
+        return ErrorAnswer(last.status, upstream.message or where, upstream.code, retry, upstream.type,
+                           upstream.param)
+    if 400 <= last.status < 500:
+        return ErrorAnswer(last.status, where, last.kind)
+    if last.kind == "timeout":
+        return ErrorAnswer(504, where, last.kind)
+    return ErrorAnswer(503 if last.status in (503, 529) else 502, where, last.kind)
+
+
+def relay_answer(failure: Failure) -> ErrorAnswer:
+    """What a forward or passthrough client hears: those relay the provider's own answers,
+    so a failure here is the gateway's (the provider's key refused, or no answer at all)."""
+    if failure.status in REFUSED_KEY:
+        return refused_key(failure)
+    return ErrorAnswer(504 if failure.kind == "timeout" else 502,
+                       f"upstream {failure.provider} failed: {failure.kind}", failure.kind)
+
+
+def refused_key(failure: Failure) -> ErrorAnswer:
+    message = f"{failure.provider} rejected the gateway's credentials (HTTP {failure.status})"
+    return ErrorAnswer(502, message, failure.kind)
+
+
+def answered_with_error(provider: str, label: str, status: int, error: UpstreamError,
+                        retry_after: str | None = None) -> Failure:
+    """A target that answered with an error status (`error`: its body, read with the key scrubbed)."""
+    message = error.message or f"upstream answered HTTP {status}"
+    return Failure(provider, label, status, status_kind(status), message, retry_after, error)
