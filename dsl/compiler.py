@@ -298,6 +298,7 @@ class _Compiler:
             auth=spec.get("auth", "none" if rules.open else "bearer") == "bearer",
             admin=spec.get("admin", rules.admin),
             line=self.doc.where(path)[0],
+            stages=rules.stages,
             **options,
         )
 

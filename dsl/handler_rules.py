@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypedDict
 from converters.registry import ChainPlan
 from dsl.errors import KeyPath
 from dsl.table import Provider, Route, Table
+from stages.stage import Stage
 
 
 class Reporter(Protocol):
@@ -66,7 +67,8 @@ class HandlerRules:
     `keys` are the route keys beyond match, handler, ingress, auth and admin that this
     handler takes; a route of another handler that sets one is told `refusal`, formatted
     with {key}, {handler} (the route's) and {owner} (this one). `check` validates a route
-    and compiles those keys; `upstream` is the UPSTREAM column of `gateway.py routes`.
+    and compiles those keys; `upstream` is the UPSTREAM column of `gateway.py routes`;
+    `stages` go into each of its routes.
     """
 
     name: str
@@ -76,3 +78,4 @@ class HandlerRules:
     refusal: str = "'{key}' applies only to {owner} routes"
     check: Callable[[RouteCheck], RouteOptions] = _no_options
     upstream: Callable[[Route, Table], str] = _no_upstream
+    stages: tuple[Stage, ...] = ()  # the steps every route of this handler runs, in order

@@ -14,6 +14,7 @@ from typing import Any
 from access.keys import KeyRing
 from converters.registry import ChainPlan
 from dsl.errors import Problem
+from stages.stage import Stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class Route:
     endpoint: str = ""  # forward: upstream path template under the provider's url
     providers: tuple[Provider, ...] = ()  # forward: candidates, most preferred first
     stream_body: bool = False  # forward: relay the request body as it arrives
+    stages: tuple[Stage, ...] = ()  # its handler's steps around the upstream (stages/stage.py)
 
     def accepts(self, method: str) -> bool:
         return self.methods is None or method in self.methods

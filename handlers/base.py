@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from asyncio import Future
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from tornado.httputil import HTTPHeaders, HTTPServerRequest
@@ -21,7 +22,8 @@ from handlers.errors import error_body, stream_error_event
 from handlers.upstream_url import encode_path
 from ops import metrics
 from runtime.process import Runtime
-from upstream.attempt import Broken
+from stages import stage
+from upstream.attempt import Broken, Converted, Outcome, Reading, Sink
 from upstream.exchange import Exchange
 from upstream.failure import ErrorAnswer
 from upstream.headers import UPSTREAM_PRIVATE, relayable
@@ -307,6 +309,33 @@ class GatewayHandler(RequestHandler):
             message = f"upstream {broken.label} failed mid-stream"
             self.write(stream_error_event(self.stream_format, 502, message))
         self.finish()
+
+    # -- the route's stages (stages/stage.py) -------------------------------------------
+
+    def refused_by_stages(self, document: dict[str, Any]) -> bool:
+        """Run the stages' checks on the request document; True after answering a refusal."""
+        refused = stage.refusal(self.route.stages, self, document)
+        if refused is not None:
+            self.deny(refused.status, refused.reason, refused.message)
+        return refused is not None
+
+    async def through_stages(self, run: Callable[[Sink], Awaitable[Outcome]]) -> Outcome:
+        """One upstream attempt (`run(sink)`), inside the stages' `around` hooks; the client is the sink."""
+        return await stage.around(self.route.stages, self, run, self)
+
+    def staged(self, reading: Reading) -> Reading:
+        """`reading`, with the stages' answer converters after it (none: `reading` itself)."""
+        chain = stage.answer_chain(self.route.stages, self)
+        return reading if chain is None else Converted(reading, chain)
+
+    def staged_body(self, body: bytes) -> bytes:
+        """A buffered answer, through the stages' answer converters."""
+        chain = stage.answer_chain(self.route.stages, self)
+        return body if chain is None else chain.feed(body) + chain.close()
+
+    def answered(self, usage: Usage | None) -> None:
+        """The answer is complete (or ended short): the stages' `done`, accounting among them."""
+        stage.done(self.route.stages, self, usage)
 
     def answer_error(self, answer: ErrorAnswer) -> None:
         self.fail(answer.status, answer.message, answer.code, answer.headers, answer.type, answer.param)

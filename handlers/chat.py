@@ -18,6 +18,8 @@ from converters.usage import Usage
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Route, Table, Target
 from handlers.base import GatewayHandler
+from stages.access import ModelAccess
+from stages.accounting import Accounting
 from upstream.attempt import Broken, Kept, Relayed, UpstreamRequest, attempt, walk
 from upstream.exchange import Exchange
 from upstream.failure import Failure, agent_answer, answered_with_error
@@ -54,6 +56,7 @@ class ChatHandler(GatewayHandler):
         refusal="the {handler} handler takes no converters",
         check=_chains,
         upstream=_agents_and_providers,
+        stages=(ModelAccess(), Accounting()),
     )
     requested_model = ""
 
@@ -77,8 +80,8 @@ class ChatHandler(GatewayHandler):
             return self.fail(
                 404, f"model '{model}' is not an agent or provider/model here", "model_not_found"
             )
-        if self.principal is not None and not self.principal.may_use(model):
-            return self.deny(403, "agent_not_allowed", f"this key may not use model '{model}'")
+        if self.refused_by_stages(document):
+            return None
         self.requested_model = model
         label = model if model in self.table.agents else targets[0].label
         self.model_label = self.runtime.stats.model_label(label)
@@ -102,20 +105,22 @@ class ChatHandler(GatewayHandler):
             upstream_body = encode({**upstream_document, "model": target.model}, "the request")
         except ValueError as exc:
             return Failure(provider.name, target.label, 400, "invalid_request", str(exc))
-        reading = _ChatReading(self, chain_plan.build(context))
+        reading = _ChatReading(self, chain_plan, context)
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
                                   upstream_body, self._upstream_headers(translation))
-        outcome = await attempt(self.runtime.upstream, request, reading, self)
+        outcome = await self.through_stages(
+            lambda sink: attempt(self.runtime.upstream, request, self.staged(reading), sink)
+        )
         if isinstance(outcome, Failure | None):
             return outcome
         if isinstance(outcome, Relayed):
             if not self.committed and not outcome.tail:
                 status = outcome.exchange.status
                 return Failure(provider.name, target.label, status, "empty", "upstream sent an empty stream")
-            self.record_usage(_chain_usage(reading.chain))
+            self.answered(_chain_usage(reading.chain))
             self.end_relayed(outcome.tail)
         elif isinstance(outcome, Broken):
-            self.record_usage(_chain_usage(reading.chain))
+            self.answered(_chain_usage(reading.chain))
             self.end_broken(outcome)
         elif isinstance(outcome, Kept):
             return self._end_kept(target, outcome, translation, context)
@@ -146,26 +151,31 @@ class ChatHandler(GatewayHandler):
                 body = encode(translation.response(orjson.loads(body), context), "the answer")
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
                 return Failure(provider, target.label, 502, "bad_upstream_body", f"unusable answer: {exc}")
+        body = self.staged_body(body)
         self.set_status(status)
         self.set_header("Content-Type", kept.exchange.headers.get("Content-Type", "application/json"))
         self.mark_first_byte()
-        self.record_usage(usage)
+        self.answered(usage)
         self.finish(body)
         return None
 
 
 class _ChatReading:
-    """Relays a 2xx stream through the route's converter chain; keeps every other answer."""
+    """Relays a 2xx stream through the route's converter chain (a fresh one per answer, as
+    a stage may run the upstream again); keeps every other answer."""
 
-    __slots__ = ("handler", "chain")
+    __slots__ = ("handler", "plan", "context", "chain")
 
-    def __init__(self, handler: ChatHandler, chain: Chain) -> None:
+    def __init__(self, handler: ChatHandler, plan: ChainPlan, context: Context) -> None:
         self.handler = handler
-        self.chain = chain
+        self.plan = plan
+        self.context = context
+        self.chain = Chain(())
 
     def relay(self, exchange: Exchange) -> bool:
         if not (exchange.streaming and 200 <= exchange.status < 300):
             return False
+        self.chain = self.plan.build(self.context)
         self.handler.set_status(exchange.status)
         self.handler.set_header("Content-Type", exchange.headers["Content-Type"])
         self.handler.set_header("Cache-Control", "no-cache")

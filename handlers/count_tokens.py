@@ -14,7 +14,7 @@ import orjson
 
 from converters.encoding import encode
 from dsl.handler_rules import HandlerRules
-from handlers.forward import KEYS, ForwardHandler, compile_route
+from handlers.forward import KEYS, STAGES, ForwardHandler, compile_route
 
 _CHARS_PER_TOKEN = 4
 
@@ -25,6 +25,7 @@ class CountTokensHandler(ForwardHandler):
         "count_tokens",
         keys=KEYS,
         check=functools.partial(compile_route, serves_without_provider=True),
+        stages=STAGES,
     )
 
     async def post(self, **params: str) -> None:

@@ -24,6 +24,8 @@ from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Provider, Route, Table
 from handlers.base import GatewayHandler
 from handlers.upstream_url import encode_parameter, encode_query, unsafe_path
+from stages.access import ModelAccess
+from stages.accounting import Accounting
 from upstream.attempt import Broken, Kept, Relayed, UpstreamRequest, attempt, walk
 from upstream.body_pipe import BodyPipe
 from upstream.failure import REFUSED_KEY, RETRYABLE_STATUS, Failure, answered_with_error, relay_answer
@@ -38,6 +40,7 @@ _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 KEYS = ("endpoint", "prefer", "providers", "body")
+STAGES = (ModelAccess(), Accounting())
 
 
 def compile_route(check: RouteCheck, *, serves_without_provider: bool = False) -> RouteOptions:
@@ -91,7 +94,9 @@ def _providers_and_endpoint(route: Route, table: Table) -> str:
 class ForwardHandler(GatewayHandler):
     """Relays one request to the first provider of the route that answers."""
 
-    rules = HandlerRules("forward", keys=KEYS, check=compile_route, upstream=_providers_and_endpoint)
+    rules = HandlerRules(
+        "forward", keys=KEYS, check=compile_route, upstream=_providers_and_endpoint, stages=STAGES
+    )
 
     @classmethod
     def for_route(cls, route: Route) -> type[GatewayHandler]:
@@ -152,12 +157,9 @@ class ForwardHandler(GatewayHandler):
         model = document["model"]
         if isinstance(model, str) and self.refuses_model_name(model):
             return None
-        principal = self.principal
-        restricted = principal is not None and principal.allowed_agents is not None
-        if principal is not None and restricted and not (isinstance(model, str) and principal.may_use(model)):
-            named = f"model '{model}'" if isinstance(model, str) else "a model that is not a string"
-            self.deny(403, "agent_not_allowed", f"this key may not use {named}")
+        if self.refused_by_stages(document):
             return None
+        restricted = self.principal is not None and self.principal.allowed_agents is not None
         if not isinstance(model, str):
             return self.route.providers, body
         self.model_label = self.runtime.stats.model_label(model)
@@ -204,13 +206,14 @@ class ForwardHandler(GatewayHandler):
 
         reading = PassOn(provider, functools.partial(self.adopt_upstream_headers, provider=provider), keep)
         request = UpstreamRequest(provider, provider.name, url, self.request.method or "GET", body, headers)
-        outcome = await attempt(self.runtime.upstream, request, reading, self)
+        outcome = await self.through_stages(
+            lambda sink: attempt(self.runtime.upstream, request, self.staged(reading), sink)
+        )
         if isinstance(outcome, Kept):
             error = upstream_error(outcome.body, provider.scrub)
             return answered_with_error(provider.name, provider.name, outcome.exchange.status, error)
         if isinstance(outcome, Relayed):
-            if self.model_label:
-                self.record_usage(usage_from_tail(reading.tail))
+            self.answered(usage_from_tail(reading.tail) if self.model_label else None)
             self.end_relayed(outcome.tail)
         elif isinstance(outcome, Broken):
             self.end_broken(outcome)

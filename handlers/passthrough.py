@@ -58,7 +58,10 @@ class PassthroughHandler(GatewayHandler):
 
     async def _try(self, request: UpstreamRequest, more: bool) -> Failure | None:
         adopt = functools.partial(self.adopt_upstream_headers, provider=request.provider)
-        outcome = await attempt(self.runtime.upstream, request, PassOn(request.provider, adopt), self)
+        reading = PassOn(request.provider, adopt)
+        outcome = await self.through_stages(
+            lambda sink: attempt(self.runtime.upstream, request, self.staged(reading), sink)
+        )
         if isinstance(outcome, Relayed):
             self.end_relayed(outcome.tail)
         elif isinstance(outcome, Broken):

@@ -6,10 +6,11 @@ import ast
 
 from tests.support import ROOT
 
-# Lowest first. access and converters are leaves; dsl compiles routes.yaml with them;
+# Lowest first. access and converters are leaves; stages are the steps a route runs
+# around its upstream (they know principals and converters); dsl compiles routes.yaml with them;
 # ops holds leaf observability; upstream talks to providers; runtime is the process's
 # state; handlers are the endpoints; server is the listener, limits, router and lifecycle.
-LAYERS = ("access", "converters", "dsl", "ops", "upstream", "runtime", "handlers", "server")
+LAYERS = ("access", "converters", "stages", "dsl", "ops", "upstream", "runtime", "handlers", "server")
 
 
 def imported_packages(package: str) -> dict[str, set[str]]:

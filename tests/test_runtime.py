@@ -26,7 +26,7 @@ from dsl.table import ServerSettings
 from runtime.process import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("access", "converters", "dsl", "handlers", "ops", "runtime", "server", "upstream")
+PACKAGES = ("access", "converters", "dsl", "handlers", "ops", "runtime", "server", "stages", "upstream")
 
 # Lookup tables: dicts filled at import and only ever read.
 LOOKUP_TABLES = frozenset(

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from converters.base import Chain
 from converters.sse import EventTooLarge
 from dsl.table import Provider
 from ops import metrics
@@ -75,6 +76,27 @@ class Reading(Protocol):
     def close(self) -> bytes:
         """The relayed answer ended cleanly: what was held back."""
         ...
+
+
+class Converted:
+    """A reading whose relayed output then passes through `chain` (a route's answer stages)."""
+
+    __slots__ = ("_reading", "_chain")
+
+    def __init__(self, reading: Reading, chain: Chain) -> None:
+        self._reading = reading
+        self._chain = chain
+
+    def relay(self, exchange: Exchange) -> bool:
+        return self._reading.relay(exchange)
+
+    def feed(self, data: bytes) -> bytes:
+        out = self._reading.feed(data)
+        return self._chain.feed(out) if out else b""
+
+    def close(self) -> bytes:
+        out = self._reading.close()
+        return (self._chain.feed(out) if out else b"") + self._chain.close()
 
 
 @dataclass(frozen=True, slots=True)

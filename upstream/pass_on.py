@@ -45,6 +45,7 @@ class PassOn:
         if self._keep(exchange.status):
             return False
         self._adopt(exchange)
+        self.tail = b""
         self._framer = SSEFramer() if exchange.streaming else None
         # Providers quote a key only when refusing it; a 2xx body is the client's data.
         key = self._provider.key

@@ -1,0 +1,109 @@
+"""The stage seam: a route's short list of steps around its upstream exchange.
+
+A route's stages come from its handler's rules and are compiled into the Route with
+the table (as its converter chains are), so a request runs them without looking
+anything up. Each hook has a do-nothing default; a stage overrides the ones it needs:
+
+- `check`, before the upstream sees the request document: may refuse the request;
+- `around`, around each upstream attempt: may hand the attempt another sink (to read
+  the answer before, or instead of, the client) and run it more than once (a tool loop);
+- `answer`, on the answer in the client's format, buffered (fed whole) or streamed
+  (fed as it is relayed): may transform it (redaction);
+- `done`, once the answer is complete: accounting.
+
+Authentication is not a stage: the Guard decides it when the headers arrive, before
+any body byte is read, and hands the principal to the handler, where stages see it.
+This package knows no handler and no upstream: the sink and the attempt's outcome are
+whatever the handler passes through `around`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from access.keys import Principal
+from converters.base import Chain, StreamConverter
+from converters.usage import Usage
+
+Sink = TypeVar("Sink")
+Outcome = TypeVar("Outcome")
+
+
+class Call(Protocol):
+    """What a stage sees of the request it serves (the handler is one)."""
+
+    principal: Principal | None  # who the Guard authenticated; None on a route without auth
+    model_label: str  # the model the request is counted under; "" when none
+
+    def record_usage(self, usage: Usage | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request a stage refuses: answered `status` in the client's error shape, counted by `reason`."""
+
+    status: int
+    reason: str
+    message: str
+
+
+class Stage:
+    """One step of a route's request processing; every hook's default does nothing.
+
+    Stages live in the compiled table, shared by every request of their routes: what
+    one holds for a request belongs in that request's own objects (its converter, say).
+    """
+
+    __slots__ = ()
+
+    def check(self, call: Call, document: dict[str, Any]) -> Refusal | None:
+        """Before the upstream sees the request document: a Refusal ends the request."""
+        return None
+
+    async def around(self, call: Call, run: Callable[[Sink], Awaitable[Outcome]], sink: Sink) -> Outcome:
+        """Around one upstream attempt: `run(sink)` sends it, relaying the answer to `sink`."""
+        return await run(sink)
+
+    def answer(self, call: Call) -> StreamConverter | None:
+        """A converter for this request's answer, as the client will get it; None: as it is."""
+        return None
+
+    def done(self, call: Call, usage: Usage | None) -> None:
+        """The answer is complete; `usage` is what the upstream reported."""
+
+
+def refusal(stages: Sequence[Stage], call: Call, document: dict[str, Any]) -> Refusal | None:
+    """The first stage's refusal of `document`, or None."""
+    for stage in stages:
+        refused = stage.check(call, document)
+        if refused is not None:
+            return refused
+    return None
+
+
+async def around(
+    stages: Sequence[Stage], call: Call, run: Callable[[Sink], Awaitable[Outcome]], sink: Sink
+) -> Outcome:
+    """`run(sink)` inside every stage's `around`, the first stage outermost."""
+    for stage in reversed(stages):
+        run = _wrapped(stage, call, run)
+    return await run(sink)
+
+
+def _wrapped(
+    stage: Stage, call: Call, run: Callable[[Sink], Awaitable[Outcome]]
+) -> Callable[[Sink], Awaitable[Outcome]]:
+    return lambda sink: stage.around(call, run, sink)
+
+
+def answer_chain(stages: Sequence[Stage], call: Call) -> Chain | None:
+    """The stages' converters for this request's answer, in order; None when none has one."""
+    converters = [c for stage in stages if (c := stage.answer(call)) is not None]
+    return Chain(converters) if converters else None
+
+
+def done(stages: Sequence[Stage], call: Call, usage: Usage | None) -> None:
+    for stage in stages:
+        stage.done(call, usage)
