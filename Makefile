@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= routes.yaml
 
-.PHONY: run test check routes bench lint venv
+.PHONY: run test unit check routes bench lint venv
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ routes: venv
 test: venv
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+unit: venv  # the fast inner loop: in-process tests only, no gateway or mock started
+	$(PY) -m pytest -q -n 0 tests/unit
 
 bench: venv
 	$(PY) bench/run.py

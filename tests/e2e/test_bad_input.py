@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import standard_gateway
+from tests.e2e.conftest import standard_gateway
 from tests.support import CLIENT_TOKEN, Gateway, Mock
 
 LIMITS = """  max_body: 1MiB

@@ -4,19 +4,17 @@ escaped wherever the gateway writes them: metric labels, /statsz, error messages
 from __future__ import annotations
 
 import json
-import logging
-import sys
 import time
 
 import pytest
 
 from tests.support import Gateway, Mock
+from tests.unit.test_client_strings import FORGED
 
 CHAT = ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]})
 MESSAGES = ("/v1/messages", {"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
 EMBEDDINGS = ("/v1/embeddings", {"input": "x"})
 ROUTES = [CHAT, MESSAGES, EMBEDDINGS]
-FORGED = '{"ts": 1, "request_id": "forged", "status": 200, "forged": true}'
 
 
 def send(gateway: Gateway, path: str, document: dict, model: str) -> tuple[int, dict]:
@@ -101,25 +99,6 @@ def test_a_path_with_line_breaking_bytes_stays_on_its_access_log_line(gateway: G
         assert not line.startswith('{"ts":1,'), line
         if line.startswith("{"):
             json.loads(line)
-
-
-def test_the_log_formatter_escapes_and_bounds_every_record() -> None:
-    """What gateway.py installs for every logger: one line per record, whatever the values."""
-    from ops.log_lines import MAX_RECORD, OneLineFormatter
-
-    formatter = OneLineFormatter("%(levelname)s %(name)s: %(message)s")
-    record = logging.LogRecord("gateway.chat", logging.WARNING, __file__, 1,
-                               "upstream %s failed mid-stream: %s", (f"mock/x\n{FORGED}\r\x85\u2028\\", "boom"), None)
-    line = formatter.format(record)
-    assert line == ("WARNING gateway.chat: upstream mock/x\\n" + FORGED
-                    + "\\r\\x85\\u2028\\\\ failed mid-stream: boom")
-    assert len(line.splitlines()) == 1
-    try:
-        raise ValueError("bad\nvalue")
-    except ValueError:
-        record = logging.LogRecord("gateway", logging.ERROR, __file__, 1, "x" * 20_000, None, sys.exc_info())
-    line = formatter.format(record)
-    assert len(line.splitlines()) == 1 and len(line) < MAX_RECORD + 100 and line.endswith("more characters)")
 
 
 def test_a_client_request_id_is_kept_only_when_plain(gateway: Gateway, mock: Mock) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import standard_gateway
+from tests.e2e.conftest import standard_gateway
 from tests.support import CLIENT_TOKEN, Gateway, Mock
 
 TOKENS = {

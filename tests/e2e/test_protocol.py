@@ -15,7 +15,7 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from tests.conftest import standard_gateway
+from tests.e2e.conftest import standard_gateway
 from tests.support import CLIENT_TOKEN, Gateway, Mock
 
 READER = "tok-protocol-reader-000000001"

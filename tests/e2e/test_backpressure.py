@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mock_provider import filler_text, speech_bytes
-from tests.conftest import standard_gateway
+from tests.e2e.conftest import standard_gateway
 from tests.support import CLIENT_TOKEN, Gateway, Mock
 
 ANSWER_KIB = 64 * 1024

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from ops import sdnotify
+from tests.support import ROOT
 
-UNIT = Path(__file__).resolve().parent.parent / "systemd" / "gateway.service"
+UNIT = ROOT / "systemd" / "gateway.service"
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="AF_UNIX abstract")
 

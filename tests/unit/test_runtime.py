@@ -24,8 +24,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from converters.usage import Usage
 from dsl.table import ServerSettings
 from runtime.process import Runtime
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("access", "converters", "dsl", "handlers", "ops", "runtime", "server", "stages", "upstream")
 
 # Lookup tables: dicts filled at import and only ever read.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import standard_gateway
+from tests.e2e.conftest import standard_gateway
 from tests.support import Gateway, Mock
 
 MESSAGES = [{"role": "user", "content": "hi there"}]

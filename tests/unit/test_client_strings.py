@@ -1,0 +1,27 @@
+"""The log formatter gateway.py installs: client-chosen strings in a record stay on one escaped, bounded line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+FORGED = '{"ts": 1, "request_id": "forged", "status": 200, "forged": true}'
+
+
+def test_the_log_formatter_escapes_and_bounds_every_record() -> None:
+    """What gateway.py installs for every logger: one line per record, whatever the values."""
+    from ops.log_lines import MAX_RECORD, OneLineFormatter
+
+    formatter = OneLineFormatter("%(levelname)s %(name)s: %(message)s")
+    record = logging.LogRecord("gateway.chat", logging.WARNING, __file__, 1,
+                               "upstream %s failed mid-stream: %s", (f"mock/x\n{FORGED}\r\x85\u2028\\", "boom"), None)
+    line = formatter.format(record)
+    assert line == ("WARNING gateway.chat: upstream mock/x\\n" + FORGED
+                    + "\\r\\x85\\u2028\\\\ failed mid-stream: boom")
+    assert len(line.splitlines()) == 1
+    try:
+        raise ValueError("bad\nvalue")
+    except ValueError:
+        record = logging.LogRecord("gateway", logging.ERROR, __file__, 1, "x" * 20_000, None, sys.exc_info())
+    line = formatter.format(record)
+    assert len(line.splitlines()) == 1 and len(line) < MAX_RECORD + 100 and line.endswith("more characters)")
