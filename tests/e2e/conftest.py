@@ -23,7 +23,7 @@ providers:
   slow:
     url: ${MOCK_URL}/v1
     api_key: %(provider_key)s
-    timeout: 1s
+    timeout: 500ms
   down:
     url: http://127.0.0.1:%(closed_port)d/v1
     api_key: %(provider_key)s
@@ -50,7 +50,7 @@ models:
   gpt-4o-mini: {context_window: 128000, max_output: 16384, capabilities: [tools], price: {input: 0.15, output: 0.6}}
   mock/mock-model: {context_window: 4096}
   registry-only-model: {context_window: 1000}
-catalog: {ttl: 1s, timeout: 3s}
+catalog: {ttl: 250ms, timeout: 3s}
 routes:
   - match: POST /v1/chat/completions
     handler: chat

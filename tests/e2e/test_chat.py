@@ -34,7 +34,7 @@ def test_completion_by_provider_and_model(gateway: Gateway) -> None:
 def test_stream_arrives_incrementally(gateway: Gateway) -> None:
     started = time.monotonic()
     stream = gateway.openai().chat.completions.create(
-        model="mock/gpt-delay-150",
+        model="mock/gpt-delay-80",
         messages=MESSAGES,
         stream=True,
         stream_options={"include_usage": True},
@@ -46,12 +46,12 @@ def test_stream_arrives_incrementally(gateway: Gateway) -> None:
             text += chunk.choices[0].delta.content or ""
         if chunk.usage:
             usage = chunk.usage
-    assert text == "Hello from mock gpt-delay-150! You said: hi there"
+    assert text == "Hello from mock gpt-delay-80! You said: hi there"
     assert usage is not None and usage.prompt_tokens == 2
-    # Eleven events, 150 ms apart upstream: the first must reach the client long before the last
+    # Eleven events, 80 ms apart upstream: the first must reach the client long before the last
     # was sent, i.e. nothing buffers the stream. (An ordering check, not a performance bound.)
     assert len(arrivals) >= 10
-    assert arrivals[-1] - arrivals[0] > 1.0
+    assert arrivals[-1] - arrivals[0] > 0.5
 
 
 def test_stream_follows_upstream_content_type_not_flag(gateway: Gateway) -> None:

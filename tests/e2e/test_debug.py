@@ -86,18 +86,18 @@ def chat_load(gateway: Gateway, limit: float = 15.0) -> Iterator[list[tuple[floa
 
 
 def _profile_under_load(gateway: Gateway, query: str) -> tuple[int, dict[str, str], bytes]:
-    """Fetch a 2 s profile while chat requests run; check the gateway kept answering them."""
+    """Fetch a 1 s profile while chat requests run; check the gateway kept answering them."""
     with chat_load(gateway) as done:
         began = time.monotonic()
-        status, headers, body = gateway.get(f"/debug/profile?seconds=2&{query}")
+        status, headers, body = gateway.get(f"/debug/profile?seconds=1&{query}")
         ended = time.monotonic()
-    assert ended - began >= 1.9, "the profile did not last its seconds"
+    assert ended - began >= 0.9, "the profile did not last its seconds"
     during = [
         finished for started, finished, code in done if began < started and finished < ended and code == 200
     ]
     assert all(code == 200 for _, _, code in done)
     assert len(during) >= 10, f"only {len(during)} chat answers while profiling"
-    assert max(during) - min(during) >= 1.0, "chat answers stalled during the profile"
+    assert max(during) - min(during) >= 0.5, "chat answers stalled during the profile"
     return status, headers, body
 
 
@@ -136,9 +136,9 @@ def test_collapsed_profile_while_serving(debug_gateway: Gateway) -> None:
         stacks.append(found.group(1))
         counts.append(int(found.group(2)))
         assert found.group(1).startswith("<module> (gateway.py:")
-    # ~100 Hz for 2 s: idle samples (waiting in select) are counted but left out by default.
+    # ~100 Hz for 1 s: idle samples (waiting in select) are counted but left out by default.
     samples, idle = int(headers["x-profile-samples"]), int(headers["x-profile-idle-samples"])
-    assert 50 <= samples <= 260 and sum(counts) == samples - idle
+    assert 25 <= samples <= 130 and sum(counts) == samples - idle
     assert not any(re.search(r"[;.]select \(selectors\.py:\d+\)$", stack) for stack in stacks)
     assert "ChatHandler.post (handlers/chat.py:" in body.decode()
 
@@ -147,7 +147,7 @@ def test_one_profile_at_a_time(debug_gateway: Gateway) -> None:
     answers: list[tuple[int, bytes]] = []
 
     def fetch() -> None:
-        status, _, body = debug_gateway.get("/debug/profile?seconds=1&format=collapsed")
+        status, _, body = debug_gateway.get("/debug/profile?seconds=0.5&format=collapsed")
         answers.append((status, body))
 
     threads = [threading.Thread(target=fetch) for _ in range(2)]
@@ -162,7 +162,7 @@ def test_one_profile_at_a_time(debug_gateway: Gateway) -> None:
 
 
 def test_idle_samples_on_request(debug_gateway: Gateway) -> None:
-    status, headers, body = debug_gateway.get("/debug/profile?seconds=0.5&format=collapsed&idle=1")
+    status, headers, body = debug_gateway.get("/debug/profile?seconds=0.3&format=collapsed&idle=1")
     assert status == 200 and int(headers["x-profile-idle-samples"]) > 0
     assert re.search(r"[;.]select \(selectors\.py:\d+\) [1-9]\d*$", body.decode(), re.MULTILINE)
 

@@ -36,13 +36,13 @@ def test_catalog_keeps_answering_when_a_provider_fails(fresh_gateway: Gateway, m
     assert "mock/gpt-4o-mini" in {m.id for m in client.models.list()}
     mock.config(models_fault=fault)
     try:
-        time.sleep(1.2)  # past the 1 s TTL: the next listing refreshes, and the refresh fails
+        time.sleep(0.3)  # past the 250 ms TTL: the next listing refreshes, and the refresh fails
         for _ in range(3):
             started = time.monotonic()
             ids = {m.id for m in client.models.list()}
             assert time.monotonic() - started < 2.0, "a hung provider must not hold the listing"
             assert "mock/gpt-4o-mini" in ids and "registry-only-model" in ids and "fast" in ids
-            time.sleep(0.6)
+            time.sleep(0.3)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             health = json.loads(fresh_gateway.get("/statsz")[2])["catalog"]["mock"]
