@@ -5,7 +5,7 @@ from __future__ import annotations
 import tornado.httpserver
 import tornado.web
 
-from mock_provider.control import HealthHandler, MockConfigHandler, MockRequestsHandler
+from mock_provider.control import HealthHandler, MockConfigHandler, MockFaultsHandler, MockRequestsHandler
 from mock_provider.endpoints.a2a import A2AHandler
 from mock_provider.endpoints.audio import AudioTextHandler, SpeechHandler
 from mock_provider.endpoints.completions import ChatCompletionsHandler, CountTokensHandler, MessagesHandler
@@ -66,6 +66,7 @@ def make_app(
             (r"/v1/batches/([^/]+)/cancel", BatchCancelHandler, kw),
             (r"/_mock/requests", MockRequestsHandler, kw),
             (r"/_mock/config", MockConfigHandler, kw),
+            (r"/_mock/faults", MockFaultsHandler, kw),
             (r"/_mock/health", HealthHandler),
             (r"/.*", NotFoundHandler, kw),
         ],

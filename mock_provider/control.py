@@ -1,6 +1,7 @@
 """The ``/_mock`` control API tests steer the mock with: the request log
-(``GET|DELETE /_mock/requests``), the catalog settings (``GET|POST|DELETE /_mock/config``)
-and a liveness probe (``GET /_mock/health``). No ``/v1`` headers, no recording."""
+(``GET|DELETE /_mock/requests``), the catalog settings (``GET|POST|DELETE /_mock/config``),
+the per-model fault scripts and request counts (``GET|POST|DELETE /_mock/faults``) and a
+liveness probe (``GET /_mock/health``). No ``/v1`` headers, no recording."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import orjson
 import tornado.web
 
+from mock_provider.scripting import SCRIPT_LIMIT, parse_script
 from mock_provider.state import MODEL_IDS, MockState
 
 _MODELS_FAULT_RE = re.compile(r"hang|slow-\d+|[45]\d\d")
@@ -77,6 +79,39 @@ class MockConfigHandler(tornado.web.RequestHandler):
         if "models" in cfg:
             self.state.set_models(tuple(ids))
         self._send()
+
+
+class MockFaultsHandler(tornado.web.RequestHandler):
+    """GET shows the scripts and the requests seen per model, POST sets one model's script
+    (``scripting.parse_script`` says how), DELETE clears every script and count."""
+
+    def initialize(self, state: MockState) -> None:
+        self.state = state
+
+    def _send(self, status: int = 200, error: str | None = None) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps({"error": error} if error else self.state.faults.view()))
+
+    def get(self) -> None:
+        self._send()
+
+    def delete(self) -> None:
+        self.state.faults.clear()
+        self._send()
+
+    def post(self) -> None:
+        try:
+            spec = orjson.loads(self.request.body)
+        except orjson.JSONDecodeError:
+            spec = None
+        parsed = parse_script(spec)
+        if isinstance(parsed, str):
+            self._send(400, parsed)
+        elif not self.state.faults.put(*parsed):
+            self._send(400, f"at most {SCRIPT_LIMIT} models may have a script at once")
+        else:
+            self._send()
 
 
 class HealthHandler(tornado.web.RequestHandler):

@@ -1,6 +1,7 @@
 """Fault scripting on the wire: plays what the model name's selectors (``behaviour.py``) ask
 for — a status, a hang, slow headers, an empty body, a cut connection, an error mid-stream —
-and delivers normal answers with the scripted delay."""
+and the model's ``/_mock/faults`` script (``scripting.py``), and delivers normal answers with
+the scripted delay."""
 
 from __future__ import annotations
 
@@ -64,8 +65,40 @@ class ScriptedHandler(MockHandler):
                 pass
         return self.state.default_delay_ms / 1000.0
 
+    async def follow_script(self, model: Any) -> bool:
+        """Count the request for its model and play the model's ``/_mock/faults`` script, if
+        any; True when that already answered (or dropped) the request."""
+        if not isinstance(model, str) or not model:
+            return False
+        script = self.state.faults.take(model)
+        if script is None:
+            return False
+        if script.kind == "delay":
+            self.note_script({"first_byte_delay_ms": script.delay_ms})
+            await asyncio.sleep(script.delay_ms / 1000.0)
+            return self._disconnected
+        if script.kind == "refuse":
+            self.note_script({"refuse": True})
+            self._aborted = True
+            self.request.connection.stream.close()  # type: ignore[attr-defined]
+            return True
+        self.note_script({"fail": script.status, "retry_after": script.retry_after})
+        self.set_status(script.status, REASONS.get(script.status))
+        if script.retry_after is not None:
+            self.set_header("Retry-After", script.retry_after)
+        self.set_header("Content-Type", "application/json")
+        self.finish(self.error_body(script.status, f"mock fault script: HTTP {script.status}"))
+        return True
+
+    def note_script(self, applied: dict[str, Any]) -> None:
+        """Say in the request log what the model's script did to this request."""
+        if self._entry is not None:
+            self._entry["script"] = applied
+
     async def gate(self, model: Any) -> Behaviour | None:
-        """Apply the model name's fault selectors; None when they already answered."""
+        """Apply the model's script and its name's fault selectors; None when they answered."""
+        if await self.follow_script(model):
+            return None
         b = parse_model(model if isinstance(model, str) else "")
         if b.slow_headers:
             await asyncio.sleep(SLOW_HEADERS_S)

@@ -1,5 +1,5 @@
 """What one mock application remembers while it runs: settings, id counters, the model
-catalog, the in-memory stores and the request log.
+catalog, the in-memory stores, the request log and the per-model fault scripts.
 
 One ``MockState`` per application (``make_app``), handed to every handler, so two mocks in
 one process (or one test) never share ids or stores.
@@ -17,6 +17,7 @@ import orjson
 
 from mock_provider.plan import CREATED
 from mock_provider.request_log import RequestLog
+from mock_provider.scripting import FaultBook
 
 MODEL_IDS: tuple[str, ...] = (
     "gpt-4o-mini",
@@ -61,6 +62,7 @@ class MockState:
     responses: BoundedStore = field(default_factory=BoundedStore)
     files: BoundedStore = field(default_factory=BoundedStore)  # id -> (file object, bytes)
     batches: BoundedStore = field(default_factory=BoundedStore)
+    faults: FaultBook = field(default_factory=FaultBook)  # /_mock/faults scripts, requests per model
 
     def __post_init__(self) -> None:
         self.set_models(MODEL_IDS)

@@ -99,6 +99,30 @@ class Mock:
         with urllib.request.urlopen(req, timeout=5) as r:
             return json.loads(r.read())
 
+    def _faults(self, method: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(spec).encode() if spec is not None else None
+        req = urllib.request.Request(f"{self.url}/_mock/faults", data=data, method=method)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
+    def script_fault(self, model: str, **script: Any) -> dict[str, Any]:
+        """Script what the next requests for ``model`` meet, e.g. ``script_fault(m, fail=3,
+        status=503, retry_after="2")``, ``script_fault(m, first_byte_delay_ms=500, times=1)``,
+        ``script_fault(m, refuse=True)``, ``script_fault(m, recover=True)``. Returns faults()."""
+        return self._faults("POST", {"model": model, **script})
+
+    def clear_faults(self) -> None:
+        """Drop every fault script and reset the per-model request counts."""
+        self._faults("DELETE")
+
+    def faults(self) -> dict[str, Any]:
+        """``{"scripts": {model: script}, "seen": {model: requests}}``."""
+        return self._faults("GET")
+
+    def seen(self, model: str) -> int:
+        """How many requests for ``model`` the mock has received since clear_faults()."""
+        return self.faults()["seen"].get(model, 0)
+
 
 def write_config(directory: Path, routes: str, secrets: str | None = None) -> Path:
     """Write routes.yaml (and secrets.yaml) into `directory`; return the routes path."""

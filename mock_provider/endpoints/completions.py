@@ -40,6 +40,8 @@ class _CompletionBase(ScriptedHandler):
             self.send_api_error(400, "request body must be a JSON object")
             return
         model = req.get("model")
+        if await self.follow_script(model):
+            return
         if not isinstance(model, str) or not model:
             model = "mock-model"
         b = parse_model(model)

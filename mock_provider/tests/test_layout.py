@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent
-ORDER = ("behaviour", "plan", "wire", "request_log", "state", "handler", "faults", "endpoints",
+ORDER = ("behaviour", "plan", "wire", "request_log", "scripting", "state", "handler", "faults", "endpoints",
          "control", "app", "cli")
 
 

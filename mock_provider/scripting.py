@@ -1,0 +1,128 @@
+"""Per-model fault scripts set through ``/_mock/faults``, and how many requests each model got.
+
+Model-name selectors (``behaviour.py``) fix a behaviour for ever; a breaker or retry test needs
+the same model to fail a few times and then recover, without renaming it or sleeping. A script
+says what the next requests for one model meet: an error status, a delayed first byte, or a
+closed connection, for a number of requests or until cleared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SEEN_LIMIT = 10_000  # distinct model names counted (the names are the client's to choose)
+SCRIPT_LIMIT = 1_000  # models with a script at once
+MAX_DELAY_MS = 600_000
+_KINDS = ("fail", "first_byte_delay_ms", "refuse", "recover")
+_KEYS = frozenset({"model", "status", "retry_after", "times", *_KINDS})
+
+
+@dataclass(slots=True)
+class FaultScript:
+    """What the next ``remaining`` requests (None: every one until cleared) for a model meet."""
+
+    kind: str  # "fail", "delay" or "refuse"
+    remaining: int | None
+    status: int = 503
+    retry_after: str | None = None
+    delay_ms: float = 0.0
+
+    def view(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"kind": self.kind, "remaining": self.remaining}
+        if self.kind == "fail":
+            shown.update(status=self.status, retry_after=self.retry_after)
+        elif self.kind == "delay":
+            shown["first_byte_delay_ms"] = self.delay_ms
+        return shown
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def parse_script(spec: Any) -> tuple[str, FaultScript | None] | str:
+    """``(model, script)`` from a POST body (script None: recover), or why the body is wrong.
+
+    ``{"model", "fail": N | true, "status": 400..599 (503), "retry_after": "<secs or HTTP date>"}``,
+    ``{"model", "first_byte_delay_ms": ms, "times": N}``, ``{"model", "refuse": true, "times": N}``
+    or ``{"model", "recover": true}``; without ``times`` (or with ``fail: true``) until cleared.
+    """
+    if not isinstance(spec, dict) or set(spec) - _KEYS:
+        return f"expected an object with keys among {sorted(_KEYS)}"
+    model = spec.get("model")
+    if not isinstance(model, str) or not model or len(model) > 256:
+        return "model must be a non-empty string of at most 256 characters"
+    kinds = [k for k in _KINDS if k in spec]
+    if len(kinds) != 1:
+        return "give exactly one of fail, first_byte_delay_ms, refuse, recover"
+    kind = kinds[0]
+    times = spec.get("times")
+    if times is not None and (kind in ("fail", "recover") or not _count(times)):
+        return "times (an integer >= 1) goes with first_byte_delay_ms or refuse"
+    if kind != "fail" and ("status" in spec or "retry_after" in spec):
+        return "status and retry_after go with fail"
+    if kind == "recover":
+        return (model, None) if spec["recover"] is True else "recover must be true"
+    if kind == "refuse":
+        return (model, FaultScript("refuse", times)) if spec["refuse"] is True else "refuse must be true"
+    if kind == "first_byte_delay_ms":
+        ms = spec["first_byte_delay_ms"]
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms <= MAX_DELAY_MS:
+            return f"first_byte_delay_ms must be a number from 0 to {MAX_DELAY_MS}"
+        return model, FaultScript("delay", times, delay_ms=float(ms))
+    fail = spec["fail"]
+    if fail is not True and not _count(fail):
+        return "fail must be a count >= 1 or true (until cleared)"
+    status = spec.get("status", 503)
+    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+        return "status must be an integer from 400 to 599"
+    retry_after = spec.get("retry_after")
+    if isinstance(retry_after, int) and not isinstance(retry_after, bool) and retry_after >= 0:
+        retry_after = str(retry_after)
+    if retry_after is not None and not (
+        isinstance(retry_after, str) and 0 < len(retry_after) <= 64
+        and retry_after.isascii() and retry_after.isprintable()
+    ):
+        return "retry_after must be seconds or an HTTP date (printable ASCII, at most 64 characters)"
+    return model, FaultScript("fail", None if fail is True else fail, status, retry_after)
+
+
+class FaultBook:
+    """The scripts by model, and how many requests each model has been sent."""
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, FaultScript] = {}
+        self.seen: dict[str, int] = {}
+
+    def take(self, model: str) -> FaultScript | None:
+        """Count a request for ``model``; the script it meets (one use spent), if any."""
+        if model in self.seen:
+            self.seen[model] += 1
+        elif len(self.seen) < SEEN_LIMIT:
+            self.seen[model] = 1
+        script = self.scripts.get(model)
+        if script is None:
+            return None
+        if script.remaining is not None:
+            script.remaining -= 1
+            if script.remaining <= 0:
+                del self.scripts[model]
+        return script
+
+    def put(self, model: str, script: FaultScript | None) -> bool:
+        """Replace the model's script (None: recover); False when too many models have one."""
+        if script is None:
+            self.scripts.pop(model, None)
+        elif model in self.scripts or len(self.scripts) < SCRIPT_LIMIT:
+            self.scripts[model] = script
+        else:
+            return False
+        return True
+
+    def clear(self) -> None:
+        self.scripts.clear()
+        self.seen.clear()
+
+    def view(self) -> dict[str, Any]:
+        return {"scripts": {m: s.view() for m, s in self.scripts.items()}, "seen": dict(self.seen)}
