@@ -44,13 +44,37 @@ with request header ``x-mock-hop-header: <name>``, also ``<name>: 1`` named in i
 header (a hop-by-hop header a proxy must not relay).
 
 Control API: ``GET|DELETE /_mock/requests``, ``GET /_mock/health``, ``GET|POST|DELETE
-/_mock/config`` (``{"models_fault": "500"|"hang"|"slow-<ms>"|null, "models": [ids]|null}``).
+/_mock/config`` (``{"models_fault": "500"|"hang"|"slow-<ms>"|null, "models": [ids]|null}``),
+and ``GET|POST|DELETE /_mock/faults``: per-model fault scripts, so a test makes one model fail
+and recover without renaming it or sleeping. Each POST replaces that model's script:
+
+* ``{"model": m, "fail": N, "status": 503, "retry_after": "2"}``: the next N requests for ``m``
+  get ``status`` (default 503) with an error body in the endpoint's shape (OpenAI, or Anthropic
+  on ``/v1/messages``) and ``Retry-After`` exactly as given (seconds or an HTTP date; none when
+  omitted); ``"fail": true`` until cleared.
+* ``{"model": m, "first_byte_delay_ms": 500, "times": N}``: wait before the first byte (headers
+  included) of the next N answers, streamed or not; without ``times`` until cleared.
+* ``{"model": m, "refuse": true, "times": N}``: close the connection after reading the request,
+  answering nothing (the closest a listening server gets to refusing one model's connections;
+  clients see "empty reply" / "server disconnected", and curl may resend once on a fresh
+  connection when the dropped one was reused, which counts as another request).
+* ``{"model": m, "recover": true}``: drop ``m``'s script. ``DELETE`` drops every script and count.
+
+A script runs before the model-name selectors, on every endpoint whose request names a model
+(JSON or form field, or the ``/v1/models/{id}`` path). ``GET`` (and every answer) shows
+``{"scripts": {m: {"kind", "remaining", ...}}, "seen": {m: requests received}}``; ``seen``
+counts every request naming ``m``, scripted or not, so a test can assert that no request reached
+the upstream. The request log entry of a scripted request says what was applied:
+``"script": {"fail": 503, "retry_after": "2"} | {"first_byte_delay_ms": 500.0} | {"refuse": true}``.
+``tests/support.py``'s ``Mock`` wraps this: ``script_fault(m, **script)``, ``clear_faults()``,
+``faults()``, ``seen(m)``.
 
 Modules, each importing only those listed before it: ``behaviour`` (the selectors), ``plan``
-(the answer, format aside), ``wire/`` (the answer in each API's format), ``request_log`` and
-``state`` (what one application remembers), ``handler`` (the endpoint base) and ``faults``
-(the selectors played on the wire), ``endpoints/``, ``control`` (``/_mock``), ``app`` (the
-route table), ``cli``. The tests are in ``tests/``.
+(the answer, format aside), ``wire/`` (the answer in each API's format), ``request_log``,
+``scripting`` (the ``/_mock/faults`` scripts and counts) and ``state`` (what one application
+remembers), ``handler`` (the endpoint base) and ``faults`` (the selectors and scripts played on
+the wire), ``endpoints/``, ``control`` (``/_mock``), ``app`` (the route table), ``cli``. The
+tests are in ``tests/``.
 """
 
 from mock_provider.app import make_app, make_server

@@ -75,7 +75,7 @@ class ScriptedHandler(MockHandler):
             return False
         if script.kind == "delay":
             self.note_script({"first_byte_delay_ms": script.delay_ms})
-            await asyncio.sleep(script.delay_ms / 1000.0)
+            await self.pause(script.delay_ms / 1000.0)
             return self._disconnected
         if script.kind == "refuse":
             self.note_script({"refuse": True})
@@ -120,6 +120,12 @@ class ScriptedHandler(MockHandler):
     async def reply(self, obj: Any, b: Behaviour) -> None:
         """Answer a JSON object, honouring the delay and ``fault-cut`` selectors."""
         await self.respond(orjson.dumps(obj), self.delay_s(b), b.fault == "cut")
+
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the client goes away first."""
+        self._close_waiter = asyncio.get_running_loop().create_future()
+        if not self._disconnected:
+            await asyncio.wait([self._close_waiter], timeout=seconds)
 
     async def hang(self) -> None:
         """Send nothing until the client goes away."""

@@ -4,6 +4,7 @@ drop the connection, recover; and the per-model request counts a breaker test as
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import anthropic
@@ -156,3 +157,16 @@ def test_bad_scripts_refused(mock: Mock, spec: object) -> None:
 
 def test_retry_after_number_becomes_seconds(mock: Mock) -> None:
     assert mock.script_fault("m", fail=1, retry_after=7)["scripts"]["m"]["retry_after"] == "7"
+
+
+def test_client_leaving_during_first_byte_delay_is_recorded(mock: Mock) -> None:
+    """What a hedging test needs: the abandoned, delayed transfer shows as a disconnect."""
+    mock.script_fault("gpt-late", first_byte_delay_ms=3000, times=1)
+    with pytest.raises(openai.APITimeoutError):
+        mock.openai(timeout=0.2).chat.completions.create(model="gpt-late", messages=MSGS, stream=True)
+    for _ in range(100):
+        entry = last_entry(mock)
+        if entry["disconnected"]:
+            break
+        time.sleep(0.02)
+    assert entry["disconnected"] and entry["script"] == {"first_byte_delay_ms": 3000.0}
