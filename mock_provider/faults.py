@@ -80,7 +80,9 @@ class ScriptedHandler(MockHandler):
         if script.kind == "refuse":
             self.note_script({"refuse": True})
             self._aborted = True
-            self.request.connection.stream.close()  # type: ignore[attr-defined]
+            stream = getattr(self.request.connection, "stream", None)
+            if stream is not None:
+                stream.close()
             return True
         self.note_script({"fail": script.status, "retry_after": script.retry_after})
         self.set_status(script.status, REASONS.get(script.status))
