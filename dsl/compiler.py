@@ -242,7 +242,9 @@ class _Compiler:
         if name in providers:
             self.error(("agents", name), f"agent '{name}' has the name of a provider")
         targets: list[Target] = []
-        for i, ref in enumerate(spec["models"]):
+        weights: list[int] = []
+        for i, item in enumerate(spec["models"]):
+            ref = item if isinstance(item, str) else item["target"]
             provider_name, _, model = ref.partition("/")
             if provider_name in skipped:
                 self.warn(("agents", name, "models", i), f"target {ref} dropped: provider skipped")
@@ -250,9 +252,10 @@ class _Compiler:
                 self.error(("agents", name, "models", i), f"unknown provider '{provider_name}' in {ref}")
             else:
                 targets.append(Target(providers[provider_name], model))
+                weights.append(1 if isinstance(item, str) else item.get("weight", 1))
         if not targets:
             self.warn(("agents", name), "no usable target: requests to this agent answer 503")
-        return Agent(name, spec.get("strategy", "fallback"), tuple(targets))
+        return Agent(name, spec.get("strategy", "fallback"), tuple(targets), tuple(weights))
 
     def _routes(self, providers: Mapping[str, Provider], skipped: set[str]) -> list[Route]:
         routes: list[Route] = []

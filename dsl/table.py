@@ -55,11 +55,13 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Agent:
-    """A model name that clients send, standing for an ordered list of targets."""
+    """A model name that clients send, standing for its targets and how to order them
+    (upstream/strategies.py)."""
 
     name: str
     strategy: str
     targets: tuple[Target, ...]
+    weights: tuple[int, ...]  # one per target: its share for the weighted and sticky strategies
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,15 @@ from converters.registry import ChainPlan, UnsupportedConversion, plan
 from converters.translation import Translation
 from converters.usage import Usage
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
-from dsl.table import Route, Table, Target
+from dsl.table import Agent, Route, Table, Target
 from handlers.base import GatewayHandler
+from ops import metrics
 from stages.access import ModelAccess
 from stages.accounting import Accounting
 from upstream.attempt import Broken, Kept, Relayed, UpstreamRequest, attempt, walk
 from upstream.exchange import Exchange
 from upstream.failure import Failure, agent_answer, answered_with_error
+from upstream.strategies import SESSION_HEADER
 
 # More entries than any real conversation has; past it a request is refused before any
 # walk over its messages (a million of them would hold the event loop for seconds).
@@ -43,7 +45,11 @@ def _chains(check: RouteCheck) -> RouteOptions:
 
 
 def _agents_and_providers(route: Route, table: Table) -> str:
-    agents = [f"{a.name} > {'|'.join(t.label for t in a.targets) or '(none)'}" for a in table.agents.values()]
+    agents = [
+        f"{a.name} > {'|'.join(t.label for t in a.targets) or '(none)'}"
+        + ("" if a.strategy == "fallback" else f" ({a.strategy})")
+        for a in table.agents.values()
+    ]
     return ", ".join(agents + [f"{p}/*" for p in table.providers])
 
 
@@ -59,6 +65,7 @@ class ChatHandler(GatewayHandler):
         stages=(ModelAccess(), Accounting()),
     )
     requested_model = ""
+    agent: Agent | None = None  # when the client's model names one
 
     async def post(self) -> None:
         try:
@@ -87,6 +94,10 @@ class ChatHandler(GatewayHandler):
         self.model_label = self.runtime.stats.model_label(label)
         if not targets:
             return self.fail(503, f"agent '{model}' has no usable target", "no_target")
+        self.agent = self.table.agents.get(model)
+        if self.agent is not None:
+            session = self.request.headers.get(SESSION_HEADER)
+            targets = self.runtime.strategies.order(self.agent, document, session)
         failures = await walk(targets, lambda target, _: self._attempt(target, document), self.gone)
         if failures:
             self.answer_error(agent_answer(failures))
@@ -108,6 +119,19 @@ class ChatHandler(GatewayHandler):
         reading = _ChatReading(self, chain_plan, context)
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
                                   upstream_body, self._upstream_headers(translation))
+        started = self.request.request_time()
+        failure = await self._outcome(target, request, reading, translation, context)
+        if self.agent is not None and (failure is None or failure.retryable):
+            first_byte = None if self.ttfb is None else self.ttfb - started
+            if failure is not None or first_byte is not None:  # else the client left first
+                self.runtime.strategies.observe(target, first_byte)
+        return failure
+
+    async def _outcome(
+        self, target: Target, request: UpstreamRequest, reading: _ChatReading,
+        translation: Translation, context: Context,
+    ) -> Failure | None:
+        """Run the attempt and end the client's answer with it; None when it did."""
         outcome = await self.through_stages(
             lambda sink: attempt(self.runtime.upstream, request, self.staged(reading), sink)
         )
@@ -115,16 +139,27 @@ class ChatHandler(GatewayHandler):
             return outcome
         if isinstance(outcome, Relayed):
             if not self.committed and not outcome.tail:
-                status = outcome.exchange.status
-                return Failure(provider.name, target.label, status, "empty", "upstream sent an empty stream")
-            self.answered(_chain_usage(reading.chain))
+                status, message = outcome.exchange.status, "upstream sent an empty stream"
+                return Failure(target.provider.name, target.label, status, "empty", message)
+            self._answered(target, _chain_usage(reading.chain))
             self.end_relayed(outcome.tail)
         elif isinstance(outcome, Broken):
-            self.answered(_chain_usage(reading.chain))
+            self._answered(target, _chain_usage(reading.chain))
             self.end_broken(outcome)
         elif isinstance(outcome, Kept):
             return self._end_kept(target, outcome, translation, context)
         return None
+
+    def _answered(self, target: Target, usage: Usage | None) -> None:
+        """The answer is complete: the stages' `done`, and an agent target's prompt-cache tokens."""
+        if self.agent is not None and usage is not None and usage.reported:
+            counted = metrics.PROMPT_CACHE_TOKENS
+            labels = {"agent": self.agent.name, "target": target.label}
+            counted.labels(**labels, kind="cached").inc(usage.cached)
+            counted.labels(**labels, kind="cache_write").inc(usage.cache_write)
+            uncached = max(usage.input - usage.cached - usage.cache_write, 0)
+            counted.labels(**labels, kind="uncached").inc(uncached)
+        self.answered(usage)
 
     def _upstream_headers(self, translation: Translation) -> list[tuple[str, str]]:
         """Content type and request id, and the client's headers that the format pair passes on."""
@@ -155,7 +190,7 @@ class ChatHandler(GatewayHandler):
         self.set_status(status)
         self.set_header("Content-Type", kept.exchange.headers.get("Content-Type", "application/json"))
         self.mark_first_byte()
-        self.answered(usage)
+        self._answered(target, usage)
         self.finish(body)
         return None
 

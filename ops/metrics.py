@@ -86,3 +86,11 @@ TOKENS = Counter(
     ["model", "kind"],
     registry=REGISTRY,
 )
+PROMPT_CACHE_TOKENS = Counter(
+    "gateway_prompt_cache_tokens_total",
+    "Prompt tokens of agents' answers, by agent, target (provider/model) and kind: cached (read "
+    "from the provider's prompt cache), cache_write, uncached. A high cached share shows that "
+    "conversations stay with the target that has their prefix (the sticky strategy).",
+    ["agent", "target", "kind"],
+    registry=REGISTRY,
+)

@@ -2,7 +2,8 @@
 
 A table lives from one reload to the next; the Runtime outlives them all: pooled
 upstream connections, what the model catalog has learned, the /statsz counters,
-the access log's pending lines, the requests in flight and the request bodies held.
+the access log's pending lines, the requests in flight, the request bodies held and
+what the agents' strategies remember.
 server/lifecycle.py makes one per serving process, and handlers receive it with their
 route and table, never through a module global, so two runtimes (two tests, two
 pre-fork workers) share nothing.
@@ -20,6 +21,7 @@ from ops.access_log import AccessLog
 from ops.stats import Stats
 from upstream.catalog import Catalog
 from upstream.client import UpstreamClient, open_client
+from upstream.strategies import Strategies
 
 
 class BodyBudget:
@@ -52,6 +54,7 @@ class Runtime:
     stats: Stats
     access_log: AccessLog
     bodies: BodyBudget
+    strategies: Strategies  # agents' round-robin turns and targets' latency averages
     in_flight: int = 0  # requests being served now: draining waits for none
 
     @classmethod
@@ -61,4 +64,4 @@ class Runtime:
         `settings` are the first table's: what they size here changes only on restart.
         """
         upstream = open_client(settings.upstream_connections)
-        return cls(upstream, Catalog(upstream), Stats(), AccessLog(), BodyBudget())
+        return cls(upstream, Catalog(upstream), Stats(), AccessLog(), BodyBudget(), Strategies())

@@ -1,0 +1,134 @@
+"""Agent strategies: the order in which one request tries an agent's targets.
+
+Every strategy only orders; the walk (upstream/attempt.py) then tries that order and falls
+back down it, so a strategy never decides whether a failure is retried.
+
+- fallback: the declared order.
+- round-robin: each request starts one target further (one counter per agent and process).
+- weighted: smooth weighted round-robin (nginx's): over any run of sum(weights) requests each
+  target comes first exactly `weight` times, interleaved rather than in bursts.
+- sticky: weighted rendezvous hashing of a conversation key over the targets. It needs no
+  state, so every worker and every instance orders a conversation alike, and a target that
+  disappears moves only the conversations that were its own.
+- least-latency: the lowest moving average of the time to first byte, untried targets first,
+  and now and then (`EXPLORE`) another target first, so that a recovered one is noticed.
+
+The orders after the first target: rotated declared order (round-robin, weighted), rendezvous
+scores (sticky), averages (least-latency).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from dsl.table import Agent, Target
+
+EXPLORE = 0.05  # of least-latency requests, the share that tries a target other than the fastest
+SMOOTHING = 0.3  # weight of the newest time-to-first-byte sample in a target's moving average
+FAILURE_SECONDS = 10.0  # a failed attempt counts as this slow a first byte
+SESSION_HEADER = "x-session-id"
+
+
+def rendezvous_order(key: bytes, targets: Sequence[Target], weights: Sequence[int]) -> list[Target]:
+    """`targets` by weighted rendezvous score for `key`, highest first.
+
+    Score -w/ln(u), u a hash of key and target in (0, 1): the first target is each one's with
+    probability proportional to its weight, and depends only on the key and that target.
+    """
+
+    def score(index: int) -> float:
+        digest = hashlib.blake2b(key + b"\0" + targets[index].label.encode(), digest_size=8).digest()
+        unit = (int.from_bytes(digest, "big") + 0.5) / 2**64
+        return -weights[index] / math.log(unit)
+
+    return [targets[i] for i in sorted(range(len(targets)), key=score, reverse=True)]
+
+
+def conversation_key(agent: str, document: Mapping[str, Any], session: str | None) -> bytes:
+    """What identifies a conversation: the client's session (header `x-session-id`, body
+    `prompt_cache_key`, `metadata.user_id`, `user`), else the agent, the system prompt and the
+    first user message, which every turn of a conversation repeats."""
+    metadata = document.get("metadata")
+    for given in (
+        session,
+        document.get("prompt_cache_key"),
+        metadata.get("user_id") if isinstance(metadata, dict) else None,
+        document.get("user"),
+    ):
+        if isinstance(given, str) and given:
+            return b"session\0" + agent.encode() + b"\0" + given.encode(errors="replace")
+    system = document.get("system")
+    first_user = None
+    for message in document.get("messages") or ():
+        role = message.get("role")
+        if role in ("system", "developer") and system is None:
+            system = message.get("content")
+        elif role == "user":
+            first_user = message.get("content")
+            break
+    prefix = orjson.dumps([system, first_user])
+    return b"prefix\0" + agent.encode() + b"\0" + prefix
+
+
+class Strategies:
+    """The process's strategy state: round-robin counters, smooth weights, latency averages.
+
+    Held by the Runtime; keyed by agent name and target label, so a reload keeps what still
+    applies (a changed list of targets starts its counters afresh).
+    """
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.Random()
+        self.turns: dict[str, int] = {}
+        self.current: dict[str, list[int]] = {}  # smooth weighted round-robin's running weights
+        self.latency: dict[str, float] = {}  # seconds to first byte, moving average, by target label
+
+    def order(self, agent: Agent, document: Mapping[str, Any], session: str | None = None) -> list[Target]:
+        """The targets of `agent` in the order this request tries them."""
+        targets = list(agent.targets)
+        if len(targets) < 2:
+            return targets
+        if agent.strategy == "round-robin":
+            turn = self.turns.get(agent.name, 0)
+            self.turns[agent.name] = turn + 1
+            return _rotated(targets, turn % len(targets))
+        if agent.strategy == "weighted":
+            return _rotated(targets, self._smooth_pick(agent))
+        if agent.strategy == "sticky":
+            return rendezvous_order(conversation_key(agent.name, document, session), targets, agent.weights)
+        if agent.strategy == "least-latency":
+            return self._fastest_first(targets)
+        return targets
+
+    def observe(self, target: Target, seconds: float | None) -> None:
+        """A target's time to first byte in one attempt; None: the attempt failed."""
+        sample = FAILURE_SECONDS if seconds is None else seconds
+        known = self.latency.get(target.label)
+        self.latency[target.label] = sample if known is None else known + SMOOTHING * (sample - known)
+
+    def _smooth_pick(self, agent: Agent) -> int:
+        weights = agent.weights
+        current = self.current.get(agent.name)
+        if current is None or len(current) != len(weights):
+            current = self.current[agent.name] = [0] * len(weights)
+        for i, weight in enumerate(weights):
+            current[i] += weight
+        best = max(range(len(weights)), key=current.__getitem__)
+        current[best] -= sum(weights)
+        return best
+
+    def _fastest_first(self, targets: list[Target]) -> list[Target]:
+        ordered = sorted(targets, key=lambda t: self.latency.get(t.label, -1.0))  # stable: ties keep order
+        if self.rng.random() < EXPLORE:
+            ordered.insert(0, ordered.pop(self.rng.randrange(1, len(ordered))))
+        return ordered
+
+
+def _rotated(targets: list[Target], start: int) -> list[Target]:
+    return targets[start:] + targets[:start]
