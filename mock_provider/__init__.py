@@ -24,6 +24,9 @@ model), e.g. ``gpt-delay-50-tools``:
   ``fault-cut``, ``fault-empty``, ``fault-slowheaders``, ``fault-streamerror``.
   An OpenAI ``fault-400`` is a context-length refusal (``code: context_length_exceeded``,
   ``param: messages``); an Anthropic ``fault-402`` is a ``billing_error``.
+* ``cache``       a prompt cache: a chat answer's usage reports the tokens of the longest
+  prefix of its prompt (model, system, first messages) that an earlier request sent whole, as
+  cached (``cached_tokens``, Anthropic ``cache_read_input_tokens``).
 * ``echokey``     a chat fault's error message quotes the request's API key, as some
   providers' do: what a gateway must never pass on.
 

@@ -25,6 +25,7 @@ class Behaviour:
     echo_key: bool = False  # a fault's message quotes the credential the request presented
     big_kib: int | None = None  # reply text of this many KiB of filler_text
     piece_kib: int = 16  # ... in pieces (stream events) of this many KiB
+    cache: bool = False  # a prompt cache: usage reports the tokens of a prefix seen before as cached
 
     @property
     def fault_status(self) -> int | None:
@@ -43,7 +44,7 @@ def parse_model(model: str) -> Behaviour:
     fault: str | None = None
     big: int | None = None
     piece = 16
-    tools = thinking = slow = echo = False
+    tools = thinking = slow = echo = cache = False
     for i, tok in enumerate(tokens):
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         if tok == "big" and nxt.isdigit():
@@ -56,6 +57,8 @@ def parse_model(model: str) -> Behaviour:
             thinking = True
         elif tok == "echokey":
             echo = True
+        elif tok == "cache":
+            cache = True
         elif tok == "delay" and delay is None and nxt.isdigit():
             delay = float(nxt)
         elif tok == "fault":
@@ -65,4 +68,4 @@ def parse_model(model: str) -> Behaviour:
                 nxt in _NAMED_FAULTS or (nxt.isdigit() and 400 <= int(nxt) <= 599)
             ):
                 fault = nxt
-    return Behaviour(delay, tools, thinking, fault, slow, echo, big, piece)
+    return Behaviour(delay, tools, thinking, fault, slow, echo, big, piece, cache)

@@ -52,6 +52,7 @@ class Plan:
     truncated: bool
     calls: list[tuple[str, str, list[str]]]  # (tool name, arguments JSON, fragments)
     thinking: list[str]
+    cached_tokens: int = 0  # of prompt_tokens, read from the prompt cache (the ``cache`` selector)
 
     @property
     def text(self) -> str:
@@ -87,6 +88,20 @@ def filler_text(size: int) -> str:
     """``size`` characters of hex text for ``big-<KiB>`` replies: cheap to make, and any piece
     lost, repeated or reordered on the way shows. Public so a test can check what it got."""
     return hashlib.shake_256(b"mock filler").hexdigest((size + 1) // 2)[:size]
+
+
+def prompt_prefixes(req: dict[str, Any], model: str, anthropic: bool) -> list[tuple[bytes, int]]:
+    """(digest, prompt tokens) of each prefix of the prompt, shortest first: the model, the
+    system prompt and the first 1, 2, ... messages, as a provider's prompt cache keys them."""
+    digest = hashlib.blake2b(orjson.dumps([model, req.get("system") if anthropic else None]))
+    tokens = len(text_of(req.get("system")).split()) if anthropic else 0
+    prefixes = []
+    messages = req.get("messages")
+    for msg in messages if isinstance(messages, list) else ():
+        digest.update(orjson.dumps(msg))
+        tokens += len(text_of(msg.get("content")).split()) if isinstance(msg, dict) else 0
+        prefixes.append((digest.copy().digest(), tokens))
+    return prefixes
 
 
 def make_plan(req: dict[str, Any], model: str, b: Behaviour, anthropic: bool) -> Plan:

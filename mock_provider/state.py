@@ -63,6 +63,14 @@ class MockState:
     files: BoundedStore = field(default_factory=BoundedStore)  # id -> (file object, bytes)
     batches: BoundedStore = field(default_factory=BoundedStore)
     faults: FaultBook = field(default_factory=FaultBook)  # /_mock/faults scripts, requests per model
+    prompt_cache: BoundedStore = field(default_factory=BoundedStore)  # prefix digest -> True
+
+    def cached_tokens(self, prefixes: list[tuple[bytes, int]]) -> int:
+        """Tokens of the longest prefix seen before (a cache hit), remembering the whole prompt."""
+        hit = next((tokens for digest, tokens in reversed(prefixes) if digest in self.prompt_cache), 0)
+        if prefixes:
+            self.prompt_cache.put(prefixes[-1][0], True)
+        return hit
 
     def __post_init__(self) -> None:
         self.set_models(MODEL_IDS)

@@ -11,7 +11,7 @@ import orjson
 
 from mock_provider.behaviour import parse_model
 from mock_provider.faults import SLOW_HEADERS_S, ScriptedHandler
-from mock_provider.plan import Plan, make_plan
+from mock_provider.plan import Plan, make_plan, prompt_prefixes
 from mock_provider.wire.chat_completions import openai_body, openai_error, openai_events
 from mock_provider.wire.messages import anthropic_body, anthropic_error, anthropic_events
 
@@ -68,6 +68,8 @@ class _CompletionBase(ScriptedHandler):
             self.send_api_error(400, refusal)
             return
         plan = make_plan(req, model, b, self.anthropic)
+        if b.cache:
+            plan.cached_tokens = self.state.cached_tokens(prompt_prefixes(req, model, self.anthropic))
         n = next(self.state.ids)
         delay = self.delay_s(b)
         if req.get("stream"):

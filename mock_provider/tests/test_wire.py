@@ -185,3 +185,25 @@ def test_anthropic_thinking(mock: Mock) -> None:
     assert [b.type for b in final.content] == ["thinking", "text"]
     assert final.content[0].type == "thinking" and final.content[0].thinking
     assert final.content[0].signature
+
+
+def test_prompt_cache_reports_the_prefix_seen_before(mock: Mock) -> None:
+    """``cache``: each turn of a conversation finds the previous turn's prompt cached, per model."""
+    turn1 = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "one two three"}]
+    client = mock.openai()
+    first = client.chat.completions.create(model="m-cache-wire", messages=turn1)
+    assert first.usage is not None and first.usage.prompt_tokens_details is not None
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    turn2 = [*turn1, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "four"}]
+    second = client.chat.completions.create(model="m-cache-wire", messages=turn2)
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    assert (second.usage.prompt_tokens, second.usage.prompt_tokens_details.cached_tokens) == (7, 5)
+    other = client.chat.completions.create(model="m-cache-other", messages=turn2)
+    assert other.usage is not None and other.usage.prompt_tokens_details is not None
+    assert other.usage.prompt_tokens_details.cached_tokens == 0  # another model has its own cache
+    claude = mock.anthropic().messages.create(
+        model="c-cache-wire", max_tokens=50, system="be nice", messages=turn1[1:])
+    again = mock.anthropic().messages.create(
+        model="c-cache-wire", max_tokens=50, system="be nice", messages=turn2[1:])
+    assert claude.usage.cache_read_input_tokens == 0
+    assert (again.usage.input_tokens, again.usage.cache_read_input_tokens) == (2, 5)

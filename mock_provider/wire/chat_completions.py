@@ -31,7 +31,7 @@ def _openai_usage(plan: Plan) -> dict[str, Any]:
         "prompt_tokens": plan.prompt_tokens,
         "completion_tokens": ct,
         "total_tokens": plan.prompt_tokens + ct,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": plan.cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": 0},
     }
 

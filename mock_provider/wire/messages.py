@@ -43,9 +43,9 @@ def _anthropic_stop(plan: Plan) -> str:
 
 def _anthropic_usage(plan: Plan, output_tokens: int) -> dict[str, Any]:
     return {
-        "input_tokens": plan.prompt_tokens,
+        "input_tokens": plan.prompt_tokens - plan.cached_tokens,  # cache reads are counted apart
         "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_read_input_tokens": plan.cached_tokens,
         "output_tokens": output_tokens,
     }
 

@@ -185,3 +185,29 @@ def test_reference_page_matches_the_schema() -> None:
     assert (ROOT / "docs" / "reference.md").read_text() == render(), (
         "run: python -m dsl.reference > docs/reference.md"
     )
+
+
+def test_agent_strategy_and_weights_compile(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "  a: {models: [mock/m1, mock/m2]}",
+        "  a: {models: [mock/m1, mock/m2]}\n  w: {strategy: weighted, models: [{target: mock/m1, weight: 3}, mock/m2]}",
+    )
+    table = compile_file(str(write(tmp_path, text)), {}, handlers=HANDLERS.rules)
+    assert table.agents["a"].strategy == "fallback" and table.agents["a"].weights == (1, 1)
+    weighted = table.agents["w"]
+    assert weighted.strategy == "weighted" and weighted.weights == (3, 1)
+    assert [t.label for t in weighted.targets] == ["mock/m1", "mock/m2"]
+
+
+@pytest.mark.parametrize(
+    ("agent", "expected"),
+    [
+        ("{strategy: random, models: [mock/m1]}", "agents.w.strategy: 'random' is not one of"),
+        ("{strategy: weighted, models: [{target: mock/m1, weight: 0}]}", "agents.w.models[0]"),
+        ("{models: [{model: mock/m1}]}", "agents.w.models[0]"),
+    ],
+)
+def test_invalid_agent_strategy_or_weight(tmp_path: Path, agent: str, expected: str) -> None:
+    text = GOOD.replace("  a: {models: [mock/m1, mock/m2]}", f"  w: {agent}")
+    found = problems(write(tmp_path, text))
+    assert any(expected in p for p in found), found
