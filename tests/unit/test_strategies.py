@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from types import MappingProxyType
 
@@ -95,14 +94,14 @@ def test_sticky_orders_a_conversation_alike_in_every_process() -> None:
 
 
 def test_least_latency_tries_the_untried_then_prefers_the_faster() -> None:
-    strategies, chosen = Strategies(random.Random(7)), agent("least-latency", 1, 1, 1)
+    strategies, chosen = Strategies(), agent("least-latency", 1, 1, 1)
     m0, m1, m2 = chosen.targets
     strategies.observe(m0, 0.5)
     assert strategies.order(chosen, {})[0] in (m1, m2)  # untried first
     strategies.observe(m1, 0.2)
     strategies.observe(m2, None)  # a failure counts as very slow
     counts = firsts(strategies, chosen, 1000)
-    assert counts["m1"] >= 900 and counts["m0"] + counts["m2"] > 0, counts  # a little exploration
+    assert counts == {"m1": 950, "m0": 25, "m2": 25}, counts  # 1 in 20 explores, each other in turn
     for _ in range(10):
         strategies.observe(m0, 0.05)
     assert firsts(strategies, chosen, 100).most_common(1)[0][0] == "m0"
