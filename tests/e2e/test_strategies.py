@@ -10,10 +10,11 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
+import anthropic
 import pytest
 
 from tests.e2e.conftest import STANDARD_SECRETS
-from tests.support import PROVIDER_KEY, Gateway, Mock, write_config
+from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, write_config
 
 ROUTES = f"""
 version: 1
@@ -30,6 +31,7 @@ agents:
   fastest: {{strategy: least-latency, models: [mock/gpt-delay-200, mock/gpt-quick]}}
 routes:
   - {{match: POST /v1/chat/completions, handler: chat}}
+  - {{match: POST /v1/messages, handler: chat, ingress: anthropic}}
   - {{match: GET /healthz, handler: health}}
   - {{match: GET /metrics, handler: metrics}}
 """
@@ -117,3 +119,20 @@ def test_least_latency_moves_to_the_faster_target(strategies_gateway: Gateway) -
     served = [ask(strategies_gateway, "fastest", hello(i)) for i in range(30)]
     assert served[0] == "gpt-delay-200" and served[1] == "gpt-quick", served  # each untried target once
     assert Counter(served[10:])["gpt-quick"] >= 16, served
+
+
+def test_sticky_keeps_an_anthropic_conversation_on_one_target(strategies_gateway: Gateway) -> None:
+    """An Anthropic client's system prompt is a top-level field; its turns stick all the same."""
+    client = anthropic.Anthropic(base_url=strategies_gateway.url, api_key=CLIENT_TOKEN, max_retries=0)
+    for topic in range(4):
+        messages: list[dict] = [{"role": "user", "content": f"Anthropic topic {topic}"}]
+        served = set()
+        for turn in range(3):
+            answer = client.messages.create(model="sticky", max_tokens=64, system="Be brief.",
+                                            messages=messages)  # type: ignore[arg-type]
+            text = answer.content[0].text  # type: ignore[union-attr]
+            found = _ANSWERED_BY.match(text)
+            assert found, text
+            served.add(found.group(1))
+            messages += [{"role": "assistant", "content": text}, {"role": "user", "content": f"turn {turn}"}]
+        assert len(served) == 1, served
