@@ -17,7 +17,7 @@ from access.keys import EndpointRule, KeyRing, Principal, digest
 from dsl import loader
 from dsl.errors import ConfigError, KeyPath, Problem
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
-from dsl.table import Agent, Provider, Route, ServerSettings, Table, Target
+from dsl.table import Agent, BreakerSettings, Provider, Route, ServerSettings, Table, Target
 from dsl.units import parse_duration, parse_size, parse_timestamp
 from dsl.validate import validate
 
@@ -109,6 +109,7 @@ class _Compiler:
             catalog_ttl=parse_duration(_section(self.data, "catalog").get("ttl", "300s")),
             catalog_timeout=parse_duration(_section(self.data, "catalog").get("timeout", "5s")),
             profiling_enabled=bool(_section(self.data, "debug").get("profiling_enabled", False)),
+            breakers=_breakers(_section(self.data, "breakers")),
         )
 
     def _secrets(self) -> dict[str, Any]:
@@ -380,3 +381,13 @@ def _provider_headers(fmt: str, key: str | None, extra: Mapping[str, str]) -> tu
         headers.append(("Authorization", f"Bearer {key}"))
     headers.extend(extra.items())
     return tuple(headers)
+
+
+_BREAKER_DURATIONS = ("window", "cooldown", "max_cooldown", "key_refused_cooldown")
+
+
+def _breakers(spec: Mapping[str, Any]) -> BreakerSettings:
+    """routes.yaml `breakers:`, over the defaults (the schema checked the shapes)."""
+    values = {name: parse_duration(spec[name]) if name in _BREAKER_DURATIONS else spec[name]
+              for name in BreakerSettings.__dataclass_fields__ if name in spec}
+    return BreakerSettings(**values)

@@ -104,6 +104,20 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """routes.yaml `breakers:` (durations in seconds); upstream/breaker.py applies them."""
+
+    enabled: bool = True
+    failures: int = 5
+    window: float = 60.0
+    cooldown: float = 30.0
+    max_cooldown: float = 600.0
+    probes: int = 1
+    successes: int = 2
+    key_refused_cooldown: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     """A whole compiled routes.yaml (and its secrets file)."""
 
@@ -118,6 +132,7 @@ class Table:
     catalog_ttl: float = 300.0
     catalog_timeout: float = 5.0
     profiling_enabled: bool = False
+    breakers: BreakerSettings = BreakerSettings()
 
     def targets_for(self, model: str) -> tuple[Target, ...] | None:
         """Targets for a client's `model`: an agent, or provider/model. None when neither."""

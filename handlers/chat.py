@@ -22,6 +22,7 @@ from ops import metrics
 from stages.access import ModelAccess
 from stages.accounting import Accounting
 from upstream.attempt import Broken, Kept, Relayed, UpstreamRequest, attempt, walk
+from upstream.breaker import target_key
 from upstream.exchange import Exchange
 from upstream.failure import Failure, agent_answer, answered_with_error
 from upstream.strategies import SESSION_HEADER
@@ -98,7 +99,10 @@ class ChatHandler(GatewayHandler):
         if self.agent is not None:
             session = self.request.headers.get(SESSION_HEADER)
             targets = self.runtime.strategies.order(self.agent, document, session)
-        failures = await walk(targets, lambda target, _: self._attempt(target, document), self.gone)
+        failures = await walk(
+            targets, lambda target, _: self._attempt(target, document), self.gone,
+            breakers=self.runtime.breakers, key=lambda target: target_key(target.provider.name, target.model),
+        )
         if failures:
             self.answer_error(agent_answer(failures))
 

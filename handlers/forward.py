@@ -4,7 +4,9 @@ Declared in routes.yaml with `handler: forward`; nothing here knows any endpoint
 by name. A JSON body may name `provider/model` to choose the provider; else the
 route's providers are used in order, the next one only while the request can
 still be replayed and nothing has reached the client. With `body: stream`, the
-request body is relayed as it arrives instead of being held whole.
+request body is relayed as it arrives instead of being held whole. A forward
+route's circuit-breaker target is its provider and endpoint (upstream/breaker.py),
+whichever model the body names: the endpoint is configuration, the model the client's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from stages.access import ModelAccess
 from stages.accounting import Accounting
 from upstream.attempt import Broken, Kept, Relayed, UpstreamRequest, attempt, walk
 from upstream.body_pipe import BodyPipe
+from upstream.breaker import target_key
 from upstream.failure import REFUSED_KEY, RETRYABLE_STATUS, Failure, answered_with_error, relay_answer
 from upstream.headers import CLIENT_PRIVATE, relayable
 from upstream.pass_on import PassOn
@@ -123,7 +126,8 @@ class ForwardHandler(GatewayHandler):
         replayable = isinstance(body, bytes | None)
         failures = await walk(
             candidates, lambda provider, more: self._try(provider, encoded, body, more), self.gone,
-            replayable=replayable,
+            replayable=replayable, breakers=self.runtime.breakers,
+            key=lambda provider: target_key(provider.name, self.route.endpoint),
         )
         if failures:
             self.answer_error(relay_answer(failures[-1]))
@@ -211,7 +215,9 @@ class ForwardHandler(GatewayHandler):
         )
         if isinstance(outcome, Kept):
             error = upstream_error(outcome.body, provider.scrub)
-            return answered_with_error(provider.name, provider.name, outcome.exchange.status, error)
+            exchange = outcome.exchange
+            return answered_with_error(provider.name, provider.name, exchange.status, error,
+                                       exchange.headers.get("Retry-After"))
         if isinstance(outcome, Relayed):
             self.answered(usage_from_tail(reading.tail) if self.model_label else None)
             self.end_relayed(outcome.tail)

@@ -35,6 +35,7 @@ class StatsHandler(GatewayHandler):
     def get(self) -> None:
         snapshot = self.runtime.stats.snapshot()
         snapshot["catalog"] = self.runtime.catalog.health()
+        snapshot["breakers"] = self.runtime.breakers.snapshot()
         snapshot["config"] = {
             "source": self.table.source,
             "providers": sorted(self.table.providers),

@@ -94,3 +94,15 @@ PROMPT_CACHE_TOKENS = Counter(
     ["agent", "target", "kind"],
     registry=REGISTRY,
 )
+CIRCUIT_STATE = Gauge(
+    "gateway_circuit_state",
+    "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
+    ["provider", "model"],
+    registry=REGISTRY,
+)
+CIRCUIT_TRANSITIONS = Counter(
+    "gateway_circuit_transitions_total",
+    "Circuit breaker state changes per target, by the state entered.",
+    ["provider", "model", "to"],
+    registry=REGISTRY,
+)

@@ -2,14 +2,14 @@
 
 A table lives from one reload to the next; the Runtime outlives them all: pooled
 upstream connections, what the model catalog has learned, the /statsz counters,
-the access log's pending lines, the requests in flight, the request bodies held and
-what the agents' strategies remember.
+the access log's pending lines, the circuit breakers, the requests in flight, the
+request bodies held and what the agents' strategies remember.
 server/lifecycle.py makes one per serving process, and handlers receive it with their
 route and table, never through a module global, so two runtimes (two tests, two
 pre-fork workers) share nothing.
 
-Circuit breakers, rate limiters and the shared-state backend belong here too: one
-field each, made in `start`.
+The circuit breakers live here (a reload keeps what they learned); rate limiters and
+the shared-state backend belong here too: one field each, made in `start`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from dsl.table import ServerSettings
 from ops.access_log import AccessLog
 from ops.stats import Stats
+from upstream.breaker import BreakerBoard
 from upstream.catalog import Catalog
 from upstream.client import UpstreamClient, open_client
 from upstream.strategies import Strategies
@@ -55,6 +56,7 @@ class Runtime:
     access_log: AccessLog
     bodies: BodyBudget
     strategies: Strategies  # agents' round-robin turns and targets' latency averages
+    breakers: BreakerBoard  # configured by each table the router serves (server/app.py)
     in_flight: int = 0  # requests being served now: draining waits for none
 
     @classmethod
@@ -64,4 +66,5 @@ class Runtime:
         `settings` are the first table's: what they size here changes only on restart.
         """
         upstream = open_client(settings.upstream_connections)
-        return cls(upstream, Catalog(upstream), Stats(), AccessLog(), BodyBudget(), Strategies())
+        return cls(upstream, Catalog(upstream), Stats(), AccessLog(), BodyBudget(), Strategies(),
+                   BreakerBoard())

@@ -151,6 +151,7 @@ class TableRouter(Router):
     def __init__(self, table: Table, runtime: Runtime, handlers: Handlers = HANDLERS) -> None:
         self.runtime = runtime
         self.handlers = handlers
+        runtime.breakers.configure(table.breakers, table.providers)
         self.live = (table, build_application(table, runtime, handlers))
         self.draining = False  # set on SIGTERM: kept-alive connections end with their next answer
 
@@ -159,6 +160,8 @@ class TableRouter(Router):
         return self.live[0]
 
     def swap(self, table: Table) -> None:
+        """Serve `table` from now on; breakers of targets it still has keep their state."""
+        self.runtime.breakers.configure(table.breakers, table.providers)
         self.live = (table, build_application(table, self.runtime, self.handlers))
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Guard:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -25,9 +26,10 @@ from converters.sse import EventTooLarge
 from dsl.table import Provider
 from ops import metrics
 from upstream.body_pipe import BodyPipe
+from upstream.breaker import BreakerBoard, TargetKey
 from upstream.client import UpstreamClient
 from upstream.exchange import Exchange
-from upstream.failure import Failure, error_kind
+from upstream.failure import CIRCUIT_OPEN, Failure, error_kind
 
 log = logging.getLogger("gateway.upstream")
 
@@ -204,6 +206,8 @@ async def walk(
     *,
     replayable: bool = True,
     pause: Callable[[int], float] = backoff,
+    breakers: BreakerBoard | None = None,
+    key: Callable[[Candidate], TargetKey] | None = None,
 ) -> list[Failure] | None:
     """Try `candidates` in order until one answers; None when one did (or the client left),
     else the failures, the last one final.
@@ -211,7 +215,17 @@ async def walk(
     `try_one(candidate, more)` gets `more` True when another candidate would follow a
     failure (the request can be replayed and this is not the last): it may then keep an
     answer it would otherwise relay. Each failure is counted by provider and kind.
+
+    With `breakers` (and `key`, naming a candidate's target), a candidate whose breaker is
+    open is skipped without a network call, and each outcome is reported to its breaker;
+    when every candidate is open, the one failure is `circuit_open`, with the soonest
+    reopening as its Retry-After.
     """
+    if breakers is not None and key is not None:
+        usable = [c for c in candidates if breakers.usable(key(c))]
+        if not usable:
+            return [all_open(breakers, [key(c) for c in candidates])]
+        candidates = usable
     failures: list[Failure] = []
     for index, candidate in enumerate(candidates):
         if index:
@@ -219,11 +233,32 @@ async def walk(
         if gone():
             return None
         more = replayable and index + 1 < len(candidates)
-        failure = await try_one(candidate, more)
+        target = key(candidate) if breakers is not None and key is not None else None
+        if target is not None and not breakers.admit(target):
+            continue  # half-open, and its probes are all out
+        reported = False
+        try:
+            failure = await try_one(candidate, more)
+            if target is not None and not gone():
+                breakers.record(target, failure)
+                reported = True
+        finally:
+            if target is not None and not reported:
+                breakers.release(target)  # the client left (or the attempt raised): no verdict
         if failure is None:
             return None
         failures.append(failure)
         metrics.UPSTREAM_ERRORS.labels(provider=failure.provider, kind=failure.kind).inc()
         if not (more and failure.retryable):
             break
+    if not failures and breakers is not None and key is not None:
+        return [all_open(breakers, [key(c) for c in candidates])]
     return failures
+
+
+def all_open(breakers: BreakerBoard, keys: Sequence[TargetKey]) -> Failure:
+    """The failure of a walk whose every target's breaker is open."""
+    seconds = max(1, math.ceil(breakers.reopens_in(keys)))
+    names = ", ".join(f"{p}/{m}" for p, m in keys[:5]) + (", ..." if len(keys) > 5 else "")
+    message = f"every target is resting after failures (circuit open: {names}); retry in {seconds}s"
+    return Failure(keys[0][0], "circuit", 503, CIRCUIT_OPEN, message, str(seconds))

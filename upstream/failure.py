@@ -23,6 +23,7 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
 # A provider refusing the gateway's key: its message may quote the key, and the client's own
 # token is not at fault, so it is answered as 502 without it.
 REFUSED_KEY = frozenset({401, 403})
+CIRCUIT_OPEN = "circuit_open"  # the kind of a walk whose every target's breaker is open
 
 
 def error_kind(response: HTTPResponse) -> str:
@@ -85,6 +86,8 @@ def agent_answer(failures: Sequence[Failure]) -> ErrorAnswer:
     last = failures[-1]
     if last.status in REFUSED_KEY:
         return refused_key(last)
+    if last.kind == CIRCUIT_OPEN:
+        return circuit_open(last)
     where = f"{last.label}: {last.message}"
     if len(failures) > 1:
         where = f"all {len(failures)} targets failed; last {where}"
@@ -105,8 +108,16 @@ def relay_answer(failure: Failure) -> ErrorAnswer:
     so a failure here is the gateway's (the provider's key refused, or no answer at all)."""
     if failure.status in REFUSED_KEY:
         return refused_key(failure)
+    if failure.kind == CIRCUIT_OPEN:
+        return circuit_open(failure)
     return ErrorAnswer(504 if failure.kind == "timeout" else 502,
                        f"upstream {failure.provider} failed: {failure.kind}", failure.kind)
+
+
+def circuit_open(failure: Failure) -> ErrorAnswer:
+    """Every target is resting (upstream/breaker.py): 503, and when to come back."""
+    retry = {"Retry-After": failure.retry_after} if failure.retry_after else None
+    return ErrorAnswer(503, failure.message, CIRCUIT_OPEN, retry)
 
 
 def refused_key(failure: Failure) -> ErrorAnswer:

@@ -1,0 +1,240 @@
+"""Circuit breakers: the gateway's memory of how each upstream target is doing.
+
+One breaker per target (provider, model; a forward route's target is provider and
+endpoint), shared by every agent and route. Closed, it counts failures; `failures` of
+them within `window` open it. Open, the target is skipped without a network call until
+its cooldown passes; then it is half-open and admits `probes` requests at a time;
+`successes` of them close it, one failure reopens it with the cooldown doubled (up to
+`max_cooldown`). A provider refusing the gateway's key (401/403) opens all its targets
+for `key_refused_cooldown`; a 429 locks its target until the Retry-After it gave, else
+for a doubling back-off.
+
+The logic is pure: the board reads a clock it is given, so that tests need no sleeps.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+from dsl.table import BreakerSettings
+from ops import metrics
+from upstream.failure import REFUSED_KEY, Failure
+
+CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
+_STATES = (CLOSED, HALF_OPEN, OPEN)  # in the order of their gauge values
+# Clients may name provider/model targets freely: past this many breakers, new targets
+# get none (they are always tried), so that neither memory nor metric labels grow unbounded.
+MAX_TARGETS = 1024
+MAX_NAME = 256
+# Failures that say nothing about the target's health: the request or the route is at fault.
+_NEUTRAL_KINDS = frozenset({"unsupported_format", "invalid_request", "cancelled"})
+
+TargetKey = tuple[str, str]  # (provider name, model or endpoint)
+
+
+def counts_against(failure: Failure) -> bool:
+    """Whether a failure says the target is unwell: transport failures, timeouts, empty
+    answers, 408/429/5xx and a refused key do; a client's own 4xx (a bad request) does not."""
+    return failure.retryable and failure.kind not in _NEUTRAL_KINDS
+
+
+def retry_after_seconds(value: str | None, wall: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - wall)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+@dataclass(slots=True)
+class Breaker:
+    """One target's state."""
+
+    state: str = CLOSED
+    recent: collections.deque[float] = field(default_factory=collections.deque)  # failure times, closed
+    trips: int = 0
+    cooldown: float = 0.0  # the current one: doubles on a failed probe, reset when closed
+    reopens_at: float = 0.0  # monotonic; while open
+    probing: int = 0  # probes admitted and not yet reported, while half-open
+    passed: int = 0  # probes that succeeded, while half-open
+    rate_limits: int = 0  # 429s in a row without Retry-After: the back-off's exponent
+
+
+class BreakerBoard:
+    """Every target's breaker in one serving process (held by the Runtime).
+
+    Keyed by configuration names, so a reload keeps the state of targets that still exist.
+    """
+
+    def __init__(
+        self,
+        settings: BreakerSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings or BreakerSettings()
+        self.clock = clock
+        self.wall = wall
+        self.breakers: dict[TargetKey, Breaker] = {}
+        self.refused: dict[str, float] = {}  # provider → monotonic time its key refusal ends
+
+    def configure(self, settings: BreakerSettings, providers: Iterable[str]) -> None:
+        """A new table: its settings; breakers of providers that no longer exist are dropped."""
+        self.settings = settings
+        keep = set(providers)
+        for key in [k for k in self.breakers if k[0] not in keep]:
+            del self.breakers[key]
+            metrics.CIRCUIT_STATE.remove(*key)
+        self.refused = {p: t for p, t in self.refused.items() if p in keep}
+
+    def _breaker(self, key: TargetKey) -> Breaker | None:
+        breaker = self.breakers.get(key)
+        if breaker is None and len(self.breakers) < MAX_TARGETS:
+            breaker = self.breakers[key] = Breaker(cooldown=self.settings.cooldown)
+            metrics.CIRCUIT_STATE.labels(*key).set(0)
+        return breaker
+
+    def usable(self, key: TargetKey) -> bool:
+        """Whether `key` would be admitted now (without taking a probe's place)."""
+        if not self.settings.enabled:
+            return True
+        now = self.clock()
+        if self.refused.get(key[0], 0.0) > now:
+            return False
+        breaker = self.breakers.get(key)
+        if breaker is None or breaker.state == CLOSED:
+            return True
+        if breaker.state == OPEN:
+            return now >= breaker.reopens_at
+        return breaker.probing < self.settings.probes
+
+    def admit(self, key: TargetKey) -> bool:
+        """May a request go to `key` now? A half-open target's probe place is taken: report
+        the outcome with `record` (or give it back with `release`)."""
+        if not self.usable(key):
+            return False
+        breaker = self._breaker(key) if self.settings.enabled else None
+        if breaker is None:
+            return True
+        if breaker.state == OPEN:
+            self._move(key, breaker, HALF_OPEN)
+            breaker.probing = breaker.passed = 0
+        if breaker.state == HALF_OPEN:
+            breaker.probing += 1
+        return True
+
+    def release(self, key: TargetKey) -> None:
+        """An admitted request ended without telling anything (the client left)."""
+        breaker = self.breakers.get(key)
+        if breaker is not None and breaker.state == HALF_OPEN and breaker.probing:
+            breaker.probing -= 1
+
+    def record(self, key: TargetKey, failure: Failure | None) -> None:
+        """How an admitted request to `key` ended: None when it answered."""
+        breaker = self.breakers.get(key)
+        if breaker is None or not self.settings.enabled:
+            return
+        if breaker.state == HALF_OPEN and breaker.probing:
+            breaker.probing -= 1
+        if failure is None or not counts_against(failure):
+            self._succeeded(key, breaker)
+        elif failure.status in REFUSED_KEY:
+            self._refuse_key(key[0])
+        elif failure.status == 429:
+            self._rate_limited(key, breaker, failure.retry_after)
+        else:
+            self._failed(key, breaker)
+
+    def _succeeded(self, key: TargetKey, breaker: Breaker) -> None:
+        breaker.rate_limits = 0
+        if breaker.state != HALF_OPEN:
+            return
+        breaker.passed += 1
+        if breaker.passed >= self.settings.successes:
+            breaker.recent.clear()
+            breaker.cooldown = self.settings.cooldown
+            self._move(key, breaker, CLOSED)
+
+    def _failed(self, key: TargetKey, breaker: Breaker) -> None:
+        now = self.clock()
+        if breaker.state == HALF_OPEN:
+            breaker.cooldown = min(breaker.cooldown * 2, self.settings.max_cooldown)
+            self._open(key, breaker, now + breaker.cooldown)
+        elif breaker.state == CLOSED:
+            recent = breaker.recent
+            recent.append(now)
+            while recent and recent[0] <= now - self.settings.window:
+                recent.popleft()
+            if len(recent) >= self.settings.failures:
+                self._open(key, breaker, now + breaker.cooldown)
+
+    def _rate_limited(self, key: TargetKey, breaker: Breaker, retry_after: str | None) -> None:
+        wait = retry_after_seconds(retry_after, self.wall())
+        if wait is None:
+            wait = min(self.settings.cooldown * 2**breaker.rate_limits, self.settings.max_cooldown)
+            breaker.rate_limits += 1
+        self._open(key, breaker, self.clock() + wait)
+
+    def _refuse_key(self, provider: str) -> None:
+        until = self.clock() + self.settings.key_refused_cooldown
+        self.refused[provider] = until
+        for key, breaker in self.breakers.items():
+            if key[0] == provider:
+                self._open(key, breaker, until)
+
+    def _open(self, key: TargetKey, breaker: Breaker, until: float) -> None:
+        breaker.reopens_at = max(until, breaker.reopens_at) if breaker.state == OPEN else until
+        breaker.recent.clear()
+        if breaker.state != OPEN:
+            breaker.trips += 1
+            self._move(key, breaker, OPEN)
+
+    def _move(self, key: TargetKey, breaker: Breaker, state: str) -> None:
+        breaker.state = state
+        metrics.CIRCUIT_STATE.labels(*key).set(_STATES.index(state))
+        metrics.CIRCUIT_TRANSITIONS.labels(*key, state).inc()
+
+    def reopens_in(self, keys: Iterable[TargetKey]) -> float:
+        """Seconds until the soonest of `keys` admits a request again (0 when one does now)."""
+        now = self.clock()
+        soonest = math.inf
+        for key in keys:
+            if self.usable(key):
+                return 0.0
+            times = [self.refused.get(key[0], 0.0)]
+            breaker = self.breakers.get(key)
+            if breaker is not None and breaker.state == OPEN:
+                times.append(breaker.reopens_at)
+            soonest = min(soonest, max(times) - now)
+        return max(0.0, soonest) if soonest != math.inf else 0.0
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        """For /statsz: each target's state, failures in the window, trips and reopening time."""
+        now, wall = self.clock(), self.wall()
+        out: dict[str, dict[str, object]] = {}
+        for (provider, model), breaker in sorted(self.breakers.items()):
+            until = max(breaker.reopens_at if breaker.state == OPEN else 0.0, self.refused.get(provider, 0.0))
+            out[f"{provider}/{model}"] = {
+                "state": breaker.state if until <= now or breaker.state == OPEN else OPEN,
+                "recent_failures": len(breaker.recent),
+                "trips": breaker.trips,
+                "reopens_at": round(wall + until - now, 3) if until > now else None,
+            }
+        return out
+
+
+def target_key(provider: str, model: str) -> TargetKey:
+    """A target's key, its model name cut so that a client cannot make it large."""
+    return provider, model[:MAX_NAME]
