@@ -1,0 +1,190 @@
+"""In process: the circuit breaker's state machine, on a clock the test moves (no sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import pytest
+
+from dsl.table import BreakerSettings
+from upstream.attempt import walk
+from upstream.breaker import CLOSED, HALF_OPEN, OPEN, BreakerBoard, counts_against, retry_after_seconds
+from upstream.failure import Failure, agent_answer, relay_answer, status_kind
+
+SETTINGS = BreakerSettings(failures=3, window=10.0, cooldown=5.0, max_cooldown=18.0, probes=1, successes=2,
+                           key_refused_cooldown=100.0)
+TARGET = ("p", "m")
+OTHER = ("p", "n")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fail(status: int = 500, kind: str = "", retry_after: str | None = None) -> Failure:
+    return Failure("p", "p/m", status, kind or status_kind(status), "boom", retry_after)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def board(clock: Clock) -> BreakerBoard:
+    return BreakerBoard(SETTINGS, clock=clock, wall=lambda: 1_700_000_000.0)
+
+
+def state(board: BreakerBoard, key: tuple[str, str] = TARGET) -> str:
+    return board.breakers[key].state
+
+
+def fail_times(board: BreakerBoard, n: int, key: tuple[str, str] = TARGET, **kind: object) -> None:
+    for _ in range(n):
+        assert board.admit(key)
+        board.record(key, fail(**kind))  # type: ignore[arg-type]
+
+
+def test_failures_within_the_window_open_then_cooldown_half_opens_and_successes_close(board, clock):
+    fail_times(board, 2)
+    assert state(board) == CLOSED
+    fail_times(board, 1)
+    assert state(board) == OPEN and not board.usable(TARGET)
+    assert board.reopens_in([TARGET]) == pytest.approx(5.0)
+    clock.now += 5.0
+    assert board.admit(TARGET) and state(board) == HALF_OPEN
+    assert not board.admit(TARGET)  # one probe at a time
+    board.record(TARGET, None)
+    assert state(board) == HALF_OPEN
+    assert board.admit(TARGET)
+    board.record(TARGET, None)
+    assert state(board) == CLOSED
+    assert board.breakers[TARGET].trips == 1
+
+
+def test_failures_older_than_the_window_do_not_count(board, clock):
+    fail_times(board, 2)
+    clock.now += 10.5
+    fail_times(board, 2)
+    assert state(board) == CLOSED
+
+
+def test_a_failed_probe_reopens_with_a_doubled_cooldown_up_to_the_maximum(board, clock):
+    fail_times(board, 3)
+    for cooldown in (10.0, 18.0, 18.0):
+        clock.now += 100
+        fail_times(board, 1)
+        assert state(board) == OPEN
+        assert board.reopens_in([TARGET]) == pytest.approx(cooldown)
+    clock.now += 100
+    for _ in range(2):
+        assert board.admit(TARGET)
+        board.record(TARGET, None)
+    fail_times(board, 3)  # closed again: the cooldown starts over
+    assert board.reopens_in([TARGET]) == pytest.approx(5.0)
+
+
+def test_a_clients_own_4xx_does_not_count_and_a_probe_answering_400_closes(board, clock):
+    for status in (400, 404, 422):
+        fail_times(board, 3, status=status)
+    assert state(board) == CLOSED
+    assert not counts_against(fail(0, "unsupported_format"))
+    assert counts_against(fail(0, "timeout")) and counts_against(fail(200, "empty"))
+
+
+def test_a_refused_key_opens_every_target_of_the_provider_for_long(board, clock):
+    board.admit(OTHER)
+    board.record(OTHER, None)
+    fail_times(board, 1, status=401)
+    assert state(board) == OPEN and state(board, OTHER) == OPEN
+    assert not board.usable(("p", "never-seen")) and board.usable(("q", "m"))
+    clock.now += 99
+    assert not board.usable(OTHER)
+    clock.now += 1
+    assert board.usable(OTHER) and board.usable(("p", "never-seen"))
+
+
+def test_a_429_locks_until_its_retry_after_in_seconds_or_as_a_date(board, clock):
+    fail_times(board, 1, status=429, retry_after="7")
+    assert state(board) == OPEN and board.reopens_in([TARGET]) == pytest.approx(7.0)
+    clock.now += 7
+    assert board.admit(TARGET)
+    date = format_datetime(datetime.fromtimestamp(1_700_000_000 + 42, UTC), usegmt=True)
+    board.record(TARGET, fail(429, retry_after=date))
+    assert board.reopens_in([TARGET]) == pytest.approx(42.0)
+
+
+def test_a_429_without_retry_after_backs_off_exponentially(board, clock):
+    waits = []
+    for _ in range(4):
+        fail_times(board, 1, status=429)
+        waits.append(board.reopens_in([TARGET]))
+        clock.now += 100
+    assert waits == [5.0, 10.0, 18.0, 18.0]
+
+
+def test_retry_after_values():
+    assert retry_after_seconds("3", 0.0) == 3.0
+    assert retry_after_seconds(None, 0.0) is None
+    assert retry_after_seconds("soon", 0.0) is None
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480.0 + 10) == 0.0
+
+
+def test_disabled_breakers_admit_everything(clock):
+    board = BreakerBoard(BreakerSettings(enabled=False), clock=clock)
+    for _ in range(10):
+        assert board.admit(TARGET)
+        board.record(TARGET, fail())
+    assert board.usable(TARGET)
+
+
+def test_reconfiguring_keeps_the_targets_of_remaining_providers(board):
+    fail_times(board, 3)
+    fail_times(board, 3, key=("gone", "m"))
+    board.configure(SETTINGS, ["p"])
+    assert state(board) == OPEN and ("gone", "m") not in board.breakers
+
+
+def test_snapshot_shows_state_failures_trips_and_reopening(board):
+    fail_times(board, 1, key=OTHER)
+    fail_times(board, 3)
+    snap = board.snapshot()
+    assert snap["p/m"] == {"state": OPEN, "recent_failures": 0, "trips": 1, "reopens_at": 1_700_000_005.0}
+    assert snap["p/n"] == {"state": CLOSED, "recent_failures": 1, "trips": 0, "reopens_at": None}
+
+
+def run_walk(board: BreakerBoard, outcomes: dict[str, Failure | None], calls: list[str]) -> list[Failure] | None:
+    async def try_one(name: str, more: bool) -> Failure | None:
+        calls.append(name)
+        return outcomes[name]
+
+    return asyncio.run(walk(list(outcomes), try_one, lambda: False, pause=lambda _: 0.0, breakers=board,
+                            key=lambda name: ("p", name)))
+
+
+def test_walk_skips_an_open_target_without_trying_it(board):
+    calls: list[str] = []
+    for _ in range(3):
+        run_walk(board, {"bad": fail(), "good": None}, calls)
+    assert calls == ["bad", "good"] * 3
+    calls.clear()
+    assert run_walk(board, {"bad": fail(), "good": None}, calls) is None
+    assert calls == ["good"]
+
+
+def test_walk_with_every_target_open_answers_503_with_the_soonest_reopening(board, clock):
+    fail_times(board, 3, key=("p", "a"))
+    clock.now += 2
+    fail_times(board, 3, key=("p", "b"))
+    calls: list[str] = []
+    failures = run_walk(board, {"a": None, "b": None}, calls)
+    assert calls == [] and failures is not None
+    for answer in (agent_answer(failures), relay_answer(failures[-1])):
+        assert answer.status == 503 and answer.code == "circuit_open"
+        assert answer.headers == {"Retry-After": "3"}
