@@ -51,6 +51,9 @@ models:
   mock/mock-model: {context_window: 4096}
   registry-only-model: {context_window: 1000}
 catalog: {ttl: 250ms, timeout: 3s}
+# The session's tests share one mock and one gateway: their faults would trip each other's
+# breakers (fault-401 opens every mock target). test_breakers.py runs gateways of its own.
+breakers: {enabled: false}
 routes:
   - match: POST /v1/chat/completions
     handler: chat
