@@ -23,14 +23,15 @@ from email.utils import parsedate_to_datetime
 
 from dsl.table import BreakerSettings
 from ops import metrics
+from ops.stats import MAX_LABEL_LENGTH, MAX_MODEL_LABELS
 from upstream.failure import REFUSED_KEY, Failure
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 _STATES = (CLOSED, HALF_OPEN, OPEN)  # in the order of their gauge values
-# Clients may name provider/model targets freely: past this many breakers, new targets
-# get none (they are always tried), so that neither memory nor metric labels grow unbounded.
-MAX_TARGETS = 1024
-MAX_NAME = 256
+# Clients may name provider/model targets freely: past as many breakers as /statsz keeps model
+# labels, new targets get none (they are always tried), and names are cut as labels are, so
+# that neither memory nor metric labels grow unbounded.
+MAX_TARGETS = MAX_MODEL_LABELS
 # Failures that say nothing about the target's health: the request or the route is at fault.
 _NEUTRAL_KINDS = frozenset({"unsupported_format", "invalid_request", "cancelled"})
 
@@ -237,4 +238,4 @@ class BreakerBoard:
 
 def target_key(provider: str, model: str) -> TargetKey:
     """A target's key, its model name cut so that a client cannot make it large."""
-    return provider, model[:MAX_NAME]
+    return provider, model[:MAX_LABEL_LENGTH]
