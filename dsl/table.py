@@ -110,6 +110,8 @@ class BreakerSettings:
     enabled: bool = True
     failures: int = 5
     window: float = 60.0
+    failure_ratio: float | None = None  # also open at this share of failed requests...
+    min_requests: int = 10  # ...once the window holds this many
     cooldown: float = 30.0
     max_cooldown: float = 600.0
     probes: int = 1

@@ -2,7 +2,8 @@
 
 One breaker per target (provider, model; a forward route's target is provider and
 endpoint), shared by every agent and route. Closed, it counts failures; `failures` of
-them within `window` open it. Open, the target is skipped without a network call until
+them within `window` open it (or, with `failure_ratio`, that share of at least
+`min_requests` requests in the window). Open, the target is skipped without a network call until
 its cooldown passes; then it is half-open and admits `probes` requests at a time;
 `successes` of them close it, one failure reopens it with the cooldown doubled (up to
 `max_cooldown`). A provider refusing the gateway's key (401/403) opens all its targets
@@ -64,7 +65,8 @@ class Breaker:
     """One target's state."""
 
     state: str = CLOSED
-    recent: collections.deque[float] = field(default_factory=collections.deque)  # failure times, closed
+    # While closed: [start, requests, failures] per tenth of the window, oldest first.
+    slices: collections.deque[list[float]] = field(default_factory=collections.deque)
     trips: int = 0
     cooldown: float = 0.0  # the current one: doubles on a failed probe, reset when closed
     reopens_at: float = 0.0  # monotonic; while open
@@ -160,13 +162,14 @@ class BreakerBoard:
 
     def _succeeded(self, key: TargetKey, breaker: Breaker) -> None:
         breaker.rate_limits = 0
-        if breaker.state != HALF_OPEN:
-            return
-        breaker.passed += 1
-        if breaker.passed >= self.settings.successes:
-            breaker.recent.clear()
-            breaker.cooldown = self.settings.cooldown
-            self._move(key, breaker, CLOSED)
+        if breaker.state == CLOSED:
+            self._count(breaker, failed=False)
+        elif breaker.state == HALF_OPEN:
+            breaker.passed += 1
+            if breaker.passed >= self.settings.successes:
+                breaker.slices.clear()
+                breaker.cooldown = self.settings.cooldown
+                self._move(key, breaker, CLOSED)
 
     def _failed(self, key: TargetKey, breaker: Breaker) -> None:
         now = self.clock()
@@ -174,12 +177,25 @@ class BreakerBoard:
             breaker.cooldown = min(breaker.cooldown * 2, self.settings.max_cooldown)
             self._open(key, breaker, now + breaker.cooldown)
         elif breaker.state == CLOSED:
-            recent = breaker.recent
-            recent.append(now)
-            while recent and recent[0] <= now - self.settings.window:
-                recent.popleft()
-            if len(recent) >= self.settings.failures:
+            requests, failures = self._count(breaker, failed=True)
+            ratio = self.settings.failure_ratio
+            if failures >= self.settings.failures or (
+                ratio is not None and requests >= self.settings.min_requests and failures >= ratio * requests
+            ):
                 self._open(key, breaker, now + breaker.cooldown)
+
+    def _count(self, breaker: Breaker, *, failed: bool) -> tuple[int, int]:
+        """Count one outcome in the window (kept as ten slices, so memory stays small under
+        any load); the requests and failures the window now holds."""
+        now, window = self.clock(), self.settings.window
+        slices = breaker.slices
+        while slices and slices[0][0] <= now - window:
+            slices.popleft()
+        if not slices or now >= slices[-1][0] + window / 10:
+            slices.append([now, 0, 0])
+        slices[-1][1] += 1
+        slices[-1][2] += failed
+        return int(sum(s[1] for s in slices)), int(sum(s[2] for s in slices))
 
     def _rate_limited(self, key: TargetKey, breaker: Breaker, retry_after: str | None) -> None:
         wait = retry_after_seconds(retry_after, self.wall())
@@ -197,7 +213,7 @@ class BreakerBoard:
 
     def _open(self, key: TargetKey, breaker: Breaker, until: float) -> None:
         breaker.reopens_at = max(until, breaker.reopens_at) if breaker.state == OPEN else until
-        breaker.recent.clear()
+        breaker.slices.clear()
         if breaker.state != OPEN:
             breaker.trips += 1
             self._move(key, breaker, OPEN)
@@ -223,13 +239,13 @@ class BreakerBoard:
 
     def snapshot(self) -> dict[str, dict[str, object]]:
         """For /statsz: each target's state, failures in the window, trips and reopening time."""
-        now, wall = self.clock(), self.wall()
+        now, wall, window = self.clock(), self.wall(), self.settings.window
         out: dict[str, dict[str, object]] = {}
         for (provider, model), breaker in sorted(self.breakers.items()):
             until = max(breaker.reopens_at if breaker.state == OPEN else 0.0, self.refused.get(provider, 0.0))
             out[f"{provider}/{model}"] = {
                 "state": breaker.state if until <= now or breaker.state == OPEN else OPEN,
-                "recent_failures": len(breaker.recent),
+                "recent_failures": int(sum(s[2] for s in breaker.slices if s[0] > now - window)),
                 "trips": breaker.trips,
                 "reopens_at": round(wall + until - now, 3) if until > now else None,
             }

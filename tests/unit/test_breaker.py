@@ -75,6 +75,30 @@ def test_failures_older_than_the_window_do_not_count(board, clock):
     assert state(board) == CLOSED
 
 
+def test_a_failure_ratio_opens_once_the_window_holds_enough_requests(clock):
+    settings = BreakerSettings(failures=100, window=10.0, failure_ratio=0.5, min_requests=6)
+    board = BreakerBoard(settings, clock=clock)
+    for _ in range(2):
+        board.admit(TARGET)
+        board.record(TARGET, None)
+    fail_times(board, 3)  # 3 of 5 failed, but 5 requests are too few to judge
+    assert state(board) == CLOSED
+    fail_times(board, 1)  # 4 of 6
+    assert state(board) == OPEN
+
+
+def test_a_failure_ratio_forgets_requests_older_than_the_window(clock):
+    board = BreakerBoard(BreakerSettings(failures=100, window=10.0, failure_ratio=0.5, min_requests=4),
+                         clock=clock)
+    fail_times(board, 3)
+    clock.now += 11
+    for _ in range(3):
+        board.admit(TARGET)
+        board.record(TARGET, None)
+    fail_times(board, 1)  # 1 of 4 in the window
+    assert state(board) == CLOSED
+
+
 def test_a_failed_probe_reopens_with_a_doubled_cooldown_up_to_the_maximum(board, clock):
     fail_times(board, 3)
     for cooldown in (10.0, 18.0, 18.0):
