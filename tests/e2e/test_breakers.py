@@ -184,3 +184,28 @@ def test_a_millisecond_cooldown_half_opens_and_successes_close(mock, tmp_path):
         assert 'gateway_circuit_state{model="gpt-recovered",provider="flaky"} 0.0' in metrics
     finally:
         assert gateway.stop() == 0
+
+
+def test_a_failed_probe_reopens_and_a_recovered_target_closes(mock, tmp_path):
+    gateway = start(mock, tmp_path, routes(mock, cooldown="100ms"))
+    model = "gpt-probe-target"
+    try:
+        mock.clear_faults()
+        mock.script_fault(model, fail=3, status=500)
+        for _ in range(2):
+            assert chat(gateway, f"mock/{model}")[0] == 502
+        time.sleep(0.12)  # past the 100 ms cooldown: the next request is a probe
+        assert chat(gateway, f"mock/{model}")[0] == 502  # the probe fails: open again, for 200 ms
+        assert breaker(gateway, f"mock/{model}")["trips"] == 2
+        time.sleep(0.22)
+        for _ in range(2):
+            assert chat(gateway, f"mock/{model}")[0] == 200
+        assert breaker(gateway, f"mock/{model}")["state"] == "closed"
+        assert mock.seen(model) == 5
+        metrics = gateway.metrics()
+        for to, times in (("open", 2), ("half_open", 2), ("closed", 1)):
+            line = f'gateway_circuit_transitions_total{{model="{model}",provider="mock",to="{to}"}} {times}.0'
+            assert line in metrics
+    finally:
+        mock.clear_faults()
+        assert gateway.stop() == 0
