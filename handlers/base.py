@@ -21,11 +21,12 @@ from dsl.table import Provider, Route, Table
 from handlers.errors import error_body, stream_error_event
 from handlers.upstream_url import encode_path
 from ops import metrics
+from ops.stats import MAX_LABEL_LENGTH
 from runtime.process import Runtime
 from stages import stage
 from upstream.attempt import Broken, Converted, Outcome, Reading, Sink
 from upstream.exchange import Exchange
-from upstream.failure import ErrorAnswer
+from upstream.failure import ErrorAnswer, Failure
 from upstream.headers import UPSTREAM_PRIVATE, relayable
 
 log = logging.getLogger("gateway.handlers")
@@ -39,6 +40,7 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 
 _LOGGED_PATH = 2048  # a longer path is logged cut (a 414 may carry megabytes)
+MAX_TRIED = 8  # targets listed in an access-log line's `tried`; a longer walk logs its first ones
 
 
 def _printable(path: str) -> str:
@@ -111,6 +113,7 @@ class GatewayHandler(RequestHandler):
     usage: Usage | None = None
     bytes_out = 0
     bytes_flushed = 0  # of bytes_out, known to have reached the client's socket
+    tried: list[dict[str, Any]] | None = None  # the targets a walk tried, for the access log
 
     @classmethod
     def for_route(cls, route: Route) -> type[GatewayHandler]:
@@ -199,7 +202,33 @@ class GatewayHandler(RequestHandler):
         if self.usage is not None and self.usage.reported:
             entry["tokens"] = {"input": self.usage.input, "output": self.usage.output,
                                "cached": self.usage.cached, "reasoning": self.usage.reasoning}
+        if self.tried:
+            entry["tried"] = self.tried
         self.runtime.access_log.write(entry)
+
+    def note_try(self, label: str, failure: Failure | None = None) -> None:
+        """One target's outcome for the access log's `tried`: its label (a configured name, or a
+        provider/model name as bounded as model names are), status, and the failure's kind.
+
+        Called before the answer ends (the log line is written when it does).
+        """
+        tried = self.tried
+        if tried is None:
+            tried = self.tried = []
+        if len(tried) >= MAX_TRIED:
+            return
+        entry: dict[str, Any] = {"target": label[:MAX_LABEL_LENGTH]}
+        if failure is None:
+            entry["status"] = self.exchange.status if self.exchange is not None else None
+        else:
+            entry["status"] = failure.status or None
+            entry["kind"] = failure.kind
+        tried.append(entry)
+
+    def note_walk(self, failures: list[Failure] | None) -> None:
+        """After a walk: a failure that tried no target (every breaker open) is logged too."""
+        if failures and self.tried is None:
+            self.note_try(failures[-1].label, failures[-1])
 
     def record_usage(self, usage: Usage | None) -> None:
         """Tokens the upstream reported: counted per model and key, and logged with the request."""

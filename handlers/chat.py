@@ -103,10 +103,27 @@ class ChatHandler(GatewayHandler):
             targets, lambda target, _: self._attempt(target, document), self.gone,
             breakers=self.runtime.breakers, key=lambda target: target_key(target.provider.name, target.model),
         )
+        self.note_walk(failures)
+        self._count_fallback(failures)
         if failures:
             self.answer_error(agent_answer(failures))
 
+    def _count_fallback(self, failures: list[Failure] | None) -> None:
+        """An agent's walk that went past its first target, or where none answered, by outcome."""
+        if self.agent is None or self.client_gone or not self.tried:
+            return
+        if failures or len(self.tried) > 1:
+            outcome = "all_failed" if failures else "answered_after_fallback"
+            metrics.FALLBACKS.labels(agent=self.agent.name, outcome=outcome).inc()
+
     async def _attempt(self, target: Target, document: dict) -> Failure | None:
+        """Try one target, and note why it failed for the access log (an answer notes itself)."""
+        failure = await self._try_target(target, document)
+        if failure is not None:
+            self.note_try(target.label, failure)
+        return failure
+
+    async def _try_target(self, target: Target, document: dict) -> Failure | None:
         """Try one target. None when the client got its answer (or left); else why not."""
         provider = target.provider
         chain_plan = self.route.chains.get(provider.format)
@@ -155,7 +172,9 @@ class ChatHandler(GatewayHandler):
         return None
 
     def _answered(self, target: Target, usage: Usage | None) -> None:
-        """The answer is complete: the stages' `done`, and an agent target's prompt-cache tokens."""
+        """The answer is complete: noted for the access log, the stages' `done`, and an agent
+        target's prompt-cache tokens."""
+        self.note_try(target.label)
         if self.agent is not None and usage is not None and usage.reported:
             counted = metrics.PROMPT_CACHE_TOKENS
             labels = {"agent": self.agent.name, "target": target.label}

@@ -129,6 +129,7 @@ class ForwardHandler(GatewayHandler):
             replayable=replayable, breakers=self.runtime.breakers,
             key=lambda provider: target_key(provider.name, self.route.endpoint),
         )
+        self.note_walk(failures)
         if failures:
             self.answer_error(relay_answer(failures[-1]))
 
@@ -216,14 +217,21 @@ class ForwardHandler(GatewayHandler):
         if isinstance(outcome, Kept):
             error = upstream_error(outcome.body, provider.scrub)
             exchange = outcome.exchange
-            return answered_with_error(provider.name, provider.name, exchange.status, error,
-                                       exchange.headers.get("Retry-After"))
+            failure = answered_with_error(provider.name, provider.name, exchange.status, error,
+                                          exchange.headers.get("Retry-After"))
+            self.note_try(provider.name, failure)
+            return failure
+        if isinstance(outcome, Failure):
+            self.note_try(provider.name, outcome)
+            return outcome
+        if isinstance(outcome, Relayed | Broken):
+            self.note_try(provider.name)
         if isinstance(outcome, Relayed):
             self.answered(usage_from_tail(reading.tail) if self.model_label else None)
             self.end_relayed(outcome.tail)
         elif isinstance(outcome, Broken):
             self.end_broken(outcome)
-        return outcome if isinstance(outcome, Failure) else None
+        return None
 
 
 @stream_request_body

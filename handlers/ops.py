@@ -36,6 +36,7 @@ class StatsHandler(GatewayHandler):
         snapshot = self.runtime.stats.snapshot()
         snapshot["catalog"] = self.runtime.catalog.health()
         snapshot["breakers"] = self.runtime.breakers.snapshot()
+        snapshot["strategies"] = self.runtime.strategies.snapshot(self.table.agents)
         snapshot["config"] = {
             "source": self.table.source,
             "providers": sorted(self.table.providers),

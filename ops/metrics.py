@@ -106,3 +106,10 @@ CIRCUIT_TRANSITIONS = Counter(
     ["provider", "model", "to"],
     registry=REGISTRY,
 )
+FALLBACKS = Counter(
+    "gateway_fallbacks_total",
+    "Agent requests that walked past their first target, by agent and outcome: "
+    "answered_after_fallback (a later target answered) or all_failed (no target answered).",
+    ["agent", "outcome"],
+    registry=REGISTRY,
+)

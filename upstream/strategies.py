@@ -20,6 +20,7 @@ scores (sticky), averages (least-latency).
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,7 @@ EXPLORE_EVERY = 20  # one least-latency request in this many (5 %) tries another
 SMOOTHING = 0.3  # weight of the newest time-to-first-byte sample in a target's moving average
 FAILURE_SECONDS = 10.0  # a failed attempt counts as this slow a first byte
 SESSION_HEADER = "x-session-id"
+LAST_CHOICES = 8  # first targets remembered per agent, for /statsz
 
 
 def rendezvous_order(key: bytes, targets: Sequence[Target], weights: Sequence[int]) -> list[Target]:
@@ -77,7 +79,8 @@ def conversation_key(agent: str, document: Mapping[str, Any], session: str | Non
 
 
 class Strategies:
-    """The process's strategy state: round-robin counters, smooth weights, latency averages.
+    """The process's strategy state: round-robin counters, smooth weights, latency averages,
+    and each agent's last few first targets (for /statsz).
 
     Held by the Runtime; keyed by agent name and target label, so a reload keeps what still
     applies (a changed list of targets starts its counters afresh).
@@ -87,9 +90,26 @@ class Strategies:
         self.turns: dict[str, int] = {}
         self.current: dict[str, list[int]] = {}  # smooth weighted round-robin's running weights
         self.latency: dict[str, float] = {}  # seconds to first byte, moving average, by target label
+        self.choices: dict[str, collections.deque[str]] = {}  # by agent: its last first targets
 
     def order(self, agent: Agent, document: Mapping[str, Any], session: str | None = None) -> list[Target]:
-        """The targets of `agent` in the order this request tries them."""
+        """The targets of `agent` in the order this request tries them (its first remembered)."""
+        ordered = self._order(agent, document, session)
+        if ordered:
+            choices = self.choices.get(agent.name)
+            if choices is None:
+                choices = self.choices[agent.name] = collections.deque(maxlen=LAST_CHOICES)
+            choices.append(ordered[0].label)
+        return ordered
+
+    def snapshot(self, agents: Mapping[str, Agent]) -> dict[str, dict[str, Any]]:
+        """For /statsz: each configured agent's strategy and its last first targets, oldest first."""
+        return {
+            name: {"strategy": agent.strategy, "last_choices": list(self.choices.get(name, ()))}
+            for name, agent in sorted(agents.items())
+        }
+
+    def _order(self, agent: Agent, document: Mapping[str, Any], session: str | None) -> list[Target]:
         targets = list(agent.targets)
         if len(targets) < 2:
             return targets
