@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -17,7 +18,7 @@ from access.keys import EndpointRule, KeyRing, Principal, digest
 from dsl import loader
 from dsl.errors import ConfigError, KeyPath, Problem
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
-from dsl.table import Agent, BreakerSettings, Provider, Route, ServerSettings, Table, Target
+from dsl.table import Agent, BreakerSettings, Provider, RetryPolicy, Route, ServerSettings, Table, Target
 from dsl.units import parse_duration, parse_size, parse_timestamp
 from dsl.validate import validate
 
@@ -68,6 +69,7 @@ class _Compiler:
         # reference next to a typo), but parts whose shape is wrong are skipped, not crashed on.
         self.tolerant = bool(problems)
         self.secrets_doc: loader.Document | None = None
+        self.retry = RetryPolicy()  # the top-level `retry:`, which agents and routes override
 
     @contextlib.contextmanager
     def part(self) -> Iterator[None]:
@@ -91,6 +93,8 @@ class _Compiler:
             secrets = self._secrets()
         with self.part():
             server = self._server()
+        with self.part():
+            self.retry = _retry(_section(self.data, "retry"), RetryPolicy())
         providers, skipped = self._providers(_section(secrets, "provider_keys"))
         agents = self._agents(providers, skipped)
         routes = self._routes(providers, skipped)
@@ -110,6 +114,7 @@ class _Compiler:
             catalog_timeout=parse_duration(_section(self.data, "catalog").get("timeout", "5s")),
             profiling_enabled=bool(_section(self.data, "debug").get("profiling_enabled", False)),
             breakers=_breakers(_section(self.data, "breakers")),
+            retry=self.retry,
         )
 
     def _secrets(self) -> dict[str, Any]:
@@ -256,7 +261,8 @@ class _Compiler:
                 weights.append(1 if isinstance(item, str) else item.get("weight", 1))
         if not targets:
             self.warn(("agents", name), "no usable target: requests to this agent answer 503")
-        return Agent(name, spec.get("strategy", "fallback"), tuple(targets), tuple(weights))
+        return Agent(name, spec.get("strategy", "fallback"), tuple(targets), tuple(weights),
+                     _retry(_section(spec, "retry"), self.retry))
 
     def _routes(self, providers: Mapping[str, Provider], skipped: set[str]) -> list[Route]:
         routes: list[Route] = []
@@ -303,6 +309,7 @@ class _Compiler:
             admin=spec.get("admin", rules.admin),
             line=self.doc.where(path)[0],
             stages=rules.stages,
+            retry=_retry(_section(spec, "retry"), self.retry),
             **options,
         )
 
@@ -391,3 +398,18 @@ def _breakers(spec: Mapping[str, Any]) -> BreakerSettings:
     values = {name: parse_duration(spec[name]) if name in _BREAKER_DURATIONS else spec[name]
               for name in BreakerSettings.__dataclass_fields__ if name in spec}
     return BreakerSettings(**values)
+
+
+def _retry(spec: Mapping[str, Any], defaults: RetryPolicy) -> RetryPolicy:
+    """A `retry:` block over `defaults` (the top-level block, for agents and routes)."""
+    backoff = _section(spec, "backoff")
+    values: dict[str, Any] = {
+        name: parse_duration(backoff[name]) for name in ("base", "cap") if name in backoff
+    }
+    if "attempts" in spec:
+        values["attempts"] = spec["attempts"]
+    if "on" in spec:
+        values["on"] = frozenset(str(item) for item in spec["on"])
+    if "deadline" in spec:
+        values["deadline"] = parse_duration(spec["deadline"])
+    return replace(defaults, **values)

@@ -6,6 +6,7 @@ Route they started with, so requests in flight finish on their own table.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,26 @@ class Target:
         return f"{self.provider.name}/{self.model}"
 
 
+# Today's walk-on classification (upstream/failure.py `Failure.retryable`), in `retry.on` words.
+DEFAULT_RETRY_ON = frozenset({"transport", "timeout", "408", "429", "5xx", "401", "403"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """routes.yaml `retry:` (durations in seconds): how `walk` (upstream/attempt.py) tries targets."""
+
+    attempts: int = 1  # tries per target
+    base: float = 0.1  # back-off before the n-th retry: full jitter up to min(cap, base * 2**(n-1))
+    cap: float = 1.0
+    on: frozenset[str] = DEFAULT_RETRY_ON  # which failures are tried again: see upstream/failure.py
+    deadline: float | None = None  # the whole walk ends by then (the client gets 504)
+
+    def pause(self, retry: int) -> float:
+        """Seconds to wait before the `retry`-th retry (1: the first), fully jittered so that
+        clients failing together spread out."""
+        return random.uniform(0.0, min(self.cap, self.base * 2 ** (retry - 1)))
+
+
 @dataclass(frozen=True, slots=True)
 class Agent:
     """A model name that clients send, standing for its targets and how to order them
@@ -62,6 +83,7 @@ class Agent:
     strategy: str
     targets: tuple[Target, ...]
     weights: tuple[int, ...]  # one per target: its share for the weighted and sticky strategies
+    retry: RetryPolicy = RetryPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +104,7 @@ class Route:
     providers: tuple[Provider, ...] = ()  # forward: candidates, most preferred first
     stream_body: bool = False  # forward: relay the request body as it arrives
     stages: tuple[Stage, ...] = ()  # its handler's steps around the upstream (stages/stage.py)
+    retry: RetryPolicy = RetryPolicy()  # forward: over the table's `retry:`
 
     def accepts(self, method: str) -> bool:
         return self.methods is None or method in self.methods
@@ -135,6 +158,7 @@ class Table:
     catalog_timeout: float = 5.0
     profiling_enabled: bool = False
     breakers: BreakerSettings = BreakerSettings()
+    retry: RetryPolicy = RetryPolicy()  # the defaults, for requests that name provider/model
 
     def targets_for(self, model: str) -> tuple[Target, ...] | None:
         """Targets for a client's `model`: an agent, or provider/model. None when neither."""

@@ -99,8 +99,10 @@ class ChatHandler(GatewayHandler):
         if self.agent is not None:
             session = self.request.headers.get(SESSION_HEADER)
             targets = self.runtime.strategies.order(self.agent, document, session)
+        policy = self.table.retry if self.agent is None else self.agent.retry
         failures = await walk(
             targets, lambda target, _: self._attempt(target, document), self.gone,
+            policy=policy, answering=lambda: self.committed,
             breakers=self.runtime.breakers, key=lambda target: target_key(target.provider.name, target.model),
         )
         self.note_walk(failures)

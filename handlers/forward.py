@@ -42,7 +42,7 @@ _JSON_OBJECT = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\{")
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-KEYS = ("endpoint", "prefer", "providers", "body")
+KEYS = ("endpoint", "prefer", "providers", "body", "retry")
 STAGES = (ModelAccess(), Accounting())
 
 
@@ -126,7 +126,8 @@ class ForwardHandler(GatewayHandler):
         replayable = isinstance(body, bytes | None)
         failures = await walk(
             candidates, lambda provider, more: self._try(provider, encoded, body, more), self.gone,
-            replayable=replayable, breakers=self.runtime.breakers,
+            replayable=replayable, policy=self.route.retry, answering=lambda: self.committed,
+            breakers=self.runtime.breakers,
             key=lambda provider: target_key(provider.name, self.route.endpoint),
         )
         self.note_walk(failures)

@@ -3,8 +3,9 @@
 `attempt` sends one request and reports how it ended: relayed (the answer went to the
 sink as it arrived), kept (the caller reads the whole answer: a buffered chat answer, or
 an error another target may fix), broken (it failed after bytes reached the client), or
-a Failure before the first byte. `walk` tries targets in order, with a jittered back-off,
-while nothing has reached the client and the failure is one another target may fix.
+a Failure before the first byte. `walk` tries targets in order (each as often as its retry
+policy says, with a jittered back-off) while nothing has reached the client and the failure
+is one the policy retries.
 
 The attempt writes only to a Sink: the client (handlers/base.py), or a stage standing in
 front of it that captures or transforms the answer (stages/).
@@ -13,9 +14,9 @@ front of it that captures or transforms the answer (stages/).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,17 +24,18 @@ from typing import Protocol, TypeVar
 
 from converters.base import Chain
 from converters.sse import EventTooLarge
-from dsl.table import Provider
+from dsl.table import Provider, RetryPolicy
 from ops import metrics
 from upstream.body_pipe import BodyPipe
 from upstream.breaker import BreakerBoard, TargetKey
 from upstream.client import UpstreamClient
 from upstream.exchange import Exchange
-from upstream.failure import CIRCUIT_OPEN, Failure, error_kind
+from upstream.failure import CIRCUIT_OPEN, Failure, error_kind, retried_on
 
 log = logging.getLogger("gateway.upstream")
 
 MAX_KEPT_ERROR = 64 * 1024  # of an error answer that is kept, not relayed: enough for its message
+DEFAULT_POLICY = RetryPolicy()
 
 Candidate = TypeVar("Candidate")
 
@@ -172,7 +174,11 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
     exchange = sink.exchange = Exchange(client, on_headers, on_chunk)
     provider = request.provider
     started = time.monotonic()
-    response = await exchange.run(provider, request.url, request.method, request.body, request.headers)
+    try:
+        response = await exchange.run(provider, request.url, request.method, request.body, request.headers)
+    except asyncio.CancelledError:
+        exchange.cancel()  # the walk's deadline passed: stop the transfer too
+        raise
     metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
     if sink.over:
         return Over()
@@ -193,67 +199,111 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
     return Relayed(exchange, tail)
 
 
-def backoff(attempt_number: int) -> float:
-    """Seconds to wait before the `attempt_number`-th try (1: the first fallback): doubling
-    from 0.1 s up to 1 s, jittered by half, so that clients failing together spread out."""
-    return random.uniform(0.5, 1.0) * min(0.05 * 2**attempt_number, 1.0)
-
-
 async def walk(
     candidates: Sequence[Candidate],
     try_one: Callable[[Candidate, bool], Awaitable[Failure | None]],
     gone: Callable[[], bool],
     *,
     replayable: bool = True,
-    pause: Callable[[int], float] = backoff,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    answering: Callable[[], bool] = lambda: False,
+    pause: Callable[[int], float] | None = None,
+    clock: Callable[[], float] = time.monotonic,
     breakers: BreakerBoard | None = None,
     key: Callable[[Candidate], TargetKey] | None = None,
 ) -> list[Failure] | None:
-    """Try `candidates` in order until one answers; None when one did (or the client left),
-    else the failures, the last one final.
+    """Try `candidates` in order, each up to `policy.attempts` times, until one answers; None
+    when one did (or the client left), else the failures, the last one final.
 
-    `try_one(candidate, more)` gets `more` True when another candidate would follow a
-    failure (the request can be replayed and this is not the last): it may then keep an
-    answer it would otherwise relay. Each failure is counted by provider and kind.
+    `try_one(candidate, more)` gets `more` True when another try would follow a failure (the
+    request can be replayed and this is not the last try): it may then keep an answer it would
+    otherwise relay. A failure is tried again only when `policy.on` names it, after a pause
+    (`pause`, default the policy's jittered back-off). Each failure is counted by provider and kind.
+
+    With `policy.deadline`, no try starts after it, and a try still without an answer when it
+    passes (`answering` false: nothing reached the client) is cancelled: the last failure is
+    then a timeout (504). `clock` tells the time (tests give their own).
 
     With `breakers` (and `key`, naming a candidate's target), a candidate whose breaker is
-    open is skipped without a network call, and each outcome is reported to its breaker;
-    when every candidate is open, the one failure is `circuit_open`, with the soonest
-    reopening as its Retry-After.
+    open is skipped without a network call, and not tried again once it opens; each outcome
+    is reported to its breaker. When every candidate is open, the one failure is
+    `circuit_open`, with the soonest reopening as its Retry-After.
     """
     if breakers is not None and key is not None:
         usable = [c for c in candidates if breakers.usable(key(c))]
         if not usable:
             return [all_open(breakers, [key(c) for c in candidates])]
         candidates = usable
+    wait = policy.pause if pause is None else pause
+    ends = None if policy.deadline is None else clock() + policy.deadline
     failures: list[Failure] = []
+    tries = 0
     for index, candidate in enumerate(candidates):
-        if index:
-            await asyncio.sleep(pause(index))
-        if gone():
-            return None
-        more = replayable and index + 1 < len(candidates)
         target = key(candidate) if breakers is not None and key is not None else None
-        if target is not None and not breakers.admit(target):
-            continue  # half-open, and its probes are all out
-        reported = False
-        try:
-            failure = await try_one(candidate, more)
-            if target is not None and not gone():
-                breakers.record(target, failure)
-                reported = True
-        finally:
-            if target is not None and not reported:
-                breakers.release(target)  # the client left (or the attempt raised): no verdict
-        if failure is None:
-            return None
-        failures.append(failure)
-        metrics.UPSTREAM_ERRORS.labels(provider=failure.provider, kind=failure.kind).inc()
-        if not (more and failure.retryable):
-            break
+        for again in range(policy.attempts):
+            if tries:
+                delay = wait(tries)
+                await asyncio.sleep(delay if ends is None else max(0.0, min(delay, ends - clock())))
+            if gone():
+                return None
+            if ends is not None and clock() >= ends:
+                return [*failures, past_deadline(target, policy.deadline)]
+            if target is not None and not breakers.admit(target):
+                break  # open, or half-open with its probes all out: the next candidate
+            last = index + 1 == len(candidates) and again + 1 == policy.attempts
+            more = replayable and not last
+            tries += 1
+            failure = await _try(try_one, candidate, more, target, breakers, gone, answering,
+                                 None if ends is None else ends - clock(), policy.deadline)
+            if failure is None:
+                return None
+            failures.append(failure)
+            metrics.UPSTREAM_ERRORS.labels(provider=failure.provider, kind=failure.kind).inc()
+            if not (more and retried_on(failure, policy.on)):
+                return failures
     if not failures and breakers is not None and key is not None:
         return [all_open(breakers, [key(c) for c in candidates])]
     return failures
+
+
+async def _try(
+    try_one: Callable[[Candidate, bool], Awaitable[Failure | None]],
+    candidate: Candidate,
+    more: bool,
+    target: TargetKey | None,
+    breakers: BreakerBoard | None,
+    gone: Callable[[], bool],
+    answering: Callable[[], bool],
+    remaining: float | None,
+    deadline: float | None,
+) -> Failure | None:
+    """One try, cut at the walk's deadline unless its answer is already reaching the client,
+    its outcome reported to the target's breaker (a cut try counts as a timeout)."""
+    reported = False
+    try:
+        task = asyncio.ensure_future(try_one(candidate, more))
+        done, _ = await asyncio.wait((task,), timeout=remaining)
+        if not done and answering():
+            await task  # the answer is on its way: let it finish
+        elif not done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        failure = task.result() if not task.cancelled() else past_deadline(target, deadline)
+        if target is not None and breakers is not None and not gone():
+            breakers.record(target, failure)
+            reported = True
+        return failure
+    finally:
+        if target is not None and breakers is not None and not reported:
+            breakers.release(target)  # the client left (or the attempt raised): no verdict
+
+
+def past_deadline(target: TargetKey | None, deadline: float | None) -> Failure:
+    """The walk's deadline passed before any target answered: the client gets 504."""
+    provider, label = (target[0], "/".join(target)) if target is not None else ("upstream", "upstream")
+    message = f"no answer within the retry deadline of {deadline or 0:g}s"
+    return Failure(provider, label, 0, "timeout", message)
 
 
 def all_open(breakers: BreakerBoard, keys: Sequence[TargetKey]) -> Failure:

@@ -64,6 +64,14 @@ class Failure:
         return not 400 <= self.status < 500 or self.status in RETRYABLE_STATUS or self.status in REFUSED_KEY
 
 
+def retried_on(failure: Failure, on: frozenset[str]) -> bool:
+    """Whether routes.yaml `retry.on` names `failure`: `timeout`, `transport` (any other failure
+    without a status: connection, transfer, empty answer), a status such as `429`, or `4xx`/`5xx`."""
+    if failure.status < 400:  # no answer, or one without content
+        return ("timeout" if failure.kind == "timeout" else "transport") in on
+    return str(failure.status) in on or f"{failure.status // 100}xx" in on
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorAnswer:
     """The error the client gets, in its own format (handlers/errors.py writes it)."""

@@ -10,8 +10,9 @@ import asyncio
 import pytest
 
 from converters.upstream_errors import UpstreamError
-from upstream.attempt import backoff, walk
-from upstream.failure import Failure, agent_answer, answered_with_error, relay_answer, status_kind
+from dsl.table import DEFAULT_RETRY_ON, RetryPolicy
+from upstream.attempt import walk
+from upstream.failure import Failure, agent_answer, answered_with_error, relay_answer, retried_on, status_kind
 
 
 def failure(status: int, kind: str = "", message: str = "boom", **extra: object) -> Failure:
@@ -38,6 +39,7 @@ def failure(status: int, kind: str = "", message: str = "boom", **extra: object)
 )
 def test_which_failures_walk_on(status: int, kind: str, retryable: bool) -> None:
     assert failure(status, kind).retryable is retryable
+    assert retried_on(failure(status, kind), DEFAULT_RETRY_ON) is retryable  # the default policy agrees
 
 
 def test_a_refused_key_is_a_502_that_does_not_repeat_the_providers_message() -> None:
@@ -75,11 +77,10 @@ def test_the_message_names_how_many_targets_failed() -> None:
     assert agent_answer([failure(422, message="bad")]).message == "p/m: bad"
 
 
-def test_backoff_is_jittered_and_bounded() -> None:
-    for attempt_number in range(1, 12):
-        wait = backoff(attempt_number)
-        ceiling = min(0.05 * 2**attempt_number, 1.0)
-        assert ceiling / 2 <= wait <= ceiling
+def test_backoff_is_fully_jittered_and_bounded() -> None:
+    policy = RetryPolicy(base=0.1, cap=1.0)
+    for retry in range(1, 12):
+        assert 0.0 <= policy.pause(retry) <= min(0.1 * 2 ** (retry - 1), 1.0)
 
 
 def run_walk(results: list[Failure | None], replayable: bool = True, gone_after: int = 99) -> tuple:
