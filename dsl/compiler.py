@@ -408,8 +408,8 @@ def _retry(spec: Mapping[str, Any], defaults: RetryPolicy) -> RetryPolicy:
     }
     if "attempts" in spec:
         values["attempts"] = spec["attempts"]
-    if "on" in spec:
-        values["on"] = frozenset(str(item) for item in spec["on"])
+    if "when" in spec:
+        values["when"] = frozenset(str(item) for item in spec["when"])
     if "deadline" in spec:
         values["deadline"] = parse_duration(spec["deadline"])
     return replace(defaults, **values)

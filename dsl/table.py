@@ -54,7 +54,7 @@ class Target:
         return f"{self.provider.name}/{self.model}"
 
 
-# Today's walk-on classification (upstream/failure.py `Failure.retryable`), in `retry.on` words.
+# Today's walk-on classification (upstream/failure.py `Failure.retryable`), in `retry.when` words.
 DEFAULT_RETRY_ON = frozenset({"transport", "timeout", "408", "429", "5xx", "401", "403"})
 
 
@@ -65,7 +65,7 @@ class RetryPolicy:
     attempts: int = 1  # tries per target
     base: float = 0.1  # back-off before the n-th retry: full jitter up to min(cap, base * 2**(n-1))
     cap: float = 1.0
-    on: frozenset[str] = DEFAULT_RETRY_ON  # which failures are tried again: see upstream/failure.py
+    when: frozenset[str] = DEFAULT_RETRY_ON  # which failures are tried again (upstream/failure.py)
     deadline: float | None = None  # the whole walk ends by then (the client gets 504)
 
     def pause(self, retry: int) -> float:

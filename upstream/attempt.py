@@ -217,7 +217,7 @@ async def walk(
 
     `try_one(candidate, more)` gets `more` True when another try would follow a failure (the
     request can be replayed and this is not the last try): it may then keep an answer it would
-    otherwise relay. A failure is tried again only when `policy.on` names it, after a pause
+    otherwise relay. A failure is tried again only when `policy.when` names it, after a pause
     (`pause`, default the policy's jittered back-off). Each failure is counted by provider and kind.
 
     With `policy.deadline`, no try starts after it, and a try still without an answer when it
@@ -259,7 +259,7 @@ async def walk(
                 return None
             failures.append(failure)
             metrics.UPSTREAM_ERRORS.labels(provider=failure.provider, kind=failure.kind).inc()
-            if not (more and retried_on(failure, policy.on)):
+            if not (more and retried_on(failure, policy.when)):
                 return failures
     if not failures and breakers is not None and key is not None:
         return [all_open(breakers, [key(c) for c in candidates])]

@@ -65,7 +65,7 @@ class Failure:
 
 
 def retried_on(failure: Failure, on: frozenset[str]) -> bool:
-    """Whether routes.yaml `retry.on` names `failure`: `timeout`, `transport` (any other failure
+    """Whether routes.yaml `retry.when` names `failure`: `timeout`, `transport` (any other failure
     without a status: connection, transfer, empty answer), a status such as `429`, or `4xx`/`5xx`."""
     if failure.status < 400:  # no answer, or one without content
         return ("timeout" if failure.kind == "timeout" else "transport") in on

@@ -211,3 +211,44 @@ def test_invalid_agent_strategy_or_weight(tmp_path: Path, agent: str, expected: 
     text = GOOD.replace("  a: {models: [mock/m1, mock/m2]}", f"  w: {agent}")
     found = problems(write(tmp_path, text))
     assert any(expected in p for p in found), found
+
+
+def test_retry_policy_defaults_and_overrides_compile(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "agents:\n  a: {models: [mock/m1, mock/m2]}",
+        "retry: {attempts: 2, backoff: {base: 5ms}, deadline: 10s}\nagents:\n  a: {models: [mock/m1, mock/m2]}\n"
+        "  r: {models: [mock/m1], retry: {attempts: 4, when: [timeout, 429], backoff: {cap: 20ms}}}",
+    ).replace(
+        "  - match: GET /healthz\n",
+        "  - {match: POST /v1/embeddings, handler: forward, providers: [mock], retry: {deadline: 250ms}}\n"
+        "  - match: GET /healthz\n",
+    )
+    table = compile_file(str(write(tmp_path, text)), {}, handlers=HANDLERS.rules)
+    assert (table.retry.attempts, table.retry.base, table.retry.cap, table.retry.deadline) == (2, 0.005, 1.0, 10.0)
+    assert table.agents["a"].retry == table.retry
+    own = table.agents["r"].retry
+    assert (own.attempts, own.base, own.cap, own.deadline) == (4, 0.005, 0.02, 10.0)
+    assert own.when == frozenset({"timeout", "429"})
+    forward = next(route for route in table.routes if route.handler == "forward")
+    assert (forward.retry.attempts, forward.retry.deadline) == (2, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("retry", "expected"),
+    [
+        ("{attempts: 0}", "retry.attempts"),
+        ("{when: [teapot]}", "retry.when[0]"),
+        ("{when: [200]}", "retry.when[0]"),
+        ("{deadline: soon}", "retry.deadline"),
+    ],
+)
+def test_invalid_retry_policy(tmp_path: Path, retry: str, expected: str) -> None:
+    text = GOOD.replace("agents:\n", f"retry: {retry}\nagents:\n")
+    found = problems(write(tmp_path, text))
+    assert any(expected in p for p in found), found
+
+
+def test_retry_on_a_route_that_does_not_forward_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("    handler: health\n", "    handler: health\n    retry: {attempts: 2}\n")
+    found = problems(write(tmp_path, text))
+    assert any("retry" in p for p in found), found

@@ -67,17 +67,17 @@ def test_the_last_try_is_told_no_other_follows() -> None:
     assert failures is not None and [f.status for f in failures] == [503, 503]
 
 
-def test_only_the_failures_named_in_on_are_retried() -> None:
-    policy = RetryPolicy(attempts=3, on=frozenset({"429", "timeout"}))
+def test_only_the_failures_named_in_when_are_retried() -> None:
+    policy = RetryPolicy(attempts=3, when=frozenset({"429", "timeout"}))
     script = Script({"a": [failure(429), failure(0, "timeout"), failure(503)], "b": [None]})
     failures = script.walk(policy)
     assert [name for name, _ in script.tried] == ["a", "a", "a"]  # the 503 ends the walk
     assert failures is not None and failures[-1].status == 503
     connect = Script({"a": [failure(0, "connect")], "b": [None]})
-    assert connect.walk(RetryPolicy(on=frozenset({"transport"}))) is None
+    assert connect.walk(RetryPolicy(when=frozenset({"transport"}))) is None
     assert [name for name, _ in connect.tried] == ["a", "b"]
     classes = Script({"a": [failure(404)], "b": [None]})
-    assert classes.walk(RetryPolicy(on=frozenset({"4xx"}))) is None
+    assert classes.walk(RetryPolicy(when=frozenset({"4xx"}))) is None
 
 
 def test_a_consumed_body_is_never_replayed() -> None:
