@@ -14,7 +14,6 @@ front of it that captures or transforms the answer (stages/).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -278,23 +277,37 @@ async def _try(
     deadline: float | None,
 ) -> Failure | None:
     """One try, cut at the walk's deadline unless its answer is already reaching the client,
-    its outcome reported to the target's breaker (a cut try counts as a timeout)."""
+    its outcome reported to the target's breaker (a cut try counts as a timeout).
+
+    The try runs in the walk's own task (so that profiles show the handler around it); the
+    deadline cancels that task and takes the cancellation back."""
+    current = asyncio.current_task()
+    cut: list[bool] = []
+
+    def at_deadline() -> None:
+        if current is not None and not answering():
+            cut.append(True)
+            current.cancel()
+
+    timer = None if remaining is None else asyncio.get_running_loop().call_later(remaining, at_deadline)
     reported = False
     try:
-        task = asyncio.ensure_future(try_one(candidate, more))
-        done, _ = await asyncio.wait((task,), timeout=remaining)
-        if not done and answering():
-            await task  # the answer is on its way: let it finish
-        elif not done:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        failure = task.result() if not task.cancelled() else past_deadline(target, deadline)
+        try:
+            failure = await try_one(candidate, more)
+        except asyncio.CancelledError:
+            if not cut or current is None or current.uncancel():
+                raise  # the client left, not the deadline
+            failure = past_deadline(target, deadline)
+        else:
+            if cut and current is not None:
+                current.uncancel()  # the deadline came as the try ended: it answered in time
         if target is not None and breakers is not None and not gone():
             breakers.record(target, failure)
             reported = True
         return failure
     finally:
+        if timer is not None:
+            timer.cancel()
         if target is not None and breakers is not None and not reported:
             breakers.release(target)  # the client left (or the attempt raised): no verdict
 
