@@ -261,8 +261,9 @@ class _Compiler:
                 weights.append(1 if isinstance(item, str) else item.get("weight", 1))
         if not targets:
             self.warn(("agents", name), "no usable target: requests to this agent answer 503")
+        hedge_after = parse_duration(spec["hedge_after"]) if "hedge_after" in spec else None
         return Agent(name, spec.get("strategy", "fallback"), tuple(targets), tuple(weights),
-                     _retry(_section(spec, "retry"), self.retry))
+                     _retry(_section(spec, "retry"), self.retry), hedge_after)
 
     def _routes(self, providers: Mapping[str, Provider], skipped: set[str]) -> list[Route]:
         routes: list[Route] = []

@@ -84,6 +84,7 @@ class Agent:
     targets: tuple[Target, ...]
     weights: tuple[int, ...]  # one per target: its share for the weighted and sticky strategies
     retry: RetryPolicy = RetryPolicy()
+    hedge_after: float | None = None  # seconds without an answer before the next target is tried too
 
 
 @dataclass(frozen=True, slots=True)

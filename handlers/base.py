@@ -17,17 +17,17 @@ from tornado.web import RequestHandler
 from access.keys import Principal
 from converters.usage import Usage
 from dsl.handler_rules import HandlerRules
-from dsl.table import Provider, Route, Table
+from dsl.table import Route, Table
 from handlers.errors import error_body, stream_error_event
 from handlers.upstream_url import encode_path
 from ops import metrics
 from ops.stats import MAX_LABEL_LENGTH
 from runtime.process import Runtime
 from stages import stage
-from upstream.attempt import Broken, Converted, Outcome, Reading, Sink
+from upstream.attempt import Broken, Converted, Head, Outcome, Reading, Sink
 from upstream.exchange import Exchange
-from upstream.failure import ErrorAnswer, Failure
-from upstream.headers import UPSTREAM_PRIVATE, relayable
+from upstream.failure import CIRCUIT_OPEN, ErrorAnswer, Failure
+from upstream.hedge import Race
 
 log = logging.getLogger("gateway.handlers")
 
@@ -114,6 +114,7 @@ class GatewayHandler(RequestHandler):
     bytes_out = 0
     bytes_flushed = 0  # of bytes_out, known to have reached the client's socket
     tried: list[dict[str, Any]] | None = None  # the targets a walk tried, for the access log
+    race: Race | None = None  # a hedged walk's tries (upstream/hedge.py)
 
     @classmethod
     def for_route(cls, route: Route) -> type[GatewayHandler]:
@@ -170,6 +171,8 @@ class GatewayHandler(RequestHandler):
         log.debug("client closed the connection (request %s)", getattr(self, "request_id", "-"))
         if self.exchange is not None:
             self.exchange.cancel()
+        if self.race is not None:
+            self.race.cancel()
         if not self._finished:
             self._account(499)
 
@@ -225,6 +228,10 @@ class GatewayHandler(RequestHandler):
             entry["kind"] = failure.kind
         tried.append(entry)
 
+    def note_skip(self, label: str) -> None:
+        """A target the walk skipped because its breaker is open, for the access log."""
+        self.note_try(label, Failure(label, label, 0, CIRCUIT_OPEN, "circuit open"))
+
     def note_walk(self, failures: list[Failure] | None) -> None:
         """After a walk: a failure that tried no target (every breaker open) is logged too."""
         if failures and self.tried is None:
@@ -254,21 +261,23 @@ class GatewayHandler(RequestHandler):
     def principal_name(self) -> str | None:
         return self.principal.name if self.principal is not None else None
 
-    def adopt_upstream_headers(self, exchange: Exchange, provider: Provider) -> None:
-        """Answer with the upstream's status and headers, keeping our request id.
+    def begin(self, head: Head) -> None:
+        """Answer with `head`'s status and headers; the provider's own replace all of ours but
+        the request id (the provider's request id is kept as x-upstream-request-id)."""
+        self.set_status(head.status)
+        if head.upstream:
+            for name in list(self._headers):
+                if name.lower() != "x-request-id":
+                    self.clear_header(name)
+            for name, value in head.headers:
+                self.add_header(name, value)
+        else:
+            for name, value in head.headers:
+                self.set_header(name, value)
 
-        The provider's own request id is kept as x-upstream-request-id; its key, should a
-        header quote it, is taken out.
-        """
-        self.set_status(exchange.status)
-        for name in list(self._headers):
-            if name.lower() != "x-request-id":
-                self.clear_header(name)
-        for name, value in relayable(exchange.headers, UPSTREAM_PRIVATE):
-            if name.lower() == "x-request-id":
-                self.set_header("x-upstream-request-id", provider.scrub(value))
-            else:
-                self.add_header(name, provider.scrub(value))
+    def claim(self) -> bool:
+        """The one try of an unhedged walk always has the client."""
+        return True
 
     def send(self, data: bytes) -> None:
         """Relay upstream body bytes to the client now, holding the upstream while it is behind.
@@ -348,9 +357,12 @@ class GatewayHandler(RequestHandler):
             self.deny(refused.status, refused.reason, refused.message)
         return refused is not None
 
-    async def through_stages(self, run: Callable[[Sink], Awaitable[Outcome]]) -> Outcome:
-        """One upstream attempt (`run(sink)`), inside the stages' `around` hooks; the client is the sink."""
-        return await stage.around(self.route.stages, self, run, self)
+    async def through_stages(
+        self, run: Callable[[Sink], Awaitable[Outcome]], sink: Sink | None = None
+    ) -> Outcome:
+        """One upstream attempt (`run(sink)`), inside the stages' `around` hooks; the sink is the
+        client (or a hedged try's stand-in for it)."""
+        return await stage.around(self.route.stages, self, run, self if sink is None else sink)
 
     def staged(self, reading: Reading) -> Reading:
         """`reading`, with the stages' answer converters after it (none: `reading` itself)."""

@@ -13,18 +13,20 @@ import orjson
 from converters.base import Chain, Context
 from converters.encoding import encode
 from converters.registry import ChainPlan, UnsupportedConversion, plan
+from converters.stream_start import StreamStart
 from converters.translation import Translation
 from converters.usage import Usage
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
-from dsl.table import Agent, Route, Table, Target
+from dsl.table import Agent, Provider, Route, Table, Target
 from handlers.base import GatewayHandler
 from ops import metrics
 from stages.access import ModelAccess
 from stages.accounting import Accounting
-from upstream.attempt import Broken, Kept, Relayed, UpstreamRequest, attempt, walk
+from upstream.attempt import Broken, Head, Kept, Relayed, Sink, UpstreamRequest, attempt, walk
 from upstream.breaker import target_key
 from upstream.exchange import Exchange
 from upstream.failure import Failure, agent_answer, answered_with_error
+from upstream.hedge import Race
 from upstream.strategies import SESSION_HEADER
 
 # More entries than any real conversation has; past it a request is refused before any
@@ -100,10 +102,14 @@ class ChatHandler(GatewayHandler):
             session = self.request.headers.get(SESSION_HEADER)
             targets = self.runtime.strategies.order(self.agent, document, session)
         policy = self.table.retry if self.agent is None else self.agent.retry
+        hedge_after = None if self.agent is None else self.agent.hedge_after
+        if hedge_after is not None:
+            self.race = Race(self)
         failures = await walk(
             targets, lambda target, _: self._attempt(target, document), self.gone,
             policy=policy, answering=lambda: self.committed,
             breakers=self.runtime.breakers, key=lambda target: target_key(target.provider.name, target.model),
+            skipped=lambda target: self.note_skip(target.label), hedge_after=hedge_after,
         )
         self.note_walk(failures)
         self._count_fallback(failures)
@@ -120,13 +126,15 @@ class ChatHandler(GatewayHandler):
 
     async def _attempt(self, target: Target, document: dict) -> Failure | None:
         """Try one target, and note why it failed for the access log (an answer notes itself)."""
-        failure = await self._try_target(target, document)
+        sink: Sink = self if self.race is None else self.race.enter()
+        failure = await self._try_target(target, document, sink)
         if failure is not None:
             self.note_try(target.label, failure)
         return failure
 
-    async def _try_target(self, target: Target, document: dict) -> Failure | None:
-        """Try one target. None when the client got its answer (or left); else why not."""
+    async def _try_target(self, target: Target, document: dict, sink: Sink) -> Failure | None:
+        """Try one target, answering `sink`. None when the client got its answer (or left, or
+        another try won it); else why not."""
         provider = target.provider
         chain_plan = self.route.chains.get(provider.format)
         if chain_plan is None:
@@ -139,11 +147,11 @@ class ChatHandler(GatewayHandler):
             upstream_body = encode({**upstream_document, "model": target.model}, "the request")
         except ValueError as exc:
             return Failure(provider.name, target.label, 400, "invalid_request", str(exc))
-        reading = _ChatReading(self, chain_plan, context)
+        reading = _ChatReading(provider, chain_plan, context)
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
                                   upstream_body, self._upstream_headers(translation))
         started = self.request.request_time()
-        failure = await self._outcome(target, request, reading, translation, context)
+        failure = await self._outcome(target, request, reading, translation, context, sink)
         if self.agent is not None and (failure is None or failure.retryable):
             first_byte = None if self.ttfb is None else self.ttfb - started
             if failure is not None or first_byte is not None:  # else the client left first
@@ -152,25 +160,22 @@ class ChatHandler(GatewayHandler):
 
     async def _outcome(
         self, target: Target, request: UpstreamRequest, reading: _ChatReading,
-        translation: Translation, context: Context,
+        translation: Translation, context: Context, sink: Sink,
     ) -> Failure | None:
         """Run the attempt and end the client's answer with it; None when it did."""
         outcome = await self.through_stages(
-            lambda sink: attempt(self.runtime.upstream, request, self.staged(reading), sink)
+            lambda staged: attempt(self.runtime.upstream, request, self.staged(reading), staged), sink
         )
         if isinstance(outcome, Failure | None):
             return outcome
         if isinstance(outcome, Relayed):
-            if not self.committed and not outcome.tail:
-                status, message = outcome.exchange.status, "upstream sent an empty stream"
-                return Failure(target.provider.name, target.label, status, "empty", message)
             self._answered(target, _chain_usage(reading.chain))
             self.end_relayed(outcome.tail)
         elif isinstance(outcome, Broken):
             self._answered(target, _chain_usage(reading.chain))
             self.end_broken(outcome)
         elif isinstance(outcome, Kept):
-            return self._end_kept(target, outcome, translation, context)
+            return self._end_kept(target, outcome, translation, context, sink)
         return None
 
     def _answered(self, target: Target, usage: Usage | None) -> None:
@@ -193,7 +198,7 @@ class ChatHandler(GatewayHandler):
         return headers + [(name, value) for name in names if (value := self.request.headers.get(name))]
 
     def _end_kept(
-        self, target: Target, kept: Kept, translation: Translation, context: Context
+        self, target: Target, kept: Kept, translation: Translation, context: Context, sink: Sink
     ) -> Failure | None:
         """A buffered answer: converted and sent when it is a good one, else why not."""
         provider, status, body = target.provider.name, kept.exchange.status, kept.body
@@ -212,6 +217,8 @@ class ChatHandler(GatewayHandler):
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
                 return Failure(provider, target.label, 502, "bad_upstream_body", f"unusable answer: {exc}")
         body = self.staged_body(body)
+        if not sink.claim():
+            return None  # a hedged try answered first
         self.set_status(status)
         self.set_header("Content-Type", kept.exchange.headers.get("Content-Type", "application/json"))
         self.mark_first_byte()
@@ -222,29 +229,41 @@ class ChatHandler(GatewayHandler):
 
 class _ChatReading:
     """Relays a 2xx stream through the route's converter chain (a fresh one per answer, as
-    a stage may run the upstream again); keeps every other answer."""
+    a stage may run the upstream again), its start held until the first content event
+    (converters/stream_start.py); keeps every other answer."""
 
-    __slots__ = ("handler", "plan", "context", "chain")
+    __slots__ = ("provider", "plan", "context", "chain", "start")
 
-    def __init__(self, handler: ChatHandler, plan: ChainPlan, context: Context) -> None:
-        self.handler = handler
+    def __init__(self, provider: Provider, plan: ChainPlan, context: Context) -> None:
+        self.provider = provider
         self.plan = plan
         self.context = context
         self.chain = Chain(())
+        self.start: StreamStart | None = None
 
     def relay(self, exchange: Exchange) -> bool:
         if not (exchange.streaming and 200 <= exchange.status < 300):
             return False
         self.chain = self.plan.build(self.context)
-        self.handler.set_status(exchange.status)
-        self.handler.set_header("Content-Type", exchange.headers["Content-Type"])
-        self.handler.set_header("Cache-Control", "no-cache")
+        self.start = StreamStart(self.provider.format, exchange.status, self.provider.scrub)
         return True
 
+    def head(self, exchange: Exchange) -> Head:
+        content_type = exchange.headers["Content-Type"]
+        return Head(exchange.status, (("Content-Type", content_type), ("Cache-Control", "no-cache")))
+
     def feed(self, data: bytes) -> bytes:
+        start = self.start
+        if start is not None:
+            released = start.feed(data)
+            if released is None:
+                return b""
+            self.start, data = None, released
         return self.chain.feed(data)
 
     def close(self) -> bytes:
+        if self.start is not None:
+            self.start.end()
         return self.chain.close()
 
 

@@ -12,7 +12,6 @@ whichever model the body names: the endpoint is configuration, the model the cli
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 from collections.abc import Mapping
 
@@ -129,6 +128,7 @@ class ForwardHandler(GatewayHandler):
             replayable=replayable, policy=self.route.retry, answering=lambda: self.committed,
             breakers=self.runtime.breakers,
             key=lambda provider: target_key(provider.name, self.route.endpoint),
+            skipped=lambda provider: self.note_skip(provider.name),
         )
         self.note_walk(failures)
         if failures:
@@ -210,7 +210,7 @@ class ForwardHandler(GatewayHandler):
         def keep(status: int) -> bool:
             return status in REFUSED_KEY or (more and status in RETRYABLE_STATUS)
 
-        reading = PassOn(provider, functools.partial(self.adopt_upstream_headers, provider=provider), keep)
+        reading = PassOn(provider, keep)
         request = UpstreamRequest(provider, provider.name, url, self.request.method or "GET", body, headers)
         outcome = await self.through_stages(
             lambda sink: attempt(self.runtime.upstream, request, self.staged(reading), sink)

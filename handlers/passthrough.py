@@ -8,8 +8,6 @@ key it was sent: that key is taken out of every relayed header and error body.
 
 from __future__ import annotations
 
-import functools
-
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Route, Table
 from handlers.base import GatewayHandler
@@ -57,8 +55,7 @@ class PassthroughHandler(GatewayHandler):
             self.answer_error(relay_answer(failures[-1]))
 
     async def _try(self, request: UpstreamRequest, more: bool) -> Failure | None:
-        adopt = functools.partial(self.adopt_upstream_headers, provider=request.provider)
-        reading = PassOn(request.provider, adopt)
+        reading = PassOn(request.provider)
         outcome = await self.through_stages(
             lambda sink: attempt(self.runtime.upstream, request, self.staged(reading), sink)
         )

@@ -20,6 +20,8 @@ SLOW_HEADERS_S = 2.0
 class ScriptedHandler(MockHandler):
     """An endpoint whose answer the request's model name can delay, refuse or break."""
 
+    stream_fault = ""  # a ``stream`` script's "error" or "empty": what follows the first event
+
     async def send_fault(self, status: int) -> None:
         """A ``fault-<status>`` answer. 401 quotes the key it was sent, as a careless provider
         would, in the body and in ``WWW-Authenticate``, and sends the body in three chunks
@@ -77,6 +79,10 @@ class ScriptedHandler(MockHandler):
             self.note_script({"first_byte_delay_ms": script.delay_ms})
             await self.pause(script.delay_ms / 1000.0)
             return self._disconnected
+        if script.kind == "stream":
+            self.note_script({"stream": script.stream})
+            self.stream_fault = script.stream
+            return False
         if script.kind == "refuse":
             self.note_script({"refuse": True})
             self._aborted = True
@@ -157,6 +163,8 @@ class ScriptedHandler(MockHandler):
         self.set_header("Cache-Control", "no-cache")
         if fault in ("cut", "streamerror"):
             events = events[:2]
+        elif self.stream_fault:
+            events = events[:1]
         for i, event in enumerate(events):
             if i and delay:
                 await asyncio.sleep(delay)
@@ -170,7 +178,7 @@ class ScriptedHandler(MockHandler):
                 return
         if fault == "cut":
             await self.cut()
-        elif fault == "streamerror":
+        elif fault == "streamerror" or self.stream_fault == "error":
             self.write(self.stream_error_event())
 
     async def cut(self) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 SEEN_LIMIT = 10_000  # distinct model names counted (the names are the client's to choose)
 SCRIPT_LIMIT = 1_000  # models with a script at once
 MAX_DELAY_MS = 600_000
-_KINDS = ("fail", "first_byte_delay_ms", "refuse", "recover")
+_KINDS = ("fail", "first_byte_delay_ms", "refuse", "stream", "recover")
+STREAM_FAULTS = ("error", "empty")  # what a scripted stream sends after its first event
 _KEYS = frozenset({"model", "status", "retry_after", "times", *_KINDS})
 
 
@@ -22,11 +23,12 @@ _KEYS = frozenset({"model", "status", "retry_after", "times", *_KINDS})
 class FaultScript:
     """What the next ``remaining`` requests (None: every one until cleared) for a model meet."""
 
-    kind: str  # "fail", "delay" or "refuse"
+    kind: str  # "fail", "delay", "refuse" or "stream"
     remaining: int | None
     status: int = 503
     retry_after: str | None = None
     delay_ms: float = 0.0
+    stream: str = ""  # "error" or "empty"
 
     def view(self) -> dict[str, Any]:
         shown: dict[str, Any] = {"kind": self.kind, "remaining": self.remaining}
@@ -34,6 +36,8 @@ class FaultScript:
             shown.update(status=self.status, retry_after=self.retry_after)
         elif self.kind == "delay":
             shown["first_byte_delay_ms"] = self.delay_ms
+        elif self.kind == "stream":
+            shown["stream"] = self.stream
         return shown
 
 
@@ -46,7 +50,9 @@ def parse_script(spec: Any) -> tuple[str, FaultScript | None] | str:
 
     ``{"model", "fail": N | true, "status": 400..599 (503), "retry_after": "<secs or HTTP date>"}``,
     ``{"model", "first_byte_delay_ms": ms, "times": N}``, ``{"model", "refuse": true, "times": N}``
-    or ``{"model", "recover": true}``; without ``times`` (or with ``fail: true``) until cleared.
+    ``{"model", "stream": "error" | "empty", "times": N}`` (a streamed completion answers 200,
+    sends its first event, then an error event or nothing) or ``{"model", "recover": true}``;
+    without ``times`` (or with ``fail: true``) until cleared.
     """
     if not isinstance(spec, dict) or set(spec) - _KEYS:
         return f"expected an object with keys among {sorted(_KEYS)}"
@@ -55,17 +61,21 @@ def parse_script(spec: Any) -> tuple[str, FaultScript | None] | str:
         return "model must be a non-empty string of at most 256 characters"
     kinds = [k for k in _KINDS if k in spec]
     if len(kinds) != 1:
-        return "give exactly one of fail, first_byte_delay_ms, refuse, recover"
+        return "give exactly one of fail, first_byte_delay_ms, refuse, stream, recover"
     kind = kinds[0]
     times = spec.get("times")
     if times is not None and (kind in ("fail", "recover") or not _count(times)):
-        return "times (an integer >= 1) goes with first_byte_delay_ms or refuse"
+        return "times (an integer >= 1) goes with first_byte_delay_ms, refuse or stream"
     if kind != "fail" and ("status" in spec or "retry_after" in spec):
         return "status and retry_after go with fail"
     if kind == "recover":
         return (model, None) if spec["recover"] is True else "recover must be true"
     if kind == "refuse":
         return (model, FaultScript("refuse", times)) if spec["refuse"] is True else "refuse must be true"
+    if kind == "stream":
+        if spec["stream"] not in STREAM_FAULTS:
+            return f"stream must be one of {list(STREAM_FAULTS)}"
+        return model, FaultScript("stream", times, stream=spec["stream"])
     if kind == "first_byte_delay_ms":
         ms = spec["first_byte_delay_ms"]
         if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms <= MAX_DELAY_MS:

@@ -106,6 +106,20 @@ CIRCUIT_TRANSITIONS = Counter(
     ["provider", "model", "to"],
     registry=REGISTRY,
 )
+RETRIES = Counter(
+    "gateway_retries_total",
+    "Tries of a target after its own failure (routes.yaml retry.attempts), by provider and outcome: "
+    "answered or failed.",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
+HEDGES = Counter(
+    "gateway_hedges_total",
+    "Hedged tries (an agent's hedge_after), by outcome: started; then first_answered (the slow "
+    "target answered first after all), hedge_answered (the hedge did) or failed (neither).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 FALLBACKS = Counter(
     "gateway_fallbacks_total",
     "Agent requests that walked past their first target, by agent and outcome: "

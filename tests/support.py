@@ -255,3 +255,23 @@ routes:
   - {{match: POST /v1/messages/count_tokens, handler: count_tokens, ingress: anthropic}}
 """
     return Gateway(write_config(directory, routes, f"client_token: {CLIENT_TOKEN}\n"))
+
+
+def access_line(gateway: Gateway, request_id: str) -> dict[str, Any]:
+    """The access-log line of one request (written at the end of an event-loop pass)."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in gateway.log().splitlines()
+                 if line.startswith("{") and f'"request_id":"{request_id}"' in line]
+        if lines or time.monotonic() > deadline:
+            assert len(lines) == 1, lines
+            return lines[0]
+        time.sleep(0.05)
+
+
+def metric(text: str, series: str) -> float:
+    """The value of one series (name and labels, as /metrics writes them); 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

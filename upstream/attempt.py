@@ -23,13 +23,14 @@ from typing import Protocol, TypeVar
 
 from converters.base import Chain
 from converters.sse import EventTooLarge
+from converters.stream_start import StreamRefused
 from dsl.table import Provider, RetryPolicy
 from ops import metrics
 from upstream.body_pipe import BodyPipe
 from upstream.breaker import BreakerBoard, TargetKey
 from upstream.client import UpstreamClient
 from upstream.exchange import Exchange
-from upstream.failure import CIRCUIT_OPEN, Failure, error_kind, retried_on
+from upstream.failure import CIRCUIT_OPEN, Failure, answered_with_error, error_kind, retried_on
 
 log = logging.getLogger("gateway.upstream")
 
@@ -37,6 +38,16 @@ MAX_KEPT_ERROR = 64 * 1024  # of an error answer that is kept, not relayed: enou
 DEFAULT_POLICY = RetryPolicy()
 
 Candidate = TypeVar("Candidate")
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The status and headers an answer starts with. `upstream`: they are the provider's own,
+    relayed in place of the gateway's (all but its request id); else added to them."""
+
+    status: int
+    headers: Sequence[tuple[str, str]]
+    upstream: bool = False
 
 
 class Sink(Protocol):
@@ -52,7 +63,15 @@ class Sink(Protocol):
 
     @property
     def over(self) -> bool:
-        """The client left, or its answer has ended."""
+        """The client left, or its answer has ended (or another try's answer won it)."""
+        ...
+
+    def claim(self) -> bool:
+        """This try is about to answer: False when another try already does (hedging)."""
+        ...
+
+    def begin(self, head: Head) -> None:
+        """The answer's status and headers, before its first bytes."""
         ...
 
     def send(self, data: bytes) -> None:
@@ -68,16 +87,21 @@ class Reading(Protocol):
     """How a handler reads one answer: which answers it relays as they arrive, and how."""
 
     def relay(self, exchange: Exchange) -> bool:
-        """The headers are in. True: relay the body as it arrives (the reading has answered
-        the client's status and headers); False: keep it for the caller."""
+        """The headers are in. True: relay the body as it arrives; False: keep it for the caller."""
+        ...
+
+    def head(self, exchange: Exchange) -> Head:
+        """What a relayed answer starts with, asked once before its first bytes are sent."""
         ...
 
     def feed(self, data: bytes) -> bytes:
-        """A relayed chunk, as the client gets it (may hold back an incomplete end)."""
+        """A relayed chunk, as the client gets it (may hold back an incomplete end, or a
+        stream's start until it proves to be an answer: StreamRefused when it does not)."""
         ...
 
     def close(self) -> bytes:
-        """The relayed answer ended cleanly: what was held back."""
+        """The relayed answer ended cleanly: what was held back (StreamRefused: a stream that
+        ended before any content)."""
         ...
 
 
@@ -92,6 +116,9 @@ class Converted:
 
     def relay(self, exchange: Exchange) -> bool:
         return self._reading.relay(exchange)
+
+    def head(self, exchange: Exchange) -> Head:
+        return self._reading.head(exchange)
 
     def feed(self, data: bytes) -> bytes:
         out = self._reading.feed(data)
@@ -150,6 +177,8 @@ Outcome = Relayed | Kept | Broken | Over | Failure
 async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Reading, sink: Sink) -> Outcome:
     """Send `request` and report how it ended (see the module docstring)."""
     relaying = False
+    begun = False
+    refused: StreamRefused | None = None
     kept: list[bytes] = []
     size = 0
 
@@ -157,14 +186,28 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
         nonlocal relaying
         relaying = reading.relay(exchange)
 
+    def begin() -> bool:
+        """Claim the client and send it the head, once; False when another try has it."""
+        nonlocal begun
+        if not begun:
+            if not sink.claim():
+                exchange.cancel()
+                return False
+            begun = True
+            sink.begin(reading.head(exchange))
+        return True
+
     def on_chunk(data: bytes) -> None:
-        nonlocal size
+        nonlocal size, refused
         if relaying:
             try:
                 out = reading.feed(data)
             except EventTooLarge as exc:
-                return sink.end_stream(request.label, "event_too_large", str(exc))
-            if out:
+                return sink.end_stream(request.label, "event_too_large", str(exc)) if begin() else None
+            except StreamRefused as exc:
+                refused = exc
+                return exchange.cancel()
+            if out and begin():
                 sink.send(out)
         elif size < MAX_KEPT_ERROR or 200 <= exchange.status < 300:
             kept.append(data)
@@ -176,9 +219,11 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
     try:
         response = await exchange.run(provider, request.url, request.method, request.body, request.headers)
     except asyncio.CancelledError:
-        exchange.cancel()  # the walk's deadline passed: stop the transfer too
+        exchange.cancel()  # the walk's deadline passed, or another try won: stop the transfer too
         raise
     metrics.UPSTREAM_SECONDS.labels(provider=provider.name).observe(time.monotonic() - started)
+    if refused is not None:
+        return _refusal(request, refused)
     if sink.over:
         return Over()
     if response.code == 599:
@@ -193,9 +238,22 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
     try:
         tail = reading.close()
     except EventTooLarge as exc:
-        sink.end_stream(request.label, "event_too_large", str(exc))
+        if begin():
+            sink.end_stream(request.label, "event_too_large", str(exc))
+        return Over()
+    except StreamRefused as exc:
+        return _refusal(request, exc)
+    if not begin():
         return Over()
     return Relayed(exchange, tail)
+
+
+def _refusal(request: UpstreamRequest, refused: StreamRefused) -> Failure:
+    """A stream that answered 2xx, then sent an error event or ended before any content."""
+    name, label = request.provider.name, request.label
+    if refused.error is None:
+        return Failure(name, label, refused.status, "empty", "upstream stream ended before any content")
+    return answered_with_error(name, label, refused.status, refused.error)
 
 
 async def walk(
@@ -210,6 +268,8 @@ async def walk(
     clock: Callable[[], float] = time.monotonic,
     breakers: BreakerBoard | None = None,
     key: Callable[[Candidate], TargetKey] | None = None,
+    skipped: Callable[[Candidate], None] | None = None,
+    hedge_after: float | None = None,
 ) -> list[Failure] | None:
     """Try `candidates` in order, each up to `policy.attempts` times, until one answers; None
     when one did (or the client left), else the failures, the last one final.
@@ -217,52 +277,164 @@ async def walk(
     `try_one(candidate, more)` gets `more` True when another try would follow a failure (the
     request can be replayed and this is not the last try): it may then keep an answer it would
     otherwise relay. A failure is tried again only when `policy.when` names it, after a pause
-    (`pause`, default the policy's jittered back-off). Each failure is counted by provider and kind.
+    (`pause`, default the policy's jittered back-off). Each failure is counted by provider and
+    kind, each retry of a target by its outcome.
 
     With `policy.deadline`, no try starts after it, and a try still without an answer when it
     passes (`answering` false: nothing reached the client) is cancelled: the last failure is
     then a timeout (504). `clock` tells the time (tests give their own).
 
     With `breakers` (and `key`, naming a candidate's target), a candidate whose breaker is
-    open is skipped without a network call, and not tried again once it opens; each outcome
-    is reported to its breaker. When every candidate is open, the one failure is
-    `circuit_open`, with the soonest reopening as its Retry-After.
+    open is skipped without a network call (and told to `skipped`), and not tried again once
+    it opens; each outcome is reported to its breaker. When every candidate is open, the one
+    failure is `circuit_open`, with the soonest reopening as its Retry-After.
+
+    With `hedge_after`, a candidate still without an answer after that long has the next one
+    tried beside it (two at a time at most); the first to claim the client answers (the
+    tries' sinks arbitrate, upstream/hedge.py) and the other is cancelled.
     """
     if breakers is not None and key is not None:
         usable = [c for c in candidates if breakers.usable(key(c))]
         if not usable:
             return [all_open(breakers, [key(c) for c in candidates])]
+        if skipped is not None and len(usable) < len(candidates):
+            for candidate in candidates:
+                if candidate not in usable:
+                    skipped(candidate)
         candidates = usable
-    wait = policy.pause if pause is None else pause
-    ends = None if policy.deadline is None else clock() + policy.deadline
-    failures: list[Failure] = []
-    tries = 0
-    for index, candidate in enumerate(candidates):
-        target = key(candidate) if breakers is not None and key is not None else None
+    run = _Walk(candidates, try_one, gone, replayable, policy, answering, pause, clock, breakers, key,
+                skipped)
+    if hedge_after is None or len(candidates) < 2:
+        for index in range(len(candidates)):
+            await run.lane(index, pause_first=True)
+            if run.over:
+                break
+    else:
+        await run.race(hedge_after)
+    if run.answered:
+        return None
+    if not run.failures and breakers is not None and key is not None:
+        return [all_open(breakers, [key(c) for c in candidates])]
+    return run.failures
+
+
+class _Walk:
+    """One walk's state: its tries so far, their failures, and whether it is over."""
+
+    def __init__(
+        self,
+        candidates: Sequence[Candidate],
+        try_one: Callable[[Candidate, bool], Awaitable[Failure | None]],
+        gone: Callable[[], bool],
+        replayable: bool,
+        policy: RetryPolicy,
+        answering: Callable[[], bool],
+        pause: Callable[[int], float] | None,
+        clock: Callable[[], float],
+        breakers: BreakerBoard | None,
+        key: Callable[[Candidate], TargetKey] | None,
+        skipped: Callable[[Candidate], None] | None,
+    ) -> None:
+        self.candidates = candidates
+        self.try_one = try_one
+        self.gone = gone
+        self.replayable = replayable
+        self.policy = policy
+        self.answering = answering
+        self.wait = policy.pause if pause is None else pause
+        self.clock = clock
+        self.breakers = breakers if key is not None else None
+        self.key = key
+        self.skipped = skipped
+        self.ends = None if policy.deadline is None else clock() + policy.deadline
+        self.failures: list[Failure] = []
+        self.tries = 0
+        self.answered = False  # a try answered, or the client left
+        self.final = False  # a failure no further try may fix (or the deadline passed)
+
+    @property
+    def over(self) -> bool:
+        return self.answered or self.final
+
+    async def lane(self, index: int, *, pause_first: bool) -> None:
+        """Every try of candidate `index`, until it answers or gives up."""
+        candidate = self.candidates[index]
+        breakers, policy = self.breakers, self.policy
+        target = self.key(candidate) if breakers is not None and self.key is not None else None
         for again in range(policy.attempts):
-            if tries:
-                delay = wait(tries)
-                await asyncio.sleep(delay if ends is None else max(0.0, min(delay, ends - clock())))
-            if gone():
-                return None
-            if ends is not None and clock() >= ends:
-                return [*failures, past_deadline(target, policy.deadline)]
-            if target is not None and not breakers.admit(target):
-                break  # open, or half-open with its probes all out: the next candidate
-            last = index + 1 == len(candidates) and again + 1 == policy.attempts
-            more = replayable and not last
-            tries += 1
-            failure = await _try(try_one, candidate, more, target, breakers, gone, answering,
-                                 None if ends is None else ends - clock(), policy.deadline)
+            if self.tries and (again or pause_first):
+                delay = self.wait(self.tries)
+                ends = self.ends
+                await asyncio.sleep(delay if ends is None else max(0.0, min(delay, ends - self.clock())))
+            if self.gone() or self.over:
+                self.answered = self.answered or self.gone()
+                return
+            if self.ends is not None and self.clock() >= self.ends:
+                self.failures.append(past_deadline(target, policy.deadline))
+                self.final = True
+                return
+            if target is not None and breakers is not None and not breakers.admit(target):
+                if self.skipped is not None:
+                    self.skipped(candidate)
+                return  # open, or half-open with its probes all out: the next candidate
+            last = index + 1 == len(self.candidates) and again + 1 == policy.attempts
+            more = self.replayable and not last
+            self.tries += 1
+            remaining = None if self.ends is None else self.ends - self.clock()
+            failure = await _try(self.try_one, candidate, more, target, breakers, self.gone, self.answering,
+                                 remaining, policy.deadline)
+            if again:
+                provider = failure.provider if failure is not None else (target[0] if target else "upstream")
+                outcome = "failed" if failure is not None else "answered"
+                metrics.RETRIES.labels(provider=provider, outcome=outcome).inc()
             if failure is None:
-                return None
-            failures.append(failure)
+                self.answered = True
+                return
+            self.failures.append(failure)
             metrics.UPSTREAM_ERRORS.labels(provider=failure.provider, kind=failure.kind).inc()
             if not (more and retried_on(failure, policy.when)):
-                return failures
-    if not failures and breakers is not None and key is not None:
-        return [all_open(breakers, [key(c) for c in candidates])]
-    return failures
+                self.final = True
+                return
+
+    async def race(self, hedge_after: float) -> None:
+        """The lanes with hedging: the next starts when the last started has no answer after
+        `hedge_after`, or at once when every running one gave up."""
+        running: dict[asyncio.Task[None], int] = {}
+        started = 0
+        hedged_from: int | None = None  # the lane that was running when the hedge started
+        try:
+            while not self.over:
+                if not running:
+                    if started == len(self.candidates):
+                        break
+                    running[asyncio.ensure_future(self.lane(started, pause_first=True))] = started
+                    started += 1
+                can_hedge = len(running) < 2 and started < len(self.candidates) and not self.answering()
+                done, _ = await asyncio.wait(running, timeout=hedge_after if can_hedge else None,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    if self.gone():
+                        continue
+                    hedged_from = next(iter(running.values()))
+                    running[asyncio.ensure_future(self.lane(started, pause_first=False))] = started
+                    metrics.HEDGES.labels(outcome="started").inc()
+                    started += 1
+                    continue
+                for task in done:
+                    index = running.pop(task)
+                    if not task.cancelled():
+                        task.result()  # a lane's own error is the walk's
+                    if self.answered and not task.cancelled() and hedged_from is not None:
+                        outcome = "first_answered" if index == hedged_from else "hedge_answered"
+                        metrics.HEDGES.labels(outcome=outcome).inc()
+                        hedged_from = None
+            if hedged_from is not None and not self.answered:
+                metrics.HEDGES.labels(outcome="failed").inc()
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
 
 
 async def _try(

@@ -7,6 +7,7 @@ holds the transfer while the client is behind, and cancels it when the client go
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 
@@ -147,10 +148,18 @@ class Exchange:
             allow_nonstandard_methods=True,
             prepare_curl_callback=self._prepare_curl,
         )
+        fetched = self._client.fetch(self.request, raise_error=False)
         try:
-            return await self._client.fetch(self.request, raise_error=False)
+            # Shielded: a cancelled try (a deadline, a lost hedge) stops the transfer itself,
+            # and the fetch then ends with its own cancellation error rather than meeting a
+            # cancelled future (which Tornado would log as an error).
+            return await asyncio.shield(fetched)
         except CurlError as exc:  # transport failures raise even with raise_error=False
             return HTTPResponse(self.request, 599, error=exc, request_time=0.0)
+        except asyncio.CancelledError:
+            fetched.add_done_callback(_retrieved)
+            self.cancel()
+            raise
         finally:
             self.done = True
             self._curl = None  # libcurl reuses the handle for other requests
@@ -164,3 +173,9 @@ class Exchange:
         if self.request is not None and not self.done:
             self.done = True
             IOLoop.current().add_callback(self._client.cancel, self.request)
+
+
+def _retrieved(fetched: asyncio.Future[HTTPResponse]) -> None:
+    """Take the outcome of a fetch nobody awaits any more, so that it is not reported as lost."""
+    if not fetched.cancelled():
+        fetched.exception()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, free_port, write_config
+from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, access_line, free_port, write_config
 
 ROUTES = """
 version: 1
@@ -103,6 +103,14 @@ def test_an_open_target_is_skipped_without_a_request_and_the_agent_answers_from_
         status, _, answer = chat(breakers, "pair")
         assert status == 200
     assert seen_models(mock) == ["gpt-4o-mini"] * 3
+    request_id = "skipped-open-target"
+    status, _, _ = breakers.request("POST", "/v1/chat/completions", json.dumps(
+        {"model": "pair", "messages": MESSAGES}).encode(), {"x-request-id": request_id})
+    assert status == 200
+    assert access_line(breakers, request_id)["tried"] == [
+        {"target": "mock/fault-500", "status": None, "kind": "circuit_open"},
+        {"target": "mock/gpt-4o-mini", "status": 200},
+    ]
     state = breaker(breakers, "mock/fault-500")
     assert state["state"] == "open" and state["trips"] == 1 and state["reopens_at"] > time.time() + 500
     metrics = breakers.metrics()

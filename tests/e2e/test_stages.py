@@ -26,7 +26,7 @@ from runtime.process import Runtime
 from server.app import TableRouter
 from stages.stage import Call, Refusal, Stage
 from tests.support import Mock
-from upstream.attempt import Sink
+from upstream.attempt import Head, Sink
 from upstream.exchange import Exchange
 
 
@@ -55,6 +55,7 @@ class Capture:
     def __init__(self, client: Sink) -> None:
         self.client = client
         self.data = b""
+        self.head: Head | None = None
 
     @property
     def exchange(self) -> Exchange | None:
@@ -71,6 +72,12 @@ class Capture:
     @property
     def over(self) -> bool:
         return self.client.over
+
+    def claim(self) -> bool:
+        return True
+
+    def begin(self, head: Head) -> None:
+        self.head = head  # the client's own status and headers stay untouched
 
     def send(self, data: bytes) -> None:
         self.data += data

@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
-from tests.support import Gateway
-
-
-def access_line(gateway: Gateway, request_id: str) -> dict:
-    """The access-log line of one request (written at the end of an event-loop pass)."""
-    deadline = time.monotonic() + 5
-    while True:
-        lines = [json.loads(line) for line in gateway.log().splitlines()
-                 if line.startswith("{") and f'"request_id":"{request_id}"' in line]
-        if lines or time.monotonic() > deadline:
-            assert len(lines) == 1, lines
-            return lines[0]
-        time.sleep(0.05)
+from tests.support import Gateway, access_line, metric
 
 
 def post(gateway: Gateway, path: str, document: dict) -> tuple[int, str]:
@@ -29,13 +16,6 @@ def post(gateway: Gateway, path: str, document: dict) -> tuple[int, str]:
 
 def chat(gateway: Gateway, model: str) -> tuple[int, str]:
     return post(gateway, "/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": "hi"}]})
-
-
-def metric(text: str, series: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_the_access_log_lists_each_target_tried_and_why_it_failed(gateway: Gateway) -> None:

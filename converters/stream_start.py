@@ -1,0 +1,153 @@
+"""The start of a provider's event stream, held until it proves to be an answer.
+
+A provider can answer 200 and then send only an error event, or nothing, before its
+first content. Relayed at once, that 200 would commit the client to a failed answer
+that another target could have given; held, the failure is one like any other before
+the first byte, and the walk goes on. So the events before the first content event
+(OpenAI's role chunk, Anthropic's message_start and pings) are held, and released with
+the first content event; an error event or the stream's end before it is a failure.
+
+Only those first events are parsed: from the first content event on, bytes pass
+through untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from types import MappingProxyType
+
+import orjson
+
+from converters.sse import SSEFramer
+from converters.upstream_errors import UpstreamError, upstream_error
+
+MAX_HELD = 64 * 1024
+"""Bytes of preamble held at most; past it the stream is relayed as it is (no provider
+sends that much before its first token, so a stream that does is not one to hold)."""
+
+# The HTTP status a provider would have given the error it sent as an event. Anthropic's
+# types are documented with their statuses; OpenAI-compatible servers use the same words.
+_STATUS_OF_TYPE = MappingProxyType({
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "overloaded_error": 529,
+})
+_UNKNOWN_ERROR_STATUS = 502
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+Scrub = Callable[[str], str]
+# OpenAI delta fields that carry an answer (role alone does not).
+_CONTENT_FIELDS = ("content", "tool_calls", "function_call", "reasoning_content", "reasoning", "refusal",
+                   "audio")
+# Anthropic events that carry an answer, or end it with a stop reason (an empty text block's
+# start does not: an overloaded error can still follow it).
+_ANTHROPIC_CONTENT = frozenset({"content_block_delta", "message_delta"})
+
+
+class StreamRefused(Exception):
+    """The stream ended, or sent an error event, before any content."""
+
+    def __init__(self, status: int, error: UpstreamError | None) -> None:
+        super().__init__(status)
+        self.status = status  # as if the provider had answered with it (the stream's own when it ended)
+        self.error = error  # the error event's fields; None when the stream just ended
+
+
+class StreamStart:
+    """Holds a provider stream's preamble until its first content event (see the module docstring)."""
+
+    __slots__ = ("_format", "_scrub", "_framer", "_held", "_status")
+
+    def __init__(self, fmt: str, status: int, scrub: Scrub) -> None:
+        """`fmt`: the provider's wire format; `status`: the stream's own; `scrub` removes its key
+        from an error's text."""
+        self._format = fmt
+        self._status = status
+        self._scrub = scrub
+        self._framer = SSEFramer()
+        self._held = bytearray()
+
+    def feed(self, data: bytes) -> bytes | None:
+        """None while the preamble is held; else every byte so far, to relay from now on.
+
+        Raises StreamRefused on an error event before the first content event."""
+        self._held += data
+        for event in _EVENT_END.split(self._framer.feed(data)):
+            if self._judge(event):
+                return self._release()
+        if len(self._held) > MAX_HELD:
+            return self._release()
+        return None
+
+    def end(self) -> None:
+        """The stream ended while its preamble was held: raises StreamRefused."""
+        raise StreamRefused(self._status, None)
+
+    def _release(self) -> bytes:
+        held = bytes(self._held)
+        self._held = bytearray()
+        return held
+
+    def _judge(self, event: bytes) -> bool:
+        """True for a content event; raises StreamRefused for an error event."""
+        name, data = _fields(event)
+        if not data and not name:
+            return False
+        if name == "error":
+            self._refuse(data)
+        if data == b"[DONE]":
+            return False
+        try:
+            document = orjson.loads(data) if data else None
+        except orjson.JSONDecodeError:
+            return True  # not ours to judge: relay it
+        if not isinstance(document, dict):
+            return True
+        if "error" in document:
+            self._refuse(data)
+        if self._format == "anthropic":
+            return document.get("type") in _ANTHROPIC_CONTENT or _opens_content(document)
+        choices = document.get("choices")
+        if not isinstance(choices, list):
+            return False
+        return any(_has_content(choice) for choice in choices)
+
+    def _refuse(self, data: bytes) -> None:
+        error = upstream_error(data, self._scrub)
+        raise StreamRefused(_STATUS_OF_TYPE.get(error.type or "", _UNKNOWN_ERROR_STATUS), error)
+
+
+def _opens_content(document: dict) -> bool:
+    """An Anthropic content_block_start that already carries something (a tool's name, text)."""
+    block = document.get("content_block")
+    if document.get("type") != "content_block_start" or not isinstance(block, dict):
+        return False
+    return block.get("type") != "text" or bool(block.get("text"))
+
+
+def _has_content(choice: object) -> bool:
+    if not isinstance(choice, dict):
+        return False
+    if choice.get("finish_reason"):
+        return True
+    delta = choice.get("delta")
+    return isinstance(delta, dict) and any(delta.get(name) for name in _CONTENT_FIELDS)
+
+
+def _fields(event: bytes) -> tuple[str, bytes]:
+    """An event's name and its data lines joined (SSE: lines `event:` and `data:`)."""
+    name = ""
+    data: list[bytes] = []
+    for line in event.splitlines():
+        if line.startswith(b"data:"):
+            data.append(line[5:].removeprefix(b" "))
+        elif line.startswith(b"event:"):
+            name = line[6:].strip().decode("latin1")
+    return name, b"\n".join(data).strip()
