@@ -70,6 +70,7 @@ class _Compiler:
         self.tolerant = bool(problems)
         self.secrets_doc: loader.Document | None = None
         self.retry = RetryPolicy()  # the top-level `retry:`, which agents and routes override
+        self.breakers = BreakerSettings()  # the top-level `breakers:`, which providers override
 
     @contextlib.contextmanager
     def part(self) -> Iterator[None]:
@@ -95,6 +96,8 @@ class _Compiler:
             server = self._server()
         with self.part():
             self.retry = _retry(_section(self.data, "retry"), RetryPolicy())
+        with self.part():
+            self.breakers = _breakers(_section(self.data, "breakers"), BreakerSettings())
         providers, skipped = self._providers(_section(secrets, "provider_keys"))
         agents = self._agents(providers, skipped)
         routes = self._routes(providers, skipped)
@@ -113,7 +116,7 @@ class _Compiler:
             catalog_ttl=parse_duration(_section(self.data, "catalog").get("ttl", "300s")),
             catalog_timeout=parse_duration(_section(self.data, "catalog").get("timeout", "5s")),
             profiling_enabled=bool(_section(self.data, "debug").get("profiling_enabled", False)),
-            breakers=_breakers(_section(self.data, "breakers")),
+            breakers=self.breakers,
             retry=self.retry,
         )
 
@@ -233,7 +236,15 @@ class _Compiler:
             connect_timeout=parse_duration(spec.get("connect_timeout", "10s")),
             headers=_provider_headers(fmt, key, spec.get("headers", {})),
             key=key,
+            breakers=self._provider_breakers(name, _section(spec, "breakers")),
         )
+
+    def _provider_breakers(self, name: str, spec: Mapping[str, Any]) -> BreakerSettings:
+        """A provider's `breakers:` over the top-level ones, key by key."""
+        if spec and not self.breakers.enabled and "enabled" not in spec:
+            self.warn(("providers", name, "breakers"),
+                      "breakers are disabled at the top level: add 'enabled: true' here for these to apply")
+        return _breakers(spec, self.breakers)
 
     def _agents(self, providers: Mapping[str, Provider], skipped: set[str]) -> dict[str, Agent]:
         agents: dict[str, Agent] = {}
@@ -394,11 +405,12 @@ def _provider_headers(fmt: str, key: str | None, extra: Mapping[str, str]) -> tu
 _BREAKER_DURATIONS = ("window", "cooldown", "max_cooldown", "key_refused_cooldown")
 
 
-def _breakers(spec: Mapping[str, Any]) -> BreakerSettings:
-    """routes.yaml `breakers:`, over the defaults (the schema checked the shapes)."""
+def _breakers(spec: Mapping[str, Any], defaults: BreakerSettings) -> BreakerSettings:
+    """A `breakers:` block over `defaults` (the top-level block, for providers; the schema
+    checked the shapes)."""
     values = {name: parse_duration(spec[name]) if name in _BREAKER_DURATIONS else spec[name]
               for name in BreakerSettings.__dataclass_fields__ if name in spec}
-    return BreakerSettings(**values)
+    return replace(defaults, **values)
 
 
 def _retry(spec: Mapping[str, Any], defaults: RetryPolicy) -> RetryPolicy:

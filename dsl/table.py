@@ -19,6 +19,23 @@ from stages.stage import Stage
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """routes.yaml `breakers:` (durations in seconds), or a provider's own `breakers:` over it;
+    upstream/breaker.py applies them."""
+
+    enabled: bool = True
+    failures: int = 5
+    window: float = 60.0
+    failure_ratio: float | None = None  # also open at this share of failed requests...
+    min_requests: int = 10  # ...once the window holds this many
+    cooldown: float = 30.0
+    max_cooldown: float = 600.0
+    probes: int = 1
+    successes: int = 2
+    key_refused_cooldown: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Provider:
     """An upstream API with its credentials and URLs resolved."""
 
@@ -31,6 +48,7 @@ class Provider:
     # Headers sent upstream on every request, credentials included: never repr'd or logged.
     headers: tuple[tuple[str, str], ...] = field(repr=False)
     key: str | None = field(default=None, repr=False)
+    breakers: BreakerSettings = BreakerSettings()  # the top-level `breakers:` under its own
 
     def scrub(self, text: str) -> str:
         """`text` (an upstream's error message, say) with this provider's key taken out."""
@@ -128,22 +146,6 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class BreakerSettings:
-    """routes.yaml `breakers:` (durations in seconds); upstream/breaker.py applies them."""
-
-    enabled: bool = True
-    failures: int = 5
-    window: float = 60.0
-    failure_ratio: float | None = None  # also open at this share of failed requests...
-    min_requests: int = 10  # ...once the window holds this many
-    cooldown: float = 30.0
-    max_cooldown: float = 600.0
-    probes: int = 1
-    successes: int = 2
-    key_refused_cooldown: float = 600.0
-
-
-@dataclass(frozen=True, slots=True)
 class Table:
     """A whole compiled routes.yaml (and its secrets file)."""
 
@@ -158,7 +160,7 @@ class Table:
     catalog_ttl: float = 300.0
     catalog_timeout: float = 5.0
     profiling_enabled: bool = False
-    breakers: BreakerSettings = BreakerSettings()
+    breakers: BreakerSettings = BreakerSettings()  # the top level's; each provider has its own
     retry: RetryPolicy = RetryPolicy()  # the defaults, for requests that name provider/model
 
     def targets_for(self, model: str) -> tuple[Target, ...] | None:

@@ -151,7 +151,7 @@ class TableRouter(Router):
     def __init__(self, table: Table, runtime: Runtime, handlers: Handlers = HANDLERS) -> None:
         self.runtime = runtime
         self.handlers = handlers
-        runtime.breakers.configure(table.breakers, table.providers)
+        self._configure_breakers(table)
         self.live = (table, build_application(table, runtime, handlers))
         self.draining = False  # set on SIGTERM: kept-alive connections end with their next answer
 
@@ -161,8 +161,13 @@ class TableRouter(Router):
 
     def swap(self, table: Table) -> None:
         """Serve `table` from now on; breakers of targets it still has keep their state."""
-        self.runtime.breakers.configure(table.breakers, table.providers)
+        self._configure_breakers(table)
         self.live = (table, build_application(table, self.runtime, self.handlers))
+
+    def _configure_breakers(self, table: Table) -> None:
+        """The breakers follow `table`'s settings: the top-level ones and each provider's own."""
+        providers = {name: provider.breakers for name, provider in table.providers.items()}
+        self.runtime.breakers.configure(table.breakers, providers)
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Guard:
         table, application = self.live

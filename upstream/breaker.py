@@ -10,6 +10,10 @@ its cooldown passes; then it is half-open and admits `probes` requests at a time
 for `key_refused_cooldown`; a 429 locks its target until the Retry-After it gave, else
 for a doubling back-off.
 
+Settings are per provider: routes.yaml's `breakers:` with the provider's own `breakers:` over
+it key by key (compiled into `Provider.breakers`), so one provider may trip sooner, rest
+longer, or keep no breakers at all.
+
 The logic is pure: the board reads a clock it is given, so that tests need no sleeps.
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 import collections
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
@@ -68,7 +72,9 @@ class Breaker:
     # While closed: [start, requests, failures] per tenth of the window, oldest first.
     slices: collections.deque[list[float]] = field(default_factory=collections.deque)
     trips: int = 0
-    cooldown: float = 0.0  # the current one: doubles on a failed probe, reset when closed
+    # Failed probes since it last closed: the cooldown's exponent. Kept as a count, not as a
+    # duration, so that a reload's new cooldown and max_cooldown apply to it.
+    failed_probes: int = 0
     reopens_at: float = 0.0  # monotonic; while open
     probing: int = 0  # probes admitted and not yet reported, while half-open
     passed: int = 0  # probes that succeeded, while half-open
@@ -87,31 +93,42 @@ class BreakerBoard:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings or BreakerSettings()
+        self.defaults = settings or BreakerSettings()  # for a provider with no settings of its own
+        self.by_provider: dict[str, BreakerSettings] = {}
         self.clock = clock
         self.wall = wall
         self.breakers: dict[TargetKey, Breaker] = {}
         self.refused: dict[str, float] = {}  # provider → monotonic time its key refusal ends
 
-    def configure(self, settings: BreakerSettings, providers: Iterable[str]) -> None:
-        """A new table: its settings; breakers of providers that no longer exist are dropped."""
-        self.settings = settings
-        keep = set(providers)
+    def configure(self, defaults: BreakerSettings, providers: Mapping[str, BreakerSettings]) -> None:
+        """A new table: the top-level settings and each provider's own (`Provider.breakers`).
+
+        Breakers of providers that no longer exist, or whose breakers are now disabled, are
+        dropped; the others keep their state and follow the new settings from now on (a
+        breaker that is open stays open until the time it was given)."""
+        self.defaults = defaults
+        self.by_provider = dict(providers)
+        keep = {name for name, settings in self.by_provider.items() if settings.enabled}
         for key in [k for k in self.breakers if k[0] not in keep]:
             del self.breakers[key]
             metrics.CIRCUIT_STATE.remove(*key)
         self.refused = {p: t for p, t in self.refused.items() if p in keep}
 
+    def settings(self, provider: str) -> BreakerSettings:
+        """The settings that apply to `provider`'s targets."""
+        return self.by_provider.get(provider, self.defaults)
+
     def _breaker(self, key: TargetKey) -> Breaker | None:
         breaker = self.breakers.get(key)
         if breaker is None and len(self.breakers) < MAX_TARGETS:
-            breaker = self.breakers[key] = Breaker(cooldown=self.settings.cooldown)
+            breaker = self.breakers[key] = Breaker()
             metrics.CIRCUIT_STATE.labels(*key).set(0)
         return breaker
 
     def usable(self, key: TargetKey) -> bool:
         """Whether `key` would be admitted now (without taking a probe's place)."""
-        if not self.settings.enabled:
+        settings = self.settings(key[0])
+        if not settings.enabled:
             return True
         now = self.clock()
         if self.refused.get(key[0], 0.0) > now:
@@ -121,14 +138,14 @@ class BreakerBoard:
             return True
         if breaker.state == OPEN:
             return now >= breaker.reopens_at
-        return breaker.probing < self.settings.probes
+        return breaker.probing < settings.probes
 
     def admit(self, key: TargetKey) -> bool:
         """May a request go to `key` now? A half-open target's probe place is taken: report
         the outcome with `record` (or give it back with `release`)."""
         if not self.usable(key):
             return False
-        breaker = self._breaker(key) if self.settings.enabled else None
+        breaker = self._breaker(key) if self.settings(key[0]).enabled else None
         if breaker is None:
             return True
         if breaker.state == OPEN:
@@ -147,47 +164,48 @@ class BreakerBoard:
     def record(self, key: TargetKey, failure: Failure | None) -> None:
         """How an admitted request to `key` ended: None when it answered."""
         breaker = self.breakers.get(key)
-        if breaker is None or not self.settings.enabled:
+        settings = self.settings(key[0])
+        if breaker is None or not settings.enabled:
             return
         if breaker.state == HALF_OPEN and breaker.probing:
             breaker.probing -= 1
         if failure is None or not counts_against(failure):
-            self._succeeded(key, breaker)
+            self._succeeded(key, breaker, settings)
         elif failure.status in REFUSED_KEY:
-            self._refuse_key(key[0])
+            self._refuse_key(key[0], settings)
         elif failure.status == 429:
-            self._rate_limited(key, breaker, failure.retry_after)
+            self._rate_limited(key, breaker, settings, failure.retry_after)
         else:
-            self._failed(key, breaker)
+            self._failed(key, breaker, settings)
 
-    def _succeeded(self, key: TargetKey, breaker: Breaker) -> None:
+    def _succeeded(self, key: TargetKey, breaker: Breaker, settings: BreakerSettings) -> None:
         breaker.rate_limits = 0
         if breaker.state == CLOSED:
-            self._count(breaker, failed=False)
+            self._count(breaker, settings, failed=False)
         elif breaker.state == HALF_OPEN:
             breaker.passed += 1
-            if breaker.passed >= self.settings.successes:
+            if breaker.passed >= settings.successes:
                 breaker.slices.clear()
-                breaker.cooldown = self.settings.cooldown
+                breaker.failed_probes = 0
                 self._move(key, breaker, CLOSED)
 
-    def _failed(self, key: TargetKey, breaker: Breaker) -> None:
+    def _failed(self, key: TargetKey, breaker: Breaker, settings: BreakerSettings) -> None:
         now = self.clock()
         if breaker.state == HALF_OPEN:
-            breaker.cooldown = min(breaker.cooldown * 2, self.settings.max_cooldown)
-            self._open(key, breaker, now + breaker.cooldown)
+            breaker.failed_probes += 1
+            self._open(key, breaker, now + _doubled(settings, breaker.failed_probes))
         elif breaker.state == CLOSED:
-            requests, failures = self._count(breaker, failed=True)
-            ratio = self.settings.failure_ratio
-            if failures >= self.settings.failures or (
-                ratio is not None and requests >= self.settings.min_requests and failures >= ratio * requests
+            requests, failures = self._count(breaker, settings, failed=True)
+            ratio = settings.failure_ratio
+            if failures >= settings.failures or (
+                ratio is not None and requests >= settings.min_requests and failures >= ratio * requests
             ):
-                self._open(key, breaker, now + breaker.cooldown)
+                self._open(key, breaker, now + settings.cooldown)
 
-    def _count(self, breaker: Breaker, *, failed: bool) -> tuple[int, int]:
+    def _count(self, breaker: Breaker, settings: BreakerSettings, *, failed: bool) -> tuple[int, int]:
         """Count one outcome in the window (kept as ten slices, so memory stays small under
         any load); the requests and failures the window now holds."""
-        now, window = self.clock(), self.settings.window
+        now, window = self.clock(), settings.window
         slices = breaker.slices
         while slices and slices[0][0] <= now - window:
             slices.popleft()
@@ -197,15 +215,17 @@ class BreakerBoard:
         slices[-1][2] += failed
         return int(sum(s[1] for s in slices)), int(sum(s[2] for s in slices))
 
-    def _rate_limited(self, key: TargetKey, breaker: Breaker, retry_after: str | None) -> None:
+    def _rate_limited(
+        self, key: TargetKey, breaker: Breaker, settings: BreakerSettings, retry_after: str | None
+    ) -> None:
         wait = retry_after_seconds(retry_after, self.wall())
         if wait is None:
-            wait = min(self.settings.cooldown * 2**breaker.rate_limits, self.settings.max_cooldown)
+            wait = _doubled(settings, breaker.rate_limits)
             breaker.rate_limits += 1
         self._open(key, breaker, self.clock() + wait)
 
-    def _refuse_key(self, provider: str) -> None:
-        until = self.clock() + self.settings.key_refused_cooldown
+    def _refuse_key(self, provider: str, settings: BreakerSettings) -> None:
+        until = self.clock() + settings.key_refused_cooldown
         self.refused[provider] = until
         for key, breaker in self.breakers.items():
             if key[0] == provider:
@@ -239,9 +259,10 @@ class BreakerBoard:
 
     def snapshot(self) -> dict[str, dict[str, object]]:
         """For /statsz: each target's state, failures in the window, trips and reopening time."""
-        now, wall, window = self.clock(), self.wall(), self.settings.window
+        now, wall = self.clock(), self.wall()
         out: dict[str, dict[str, object]] = {}
         for (provider, model), breaker in sorted(self.breakers.items()):
+            window = self.settings(provider).window
             until = max(breaker.reopens_at if breaker.state == OPEN else 0.0, self.refused.get(provider, 0.0))
             out[f"{provider}/{model}"] = {
                 "state": breaker.state if until <= now or breaker.state == OPEN else OPEN,
@@ -250,6 +271,11 @@ class BreakerBoard:
                 "reopens_at": round(wall + until - now, 3) if until > now else None,
             }
         return out
+
+
+def _doubled(settings: BreakerSettings, times: int) -> float:
+    """The cooldown doubled `times` times, up to max_cooldown."""
+    return min(settings.cooldown * 2.0 ** min(times, 64), settings.max_cooldown)
 
 
 def target_key(provider: str, model: str) -> TargetKey:

@@ -217,3 +217,34 @@ def test_a_failed_probe_reopens_and_a_recovered_target_closes(mock, tmp_path):
     finally:
         mock.clear_faults()
         assert gateway.stop() == 0
+
+
+def hasty(breakers: str) -> str:
+    """A provider on the mock whose own breakers override the top-level ones (failures: 2)."""
+    return f"  hasty:\n    url: ${{MOCK_URL}}/v1\n    api_key: {PROVIDER_KEY}\n    breakers: {breakers}\n"
+
+
+def test_a_providers_own_breaker_settings_apply_to_its_targets_and_a_reload_changes_them(mock, tmp_path):
+    gateway = start(mock, tmp_path, routes(mock, extra=hasty("{failures: 1}")))
+    try:
+        assert chat(gateway, "hasty/fault-500")[0] == 502
+        assert chat(gateway, "mock/fault-500")[0] == 502
+        assert breaker(gateway, "hasty/fault-500")["state"] == "open"  # after one failure: its own setting
+        assert breaker(gateway, "mock/fault-500")["state"] == "closed"  # the top level's two
+        mock.clear()
+        status, _, answer = chat(gateway, "hasty/fault-500")
+        assert status == 503 and answer["error"]["code"] == "circuit_open"
+        assert chat(gateway, "mock/fault-500")[0] == 502
+        assert seen_models(mock) == ["fault-500"]  # the default provider's request only
+        write_config(gateway.config.parent, routes(mock, extra=hasty("{enabled: false}")))
+        gateway.signal(signal.SIGHUP)
+        assert wait_for(lambda: "configuration reloaded" in gateway.log())
+        mock.clear()
+        for _ in range(3):
+            assert chat(gateway, "hasty/fault-500")[0] == 502  # exempt now: every request is tried
+        assert seen_models(mock) == ["fault-500"] * 3
+        statsz = json.loads(gateway.get("/statsz")[2])["breakers"]
+        assert "hasty/fault-500" not in statsz and statsz["mock/fault-500"]["state"] == "open"
+    finally:
+        assert gateway.stop() == 0
+        assert "Traceback" not in gateway.log(), gateway.log()

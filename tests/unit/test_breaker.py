@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -171,8 +172,44 @@ def test_disabled_breakers_admit_everything(clock):
 def test_reconfiguring_keeps_the_targets_of_remaining_providers(board):
     fail_times(board, 3)
     fail_times(board, 3, key=("gone", "m"))
-    board.configure(SETTINGS, ["p"])
+    board.configure(SETTINGS, {"p": SETTINGS})
     assert state(board) == OPEN and ("gone", "m") not in board.breakers
+
+
+def test_a_providers_own_settings_apply_to_its_targets_only(clock):
+    board = BreakerBoard(SETTINGS, clock=clock)
+    board.configure(SETTINGS, {"p": SETTINGS, "hasty": replace(SETTINGS, failures=1, cooldown=0.5)})
+    fail_times(board, 1, key=("hasty", "m"))
+    fail_times(board, 2)
+    assert state(board, ("hasty", "m")) == OPEN and state(board) == CLOSED
+    assert board.reopens_in([("hasty", "m")]) == pytest.approx(0.5)
+    clock.now += 0.5
+    assert board.usable(("hasty", "m")) and board.snapshot()["hasty/m"]["state"] == OPEN
+
+
+def test_a_provider_with_breakers_disabled_is_always_admitted_while_others_trip(clock):
+    board = BreakerBoard(SETTINGS, clock=clock)
+    board.configure(SETTINGS, {"p": SETTINGS, "exempt": replace(SETTINGS, enabled=False)})
+    fail_times(board, 10, key=("exempt", "m"))
+    fail_times(board, 1, key=("exempt", "m"), status=401)
+    assert board.usable(("exempt", "m")) and ("exempt", "m") not in board.breakers
+    fail_times(board, 3)
+    assert state(board) == OPEN
+
+
+def test_reloaded_provider_settings_apply_and_the_state_stays(clock):
+    board = BreakerBoard(SETTINGS, clock=clock)
+    fail_times(board, 2, key=OTHER)  # closed, two failures counted
+    fail_times(board, 3)
+    board.configure(SETTINGS, {"p": replace(SETTINGS, failures=3, cooldown=1.0, max_cooldown=3.0)})
+    assert state(board) == OPEN and board.reopens_in([TARGET]) == pytest.approx(5.0)  # as it was given
+    clock.now += 5
+    fail_times(board, 1)  # a failed probe: the new cooldown, doubled
+    assert board.reopens_in([TARGET]) == pytest.approx(2.0)
+    fail_times(board, 1, key=OTHER)  # the third failure in the window: the new cooldown
+    assert state(board, OTHER) == OPEN and board.reopens_in([OTHER]) == pytest.approx(1.0)
+    board.configure(SETTINGS, {"p": replace(SETTINGS, enabled=False)})
+    assert board.breakers == {} and board.usable(TARGET)
 
 
 def test_snapshot_shows_state_failures_trips_and_reopening(board):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,48 @@ def test_retry_on_a_route_that_does_not_forward_is_refused(tmp_path: Path) -> No
     text = GOOD.replace("    handler: health\n", "    handler: health\n    retry: {attempts: 2}\n")
     found = problems(write(tmp_path, text))
     assert any("retry" in p for p in found), found
+
+
+def test_provider_breakers_override_the_top_level_key_by_key(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "agents:\n",
+        "breakers: {failures: 3, cooldown: 2s}\nagents:\n",
+    ).replace(
+        "    api_key: \"sk-$${literal}\"\n",
+        "    api_key: \"sk-$${literal}\"\n"
+        "  hasty: {url: 'http://127.0.0.1:2/v1', breakers: {failures: 1, window: 250ms}}\n"
+        "  exempt: {url: 'http://127.0.0.1:3/v1', breakers: {enabled: false}}\n",
+    )
+    table = compile_file(str(write(tmp_path, text)), {}, handlers=HANDLERS.rules)
+    assert (table.breakers.failures, table.breakers.cooldown) == (3, 2.0)
+    assert table.providers["mock"].breakers == table.breakers
+    hasty = table.providers["hasty"].breakers
+    assert (hasty.failures, hasty.window, hasty.cooldown, hasty.enabled) == (1, 0.25, 2.0, True)
+    assert table.providers["exempt"].breakers == replace(table.breakers, enabled=False)
+
+
+def test_provider_breakers_under_disabled_top_level_breakers_are_warned_about(tmp_path: Path) -> None:
+    text = GOOD.replace("agents:\n", "breakers: {enabled: false}\nagents:\n").replace(
+        "    api_key: \"sk-$${literal}\"\n",
+        "    api_key: \"sk-$${literal}\"\n    breakers: {failures: 1}\n",
+    )
+    table = compile_file(str(write(tmp_path, text)), {}, handlers=HANDLERS.rules)
+    assert not table.providers["mock"].breakers.enabled
+    assert any("providers.mock.breakers: breakers are disabled at the top level" in str(w) for w in table.warnings)
+
+
+@pytest.mark.parametrize(
+    ("breakers", "expected"),
+    [
+        ("{failures: 0}", "providers.mock.breakers.failures: 0 is less than the minimum of 1"),
+        ("{cooldown: soon}", "providers.mock.breakers.cooldown: 'soon' is not a duration"),
+        ("{failure_ratio: 2}", "providers.mock.breakers.failure_ratio"),
+        ("{trip_after: 3}", "providers.mock.breakers.trip_after"),
+        ("{enabled: maybe}", "providers.mock.breakers.enabled: 'maybe' is not of type boolean"),
+    ],
+)
+def test_invalid_provider_breakers_are_named_with_file_line_and_key(tmp_path: Path, breakers: str, expected: str) -> None:
+    text = GOOD.replace("    api_key: \"sk-$${literal}\"\n", f"    api_key: \"sk-$${{literal}}\"\n    breakers: {breakers}\n")
+    found = problems(write(tmp_path, text))
+    where = f"{tmp_path / 'routes.yaml'}:11:"  # the line of `breakers:` under providers.mock
+    assert any(expected in p and p.startswith(where) for p in found), found
