@@ -10,20 +10,25 @@ back down it, so a strategy never decides whether a failure is retried.
 - sticky: weighted rendezvous hashing of a conversation key over the targets. It needs no
   state, so every worker and every instance orders a conversation alike, and a target that
   disappears moves only the conversations that were its own.
-- least-latency: the lowest moving average of the time to first byte, untried targets first,
-  and every `EXPLORE_EVERY`-th request another target first (each in turn), so that a target
-  that became faster is noticed. Deterministic, unlike a random draw: tests can count on it.
+- least-latency: the lowest score, the moving average of the time to first byte times one
+  plus the requests in flight to the target (`trying`), so that a fast target already busy
+  with many outstanding requests yields to a slightly slower idle one, instead of every
+  request piling on the one that was fastest when idle. Untried targets come first (the least
+  busy of them first, so that a first burst spreads), and every `EXPLORE_EVERY`-th request
+  tries another target first (each in turn), so that a target that became faster is
+  noticed. Deterministic, unlike a random draw: tests can count on it.
 
 The orders after the first target: rotated declared order (round-robin, weighted), rendezvous
-scores (sticky), averages (least-latency).
+scores (sticky), least-latency's scores (least-latency).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -80,7 +85,7 @@ def conversation_key(agent: str, document: Mapping[str, Any], session: str | Non
 
 class Strategies:
     """The process's strategy state: round-robin counters, smooth weights, latency averages,
-    and each agent's last few first targets (for /statsz).
+    requests in flight per target, and each agent's last few first targets (for /statsz).
 
     Held by the Runtime; keyed by agent name and target label, so a reload keeps what still
     applies (a changed list of targets starts its counters afresh).
@@ -90,6 +95,9 @@ class Strategies:
         self.turns: dict[str, int] = {}
         self.current: dict[str, list[int]] = {}  # smooth weighted round-robin's running weights
         self.latency: dict[str, float] = {}  # seconds to first byte, moving average, by target label
+        # Tries under way, by target label; a target leaves it at zero, so that client-chosen
+        # provider/model labels take no memory once their requests end.
+        self.in_flight: dict[str, int] = {}
         self.choices: dict[str, collections.deque[str]] = {}  # by agent: its last first targets
 
     def order(self, agent: Agent, document: Mapping[str, Any], session: str | None = None) -> list[Target]:
@@ -131,6 +139,28 @@ class Strategies:
         known = self.latency.get(target.label)
         self.latency[target.label] = sample if known is None else known + SMOOTHING * (sample - known)
 
+    @contextlib.contextmanager
+    def trying(self, target: Target) -> Iterator[None]:
+        """Count one try of `target` as in flight while the block runs (the whole answer,
+        streams included), however it ends."""
+        label = target.label
+        self.in_flight[label] = self.in_flight.get(label, 0) + 1
+        try:
+            yield
+        finally:
+            left = self.in_flight[label] - 1
+            if left:
+                self.in_flight[label] = left
+            else:
+                del self.in_flight[label]
+
+    def score(self, target: Target) -> tuple[bool, float]:
+        """least-latency's rank of `target`, lowest first: untried targets before tried ones;
+        among those, requests in flight, weighted by the moving average of time to first byte."""
+        busy = 1 + self.in_flight.get(target.label, 0)
+        average = self.latency.get(target.label)
+        return (False, busy) if average is None else (True, average * busy)
+
     def _smooth_pick(self, agent: Agent) -> int:
         weights = agent.weights
         current = self.current.get(agent.name)
@@ -143,7 +173,7 @@ class Strategies:
         return best
 
     def _fastest_first(self, targets: list[Target], turn: int) -> list[Target]:
-        ordered = sorted(targets, key=lambda t: self.latency.get(t.label, -1.0))  # stable: ties keep order
+        ordered = sorted(targets, key=self.score)  # stable: ties keep their declared order
         if turn % EXPLORE_EVERY == EXPLORE_EVERY - 1:
             explored = turn // EXPLORE_EVERY % (len(ordered) - 1) + 1
             ordered.insert(0, ordered.pop(explored))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from types import MappingProxyType
+
+import pytest
 
 from dsl.table import Agent, Provider, Target
 from upstream.strategies import Strategies, conversation_key, rendezvous_order
@@ -105,3 +108,37 @@ def test_least_latency_tries_the_untried_then_prefers_the_faster() -> None:
     for _ in range(10):
         strategies.observe(m0, 0.05)
     assert firsts(strategies, chosen, 100).most_common(1)[0][0] == "m0"
+
+
+def test_least_latency_ranks_a_busy_target_by_its_requests_in_flight() -> None:
+    strategies, chosen = Strategies(), agent("least-latency", 1, 1)
+    fast, slower = chosen.targets
+    strategies.observe(fast, 0.10)
+    strategies.observe(slower, 0.15)
+    assert strategies.order(chosen, {})[0] == fast  # idle: the faster
+    with strategies.trying(fast):  # 0.10 × 2 > 0.15 × 1
+        assert strategies.order(chosen, {}) == [slower, fast]
+        with strategies.trying(slower), strategies.trying(slower):  # 0.10 × 2 < 0.15 × 3
+            assert strategies.order(chosen, {})[0] == fast
+    assert strategies.order(chosen, {})[0] == fast
+    assert strategies.in_flight == {}
+
+
+def test_a_first_burst_spreads_over_the_untried_targets() -> None:
+    strategies, chosen = Strategies(), agent("least-latency", 1, 1, 1)
+    with contextlib.ExitStack() as tries:
+        firsts_of_burst = []
+        for _ in range(3):
+            first = strategies.order(chosen, {})[0]
+            tries.enter_context(strategies.trying(first))
+            firsts_of_burst.append(first.model)
+    assert firsts_of_burst == ["m0", "m1", "m2"]
+
+
+def test_a_try_leaves_the_in_flight_count_however_it_ends() -> None:
+    strategies, chosen = Strategies(), agent("least-latency", 1)
+    target = chosen.targets[0]
+    with pytest.raises(RuntimeError), strategies.trying(target):
+        assert strategies.in_flight == {"p/m0": 1}
+        raise RuntimeError("the client left")
+    assert strategies.in_flight == {}
