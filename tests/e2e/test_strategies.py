@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import pytest
@@ -29,6 +30,7 @@ agents:
   sticky: {{strategy: sticky, models: [mock/gpt-a-cache, mock/gpt-b-cache, mock/gpt-c-cache]}}
   rrcache: {{strategy: round-robin, models: [mock/gpt-d-cache, mock/gpt-e-cache, mock/gpt-f-cache]}}
   fastest: {{strategy: least-latency, models: [mock/gpt-delay-200, mock/gpt-quick]}}
+  busy: {{strategy: least-latency, models: [mock/gpt-delay-50-busy-a, mock/gpt-delay-50-busy-b]}}
 routes:
   - {{match: POST /v1/chat/completions, handler: chat}}
   - {{match: POST /v1/messages, handler: chat, ingress: anthropic}}
@@ -136,3 +138,21 @@ def test_sticky_keeps_an_anthropic_conversation_on_one_target(strategies_gateway
             served.add(found.group(1))
             messages += [{"role": "assistant", "content": text}, {"role": "user", "content": f"turn {turn}"}]
         assert len(served) == 1, served
+
+
+@pytest.mark.xfail(strict=True, reason="needs handlers/chat.py to wrap each try in strategies.trying(target)")
+def test_least_latency_spreads_requests_in_flight_over_equally_fast_targets(
+    strategies_gateway: Gateway, mock: Mock
+) -> None:
+    """A target busy with requests in flight ranks worse: held requests do not pile on one target."""
+    models = ("gpt-delay-50-busy-a", "gpt-delay-50-busy-b")
+    assert [ask(strategies_gateway, "busy", hello(i)) for i in range(2)] == list(models)  # each untried once
+    try:
+        for model in models:
+            mock.script_fault(model, first_byte_delay_ms=1000, times=4)  # held while the others arrive
+        with ThreadPoolExecutor(4) as pool:
+            served = list(pool.map(lambda i: ask(strategies_gateway, "busy", hello(i)), range(4)))
+    finally:
+        for model in models:
+            mock.script_fault(model, recover=True)
+    assert set(served) == set(models), served
