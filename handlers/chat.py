@@ -151,7 +151,8 @@ class ChatHandler(GatewayHandler):
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
                                   upstream_body, self._upstream_headers(translation))
         started = self.request.request_time()
-        failure = await self._outcome(target, request, reading, translation, context, sink)
+        with self.runtime.strategies.trying(target):
+            failure = await self._outcome(target, request, reading, translation, context, sink)
         if self.agent is not None and (failure is None or failure.retryable):
             first_byte = None if self.ttfb is None else self.ttfb - started
             if failure is not None or first_byte is not None:  # else the client left first

@@ -140,7 +140,6 @@ def test_sticky_keeps_an_anthropic_conversation_on_one_target(strategies_gateway
         assert len(served) == 1, served
 
 
-@pytest.mark.xfail(strict=True, reason="needs handlers/chat.py to wrap each try in strategies.trying(target)")
 def test_least_latency_spreads_requests_in_flight_over_equally_fast_targets(
     strategies_gateway: Gateway, mock: Mock
 ) -> None:
