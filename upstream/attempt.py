@@ -392,8 +392,10 @@ class _Walk:
                 return
             self.failures.append(failure)
             metrics.UPSTREAM_ERRORS.labels(provider=failure.provider, kind=failure.kind).inc()
-            if not (more and retried_on(failure, policy.when)):
-                self.final = True
+            if not (self.replayable and retried_on(failure, policy.when)):
+                self.final = True  # no other target may fix it (a hedge still running is cancelled)
+                return
+            if last:
                 return
 
     async def race(self, hedge_after: float) -> None:

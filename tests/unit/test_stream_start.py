@@ -1,0 +1,90 @@
+"""A stream's start held until its first content event (converters/stream_start.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from converters.stream_start import MAX_HELD, StreamRefused, StreamStart
+
+ROLE = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+TEXT = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+STOP = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+OPENAI_ERROR = b'data: {"error":{"message":"over capacity","type":"server_error"}}\n\n'
+START = b'event: message_start\ndata: {"type":"message_start","message":{}}\n\n'
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+EMPTY_BLOCK = (b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+               b'"content_block":{"type":"text","text":""}}\n\n')
+DELTA = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+         b'"delta":{"type":"text_delta","text":"Hi"}}\n\n')
+OVERLOADED = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+
+
+def start(fmt: str = "openai") -> StreamStart:
+    return StreamStart(fmt, 200, lambda text: text.replace("sk-secret", "***"))
+
+
+def test_the_role_chunk_is_held_and_released_with_the_first_text() -> None:
+    watch = start()
+    assert watch.feed(ROLE) is None
+    assert watch.feed(TEXT) == ROLE + TEXT
+
+
+def test_a_stop_reason_alone_is_an_answer() -> None:
+    watch = start()
+    assert watch.feed(ROLE + STOP) == ROLE + STOP
+
+
+def test_an_event_split_across_chunks_is_judged_once_whole() -> None:
+    watch = start()
+    data = ROLE + TEXT
+    out = [watch.feed(data[i:i + 7]) for i in range(0, len(data), 7)]
+    assert [o for o in out if o is not None] == [data[: len(out) * 7][: len(data)]]
+
+
+def test_an_error_before_content_refuses_the_stream_with_its_status() -> None:
+    watch = start()
+    assert watch.feed(ROLE) is None
+    with pytest.raises(StreamRefused) as refused:
+        watch.feed(OPENAI_ERROR)
+    assert refused.value.status == 500
+    assert refused.value.error is not None and refused.value.error.message == "over capacity"
+
+
+def test_an_anthropic_overloaded_event_after_an_empty_block_is_a_529() -> None:
+    watch = start("anthropic")
+    assert watch.feed(START + PING + EMPTY_BLOCK) is None
+    with pytest.raises(StreamRefused) as refused:
+        watch.feed(OVERLOADED)
+    assert refused.value.status == 529
+
+
+def test_anthropic_text_releases_everything_held() -> None:
+    watch = start("anthropic")
+    assert watch.feed(START + PING) is None
+    assert watch.feed(EMPTY_BLOCK + DELTA) == START + PING + EMPTY_BLOCK + DELTA
+
+
+def test_a_stream_ending_while_held_is_refused_without_an_error() -> None:
+    watch = start()
+    watch.feed(ROLE)
+    with pytest.raises(StreamRefused) as refused:
+        watch.end()
+    assert refused.value.status == 200 and refused.value.error is None
+
+
+def test_the_key_is_scrubbed_from_an_error_event() -> None:
+    watch = start()
+    with pytest.raises(StreamRefused) as refused:
+        watch.feed(b'data: {"error":{"message":"bad key sk-secret","type":"authentication_error"}}\n\n')
+    assert refused.value.status == 401 and refused.value.error.message == "bad key ***"
+
+
+def test_a_preamble_past_the_limit_is_relayed_as_it_is() -> None:
+    watch = start()
+    comment = b": " + b"x" * 1000 + b"\n\n"
+    out = None
+    for _ in range(MAX_HELD // len(comment) + 2):
+        out = watch.feed(comment)
+        if out is not None:
+            break
+    assert out is not None and len(out) > MAX_HELD
