@@ -269,6 +269,7 @@ async def walk(
     breakers: BreakerBoard | None = None,
     key: Callable[[Candidate], TargetKey] | None = None,
     skipped: Callable[[Candidate], None] | None = None,
+    admit: Callable[[Candidate], Awaitable[Failure | None]] | None = None,
     hedge_after: float | None = None,
 ) -> list[Failure] | None:
     """Try `candidates` in order, each up to `policy.attempts` times, until one answers; None
@@ -289,6 +290,9 @@ async def walk(
     it opens; each outcome is reported to its breaker. When every candidate is open, the one
     failure is `circuit_open`, with the soonest reopening as its Retry-After.
 
+    With `admit`, each try first asks it (a target's own rate limits, say): a Failure it
+    returns skips the candidate without a network call and without a breaker verdict.
+
     With `hedge_after`, a candidate still without an answer after that long has the next one
     tried beside it (two at a time at most); the first to claim the client answers (the
     tries' sinks arbitrate, upstream/hedge.py) and the other is cancelled.
@@ -303,7 +307,7 @@ async def walk(
                     skipped(candidate)
         candidates = usable
     run = _Walk(candidates, try_one, gone, replayable, policy, answering, pause, clock, breakers, key,
-                skipped)
+                skipped, admit)
     if hedge_after is None or len(candidates) < 2:
         for index in range(len(candidates)):
             await run.lane(index, pause_first=True)
@@ -334,6 +338,7 @@ class _Walk:
         breakers: BreakerBoard | None,
         key: Callable[[Candidate], TargetKey] | None,
         skipped: Callable[[Candidate], None] | None,
+        admit: Callable[[Candidate], Awaitable[Failure | None]] | None,
     ) -> None:
         self.candidates = candidates
         self.try_one = try_one
@@ -346,6 +351,7 @@ class _Walk:
         self.breakers = breakers if key is not None else None
         self.key = key
         self.skipped = skipped
+        self.admit = admit
         self.ends = None if policy.deadline is None else clock() + policy.deadline
         self.failures: list[Failure] = []
         self.tries = 0
@@ -377,6 +383,13 @@ class _Walk:
                 if self.skipped is not None:
                     self.skipped(candidate)
                 return  # open, or half-open with its probes all out: the next candidate
+            if self.admit is not None:
+                refused = await self.admit(candidate)
+                if refused is not None:
+                    if target is not None and breakers is not None:
+                        breakers.release(target)  # admitted above, not tried: no verdict
+                    self.failures.append(refused)
+                    return
             last = index + 1 == len(self.candidates) and again + 1 == policy.attempts
             more = self.replayable and not last
             self.tries += 1

@@ -134,3 +134,26 @@ def test_full_jitter_stays_under_its_ceiling() -> None:
     pauses = [policy.pause(n) for n in range(1, 8) for _ in range(20)]
     assert all(0.0 <= p <= 0.005 for p in pauses)
     assert all(0.0 <= policy.pause(1) <= 0.002 for _ in range(20))
+
+
+def test_a_candidate_refused_by_admit_is_skipped_without_a_try_or_a_verdict() -> None:
+    board = BreakerBoard(BreakerSettings(failures=1))
+    script = Script({"a": [None], "b": [None]})
+
+    async def admit(name: str) -> Failure | None:
+        return failure(429) if name == "a" else None
+
+    assert asyncio.run(walk(["a", "b"], script.try_one, lambda: False, pause=script.pause, breakers=board,
+                            key=lambda name: ("p", name), admit=admit)) is None
+    assert [name for name, _ in script.tried] == ["b"]
+    assert board.usable(("p", "a"))  # a refusal of our own is not the provider failing
+
+
+def test_when_admit_refuses_every_candidate_its_refusals_are_the_failures() -> None:
+    script = Script({"a": [None], "b": [None]})
+
+    async def admit(name: str) -> Failure | None:
+        return failure(429)
+
+    failures = asyncio.run(walk(["a", "b"], script.try_one, lambda: False, pause=script.pause, admit=admit))
+    assert failures is not None and len(failures) == 2 and script.tried == []
