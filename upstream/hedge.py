@@ -36,7 +36,7 @@ class Race:
             self.winner = contender
             self.client.exchange = contender.exchange
             for other in self.contenders:
-                if other is not contender:
+                if other.task is not contender.task:  # an earlier try of the winner's own lane ended already
                     other.drop()
         return self.winner is contender
 

@@ -7,7 +7,7 @@ import asyncio
 
 from upstream.attempt import Head, walk
 from upstream.failure import Failure
-from upstream.hedge import Race
+from upstream.hedge import Contender, Race
 
 
 class Client:
@@ -107,11 +107,32 @@ def test_a_loser_sending_after_the_winner_claimed_reaches_nobody() -> None:
     client = Client()
     race = Race(client)
 
+    async def enter() -> Contender:
+        return race.enter()
+
     async def main() -> None:
-        first, second = race.enter(), race.enter()
+        first, second = await asyncio.create_task(enter()), await asyncio.create_task(enter())
         first.send(b"first")
         second.send(b"second")
         assert second.over and not second.claim()
 
     asyncio.run(main())
     assert client.sent == [b"first"]
+
+
+def test_the_winners_own_earlier_try_does_not_cancel_it() -> None:
+    """A lane that failed once and answers on its retry keeps running when it claims the client."""
+    client = Client()
+    race = Race(client)
+    log: list[str] = []
+
+    async def lane() -> None:
+        race.enter()  # the first try, which failed
+        second = race.enter()
+        await asyncio.sleep(0)
+        asyncio.get_running_loop().call_soon(second.send, b"answer")  # as a curl callback would
+        await asyncio.sleep(0.01)
+        log.append("finished")
+
+    asyncio.run(lane())
+    assert log == ["finished"] and client.sent == [b"answer"]
