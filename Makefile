@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= routes.yaml
 
-.PHONY: run test unit check routes bench lint venv
+.PHONY: run test unit check routes bench lint venv redis-server
 
 venv: $(VENV)/.installed
 
@@ -22,7 +22,13 @@ check: venv
 routes: venv
 	$(PY) gateway.py routes -c $(CONFIG)
 
-test: venv
+# The state tests (tests/state) start real redis-server processes: Debian's package.
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q redis-server; \
+	  else sudo apt-get update -q && sudo apt-get install -y -q redis-server; fi; }
+
+test: venv redis-server
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 

@@ -18,7 +18,20 @@ from access.keys import EndpointRule, KeyRing, Principal, digest
 from dsl import loader
 from dsl.errors import ConfigError, KeyPath, Problem
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
-from dsl.table import Agent, BreakerSettings, Provider, RetryPolicy, Route, ServerSettings, Table, Target
+from dsl.table import (
+    Agent,
+    BreakerSettings,
+    Budget,
+    LimitSettings,
+    Provider,
+    Rates,
+    RetryPolicy,
+    Route,
+    ServerSettings,
+    StateSettings,
+    Table,
+    Target,
+)
 from dsl.units import parse_duration, parse_size, parse_timestamp
 from dsl.validate import validate
 
@@ -102,6 +115,12 @@ class _Compiler:
         agents = self._agents(providers, skipped)
         routes = self._routes(providers, skipped)
         keys = self._keyring(secrets)
+        state = StateSettings()
+        limits = LimitSettings()
+        with self.part():
+            state = _state(self.data.get("state", "memory"))
+        with self.part():
+            limits = self._limits(providers, skipped, agents, _section(secrets, "api_keys"))
         if self.problems:
             raise ConfigError(self.problems)
         return Table(
@@ -118,6 +137,8 @@ class _Compiler:
             profiling_enabled=bool(_section(self.data, "debug").get("profiling_enabled", False)),
             breakers=self.breakers,
             retry=self.retry,
+            state=state,
+            limits=limits,
         )
 
     def _secrets(self) -> dict[str, Any]:
@@ -180,6 +201,63 @@ class _Compiler:
                     enabled=spec.get("enabled", True),
                 )
         return KeyRing(entries)
+
+    def _limits(
+        self,
+        providers: Mapping[str, Provider],
+        skipped: set[str],
+        agents: Mapping[str, Agent],
+        api_keys: Mapping[str, Any],
+    ) -> LimitSettings:
+        """routes.yaml `limits:` with the keys' own `limits:` and `budget:` from the secrets file."""
+        spec = _section(self.data, "limits")
+        for name in _section(spec, "providers"):
+            self._known_provider(("limits", "providers", name), name, providers, skipped)
+        for ref in _section(spec, "targets"):
+            self._known_provider(("limits", "targets", ref), ref.partition("/")[0], providers, skipped)
+        for name in _section(spec, "agents"):
+            if name not in agents:
+                self.error(("limits", "agents", name), f"unknown agent '{name}'")
+        budgets = {name: Budget(float(key["budget"]["usd"]), key["budget"]["per"])
+                   for name, key in api_keys.items() if "budget" in key}
+        for name in budgets:
+            self._warn_unpriced(name, api_keys[name], agents)
+        return LimitSettings(
+            providers=MappingProxyType({k: _rates(v) for k, v in _section(spec, "providers").items()}),
+            targets=MappingProxyType({k: _rates(v) for k, v in _section(spec, "targets").items()}),
+            agents=MappingProxyType({k: _rates(v) for k, v in _section(spec, "agents").items()}),
+            keys=_rates(_section(spec, "keys")),
+            own=MappingProxyType({name: _rates(key["limits"]) for name, key in api_keys.items()
+                                  if "limits" in key}),
+            budgets=MappingProxyType(budgets),
+            output_reserve=spec.get("output_reserve", 1024),
+            concurrent_lease=parse_duration(spec.get("concurrent_lease", "15m")),
+        )
+
+    def _known_provider(
+        self, path: KeyPath, name: str, providers: Mapping[str, Provider], skipped: set[str]
+    ) -> None:
+        if name in skipped:
+            self.warn(path, f"provider '{name}' is skipped: this limit applies to nothing")
+        elif name not in providers:
+            self.error(path, f"unknown provider '{name}'")
+
+    def _warn_unpriced(self, name: str, key: Mapping[str, Any], agents: Mapping[str, Agent]) -> None:
+        """A budget counts only priced models: name those this key may use that have no price."""
+        allowed = key.get("allowed_agents")
+        models: set[str] = set()
+        for model in allowed if allowed is not None else agents:
+            agent = agents.get(model)
+            if agent is not None:
+                models.update(target.model for target in agent.targets)
+            else:
+                models.add(model.partition("/")[2])
+        registry = _section(self.data, "models")
+        unpriced = sorted(m for m in models if m and not _section(registry.get(m), "price"))
+        if unpriced and self.secrets_doc is not None:
+            message = (f"no price in routes.yaml models: for {', '.join(unpriced)}: "
+                       "their answers cost nothing against this budget")
+            self.warnings.append(self.secrets_doc.problem(("api_keys", name, "budget"), message))
 
     def _server(self) -> ServerSettings:
         server = self.data.get("server", {})
@@ -411,6 +489,21 @@ def _breakers(spec: Mapping[str, Any], defaults: BreakerSettings) -> BreakerSett
     values = {name: parse_duration(spec[name]) if name in _BREAKER_DURATIONS else spec[name]
               for name in BreakerSettings.__dataclass_fields__ if name in spec}
     return replace(defaults, **values)
+
+
+def _state(spec: str | Mapping[str, Any]) -> StateSettings:
+    """routes.yaml `state:`: a url alone, or {url, timeout, on_state_error}."""
+    if isinstance(spec, str):
+        return StateSettings(url=spec)
+    return StateSettings(
+        url=spec["url"],
+        timeout=parse_duration(spec.get("timeout", "50ms")),
+        on_state_error=spec.get("on_state_error", "allow"),
+    )
+
+
+def _rates(spec: Mapping[str, Any]) -> Rates:
+    return Rates(spec.get("rpm"), spec.get("tpm"), spec.get("concurrent"))
 
 
 def _retry(spec: Mapping[str, Any], defaults: RetryPolicy) -> RetryPolicy:

@@ -146,6 +146,58 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Rates:
+    """`{rpm, tpm, concurrent}` of one provider, target, agent or API key; None: no such limit."""
+
+    rpm: int | None = None  # requests admitted in any 60 s
+    tpm: int | None = None  # tokens (prompt estimate + output reserve, then the real usage) in any 60 s
+    concurrent: int | None = None  # requests in flight at once
+
+    def over(self, default: Rates) -> Rates:
+        """These rates where set, `default`'s elsewhere (an API key's own over `limits.keys`)."""
+        return Rates(
+            self.rpm if self.rpm is not None else default.rpm,
+            self.tpm if self.tpm is not None else default.tpm,
+            self.concurrent if self.concurrent is not None else default.concurrent,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """An API key's spending cap (secrets file `budget:`), in USD per UTC calendar day or month."""
+
+    usd: float
+    per: str  # "day" | "month"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """routes.yaml `limits:` with the secrets file's per-key `limits:` and `budget:`; limits/ applies them."""
+
+    providers: Mapping[str, Rates] = field(default_factory=dict)
+    targets: Mapping[str, Rates] = field(default_factory=dict)  # by "provider/model"
+    agents: Mapping[str, Rates] = field(default_factory=dict)
+    keys: Rates = Rates()  # every API key's, unless its own `limits:` says otherwise
+    own: Mapping[str, Rates] = field(default_factory=dict)  # API keys' own, by key name
+    budgets: Mapping[str, Budget] = field(default_factory=dict)  # by key name
+    output_reserve: int = 1024  # output tokens reserved when the request sets no max_tokens
+    concurrent_lease: float = 900.0  # a `concurrent` slot not released by then frees itself
+
+    def for_key(self, name: str) -> Rates:
+        own = self.own.get(name)
+        return self.keys if own is None else own.over(self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    """routes.yaml `state:`: where limits and budgets are counted, and what to do when it fails."""
+
+    url: str = "memory"  # memory, redis://host:port/db or rediss://...
+    timeout: float = 0.05  # one state operation; past it on_state_error applies
+    on_state_error: str = "allow"  # "allow" | "deny"
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     """A whole compiled routes.yaml (and its secrets file)."""
 
@@ -162,6 +214,8 @@ class Table:
     profiling_enabled: bool = False
     breakers: BreakerSettings = BreakerSettings()  # the top level's; each provider has its own
     retry: RetryPolicy = RetryPolicy()  # the defaults, for requests that name provider/model
+    state: StateSettings = StateSettings()
+    limits: LimitSettings = LimitSettings()
 
     def targets_for(self, model: str) -> tuple[Target, ...] | None:
         """Targets for a client's `model`: an agent, or provider/model. None when neither."""

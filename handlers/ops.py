@@ -32,11 +32,12 @@ class StatsHandler(GatewayHandler):
     # /statsz names API keys and their usage: an operator's page, like debug.
     rules = HandlerRules("statsz", admin=True)
 
-    def get(self) -> None:
+    async def get(self) -> None:
         snapshot = self.runtime.stats.snapshot()
         snapshot["catalog"] = self.runtime.catalog.health()
         snapshot["breakers"] = self.runtime.breakers.snapshot()
         snapshot["strategies"] = self.runtime.strategies.snapshot(self.table.agents)
+        snapshot["limits"] = await self.runtime.limiter.snapshot()
         snapshot["config"] = {
             "source": self.table.source,
             "providers": sorted(self.table.providers),

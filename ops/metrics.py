@@ -127,3 +127,24 @@ FALLBACKS = Counter(
     ["agent", "outcome"],
     registry=REGISTRY,
 )
+RATELIMIT_DECISIONS = Counter(
+    "gateway_ratelimit_decisions_total",
+    "Rate-limit and budget decisions, by scope (key, agent, target, provider) and result: allowed, "
+    "refused (over a rate limit), over_budget (a key's spend cap reached), state_error_allowed or "
+    "state_error_denied (the state was unreachable; state.on_state_error decided).",
+    ["scope", "result"],
+    registry=REGISTRY,
+)
+STATE_ERRORS = Counter(
+    "gateway_state_errors_total",
+    "State operations (limits and budgets) that failed or timed out, by operation: admit, settle, spent.",
+    ["operation"],
+    registry=REGISTRY,
+)
+SPEND_USD = Counter(
+    "gateway_spend_usd_total",
+    "USD spent by API key name: each answer's usage at the models: registry prices (cached prompt tokens at "
+    "cached_input); answers of models without a price count nothing.",
+    ["key"],
+    registry=REGISTRY,
+)

@@ -8,15 +8,18 @@ server/lifecycle.py makes one per serving process, and handlers receive it with 
 route and table, never through a module global, so two runtimes (two tests, two
 pre-fork workers) share nothing.
 
-The circuit breakers live here (a reload keeps what they learned); rate limiters and
-the shared-state backend belong here too: one field each, made in `start`.
+The circuit breakers live here (a reload keeps what they learned), and so does the
+limiter with its state backend (a reload keeps the counts unless `state:` changed).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from dsl.table import ServerSettings
+from limits.limiter import Limiter
+from limits.state import STATE_SOCKET_ENV
 from ops.access_log import AccessLog
 from ops.stats import Stats
 from upstream.breaker import BreakerBoard
@@ -57,6 +60,7 @@ class Runtime:
     bodies: BodyBudget
     strategies: Strategies  # agents' round-robin turns and targets' latency averages
     breakers: BreakerBoard  # configured by each table the router serves (server/app.py)
+    limiter: Limiter  # rate limits and budgets; configured likewise
     in_flight: int = 0  # requests being served now: draining waits for none
 
     @classmethod
@@ -67,4 +71,4 @@ class Runtime:
         """
         upstream = open_client(settings.upstream_connections)
         return cls(upstream, Catalog(upstream), Stats(), AccessLog(), BodyBudget(), Strategies(),
-                   BreakerBoard())
+                   BreakerBoard(), Limiter(os.environ.get(STATE_SOCKET_ENV)))

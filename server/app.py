@@ -152,6 +152,7 @@ class TableRouter(Router):
         self.runtime = runtime
         self.handlers = handlers
         self._configure_breakers(table)
+        runtime.limiter.configure(table)
         self.live = (table, build_application(table, runtime, handlers))
         self.draining = False  # set on SIGTERM: kept-alive connections end with their next answer
 
@@ -160,8 +161,10 @@ class TableRouter(Router):
         return self.live[0]
 
     def swap(self, table: Table) -> None:
-        """Serve `table` from now on; breakers of targets it still has keep their state."""
+        """Serve `table` from now on; breakers of targets it still has keep their state, and the
+        limits their counts unless `state:` changed."""
         self._configure_breakers(table)
+        self.runtime.limiter.configure(table)
         self.live = (table, build_application(table, self.runtime, self.handlers))
 
     def _configure_breakers(self, table: Table) -> None:
