@@ -15,7 +15,7 @@ ROUTES = """
 version: 1
 server: {{listen: "127.0.0.1:${{GATEWAY_PORT}}"}}
 secrets: secrets.yaml
-state: {{url: "{url}", timeout: 100ms, on_state_error: allow}}
+state: {{url: "{url}", timeout: 2s, on_state_error: allow}}
 providers: {{mock: {{url: "http://127.0.0.1:1/v1"}}}}
 models: {{m: {{price: {{input: 1, output: 1}}}}}}
 agents: {{a: {{models: [mock/m]}}}}
