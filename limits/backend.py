@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-Kind = Literal["window", "concurrent", "budget"]
+Kind = Literal["count", "window", "concurrent", "budget"]
 
 
 class StateError(Exception):
@@ -29,7 +29,9 @@ class Check:
 
     window: admitted when the entries younger than `window` seconds cost at most `limit` with
     this one's `cost` added (a cost above the limit counts as the limit, so that a large request
-    passes an empty window). concurrent: admitted when fewer than `limit` leases are held; this
+    passes an empty window); its entries may be corrected later. count: a window whose entries
+    all cost 1 and are never corrected (requests per minute), which Redis counts more cheaply.
+    concurrent: admitted when fewer than `limit` leases are held; this
     request's lease lasts `window` seconds unless released. budget: admitted while the amount
     spent under `key` is below `limit`; nothing is written.
     """

@@ -246,7 +246,7 @@ class Limiter:
         base = f"{_PREFIX}{scope}:{name}:"
         limits = []
         if rates.rpm is not None:
-            limits.append(_Limit(scope, name, "rpm", Check("window", f"{base}rpm", rates.rpm, WINDOW, 1)))
+            limits.append(_Limit(scope, name, "rpm", Check("count", f"{base}rpm", rates.rpm, WINDOW)))
         if rates.tpm is not None:
             check = Check("window", f"{base}tpm", rates.tpm, WINDOW, tokens)
             limits.append(_Limit(scope, name, "tpm", check))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from limits.backend import Admission, Charge, Check, Correction, Outcome
 
+_WINDOWS = ("window", "count")  # a count is a window whose entries cost 1
+
 
 @dataclass(slots=True)
 class _Log:
@@ -61,7 +63,7 @@ class MemoryBackend:
         if refused >= 0:
             return Admission(False, refused, retry_after, now, tuple(outcomes))
         for index, check in enumerate(checks):
-            if check.kind == "window":
+            if check.kind in _WINDOWS:
                 log = self.logs.setdefault(check.key, _Log())
                 log.entries.append((now, check.cost))  # now is the newest time: the list stays sorted
                 log.total += check.cost
@@ -74,7 +76,7 @@ class MemoryBackend:
 
     def _look(self, check: Check, now: float) -> tuple[int, float | None]:
         """(used now, None when this check admits the request, else seconds until it could)."""
-        if check.kind == "window":
+        if check.kind in _WINDOWS:
             log = self.logs.get(check.key)
             if log is None:
                 return 0, None
@@ -90,7 +92,7 @@ class MemoryBackend:
         return spent, (1.0 if spent >= check.limit else None)
 
     def _reset(self, check: Check, now: float) -> float:
-        log = self.logs.get(check.key) if check.kind == "window" else None
+        log = self.logs.get(check.key) if check.kind in _WINDOWS else None
         return max(0.0, log.entries[-1][0] + check.window - now) if log and log.entries else 0.0
 
     def _spent(self, key: str, now: float) -> int:

@@ -6,7 +6,8 @@ Redis's own (TIME), so instances whose clocks disagree still share one window.
 
 Storage: a window is a sorted set of entries scored by their time in microseconds, the
 member "cost:entry", beside a counter holding the sum of their costs (kept as entries
-leave, so a check never adds up the whole set). A concurrent limit is a sorted set of
+leave, so a check never adds up the whole set); a count (every entry costs 1) is the
+sorted set alone, its size the count. A concurrent limit is a sorted set of
 leases scored by their expiry. A spend counter is an integer (nano-USD) that expires
 after its period.
 """
@@ -24,7 +25,7 @@ from redis.exceptions import RedisError
 
 from limits.backend import Admission, Charge, Check, Correction, Outcome, StateError
 
-_KINDS = {"window": "w", "concurrent": "c", "budget": "b"}
+_KINDS = {"count": "n", "window": "w", "concurrent": "c", "budget": "b"}
 
 # KEYS: two per check (entries, sum; the sum is unused by concurrent and budget checks).
 # ARGV: entry, number of checks, then per check: kind, limit, window (µs), cost.
@@ -62,6 +63,13 @@ for i = 1, n do
         if freed >= over then wait = math.max(0, tonumber(oldest[j + 1]) + window - now) break end
       end
     end
+  elseif kind == 'n' then
+    redis.call('ZREMRANGEBYSCORE', entries, '-inf', now - window)
+    u = redis.call('ZCARD', entries)
+    if u >= limit then
+      local oldest = redis.call('ZRANGE', entries, u - limit, u - limit, 'WITHSCORES')
+      wait = math.max(0, tonumber(oldest[2]) + window - now)
+    end
   elseif kind == 'c' then
     redis.call('ZREMRANGEBYSCORE', entries, '-inf', now)
     u = redis.call('ZCARD', entries)
@@ -90,6 +98,16 @@ for i = 1, n do
       local ttl = math.ceil(window / 1000) + 1000
       redis.call('PEXPIRE', entries, ttl)
       redis.call('PEXPIRE', sum, ttl)
+      reset = window
+    else
+      local newest = redis.call('ZRANGE', entries, -1, -1, 'WITHSCORES')
+      if #newest > 0 then reset = math.max(0, tonumber(newest[2]) + window - now) end
+    end
+  elseif kind == 'n' then
+    if refused == 0 then
+      redis.call('ZADD', entries, now, entry)
+      redis.call('PEXPIRE', entries, math.ceil(window / 1000) + 1000)
+      u = u + 1
       reset = window
     else
       local newest = redis.call('ZRANGE', entries, -1, -1, 'WITHSCORES')

@@ -19,7 +19,7 @@ from limits.state_client import StateClient
 
 async def main(args: argparse.Namespace) -> int:
     backend: Backend = RedisBackend(args.redis, 5.0) if args.redis else StateClient(args.socket, 5.0)
-    check = [Check("window", args.key, args.limit, 60.0, 1)]
+    check = [Check(args.kind, args.key, args.limit, 60.0, 1)]
     await backend.spent(["warm-up"])  # connected before the start
     print("ready", flush=True)
     while not os.path.exists(args.go):
@@ -34,6 +34,7 @@ if __name__ == "__main__":
     parser.add_argument("--redis")
     parser.add_argument("--socket")
     parser.add_argument("--key", required=True)
+    parser.add_argument("--kind", default="count")
     parser.add_argument("--limit", type=int, required=True)
     parser.add_argument("--requests", type=int, required=True)
     parser.add_argument("--go", required=True)

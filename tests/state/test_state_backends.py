@@ -62,14 +62,14 @@ def state_process(tmp_path: Path) -> Iterator[StateProcess]:
         process.stop()
 
 
-def hammered(tmp_path: Path, target: list[str], key: str, limit: int, requests: int, processes: int = 2) -> int:
-    """Admissions that passed, of `requests` fired at once by each of `processes` processes."""
+def hammered(tmp_path: Path, target: list[str], key: str, limit: int, requests: int, kind: str) -> int:
+    """Admissions that passed, of `requests` fired at once by each of two processes."""
     go = tmp_path / f"go-{key}"
     clients = [
-        subprocess.Popen([sys.executable, "-m", "tests.state.hammer", *target, "--key", key, "--limit",
-                          str(limit), "--requests", str(requests), "--go", str(go)],
+        subprocess.Popen([sys.executable, "-m", "tests.state.hammer", *target, "--key", key, "--kind", kind,
+                          "--limit", str(limit), "--requests", str(requests), "--go", str(go)],
                          cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        for _ in range(processes)
+        for _ in range(2)
     ]
     for client in clients:
         assert client.stdout is not None and client.stdout.readline() == "ready\n"
@@ -77,12 +77,13 @@ def hammered(tmp_path: Path, target: list[str], key: str, limit: int, requests: 
     return sum(int(client.communicate(timeout=60)[0]) for client in clients)
 
 
-def test_redis_is_exact_across_two_processes(tmp_path: Path, redis_server: RedisServer) -> None:
-    assert hammered(tmp_path, ["--redis", redis_server.url], "exact-redis", 100, 200) == 100
+@pytest.mark.parametrize("kind", ["count", "window"])
+def test_redis_is_exact_across_two_processes(tmp_path: Path, redis_server: RedisServer, kind: str) -> None:
+    assert hammered(tmp_path, ["--redis", redis_server.url], f"exact-redis-{kind}", 100, 200, kind) == 100
 
 
 def test_the_state_process_is_exact_across_two_processes(tmp_path: Path, state_process: StateProcess) -> None:
-    assert hammered(tmp_path, ["--socket", state_process.socket], "exact-state", 100, 200) == 100
+    assert hammered(tmp_path, ["--socket", state_process.socket], "exact-state", 100, 200, "count") == 100
 
 
 def backends(redis_server: RedisServer, state_process: StateProcess) -> list[Backend]:
@@ -97,7 +98,7 @@ def test_window_edges_corrections_and_leases(
     name = f"edge-{which}-{time.monotonic_ns()}"
 
     async def scenario() -> None:
-        rpm = [Check("window", f"{name}:rpm", 2, 0.5, 1)]
+        rpm = [Check("count", f"{name}:rpm", 2, 0.5)]
         first = await backend.admit(rpm, "a")
         assert first.allowed and first.outcomes[0].used == 1 and first.outcomes[0].reset == 0.5
         await asyncio.sleep(0.2)

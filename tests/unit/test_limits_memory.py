@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from converters.usage import Usage
 from dsl.compiler import compile_file
 from handlers.registry import HANDLERS
@@ -37,10 +39,11 @@ def test_exact_under_concurrency() -> None:
     assert run(burst()) == 100
 
 
-def test_an_entry_leaves_the_window_exactly_at_its_end() -> None:
+@pytest.mark.parametrize("kind", ["count", "window"])
+def test_an_entry_leaves_the_window_exactly_at_its_end(kind: str) -> None:
     clock = Clock()
     backend = MemoryBackend(clock)
-    check = [Check("window", "k", 2, 60.0, 1)]
+    check = [Check(kind, "k", 2, 60.0, 1)]
 
     async def scenario() -> None:
         first = await backend.admit(check, "a")
