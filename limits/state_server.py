@@ -5,7 +5,9 @@
 It holds limits/memory.py's backend and answers the workers (limits/state_client.py) over a
 unix socket, one request at a time, so every admission is atomic across the workers and the
 limits are exact on the machine as they are in one process. The supervisor starts it before
-the workers and hands them the socket path in $GATEWAY_STATE_SOCKET (limits/state.py).
+the workers and hands them the socket path in $GATEWAY_STATE_SOCKET (limits/state.py):
+`start_process` below. It holds the counts of the machine: when it is restarted they start
+afresh; a worker that cannot reach it follows on_state_error meanwhile.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import signal
+import subprocess
+import sys
 from typing import Any
 
 from limits import state_protocol as wire
@@ -83,13 +88,33 @@ async def serve(path: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"state server listening on {path}", flush=True)
+    print(f"{READY}{path}", flush=True)
     async with server:
         await stop.wait()
         server.close()
         await state.disconnect()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+READY = "state server listening on "
+
+
+def start_process(path: str, timeout: float = 15.0, stderr: int | None = None) -> subprocess.Popen[str]:
+    """Start `python -m limits.state_server --socket path` and return once it listens.
+
+    Its stderr is the caller's unless `stderr` says otherwise (its log lines join the
+    supervisor's); stop it with SIGTERM."""
+    process = subprocess.Popen([sys.executable, "-m", "limits.state_server", "--socket", path],
+                               stdout=subprocess.PIPE, stderr=stderr, text=True)
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    line = process.stdout.readline() if ready else ""
+    if not line.startswith(READY):
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"the state process did not start (exit status {process.returncode})")
+    return process
 
 
 def main() -> None:

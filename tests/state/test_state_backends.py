@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from limits.backend import Backend, Charge, Check, Correction
 from limits.limiter import Limiter
 from limits.redis_state import RedisBackend
 from limits.state_client import StateClient
+from limits.state_server import start_process
 from tests.support import ROOT, RedisServer
 
 
@@ -35,23 +34,19 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 class StateProcess:
-    """`python -m limits.state_server` on a socket in `directory`."""
+    """`python -m limits.state_server` on a socket in `directory`, as the supervisor starts it."""
 
     def __init__(self, directory: Path) -> None:
         self.socket = str(directory / "state.sock")
         self.start()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "limits.state_server", "--socket", self.socket],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 15)
-        assert ready and self.proc.stdout.readline().startswith("state server listening on")
+        self.proc = start_process(self.socket, stderr=subprocess.PIPE)
 
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        self.proc.send_signal(sig)
+    def stop(self) -> None:
+        self.proc.terminate()
         _, err = self.proc.communicate(timeout=10)
-        assert "Traceback" not in err, err
+        assert self.proc.returncode == 0 and "Traceback" not in err, err
 
 
 @pytest.fixture
