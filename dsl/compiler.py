@@ -497,7 +497,7 @@ def _state(spec: str | Mapping[str, Any]) -> StateSettings:
         return StateSettings(url=spec)
     return StateSettings(
         url=spec["url"],
-        timeout=parse_duration(spec.get("timeout", "50ms")),
+        timeout=parse_duration(spec.get("timeout", "250ms")),
         on_state_error=spec.get("on_state_error", "allow"),
     )
 

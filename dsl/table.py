@@ -193,7 +193,7 @@ class StateSettings:
     """routes.yaml `state:`: where limits and budgets are counted, and what to do when it fails."""
 
     url: str = "memory"  # memory, redis://host:port/db or rediss://...
-    timeout: float = 0.05  # one state operation; past it on_state_error applies
+    timeout: float = 0.25  # one state operation; past it on_state_error applies
     on_state_error: str = "allow"  # "allow" | "deny"
 
 

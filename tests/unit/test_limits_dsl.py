@@ -49,7 +49,7 @@ def problems(tmp_path: Path, extra: str = "", secrets: str = "") -> list[str]:
 
 def test_defaults_memory_state_and_no_limits(tmp_path: Path) -> None:
     table = compiled(tmp_path)
-    assert table.state == StateSettings("memory", 0.05, "allow")
+    assert table.state == StateSettings("memory", 0.25, "allow")
     assert table.limits.for_key("team") == Rates() and not table.limits.budgets
 
 
