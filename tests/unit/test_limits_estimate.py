@@ -1,11 +1,15 @@
-"""The token estimate made before sending, and OpenAI's rate-limit header formats."""
+"""The token estimate made before sending, OpenAI's rate-limit header formats, prices and budget periods."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 
+from converters.usage import Usage
 from limits.estimate import output_tokens, prompt_tokens, request_tokens
 from limits.headers import duration_text, ratelimit_headers, retry_after_text
+from limits.prices import cost, period, price_of
 
 
 def test_text_counts_four_characters_a_token_plus_message_framing() -> None:
@@ -90,3 +94,21 @@ def test_header_trio_and_retry_after() -> None:
         "x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0",
         "x-ratelimit-reset-requests": "1s"}
     assert retry_after_text(0.01) == "1" and retry_after_text(2.2) == "3"
+
+
+def test_prices_in_nano_usd_with_cached_tokens_at_their_price() -> None:
+    price = {"input": 3.0, "output": 15.0, "cached_input": 0.3}
+    usage = Usage(input=1000, cached=400, cache_write=100, output=10, reported=True)
+    # 600 uncached (cache writes among them) at $3/M, 400 cached at $0.30/M, 10 output at $15/M
+    assert cost(price, usage) == 600 * 3000 + 400 * 300 + 10 * 15000
+    assert cost({"input": 1.0}, Usage(input=10, cached=4, output=5)) == 10 * 1000  # no cached or output price
+    models = {"gpt-4o-mini": {"price": price}, "bare": {"context_window": 1}}
+    assert price_of(models, "openai/gpt-4o-mini") == price and price_of(models, "gpt-4o-mini") == price
+    assert price_of(models, "x/bare") is None and price_of(models, "nope") is None
+
+
+def test_budget_periods_are_utc_calendar_days_and_months() -> None:
+    late = datetime(2026, 2, 28, 23, 59, 59, tzinfo=timezone(timedelta(hours=-5)))  # 1 March UTC
+    assert period("day", late) == ("2026-03-01", datetime(2026, 3, 2, tzinfo=UTC).timestamp())
+    assert period("month", late) == ("2026-03", datetime(2026, 4, 1, tzinfo=UTC).timestamp())
+    assert period("month", datetime(2026, 12, 31, 12, tzinfo=UTC))[1] == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
