@@ -5,7 +5,8 @@ The guess, for OpenAI and Anthropic request shapes alike:
   contents, system prompts, tool calls (names and arguments), tool results;
 - each message: 4 tokens of framing, and 3 more for the answer's priming;
 - each image: 85 tokens at OpenAI's `detail: low`, 765 otherwise (a 1024×1024 image at high
-  detail); 1600 for an Anthropic image or document (about a full-size image);
+  detail); 1600 for an Anthropic image or document and an OpenAI file (about a full-size
+  image; a long PDF costs more, and its usage corrects the count afterwards);
 - tool definitions and structured-output schemas: their JSON, one token per 4 characters;
 - the output reserve: the request's max_completion_tokens or max_tokens, at most
   `output_reserve` (routes.yaml limits.output_reserve), and `output_reserve` when it sets none.
@@ -26,13 +27,13 @@ MESSAGE_TOKENS = 4
 PRIMING_TOKENS = 3
 IMAGE_LOW_TOKENS = 85
 IMAGE_TOKENS = 765
-ANTHROPIC_IMAGE_TOKENS = 1600
+DOCUMENT_TOKENS = 1600
 
 _IMAGE_TYPES = frozenset({"image_url", "input_image"})
-_ANTHROPIC_MEDIA = frozenset({"image", "document"})
+_DOCUMENTS = frozenset({"image", "document", "file", "input_file"})  # Anthropic media, OpenAI files
 # Keys whose string values the model does not read as text (ids, roles, base64 payloads...).
 _NOT_TEXT = frozenset({"type", "role", "id", "tool_call_id", "tool_use_id", "source", "cache_control",
-                       "detail", "signature", "data", "file_id", "format", "url", "image_url"})
+                       "detail", "signature", "data", "file_id", "file_data", "format", "url", "image_url"})
 _JSON_VALUED = frozenset({"input", "arguments", "parameters", "input_schema", "schema"})
 _MAX_DEPTH = 32
 
@@ -88,8 +89,8 @@ def _read(value: Any, depth: int) -> tuple[int, int]:
         image = value.get("image_url")
         detail = image.get("detail") if isinstance(image, dict) else value.get("detail")
         return 0, IMAGE_LOW_TOKENS if detail == "low" else IMAGE_TOKENS
-    if kind in _ANTHROPIC_MEDIA:
-        return 0, ANTHROPIC_IMAGE_TOKENS
+    if kind in _DOCUMENTS:
+        return 0, DOCUMENT_TOKENS
     characters = tokens = 0
     for key, item in value.items():
         if key in _NOT_TEXT:

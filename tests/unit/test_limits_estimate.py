@@ -57,6 +57,14 @@ def test_openai_tool_calls_and_results_count() -> None:
     assert prompt_tokens(body) == 3 + 8 + -(-(3 + 16 + 5) // 4)
 
 
+def test_files_and_audio_payloads_are_not_read_as_text() -> None:
+    body = {"messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64," + "J" * 90_000}},
+        {"type": "input_audio", "input_audio": {"data": "U" * 90_000, "format": "wav"}},
+    ]}]}
+    assert prompt_tokens(body) == 3 + 4 + 1600
+
+
 def test_hostile_shapes_cost_little_and_never_raise() -> None:
     deep: object = "x" * 4
     for _ in range(2000):
