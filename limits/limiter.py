@@ -83,8 +83,8 @@ class Ticket:
     tokens: int  # reserved on every tpm limit admitted
     windows: list[tuple[str, float]] = field(default_factory=list)  # tpm entries: (storage key, at)
     target_windows: list[tuple[str, float]] = field(default_factory=list)  # the current target's
-    passed: list[tuple[str, float]] = field(default_factory=list)  # of targets walked past: refunded
-    leases: list[tuple[str, str]] = field(default_factory=list)
+    leases: list[tuple[str, str]] = field(default_factory=list)  # (storage key, entry): key's, agent's
+    target_leases: list[tuple[str, str]] = field(default_factory=list)  # the current target's
     model: str = ""  # the current target's provider/model
     steps: int = 0
 
@@ -173,23 +173,28 @@ class Limiter:
             limits.append(_Limit("key", key, "budget", check))
         if agent is not None and agent in self.settings.agents:
             limits += self._limits("agent", agent, self.settings.agents[agent], tokens)
-        return await self._admit(ticket, limits, ticket.windows)
+        return await self._admit(ticket, limits, ticket.windows, ticket.leases)
 
     async def admit_target(self, ticket: Ticket, provider: str, model: str) -> Decision:
         """The target's (provider/model) and its provider's limits, checked and counted at once.
 
-        A request walking on from a target it was admitted to gives back that target's tokens
-        when it finishes (its concurrent slot too, then)."""
+        Call it before each try (a retry of the same target included): the previous try is over,
+        so the tokens and concurrent slots its target held are given back first (one more step,
+        only when it held some), and a retry never waits for its own slot or tokens."""
         target = f"{provider}/{model}"
-        ticket.passed += ticket.target_windows
-        ticket.target_windows = []
+        if ticket.target_windows or ticket.target_leases:
+            assert self.backend is not None
+            refunds = [Correction(key, WINDOW, at, -ticket.tokens) for key, at in ticket.target_windows]
+            leases, ticket.target_leases, ticket.target_windows = ticket.target_leases, [], []
+            release = self.backend.settle(refunds, leases, [], f"{ticket.entry}.r{ticket.steps}")
+            await self._guarded("settle", release)
         ticket.model = target
         limits: list[_Limit] = []
         if target in self.settings.targets:
             limits += self._limits("target", target, self.settings.targets[target], ticket.tokens)
         if provider in self.settings.providers:
             limits += self._limits("provider", provider, self.settings.providers[provider], ticket.tokens)
-        return await self._admit(ticket, limits, ticket.target_windows)
+        return await self._admit(ticket, limits, ticket.target_windows, ticket.target_leases)
 
     async def finish(self, ticket: Ticket, usage: Usage | None) -> None:
         """End the request: correct its reserved tokens, release its concurrent slots and charge
@@ -197,14 +202,13 @@ class Limiter:
 
         `usage`: the answer's (streams included); None when no target answered, which gives
         every reserved token back. An answer that reported no usage keeps its reservation.
-        Targets walked past always give their tokens back. Requests stay counted in rpm."""
+        Requests stay counted in rpm."""
         corrections = []
         if usage is None or usage.reported:
             delta = -ticket.tokens if usage is None else usage.input + usage.output - ticket.tokens
             if delta:
                 corrections += [Correction(key, WINDOW, at, delta)
                                 for key, at in ticket.windows + ticket.target_windows]
-        corrections += [Correction(key, WINDOW, at, -ticket.tokens) for key, at in ticket.passed]
         charges = []
         price = prices.price_of(self.models, ticket.model) if usage is not None and ticket.model else None
         if price is not None and usage is not None:
@@ -214,7 +218,7 @@ class Limiter:
             if budget is not None and amount:
                 label, ends = prices.period(budget.per, datetime.now(UTC))
                 charges.append(Charge(self._spend_key(ticket.key, label), amount, ends + 3600))
-        leases, ticket.leases = ticket.leases, []
+        leases, ticket.leases, ticket.target_leases = ticket.leases + ticket.target_leases, [], []
         if corrections or leases or charges:
             assert self.backend is not None
             settle = self.backend.settle(corrections, leases, charges, ticket.entry + ".s")
@@ -260,8 +264,11 @@ class Limiter:
         return f"{_PREFIX}spend:{key}:{period}"
 
     async def _admit(
-        self, ticket: Ticket, limits: list[_Limit], windows: list[tuple[str, float]]
+        self, ticket: Ticket, limits: list[_Limit], windows: list[tuple[str, float]],
+        leases: list[tuple[str, str]],
     ) -> Decision:
+        """Admit `limits` at once; on success note their tpm entries in `windows` and their
+        concurrent slots in `leases`."""
         if not limits:
             return Decision(True, ticket)
         assert self.backend is not None
@@ -297,7 +304,7 @@ class Limiter:
             if limit.kind == "tpm":
                 windows.append((limit.check.key, admission.at))
             elif limit.kind == "concurrent":
-                ticket.leases.append((limit.check.key, entry))
+                leases.append((limit.check.key, entry))
         return Decision(True, ticket, headers=headers)
 
     @staticmethod

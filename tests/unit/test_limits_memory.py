@@ -299,3 +299,23 @@ def test_tokens_given_back_when_nothing_answered_kept_when_usage_is_unknown(tmp_
         assert await remaining_tokens() == 9500
 
     run(scenario())
+
+
+@pytest.mark.parametrize("rates", ["{concurrent: 1, tpm: 1000}", "{tpm: 1000}"])
+def test_a_retry_of_the_same_target_gets_what_its_first_try_held(tmp_path: Path, rates: str) -> None:
+    (tmp_path / "secrets.yaml").write_text(SECRETS)
+    (tmp_path / "routes.yaml").write_text(ROUTES.replace("  providers: {mock: {rpm: 1}}", f"  targets: {{mock/m1: {rates}}}"))
+    limits = Limiter()
+    limits.configure(compile_file(str(tmp_path / "routes.yaml"), {}, handlers=HANDLERS.rules))
+
+    async def scenario() -> None:
+        decision = await limits.admit_request("admin", None, 600)
+        assert (await limits.admit_target(decision.ticket, "mock", "m1")).allowed
+        retry = await limits.admit_target(decision.ticket, "mock", "m1")  # the first try failed
+        assert retry.allowed  # its slot and its 600 tokens were given back
+        other = await limits.admit_request("admin", None, 600)
+        assert not (await limits.admit_target(other.ticket, "mock", "m1")).allowed  # the retry holds them
+        await limits.finish(decision.ticket, Usage(input=5, output=5, reported=True))
+        assert (await limits.admit_target(other.ticket, "mock", "m1")).allowed
+
+    run(scenario())
