@@ -77,8 +77,11 @@ def test_redis_is_exact_across_two_processes(tmp_path: Path, redis_server: Redis
     assert hammered(tmp_path, ["--redis", redis_server.url], f"exact-redis-{kind}", 100, 200, kind) == 100
 
 
-def test_the_state_process_is_exact_across_two_processes(tmp_path: Path, state_process: StateProcess) -> None:
-    assert hammered(tmp_path, ["--socket", state_process.socket], "exact-state", 100, 200, "count") == 100
+@pytest.mark.parametrize("kind", ["count", "window"])
+def test_the_state_process_is_exact_across_two_processes(
+    tmp_path: Path, state_process: StateProcess, kind: str
+) -> None:
+    assert hammered(tmp_path, ["--socket", state_process.socket], f"exact-state-{kind}", 100, 200, kind) == 100
 
 
 def backends(redis_server: RedisServer, state_process: StateProcess) -> list[Backend]:
