@@ -183,6 +183,12 @@ class LimitSettings:
     output_reserve: int = 1024  # output tokens reserved when the request sets no max_tokens
     concurrent_lease: float = 900.0  # a `concurrent` slot not released by then frees itself
 
+    @property
+    def enabled(self) -> bool:
+        """Whether any limit or budget is declared: without one, requests skip the limiter."""
+        return bool(self.providers or self.targets or self.agents or self.own or self.budgets
+                    or self.keys != Rates())
+
     def for_key(self, name: str) -> Rates:
         own = self.own.get(name)
         return self.keys if own is None else own.over(self.keys)

@@ -8,18 +8,21 @@ import re
 import time
 import uuid
 from asyncio import Future
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from tornado.httputil import HTTPHeaders, HTTPServerRequest
 from tornado.web import RequestHandler
 
 from access.keys import Principal
+from converters.upstream_errors import UpstreamError
 from converters.usage import Usage
 from dsl.handler_rules import HandlerRules
 from dsl.table import Route, Table
 from handlers.errors import error_body, stream_error_event
 from handlers.upstream_url import encode_path
+from limits.limiter import Ticket
 from ops import metrics
 from ops.stats import MAX_LABEL_LENGTH
 from runtime.process import Runtime
@@ -115,6 +118,8 @@ class GatewayHandler(RequestHandler):
     bytes_flushed = 0  # of bytes_out, known to have reached the client's socket
     tried: list[dict[str, Any]] | None = None  # the targets a walk tried, for the access log
     race: Race | None = None  # a hedged walk's tries (upstream/hedge.py)
+    ticket: Ticket | None = None  # what the limiter holds for this request until `finish_limits`
+    limit_headers: Mapping[str, str] = MappingProxyType({})  # x-ratelimit-* of the key's limits
 
     @classmethod
     def for_route(cls, route: Route) -> type[GatewayHandler]:
@@ -271,6 +276,8 @@ class GatewayHandler(RequestHandler):
                     self.clear_header(name)
             for name, value in head.headers:
                 self.add_header(name, value)
+            for name, value in self.limit_headers.items():
+                self.set_header(name, value)
         else:
             for name, value in head.headers:
                 self.set_header(name, value)
@@ -348,6 +355,47 @@ class GatewayHandler(RequestHandler):
             self.write(stream_error_event(self.stream_format, 502, message))
         self.finish()
 
+    # -- rate limits and budgets (limits/limiter.py) ---------------------------------------
+
+    async def admit_limits(self, document: Mapping[str, Any] | None, agent: str | None) -> bool:
+        """The API key's and the agent's rate limits and the key's budget, before any upstream;
+        False after answering the refusal (429, or 503 when the state store cannot answer and
+        `on_state_error` is deny). Without any limit declared this costs nothing."""
+        limiter = self.runtime.limiter
+        if not limiter.settings.enabled:
+            return True
+        tokens = limiter.estimate(document) if document is not None else 0
+        decision = await limiter.admit_request(self.principal_name, agent, tokens)
+        self.ticket = decision.ticket
+        if not decision.allowed:
+            answer = decision.answer()
+            self.fail(answer.status, answer.message, answer.code, decision.response_headers(), answer.kind)
+            return False
+        if decision.headers:
+            self.limit_headers = decision.headers
+            for name, value in decision.headers.items():
+                self.set_header(name, value)
+        return True
+
+    async def admit_target(self, provider: str, model: str, label: str) -> Failure | None:
+        """A target's and its provider's rate limits, before each try: a Failure skips the target."""
+        if self.ticket is None:
+            return None
+        decision = await self.runtime.limiter.admit_target(self.ticket, provider, model)
+        if decision.allowed:
+            return None
+        answer = decision.answer()
+        error = UpstreamError(answer.message, answer.kind, answer.code)
+        retry_after = decision.response_headers().get("Retry-After")
+        return Failure(provider, label, answer.status, "over_limit", answer.message, retry_after, error)
+
+    async def finish_limits(self) -> None:
+        """Settle the request with the limiter: real usage for reserved tokens, slots released,
+        the key's budget charged (no answer: everything reserved given back)."""
+        ticket, self.ticket = self.ticket, None
+        if ticket is not None:
+            await self.runtime.limiter.finish(ticket, self.usage)
+
     # -- the route's stages (stages/stage.py) -------------------------------------------
 
     def refused_by_stages(self, document: dict[str, Any]) -> bool:
@@ -409,7 +457,7 @@ class GatewayHandler(RequestHandler):
         self.clear()
         self.set_header("x-request-id", self.request_id)
         self.set_status(status)
-        for name, value in (headers or {}).items():
+        for name, value in {**self.limit_headers, **(headers or {})}.items():
             self.set_header(name, value)
         self.set_header("Content-Type", "application/json")
         self.finish(error_body(self.route.ingress, status, message, code, kind, param))

@@ -98,6 +98,15 @@ class ChatHandler(GatewayHandler):
         if not targets:
             return self.fail(503, f"agent '{model}' has no usable target", "no_target")
         self.agent = self.table.agents.get(model)
+        if not await self.admit_limits(document, None if self.agent is None else self.agent.name):
+            return None
+        try:
+            await self._walk(targets, document)
+        finally:
+            await self.finish_limits()
+
+    async def _walk(self, targets: tuple[Target, ...], document: dict) -> None:
+        """Try the targets in the agent's order until one answers; else answer why none did."""
         if self.agent is not None:
             session = self.request.headers.get(SESSION_HEADER)
             targets = self.runtime.strategies.order(self.agent, document, session)
@@ -110,6 +119,7 @@ class ChatHandler(GatewayHandler):
             policy=policy, answering=lambda: self.committed,
             breakers=self.runtime.breakers, key=lambda target: target_key(target.provider.name, target.model),
             skipped=lambda target: self.note_skip(target.label), hedge_after=hedge_after,
+            admit=self._admit if self.ticket is not None else None,
         )
         self.note_walk(failures)
         self._count_fallback(failures)
@@ -123,6 +133,13 @@ class ChatHandler(GatewayHandler):
         if failures or len(self.tried) > 1:
             outcome = "all_failed" if failures else "answered_after_fallback"
             metrics.FALLBACKS.labels(agent=self.agent.name, outcome=outcome).inc()
+
+    async def _admit(self, target: Target) -> Failure | None:
+        """The target's own rate limits: over them, it is skipped (and logged as such)."""
+        refused = await self.admit_target(target.provider.name, target.model, target.label)
+        if refused is not None:
+            self.note_try(target.label, refused)
+        return refused
 
     async def _attempt(self, target: Target, document: dict) -> Failure | None:
         """Try one target, and note why it failed for the access log (an answer notes itself)."""

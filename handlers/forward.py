@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from tornado.web import stream_request_body
@@ -115,20 +116,42 @@ class ForwardHandler(GatewayHandler):
         if encoded is None:
             return
         candidates = self.route.providers
+        document: dict[str, Any] | None = None
         if isinstance(body, bytes) and _JSON_OBJECT.match(body):
             chosen = self._provider_from_model(body)
             if chosen is None:
                 return
-            candidates, body = chosen
+            candidates, body, document = chosen
         if not candidates:
             return self.fail(503, f"no provider is configured for {self.route.match}", "no_provider")
-        replayable = isinstance(body, bytes | None)
+        if not await self.admit_limits(document, None):
+            return
+        try:
+            await self._walk(candidates, encoded, body, document)
+        finally:
+            await self.finish_limits()
+
+    async def _walk(
+        self, candidates: tuple[Provider, ...], encoded: Mapping[str, str], body: bytes | BodyPipe | None,
+        document: dict[str, Any] | None,
+    ) -> None:
+        """Try the providers in order until one answers; else answer why none did."""
+        model = document.get("model") if document is not None else None  # as the upstream gets it
+        upstream_model = model if isinstance(model, str) else self.route.endpoint
+
+        async def admit(provider: Provider) -> Failure | None:
+            refused = await self.admit_target(provider.name, upstream_model, provider.name)
+            if refused is not None:
+                self.note_try(provider.name, refused)
+            return refused
+
         failures = await walk(
             candidates, lambda provider, more: self._try(provider, encoded, body, more), self.gone,
-            replayable=replayable, policy=self.route.retry, answering=lambda: self.committed,
-            breakers=self.runtime.breakers,
+            replayable=isinstance(body, bytes | None), policy=self.route.retry,
+            answering=lambda: self.committed, breakers=self.runtime.breakers,
             key=lambda provider: target_key(provider.name, self.route.endpoint),
             skipped=lambda provider: self.note_skip(provider.name),
+            admit=admit if self.ticket is not None else None,
         )
         self.note_walk(failures)
         if failures:
@@ -146,8 +169,11 @@ class ForwardHandler(GatewayHandler):
             encoded[name] = value
         return encoded
 
-    def _provider_from_model(self, body: bytes) -> tuple[tuple[Provider, ...], bytes] | None:
+    def _provider_from_model(
+        self, body: bytes
+    ) -> tuple[tuple[Provider, ...], bytes, dict[str, Any] | None] | None:
         """`model: provider/model` picks that provider and sends it `model`; None after a 400 or 403.
+        Also the body's document, for the rate limits' estimate.
 
         A key with `allowed_agents` may send only a `model` listed there, spelled as listed
         (a bare upstream model, or provider/model); the upstream then gets the document
@@ -158,8 +184,10 @@ class ForwardHandler(GatewayHandler):
         except orjson.JSONDecodeError as exc:
             self.fail(400, f"request body is not valid JSON: {exc.args[0]}")
             return None
-        if not isinstance(document, dict) or "model" not in document:
-            return self.route.providers, body
+        if not isinstance(document, dict):
+            return self.route.providers, body, None
+        if "model" not in document:
+            return self.route.providers, body, document
         model = document["model"]
         if isinstance(model, str) and self.refuses_model_name(model):
             return None
@@ -167,7 +195,7 @@ class ForwardHandler(GatewayHandler):
             return None
         restricted = self.principal is not None and self.principal.allowed_agents is not None
         if not isinstance(model, str):
-            return self.route.providers, body
+            return self.route.providers, body, document
         self.model_label = self.runtime.stats.model_label(model)
         name, slash, upstream_model = model.partition("/")
         provider = self.table.providers.get(name) if slash else None
@@ -177,9 +205,9 @@ class ForwardHandler(GatewayHandler):
         elif restricted:
             candidates = self.route.providers
         else:
-            return self.route.providers, body
+            return self.route.providers, body, document
         try:
-            return candidates, encode(document, "the request body")
+            return candidates, encode(document, "the request body"), document
         except ValueError as exc:
             self.fail(400, str(exc), "invalid_request")
             return None

@@ -79,7 +79,7 @@ class Ticket:
     concurrent slots to release, and the key and target to charge."""
 
     entry: str  # unique per request; each admit adds a suffix
-    key: str
+    key: str | None  # None: a route without authentication (no key limits, no spend)
     tokens: int  # reserved on every tpm limit admitted
     windows: list[tuple[str, float]] = field(default_factory=list)  # tpm entries: (storage key, at)
     target_windows: list[tuple[str, float]] = field(default_factory=list)  # the current target's
@@ -162,12 +162,13 @@ class Limiter:
         """Tokens `body` counts against tpm until its usage is known (limits/estimate.py)."""
         return estimate.request_tokens(body, self.settings.output_reserve)
 
-    async def admit_request(self, key: str, agent: str | None, tokens: int) -> Decision:
-        """The API key's and the agent's limits and the key's budget, checked and counted at once."""
+    async def admit_request(self, key: str | None, agent: str | None, tokens: int) -> Decision:
+        """The API key's and the agent's limits and the key's budget, checked and counted at once
+        (`key` None: a route without authentication, under no key's limits)."""
         ticket = Ticket(f"{self.instance}.{os.getpid()}.{next(self.ids)}", key, tokens)
-        limits = self._limits("key", key, self.settings.for_key(key), tokens)
-        budget = self.settings.budgets.get(key)
-        if budget is not None:
+        limits = [] if key is None else self._limits("key", key, self.settings.for_key(key), tokens)
+        budget = None if key is None else self.settings.budgets.get(key)
+        if key is not None and budget is not None:
             label, _ = prices.period(budget.per, datetime.now(UTC))
             check = Check("budget", self._spend_key(key, label), round(budget.usd * prices.NANO))
             limits.append(_Limit("key", key, "budget", check))
@@ -211,7 +212,7 @@ class Limiter:
                                 for key, at in ticket.windows + ticket.target_windows]
         charges = []
         price = prices.price_of(self.models, ticket.model) if usage is not None and ticket.model else None
-        if price is not None and usage is not None:
+        if price is not None and usage is not None and ticket.key is not None:
             amount = prices.cost(price, usage)
             SPEND_USD.labels(ticket.key).inc(amount / prices.NANO)
             budget = self.settings.budgets.get(ticket.key)
