@@ -23,6 +23,7 @@ from dsl.table import (
     BreakerSettings,
     Budget,
     LimitSettings,
+    OverflowSettings,
     Provider,
     Rates,
     RetryPolicy,
@@ -346,13 +347,18 @@ class _Compiler:
             elif provider_name not in providers:
                 self.error(("agents", name, "models", i), f"unknown provider '{provider_name}' in {ref}")
             else:
-                targets.append(Target(providers[provider_name], model))
+                own = {} if isinstance(item, str) else item
+                targets.append(Target(providers[provider_name], model, own.get("context_window"),
+                                      own.get("max_output")))
                 weights.append(1 if isinstance(item, str) else item.get("weight", 1))
         if not targets:
             self.warn(("agents", name), "no usable target: requests to this agent answer 503")
         hedge_after = parse_duration(spec["hedge_after"]) if "hedge_after" in spec else None
+        overflow = _section(spec, "overflow")
+        guard = OverflowSettings(overflow.get("enabled", True), overflow.get("margin", 0.0),
+                                 _section(overflow, "trim").get("keep_last_turns"))
         return Agent(name, spec.get("strategy", "fallback"), tuple(targets), tuple(weights),
-                     _retry(_section(spec, "retry"), self.retry), hedge_after)
+                     _retry(_section(spec, "retry"), self.retry), hedge_after, guard)
 
     def _routes(self, providers: Mapping[str, Provider], skipped: set[str]) -> list[Route]:
         routes: list[Route] = []

@@ -62,10 +62,13 @@ class Provider:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One provider/model an agent may send a request to."""
+    """One provider/model an agent may send a request to (its own limits in tokens, when the
+    agent gives them, else the `models:` registry's apply: limits/context.py)."""
 
     provider: Provider
     model: str
+    context_window: int | None = None
+    max_output: int | None = None
 
     @property
     def label(self) -> str:
@@ -93,6 +96,15 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class OverflowSettings:
+    """An agent's `overflow:`: the context-overflow guard (limits/context.py)."""
+
+    enabled: bool = True
+    margin: float = 0.0  # added to the calibrated estimate, as a share of it
+    keep_last_turns: int | None = None  # trim: None keeps every turn; else drop the oldest beyond these
+
+
+@dataclass(frozen=True, slots=True)
 class Agent:
     """A model name that clients send, standing for its targets and how to order them
     (upstream/strategies.py)."""
@@ -103,6 +115,7 @@ class Agent:
     weights: tuple[int, ...]  # one per target: its share for the weighted and sticky strategies
     retry: RetryPolicy = RetryPolicy()
     hedge_after: float | None = None  # seconds without an answer before the next target is tried too
+    overflow: OverflowSettings = OverflowSettings()
 
 
 @dataclass(frozen=True, slots=True)

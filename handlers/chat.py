@@ -6,6 +6,7 @@ answer streams follows the upstream Content-Type, not the request's flag.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 
 import orjson
@@ -19,13 +20,15 @@ from converters.usage import Usage
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Agent, Provider, Route, Table, Target
 from handlers.base import GatewayHandler
+from limits import context
+from limits.estimate import prompt_tokens
 from ops import metrics
 from stages.access import ModelAccess
 from stages.accounting import Accounting
 from upstream.attempt import Broken, Head, Kept, Relayed, Sink, UpstreamRequest, attempt, walk
 from upstream.breaker import target_key
 from upstream.exchange import Exchange
-from upstream.failure import Failure, agent_answer, answered_with_error
+from upstream.failure import CONTEXT_OVERFLOW, Failure, agent_answer, answered_with_error
 from upstream.hedge import Race
 from upstream.strategies import SESSION_HEADER
 
@@ -69,6 +72,8 @@ class ChatHandler(GatewayHandler):
     )
     requested_model = ""
     agent: Agent | None = None  # when the client's model names one
+    prompt_estimate = 0  # tokens, when the agent's overflow guard estimated the prompt
+    fits: Mapping[str, context.Fit] = MappingProxyType({})  # by target label, when the guard runs
 
     async def post(self) -> None:
         try:
@@ -110,6 +115,7 @@ class ChatHandler(GatewayHandler):
         if self.agent is not None:
             session = self.request.headers.get(SESSION_HEADER)
             targets = self.runtime.strategies.order(self.agent, document, session)
+            document = self._fit_context(self.agent, targets, document)
         policy = self.table.retry if self.agent is None else self.agent.retry
         hedge_after = None if self.agent is None else self.agent.hedge_after
         if hedge_after is not None:
@@ -119,12 +125,46 @@ class ChatHandler(GatewayHandler):
             policy=policy, answering=lambda: self.committed,
             breakers=self.runtime.breakers, key=lambda target: target_key(target.provider.name, target.model),
             skipped=lambda target: self.note_skip(target.label), hedge_after=hedge_after,
-            admit=self._admit if self.ticket is not None else None,
+            admit=self._admit if self.ticket is not None or self.fits else None,
         )
         self.note_walk(failures)
         self._count_fallback(failures)
-        if failures:
+        if failures and self.agent is not None and all(f.kind == CONTEXT_OVERFLOW and f.status == 0
+                                                       for f in failures):
+            metrics.CONTEXT_REJECTIONS.labels(agent=self.agent.name).inc()
+            message = context.refusal_message(list(self.fits.values()), self.agent.name)
+            self.fail(400, message, "context_length_exceeded", kind="invalid_request_error", param="messages")
+        elif failures:
             self.answer_error(agent_answer(failures))
+
+    def _fit_context(self, agent: Agent, targets: tuple[Target, ...], document: dict) -> dict:
+        """The agent's overflow guard: each target's fit for this prompt (targets that cannot
+        take it are skipped by `_admit`), after trimming the prompt when it fits none and the
+        agent trims. Returns the document to send."""
+        settings = agent.overflow
+        windows = [(target, context.window_of(target, self.table.models)) for target in targets]
+        if not settings.enabled or all(w.context is None and w.output is None for _, w in windows):
+            return document
+        calibration = self.runtime.calibration
+        output = context.requested_output(document)
+
+        def measure(prompt: dict) -> dict[str, context.Fit]:
+            self.prompt_estimate = estimate = prompt_tokens(prompt)
+            return {t.label: context.fit(t, w, estimate, output, settings, calibration) for t, w in windows}
+
+        fits = measure(document)
+        widest = max(fits.values(), key=lambda f: f.window.context or 0)
+        if settings.keep_last_turns is not None and not any(f.fits for f in fits.values()) \
+                and widest.window.context is not None:
+            scale = calibration.ratio(widest.target.model) * (1 + settings.margin)
+            budget = int((widest.window.context - output) / scale)
+            document, dropped = context.trimmed(document, settings.keep_last_turns, budget)
+            if dropped:
+                metrics.CONTEXT_TRIMMED.labels(agent=agent.name).inc(dropped)
+                self.set_header("x-gateway-trimmed-messages", str(dropped))
+                fits = measure(document)
+        self.fits = fits
+        return document
 
     def _count_fallback(self, failures: list[Failure] | None) -> None:
         """An agent's walk that went past its first target, or where none answered, by outcome."""
@@ -135,7 +175,17 @@ class ChatHandler(GatewayHandler):
             metrics.FALLBACKS.labels(agent=self.agent.name, outcome=outcome).inc()
 
     async def _admit(self, target: Target) -> Failure | None:
-        """The target's own rate limits: over them, it is skipped (and logged as such)."""
+        """Whether the prompt fits the target, then the target's own rate limits: a target that
+        fails either is skipped (and logged as such)."""
+        fit = self.fits.get(target.label)
+        if fit is not None and not fit.fits:
+            metrics.CONTEXT_SKIPS.labels(target=target.label).inc()
+            message = f"the prompt (about {fit.tokens} tokens) and {fit.output} output tokens do not fit"
+            refused = Failure(target.provider.name, target.label, 0, CONTEXT_OVERFLOW, message)
+            self.note_try(target.label, refused)
+            return refused
+        if self.ticket is None:
+            return None
         refused = await self.admit_target(target.provider.name, target.model, target.label)
         if refused is not None:
             self.note_try(target.label, refused)
@@ -145,6 +195,9 @@ class ChatHandler(GatewayHandler):
         """Try one target, and note why it failed for the access log (an answer notes itself)."""
         sink: Sink = self if self.race is None else self.race.enter()
         failure = await self._try_target(target, document, sink)
+        if failure is not None and failure.kind == CONTEXT_OVERFLOW and self.prompt_estimate:
+            window = context.window_of(target, self.table.models).context
+            self.runtime.calibration.overflowed(target.model, self.prompt_estimate, window)
         if failure is not None:
             self.note_try(target.label, failure)
         return failure
@@ -200,6 +253,8 @@ class ChatHandler(GatewayHandler):
         """The answer is complete: noted for the access log, the stages' `done`, and an agent
         target's prompt-cache tokens."""
         self.note_try(target.label)
+        if self.prompt_estimate and usage is not None and usage.reported:
+            self.runtime.calibration.observe(target.model, self.prompt_estimate, usage.input)
         if self.agent is not None and usage is not None and usage.reported:
             counted = metrics.PROMPT_CACHE_TOKENS
             labels = {"agent": self.agent.name, "target": target.label}

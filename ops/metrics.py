@@ -120,6 +120,24 @@ HEDGES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+CONTEXT_SKIPS = Counter(
+    "gateway_context_target_skips_total",
+    "Agent targets skipped because the prompt would not fit their context window or output limit.",
+    ["target"],
+    registry=REGISTRY,
+)
+CONTEXT_REJECTIONS = Counter(
+    "gateway_context_rejections_total",
+    "Requests refused with 400 context_length_exceeded because no target of the agent fits them.",
+    ["agent"],
+    registry=REGISTRY,
+)
+CONTEXT_TRIMMED = Counter(
+    "gateway_context_trimmed_messages_total",
+    "Messages dropped from prompts by an agent's overflow trim.",
+    ["agent"],
+    registry=REGISTRY,
+)
 FALLBACKS = Counter(
     "gateway_fallbacks_total",
     "Agent requests that walked past their first target, by agent and outcome: "

@@ -15,9 +15,10 @@ limiter with its state backend (a reload keeps the counts unless `state:` change
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dsl.table import ServerSettings
+from limits.context import Calibration
 from limits.limiter import Limiter
 from limits.state import STATE_SOCKET_ENV
 from ops.access_log import AccessLog
@@ -61,6 +62,7 @@ class Runtime:
     strategies: Strategies  # agents' round-robin turns and targets' latency averages
     breakers: BreakerBoard  # configured by each table the router serves (server/app.py)
     limiter: Limiter  # rate limits and budgets; configured likewise
+    calibration: Calibration = field(default_factory=Calibration)  # prompt estimates per model
     in_flight: int = 0  # requests being served now: draining waits for none
 
     @classmethod

@@ -30,7 +30,14 @@ from upstream.body_pipe import BodyPipe
 from upstream.breaker import BreakerBoard, TargetKey
 from upstream.client import UpstreamClient
 from upstream.exchange import Exchange
-from upstream.failure import CIRCUIT_OPEN, Failure, answered_with_error, error_kind, retried_on
+from upstream.failure import (
+    CIRCUIT_OPEN,
+    CONTEXT_OVERFLOW,
+    Failure,
+    answered_with_error,
+    error_kind,
+    retried_on,
+)
 
 log = logging.getLogger("gateway.upstream")
 
@@ -405,6 +412,8 @@ class _Walk:
                 return
             self.failures.append(failure)
             metrics.UPSTREAM_ERRORS.labels(provider=failure.provider, kind=failure.kind).inc()
+            if failure.kind == CONTEXT_OVERFLOW:
+                return  # too long for this target, and so for any retry of it; a larger one may do
             if not (self.replayable and retried_on(failure, policy.when)):
                 self.final = True  # no other target may fix it (a hedge still running is cancelled)
                 return

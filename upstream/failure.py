@@ -9,6 +9,7 @@ a 429 keeps its Retry-After).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,11 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
 # token is not at fault, so it is answered as 502 without it.
 REFUSED_KEY = frozenset({401, 403})
 CIRCUIT_OPEN = "circuit_open"  # the kind of a walk whose every target's breaker is open
+# The kind of a prompt too long for a target: another, larger target may take it, the same never.
+CONTEXT_OVERFLOW = "context_overflow"
+# How providers word "the prompt is too long" (OpenAI's code; Anthropic's and others' messages).
+_TOO_LONG = re.compile(r"context[ _](length|window)|prompt is too long|maximum context|too many tokens"
+                       r"|exceeds? the context", re.IGNORECASE)
 
 
 def error_kind(response: HTTPResponse) -> str:
@@ -137,4 +143,12 @@ def answered_with_error(provider: str, label: str, status: int, error: UpstreamE
                         retry_after: str | None = None) -> Failure:
     """A target that answered with an error status (`error`: its body, read with the key scrubbed)."""
     message = error.message or f"upstream answered HTTP {status}"
-    return Failure(provider, label, status, status_kind(status), message, retry_after, error)
+    kind = CONTEXT_OVERFLOW if status in (400, 413) and too_long(error) else status_kind(status)
+    return Failure(provider, label, status, kind, message, retry_after, error)
+
+
+def too_long(error: UpstreamError) -> bool:
+    """Whether a provider's 400 says the prompt does not fit the model's context."""
+    if error.code == "context_length_exceeded":
+        return True
+    return error.message is not None and _TOO_LONG.search(error.message) is not None

@@ -41,7 +41,8 @@ agents:
   fallback: {models: [mock/fault-500, mock/gpt-4o-mini]}
   refused: {models: [down/gpt-4o-mini, mock/gpt-4o-mini]}
   limited: {models: [mock/fault-429]}
-  badreq: {models: [mock/fault-400, mock/gpt-4o-mini]}
+  badreq: {models: [mock/fault-422, mock/gpt-4o-mini]}
+  toolong: {models: [mock/fault-400, mock/gpt-4o-mini]}
   empty: {models: [mock/fault-empty, mock/gpt-4o-mini]}
   hang: {models: [slow/fault-hang, mock/gpt-4o-mini]}
   allfail: {models: [mock/fault-500, mock/fault-503]}

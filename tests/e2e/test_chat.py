@@ -76,9 +76,15 @@ def test_fallback_streaming(gateway: Gateway) -> None:
 
 
 def test_non_retryable_upstream_error_is_not_walked_past(gateway: Gateway) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
         gateway.openai().chat.completions.create(model="badreq", messages=MESSAGES)
-    assert caught.value.status_code == 400
+    assert caught.value.status_code == 422
+
+
+def test_a_prompt_too_long_for_one_target_is_tried_on_the_next(gateway: Gateway) -> None:
+    """The mock's 400 is OpenAI's context_length_exceeded: another target may have the room."""
+    answer = gateway.openai().chat.completions.create(model="toolong", messages=MESSAGES)
+    assert answer.choices[0].message.content.startswith("Hello from mock gpt-4o-mini!")
 
 
 def test_rate_limited_everywhere_gives_429_with_retry_after(gateway: Gateway) -> None:
