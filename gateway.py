@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "routes":
         print_routes(table, HANDLERS)
         return 0
-    from server.lifecycle import serve  # imported here: check and routes need no server
+    if table.server.workers > 1:
+        from server.supervisor import supervise  # imported here: check and routes need no server
+
+        return supervise(args.config, table)
+    from server.lifecycle import serve
 
     return asyncio.run(serve(args.config, table))
 

@@ -39,6 +39,7 @@ from dsl.validate import validate
 ADMIN = "admin"  # the client_token's principal name
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 _ANTHROPIC_VERSION = "2023-06-01"
+MAX_WORKERS = 64  # server.workers' bound in the schema, and `auto`'s
 
 
 def compile_file(
@@ -57,6 +58,13 @@ def compile_file(
         raise ConfigError(problems)
     problems += validate(doc, "routes", handlers=tuple(rules))
     return _Compiler(doc, env, problems, rules).compile()
+
+
+def _workers(value: int | str) -> int:
+    """`auto` is one per core this process may run on (its CPU affinity), at most MAX_WORKERS."""
+    if value == "auto":
+        return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+    return int(value)
 
 
 def declared_secrets(doc: loader.Document) -> Path | None:
@@ -278,6 +286,7 @@ class _Compiler:
             access_log=server.get("access_log", True),
             max_buffered_bodies=parse_size(server.get("max_buffered_bodies", "256MiB")),
             write_buffer=parse_size(server.get("write_buffer", "1MiB")),
+            workers=_workers(server.get("workers", 1)),
         )
         if settings.max_buffered_bodies < settings.max_body:
             self.error(("server", "max_buffered_bodies"),

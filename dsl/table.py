@@ -156,6 +156,7 @@ class ServerSettings:
     access_log: bool = True
     max_buffered_bodies: int = 256 * 1024 * 1024
     write_buffer: int = 1024 * 1024
+    workers: int = 1  # serving processes; above 1, a supervisor forks them (server/supervisor.py)
 
 
 @dataclass(frozen=True, slots=True)

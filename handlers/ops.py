@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from dsl.handler_rules import HandlerRules
 from handlers.base import GatewayHandler
@@ -25,7 +25,7 @@ class MetricsHandler(GatewayHandler):
 
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(metrics.REGISTRY))
+        self.finish(metrics.exposition())
 
 
 class StatsHandler(GatewayHandler):
@@ -33,7 +33,11 @@ class StatsHandler(GatewayHandler):
     rules = HandlerRules("statsz", admin=True)
 
     async def get(self) -> None:
-        snapshot = self.runtime.stats.snapshot()
+        runtime = self.runtime
+        if runtime.instance is None:
+            snapshot = runtime.stats.snapshot()
+        else:  # pre-fork workers: counters of the whole instance, the rest as this worker sees it
+            snapshot = runtime.instance.snapshot(runtime.stats, runtime.in_flight)
         snapshot["catalog"] = self.runtime.catalog.health()
         snapshot["breakers"] = self.runtime.breakers.snapshot()
         snapshot["strategies"] = self.runtime.strategies.snapshot(self.table.agents)

@@ -4,13 +4,41 @@ Declared here at module level, as Prometheus intends, rather than held by the Ru
 they are declarations whose values are the process's by design (one scrape per
 process; prometheus_client's multiprocess mode for pre-fork workers works on
 module-level metrics), and handing them around would only add parameters.
+
+With `server.workers` above 1, the supervisor starts with $PROMETHEUS_MULTIPROC_DIR set
+(server/supervisor.py), so prometheus_client keeps every value in a file per process
+from its import on, and `exposition` merges the files of every worker, living or dead:
+counters and histograms add up, and each gauge says how its workers' values combine
+(`multiprocess_mode`, which a single process ignores).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+# Read once, as prometheus_client itself reads it when imported: None in a single process.
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+def exposition() -> bytes:
+    """The /metrics page: this process's registry, or every worker's files merged."""
+    if MULTIPROCESS_DIR is None:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()  # a fresh one per scrape, as prometheus_client requires
+    MultiProcessCollector(registry, MULTIPROCESS_DIR)
+    return generate_latest(registry)
+
+
+def forget_process(pid: int) -> None:
+    """A worker died: its live gauges (in flight, circuit states) stop counting; its
+    counters and histograms stay, so the instance's totals never go down."""
+    if MULTIPROCESS_DIR is not None:
+        mark_process_dead(pid, MULTIPROCESS_DIR)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -44,6 +72,7 @@ UPSTREAM_SECONDS = Histogram(
 IN_FLIGHT = Gauge(
     "gateway_requests_in_flight",
     "Requests being served now.",
+    multiprocess_mode="livesum",
     registry=REGISTRY,
 )
 UPSTREAM_ERRORS = Counter(
@@ -68,11 +97,11 @@ RELOADS = Counter(
 )
 CATALOG_MODELS = Gauge(
     "gateway_catalog_models", "Models in the last good catalog answer, by provider.",
-    ["provider"], registry=REGISTRY,
+    ["provider"], multiprocess_mode="livemax", registry=REGISTRY,
 )
 CATALOG_FAILURES = Gauge(
     "gateway_catalog_consecutive_failures", "Failed catalog fetches in a row, by provider.",
-    ["provider"], registry=REGISTRY,
+    ["provider"], multiprocess_mode="livemax", registry=REGISTRY,
 )
 KEY_TOKENS = Counter(
     "gateway_key_tokens_total",
@@ -96,8 +125,10 @@ PROMPT_CACHE_TOKENS = Counter(
 )
 CIRCUIT_STATE = Gauge(
     "gateway_circuit_state",
-    "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
+    "Circuit breaker state per target: 0 closed, 1 half-open, 2 open (with workers, the "
+    "most open of any worker's).",
     ["provider", "model"],
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 CIRCUIT_TRANSITIONS = Counter(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,15 +42,25 @@ class Counters:
         self.cached_tokens += usage.cached
         self.reasoning_tokens += usage.reasoning
 
+    def export(self) -> dict[str, Any]:
+        """Everything, latency samples included, for another process to merge (ops/instance_stats.py)."""
+        return {**self.totals(), "latencies": list(self.latencies)}
+
+    @classmethod
+    def merged(cls, exports: Iterable[dict[str, Any]]) -> Counters:
+        """The sum of several processes' exports; percentiles then span all their samples."""
+        total = cls(latencies=collections.deque())
+        for part in exports:
+            for name in _TOTALS:
+                setattr(total, name, getattr(total, name) + part[name])
+            total.latencies.extend(part["latencies"])
+        return total
+
+    def totals(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in _TOTALS}
+
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "requests": self.requests,
-            "errors": self.errors,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cached_tokens": self.cached_tokens,
-            "reasoning_tokens": self.reasoning_tokens,
-        }
+        out: dict[str, Any] = self.totals()
         if self.latencies:
             ordered = sorted(self.latencies)
             out["latency_ms"] = {
@@ -57,6 +68,9 @@ class Counters:
                 for q in (50, 90, 99)
             }
         return out
+
+
+_TOTALS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
 
 
 def _counters(table: dict[str, Counters], name: str) -> Counters:
@@ -73,6 +87,7 @@ class Stats:
         self.started = time.time()
         self.by_model: dict[str, Counters] = {}
         self.by_key: dict[str, Counters] = {}
+        self.changes = 0  # bumped by every update: a worker rewrites its stats file only after one
 
     def model_label(self, name: str) -> str:
         """`name` (cut to MAX_LABEL_LENGTH), or 'other' once the set of names seen is full."""
@@ -83,6 +98,7 @@ class Stats:
 
     def observe(self, model: str, status: int, seconds: float, key: str | None) -> None:
         """Count one answered request against a bounded model label (and the caller's key name)."""
+        self.changes += 1
         for counters in (_counters(self.by_model, model), _counters(self.by_key, key) if key else None):
             if counters is None:
                 continue
@@ -95,6 +111,7 @@ class Stats:
         """Tokens the upstream reported for one request."""
         if usage is None or not usage.reported:
             return
+        self.changes += 1
         _counters(self.by_model, model).add_usage(usage)
         if key:
             _counters(self.by_key, key).add_usage(usage)
@@ -108,6 +125,12 @@ class Stats:
                 metrics.TOKENS.labels(model=model, kind=kind).inc(value)
                 if key:
                     metrics.KEY_TOKENS.labels(key=key, kind=kind).inc(value)
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "models": {name: c.export() for name, c in self.by_model.items()},
+            "keys": {name: c.export() for name, c in self.by_key.items()},
+        }
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -22,6 +22,7 @@ from limits.context import Calibration
 from limits.limiter import Limiter
 from limits.state import STATE_SOCKET_ENV
 from ops.access_log import AccessLog
+from ops.instance_stats import InstanceStats
 from ops.stats import Stats
 from upstream.breaker import BreakerBoard
 from upstream.catalog import Catalog
@@ -64,13 +65,14 @@ class Runtime:
     limiter: Limiter  # rate limits and budgets; configured likewise
     calibration: Calibration = field(default_factory=Calibration)  # prompt estimates per model
     in_flight: int = 0  # requests being served now: draining waits for none
+    instance: InstanceStats | None = None  # a pre-fork worker's window on its siblings' /statsz
 
     @classmethod
-    def start(cls, settings: ServerSettings) -> Runtime:
+    def start(cls, settings: ServerSettings, instance: InstanceStats | None = None) -> Runtime:
         """The process's runtime, made on the running IOLoop (the upstream client binds to it).
 
         `settings` are the first table's: what they size here changes only on restart.
         """
         upstream = open_client(settings.upstream_connections)
         return cls(upstream, Catalog(upstream), Stats(), AccessLog(), BodyBudget(), Strategies(),
-                   BreakerBoard(), Limiter(os.environ.get(STATE_SOCKET_ENV)))
+                   BreakerBoard(), Limiter(os.environ.get(STATE_SOCKET_ENV)), instance=instance)

@@ -1,4 +1,9 @@
-"""The serving process: listen, reload on SIGHUP, drain on SIGTERM, tell systemd each step."""
+"""The serving process: listen, reload on SIGHUP, drain on SIGTERM, tell systemd each step.
+
+Alone (server.workers: 1) it answers to systemd itself; as one of several pre-fork
+workers it serves the supervisor's sockets and tells the supervisor instead
+(server/supervisor.py), which alone talks to systemd.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
+from typing import Protocol
 
 from tornado.httpserver import HTTPServer
 
@@ -14,22 +21,70 @@ from dsl.compiler import compile_file
 from dsl.errors import ConfigError
 from dsl.table import Table
 from ops import metrics, sdnotify
+from ops.instance_stats import WRITE_INTERVAL, InstanceStats
 from runtime.process import Runtime
 from server.app import GatewayServer, TableRouter
 from server.limits import HARD_MAX_BODY_SIZE, HARD_MAX_HEADER_SIZE
 
 log = logging.getLogger("gateway")
 # Settings bound when the listener starts; a reload keeps the running values.
-RESTART_ONLY = ("listen_host", "listen_port", "upstream_connections", "idle_timeout", "max_connections")
+RESTART_ONLY = (
+    "listen_host", "listen_port", "upstream_connections", "idle_timeout", "max_connections", "workers",
+)
+
+
+class Announcer(Protocol):
+    """Who hears of this process's steps: systemd, or the supervisor of the workers."""
+
+    def ready(self, status: str) -> None: ...
+    def reloading(self) -> None: ...
+    def reloaded(self, ok: bool, status: str) -> None: ...
+    def stopping(self) -> None: ...
+
+
+class Systemd:
+    """A process serving alone tells systemd, and counts its own reloads."""
+
+    def ready(self, status: str) -> None:
+        sdnotify.ready(status)
+
+    def reloading(self) -> None:
+        sdnotify.reloading()
+
+    def reloaded(self, ok: bool, status: str) -> None:
+        metrics.RELOADS.labels(result="success" if ok else "failure").inc()
+        sdnotify.ready(status)
+
+    def stopping(self) -> None:
+        sdnotify.stopping()
+
+
+def restart_only_changes(old: Table, new: Table) -> None:
+    """Warn that the settings bound at start keep their running values."""
+    if any(getattr(old.server, name) != getattr(new.server, name) for name in RESTART_ONLY):
+        log.warning("%s change only on restart", ", ".join(f"server.{name}" for name in RESTART_ONLY))
 
 
 class Gateway:
     """One serving process: its runtime and its live table."""
 
-    def __init__(self, config_path: str, table: Table) -> None:
-        """Called on the running event loop, which the runtime's upstream client binds to."""
+    def __init__(
+        self,
+        config_path: str,
+        table: Table,
+        announce: Announcer | None = None,
+        sockets: list[socket.socket] | None = None,
+        instance: InstanceStats | None = None,
+    ) -> None:
+        """Called on the running event loop, which the runtime's upstream client binds to.
+
+        A pre-fork worker gets the supervisor's listening `sockets`, its `announce`, and
+        the `instance` files that make /statsz the whole instance's.
+        """
         self.config_path = config_path
-        self.runtime = Runtime.start(table.server)
+        self.announce = announce or Systemd()
+        self.sockets = sockets
+        self.runtime = Runtime.start(table.server, instance)
         self.router = TableRouter(table, self.runtime)
         self.stopping = asyncio.Event()
         self.server: HTTPServer | None = None
@@ -44,36 +99,42 @@ class Gateway:
             idle_connection_timeout=settings.idle_timeout,
             body_timeout=settings.body_timeout + 5,  # ours answers 408 first; Tornado's is the backstop
         )
-        self.server.listen(settings.listen_port, settings.listen_host)
+        if self.sockets is None:
+            self.server.listen(settings.listen_port, settings.listen_host)
+            log.info("listening on %s:%d (%s)", settings.listen_host, settings.listen_port, self.config_path)
+        else:
+            self.server.add_sockets(self.sockets)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
-        log.info("listening on %s:%d (%s)", settings.listen_host, settings.listen_port, self.config_path)
-        sdnotify.ready(f"Serving {self.config_path}")
+        self.announce.ready(f"Serving {self.config_path}")
 
     def reload(self) -> None:
         """Compile beside the live table; swap only if the whole file compiles."""
-        sdnotify.reloading()
+        self.announce.reloading()
+        ok = False
         try:
             table = compile_file(self.config_path, handlers=self.router.handlers.rules)
         except ConfigError as exc:
-            metrics.RELOADS.labels(result="failure").inc()
             log.error("reload rejected, still serving the previous configuration:\n%s", exc)
         except Exception:  # a compiler bug must not pass for a good reload, nor stop serving
-            metrics.RELOADS.labels(result="failure").inc()
             log.exception("reload failed inside the compiler; still serving the previous configuration")
         else:
-            old, new = self.router.table.server, table.server
-            if any(getattr(old, name) != getattr(new, name) for name in RESTART_ONLY):
-                log.warning("%s change only on restart", ", ".join(f"server.{name}" for name in RESTART_ONLY))
+            restart_only_changes(self.router.table, table)
             for warning in table.warnings:
                 log.warning("%s", warning)
             self.router.swap(table)
-            metrics.RELOADS.labels(result="success").inc()
+            ok = True
             log.info("configuration reloaded from %s", self.config_path)
         finally:
-            sdnotify.ready(f"Serving {self.config_path}")
+            self.announce.reloaded(ok, f"Serving {self.config_path}")
+
+    async def share_stats(self, instance: InstanceStats) -> None:
+        """A worker's counters, where its siblings' /statsz reads them."""
+        while True:
+            instance.write(self.runtime.stats, self.runtime.in_flight)
+            await asyncio.sleep(WRITE_INTERVAL)
 
     async def watchdog(self, interval: float) -> None:
         while True:
@@ -82,7 +143,7 @@ class Gateway:
 
     async def drain(self) -> None:
         """Stop accepting, let requests in flight finish until the deadline, then close."""
-        sdnotify.stopping()
+        self.announce.stopping()
         assert self.server is not None
         self.router.draining = True
         self.server.stop()
@@ -96,18 +157,29 @@ class Gateway:
             await asyncio.wait_for(self.server.close_all_connections(), timeout=1.0)
 
 
-async def serve(config_path: str, table: Table) -> int:
-    gateway = Gateway(config_path, table)
+async def serve(
+    config_path: str,
+    table: Table,
+    announce: Announcer | None = None,
+    sockets: list[socket.socket] | None = None,
+    instance: InstanceStats | None = None,
+) -> int:
+    """Serve until SIGTERM; see Gateway for what a pre-fork worker passes."""
+    gateway = Gateway(config_path, table, announce, sockets, instance)
     try:
         await gateway.start()
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         return 1
     interval = sdnotify.watchdog_interval()
-    pinger = asyncio.create_task(gateway.watchdog(interval)) if interval else None
+    tasks = [asyncio.create_task(gateway.watchdog(interval))] if interval else []
+    if instance is not None:
+        tasks.append(asyncio.create_task(gateway.share_stats(instance)))
     await gateway.stopping.wait()
     await gateway.drain()
-    if pinger is not None:
-        pinger.cancel()
+    for task in tasks:
+        task.cancel()
+    if instance is not None:
+        instance.write(gateway.runtime.stats, 0)
     log.info("stopped")
     return 0
