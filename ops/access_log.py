@@ -2,12 +2,15 @@
 
 The logging module costs tens of microseconds a record (a LogRecord, a lock, a
 formatter, a flush); lines are instead gathered during one event-loop pass and
-written together, still one line per request.
+written together, still one line per request. Pre-fork workers share one stderr: each
+write of theirs holds at most PIPE_BUF bytes of whole lines, so that no two workers'
+lines interleave on a pipe (a single line longer than that goes alone).
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import sys
 from typing import Any, BinaryIO
 
@@ -17,9 +20,11 @@ import orjson
 class AccessLog:
     """Lines waiting for the end of this event-loop pass (one AccessLog per runtime)."""
 
-    def __init__(self, stream: BinaryIO | None = None) -> None:
+    def __init__(self, stream: BinaryIO | None = None, shared: bool = False) -> None:
+        """`shared`: other processes write to the same stream (pre-fork workers)."""
         self.stream = stream
         self.pending: list[bytes] = []
+        self.shared = shared
 
     def write(self, entry: dict[str, Any]) -> None:
         if not self.pending:
@@ -29,5 +34,18 @@ class AccessLog:
     def flush(self) -> None:
         lines, self.pending = self.pending, []
         stream = self.stream or sys.stderr.buffer
-        stream.write(b"".join(lines))
+        if not self.shared:
+            stream.write(b"".join(lines))
+            stream.flush()
+            return
+        batch: list[bytes] = []
+        size = 0
+        for line in lines:
+            if batch and size + len(line) > select.PIPE_BUF:
+                stream.write(b"".join(batch))
+                stream.flush()
+                batch, size = [], 0
+            batch.append(line)
+            size += len(line)
+        stream.write(b"".join(batch))
         stream.flush()

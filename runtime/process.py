@@ -74,5 +74,6 @@ class Runtime:
         `settings` are the first table's: what they size here changes only on restart.
         """
         upstream = open_client(settings.upstream_connections)
-        return cls(upstream, Catalog(upstream), Stats(), AccessLog(), BodyBudget(), Strategies(),
+        access_log = AccessLog(shared=instance is not None)
+        return cls(upstream, Catalog(upstream), Stats(), access_log, BodyBudget(), Strategies(),
                    BreakerBoard(), Limiter(os.environ.get(STATE_SOCKET_ENV)), instance=instance)

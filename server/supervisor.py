@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from tornado.netutil import bind_sockets
 
@@ -55,17 +56,17 @@ _SYSTEMD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 def supervise(config_path: str, table: Table) -> int:
     """Run the instance until SIGTERM; the exit status of `gateway.py serve`."""
-    directory = os.environ.get(INSTANCE_DIR_ENV)
-    if directory is None or metrics.MULTIPROCESS_DIR != str(Path(directory) / "metrics"):
+    prepared = os.environ.get(INSTANCE_DIR_ENV)
+    if prepared is None or str(Path(prepared) / "metrics") != metrics.MULTIPROCESS_DIR:
         _reexecute_with_instance_directory()
-    supervisor = Supervisor(config_path, table, Path(directory))  # type: ignore[arg-type]
+    directory = Path(prepared)
     try:
-        return supervisor.run()
+        return Supervisor(config_path, table, directory).run()
     finally:
-        shutil.rmtree(directory, ignore_errors=True)  # type: ignore[arg-type]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
-def _reexecute_with_instance_directory() -> None:
+def _reexecute_with_instance_directory() -> NoReturn:
     """A fresh instance directory (wiped of any earlier run's files), then exec this very command.
 
     Under $RUNTIME_DIRECTORY (systemd's RuntimeDirectory=) when set, else a new temp dir.

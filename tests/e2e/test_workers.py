@@ -1,0 +1,255 @@
+"""server.workers: 2 — a supervisor and two forked workers sharing the listener, as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import standard_gateway
+from tests.support import Gateway, Mock
+
+MESSAGES = [{"role": "user", "content": "hi there"}]
+CHAT = json.dumps({"model": "fast", "messages": MESSAGES}).encode()
+FAST_200 = re.compile(
+    r'^gateway_requests_total\{model="fast",route="POST /v1/chat/completions",status="200"\} (\S+)$', re.M
+)
+
+
+def _wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _children(pid: int) -> set[int]:
+    """The living processes whose parent is `pid` (the supervisor's workers)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def _chat(gateway: Gateway) -> tuple[int, str]:
+    """One chat request for agent `fast` on a new connection (so the kernel may hand it to either worker)."""
+    status, _, body = gateway.request("POST", "/v1/chat/completions", CHAT)
+    content = json.loads(body)["choices"][0]["message"]["content"] if status == 200 else body.decode()
+    return status, content
+
+
+def _fast_answered(gateway: Gateway) -> float:
+    found = FAST_200.search(gateway.metrics())
+    return float(found.group(1)) if found else 0.0
+
+
+def _statsz(gateway: Gateway) -> dict:
+    return json.loads(gateway.get("/statsz")[2])
+
+
+def _in_parallel(count: int, threads: int, work: Callable[[], tuple[int, str]]) -> list[tuple[int, str]]:
+    results: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    todo = iter(range(count))
+
+    def run() -> None:
+        while True:
+            with lock:
+                if next(todo, None) is None:
+                    return
+            result = work()
+            with lock:
+                results.append(result)
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return results
+
+
+def workers_gateway(mock: Mock, directory: Path, env: dict[str, str] | None = None) -> Gateway:
+    gateway = standard_gateway(mock, directory, server="  workers: 2\n", env=env)
+    assert _wait_for(lambda: "all 2 workers serving" in gateway.log()), gateway.log()
+    return gateway
+
+
+@pytest.fixture
+def workers(mock: Mock, tmp_path: Path) -> Iterator[Gateway]:
+    gateway = workers_gateway(mock, tmp_path)
+    yield gateway
+    assert gateway.stop() == 0, gateway.log()
+    assert "Traceback" not in gateway.log(), gateway.log()
+
+
+def test_every_scrape_counts_every_worker(workers: Gateway) -> None:
+    assert len(_children(workers.proc.pid)) == 2
+    results = _in_parallel(100, 4, lambda: _chat(workers))
+    assert [status for status, _ in results] == [200] * 100
+    for _ in range(10):  # each scrape lands on either worker; each must show the whole instance
+        assert _fast_answered(workers) == 100
+    # Another worker's counters reach /statsz within a second (its file): wait for one whole snapshot.
+    assert _wait_for(lambda: _statsz(workers)["keys"].get("admin", {}).get("requests") == 100)
+    stats = _statsz(workers)
+    while stats["keys"]["admin"]["requests"] != 100:
+        stats = _statsz(workers)
+    assert stats["models"]["fast"]["requests"] == 100
+    spread = {worker["pid"]: worker["requests"] for worker in stats["workers"]}
+    assert set(spread) == _children(workers.proc.pid)
+    assert all(served > 0 for served in spread.values()), spread  # both workers took requests
+    assert "gateway_requests_in_flight 1.0" in workers.metrics()  # the scrape itself, in either worker
+
+
+def test_a_killed_worker_is_replaced_and_counters_stay(workers: Gateway) -> None:
+    assert [_chat(workers)[0] for _ in range(20)] == [200] * 20
+    before = _fast_answered(workers)
+    assert before == 20
+    # /statsz has a worker's counters once its file is written (each second): a SIGKILL loses at most that.
+    assert _wait_for(lambda: _statsz(workers)["models"]["fast"]["requests"] == 20)
+    victim, survivor = sorted(_children(workers.proc.pid))
+    os.kill(victim, signal.SIGKILL)
+    assert _wait_for(lambda: "was killed by SIGKILL; replacing it" in workers.log())
+    assert [_chat(workers)[0] for _ in range(20)] == [200] * 20  # the instance keeps answering meanwhile
+    assert _wait_for(lambda: len(_children(workers.proc.pid) - {survivor}) == 1)
+    replacement = (_children(workers.proc.pid) - {survivor}).pop()
+    assert replacement != victim
+    assert _wait_for(lambda: any(w["pid"] == replacement for w in _statsz(workers)["workers"]))
+    assert [_chat(workers)[0] for _ in range(20)] == [200] * 20
+    assert _fast_answered(workers) == 60  # the dead worker's count is kept
+    assert _wait_for(lambda: _statsz(workers)["models"]["fast"]["requests"] == 60)
+    assert victim not in {w["pid"] for w in _statsz(workers)["workers"]}
+
+
+def test_sighup_under_load_reloads_every_worker_without_a_failed_request(workers: Gateway) -> None:
+    stop = threading.Event()
+    answers: list[tuple[int, str]] = []
+
+    def load() -> None:
+        while not stop.is_set():
+            answers.append(_chat(workers))
+
+    clients = [threading.Thread(target=load) for _ in range(4)]
+    for client in clients:
+        client.start()
+    assert _wait_for(lambda: len(answers) > 20)
+    workers.config.write_text(
+        workers.config.read_text().replace("fast: {models: [mock/gpt-4o-mini]}", "fast: {models: [mock/gpt-4o]}")
+    )
+    workers.signal(signal.SIGHUP)
+    assert _wait_for(lambda: "reloaded from" in workers.log() and "by every worker" in workers.log())
+    served_before = {w["pid"]: w["requests"] for w in _statsz(workers)["workers"]}
+    reloaded_at = len(answers)
+    assert _wait_for(lambda: len(answers) > reloaded_at + 60)
+    stop.set()
+    for client in clients:
+        client.join()
+    assert {status for status, _ in answers} == {200}, [a for a in answers if a[0] != 200][:3]
+    after = [content for _, content in answers[reloaded_at + len(clients):]]  # past those in flight then
+    assert all(content.startswith("Hello from mock gpt-4o!") for content in after)
+    assert workers.log().count("configuration reloaded from") == 3  # each worker, then the supervisor
+    total = sum(1 for _ in answers)
+    assert _wait_for(lambda: _statsz(workers)["models"]["fast"]["requests"] == total)
+    served_after = {w["pid"]: w["requests"] for w in _statsz(workers)["workers"]}
+    assert all(served_after[pid] > served_before[pid] for pid in served_before), (served_before, served_after)
+    assert 'gateway_config_reloads_total{result="success"} 1.0' in workers.metrics()
+
+
+def test_a_broken_file_reloads_no_worker(workers: Gateway) -> None:
+    good = workers.config.read_text()
+    workers.config.write_text(
+        good.replace("fast: {models: [mock/gpt-4o-mini]}", "fast: {models: [mock/gpt-4o]}")
+        .replace("handler: chat\n", "handler: chatt\n", 1)
+    )
+    workers.signal(signal.SIGHUP)
+    assert _wait_for(lambda: "reload rejected" in workers.log())
+    assert "routes[0].handler" in workers.log()
+    assert workers.log().count("reload rejected") == 1  # the supervisor's compile; no worker tried
+    answers = _in_parallel(20, 4, lambda: _chat(workers))
+    assert all(content.startswith("Hello from mock gpt-4o-mini!") for _, content in answers)
+    assert 'gateway_config_reloads_total{result="failure"} 1.0' in workers.metrics()
+    assert "configuration reloaded" not in workers.log()
+
+
+def test_sigterm_drains_every_worker(workers: Gateway) -> None:
+    streams = [
+        workers.openai().chat.completions.create(model="mock/gpt-delay-100", messages=MESSAGES, stream=True)
+        for _ in range(4)
+    ]
+    firsts = [next(iter(stream)) for stream in streams]
+    workers.signal(signal.SIGTERM)
+    assert _wait_for(lambda: "draining 2 workers" in workers.log())
+    assert _wait_for(lambda: _refused(workers.port))
+    for stream, first in zip(streams, firsts, strict=True):
+        chunks = [first, *stream]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == "Hello from mock gpt-delay-100! You said: hi there"
+    assert workers.proc.wait(15) == 0
+    assert workers.log().count(") stopped") == 2
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_only_the_supervisor_talks_to_systemd(mock: Mock, tmp_path: Path) -> None:
+    """READY=1 once both workers serve; RELOADING=1 and READY=1 around a reload; STOPPING=1;
+    every datagram from the supervisor's pid (the kernel's credentials say who sent it)."""
+    directory = tempfile.mkdtemp(prefix="sd-")
+    path = os.path.join(directory, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    sock.settimeout(10)
+    gateway = workers_gateway(mock, tmp_path, env={"NOTIFY_SOCKET": path})
+    senders: set[int] = set()
+
+    def until(field: str) -> dict[str, str]:
+        while True:
+            data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    senders.add(int.from_bytes(value[:4], "little"))
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines())
+            if field in fields:
+                return fields
+
+    try:
+        ready = until("READY")
+        assert "2 of 2 workers" in ready["STATUS"]
+        assert "all 2 workers serving" in gateway.log()
+        gateway.signal(signal.SIGHUP)
+        assert until("RELOADING")["RELOADING"] == "1"
+        assert until("READY")["READY"] == "1"
+        assert "by every worker" in gateway.log()
+        gateway.signal(signal.SIGTERM)
+        assert until("STOPPING")["STOPPING"] == "1"
+        assert gateway.proc.wait(15) == 0
+        assert senders == {gateway.proc.pid}
+    finally:
+        gateway.stop()
+        sock.close()
+        os.unlink(path)
+        os.rmdir(directory)
