@@ -26,6 +26,7 @@ from ops import sdnotify
 from tests.support import ROOT
 
 UNIT = ROOT / "systemd" / "gateway.service"
+SYSUSERS = ROOT / "systemd" / "llm-gateway.sysusers.conf"
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="AF_UNIX abstract")
 
@@ -270,6 +271,7 @@ def test_watchdog_interval_invalid_pid(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- systemd/gateway.service ---------------------------------------------------------
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+SYSTEMD_SYSUSERS = shutil.which("systemd-sysusers")
 needs_analyze = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze not installed")
 
 UNIT_NAME = "llm-gateway.service"
@@ -368,7 +370,9 @@ def test_unit_required_settings() -> None:
     assert one("WatchdogSec") == "30"
     assert one("EnvironmentFile") == "-/etc/llm-gateway/env"
     assert "GATEWAY_SECRETS=/etc/llm-gateway/secrets.yaml" in d["Environment"]
-    assert one("DynamicUser") == "yes"
+    assert "DynamicUser" not in d  # a transient UID could not share the secrets file's group
+    assert one("User") == one("Group") == "llm-gateway"
+    assert one("RuntimeDirectory") == "llm-gateway"  # $RUNTIME_DIRECTORY: the workers' files
     assert one("ProtectSystem") == "strict"
     assert one("CapabilityBoundingSet") == ""
     assert one("AmbientCapabilities") == ""
@@ -394,5 +398,32 @@ def test_unit_required_settings() -> None:
         "LockPersonality",
         "RestrictRealtime",
         "RestrictSUIDSGID",
+        "RemoveIPC",
     ):
         assert one(key) == "yes", key
+
+
+# --- systemd/llm-gateway.sysusers.conf ------------------------------------------------
+
+
+def test_sysusers_declares_the_units_user() -> None:
+    entries = [line.split() for line in SYSUSERS.read_text().splitlines() if line and not line.startswith("#")]
+    assert [(kind, name) for kind, name, *_ in entries] == [("u", "llm-gateway")]
+    assert _directives(UNIT.read_text())["User"] == ["llm-gateway"]
+
+
+@pytest.mark.skipif(SYSTEMD_SYSUSERS is None, reason="systemd-sysusers not installed")
+def test_sysusers_creates_a_system_user_without_login(tmp_path: Path) -> None:
+    """Applied to an empty root (--root: nothing on this machine changes)."""
+    assert SYSTEMD_SYSUSERS is not None
+    (tmp_path / "etc").mkdir()
+    for name in ("passwd", "group"):
+        (tmp_path / "etc" / name).touch()
+    subprocess.run([SYSTEMD_SYSUSERS, f"--root={tmp_path}", str(SYSUSERS)], check=True, capture_output=True,
+                   timeout=60)
+    user = (tmp_path / "etc" / "passwd").read_text().strip().split(":")
+    group = (tmp_path / "etc" / "group").read_text().strip().split(":")
+    assert user[0] == group[0] == "llm-gateway"
+    assert user[3] == group[2]  # its own group
+    assert int(user[2]) < 1000  # a system user
+    assert user[6].endswith("nologin")
