@@ -40,6 +40,8 @@ class Announcer(Protocol):
     def reloading(self) -> None: ...
     def reloaded(self, ok: bool, status: str) -> None: ...
     def stopping(self) -> None: ...
+    def watchdog_interval(self) -> float | None: ...  # how often to say alive (twice per); None: never
+    def alive(self) -> None: ...
 
 
 class Systemd:
@@ -58,11 +60,20 @@ class Systemd:
     def stopping(self) -> None:
         sdnotify.stopping()
 
+    def watchdog_interval(self) -> float | None:
+        return sdnotify.watchdog_interval()
+
+    def alive(self) -> None:
+        sdnotify.watchdog_ping()
+
 
 def restart_only_changes(old: Table, new: Table) -> None:
-    """Warn that the settings bound at start keep their running values."""
-    if any(getattr(old.server, name) != getattr(new.server, name) for name in RESTART_ONLY):
-        log.warning("%s change only on restart", ", ".join(f"server.{name}" for name in RESTART_ONLY))
+    """Warn that the settings bound at start that the file changes keep their running values."""
+    changed = [
+        f"server.{name}" for name in RESTART_ONLY if getattr(old.server, name) != getattr(new.server, name)
+    ]
+    if changed:
+        log.warning("%s: changed in the file, but take effect only on restart", ", ".join(changed))
 
 
 class Gateway:
@@ -137,8 +148,9 @@ class Gateway:
             await asyncio.sleep(WRITE_INTERVAL)
 
     async def watchdog(self, interval: float) -> None:
+        """Say the event loop is alive; whoever watches kills the process when it stops saying so."""
         while True:
-            sdnotify.watchdog_ping()
+            self.announce.alive()
             await asyncio.sleep(interval / 2)
 
     async def drain(self) -> None:
@@ -171,7 +183,7 @@ async def serve(
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         return 1
-    interval = sdnotify.watchdog_interval()
+    interval = gateway.announce.watchdog_interval()
     tasks = [asyncio.create_task(gateway.watchdog(interval))] if interval else []
     if instance is not None:
         tasks.append(asyncio.create_task(gateway.share_stats(instance)))

@@ -95,6 +95,7 @@ class Worker:
     generation: int  # the supervisor's reload count when it was forked
     ready: bool = False
     pending: bytes = b""
+    heard: float = 0.0  # monotonic time of its last line
 
 
 class Supervisor:
@@ -115,6 +116,8 @@ class Supervisor:
         self.signals: list[int] = []
         self.sockets: list[socket.socket] = []
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # systemd's watchdog, which the supervisor pings; each worker must say it is alive as often
+        self.watchdog = sdnotify.watchdog_interval()
 
     # -- main loop ------------------------------------------------------------------
 
@@ -132,13 +135,14 @@ class Supervisor:
                  self.config_path, self.count)
         for slot in range(self.count):
             self.fork(slot)
-        watchdog = sdnotify.watchdog_interval()
+        watchdog = self.watchdog
         next_ping = 0.0
         while self.workers or self.stopping_since is None:
             now = time.monotonic()
             if watchdog and now >= next_ping:
                 sdnotify.watchdog_ping()
                 next_ping = now + watchdog / 2
+                self.kill_silent_workers(now, watchdog)
             self.wait(min([next_ping - now if watchdog else 1.0, 1.0,
                            *(due - now for due in self.restarts.values())]))
             self.handle_signals()
@@ -212,7 +216,7 @@ class Supervisor:
                 os.environ.pop(name, None)
             instance = InstanceStats(self.statsz, self.started)
             return asyncio.run(lifecycle.serve(
-                self.config_path, self.table, SupervisorPipe(report), self.sockets, instance
+                self.config_path, self.table, SupervisorPipe(report, self.watchdog), self.sockets, instance
             ))
         except BaseException:
             log.exception("worker failed")
@@ -232,6 +236,7 @@ class Supervisor:
             self.on_report(worker, line.decode("ascii", "replace"))
 
     def on_report(self, worker: Worker, line: str) -> None:
+        worker.heard = time.monotonic()
         if line == "ready":
             worker.ready = True
             if worker.generation < self.generation:  # forked before the reload: catch up
@@ -246,6 +251,15 @@ class Supervisor:
                 log.error("worker %d (pid %d) rejected the reload", worker.slot, worker.pid)
                 self.reload_ok = False
             self.reported(worker.pid)
+
+    def kill_silent_workers(self, now: float, watchdog: float) -> None:
+        """A serving worker whose event loop has been stuck for the watchdog's interval is
+        killed (and so replaced), as systemd kills a single process that stops pinging."""
+        for worker in self.workers.values():
+            if worker.ready and now - worker.heard > watchdog:
+                log.error("worker %d (pid %d) silent for %.0fs: killed", worker.slot, worker.pid, watchdog)
+                os.kill(worker.pid, signal.SIGKILL)
+                worker.heard = now  # reaped soon; not killed twice meanwhile
 
     def reap(self) -> None:
         while True:
@@ -332,8 +346,9 @@ class Supervisor:
 class SupervisorPipe:
     """A worker's announcer: one line to the supervisor, which speaks to systemd for all."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, watchdog: float | None) -> None:
         self.fd = fd
+        self.watchdog = watchdog
 
     def _say(self, line: bytes) -> None:
         with contextlib.suppress(OSError):  # the supervisor is gone: nothing to tell
@@ -350,6 +365,12 @@ class SupervisorPipe:
 
     def stopping(self) -> None:
         pass
+
+    def watchdog_interval(self) -> float | None:
+        return self.watchdog
+
+    def alive(self) -> None:
+        self._say(b"alive")
 
 
 def _how_it_ended(status: int) -> str:

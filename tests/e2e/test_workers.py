@@ -153,9 +153,11 @@ def test_sighup_under_load_reloads_every_worker_without_a_failed_request(workers
     assert _wait_for(lambda: len(answers) > 20)
     workers.config.write_text(
         workers.config.read_text().replace("fast: {models: [mock/gpt-4o-mini]}", "fast: {models: [mock/gpt-4o]}")
+        .replace("workers: 2", "workers: 3")  # takes a restart: the reload says so and keeps two
     )
     workers.signal(signal.SIGHUP)
     assert _wait_for(lambda: "reloaded from" in workers.log() and "by every worker" in workers.log())
+    assert "server.workers: changed in the file, but take effect only on restart" in workers.log()
     served_before = {w["pid"]: w["requests"] for w in _statsz(workers)["workers"]}
     reloaded_at = len(answers)
     assert _wait_for(lambda: len(answers) > reloaded_at + 60)
@@ -171,6 +173,7 @@ def test_sighup_under_load_reloads_every_worker_without_a_failed_request(workers
     served_after = {w["pid"]: w["requests"] for w in _statsz(workers)["workers"]}
     assert all(served_after[pid] > served_before[pid] for pid in served_before), (served_before, served_after)
     assert 'gateway_config_reloads_total{result="success"} 1.0' in workers.metrics()
+    assert len(_children(workers.proc.pid)) == 2
 
 
 def test_a_broken_file_reloads_no_worker(workers: Gateway) -> None:
@@ -253,3 +256,18 @@ def test_only_the_supervisor_talks_to_systemd(mock: Mock, tmp_path: Path) -> Non
         sock.close()
         os.unlink(path)
         os.rmdir(directory)
+
+
+def test_a_stuck_worker_is_killed_and_replaced(mock: Mock, tmp_path: Path) -> None:
+    """With systemd's watchdog on, the supervisor pings it and expects the same of each worker."""
+    gateway = workers_gateway(mock, tmp_path, env={"WATCHDOG_USEC": "2000000"})
+    try:
+        stuck, other = sorted(_children(gateway.proc.pid))
+        os.kill(stuck, signal.SIGSTOP)  # its event loop says nothing more
+        assert _wait_for(lambda: f"(pid {stuck}) silent for 2s: killed" in gateway.log())
+        assert _wait_for(lambda: len(_children(gateway.proc.pid) - {other}) == 1)
+        assert stuck not in _children(gateway.proc.pid)
+        assert [_chat(gateway)[0] for _ in range(10)] == [200] * 10
+        assert other in _children(gateway.proc.pid)  # the live one was left alone
+    finally:
+        assert gateway.stop() == 0, gateway.log()
