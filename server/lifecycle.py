@@ -69,9 +69,10 @@ class Systemd:
 
 def restart_only_changes(old: Table, new: Table) -> None:
     """Warn that the settings bound at start that the file changes keep their running values."""
-    changed = [
-        f"server.{name}" for name in RESTART_ONLY if getattr(old.server, name) != getattr(new.server, name)
-    ]
+    changed = dict.fromkeys(  # in the file's words: listen_host and listen_port are server.listen
+        f"server.{name.partition('_')[0] if name.startswith('listen_') else name}"
+        for name in RESTART_ONLY if getattr(old.server, name) != getattr(new.server, name)
+    )
     if changed:
         log.warning("%s: changed in the file, but take effect only on restart", ", ".join(changed))
 
