@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from bench.processes import ROOT, free_port
 from bench.run import group_cpu_seconds
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
              f"daemon off; pid {tmp}/nginx.pid; error_log stderr warn;" + (" user root;" if os.geteuid() == 0
                                                                              else "")],
             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        results: dict[tuple[str, int], list[dict[str, float]]] = {}
+        results: dict[tuple[str, int], list[dict[str, Any]]] = {}
         try:
             _wait_listening(nginx_port)
             for _ in range(args.rounds):
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                             results.setdefault((scenario, workers), []).append(row)
                             print(f"workers={workers} {scenario:6} {row['rps']:8.0f} req/s  gateway cpu "
                                   f"{row['gateway_cpu']:4.0f}%  nginx {row['nginx_cpu']:3.0f}%  "
-                                  f"wrk {row['wrk_cpu']:3.0f}%  errors {row['errors']:.0f}", flush=True)
+                                  f"wrk {row['wrk_cpu']:3.0f}%  errors {row['errors']:.0f} "
+                                  f"{row['error_kinds']}", flush=True)
                     finally:
                         _stop(gateway)
         finally:
@@ -125,13 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'scenario':8} {'w=1 req/s':>10} {'w=2 req/s':>10} {'ratio':>6}   w=1 gw/nginx/wrk cpu   "
           "w=2 gw/nginx/wrk cpu")
     for scenario in ("json", "stream"):
-        one, two = (max(results[(scenario, w)], key=lambda r: r["rps"]) for w in (1, 2))
-        print(f"{scenario:8} {one['rps']:10.0f} {two['rps']:10.0f} {two['rps'] / one['rps']:6.2f}   "
+        one, two = (max(results[(scenario, w)], key=lambda r: (not r["errors"], r["rps"])) for w in (1, 2))
+        flag = "!" if one["errors"] or two["errors"] else " "  # a row with errors is not a result
+        print(f"{scenario:8} {one['rps']:10.0f} {two['rps']:10.0f} {two['rps'] / one['rps']:6.2f}{flag}  "
               f"{_cpu(one):>20}   {_cpu(two):>20}")
     return 0
 
 
-def _cpu(row: dict[str, float]) -> str:
+def _cpu(row: dict[str, Any]) -> str:
     return f"{row['gateway_cpu']:.0f}/{row['nginx_cpu']:.0f}/{row['wrk_cpu']:.0f}"
 
 
@@ -152,7 +155,7 @@ def _start_gateway(work: Path, workers: int, upstream: int) -> tuple[subprocess.
 
 
 def _measure(work: Path, port: int, scenario: str, args: argparse.Namespace, gateway: int,
-             nginx: int) -> dict[str, float]:
+             nginx: int) -> dict[str, Any]:
     wrk = ["wrk", "-t1", f"-c{args.concurrency}", "-s", str(work / "chat.lua"), f"http://127.0.0.1:{port}"]
     env = {**os.environ, "BENCH_MODEL": scenario}
     if args.warmup:
@@ -169,10 +172,13 @@ def _measure(work: Path, port: int, scenario: str, args: argparse.Namespace, gat
     requests = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    kinds = {"non-2xx": int(errors.group(1)) if errors else 0}
+    if sockets:
+        kinds.update(zip(("connect", "read", "write", "timeout"), map(int, sockets.groups()), strict=True))
     return {
         "rps": requests,
-        "errors": float(errors.group(1) if errors else 0)
-        + (sum(map(int, sockets.groups())) if sockets else 0),
+        "errors": float(sum(kinds.values())),
+        "error_kinds": {kind: n for kind, n in kinds.items() if n},
         "gateway_cpu": 100 * (group_cpu_seconds(gateway) - before[0]) / elapsed,
         "nginx_cpu": 100 * (group_cpu_seconds(nginx) - before[1]) / elapsed,
         "wrk_cpu": 100 * wrk_cpu / args.duration,

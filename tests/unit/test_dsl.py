@@ -298,3 +298,19 @@ def test_invalid_provider_breakers_are_named_with_file_line_and_key(tmp_path: Pa
     found = problems(write(tmp_path, text))
     where = f"{tmp_path / 'routes.yaml'}:11:"  # the line of `breakers:` under providers.mock
     assert any(expected in p and p.startswith(where) for p in found), found
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), ("4", 4), ("auto", None)])
+def test_server_workers_compile(tmp_path: Path, value: str, expected: int | None) -> None:
+    import os
+
+    text = GOOD.replace("  drain_timeout: 500ms\n", f"  drain_timeout: 500ms\n  workers: {value}\n")
+    table = compile_file(str(write(tmp_path, text)), {}, handlers=HANDLERS.rules)
+    assert table.server.workers == (expected or min(len(os.sched_getaffinity(0)), 64))
+    assert compile_file(str(write(tmp_path, GOOD)), {}, handlers=HANDLERS.rules).server.workers == 1
+
+
+@pytest.mark.parametrize("value", ["0", "65", "many", "1.5"])
+def test_invalid_server_workers(tmp_path: Path, value: str) -> None:
+    text = GOOD.replace("  drain_timeout: 500ms\n", f"  drain_timeout: 500ms\n  workers: {value}\n")
+    assert any(":7:" in p and "server.workers" in p for p in problems(write(tmp_path, text)))
