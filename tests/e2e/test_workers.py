@@ -271,3 +271,22 @@ def test_a_stuck_worker_is_killed_and_replaced(mock: Mock, tmp_path: Path) -> No
         assert other in _children(gateway.proc.pid)  # the live one was left alone
     finally:
         assert gateway.stop() == 0, gateway.log()
+
+
+def test_the_workers_files_live_in_the_runtime_directory(mock: Mock, tmp_path: Path) -> None:
+    """$RUNTIME_DIRECTORY (systemd's RuntimeDirectory=): workers/ in it, wiped at start, removed at stop."""
+    runtime = tmp_path / "run"
+    leftovers = runtime / "workers" / "metrics"
+    leftovers.mkdir(parents=True)
+    (leftovers / "counter_1.db").write_bytes(b"a crashed run's file")  # unreadable, were it merged
+    gateway = workers_gateway(mock, tmp_path / "config", env={"RUNTIME_DIRECTORY": str(runtime)})
+    try:
+        assert not (leftovers / "counter_1.db").exists()
+        assert _chat(gateway)[0] == 200
+        assert _fast_answered(gateway) == 1
+        assert {path.name.split("_")[0] for path in leftovers.iterdir()} >= {"counter", "histogram", "gauge"}
+        assert _wait_for(lambda: len(list((runtime / "workers" / "statsz").glob("*.json"))) == 2)
+    finally:
+        assert gateway.stop() == 0, gateway.log()
+    assert not (runtime / "workers").exists()
+    assert runtime.is_dir()  # systemd's own: left to it
