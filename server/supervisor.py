@@ -195,14 +195,14 @@ class Supervisor:
             pid = os.fork()
             if pid == 0:
                 os.close(read_end)
-                os._exit(self._worker(write_end))
+                os._exit(self._worker(slot, write_end))
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         os.close(write_end)
         self.workers[pid] = Worker(slot, pid, read_end, time.monotonic(), self.generation)
         log.info("worker %d started (pid %d)", slot, pid)
 
-    def _worker(self, report: int) -> int:
+    def _worker(self, slot: int, report: int) -> int:
         """The child: forget the supervisor's signals, pipes and systemd socket; serve."""
         try:
             signal.set_wakeup_fd(-1)
@@ -214,6 +214,8 @@ class Supervisor:
                 os.close(fd)
             for name in _SYSTEMD_ENV:  # the supervisor alone talks to systemd
                 os.environ.pop(name, None)
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(WorkerTag(slot))
             instance = InstanceStats(self.statsz, self.started)
             return asyncio.run(lifecycle.serve(
                 self.config_path, self.table, SupervisorPipe(report, self.watchdog), self.sockets, instance
@@ -341,6 +343,19 @@ class Supervisor:
 
     def status(self) -> str:
         return f"Serving {self.config_path} with {len(self.workers)} of {self.count} workers"
+
+
+class WorkerTag(logging.Filter):
+    """Starts a worker's log records with which worker wrote them (they share one stderr)."""
+
+    def __init__(self, slot: int) -> None:
+        super().__init__()
+        self.tag = f"[worker {slot}, pid {os.getpid()}] "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.tag):
+            record.msg = self.tag + str(record.msg)
+        return True
 
 
 class SupervisorPipe:

@@ -105,7 +105,10 @@ def test_every_scrape_counts_every_worker(workers: Gateway) -> None:
     assert len(_children(workers.proc.pid)) == 2
     results = _in_parallel(100, 4, lambda: _chat(workers))
     assert [status for status, _ in results] == [200] * 100
-    for _ in range(10):  # each scrape lands on either worker; each must show the whole instance
+    # A request is counted just after its answer is written: a scrape served by the other worker
+    # at that instant may miss the last one. Once seen, every scrape, on either worker, shows all.
+    assert _wait_for(lambda: _fast_answered(workers) == 100)
+    for _ in range(10):
         assert _fast_answered(workers) == 100
     # Another worker's counters reach /statsz within a second (its file): wait for one whole snapshot.
     assert _wait_for(lambda: _statsz(workers)["keys"].get("admin", {}).get("requests") == 100)
@@ -121,20 +124,25 @@ def test_every_scrape_counts_every_worker(workers: Gateway) -> None:
 
 def test_a_killed_worker_is_replaced_and_counters_stay(workers: Gateway) -> None:
     assert [_chat(workers)[0] for _ in range(20)] == [200] * 20
-    before = _fast_answered(workers)
-    assert before == 20
-    # /statsz has a worker's counters once its file is written (each second): a SIGKILL loses at most that.
-    assert _wait_for(lambda: _statsz(workers)["models"]["fast"]["requests"] == 20)
+    assert _wait_for(lambda: _fast_answered(workers) == 20)
     victim, survivor = sorted(_children(workers.proc.pid))
+    # Another worker's /statsz has the victim's counters once its file is written (each second): a
+    # SIGKILL loses at most that. Wait until the survivor's /statsz has all of them.
+    assert _wait_for(lambda: (s := _statsz(workers))["pid"] == survivor and s["models"]["fast"]["requests"] == 20)
     os.kill(victim, signal.SIGKILL)
     assert _wait_for(lambda: "was killed by SIGKILL; replacing it" in workers.log())
-    assert [_chat(workers)[0] for _ in range(20)] == [200] * 20  # the instance keeps answering meanwhile
+    seen = []
+    for _ in range(20):  # the instance keeps answering meanwhile, and its count never goes down
+        assert _chat(workers)[0] == 200
+        seen.append(_fast_answered(workers))
+    assert seen == sorted(seen) and seen[0] >= 20, seen
     assert _wait_for(lambda: len(_children(workers.proc.pid) - {survivor}) == 1)
     replacement = (_children(workers.proc.pid) - {survivor}).pop()
     assert replacement != victim
     assert _wait_for(lambda: any(w["pid"] == replacement for w in _statsz(workers)["workers"]))
     assert [_chat(workers)[0] for _ in range(20)] == [200] * 20
-    assert _fast_answered(workers) == 60  # the dead worker's count is kept
+    assert _wait_for(lambda: _fast_answered(workers) == 60)  # the dead worker's count is kept
+    assert _fast_answered(workers) == 60
     assert _wait_for(lambda: _statsz(workers)["models"]["fast"]["requests"] == 60)
     assert victim not in {w["pid"] for w in _statsz(workers)["workers"]}
 
@@ -283,7 +291,7 @@ def test_the_workers_files_live_in_the_runtime_directory(mock: Mock, tmp_path: P
     try:
         assert not (leftovers / "counter_1.db").exists()
         assert _chat(gateway)[0] == 200
-        assert _fast_answered(gateway) == 1
+        assert _wait_for(lambda: _fast_answered(gateway) == 1)
         assert {path.name.split("_")[0] for path in leftovers.iterdir()} >= {"counter", "histogram", "gauge"}
         assert _wait_for(lambda: len(list((runtime / "workers" / "statsz").glob("*.json"))) == 2)
     finally:
