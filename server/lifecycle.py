@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from tornado.httpserver import HTTPServer
@@ -42,6 +43,7 @@ class Announcer(Protocol):
     def stopping(self) -> None: ...
     def watchdog_interval(self) -> float | None: ...  # how often to say alive (twice per); None: never
     def alive(self) -> None: ...
+    def when_orphaned(self, stop: Callable[[], None]) -> None: ...  # call `stop` if the listener dies
 
 
 class Systemd:
@@ -65,6 +67,9 @@ class Systemd:
 
     def alive(self) -> None:
         sdnotify.watchdog_ping()
+
+    def when_orphaned(self, stop: Callable[[], None]) -> None:
+        pass  # systemd outlives us
 
 
 def restart_only_changes(old: Table, new: Table) -> None:
@@ -120,6 +125,7 @@ class Gateway:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        self.announce.when_orphaned(self.stopping.set)
         self.announce.ready(f"Serving {self.config_path}")
 
     def reload(self) -> None:

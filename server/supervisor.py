@@ -30,6 +30,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -116,6 +117,8 @@ class Supervisor:
         self.signals: list[int] = []
         self.sockets: list[socket.socket] = []
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # Only the supervisor holds the write end: when it dies, however, each worker reads EOF.
+        self.life_read, self.life_write = os.pipe2(os.O_CLOEXEC)
         # systemd's watchdog, which the supervisor pings; each worker must say it is alive as often
         self.watchdog = sdnotify.watchdog_interval()
 
@@ -210,16 +213,17 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until its event loop handles it
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-            for fd in (self.wake_read, self.wake_write, *(w.pipe for w in self.workers.values())):
+            siblings = (w.pipe for w in self.workers.values())
+            for fd in (self.wake_read, self.wake_write, self.life_write, *siblings):
                 os.close(fd)
             for name in _SYSTEMD_ENV:  # the supervisor alone talks to systemd
                 os.environ.pop(name, None)
             for handler in logging.getLogger().handlers:
                 handler.addFilter(WorkerTag(slot))
             instance = InstanceStats(self.statsz, self.started)
-            return asyncio.run(lifecycle.serve(
-                self.config_path, self.table, SupervisorPipe(report, self.watchdog), self.sockets, instance
-            ))
+            announce = SupervisorPipe(report, self.life_read, self.watchdog)
+            serving = lifecycle.serve(self.config_path, self.table, announce, self.sockets, instance)
+            return asyncio.run(serving)
         except BaseException:
             log.exception("worker failed")
             return 1
@@ -361,8 +365,9 @@ class WorkerTag(logging.Filter):
 class SupervisorPipe:
     """A worker's announcer: one line to the supervisor, which speaks to systemd for all."""
 
-    def __init__(self, fd: int, watchdog: float | None) -> None:
+    def __init__(self, fd: int, life: int, watchdog: float | None) -> None:
         self.fd = fd
+        self.life = life  # readable (EOF) once the supervisor is gone
         self.watchdog = watchdog
 
     def _say(self, line: bytes) -> None:
@@ -386,6 +391,17 @@ class SupervisorPipe:
 
     def alive(self) -> None:
         self._say(b"alive")
+
+    def when_orphaned(self, stop: Callable[[], None]) -> None:
+        """A supervisor killed outright (SIGKILL) leaves no worker serving: each drains and exits."""
+        loop = asyncio.get_running_loop()
+
+        def orphaned() -> None:
+            loop.remove_reader(self.life)
+            log.error("the supervisor is gone: draining")
+            stop()
+
+        loop.add_reader(self.life, orphaned)
 
 
 def _how_it_ended(status: int) -> str:

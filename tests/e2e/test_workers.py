@@ -165,23 +165,38 @@ def test_sighup_under_load_reloads_every_worker_without_a_failed_request(workers
     )
     workers.signal(signal.SIGHUP)
     assert _wait_for(lambda: "reloaded from" in workers.log() and "by every worker" in workers.log())
-    assert "server.workers: changed in the file, but take effect only on restart" in workers.log()
-    served_before = {w["pid"]: w["requests"] for w in _statsz(workers)["workers"]}
     reloaded_at = len(answers)
-    assert _wait_for(lambda: len(answers) > reloaded_at + 60)
+    assert _wait_for(lambda: len(answers) > reloaded_at + 20)
     stop.set()
     for client in clients:
         client.join()
     assert {status for status, _ in answers} == {200}, [a for a in answers if a[0] != 200][:3]
     after = [content for _, content in answers[reloaded_at + len(clients):]]  # past those in flight then
     assert all(content.startswith("Hello from mock gpt-4o!") for content in after)
-    assert workers.log().count("configuration reloaded from") == 3  # each worker, then the supervisor
-    total = sum(1 for _ in answers)
-    assert _wait_for(lambda: _statsz(workers)["models"]["fast"]["requests"] == total)
-    served_after = {w["pid"]: w["requests"] for w in _statsz(workers)["workers"]}
+    for pid in _children(workers.proc.pid):
+        assert f"pid {pid}] configuration reloaded from" in workers.log()
+    assert "server.workers: changed in the file, but take effect only on restart" in workers.log()
+    # And each worker answers with the new table: their counts before and after 60 more requests.
+    served_before = _served(workers, len(answers))
+    more = _in_parallel(60, 4, lambda: _chat(workers))
+    assert all(status == 200 and content.startswith("Hello from mock gpt-4o!") for status, content in more)
+    served_after = _served(workers, len(answers) + 60)
     assert all(served_after[pid] > served_before[pid] for pid in served_before), (served_before, served_after)
     assert 'gateway_config_reloads_total{result="success"} 1.0' in workers.metrics()
     assert len(_children(workers.proc.pid)) == 2
+
+
+def _served(gateway: Gateway, total: int) -> dict[int, int]:
+    """Requests each worker served, from a /statsz that has them all (so its sibling's file is current)."""
+    found: dict[int, int] = {}
+
+    def complete() -> bool:
+        stats = _statsz(gateway)
+        found.update({w["pid"]: w["requests"] for w in stats["workers"]})
+        return stats["models"]["fast"]["requests"] == total
+
+    assert _wait_for(complete)
+    return found
 
 
 def test_a_broken_file_reloads_no_worker(workers: Gateway) -> None:
@@ -298,3 +313,21 @@ def test_the_workers_files_live_in_the_runtime_directory(mock: Mock, tmp_path: P
         assert gateway.stop() == 0, gateway.log()
     assert not (runtime / "workers").exists()
     assert runtime.is_dir()  # systemd's own: left to it
+
+
+def test_workers_of_a_killed_supervisor_drain_and_exit(mock: Mock, tmp_path: Path) -> None:
+    gateway = workers_gateway(mock, tmp_path)
+    try:
+        workers = _children(gateway.proc.pid)
+        stream = gateway.openai().chat.completions.create(model="mock/gpt-delay-100", messages=MESSAGES, stream=True)
+        chunks = iter(stream)
+        first = next(chunks)
+        gateway.proc.kill()
+        gateway.proc.wait()
+        text = "".join(c.choices[0].delta.content or "" for c in [first, *chunks] if c.choices)
+        assert text == "Hello from mock gpt-delay-100! You said: hi there"  # drained, not cut
+        assert _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers))
+        assert _refused(gateway.port)
+        assert gateway.log().count("the supervisor is gone: draining") == 2
+    finally:
+        gateway.stop()
