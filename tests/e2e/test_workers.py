@@ -316,7 +316,9 @@ def test_the_workers_files_live_in_the_runtime_directory(mock: Mock, tmp_path: P
 
 
 def test_workers_of_a_killed_supervisor_drain_and_exit(mock: Mock, tmp_path: Path) -> None:
-    gateway = workers_gateway(mock, tmp_path)
+    runtime = tmp_path / "run"  # what a SIGKILL leaves behind stays in the test's own directory
+    runtime.mkdir()
+    gateway = workers_gateway(mock, tmp_path / "config", env={"RUNTIME_DIRECTORY": str(runtime)})
     try:
         workers = _children(gateway.proc.pid)
         stream = gateway.openai().chat.completions.create(model="mock/gpt-delay-100", messages=MESSAGES, stream=True)
