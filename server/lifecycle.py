@@ -43,7 +43,7 @@ class Announcer(Protocol):
     def stopping(self) -> None: ...
     def watchdog_interval(self) -> float | None: ...  # how often to say alive (twice per); None: never
     def alive(self) -> None: ...
-    def when_orphaned(self, stop: Callable[[], None]) -> None: ...  # call `stop` if the listener dies
+    def when_orphaned(self, stop: Callable[[], None]) -> None: ...  # `stop` once the supervisor is gone
 
 
 class Systemd:

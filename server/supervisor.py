@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -31,7 +32,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -83,15 +83,16 @@ def _reexecute_with_instance_directory() -> NoReturn:
     (directory / "statsz").mkdir()
     os.environ[INSTANCE_DIR_ENV] = str(directory)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory / "metrics")
+    sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
-@dataclass(eq=False, slots=True)
+@dataclasses.dataclass(eq=False, slots=True)
 class Worker:
     slot: int
     pid: int
-    pipe: int  # read end: the worker's "ready", "reloaded", "rejected" lines
+    pipe: int  # read end: the worker's lines ("ready", "reloaded", "rejected", "alive")
     started: float
     generation: int  # the supervisor's reload count when it was forked
     ready: bool = False
@@ -308,7 +309,9 @@ class Supervisor:
             log.exception("reload failed inside the compiler; still serving the previous configuration")
         else:
             lifecycle.restart_only_changes(self.table, table)
-            self.table = table  # what replacements start with
+            # What replacements start with: the new table, with the settings bound at start kept.
+            running = {name: getattr(self.table.server, name) for name in lifecycle.RESTART_ONLY}
+            self.table = dataclasses.replace(table, server=dataclasses.replace(table.server, **running))
             self.generation += 1
             self.reload_ok = True
             for worker in self.workers.values():
