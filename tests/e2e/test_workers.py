@@ -242,14 +242,15 @@ def _refused(port: int) -> bool:
 
 def test_only_the_supervisor_talks_to_systemd(mock: Mock, tmp_path: Path) -> None:
     """READY=1 once both workers serve; RELOADING=1 and READY=1 around a reload; STOPPING=1;
-    every datagram from the supervisor's pid (the kernel's credentials say who sent it)."""
+    watchdog pings; every datagram from the supervisor's pid (the kernel's credentials say who
+    sent it)."""
     directory = tempfile.mkdtemp(prefix="sd-")
     path = os.path.join(directory, "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     sock.settimeout(10)
-    gateway = workers_gateway(mock, tmp_path, env={"NOTIFY_SOCKET": path})
+    gateway = workers_gateway(mock, tmp_path, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "60000000"})
     senders: set[int] = set()
 
     def until(field: str) -> dict[str, str]:
@@ -263,6 +264,7 @@ def test_only_the_supervisor_talks_to_systemd(mock: Mock, tmp_path: Path) -> Non
                 return fields
 
     try:
+        assert until("WATCHDOG")["WATCHDOG"] == "1"  # pinged from the supervisor's loop
         ready = until("READY")
         assert "2 of 2 workers" in ready["STATUS"]
         assert "all 2 workers serving" in gateway.log()
@@ -333,3 +335,11 @@ def test_workers_of_a_killed_supervisor_drain_and_exit(mock: Mock, tmp_path: Pat
         assert gateway.log().count("the supervisor is gone: draining") == 2
     finally:
         gateway.stop()
+
+
+def test_one_worker_is_one_process(gateway: Gateway) -> None:
+    """server.workers: 1 (the session gateway): no supervisor, no per-process metric files."""
+    assert _children(gateway.proc.pid) == set()
+    stats = _statsz(gateway)
+    assert "workers" not in stats and "pid" not in stats
+    assert "PROMETHEUS_MULTIPROC_DIR" not in Path(f"/proc/{gateway.proc.pid}/environ").read_text()
