@@ -156,17 +156,24 @@ class Gateway:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 15) -> None:
+        """Until /healthz answers and, with server.workers above 1, every worker serves."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
-                    if r.read() == b"OK":
+                    if r.read() == b"OK" and self._workers_serving():
                         return
             except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
+
+    def _workers_serving(self) -> bool:
+        """True for a single process, or once the supervisor says all its workers serve."""
+        workers = re.search(r"\) with (\d+) workers$", self.log(), re.M)
+        return workers is None or f"all {workers.group(1)} workers serving" in self.log()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

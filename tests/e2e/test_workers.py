@@ -88,8 +88,9 @@ def _in_parallel(count: int, threads: int, work: Callable[[], tuple[int, str]]) 
 
 
 def workers_gateway(mock: Mock, directory: Path, env: dict[str, str] | None = None) -> Gateway:
+    """The standard routes served by two workers; returns once both serve (Gateway.wait_ready)."""
     gateway = standard_gateway(mock, directory, server="  workers: 2\n", env=env)
-    assert _wait_for(lambda: "all 2 workers serving" in gateway.log()), gateway.log()
+    assert "all 2 workers serving" in gateway.log()
     return gateway
 
 
