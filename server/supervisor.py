@@ -14,7 +14,10 @@ after the fork, with its own upstream client). It:
   else every worker is sent SIGHUP and reloads as a single process does;
 - on SIGTERM closes its copy of the listener and has every worker drain;
 - alone talks to systemd: READY=1 once every worker says it serves (one line each on
-  a pipe), RELOADING=1 then READY=1 once every worker has reloaded, STOPPING=1.
+  a pipe), RELOADING=1 then READY=1 once every worker has reloaded, STOPPING=1;
+- starts the machine's state process before the workers (limits/state_server.py: with
+  `state: memory` the workers count limits there, so they hold across workers), restarts
+  it when it dies, and stops it after the workers.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import select
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +45,8 @@ from dsl.compiler import compile_file
 from dsl.errors import ConfigError
 from dsl.table import Table
 from handlers.registry import HANDLERS
+from limits import state_server
+from limits.state import STATE_SOCKET_ENV
 from ops import instance_stats, metrics, sdnotify
 from ops.instance_stats import InstanceStats
 from server import lifecycle
@@ -106,6 +112,8 @@ class Supervisor:
         self.table = table
         self.count = table.server.workers
         self.statsz = directory / "statsz"
+        self.state_socket = directory / "state.sock"
+        self.state: subprocess.Popen[str] | None = None
         self.started = time.time()
         self.workers: dict[int, Worker] = {}  # by pid
         self.restarts: dict[int, float] = {}  # slot → when to fork its replacement
@@ -131,6 +139,8 @@ class Supervisor:
             self.sockets = bind_sockets(settings.listen_port, settings.listen_host)
         except OSError as exc:
             log.error("cannot listen: %s", exc)
+            return 1
+        if not self.start_state():
             return 1
         for sig in _SIGNALS:
             signal.signal(sig, self._on_signal)
@@ -162,8 +172,23 @@ class Supervisor:
                     log.warning("worker %d still running after the drain deadline: killed", pid)
                     os.kill(pid, signal.SIGKILL)
                 self.stopping_since = now  # once more the grace, for the kills to be reaped
+        if self.state is not None:
+            self.state.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
+                self.state.wait(5)
         log.info("stopped")
         return 0
+
+    def start_state(self) -> bool:
+        """The state process, on a socket the workers (and their replacements) inherit in the
+        environment; started whatever `state:` says now, since a reload may turn it to memory."""
+        try:
+            self.state = state_server.start_process(str(self.state_socket))
+        except (OSError, RuntimeError) as exc:
+            log.error("cannot start the state process: %s", exc)
+            return False
+        os.environ[STATE_SOCKET_ENV] = str(self.state_socket)
+        return True
 
     def wait(self, timeout: float) -> None:
         """Until a signal, a worker's line, or `timeout` seconds."""
@@ -276,6 +301,13 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if self.state is not None and pid == self.state.pid:
+                self.state.returncode = os.waitstatus_to_exitcode(status)
+                metrics.forget_process(pid)
+                if self.stopping_since is None:  # the limits' counts start afresh
+                    log.error("the state process (pid %d) %s; restarting it", pid, _how_it_ended(status))
+                    self.start_state()
+                continue
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import standard_gateway
-from tests.support import Gateway, Mock
+from tests.e2e.conftest import STANDARD_SECRETS, standard_gateway, standard_routes
+from tests.support import Gateway, Mock, write_config
 
 MESSAGES = [{"role": "user", "content": "hi there"}]
 CHAT = json.dumps({"model": "fast", "messages": MESSAGES}).encode()
@@ -34,17 +34,18 @@ def _wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
     return False
 
 
-def _children(pid: int) -> set[int]:
-    """The living processes whose parent is `pid` (the supervisor's workers)."""
+def _children(pid: int, state: bool = False) -> set[int]:
+    """The living processes whose parent is `pid`: the supervisor's workers (or its state process)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
             fields = stat.rpartition(")")[2].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
+            if int(fields[1]) == pid and fields[0] != "Z" and (b"limits.state_server" in command) == state:
                 found.add(int(entry.name))
     return found
 
@@ -324,6 +325,7 @@ def test_workers_of_a_killed_supervisor_drain_and_exit(mock: Mock, tmp_path: Pat
     gateway = workers_gateway(mock, tmp_path / "config", env={"RUNTIME_DIRECTORY": str(runtime)})
     try:
         workers = _children(gateway.proc.pid)
+        state = _children(gateway.proc.pid, state=True)  # left to systemd's cgroup kill; here to us
         stream = gateway.openai().chat.completions.create(model="mock/gpt-delay-100", messages=MESSAGES, stream=True)
         chunks = iter(stream)
         first = next(chunks)
@@ -336,6 +338,8 @@ def test_workers_of_a_killed_supervisor_drain_and_exit(mock: Mock, tmp_path: Pat
         assert gateway.log().count("the supervisor is gone: draining") == 2
     finally:
         gateway.stop()
+        for pid in state:
+            os.kill(pid, signal.SIGTERM)
 
 
 def test_one_worker_is_one_process(gateway: Gateway) -> None:
@@ -344,3 +348,32 @@ def test_one_worker_is_one_process(gateway: Gateway) -> None:
     stats = _statsz(gateway)
     assert "workers" not in stats and "pid" not in stats
     assert "PROMETHEUS_MULTIPROC_DIR" not in Path(f"/proc/{gateway.proc.pid}/environ").read_text()
+
+
+def test_workers_count_limits_in_the_supervisors_state_process(mock: Mock, tmp_path: Path) -> None:
+    """`state: memory` with two workers: both ask the one state process the supervisor started (here
+    for a budget's spend), which is restarted when it dies and stopped with the supervisor."""
+    secrets = STANDARD_SECRETS + "api_keys:\n  spender: {token: spender-token-0123456789, budget: {usd: 1, per: day}}\n"
+    gateway = Gateway(write_config(tmp_path, standard_routes("  workers: 2\n"), secrets), env={"MOCK_URL": mock.url})
+
+    def every_worker_reaches_the_state() -> bool:
+        seen = {}
+        for _ in range(20):
+            stats = _statsz(gateway)
+            limits = stats["limits"]
+            seen[stats["pid"]] = (limits["state"].startswith("memory (state process ")
+                                  and limits["budgets"]["spender"]["usd"] == 0.0)
+        return len(seen) == 2 and all(seen.values())
+
+    try:
+        state = _children(gateway.proc.pid, state=True)
+        assert len(state) == 1 and len(_children(gateway.proc.pid)) == 2
+        assert _wait_for(every_worker_reaches_the_state)
+        os.kill(state.pop(), signal.SIGKILL)
+        assert _wait_for(lambda: "was killed by SIGKILL; restarting it" in gateway.log())
+        assert _wait_for(lambda: len(_children(gateway.proc.pid, state=True)) == 1)
+        assert _wait_for(every_worker_reaches_the_state)
+        (restarted,) = _children(gateway.proc.pid, state=True)
+    finally:
+        assert gateway.stop() == 0, gateway.log()
+    assert not Path(f"/proc/{restarted}").exists()  # stopped (and reaped) by the supervisor
