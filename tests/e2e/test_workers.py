@@ -377,3 +377,27 @@ def test_workers_count_limits_in_the_supervisors_state_process(mock: Mock, tmp_p
     finally:
         assert gateway.stop() == 0, gateway.log()
     assert not Path(f"/proc/{restarted}").exists()  # stopped (and reaped) by the supervisor
+
+
+def test_memory_limits_are_exact_across_workers(mock: Mock, tmp_path: Path) -> None:
+    """A key limited to 30 requests a minute gets exactly 30 answers from two workers (each counting
+    apart would admit up to 30 each), and the refusals carry OpenAI's headers."""
+    routes = standard_routes("  workers: 2\n") + "limits: {keys: {rpm: 30}}\n"
+    gateway = Gateway(write_config(tmp_path, routes, STANDARD_SECRETS), env={"MOCK_URL": mock.url})
+    answers: list[tuple[int, dict[str, str]]] = []
+
+    def chat() -> tuple[int, str]:
+        status, headers, _ = gateway.request("POST", "/v1/chat/completions", CHAT)
+        answers.append((status, headers))
+        return status, ""
+
+    try:
+        _in_parallel(80, 4, chat)
+        statuses = [status for status, _ in answers]
+        assert statuses.count(200) == 30 and statuses.count(429) == 50, statuses
+        refused = next(headers for status, headers in answers if status == 429)
+        assert refused["x-ratelimit-limit-requests"] == "30" and int(refused["retry-after"]) > 0
+        served = _served(gateway, 80)  # every request reached a worker (refusals are answers too)
+        assert len(served) == 2 and all(n > 0 for n in served.values()), served
+    finally:
+        assert gateway.stop() == 0, gateway.log()
