@@ -42,6 +42,8 @@ class StatsHandler(GatewayHandler):
         snapshot["breakers"] = self.runtime.breakers.snapshot()
         snapshot["strategies"] = self.runtime.strategies.snapshot(self.table.agents)
         snapshot["limits"] = await self.runtime.limiter.snapshot()
+        snapshot["context"] = {"calibration": {model: round(ratio, 3) for model, ratio
+                                               in self.runtime.calibration.ratios.items()}}
         snapshot["config"] = {
             "source": self.table.source,
             "providers": sorted(self.table.providers),
