@@ -507,13 +507,14 @@ def _breakers(spec: Mapping[str, Any], defaults: BreakerSettings) -> BreakerSett
 
 
 def _state(spec: str | Mapping[str, Any]) -> StateSettings:
-    """routes.yaml `state:`: a url alone, or {url, timeout, on_state_error}."""
+    """routes.yaml `state:`: a url alone, or {url, timeout, on_state_error, breaker_sync}."""
     if isinstance(spec, str):
         return StateSettings(url=spec)
     return StateSettings(
         url=spec["url"],
         timeout=parse_duration(spec.get("timeout", "250ms")),
         on_state_error=spec.get("on_state_error", "allow"),
+        breaker_sync=parse_duration(spec.get("breaker_sync", "250ms")),
     )
 
 

@@ -210,11 +210,13 @@ class LimitSettings:
 
 @dataclass(frozen=True, slots=True)
 class StateSettings:
-    """routes.yaml `state:`: where limits and budgets are counted, and what to do when it fails."""
+    """routes.yaml `state:`: where limits and budgets are counted (and open breakers shared),
+    and what to do when it fails."""
 
     url: str = "memory"  # memory, redis://host:port/db or rediss://...
     timeout: float = 0.25  # one state operation; past it on_state_error applies
     on_state_error: str = "allow"  # "allow" | "deny"
+    breaker_sync: float = 0.25  # how often open breakers are read from the state; 0: never
 
 
 @dataclass(frozen=True, slots=True)

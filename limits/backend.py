@@ -1,4 +1,5 @@
-"""What every state backend does, in one atomic step each: admit, settle, read spend.
+"""What every state backend does, in one atomic step each: admit, settle, read spend, and
+share open circuit breakers.
 
 A backend knows nothing of keys, agents or prices: it counts entries under storage keys.
 limits/limiter.py turns a request into checks and reads the outcome. Backends: memory
@@ -96,5 +97,12 @@ class Backend(Protocol):
 
     async def spent(self, keys: Sequence[str]) -> list[int]:
         """The spend counters `keys` (0 when absent)."""
+
+    async def open_breaker(self, target: str, until: float, reason: str) -> None:
+        """Note that `target` ("provider/model") is open until `until` (epoch s) for `reason`;
+        a later time already noted stays."""
+
+    async def open_breakers(self) -> list[tuple[str, float, str]]:
+        """The targets open now, (target, until, reason) each; those past their time are forgotten."""
 
     async def close(self) -> None: ...

@@ -188,7 +188,7 @@ class Limiter:
             refunds = [Correction(key, WINDOW, at, -ticket.tokens) for key, at in ticket.target_windows]
             leases, ticket.target_leases, ticket.target_windows = ticket.target_leases, [], []
             release = self.backend.settle(refunds, leases, [], f"{ticket.entry}.r{ticket.steps}")
-            await self._guarded("settle", release)
+            await self.guarded("settle", release)
         ticket.model = target
         limits: list[_Limit] = []
         if target in self.settings.targets:
@@ -223,7 +223,7 @@ class Limiter:
         if corrections or leases or charges:
             assert self.backend is not None
             settle = self.backend.settle(corrections, leases, charges, ticket.entry + ".s")
-            await self._guarded("settle", settle)
+            await self.guarded("settle", settle)
 
     async def snapshot(self) -> dict[str, Any]:
         """For /statsz: the state in use, whether it answers, and each budgeted key's spend."""
@@ -236,7 +236,7 @@ class Limiter:
         budgets = self.settings.budgets
         now = datetime.now(UTC)
         keys = [self._spend_key(key, prices.period(budget.per, now)[0]) for key, budget in budgets.items()]
-        amounts = await self._guarded("spent", self.backend.spent(keys)) if keys and self.backend else None
+        amounts = await self.guarded("spent", self.backend.spent(keys)) if keys and self.backend else None
         return {
             key: {"usd": None if amounts is None else amounts[i] / prices.NANO, "budget": budget.usd,
                   "per": budget.per}
@@ -275,7 +275,7 @@ class Limiter:
         assert self.backend is not None
         ticket.steps += 1
         entry = f"{ticket.entry}.{ticket.steps}"
-        admission = await self._guarded("admit", self.backend.admit([limit.check for limit in limits], entry))
+        admission = await self.guarded("admit", self.backend.admit([limit.check for limit in limits], entry))
         scopes = {limit.scope for limit in limits}
         if admission is None:
             allowed = self.health.policy == "allow"
@@ -317,7 +317,7 @@ class Limiter:
                 headers.update(ratelimit_headers(kind, limit.check.limit, outcome.used, outcome.reset))
         return headers
 
-    async def _guarded(self, operation: str, call: Awaitable[_T]) -> _T | None:
+    async def guarded(self, operation: str, call: Awaitable[_T]) -> _T | None:
         """`call`'s result, or None when the state failed, timed out or is resting after a failure."""
         assert self.state is not None
         if self.health.resting():

@@ -48,6 +48,7 @@ class MemoryBackend:
         self.logs: dict[str, _Log] = {}
         self.leases: dict[str, dict[str, float]] = {}  # key → entry → expiry
         self.spend: dict[str, tuple[int, float]] = {}  # key → (amount, expires)
+        self.breakers: dict[str, tuple[float, str]] = {}  # open target → (until, reason)
 
     async def admit(self, checks: Sequence[Check], entry: str) -> Admission:
         now = self.clock()
@@ -118,6 +119,16 @@ class MemoryBackend:
     async def spent(self, keys: Sequence[str]) -> list[int]:
         now = self.clock()
         return [self._spent(key, now) for key in keys]
+
+    async def open_breaker(self, target: str, until: float, reason: str) -> None:
+        if until > self.breakers.get(target, (0.0, ""))[0]:
+            self.breakers[target] = (until, reason)
+
+    async def open_breakers(self) -> list[tuple[str, float, str]]:
+        now = self.clock()
+        for target in [target for target, (until, _) in self.breakers.items() if until <= now]:
+            del self.breakers[target]
+        return [(target, until, reason) for target, (until, reason) in self.breakers.items()]
 
     async def close(self) -> None:
         return None

@@ -9,7 +9,8 @@ member "cost:entry", beside a counter holding the sum of their costs (kept as en
 leave, so a check never adds up the whole set); a count (every entry costs 1) is the
 sorted set alone, its size the count. A concurrent limit is a sorted set of
 leases scored by their expiry. A spend counter is an integer (nano-USD) that expires
-after its period.
+after its period. Open circuit breakers are one hash, BREAKERS: field "provider/model",
+value "until reason" (until in epoch seconds), fields past their time deleted as they are read.
 """
 
 from __future__ import annotations
@@ -153,6 +154,33 @@ end
 return 1
 """
 
+# KEYS: the breakers hash. ARGV: target, until (epoch s), reason. A later time already there stays.
+_OPEN_BREAKER = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and tonumber(string.match(old, '^%S+')) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+return 1
+"""
+
+# KEYS: the breakers hash. Returns target, "until reason", ... of those still open (Redis's time).
+_OPEN_BREAKERS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local all = redis.call('HGETALL', KEYS[1])
+local open = {}
+for i = 1, #all, 2 do
+  if tonumber(string.match(all[i + 1], '^%S+')) <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    open[#open + 1] = all[i]
+    open[#open + 1] = all[i + 1]
+  end
+end
+return open
+"""
+
+BREAKERS = "llmgw:breakers"
+
 
 def _us(seconds: float) -> int:
     return math.ceil(seconds * 1_000_000)
@@ -182,6 +210,8 @@ class RedisBackend:
         self.client = redis.Redis(connection_pool=pool)
         self._admit = self.client.register_script(_ADMIT)
         self._settle = self.client.register_script(_SETTLE)
+        self._open_breaker = self.client.register_script(_OPEN_BREAKER)
+        self._open_breakers = self.client.register_script(_OPEN_BREAKERS)
 
     async def admit(self, checks: Sequence[Check], entry: str) -> Admission:
         keys: list[str] = []
@@ -221,6 +251,17 @@ class RedisBackend:
         except (RedisError, OSError) as exc:
             raise StateError(f"redis: {exc}") from exc
         return [int(value) if value is not None else 0 for value in values]
+
+    async def open_breaker(self, target: str, until: float, reason: str) -> None:
+        await self._call(self._open_breaker, [BREAKERS], [target, f"{until:.3f}", reason])
+
+    async def open_breakers(self) -> list[tuple[str, float, str]]:
+        reply = await self._call(self._open_breakers, [BREAKERS], [])
+        opened = []
+        for i in range(0, len(reply), 2):
+            until, _, reason = reply[i + 1].decode(errors="replace").partition(" ")
+            opened.append((reply[i].decode(errors="replace"), float(until), reason))
+        return opened
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> list[Any]:
         try:

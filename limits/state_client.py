@@ -39,6 +39,13 @@ class StateClient:
     async def spent(self, keys: Sequence[str]) -> list[int]:
         return [int(amount) for amount in await self._ask(["spent", list(keys)])]
 
+    async def open_breaker(self, target: str, until: float, reason: str) -> None:
+        await self._ask(["open_breaker", target, until, reason])
+
+    async def open_breakers(self) -> list[tuple[str, float, str]]:
+        opened = await self._ask(["open_breakers"])
+        return [(str(target), float(until), str(reason)) for target, until, reason in opened]
+
     async def _ask(self, request: list[Any]) -> Any:
         writer = await self._connected()
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -1,7 +1,8 @@
 """The state process's wire format: each message is a 4-byte big-endian length and an orjson array.
 
 Requests: ["admit", checks, entry], ["settle", corrections, leases, charges, entry],
-["spent", keys]; each answered, in order, by one message: the admission, null, or the amounts.
+["spent", keys], ["open_breaker", target, until, reason], ["open_breakers"]; each answered, in
+order, by one message: the admission, null, the amounts, null, or [[target, until, reason], ...].
 """
 
 from __future__ import annotations

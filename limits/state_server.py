@@ -47,6 +47,11 @@ class StateServer:
             return None
         if op == "spent":
             return await self.backend.spent([str(key) for key in args[0]])
+        if op == "open_breaker":
+            target, until, reason = args
+            return await self.backend.open_breaker(str(target), float(until), str(reason))
+        if op == "open_breakers":
+            return [list(opened) for opened in await self.backend.open_breakers()]
         raise ValueError(f"unknown state operation {op!r}")
 
     async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -186,7 +186,8 @@ RATELIMIT_DECISIONS = Counter(
 )
 STATE_ERRORS = Counter(
     "gateway_state_errors_total",
-    "State operations (limits and budgets) that failed or timed out, by operation: admit, settle, spent.",
+    "State operations (limits, budgets, shared breakers) that failed or timed out, by operation: "
+    "admit, settle, spent, open_breaker, open_breakers.",
     ["operation"],
     registry=REGISTRY,
 )

@@ -9,7 +9,8 @@ route and table, never through a module global, so two runtimes (two tests, two
 pre-fork workers) share nothing.
 
 The circuit breakers live here (a reload keeps what they learned), and so does the
-limiter with its state backend (a reload keeps the counts unless `state:` changed).
+limiter with its state backend (a reload keeps the counts unless `state:` changed), through
+which the breakers' openings are shared with the other processes using the same state.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from dsl.table import ServerSettings
 from limits.context import Calibration
 from limits.limiter import Limiter
+from limits.shared_breakers import SharedBreakers
 from limits.state import STATE_SOCKET_ENV
 from ops.access_log import AccessLog
 from ops.instance_stats import InstanceStats
@@ -63,6 +65,7 @@ class Runtime:
     strategies: Strategies  # agents' round-robin turns and targets' latency averages
     breakers: BreakerBoard  # configured by each table the router serves (server/app.py)
     limiter: Limiter  # rate limits and budgets; configured likewise
+    shared_breakers: SharedBreakers  # the breakers' openings, to and from the state
     calibration: Calibration = field(default_factory=Calibration)  # prompt estimates per model
     in_flight: int = 0  # requests being served now: draining waits for none
     instance: InstanceStats | None = None  # a pre-fork worker's window on its siblings' /statsz
@@ -75,5 +78,12 @@ class Runtime:
         """
         upstream = open_client(settings.upstream_connections)
         access_log = AccessLog(shared=instance is not None)
+        breakers, limiter = BreakerBoard(), Limiter(os.environ.get(STATE_SOCKET_ENV))
+        shared = SharedBreakers(limiter)
+        breakers.on_open = shared.publish
         return cls(upstream, Catalog(upstream), Stats(), access_log, BodyBudget(), Strategies(),
-                   BreakerBoard(), Limiter(os.environ.get(STATE_SOCKET_ENV)), instance=instance)
+                   breakers, limiter, shared, instance=instance)
+
+    async def share_breakers(self) -> None:
+        """Forever (a task while serving): apply the breakers opened by other processes."""
+        await self.shared_breakers.follow(self.breakers.opened_elsewhere)

@@ -194,6 +194,7 @@ async def serve(
     tasks = [asyncio.create_task(gateway.watchdog(interval))] if interval else []
     if instance is not None:
         tasks.append(asyncio.create_task(gateway.share_stats(instance)))
+    tasks.append(asyncio.create_task(gateway.runtime.share_breakers()))
     await gateway.stopping.wait()
     await gateway.drain()
     for task in tasks:

@@ -15,6 +15,12 @@ it key by key (compiled into `Provider.breakers`), so one provider may trip soon
 longer, or keep no breakers at all.
 
 The logic is pure: the board reads a clock it is given, so that tests need no sleeps.
+
+Openings are shared with the other processes (workers, instances) using the same state:
+the board tells `on_open` when a breaker opens here, and `opened_elsewhere` applies one
+that opened in another process, so a target tripped anywhere is skipped everywhere without
+each process paying the failures again (limits/shared_breakers.py carries them). Times
+cross processes as wall-clock epochs; half-open probing stays each process's own.
 """
 
 from __future__ import annotations
@@ -39,8 +45,17 @@ _STATES = (CLOSED, HALF_OPEN, OPEN)  # in the order of their gauge values
 MAX_TARGETS = MAX_MODEL_LABELS
 # Failures that say nothing about the target's health: the request or the route is at fault.
 _NEUTRAL_KINDS = frozenset({"unsupported_format", "invalid_request", "cancelled"})
+# Why a breaker opened, as shared with other processes: a KEY_REFUSED opening stands for
+# the whole provider (its target key's model is ALL_TARGETS).
+FAILURES, PROBE_FAILED, KEY_REFUSED, RATE_LIMITED = "failures", "probe_failed", "key_refused", "rate_limited"
+ALL_TARGETS = "*"
+# An opening heard back from the shared state is this process's own when it ends within this
+# many seconds of the local one (times cross processes rounded to the millisecond).
+_SAME_TIME = 0.01
 
 TargetKey = tuple[str, str]  # (provider name, model or endpoint)
+# Told each local opening: (target key, reopening time as a wall-clock epoch, reason).
+OnOpen = Callable[[TargetKey, float, str], None]
 
 
 def counts_against(failure: Failure) -> bool:
@@ -79,6 +94,7 @@ class Breaker:
     probing: int = 0  # probes admitted and not yet reported, while half-open
     passed: int = 0  # probes that succeeded, while half-open
     rate_limits: int = 0  # 429s in a row without Retry-After: the back-off's exponent
+    shared: str | None = None  # while open because another process opened it: its reason
 
 
 class BreakerBoard:
@@ -99,6 +115,7 @@ class BreakerBoard:
         self.wall = wall
         self.breakers: dict[TargetKey, Breaker] = {}
         self.refused: dict[str, float] = {}  # provider → monotonic time its key refusal ends
+        self.on_open: OnOpen | None = None  # told each opening made here, to share it
 
     def configure(self, defaults: BreakerSettings, providers: Mapping[str, BreakerSettings]) -> None:
         """A new table: the top-level settings and each provider's own (`Provider.breakers`).
@@ -193,14 +210,14 @@ class BreakerBoard:
         now = self.clock()
         if breaker.state == HALF_OPEN:
             breaker.failed_probes += 1
-            self._open(key, breaker, now + _doubled(settings, breaker.failed_probes))
+            self._open(key, breaker, now + _doubled(settings, breaker.failed_probes), PROBE_FAILED)
         elif breaker.state == CLOSED:
             requests, failures = self._count(breaker, settings, failed=True)
             ratio = settings.failure_ratio
             if failures >= settings.failures or (
                 ratio is not None and requests >= settings.min_requests and failures >= ratio * requests
             ):
-                self._open(key, breaker, now + settings.cooldown)
+                self._open(key, breaker, now + settings.cooldown, FAILURES)
 
     def _count(self, breaker: Breaker, settings: BreakerSettings, *, failed: bool) -> tuple[int, int]:
         """Count one outcome in the window (kept as ten slices, so memory stays small under
@@ -222,21 +239,55 @@ class BreakerBoard:
         if wait is None:
             wait = _doubled(settings, breaker.rate_limits)
             breaker.rate_limits += 1
-        self._open(key, breaker, self.clock() + wait)
+        self._open(key, breaker, self.clock() + wait, RATE_LIMITED)
 
     def _refuse_key(self, provider: str, settings: BreakerSettings) -> None:
         until = self.clock() + settings.key_refused_cooldown
-        self.refused[provider] = until
+        self._lock_provider(provider, until, None)
+        self._tell((provider, ALL_TARGETS), until, KEY_REFUSED)
+
+    def _lock_provider(self, provider: str, until: float, shared: str | None) -> None:
+        self.refused[provider] = max(until, self.refused.get(provider, 0.0))
         for key, breaker in self.breakers.items():
             if key[0] == provider:
-                self._open(key, breaker, until)
+                self._open(key, breaker, until, shared=shared)
 
-    def _open(self, key: TargetKey, breaker: Breaker, until: float) -> None:
-        breaker.reopens_at = max(until, breaker.reopens_at) if breaker.state == OPEN else until
+    def _open(self, key: TargetKey, breaker: Breaker, until: float, reason: str = "",
+              shared: str | None = None) -> None:
+        """Open `key` until `until` (later when it is already open for longer). A local opening
+        (`reason` given) is told to `on_open`; one from elsewhere (`shared`, its reason) is not."""
+        if breaker.state == OPEN and breaker.reopens_at >= until:
+            return
+        breaker.reopens_at = until
+        breaker.shared = shared
         breaker.slices.clear()
         if breaker.state != OPEN:
             breaker.trips += 1
             self._move(key, breaker, OPEN)
+        if reason:
+            self._tell(key, until, reason)
+
+    def _tell(self, key: TargetKey, until: float, reason: str) -> None:
+        if self.on_open is not None:
+            self.on_open(key, self.wall() + until - self.clock(), reason)
+
+    def opened_elsewhere(self, key: TargetKey, until: float, reason: str) -> None:
+        """Another process opened `key` until `until` (a wall-clock epoch) for `reason`: it is
+        open here too until then, then half-opens here as usual. Its own openings, heard back,
+        change nothing; a provider whose breakers are disabled here keeps none."""
+        if not self.settings(key[0]).enabled:
+            return
+        now = self.clock()
+        local = now + until - self.wall()
+        if local <= now:
+            return
+        if reason == KEY_REFUSED:
+            if local > self.refused.get(key[0], 0.0) + _SAME_TIME:
+                self._lock_provider(key[0], local, reason)
+            return
+        breaker = self._breaker(key)
+        if breaker is not None and not (breaker.state == OPEN and breaker.reopens_at + _SAME_TIME >= local):
+            self._open(key, breaker, local, shared=reason)
 
     def _move(self, key: TargetKey, breaker: Breaker, state: str) -> None:
         breaker.state = state
@@ -269,6 +320,8 @@ class BreakerBoard:
                 "recent_failures": int(sum(s[2] for s in breaker.slices if s[0] > now - window)),
                 "trips": breaker.trips,
                 "reopens_at": round(wall + until - now, 3) if until > now else None,
+                # why another process opened it, while this one follows it; None when this one opened it
+                "shared": breaker.shared if breaker.state == OPEN and until > now else None,
             }
         return out
 

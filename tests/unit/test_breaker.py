@@ -11,7 +11,15 @@ import pytest
 
 from dsl.table import BreakerSettings
 from upstream.attempt import walk
-from upstream.breaker import CLOSED, HALF_OPEN, OPEN, BreakerBoard, counts_against, retry_after_seconds
+from upstream.breaker import (
+    ALL_TARGETS,
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    BreakerBoard,
+    counts_against,
+    retry_after_seconds,
+)
 from upstream.failure import Failure, agent_answer, relay_answer, status_kind
 
 SETTINGS = BreakerSettings(failures=3, window=10.0, cooldown=5.0, max_cooldown=18.0, probes=1, successes=2,
@@ -216,8 +224,9 @@ def test_snapshot_shows_state_failures_trips_and_reopening(board):
     fail_times(board, 1, key=OTHER)
     fail_times(board, 3)
     snap = board.snapshot()
-    assert snap["p/m"] == {"state": OPEN, "recent_failures": 0, "trips": 1, "reopens_at": 1_700_000_005.0}
-    assert snap["p/n"] == {"state": CLOSED, "recent_failures": 1, "trips": 0, "reopens_at": None}
+    assert snap["p/m"] == {"state": OPEN, "recent_failures": 0, "trips": 1, "reopens_at": 1_700_000_005.0,
+                           "shared": None}
+    assert snap["p/n"] == {"state": CLOSED, "recent_failures": 1, "trips": 0, "reopens_at": None, "shared": None}
 
 
 def run_walk(board: BreakerBoard, outcomes: dict[str, Failure | None], calls: list[str]) -> list[Failure] | None:
@@ -249,3 +258,76 @@ def test_walk_with_every_target_open_answers_503_with_the_soonest_reopening(boar
     for answer in (agent_answer(failures), relay_answer(failures[-1])):
         assert answer.status == 503 and answer.code == "circuit_open"
         assert answer.headers == {"Retry-After": "3"}
+
+
+# Openings shared with other processes: told to on_open as wall-clock times, applied by opened_elsewhere.
+WALL = 1_699_999_000.0  # the wall clock's lead over the test's monotonic clock
+
+
+@pytest.fixture
+def shared(clock: Clock) -> tuple[BreakerBoard, list[tuple[tuple[str, str], float, str]]]:
+    """A board whose wall clock moves with its monotonic one, and the openings it told."""
+    board = BreakerBoard(SETTINGS, clock=clock, wall=lambda: clock.now + WALL)
+    told: list[tuple[tuple[str, str], float, str]] = []
+    board.on_open = lambda key, until, reason: told.append((key, until, reason))
+    return board, told
+
+
+def test_each_local_opening_is_told_with_its_wall_clock_time_and_reason(shared, clock):
+    board, told = shared
+    fail_times(board, 3)
+    assert told == [(TARGET, clock.now + WALL + 5.0, "failures")]
+    clock.now += 5.0
+    fail_times(board, 1)  # the probe fails: the cooldown doubles
+    assert told[1:] == [(TARGET, clock.now + WALL + 10.0, "probe_failed")]
+    fail_times(board, 1, key=OTHER, status=429, retry_after="7")
+    assert told[2:] == [(OTHER, clock.now + WALL + 7.0, "rate_limited")]
+    fail_times(board, 1, key=("p", "x"), status=401)  # the whole provider, told once
+    assert told[3:] == [(("p", ALL_TARGETS), clock.now + WALL + 100.0, "key_refused")]
+
+
+def test_an_opening_elsewhere_opens_here_until_its_time_then_probes_here(shared, clock):
+    board, told = shared
+    board.opened_elsewhere(TARGET, clock.now + WALL + 5.0, "failures")
+    assert state(board) == OPEN and not board.usable(TARGET) and board.usable(OTHER)
+    assert board.reopens_in([TARGET]) == pytest.approx(5.0)
+    assert board.snapshot()["p/m"]["shared"] == "failures"
+    assert told == []  # not told back: it is not this process's own
+    clock.now += 5.0
+    assert board.admit(TARGET) and state(board) == HALF_OPEN
+    board.record(TARGET, None)
+    assert board.admit(TARGET)
+    board.record(TARGET, None)
+    assert state(board) == CLOSED and board.snapshot()["p/m"]["shared"] is None
+
+
+def test_its_own_opening_heard_back_changes_nothing_and_a_later_one_extends(shared, clock):
+    board, told = shared
+    fail_times(board, 3)
+    for opening in told:
+        board.opened_elsewhere(*opening)
+    assert board.breakers[TARGET].trips == 1 and board.snapshot()["p/m"]["shared"] is None
+    board.opened_elsewhere(TARGET, clock.now + WALL + 2.0, "rate_limited")  # sooner: no shorter
+    assert board.reopens_in([TARGET]) == pytest.approx(5.0)
+    board.opened_elsewhere(TARGET, clock.now + WALL + 60.0, "probe_failed")
+    assert board.reopens_in([TARGET]) == pytest.approx(60.0) and board.breakers[TARGET].trips == 1
+    assert board.snapshot()["p/m"]["shared"] == "probe_failed" and len(told) == 1
+
+
+def test_a_key_refused_elsewhere_locks_the_whole_provider_here(shared, clock):
+    board, told = shared
+    fail_times(board, 1, key=TARGET, status=500)  # a breaker that exists, and one that does not yet
+    board.opened_elsewhere(("p", ALL_TARGETS), clock.now + WALL + 100.0, "key_refused")
+    assert not board.usable(TARGET) and not board.usable(("p", "new")) and board.usable(("q", "m"))
+    assert board.snapshot()["p/m"]["shared"] == "key_refused" and told == []
+    clock.now += 100.0
+    assert board.usable(TARGET) and board.usable(("p", "new"))
+
+
+def test_openings_elsewhere_that_are_over_or_of_a_provider_without_breakers_are_ignored(clock):
+    board = BreakerBoard(SETTINGS, clock=clock, wall=lambda: clock.now + WALL)
+    board.configure(SETTINGS, {"off": replace(SETTINGS, enabled=False)})
+    board.opened_elsewhere(TARGET, clock.now + WALL - 1.0, "failures")
+    board.opened_elsewhere(("off", "m"), clock.now + WALL + 50.0, "failures")
+    board.opened_elsewhere(("off", ALL_TARGETS), clock.now + WALL + 50.0, "key_refused")
+    assert board.usable(TARGET) and board.usable(("off", "m")) and board.breakers == {}
