@@ -137,6 +137,35 @@ def test_window_edges_corrections_and_leases(
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("which", [0, 1], ids=["redis", "state-process"])
+def test_open_breakers_keep_the_latest_time_and_forget_those_past_it(
+    redis_server: RedisServer, state_process: StateProcess, which: int
+) -> None:
+    backend = backends(redis_server, state_process)[which]
+    name = f"p{which}-{time.monotonic_ns()}"
+
+    async def mine() -> dict[str, tuple[float, str]]:
+        return {target: (until, reason) for target, until, reason in await backend.open_breakers()
+                if target.startswith(name)}
+
+    async def scenario() -> None:
+        now = time.time()
+        await backend.open_breaker(f"{name}/m", now + 60.5, "failures")
+        await backend.open_breaker(f"{name}/m", now + 5, "rate_limited")  # sooner: the later time stays
+        await backend.open_breaker(f"{name}/*", now + 600, "key_refused")
+        await backend.open_breaker(f"{name}/soon", now + 0.2, "probe_failed")
+        assert await mine() == {f"{name}/m": (pytest.approx(now + 60.5, abs=0.001), "failures"),
+                                f"{name}/*": (pytest.approx(now + 600, abs=0.001), "key_refused"),
+                                f"{name}/soon": (pytest.approx(now + 0.2, abs=0.001), "probe_failed")}
+        await asyncio.sleep(0.25)
+        assert set(await mine()) == {f"{name}/m", f"{name}/*"}
+        await backend.open_breaker(f"{name}/m", now + 120, "probe_failed")
+        assert (await mine())[f"{name}/m"] == (pytest.approx(now + 120, abs=0.001), "probe_failed")
+        await backend.close()
+
+    asyncio.run(scenario())
+
+
 def test_redis_loads_its_scripts_again_after_a_flush(redis_server: RedisServer) -> None:
     async def scenario() -> None:
         backend = RedisBackend(redis_server.url, 1.0)

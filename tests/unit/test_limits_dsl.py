@@ -56,7 +56,9 @@ def test_defaults_memory_state_and_no_limits(tmp_path: Path) -> None:
 def test_state_url_alone_or_with_settings(tmp_path: Path) -> None:
     assert compiled(tmp_path, "state: redis://127.0.0.1:6379/2").state.url == "redis://127.0.0.1:6379/2"
     state = compiled(tmp_path, "state: {url: 'rediss://r:6380/0', timeout: 20ms, on_state_error: deny}").state
-    assert state == StateSettings("rediss://r:6380/0", 0.02, "deny")
+    assert state == StateSettings("rediss://r:6380/0", 0.02, "deny", 0.25)
+    assert compiled(tmp_path, "state: {url: memory, breaker_sync: 50ms}").state.breaker_sync == 0.05
+    assert compiled(tmp_path, "state: {url: memory, breaker_sync: 0}").state.breaker_sync == 0.0
 
 
 def test_limits_compile_and_a_keys_own_override_the_default_one_by_one(tmp_path: Path) -> None:
