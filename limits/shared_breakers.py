@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable
 
 from limits.limiter import Limiter
+from limits.state import shared
 
 _IDLE = 1.0  # seconds between looks at the settings while sharing is off
 
@@ -30,7 +31,7 @@ class SharedBreakers:
         """Sharing is on, and the state is shared with other processes (not this one's memory)."""
         state = self.limiter.state
         return (state is not None and state.breaker_sync > 0 and self.limiter.backend is not None
-                and (state.url != "memory" or self.limiter.state_socket is not None))
+                and shared(state, self.limiter.state_socket))
 
     def publish(self, key: tuple[str, str], until: float, reason: str) -> None:
         """The board's `on_open`: write the opening to the state, without waiting for it."""

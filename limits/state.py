@@ -25,6 +25,11 @@ def open_backend(state: StateSettings, socket: str | None) -> Backend:
     return StateClient(socket, state.timeout) if socket else MemoryBackend()
 
 
+def shared(state: StateSettings, socket: str | None) -> bool:
+    """Whether the state is shared with other processes: Redis, or the machine's state process."""
+    return state.url != "memory" or socket is not None
+
+
 def shown(state: StateSettings, socket: str | None) -> str:
     """The state's url fit for a log line: no password."""
     if state.url == "memory":

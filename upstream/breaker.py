@@ -49,9 +49,10 @@ _NEUTRAL_KINDS = frozenset({"unsupported_format", "invalid_request", "cancelled"
 # the whole provider (its target key's model is ALL_TARGETS).
 FAILURES, PROBE_FAILED, KEY_REFUSED, RATE_LIMITED = "failures", "probe_failed", "key_refused", "rate_limited"
 ALL_TARGETS = "*"
-# An opening heard back from the shared state is this process's own when it ends within this
-# many seconds of the local one (times cross processes rounded to the millisecond).
-_SAME_TIME = 0.01
+# An opening heard from the shared state is no news when it ends at most this many seconds
+# after the local one: times cross processes as wall-clock epochs, rounded to the millisecond
+# and converted at each end, and the wall clock drifts from the monotonic one (NTP slews it).
+_SAME_TIME = 1.0
 
 TargetKey = tuple[str, str]  # (provider name, model or endpoint)
 # Told each local opening: (target key, reopening time as a wall-clock epoch, reason).
