@@ -1,9 +1,11 @@
 """Breakers shared for real: two gateway processes sharing one redis-server, or one state process
 (as the workers of one machine do), in front of one mock provider. A target tripped through
-gateway A is skipped by gateway B without a single request of B's reaching it."""
+gateway A is skipped by gateway B without a single request of B's reaching it; and the same
+between the two workers of one gateway (server.workers: 2, state: memory)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import time
@@ -17,7 +19,7 @@ from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, RedisServer
 
 ROUTES = """
 version: 1
-server: {{listen: "127.0.0.1:${{GATEWAY_PORT}}"}}
+server: {{listen: "127.0.0.1:${{GATEWAY_PORT}}", workers: {workers}}}
 secrets: secrets.yaml
 state: {{url: "{url}", breaker_sync: 50ms}}
 breakers: {{failures: 2, window: 60s, cooldown: 10m}}
@@ -37,10 +39,14 @@ def mock() -> Iterator[Mock]:
     process.stop()
 
 
+def gateway(directory: Path, mock: Mock, url: str, model: str, env: dict[str, str] | None = None,
+            workers: int = 1) -> Gateway:
+    routes = ROUTES.format(url=url, mock=mock.url, key=PROVIDER_KEY, model=model, workers=workers)
+    return Gateway(write_config(directory, routes, f"client_token: {CLIENT_TOKEN}\n"), env=env)
+
+
 def gateways(tmp_path: Path, mock: Mock, url: str, model: str, env: dict[str, str] | None = None) -> list[Gateway]:
-    routes = ROUTES.format(url=url, mock=mock.url, key=PROVIDER_KEY, model=model)
-    return [Gateway(write_config(tmp_path / name, routes, f"client_token: {CLIENT_TOKEN}\n"), env=env)
-            for name in ("a", "b")]
+    return [gateway(tmp_path / name, mock, url, model, env) for name in ("a", "b")]
 
 
 def chat(gateway: Gateway, model: str) -> tuple[int, dict]:
@@ -111,3 +117,38 @@ def test_a_target_tripped_in_one_worker_is_skipped_by_another_sharing_the_state_
         state.terminate()
         _, err = state.communicate(timeout=10)
     assert state.returncode == 0 and "Traceback" not in err, err
+
+
+def test_a_target_tripped_in_one_worker_is_skipped_by_its_sibling(tmp_path: Path, mock: Mock) -> None:
+    """Two requests on one kept-alive connection trip the target in the worker that serves it; its
+    sibling (which never saw the target fail) soon reports it open too, and no request of either
+    worker reaches it again."""
+    model = "gpt-shared-workers"
+    mock.script_fault(model, fail=True, status=503)
+    both = gateway(tmp_path, mock, "memory", model, workers=2)
+    body = json.dumps({"model": f"mock/{model}", "messages": [{"role": "user", "content": "hi"}]})
+    connection = http.client.HTTPConnection("127.0.0.1", both.port, timeout=30)
+    try:
+        for _ in range(2):  # one connection: one worker
+            connection.request("POST", "/v1/chat/completions", body,
+                               {"Authorization": f"Bearer {CLIENT_TOKEN}", "Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 503
+        assert mock.seen(model) == 2
+        opened: dict[int, dict] = {}
+
+        def every_worker_open() -> bool:  # /statsz on new connections: either worker answers
+            stats = json.loads(both.get("/statsz")[2])
+            opened[stats["pid"]] = stats["breakers"].get(f"mock/{model}") or {}
+            return len(opened) == 2 and all(state.get("state") == "open" for state in opened.values())
+
+        until(every_worker_open)
+        assert sorted(str(state["shared"]) for state in opened.values()) == ["None", "failures"]
+        for _ in range(10):
+            status, answer = chat(both, f"mock/{model}")
+            assert status == 503 and answer["error"]["code"] == "circuit_open"
+        assert mock.seen(model) == 2
+    finally:
+        connection.close()
+        stopped(both)
