@@ -4,7 +4,8 @@
 
 It holds limits/memory.py's backend and answers the workers (limits/state_client.py) over a
 unix socket, one request at a time, so every admission is atomic across the workers and the
-limits are exact on the machine as they are in one process. The supervisor starts it before
+limits are exact on the machine as they are in one process; the breakers one worker opened
+are read there by the others (limits/shared_breakers.py). The supervisor starts it before
 the workers and hands them the socket path in $GATEWAY_STATE_SOCKET (limits/state.py):
 `start_process` below. It holds the counts of the machine: when it is restarted they start
 afresh; a worker that cannot reach it follows on_state_error meanwhile.
