@@ -357,14 +357,17 @@ class GatewayHandler(RequestHandler):
 
     # -- rate limits and budgets (limits/limiter.py) ---------------------------------------
 
-    async def admit_limits(self, document: Mapping[str, Any] | None, agent: str | None) -> bool:
+    async def admit_limits(
+        self, document: Mapping[str, Any] | None, agent: str | None, prompt: int = 0
+    ) -> bool:
         """The API key's and the agent's rate limits and the key's budget, before any upstream;
         False after answering the refusal (429, or 503 when the state store cannot answer and
-        `on_state_error` is deny). Without any limit declared this costs nothing."""
+        `on_state_error` is deny). `prompt`: the prompt's estimate when already made (0: make
+        it here). Without any limit declared this costs nothing."""
         limiter = self.runtime.limiter
         if not limiter.settings.enabled:
             return True
-        tokens = limiter.estimate(document) if document is not None else 0
+        tokens = 0 if document is None else limiter.estimate(document, prompt or None)
         decision = await limiter.admit_request(self.principal_name, agent, tokens)
         self.ticket = decision.ticket
         if not decision.allowed:

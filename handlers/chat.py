@@ -102,20 +102,30 @@ class ChatHandler(GatewayHandler):
         self.model_label = self.runtime.stats.model_label(label)
         if not targets:
             return self.fail(503, f"agent '{model}' has no usable target", "no_target")
-        self.agent = self.table.agents.get(model)
-        if not await self.admit_limits(document, None if self.agent is None else self.agent.name):
+        self.agent = agent = self.table.agents.get(model)
+        if agent is not None:
+            session = self.request.headers.get(SESSION_HEADER)
+            targets = self.runtime.strategies.order(agent, document, session)
+            document = self._fit_context(agent, targets, document)
+            if self.fits and not any(fit.fits for fit in self.fits.values()):
+                return self._refuse_overflow(agent)
+        if not await self.admit_limits(document, None if agent is None else agent.name, self.prompt_estimate):
             return None
         try:
             await self._walk(targets, document)
         finally:
             await self.finish_limits()
 
+    def _refuse_overflow(self, agent: Agent) -> None:
+        """No target of the agent can take the prompt: 400 with the numbers, before any upstream."""
+        for fit in self.fits.values():
+            metrics.CONTEXT_SKIPS.labels(target=fit.target.label).inc()
+        metrics.CONTEXT_REJECTIONS.labels(agent=agent.name).inc()
+        message = context.refusal_message(list(self.fits.values()), agent.name)
+        self.fail(400, message, "context_length_exceeded", kind="invalid_request_error", param="messages")
+
     async def _walk(self, targets: tuple[Target, ...], document: dict) -> None:
-        """Try the targets in the agent's order until one answers; else answer why none did."""
-        if self.agent is not None:
-            session = self.request.headers.get(SESSION_HEADER)
-            targets = self.runtime.strategies.order(self.agent, document, session)
-            document = self._fit_context(self.agent, targets, document)
+        """Try the targets in the order given until one answers; else answer why none did."""
         policy = self.table.retry if self.agent is None else self.agent.retry
         hedge_after = None if self.agent is None else self.agent.hedge_after
         if hedge_after is not None:
@@ -129,12 +139,7 @@ class ChatHandler(GatewayHandler):
         )
         self.note_walk(failures)
         self._count_fallback(failures)
-        if failures and self.agent is not None and all(f.kind == CONTEXT_OVERFLOW and f.status == 0
-                                                       for f in failures):
-            metrics.CONTEXT_REJECTIONS.labels(agent=self.agent.name).inc()
-            message = context.refusal_message(list(self.fits.values()), self.agent.name)
-            self.fail(400, message, "context_length_exceeded", kind="invalid_request_error", param="messages")
-        elif failures:
+        if failures:
             self.answer_error(agent_answer(failures))
 
     def _fit_context(self, agent: Agent, targets: tuple[Target, ...], document: dict) -> dict:

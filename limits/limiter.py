@@ -158,9 +158,12 @@ class Limiter:
             if old is not None:
                 self._close_later(old)
 
-    def estimate(self, body: Mapping[str, Any]) -> int:
-        """Tokens `body` counts against tpm until its usage is known (limits/estimate.py)."""
-        return estimate.request_tokens(body, self.settings.output_reserve)
+    def estimate(self, body: Mapping[str, Any], prompt: int | None = None) -> int:
+        """Tokens `body` counts against tpm until its usage is known (limits/estimate.py);
+        `prompt`: its prompt's estimate when the caller has made it already."""
+        if prompt is None:
+            return estimate.request_tokens(body, self.settings.output_reserve)
+        return prompt + estimate.output_tokens(body, self.settings.output_reserve)
 
     async def admit_request(self, key: str | None, agent: str | None, tokens: int) -> Decision:
         """The API key's and the agent's limits and the key's budget, checked and counted at once
