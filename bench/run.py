@@ -1,6 +1,6 @@
 """Benchmark: the gateway against the mock provider direct and against nginx.
 
-One command, `python bench/run.py` (`make bench`), puts the same wrk load on four
+One command, `python bench/run.py` (`make bench`), puts the same wrk load on five
 targets in one run and prints a table:
 
   direct        wrk -> mock provider                 (the ceiling: no proxy at all)
@@ -9,13 +9,15 @@ targets in one run and prints a table:
   gateway-conv  the same gateway process, but model bench-conv: OpenAI requests
                 converted to an Anthropic-format provider on the same mock, and
                 its answers and SSE streams converted back (the cost of conversion)
+  gateway-redact  the same gateway process, model bench-redact: the gateway target
+                with a redaction policy (secrets, pii, entropy) on requests and answers
 
 Each target gets non-streaming and streaming chat completions at concurrency 1
 and 32. The server under test is pinned to one core and wrk (plus the mock, when
 it is not the thing measured) to another, so the targets compete for the same
 CPU budget. Absolute numbers depend on the machine and its neighbours; the
 gateway/nginx ratios are the result (gateway-conv/gateway: what a format conversion
-adds). See bench/README.md.
+adds; gateway-redact/gateway: what redaction adds). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -59,15 +61,18 @@ MOCK_MODEL = "gpt-4o-mini"
 GATEWAY_MODEL = "bench"  # the agent in routes.bench.yaml: an OpenAI-format provider
 CONV_MODEL = "bench-conv"  # the agent on the Anthropic-format provider (same mock)
 CONV_PROVIDER = "mock-anthropic"  # its provider in routes.bench.yaml
-TARGETS = ("direct", "nginx", "gateway", "gateway-conv")
+REDACT_MODEL = "bench-redact"  # the agent of the OpenAI provider with a redaction policy
+TARGETS = ("direct", "nginx", "gateway", "gateway-conv", "gateway-redact")
 MODELS = {"direct": MOCK_MODEL, "nginx": MOCK_MODEL, "gateway": GATEWAY_MODEL,
-          "gateway-conv": CONV_MODEL}
+          "gateway-conv": CONV_MODEL, "gateway-redact": REDACT_MODEL}
 # Which started process each target measures; direct measures the mock, which every
 # target needs, and gateway-conv shares the gateway's process (same config, same core).
-SERVER_PROC = {"direct": None, "nginx": "nginx", "gateway": "gateway", "gateway-conv": "gateway"}
+SERVER_PROC = {"direct": None, "nginx": "nginx", "gateway": "gateway", "gateway-conv": "gateway",
+               "gateway-redact": "gateway"}
 HEADLINE = ("gateway", "nginx")  # the ratio the benchmark exists for
 CONVERSION = ("gateway-conv", "gateway")  # the cost of OpenAI <-> Anthropic conversion
-RATIOS = (("nginx", "direct"), ("gateway", "direct"), HEADLINE, CONVERSION)
+REDACTION = ("gateway-redact", "gateway")  # the cost of redacting requests and answers
+RATIOS = (("nginx", "direct"), ("gateway", "direct"), HEADLINE, CONVERSION, REDACTION)
 # Median latency added, per scenario: (column, JSON key, slower target, faster target).
 P50_DELTAS = (("gw-nginx p50", "gateway-nginx_p50_ms", "gateway", "nginx"),
               ("conv-gw p50", "gateway-conv-gateway_p50_ms", "gateway-conv", "gateway"))
@@ -673,7 +678,7 @@ def start_target(procs: Processes, name: str, tmp: Path, nginx: str | None,
         target = Target(name, f"http://127.0.0.1:{ports['nginx']}", MOCK_MODEL, proc.pid, "nginx")
         # nginx has no health route: the mock's, proxied, proves the whole chain.
         wait_ready(procs, name, f"{target.base}/_mock/health", b"OK", timeout=10)
-    else:  # gateway, gateway-conv: the same process, asked for another model
+    else:  # gateway, gateway-conv, gateway-redact: the same process, asked for another model
         proc = gateway_process(procs, tmp, ports, server_core, started)
         target = Target(name, f"http://127.0.0.1:{ports['gateway']}", MODELS[name], proc.pid,
                         SERVER_PROC[name])

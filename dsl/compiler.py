@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from access.keys import EndpointRule, KeyRing, Principal, digest
-from dsl import loader
+from dsl import loader, redaction_rules
 from dsl.errors import ConfigError, KeyPath, Problem
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import (
@@ -35,6 +35,7 @@ from dsl.table import (
 )
 from dsl.units import parse_duration, parse_size, parse_timestamp
 from dsl.validate import validate
+from redaction.policy import Policy
 
 ADMIN = "admin"  # the client_token's principal name
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
@@ -93,6 +94,8 @@ class _Compiler:
         self.secrets_doc: loader.Document | None = None
         self.retry = RetryPolicy()  # the top-level `retry:`, which agents and routes override
         self.breakers = BreakerSettings()  # the top-level `breakers:`, which providers override
+        self.policies: Mapping[str, Policy] = MappingProxyType({})  # `redaction.policies`
+        self.agent_policies: Mapping[str, Policy] = MappingProxyType({})  # the agents' choices
 
     @contextlib.contextmanager
     def part(self) -> Iterator[None]:
@@ -120,6 +123,9 @@ class _Compiler:
             self.retry = _retry(_section(self.data, "retry"), RetryPolicy())
         with self.part():
             self.breakers = _breakers(_section(self.data, "breakers"), BreakerSettings())
+        with self.part():
+            self.policies = redaction_rules.policies(self.data, secrets, self)
+            self.agent_policies = redaction_rules.agent_policies(self.data, self.policies, self)
         providers, skipped = self._providers(_section(secrets, "provider_keys"))
         agents = self._agents(providers, skipped)
         routes = self._routes(providers, skipped)
@@ -413,7 +419,8 @@ class _Compiler:
             auth=spec.get("auth", "none" if rules.open else "bearer") == "bearer",
             admin=spec.get("admin", rules.admin),
             line=self.doc.where(path)[0],
-            stages=rules.stages,
+            stages=rules.stages + redaction_rules.route_stage(
+                spec, path, rules.redaction, ingress, self.policies, self.agent_policies, self),
             retry=_retry(_section(spec, "retry"), self.retry),
             **options,
         )

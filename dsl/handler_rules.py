@@ -79,3 +79,6 @@ class HandlerRules:
     check: Callable[[RouteCheck], RouteOptions] = _no_options
     upstream: Callable[[Route, Table], str] = _no_upstream
     stages: tuple[Stage, ...] = ()  # the steps every route of this handler runs, in order
+    # What a route's `redaction:` redacts (dsl/redaction_rules.py): "chat" requests (and answers,
+    # and agents' policies), a "json" body, or nothing ("": the key is refused).
+    redaction: str = ""

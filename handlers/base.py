@@ -25,6 +25,7 @@ from handlers.upstream_url import encode_path
 from limits.limiter import Ticket
 from ops import metrics
 from ops.stats import MAX_LABEL_LENGTH
+from redaction.policy import Policy
 from runtime.process import Runtime
 from stages import stage
 from upstream.attempt import Broken, Converted, Head, Outcome, Reading, Sink
@@ -120,6 +121,8 @@ class GatewayHandler(RequestHandler):
     race: Race | None = None  # a hedged walk's tries (upstream/hedge.py)
     ticket: Ticket | None = None  # what the limiter holds for this request until `finish_limits`
     limit_headers: Mapping[str, str] = MappingProxyType({})  # x-ratelimit-* of the key's limits
+    redaction: Policy | None = None  # the answer's redaction policy (stages/redaction.py)
+    redactions: dict[str, dict[str, int]] | None = None  # matches replaced, by direction and kind
 
     @classmethod
     def for_route(cls, route: Route) -> type[GatewayHandler]:
@@ -212,6 +215,8 @@ class GatewayHandler(RequestHandler):
                                "cached": self.usage.cached, "reasoning": self.usage.reasoning}
         if self.tried:
             entry["tried"] = self.tried
+        if self.redactions:
+            entry["redactions"] = self.redactions
         self.runtime.access_log.write(entry)
 
     def note_try(self, label: str, failure: Failure | None = None) -> None:
@@ -259,6 +264,16 @@ class GatewayHandler(RequestHandler):
         if isinstance(chunk, bytes | str):
             self.bytes_out += len(chunk)
         super().write(chunk)
+
+    def count_redactions(self, direction: str, kind: str, count: int) -> None:
+        """Matches redaction replaced (`kind` is a configured name): metrics, /statsz and the
+        access log, never a value."""
+        if self.redactions is None:
+            self.redactions = {}
+        counts = self.redactions.setdefault(direction, {})
+        counts[kind] = counts.get(kind, 0) + count
+        metrics.REDACTIONS.labels(direction=direction, kind=kind).inc(count)
+        self.runtime.stats.add_redactions(direction, kind, count)
 
     # -- answers -----------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ class ChatHandler(GatewayHandler):
         check=_chains,
         upstream=_agents_and_providers,
         stages=(ModelAccess(), Accounting()),
+        redaction="chat",
     )
     requested_model = ""
     agent: Agent | None = None  # when the client's model names one

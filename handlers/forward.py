@@ -98,7 +98,8 @@ class ForwardHandler(GatewayHandler):
     """Relays one request to the first provider of the route that answers."""
 
     rules = HandlerRules(
-        "forward", keys=KEYS, check=compile_route, upstream=_providers_and_endpoint, stages=STAGES
+        "forward", keys=KEYS, check=compile_route, upstream=_providers_and_endpoint, stages=STAGES,
+        redaction="json",
     )
 
     @classmethod
@@ -186,23 +187,21 @@ class ForwardHandler(GatewayHandler):
             return None
         if not isinstance(document, dict):
             return self.route.providers, body, None
-        if "model" not in document:
-            return self.route.providers, body, document
-        model = document["model"]
+        model = document.get("model")
         if isinstance(model, str) and self.refuses_model_name(model):
             return None
         if self.refused_by_stages(document):
             return None
         restricted = self.principal is not None and self.principal.allowed_agents is not None
-        if not isinstance(model, str):
-            return self.route.providers, body, document
-        self.model_label = self.runtime.stats.model_label(model)
-        name, slash, upstream_model = model.partition("/")
+        rewritten = self.redactions is not None  # redaction changed the document: send it re-encoded
+        if isinstance(model, str):
+            self.model_label = self.runtime.stats.model_label(model)
+        name, slash, upstream_model = model.partition("/") if isinstance(model, str) else ("", "", "")
         provider = self.table.providers.get(name) if slash else None
         candidates: tuple[Provider, ...]
         if provider is not None and provider.format == self.route.ingress and upstream_model:
             candidates, document["model"] = (provider,), upstream_model
-        elif restricted:
+        elif (restricted and isinstance(model, str)) or rewritten:
             candidates = self.route.providers
         else:
             return self.route.providers, body, document

@@ -29,6 +29,9 @@ model), e.g. ``gpt-delay-50-tools``:
   cached (``cached_tokens``, Anthropic ``cache_read_input_tokens``).
 * ``echokey``     a chat fault's error message quotes the request's API key, as some
   providers' do: what a gateway must never pass on.
+* ``echosystem``  the reply quotes the system prompt instead of the last user message (with
+  ``tools``: one tool call whose arguments are ``{"note": <system prompt>}``), so that a test
+  can make the upstream answer with a secret the gateway did not redact in the request.
 
 ``/v1/messages`` refuses (400, as Anthropic does) thinking enabled while the final
 assistant turn calls tools without opening with its thinking block. A structured-output

@@ -26,6 +26,7 @@ class Behaviour:
     big_kib: int | None = None  # reply text of this many KiB of filler_text
     piece_kib: int = 16  # ... in pieces (stream events) of this many KiB
     cache: bool = False  # a prompt cache: usage reports the tokens of a prefix seen before as cached
+    echo_system: bool = False  # the reply (or the tool calls' arguments) quotes the system prompt
 
     @property
     def fault_status(self) -> int | None:
@@ -44,7 +45,7 @@ def parse_model(model: str) -> Behaviour:
     fault: str | None = None
     big: int | None = None
     piece = 16
-    tools = thinking = slow = echo = cache = False
+    tools = thinking = slow = echo = cache = echo_system = False
     for i, tok in enumerate(tokens):
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         if tok == "big" and nxt.isdigit():
@@ -59,6 +60,8 @@ def parse_model(model: str) -> Behaviour:
             echo = True
         elif tok == "cache":
             cache = True
+        elif tok == "echosystem":
+            echo_system = True
         elif tok == "delay" and delay is None and nxt.isdigit():
             delay = float(nxt)
         elif tok == "fault":
@@ -68,4 +71,4 @@ def parse_model(model: str) -> Behaviour:
                 nxt in _NAMED_FAULTS or (nxt.isdigit() and 400 <= int(nxt) <= 599)
             ):
                 fault = nxt
-    return Behaviour(delay, tools, thinking, fault, slow, echo, big, piece, cache)
+    return Behaviour(delay, tools, thinking, fault, slow, echo, big, piece, cache, echo_system)

@@ -119,10 +119,13 @@ def make_plan(req: dict[str, Any], model: str, b: Behaviour, anthropic: bool) ->
         if msg.get("role") == "user":
             last_user = text
     thinking = _WORD_RE.findall(THINKING_TEXT) if (b.thinking and anthropic) else []
+    if b.echo_system:
+        last_user = _system_text(req, anthropic)
     if b.tools:
         names = _tool_names(req.get("tools"))
         calls = []
-        for i, args in enumerate(TOOL_ARGUMENTS):
+        arguments = ({"note": last_user},) if b.echo_system else TOOL_ARGUMENTS
+        for i, args in enumerate(arguments):
             js = orjson.dumps(args).decode()
             calls.append((names[i % len(names)], js, _split3(js)))
         return Plan(prompt_words, [], False, calls, thinking)
@@ -143,6 +146,15 @@ def make_plan(req: dict[str, Any], model: str, b: Behaviour, anthropic: bool) ->
     if truncated:
         words = words[:limit]
     return Plan(prompt_words, words, truncated, [], thinking)
+
+
+def _system_text(req: dict[str, Any], anthropic: bool) -> str:
+    """The system prompt: Anthropic's ``system``, or OpenAI's system and developer messages."""
+    if anthropic:
+        return text_of(req.get("system"))
+    messages = req.get("messages") if isinstance(req.get("messages"), list) else []
+    return " ".join(text_of(m.get("content")) for m in messages
+                    if isinstance(m, dict) and m.get("role") in ("system", "developer"))
 
 
 def _output_schema(req: dict[str, Any], anthropic: bool) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ops.stats import Counters, Stats
+from ops.stats import Counters, Stats, summed_redactions
 
 WRITE_INTERVAL = 1.0  # seconds: how stale another worker's counters may be on /statsz
 _RETIRED = "retired.json"
@@ -81,6 +81,7 @@ def retire(directory: Path, pid: int) -> None:
             [retired["stats"], document["stats"]], section).items()}
         for section in ("models", "keys")
     }
+    merged["redactions"] = summed_redactions([retired["stats"], document["stats"]])
     retired.update(requests=retired["requests"] + document["requests"], stats=merged)
     _write_atomically(directory / _RETIRED, retired)
     path.unlink()
@@ -89,9 +90,10 @@ def retire(directory: Path, pid: int) -> None:
 def _merged(exports: Any) -> dict[str, Any]:
     exports = list(exports)
     return {
-        section: {name: Counters.merged(parts).summary()
-                  for name, parts in sorted(_grouped(exports, section).items())}
-        for section in ("models", "keys")
+        **{section: {name: Counters.merged(parts).summary()
+                     for name, parts in sorted(_grouped(exports, section).items())}
+           for section in ("models", "keys")},
+        "redactions": summed_redactions(exports),
     }
 
 

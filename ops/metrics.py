@@ -198,3 +198,10 @@ SPEND_USD = Counter(
     ["key"],
     registry=REGISTRY,
 )
+REDACTIONS = Counter(
+    "gateway_redactions_total",
+    "Secrets and personal data replaced by redaction (routes.yaml redaction:), by direction (request, "
+    "answer) and kind (a built-in pattern's name, a custom pattern's, or high_entropy). Never a value.",
+    ["direction", "kind"],
+    registry=REGISTRY,
+)

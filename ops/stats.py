@@ -88,6 +88,7 @@ class Stats:
         self.by_model: dict[str, Counters] = {}
         self.by_key: dict[str, Counters] = {}
         self.changes = 0  # bumped by every update: a worker rewrites its stats file only after one
+        self.redactions: dict[str, collections.Counter[str]] = {}  # by direction, then kind
 
     def model_label(self, name: str) -> str:
         """`name` (cut to MAX_LABEL_LENGTH), or 'other' once the set of names seen is full."""
@@ -126,10 +127,16 @@ class Stats:
                 if key:
                     metrics.KEY_TOKENS.labels(key=key, kind=kind).inc(value)
 
+    def add_redactions(self, direction: str, kind: str, count: int) -> None:
+        """Matches redaction replaced; kinds are configured names, so the table stays small."""
+        self.changes += 1
+        self.redactions.setdefault(direction, collections.Counter())[kind] += count
+
     def export(self) -> dict[str, Any]:
         return {
             "models": {name: c.export() for name, c in self.by_model.items()},
             "keys": {name: c.export() for name, c in self.by_key.items()},
+            "redactions": {direction: dict(kinds) for direction, kinds in self.redactions.items()},
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -137,4 +144,14 @@ class Stats:
             "uptime_seconds": round(time.time() - self.started, 3),
             "models": {name: c.summary() for name, c in sorted(self.by_model.items())},
             "keys": {name: c.summary() for name, c in sorted(self.by_key.items())},
+            "redactions": summed_redactions([self.export()]),
         }
+
+
+def summed_redactions(exports: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """The redaction counts of several exports (workers' files) added up, sorted."""
+    total: dict[str, collections.Counter[str]] = {}
+    for export in exports:
+        for direction, kinds in export.get("redactions", {}).items():
+            total.setdefault(direction, collections.Counter()).update(kinds)
+    return {direction: dict(sorted(kinds.items())) for direction, kinds in sorted(total.items())}

@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 from access.keys import Principal
 from converters.base import Chain, StreamConverter
 from converters.usage import Usage
+from redaction.policy import Policy
 
 Sink = TypeVar("Sink")
 Outcome = TypeVar("Outcome")
@@ -36,8 +37,13 @@ class Call(Protocol):
 
     principal: Principal | None  # who the Guard authenticated; None on a route without auth
     model_label: str  # the model the request is counted under; "" when none
+    redaction: Policy | None  # the policy the redaction stage chose for this request's answer
 
     def record_usage(self, usage: Usage | None) -> None: ...
+
+    def count_redactions(self, direction: str, kind: str, count: int) -> None:
+        """Matches replaced in the request or the answer: counted by kind, never by value."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

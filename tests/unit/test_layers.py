@@ -6,12 +6,15 @@ import ast
 
 from tests.support import ROOT
 
-# Lowest first. access and converters are leaves; stages are the steps a route runs
+# Lowest first. access and converters are leaves; redaction has the patterns and scanners
+# that a stage applies to requests and answers; stages are the steps a route runs
 # around its upstream (they know principals and converters); dsl compiles routes.yaml with them;
 # ops holds leaf observability; limits counts rate limits and budgets in the shared state;
 # upstream talks to providers; runtime is the process's state; handlers are the endpoints;
 # server is the listener, limits, router and lifecycle.
-LAYERS = ("access", "converters", "stages", "dsl", "ops", "limits", "upstream", "runtime", "handlers", "server")
+LAYERS = (
+    "access", "converters", "redaction", "stages", "dsl", "ops", "limits", "upstream", "runtime", "handlers", "server",
+)
 
 
 def imported_packages(package: str) -> dict[str, set[str]]:

@@ -1,0 +1,302 @@
+"""Redacting answers as the client gets them: a converter at the end of the route's chain.
+
+A buffered answer (a JSON body, fed whole) is redacted field by field. A stream is
+redacted event by event: each text field (per choice or content block: the text, the
+reasoning, each tool call's arguments) has its own `Redacting`, which holds back only
+the unsettled end of what it has seen, at most the policy's longest match; each event
+goes out with its field replaced by what is settled, well-formed and of its own type.
+What a field still holds is sent in one more event of the same shape just before the
+event that ends the field (OpenAI: the chunk with the choice's `finish_reason`, or
+`[DONE]`; Anthropic: `content_block_stop`), or when the stream ends.
+
+Signed thinking blocks sent whole (OpenAI `thinking_blocks`) are redacted whole; the
+signature then no longer matches, which the provider refuses if the client sends the
+block back: the price of not leaking what the reasoning quoted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from converters.sse import SSEFramer
+from redaction.policy import Policy
+from redaction.requests import redact_strings
+from redaction.scanner import Redacting
+
+# OpenAI delta fields that carry text, and Anthropic delta types with their text field.
+_OPENAI_FIELDS = ("content", "reasoning_content")
+_ANTHROPIC_DELTAS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
+
+
+class AnswerRedactor:
+    """A StreamConverter (converters/base.py) for one answer in the client's `client_format`.
+
+    `counted` is told the kind of every match replaced, as it is replaced.
+    """
+
+    __slots__ = ("_policy", "_format", "_counted", "_found", "_mode", "_body", "_framer", "_fields", "_last")
+
+    def __init__(self, policy: Policy, client_format: str, counted: Callable[[str], None]) -> None:
+        self._policy = policy
+        self._format = client_format
+        self._counted = counted
+        self._found: list[str] = []
+        self._mode = ""  # "json" or "sse", from the first byte
+        self._body: list[bytes] = []
+        self._framer = SSEFramer()
+        self._fields: dict[tuple[Any, ...], Redacting] = {}
+        self._last: dict[str, Any] = {}  # OpenAI: the latest chunk's id, model, created
+
+    def feed(self, data: bytes) -> bytes:
+        if not self._mode:
+            head = data.lstrip()
+            if not head:
+                return data
+            self._mode = "json" if head[:1] == b"{" else "sse"
+        if self._mode == "json":
+            self._body.append(data)
+            return b""
+        events = self._framer.feed(data)
+        return self._events(events) if events else b""
+
+    def close(self) -> bytes:
+        if self._mode == "json":
+            return self._buffered(b"".join(self._body))
+        if self._mode != "sse":
+            return b""
+        out = self._events(self._framer.close())
+        return out + self._flush(None)
+
+    # -- buffered answers --------------------------------------------------------------
+
+    def _buffered(self, body: bytes) -> bytes:
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body
+        if not isinstance(answer, dict):
+            return body
+        found = self._found
+        redact = self._policy.scanner.redact
+        if self._format == "anthropic":
+            for block in answer.get("content") or ():
+                if not isinstance(block, dict):
+                    continue
+                for name in ("text", "thinking"):
+                    if isinstance(block.get(name), str):
+                        block[name] = redact(block[name], found)
+                if block.get("type") == "tool_use" and "input" in block:
+                    block["input"] = redact_strings(block["input"], self._policy, found)
+        else:
+            for choice in answer.get("choices") or ():
+                message = choice.get("message") if isinstance(choice, dict) else None
+                if isinstance(message, dict):
+                    self._openai_fields(message, found)
+        if not found:
+            return body
+        self._report()
+        return orjson.dumps(answer)
+
+    def _openai_fields(self, message: dict[str, Any], found: list[str]) -> None:
+        """A whole message's text fields (a buffered answer's message, or a delta's whole blocks)."""
+        redact = self._policy.scanner.redact
+        for name in _OPENAI_FIELDS:
+            if isinstance(message.get(name), str):
+                message[name] = redact(message[name], found)
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                function["arguments"] = redact(function["arguments"], found)
+        for block in message.get("thinking_blocks") or ():
+            if isinstance(block, dict) and isinstance(block.get("thinking"), str):
+                block["thinking"] = redact(block["thinking"], found)
+
+    # -- streams -----------------------------------------------------------------------
+
+    def _events(self, framed: bytes) -> bytes:
+        """The whole events of one upstream chunk, redacted.
+
+        The chunk's pieces of each field are redacted together (one pass over them, not
+        one per event): the last event carrying the field gets what is settled, the
+        earlier ones an empty string. An event nothing changed goes out as it came.
+        """
+        if b"\r" in framed:
+            framed = framed.replace(b"\r\n", b"\n")
+        batch = _Batch()
+        out: list[bytes | _Event] = []
+        for raw in framed.split(b"\n\n"):
+            if not raw.strip():
+                continue
+            event = _Event.parse(raw)
+            if event.done:
+                out.append(self._settle(batch, None))
+                out.append(self._flush(None))
+            elif event.parsed is not None:
+                ending = (self._anthropic(event, batch) if self._format == "anthropic"
+                          else self._openai(event, batch))
+                for index in ending:
+                    out.append(self._settle(batch, index))
+                    out.append(self._flush(index))
+            out.append(event)
+        self._settle(batch, False)
+        self._report()
+        return b"".join(part if isinstance(part, bytes) else part.encoded() for part in out)
+
+    def _openai(self, event: _Event, batch: _Batch) -> list[Any]:
+        """Gathers a chunk's text pieces; returns the choices it ends (its finish_reason)."""
+        chunk = event.parsed
+        assert chunk is not None
+        self._last = {k: chunk[k] for k in ("id", "object", "created", "model", "system_fingerprint")
+                      if k in chunk}
+        ending = []
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                for name in _OPENAI_FIELDS:
+                    batch.gather(event, (index, name), delta, name)
+                for call in delta.get("tool_calls") or ():
+                    function = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(function, dict):
+                        batch.gather(event, (index, "tool", call.get("index", 0)), function, "arguments")
+                if delta.get("thinking_blocks"):
+                    count = len(self._found)
+                    self._openai_fields({"thinking_blocks": delta["thinking_blocks"]}, self._found)
+                    event.changed |= len(self._found) != count
+            if choice.get("finish_reason") is not None:
+                ending.append(index)
+        return ending
+
+    def _anthropic(self, event: _Event, batch: _Batch) -> list[Any]:
+        """Gathers a content block's text piece; returns the blocks the event ends (all: None)."""
+        parsed = event.parsed
+        assert parsed is not None
+        kind = parsed.get("type")
+        index = parsed.get("index", 0)
+        if kind == "content_block_delta":
+            delta = parsed.get("delta")
+            name = _ANTHROPIC_DELTAS.get(delta.get("type")) if isinstance(delta, dict) else None
+            if name is not None:
+                batch.gather(event, (index, delta["type"]), delta, name)
+        elif kind == "content_block_stop":
+            return [index]
+        elif kind == "message_stop":
+            return [None]
+        return []
+
+    def _settle(self, batch: _Batch, index: Any) -> bytes:
+        """Redact the gathered pieces of the fields of choice (or block) `index` (all: None),
+        ending those fields; `False`: of every field, which go on. Returns b"" (for the
+        caller's list); the pieces are written back into their events."""
+        for key in [k for k in batch.pieces if index is False or index is None or k[0] == index]:
+            places = batch.pieces.pop(key)
+            text = "".join(container[name] for _, container, name in places)
+            if index is False:
+                redacted = self._field(key).feed(text)
+            else:
+                field = self._fields.pop(key, None) or self._policy.scanner.stream(self._found)
+                redacted = field.feed(text) + field.close()
+            for at, (event, container, name) in enumerate(places):
+                value = redacted if at == len(places) - 1 else ""
+                if container[name] != value:
+                    container[name] = value
+                    event.changed = True
+        return b""
+
+    def _field(self, key: tuple[Any, ...]) -> Redacting:
+        field = self._fields.get(key)
+        if field is None:
+            field = self._fields[key] = self._policy.scanner.stream(self._found)
+        return field
+
+    def _flush(self, index: Any) -> bytes:
+        """Events carrying what the fields of choice (or block) `index` hold back (all: None)."""
+        keys = [key for key in self._fields if index is None or key[0] == index]
+        if not keys:
+            return b""
+        out = []
+        if self._format == "anthropic":
+            for key in keys:
+                text = self._fields.pop(key).close()
+                if text:
+                    name = _ANTHROPIC_DELTAS[key[1]]
+                    event = {"type": "content_block_delta", "index": key[0],
+                             "delta": {"type": key[1], name: text}}
+                    out.append(b"event: content_block_delta\ndata: " + orjson.dumps(event) + b"\n\n")
+        else:
+            by_choice: dict[Any, dict[str, Any]] = {}
+            for key in keys:
+                text = self._fields.pop(key).close()
+                if not text:
+                    continue
+                delta = by_choice.setdefault(key[0], {})
+                if key[1] == "tool":
+                    call = {"index": key[2], "function": {"arguments": text}}
+                    delta.setdefault("tool_calls", []).append(call)
+                else:
+                    delta[key[1]] = text
+            for choice, delta in by_choice.items():
+                chunk = {**self._last, "choices": [{"index": choice, "delta": delta, "finish_reason": None}]}
+                out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        self._report()
+        return b"".join(out)
+
+    def _report(self) -> None:
+        if self._found:
+            for kind in self._found:
+                self._counted(kind)
+            self._found.clear()
+
+
+class _Event:
+    """One SSE event of the stream: its lines, and its parsed data when that is JSON."""
+
+    __slots__ = ("raw", "lines", "parsed", "done", "changed")
+
+    def __init__(self, raw: bytes, lines: list[bytes], parsed: dict[str, Any] | None, done: bool) -> None:
+        self.raw = raw
+        self.lines = lines
+        self.parsed = parsed
+        self.done = done
+        self.changed = False
+
+    @classmethod
+    def parse(cls, raw: bytes) -> _Event:
+        lines = raw.split(b"\n")
+        data = [line[5:].lstrip(b" ") for line in lines if line.startswith(b"data:")]
+        if not data:
+            return cls(raw, lines, None, False)
+        payload = b"\n".join(data)
+        if payload.strip() == b"[DONE]":
+            return cls(raw, lines, None, True)
+        try:
+            parsed = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return cls(raw, lines, None, False)
+        return cls(raw, lines, parsed if isinstance(parsed, dict) else None, False)
+
+    def encoded(self) -> bytes:
+        """The event with its blank line: as it came, or its data line re-encoded (the
+        other lines, event: and id:, kept)."""
+        if not self.changed or self.parsed is None:
+            return self.raw + b"\n\n"
+        kept = [line for line in self.lines if not line.startswith(b"data:")]
+        return b"\n".join([*kept, b"data: " + orjson.dumps(self.parsed)]) + b"\n\n"
+
+
+class _Batch:
+    """The text pieces of one chunk's events, by field, with where each came from."""
+
+    __slots__ = ("pieces",)
+
+    def __init__(self) -> None:
+        self.pieces: dict[tuple[Any, ...], list[tuple[_Event, dict[str, Any], str]]] = {}
+
+    def gather(self, event: _Event, key: tuple[Any, ...], container: dict[str, Any], name: str) -> None:
+        if isinstance(container.get(name), str) and container[name]:
+            self.pieces.setdefault(key, []).append((event, container, name))
