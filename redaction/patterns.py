@@ -63,8 +63,9 @@ class Pattern:
     # One character of the match's last part (a run): a match followed by another character
     # is final, for patterns whose earlier parts are short and cannot hold one (a keyword).
     tail: re.Pattern[str] | None = None
-    # For patterns without needles: a regex found in any text where a match begins, unless
-    # the match runs on past the text's end (digits for numbers): the stream's fast path.
+    # For patterns without needles whose matches hold no space: a regex found wherever one
+    # is (a long enough token), for the fast paths. Patterns with neither needles nor a
+    # gate are looked for with their `start` there.
     gate: str | None = None
 
     @property

@@ -213,17 +213,17 @@ PII: tuple[Pattern, ...] = (
             run=_LOCAL + "@"),
     pattern("card_number", r"\d(?<![\d.\-]\d)(?:[ \-]?\d){12,18}(?!\d)",
             start=r"(?<![\d.\-])\d(?:(?:[ \-]?\d){12}|(?:[ \-]?\d){0,11}[ \-]?\Z)",
-            valid=luhn, run=r"\d \-", shrink=6, gate=r"\d"),
+            valid=luhn, run=r"\d \-", shrink=6),
     pattern("phone",
             r"(?:\+(?<![\w+]\+)\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}|\((?<![\w+]\()\d{3}\) ?\d{3}[.\-]\d{4}"
             r"|\d(?<![\w+]\d)\d{2}[.\-]\d{3}[.\-]\d{4})(?!\w)",
             start=r"(?<![\w+])[+(\d](?:[\d+() .\-]{8}|[\d+() .\-]{0,7}\Z)",
-            valid=_phone, run=r"\d+() .\-", shrink=4, gate=r"\d"),
+            valid=_phone, run=r"\d+() .\-", shrink=4),
     pattern("iban",
             r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
-            start=r"(?<![A-Za-z0-9])[A-Z](?:[A-Z](?:\d|\Z)|\Z)", valid=iban, run="A-Z0-9 ", gate=r"\d"),
+            start=r"(?<![A-Za-z0-9])[A-Z](?:[A-Z](?:\d|\Z)|\Z)", valid=iban, run="A-Z0-9 "),
     pattern("us_ssn", r"\d(?<![\d\-]\d)\d{2}-\d{2}-\d{4}(?![\d\-])",
-            start=r"(?<![\d\-])\d(?:\d\d-\d\d-\d{4}|[\d\-]{0,9}\Z)", valid=_ssn, run=r"\d\-", gate=r"\d"),
+            start=r"(?<![\d\-])\d(?:\d\d-\d\d-\d{4}|[\d\-]{0,9}\Z)", valid=_ssn, run=r"\d\-"),
 )
 
 PRESETS: dict[str, tuple[Pattern, ...]] = {"secrets": SECRETS, "pii": PII}

@@ -31,7 +31,7 @@ _TRAILING_WORD = re.compile(r"\S*")  # matched on the reversed text: the last wo
 class Scanner:
     """A policy's patterns compiled once per table, and its label key."""
 
-    __slots__ = ("patterns", "_mac", "_runs", "context", "needles", "gates")
+    __slots__ = ("patterns", "_mac", "_runs", "context", "needles", "gates", "spans")
 
     def __init__(self, patterns: Sequence[Pattern], key: bytes) -> None:
         self.patterns = tuple(patterns)
@@ -45,14 +45,18 @@ class Scanner:
             runs.append(None if p.run is None else compiled[run])
         self._runs = tuple(runs)
         self.context = max((p.bounds.behind for p in self.patterns), default=0) + 1
-        # What the stream's fast path looks for: every pattern's needles (lower case), and the
-        # gates of the others in one regex; None when a pattern has neither (a custom one).
+        # What the fast paths look for, each set in one regex: the needles (lower case), the
+        # gates, and the starts of the other patterns. `gates` is None when a pattern has
+        # none of the three (a custom pattern): then there is no fast path.
         needles = sorted({n.lower() for p in self.patterns for n in p.needles}, key=len, reverse=True)
         self.needles = re.compile("|".join(map(re.escape, needles)) or "(?!)")
-        gates = [p.gate for p in self.patterns if not p.needles]
+        others = [p for p in self.patterns if not p.needles and p.gate is None]
+        self.spans = re.compile("|".join(
+            f"(?{'i' if p.regex.flags & re.IGNORECASE else ''}:{p.start.pattern})" for p in others if p.start
+        ) or "(?!)")
         self.gates = None
-        if self.patterns and None not in gates:
-            self.gates = re.compile("|".join(f"(?:{g})" for g in gates) or "(?!)")
+        if self.patterns and all(p.start is not None for p in others):
+            self.gates = re.compile("|".join(f"(?:{p.gate})" for p in self.patterns if p.gate) or "(?!)")
 
     def label(self, kind: str, value: str) -> str:
         mac = self._mac.copy()
@@ -61,6 +65,10 @@ class Scanner:
 
     def redact(self, text: str, found: list[str]) -> str:
         """`text` with every match replaced; the kinds replaced are appended to `found`."""
+        if self.gates is not None and not (
+            self.needles.search(text.lower()) or self.gates.search(text) or self.spans.search(text)
+        ):
+            return text  # no needle, gate or start anywhere: no match either
         redacting = Redacting(self, found)
         return redacting.feed(text, final=True)
 
@@ -144,9 +152,10 @@ class Redacting:
     def _quiet(self) -> bool:
         """The fast path of a stream: hold back the last word (up to _WORD characters) and
         settle everything before it when no pattern can begin there: no needle and no gate
-        in it. A match that begins before the last word and runs into it holds a space, so
-        its keyword, digits or needle stand before the word; one that holds no space (a key,
-        an address, a token) lies before the word whole."""
+        in it, and no start of the other patterns in it or the word. A match that begins
+        before the last word and runs into it holds a space, so its keyword or needle stands
+        before the word; one that holds no space (a key, an address, a token) lies before
+        the word whole; numbers, which may hold spaces, are looked for with their starts."""
         scanner, buffer, origin, decided = self._scanner, self._buffer, self._origin, self._decided
         low = min(decided) - origin
         window = buffer[max(low, len(buffer) - _WORD - 1):]
@@ -156,7 +165,8 @@ class Redacting:
         tail = len(buffer) - word
         region = buffer[low:tail]
         lowered = region.lower()
-        if scanner.needles.search(lowered) or scanner.gates.search(region):  # type: ignore[union-attr]
+        if (scanner.needles.search(lowered) or scanner.gates.search(region)  # type: ignore[union-attr]
+                or scanner.spans.search(buffer, low)):
             return False
         tail += origin
         for i, at in enumerate(decided):
