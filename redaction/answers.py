@@ -28,6 +28,7 @@ from redaction.scanner import Redacting
 
 # OpenAI delta fields that carry text, and Anthropic delta types with their text field.
 _OPENAI_FIELDS = ("content", "reasoning_content")
+_CHUNK_KEYS = ("id", "object", "created", "model", "system_fingerprint")  # what a flushed chunk repeats
 _ANTHROPIC_DELTAS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
 
@@ -48,7 +49,7 @@ class AnswerRedactor:
         self._body: list[bytes] = []
         self._framer = SSEFramer()
         self._fields: dict[tuple[Any, ...], Redacting] = {}
-        self._last: dict[str, Any] = {}  # OpenAI: the latest chunk's id, model, created
+        self._last: dict[str, Any] = {}  # OpenAI: the latest chunk (its id, model, created)
 
     def feed(self, data: bytes) -> bytes:
         if not self._mode:
@@ -149,8 +150,7 @@ class AnswerRedactor:
         """Gathers a chunk's text pieces; returns the choices it ends (its finish_reason)."""
         chunk = event.parsed
         assert chunk is not None
-        self._last = {k: chunk[k] for k in ("id", "object", "created", "model", "system_fingerprint")
-                      if k in chunk}
+        self._last = chunk
         ending = []
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict):
@@ -241,7 +241,8 @@ class AnswerRedactor:
                 else:
                     delta[key[1]] = text
             for choice, delta in by_choice.items():
-                chunk = {**self._last, "choices": [{"index": choice, "delta": delta, "finish_reason": None}]}
+                chunk = {k: self._last[k] for k in _CHUNK_KEYS if k in self._last}
+                chunk["choices"] = [{"index": choice, "delta": delta, "finish_reason": None}]
                 out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
         self._report()
         return b"".join(out)
