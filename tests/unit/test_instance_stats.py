@@ -57,3 +57,17 @@ def test_a_dead_workers_counters_are_kept_in_retired(tmp_path: Path) -> None:
     snapshot = _worker(tmp_path, 101).snapshot(Stats(), in_flight=0)
     assert snapshot["models"]["fast"]["requests"] == 5 and snapshot["keys"]["alice"]["input_tokens"] == 4
     assert [w["pid"] for w in snapshot["workers"]] == [101]  # the dead are counted, not listed
+
+
+def test_redaction_counts_add_up_across_workers_living_and_dead(tmp_path: Path) -> None:
+    def redacting(email: int, key: int) -> Stats:
+        stats = _stats(1, 0.1)
+        stats.add_redactions("request", "email", email)
+        stats.add_redactions("answer", "openai_key", key)
+        return stats
+
+    _worker(tmp_path, 102).write(redacting(2, 1), in_flight=0)
+    _worker(tmp_path, 103).write(redacting(3, 0), in_flight=0)
+    retire(tmp_path, 103)
+    snapshot = _worker(tmp_path, 101).snapshot(redacting(1, 4), in_flight=0)
+    assert snapshot["redactions"] == {"answer": {"openai_key": 5}, "request": {"email": 6}}
