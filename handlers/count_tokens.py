@@ -26,6 +26,7 @@ class CountTokensHandler(ForwardHandler):
         keys=KEYS,
         check=functools.partial(compile_route, serves_without_provider=True),
         stages=STAGES,
+        redaction="json",  # the prompt goes to the provider's counter: redacted like any request
     )
 
     async def post(self, **params: str) -> None:

@@ -42,6 +42,8 @@ routes:
   - {{match: POST /v1/messages, handler: chat, ingress: anthropic, redaction: default}}
   - {{match: POST /v2/chat/completions, handler: chat}}
   - {{match: POST /v1/embeddings, handler: forward, redaction: default}}
+  - {{match: POST /v1/messages/count_tokens, handler: count_tokens, ingress: anthropic, providers: [claude],
+      redaction: default}}
   - {{match: GET /metrics, handler: metrics}}
   - {{match: GET /statsz, handler: statsz}}
   - {{match: GET /healthz, handler: health}}
@@ -211,3 +213,12 @@ def test_counts_in_metrics_statsz_and_access_log_never_values(redacting: Gateway
     stats = json.loads(raw)
     assert status == 200 and stats["redactions"]["request"]["email"] >= 2
     assert EMAIL not in text and EMAIL not in raw.decode()
+
+
+def test_a_prompt_sent_to_the_providers_token_counter_is_redacted(redacting: Gateway, mock: Mock) -> None:
+    marker = uuid.uuid4().hex
+    body = {"model": "claude-x", "messages": [{"role": "user", "content": f"{marker} my key is {OPENAI_KEY}"}]}
+    status, _, answer = redacting.request("POST", "/v1/messages/count_tokens", json.dumps(body).encode())
+    assert status == 200, answer
+    sent = _sent(mock, marker)
+    assert OPENAI_KEY not in sent and _labels(sent, "openai_key")
