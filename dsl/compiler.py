@@ -23,6 +23,8 @@ from dsl.table import (
     BreakerSettings,
     Budget,
     LimitSettings,
+    McpLoop,
+    McpServer,
     OverflowSettings,
     Provider,
     Rates,
@@ -127,7 +129,8 @@ class _Compiler:
             self.policies = redaction_rules.policies(self.data, secrets, self)
             self.agent_policies = redaction_rules.agent_policies(self.data, self.policies, self)
         providers, skipped = self._providers(_section(secrets, "provider_keys"))
-        agents = self._agents(providers, skipped)
+        mcp_servers = self._mcp_servers(_section(secrets, "mcp_servers"))
+        agents = self._agents(providers, skipped, mcp_servers)
         routes = self._routes(providers, skipped)
         keys = self._keyring(secrets)
         state = StateSettings()
@@ -154,6 +157,7 @@ class _Compiler:
             retry=self.retry,
             state=state,
             limits=limits,
+            mcp_servers=MappingProxyType(mcp_servers),
         )
 
     def _secrets(self) -> dict[str, Any]:
@@ -340,15 +344,51 @@ class _Compiler:
                       "breakers are disabled at the top level: add 'enabled: true' here for these to apply")
         return _breakers(spec, self.breakers)
 
-    def _agents(self, providers: Mapping[str, Provider], skipped: set[str]) -> dict[str, Agent]:
+    def _mcp_servers(self, credentials: Mapping[str, Any]) -> dict[str, McpServer]:
+        """routes.yaml `mcp_servers:` with the secrets file's `mcp_servers:` credentials."""
+        servers: dict[str, McpServer] = {}
+        declared = _section(self.data, "mcp_servers")
+        for name, spec in declared.items():
+            with self.part():
+                servers[name] = self._mcp_server(name, spec, _section(credentials, name))
+        for name in credentials:
+            if name not in declared and self.secrets_doc is not None:
+                self.problems.append(self.secrets_doc.problem(
+                    ("mcp_servers", name), f"unknown MCP server '{name}' (not in routes.yaml mcp_servers)"))
+        return servers
+
+    def _mcp_server(self, name: str, spec: dict[str, Any], credentials: Mapping[str, Any]) -> McpServer:
+        headers = dict(_section(credentials, "headers"))
+        if "token" in credentials:
+            headers["Authorization"] = f"Bearer {credentials['token']}"
+        tools = _section(spec, "tools")
+        return McpServer(
+            name=name,
+            url=spec["url"],
+            timeout=parse_duration(spec.get("timeout", "30s")),
+            allow=tuple(tools.get("allow", ())),
+            deny=tuple(tools.get("deny", ())),
+            max_result=spec.get("max_result", 20000),
+            refresh=parse_duration(spec.get("refresh", "5m")),
+            headers=tuple(headers.items()),
+        )
+
+    def _agents(
+        self, providers: Mapping[str, Provider], skipped: set[str], mcp_servers: Mapping[str, McpServer]
+    ) -> dict[str, Agent]:
         agents: dict[str, Agent] = {}
         for name, spec in _section(self.data, "agents").items():
             with self.part():
-                agents[name] = self._agent(name, spec, providers, skipped)
+                agents[name] = self._agent(name, spec, providers, skipped, mcp_servers)
         return agents
 
     def _agent(
-        self, name: str, spec: dict[str, Any], providers: Mapping[str, Provider], skipped: set[str]
+        self,
+        name: str,
+        spec: dict[str, Any],
+        providers: Mapping[str, Provider],
+        skipped: set[str],
+        mcp_servers: Mapping[str, McpServer],
     ) -> Agent:
         if name in providers:
             self.error(("agents", name), f"agent '{name}' has the name of a provider")
@@ -373,7 +413,22 @@ class _Compiler:
         guard = OverflowSettings(overflow.get("enabled", True), overflow.get("margin", 0.0),
                                  _section(overflow, "trim").get("keep_last_turns"))
         return Agent(name, spec.get("strategy", "fallback"), tuple(targets), tuple(weights),
-                     _retry(_section(spec, "retry"), self.retry), hedge_after, guard)
+                     _retry(_section(spec, "retry"), self.retry), hedge_after, guard,
+                     self._mcp_loop(name, spec.get("mcp"), mcp_servers))
+
+    def _mcp_loop(self, agent: str, spec: Any, mcp_servers: Mapping[str, McpServer]) -> McpLoop | None:
+        if spec is None:
+            return None
+        for i, server in enumerate(spec["servers"]):
+            if server not in mcp_servers:
+                self.error(("agents", agent, "mcp", "servers", i), f"unknown MCP server '{server}'")
+        return McpLoop(
+            servers=tuple(s for s in spec["servers"] if s in mcp_servers),
+            max_iterations=spec.get("max_iterations", 10),
+            max_tool_calls=spec.get("max_tool_calls", 32),
+            deadline=parse_duration(spec.get("deadline", "120s")),
+            parallel=spec.get("parallel", 4),
+        )
 
     def _routes(self, providers: Mapping[str, Provider], skipped: set[str]) -> list[Route]:
         routes: list[Route] = []

@@ -105,6 +105,39 @@ class OverflowSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class McpServer:
+    """routes.yaml `mcp_servers.<name>` with its credentials from the secrets file (toolbox/ connects)."""
+
+    name: str
+    url: str
+    timeout: float = 30.0  # one tools/call; past it the call is cut and the model told so
+    allow: tuple[str, ...] = ()  # shell patterns of the tools offered; empty: every tool
+    deny: tuple[str, ...] = ()  # ... minus these
+    max_result: int = 20000  # characters of one tool result the model reads; the rest is cut
+    refresh: float = 300.0  # seconds between two reads of the tool list
+    # Headers sent on every request (the secrets file's token and headers): never repr'd or logged.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def scrub(self, text: str) -> str:
+        """`text` (an error message, say) with every header value taken out."""
+        for _, value in self.headers:
+            if value and value in text:
+                text = text.replace(value, "[redacted]")
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class McpLoop:
+    """An agent's `mcp:`: the servers whose tools it offers and the limits of the tool loop."""
+
+    servers: tuple[str, ...]
+    max_iterations: int = 10  # model rounds that may call tools; then one last round without tools
+    max_tool_calls: int = 32  # tool calls over the whole request
+    deadline: float = 120.0  # seconds for the whole loop
+    parallel: int = 4  # tool calls run at once
+
+
+@dataclass(frozen=True, slots=True)
 class Agent:
     """A model name that clients send, standing for its targets and how to order them
     (upstream/strategies.py)."""
@@ -116,6 +149,7 @@ class Agent:
     retry: RetryPolicy = RetryPolicy()
     hedge_after: float | None = None  # seconds without an answer before the next target is tried too
     overflow: OverflowSettings = OverflowSettings()
+    mcp: McpLoop | None = None  # the MCP tool loop, when the agent offers MCP tools
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +272,7 @@ class Table:
     retry: RetryPolicy = RetryPolicy()  # the defaults, for requests that name provider/model
     state: StateSettings = StateSettings()
     limits: LimitSettings = LimitSettings()
+    mcp_servers: Mapping[str, McpServer] = field(default_factory=dict)  # in declared order
 
     def targets_for(self, model: str) -> tuple[Target, ...] | None:
         """Targets for a client's `model`: an agent, or provider/model. None when neither."""

@@ -42,6 +42,7 @@ class StatsHandler(GatewayHandler):
         snapshot["breakers"] = self.runtime.breakers.snapshot()
         snapshot["strategies"] = self.runtime.strategies.snapshot(self.table.agents)
         snapshot["limits"] = await self.runtime.limiter.snapshot()
+        snapshot["mcp"] = self.runtime.toolbox.snapshot()
         snapshot["context"] = {"calibration": {model: round(ratio, 3) for model, ratio
                                                in self.runtime.calibration.ratios.items()}}
         snapshot["config"] = {

@@ -205,3 +205,31 @@ REDACTIONS = Counter(
     ["direction", "kind"],
     registry=REGISTRY,
 )
+MCP_TOOL_CALLS = Counter(
+    "gateway_mcp_tool_calls_total",
+    "MCP tool calls run by the gateway, by server, tool (the server's own name; only tools of the "
+    "configured servers) and outcome: ok, error (the tool answered an error), timeout, failed (the "
+    "session or transport failed), unavailable (the server was not connected), bad_arguments, unknown.",
+    ["server", "tool", "outcome"],
+    registry=REGISTRY,
+)
+MCP_SERVER_UP = Gauge(
+    "gateway_mcp_servers_up",
+    "1 while the session to this MCP server is up, else 0 (with workers, 1 only when every worker's is).",
+    ["server"],
+    multiprocess_mode="livemin",
+    registry=REGISTRY,
+)
+MCP_LOOP_ITERATIONS = Counter(
+    "gateway_mcp_loop_iterations_total",
+    "Model rounds of the MCP tool loop, by agent.",
+    ["agent"],
+    registry=REGISTRY,
+)
+MCP_LOOP_STOPS = Counter(
+    "gateway_mcp_loop_stops_total",
+    "MCP tool loops ended, by agent and reason (answered, max_iterations, max_tool_calls, deadline, "
+    "client_tools, error).",
+    ["agent", "reason"],
+    registry=REGISTRY,
+)

@@ -10,7 +10,8 @@ pre-fork workers) share nothing.
 
 The circuit breakers live here (a reload keeps what they learned), and so does the
 limiter with its state backend (a reload keeps the counts unless `state:` changed), through
-which the breakers' openings are shared with the other processes using the same state.
+which the breakers' openings are shared with the other processes using the same state, and
+the MCP servers' sessions (a reload keeps those whose url and credentials stay).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from limits.state import STATE_SOCKET_ENV
 from ops.access_log import AccessLog
 from ops.instance_stats import InstanceStats
 from ops.stats import Stats
+from toolbox.box import Toolbox
 from upstream.breaker import BreakerBoard
 from upstream.catalog import Catalog
 from upstream.client import UpstreamClient, open_client
@@ -67,6 +69,7 @@ class Runtime:
     limiter: Limiter  # rate limits and budgets; configured likewise
     shared_breakers: SharedBreakers  # the breakers' openings, to and from the state
     calibration: Calibration = field(default_factory=Calibration)  # prompt estimates per model
+    toolbox: Toolbox = field(default_factory=Toolbox)  # MCP sessions; configured likewise
     in_flight: int = 0  # requests being served now: draining waits for none
     instance: InstanceStats | None = None  # a pre-fork worker's window on its siblings' /statsz
 

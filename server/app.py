@@ -153,6 +153,7 @@ class TableRouter(Router):
         self.handlers = handlers
         self._configure_breakers(table)
         runtime.limiter.configure(table)
+        runtime.toolbox.configure(table.mcp_servers)
         self.live = (table, build_application(table, runtime, handlers))
         self.draining = False  # set on SIGTERM: kept-alive connections end with their next answer
 
@@ -165,6 +166,7 @@ class TableRouter(Router):
         limits their counts unless `state:` changed."""
         self._configure_breakers(table)
         self.runtime.limiter.configure(table)
+        self.runtime.toolbox.configure(table.mcp_servers)
         self.live = (table, build_application(table, self.runtime, self.handlers))
 
     def _configure_breakers(self, table: Table) -> None:

@@ -199,6 +199,7 @@ async def serve(
     await gateway.drain()
     for task in tasks:
         task.cancel()
+    await gateway.runtime.toolbox.close()
     if instance is not None:
         instance.write(gateway.runtime.stats, 0)
     log.info("stopped")

@@ -40,6 +40,8 @@ def _secret_values(path: Path) -> list[str]:
     document = yaml.safe_load(path.read_text()) or {}
     values = [document.get("client_token"), *(document.get("provider_keys") or {}).values()]
     values += [spec.get("token") for spec in (document.get("api_keys") or {}).values()]
+    for spec in (document.get("mcp_servers") or {}).values():
+        values += [spec.get("token"), *(spec.get("headers") or {}).values()]
     return [value for value in values if isinstance(value, str) and len(value) >= 8]
 
 
@@ -319,3 +321,37 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+
+
+class McpTestServer:
+    """The tests' MCP server (tests/mcp_server.py, the `mcp` package's own server) in a
+    subprocess on a loopback port; `restart` brings it back on the same port."""
+
+    def __init__(self, port: int | None = None, token: str | None = None, start: bool = True) -> None:
+        self.port = port or free_port()
+        self.token = token
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.proc: subprocess.Popen[str] | None = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        args = [sys.executable, "-m", "tests.mcp_server", "--port", str(self.port)]
+        if self.token:
+            args += ["--token", self.token]
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 15)
+        assert ready, "MCP server did not start"
+        line = self.proc.stdout.readline()
+        assert line.startswith("mcp server listening on"), line + self.proc.stderr.read()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

@@ -10,10 +10,11 @@ from tests.support import ROOT
 # that a stage applies to requests and answers; stages are the steps a route runs
 # around its upstream (they know principals and converters); dsl compiles routes.yaml with them;
 # ops holds leaf observability; limits counts rate limits and budgets in the shared state;
-# upstream talks to providers; runtime is the process's state; handlers are the endpoints;
-# server is the listener, limits, router and lifecycle.
+# upstream talks to providers; toolbox to MCP servers; runtime is the process's state;
+# handlers are the endpoints; server is the listener, limits, router and lifecycle.
 LAYERS = (
-    "access", "converters", "redaction", "stages", "dsl", "ops", "limits", "upstream", "runtime", "handlers", "server",
+    "access", "converters", "redaction", "stages", "dsl", "ops", "limits", "upstream", "toolbox", "runtime",
+    "handlers", "server",
 )
 
 

@@ -26,7 +26,7 @@ from dsl.table import ServerSettings
 from runtime.process import Runtime
 from tests.support import ROOT
 
-PACKAGES = ("access", "converters", "dsl", "handlers", "ops", "runtime", "server", "stages", "upstream")
+PACKAGES = ("access", "converters", "dsl", "handlers", "ops", "runtime", "server", "stages", "toolbox", "upstream")
 
 # Lookup tables: dicts filled at import and only ever read.
 LOOKUP_TABLES = frozenset(
