@@ -49,6 +49,7 @@ class ServerConnection:
         self.calls = 0
         self.errors = 0  # calls that did not answer, or answered an error result
         self.latencies: deque[float] = deque(maxlen=_LATENCIES)
+        self._refused: int | None = None  # this attempt's last HTTP error status (the SDK's errors omit it)
         self._tools_changed = tools_changed
         self._wake = asyncio.Event()  # read the tool list now
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -70,10 +71,12 @@ class ServerConnection:
 
     async def _serve_session(self) -> None:
         settings = self.settings
+        self._refused = None
         async with AsyncExitStack() as stack:
             timeout = httpx2.Timeout(CONNECT_TIMEOUT, read=max(300.0, settings.timeout + 10))
-            http = await stack.enter_async_context(
-                httpx2.AsyncClient(headers=dict(settings.headers), timeout=timeout))
+            http = await stack.enter_async_context(httpx2.AsyncClient(
+                headers=dict(settings.headers), timeout=timeout,
+                event_hooks={"response": [self._note_status]}))
             client = Client(streamable_http_client(settings.url, http_client=http),
                             read_timeout_seconds=LIST_TIMEOUT, message_handler=self._message,
                             client_info=mcp_types.Implementation(name="llm-gateway", version="1"))
@@ -108,6 +111,10 @@ class ServerConnection:
         self.tools = listed
         return changed
 
+    async def _note_status(self, response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            self._refused = response.status_code
+
     async def _message(self, message: Any) -> None:
         if isinstance(message, mcp_types.ToolListChangedNotification):
             self._wake.set()
@@ -117,6 +124,8 @@ class ServerConnection:
         was_up, before = self.client is not None, self.last_error
         self.client = None
         self.last_error = self.describe(exc)
+        if self._refused is not None and not was_up:
+            self.last_error = f"HTTP {self._refused}: {self.last_error}"
         metrics.MCP_SERVER_UP.labels(server=self.settings.name).set(0)
         if was_up or self.last_error != before:  # once per outage and cause, not per attempt
             log.warning("MCP server %s unavailable: %s", self.settings.name, self.last_error)
