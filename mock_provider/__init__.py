@@ -64,6 +64,14 @@ and recover without renaming it or sleeping. Each POST replaces that model's scr
   answering nothing (the closest a listening server gets to refusing one model's connections;
   clients see "empty reply" / "server disconnected", and curl may resend once on a fresh
   connection when the dropped one was reused, which counts as another request).
+* ``{"model": m, "tool_calls": [{"name": "srv__echo", "arguments": {"text": "hi"}}], "times": N,
+  "after_result": "quote"}``: a chat answer (OpenAI or Anthropic, streamed or not) that calls these
+  tools, in parallel, with these arguments; a request that ends with tool results (the trailing
+  ``tool`` messages, or the last user turn's ``tool_result`` blocks) is answered instead with text
+  quoting them, ``Tool result: <text>`` (several joined by `` | ``), and so is one that offers no
+  tool or says ``tool_choice`` none; with ``"after_result": "call"`` the calls are made again
+  whatever the request ends with (a model that never stops calling). ``times`` counts the answers
+  that call; a quoting answer spends none. Other endpoints ignore such a script.
 * ``{"model": m, "recover": true}``: drop ``m``'s script. ``DELETE`` drops every script and count.
 
 A script runs before the model-name selectors, on every endpoint whose request names a model
@@ -71,7 +79,8 @@ A script runs before the model-name selectors, on every endpoint whose request n
 ``{"scripts": {m: {"kind", "remaining", ...}}, "seen": {m: requests received}}``; ``seen``
 counts every request naming ``m``, scripted or not, so a test can assert that no request reached
 the upstream. The request log entry of a scripted request says what was applied:
-``"script": {"fail": 503, "retry_after": "2"} | {"first_byte_delay_ms": 500.0} | {"refuse": true}``.
+``"script": {"fail": 503, "retry_after": "2"} | {"first_byte_delay_ms": 500.0} | {"refuse": true}
+| {"tool_calls": <calls made, 0 when it quoted>}``.
 ``tests/support.py``'s ``Mock`` wraps this: ``script_fault(m, **script)``, ``clear_faults()``,
 ``faults()``, ``seen(m)``.
 

@@ -13,6 +13,8 @@ from tornado.iostream import StreamClosedError
 
 from mock_provider.behaviour import Behaviour, parse_model
 from mock_provider.handler import REASONS, MockHandler
+from mock_provider.plan import calls_now
+from mock_provider.scripting import FaultScript
 
 SLOW_HEADERS_S = 2.0
 
@@ -20,6 +22,7 @@ SLOW_HEADERS_S = 2.0
 class ScriptedHandler(MockHandler):
     """An endpoint whose answer the request's model name can delay, refuse or break."""
 
+    tool_script: FaultScript | None = None  # a ``tool_calls`` script this chat request follows
     stream_fault = ""  # a ``stream`` script's "error" or "empty": what follows the first event
 
     async def send_fault(self, status: int) -> None:
@@ -67,13 +70,22 @@ class ScriptedHandler(MockHandler):
                 pass
         return self.state.default_delay_ms / 1000.0
 
-    async def follow_script(self, model: Any) -> bool:
+    async def follow_script(self, model: Any, req: dict[str, Any] | None = None) -> bool:
         """Count the request for its model and play the model's ``/_mock/faults`` script, if
-        any; True when that already answered (or dropped) the request."""
+        any; True when that already answered (or dropped) the request. A ``tool_calls`` script
+        only applies to chat requests (``req``), and spends a use only on the calls it makes."""
         if not isinstance(model, str) or not model:
             return False
-        script = self.state.faults.take(model)
+        script = self.state.faults.scripts.get(model)
+        spend = script is None or script.kind != "tool_calls" or (
+            req is not None and calls_now(req, script.after_result, self.anthropic))
+        script = self.state.faults.take(model, spend)
         if script is None:
+            return False
+        if script.kind == "tool_calls":
+            if req is not None:
+                self.tool_script = script
+                self.note_script({"tool_calls": len(script.calls) if spend else 0})
             return False
         if script.kind == "delay":
             self.note_script({"first_byte_delay_ms": script.delay_ms})

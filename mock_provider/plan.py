@@ -189,3 +189,49 @@ def schema_instance(schema: Any) -> Any:
         required = schema.get("required") if isinstance(schema.get("required"), list) else list(properties)
         return {name: schema_instance(properties.get(name)) for name in required if isinstance(name, str)}
     return {"array": [], "string": "mock", "integer": 0, "number": 0, "boolean": False}.get(kind)
+
+
+def tool_results(req: dict[str, Any], anthropic: bool) -> list[str] | None:
+    """The texts of the tool results the request ends with (OpenAI trailing ``tool`` messages,
+    Anthropic ``tool_result`` blocks of the last user turn); None when it ends otherwise."""
+    messages = req.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return None
+    if anthropic:
+        content = messages[-1].get("content")
+        blocks = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"] if (
+            messages[-1].get("role") == "user" and isinstance(content, list)) else []
+        return [text_of(b.get("content")) for b in blocks] or None
+    trailing: list[str] = []
+    for msg in reversed(messages):
+        if not isinstance(msg, dict) or msg.get("role") != "tool":
+            break
+        trailing.insert(0, text_of(msg.get("content")))
+    return trailing or None
+
+
+def tools_off(req: dict[str, Any]) -> bool:
+    """Whether the request leaves the model no tool to call: none given, or tool_choice none."""
+    choice = req.get("tool_choice")
+    return not req.get("tools") or choice == "none" or (
+        isinstance(choice, dict) and choice.get("type") == "none")
+
+
+def calls_now(req: dict[str, Any], after_result: str, anthropic: bool) -> bool:
+    """Whether a ``tool_calls`` script answers this request with its calls."""
+    return not tools_off(req) and (after_result == "call" or tool_results(req, anthropic) is None)
+
+
+def scripted_plan(
+    req: dict[str, Any], model: str, b: Behaviour, anthropic: bool,
+    calls: tuple[tuple[str, str], ...], after_result: str,
+) -> Plan:
+    """A ``tool_calls`` script's answer: the scripted calls; or, when the request ends with tool
+    results (or allows no tool), text quoting those results, ``Tool result: <text>``."""
+    plan = make_plan(req, model, b, anthropic)
+    if calls_now(req, after_result, anthropic):
+        return Plan(plan.prompt_tokens, [], False, [(name, args, _split3(args)) for name, args in calls], [])
+    results = tool_results(req, anthropic)
+    if results is None:
+        return plan
+    return Plan(plan.prompt_tokens, _WORD_RE.findall("Tool result: " + " | ".join(results)), False, [], [])

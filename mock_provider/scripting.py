@@ -11,24 +11,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 SEEN_LIMIT = 10_000  # distinct model names counted (the names are the client's to choose)
 SCRIPT_LIMIT = 1_000  # models with a script at once
 MAX_DELAY_MS = 600_000
-_KINDS = ("fail", "first_byte_delay_ms", "refuse", "stream", "recover")
+_KINDS = ("fail", "first_byte_delay_ms", "refuse", "stream", "tool_calls", "recover")
 STREAM_FAULTS = ("error", "empty")  # what a scripted stream sends after its first event
-_KEYS = frozenset({"model", "status", "retry_after", "times", *_KINDS})
+AFTER_RESULT = ("quote", "call")  # what a tool_calls script does when the last message is a tool result
+MAX_CALLS = 16  # tool calls in one scripted answer
+_KEYS = frozenset({"model", "status", "retry_after", "times", "after_result", *_KINDS})
 
 
 @dataclass(slots=True)
 class FaultScript:
     """What the next ``remaining`` requests (None: every one until cleared) for a model meet."""
 
-    kind: str  # "fail", "delay", "refuse" or "stream"
+    kind: str  # "fail", "delay", "refuse", "stream" or "tool_calls"
     remaining: int | None
     status: int = 503
     retry_after: str | None = None
     delay_ms: float = 0.0
     stream: str = ""  # "error" or "empty"
+    calls: tuple[tuple[str, str], ...] = ()  # tool_calls: (name, arguments JSON)
+    after_result: str = "quote"  # tool_calls: "quote" the tool result, or "call" again
 
     def view(self) -> dict[str, Any]:
         shown: dict[str, Any] = {"kind": self.kind, "remaining": self.remaining}
@@ -38,6 +44,9 @@ class FaultScript:
             shown["first_byte_delay_ms"] = self.delay_ms
         elif self.kind == "stream":
             shown["stream"] = self.stream
+        elif self.kind == "tool_calls":
+            shown["tool_calls"] = [{"name": n, "arguments": orjson.loads(args)} for n, args in self.calls]
+            shown["after_result"] = self.after_result
         return shown
 
 
@@ -51,8 +60,10 @@ def parse_script(spec: Any) -> tuple[str, FaultScript | None] | str:
     ``{"model", "fail": N | true, "status": 400..599 (503), "retry_after": "<secs or HTTP date>"}``,
     ``{"model", "first_byte_delay_ms": ms, "times": N}``, ``{"model", "refuse": true, "times": N}``
     ``{"model", "stream": "error" | "empty", "times": N}`` (a streamed completion answers 200,
-    sends its first event, then an error event or nothing) or ``{"model", "recover": true}``;
-    without ``times`` (or with ``fail: true``) until cleared.
+    sends its first event, then an error event or nothing),
+    ``{"model", "tool_calls": [{"name", "arguments": {...}}, ...], "after_result": "quote" | "call",
+    "times": N}`` (a chat answer calls these tools; see ``plan.scripted_plan``) or
+    ``{"model", "recover": true}``; without ``times`` (or with ``fail: true``) until cleared.
     """
     if not isinstance(spec, dict) or set(spec) - _KEYS:
         return f"expected an object with keys among {sorted(_KEYS)}"
@@ -65,7 +76,9 @@ def parse_script(spec: Any) -> tuple[str, FaultScript | None] | str:
     kind = kinds[0]
     times = spec.get("times")
     if times is not None and (kind in ("fail", "recover") or not _count(times)):
-        return "times (an integer >= 1) goes with first_byte_delay_ms, refuse or stream"
+        return "times (an integer >= 1) goes with first_byte_delay_ms, refuse, stream or tool_calls"
+    if "after_result" in spec and kind != "tool_calls":
+        return "after_result goes with tool_calls"
     if kind != "fail" and ("status" in spec or "retry_after" in spec):
         return "status and retry_after go with fail"
     if kind == "recover":
@@ -76,6 +89,8 @@ def parse_script(spec: Any) -> tuple[str, FaultScript | None] | str:
         if spec["stream"] not in STREAM_FAULTS:
             return f"stream must be one of {list(STREAM_FAULTS)}"
         return model, FaultScript("stream", times, stream=spec["stream"])
+    if kind == "tool_calls":
+        return _tool_calls(model, spec, times)
     if kind == "first_byte_delay_ms":
         ms = spec["first_byte_delay_ms"]
         if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms <= MAX_DELAY_MS:
@@ -98,6 +113,20 @@ def parse_script(spec: Any) -> tuple[str, FaultScript | None] | str:
     return model, FaultScript("fail", None if fail is True else fail, status, retry_after)
 
 
+def _tool_calls(model: str, spec: dict[str, Any], times: int | None) -> tuple[str, FaultScript] | str:
+    calls = spec["tool_calls"]
+    if not isinstance(calls, list) or not 1 <= len(calls) <= MAX_CALLS or not all(
+        isinstance(c, dict) and set(c) <= {"name", "arguments"} and isinstance(c.get("name"), str)
+        and 0 < len(c["name"]) <= 128 and isinstance(c.get("arguments", {}), dict) for c in calls
+    ):
+        return f"tool_calls must be a list of 1 to {MAX_CALLS} {{name, arguments: {{...}}}}"
+    after = spec.get("after_result", "quote")
+    if after not in AFTER_RESULT:
+        return f"after_result must be one of {list(AFTER_RESULT)}"
+    scripted = tuple((c["name"], orjson.dumps(c.get("arguments", {})).decode()) for c in calls)
+    return model, FaultScript("tool_calls", times, calls=scripted, after_result=after)
+
+
 class FaultBook:
     """The scripts by model, and how many requests each model has been sent."""
 
@@ -105,8 +134,9 @@ class FaultBook:
         self.scripts: dict[str, FaultScript] = {}
         self.seen: dict[str, int] = {}
 
-    def take(self, model: str) -> FaultScript | None:
-        """Count a request for ``model``; the script it meets (one use spent), if any."""
+    def take(self, model: str, spend: bool = True) -> FaultScript | None:
+        """Count a request for ``model``; the script it meets (one use spent, unless not
+        ``spend``), if any."""
         if model in self.seen:
             self.seen[model] += 1
         elif len(self.seen) < SEEN_LIMIT:
@@ -114,7 +144,7 @@ class FaultBook:
         script = self.scripts.get(model)
         if script is None:
             return None
-        if script.remaining is not None:
+        if script.remaining is not None and spend:
             script.remaining -= 1
             if script.remaining <= 0:
                 del self.scripts[model]

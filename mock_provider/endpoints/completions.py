@@ -11,7 +11,7 @@ import orjson
 
 from mock_provider.behaviour import parse_model
 from mock_provider.faults import SLOW_HEADERS_S, ScriptedHandler
-from mock_provider.plan import Plan, make_plan, prompt_prefixes
+from mock_provider.plan import Plan, make_plan, prompt_prefixes, scripted_plan
 from mock_provider.wire.chat_completions import openai_body, openai_error, openai_events
 from mock_provider.wire.messages import anthropic_body, anthropic_error, anthropic_events
 
@@ -40,7 +40,7 @@ class _CompletionBase(ScriptedHandler):
             self.send_api_error(400, "request body must be a JSON object")
             return
         model = req.get("model")
-        if await self.follow_script(model):
+        if await self.follow_script(model, req):
             return
         if not isinstance(model, str) or not model:
             model = "mock-model"
@@ -67,7 +67,9 @@ class _CompletionBase(ScriptedHandler):
         if refusal is not None:
             self.send_api_error(400, refusal)
             return
-        plan = make_plan(req, model, b, self.anthropic)
+        script = self.tool_script
+        plan = make_plan(req, model, b, self.anthropic) if script is None else scripted_plan(
+            req, model, b, self.anthropic, script.calls, script.after_result)
         if b.cache:
             plan.cached_tokens = self.state.cached_tokens(prompt_prefixes(req, model, self.anthropic))
         n = next(self.state.ids)

@@ -170,3 +170,87 @@ def test_client_leaving_during_first_byte_delay_is_recorded(mock: Mock) -> None:
             break
         time.sleep(0.02)
     assert entry["disconnected"] and entry["script"] == {"first_byte_delay_ms": 3000.0}
+
+
+OPENAI_TOOLS = [{"type": "function", "function": {"name": "files__echo", "parameters": {"type": "object"}}}]
+ANTHROPIC_TOOLS = [{"name": "files__echo", "input_schema": {"type": "object"}}]
+CALLS = [{"name": "files__echo", "arguments": {"text": "hi"}}, {"name": "files__count"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_calls_script_calls_then_quotes_the_result_openai(mock: Mock, stream: bool) -> None:
+    client = mock.openai()
+    view = mock.script_fault("gpt-mcp", tool_calls=CALLS, times=2)
+    assert view["scripts"]["gpt-mcp"]["tool_calls"][1] == {"name": "files__count", "arguments": {}}
+    messages: list[dict] = [{"role": "user", "content": "use the tools"}]
+    if stream:
+        calls: dict[int, dict] = {}
+        for chunk in client.chat.completions.create(model="gpt-mcp", messages=messages, tools=OPENAI_TOOLS,
+                                                    stream=True):
+            for delta in chunk.choices[0].delta.tool_calls or []:
+                call = calls.setdefault(delta.index, {"id": delta.id, "name": delta.function.name, "arguments": ""})
+                call["arguments"] += delta.function.arguments or ""
+        found = [(c["name"], json.loads(c["arguments"])) for c in calls.values()]
+        ids = [c["id"] for c in calls.values()]
+    else:
+        answer = client.chat.completions.create(model="gpt-mcp", messages=messages, tools=OPENAI_TOOLS)
+        assert answer.choices[0].finish_reason == "tool_calls"
+        found = [(c.function.name, json.loads(c.function.arguments)) for c in answer.choices[0].message.tool_calls]
+        ids = [c.id for c in answer.choices[0].message.tool_calls]
+    assert found == [("files__echo", {"text": "hi"}), ("files__count", {})]
+    assert last_entry(mock)["script"] == {"tool_calls": 2}
+    messages += [{"role": "assistant", "tool_calls": [
+        {"id": ids[0], "type": "function", "function": {"name": "files__echo", "arguments": '{"text":"hi"}'}},
+        {"id": ids[1], "type": "function", "function": {"name": "files__count", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": ids[0], "content": "echo: hi"},
+        {"role": "tool", "tool_call_id": ids[1], "content": [{"type": "text", "text": "count 1"}]}]
+    # The quoting answer spends no use of the script; the next calling one would.
+    for _ in range(2):
+        answer = client.chat.completions.create(model="gpt-mcp", messages=messages, tools=OPENAI_TOOLS)
+        assert answer.choices[0].message.content == "Tool result: echo: hi | count 1"
+        assert last_entry(mock)["script"] == {"tool_calls": 0}
+    assert mock.faults()["scripts"]["gpt-mcp"]["remaining"] == 1
+    final = client.chat.completions.create(model="gpt-mcp", messages=messages[:1], tools=OPENAI_TOOLS,
+                                           tool_choice="none")
+    assert final.choices[0].message.content.startswith("Hello from mock gpt-mcp")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_calls_script_calls_then_quotes_the_result_anthropic(mock: Mock, stream: bool) -> None:
+    client = mock.anthropic()
+    mock.script_fault("claude-mcp", tool_calls=CALLS[:1])
+    messages: list[dict] = [{"role": "user", "content": "use the tool"}]
+    kwargs = {"model": "claude-mcp", "max_tokens": 100, "tools": ANTHROPIC_TOOLS}
+    if stream:
+        with client.messages.stream(messages=messages, **kwargs) as events:
+            answer = events.get_final_message()
+    else:
+        answer = client.messages.create(messages=messages, **kwargs)
+    assert answer.stop_reason == "tool_use"
+    (use,) = [block for block in answer.content if block.type == "tool_use"]
+    assert (use.name, use.input) == ("files__echo", {"text": "hi"})
+    messages += [{"role": "assistant", "content": [use.model_dump(exclude_none=True)]},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "echo: hi"}]}]
+    quoted = client.messages.create(messages=messages, **kwargs)
+    assert quoted.content[0].text == "Tool result: echo: hi" and quoted.stop_reason == "end_turn"
+
+
+def test_tool_calls_script_after_result_call_keeps_calling(mock: Mock) -> None:
+    client = mock.openai()
+    mock.script_fault("gpt-loop", tool_calls=CALLS[:1], after_result="call")
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "files__echo", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "echo: hi"}]
+    answer = client.chat.completions.create(model="gpt-loop", messages=messages, tools=OPENAI_TOOLS)
+    assert answer.choices[0].message.tool_calls[0].function.name == "files__echo"
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ({"tool_calls": []}, "tool_calls must be a list of 1 to 16"),
+    ({"tool_calls": [{"name": "x", "arguments": [1]}]}, "tool_calls must be a list"),
+    ({"tool_calls": [{"name": "x"}], "after_result": "maybe"}, "after_result must be one of"),
+    ({"fail": 1, "after_result": "call"}, "after_result goes with tool_calls"),
+])
+def test_bad_tool_calls_scripts_are_refused(mock: Mock, spec: dict, expected: str) -> None:
+    response, body = mock.raw("/_mock/faults", {"model": "m", **spec})
+    assert response.status == 400 and expected in body.decode(), body
