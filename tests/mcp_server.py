@@ -5,7 +5,8 @@
 prints ``mcp server listening on 127.0.0.1:N`` once its socket is bound. With --token, every
 request without ``Authorization: Bearer T`` is answered 401. Its tools: ``echo`` (the text
 back), ``slow`` (answers after some seconds), ``hang`` (never answers), ``fail`` (an error
-result), ``weather`` (structured output) and ``count`` (how many times it ran: a side effect).
+result), ``weather`` (structured output), ``count`` (how many times it ran: a side effect) and
+``grow`` (adds a tool and notifies the clients listening for tool list changes).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import sys
 import uvicorn
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.subscriptions import ToolsListChanged
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,7 +31,8 @@ class Weather(BaseModel):
 
 
 def build(name: str) -> MCPServer:
-    server = MCPServer(name, log_level="WARNING")
+    bus = InMemorySubscriptionBus()
+    server = MCPServer(name, log_level="WARNING", subscriptions=bus)
     runs = {"count": 0}
 
     @server.tool(description="Echo the text back.")
@@ -57,6 +61,15 @@ def build(name: str) -> MCPServer:
     def count() -> str:
         runs["count"] += 1
         return f"count {runs['count']}"
+
+    @server.tool(description="Add a tool of this name (it echoes), and tell the listening clients.")
+    async def grow(name: str) -> str:
+        def grown(text: str) -> str:
+            return f"{name}: {text}"
+
+        server.add_tool(grown, name=name, description="Grown at run time.")
+        await bus.publish(ToolsListChanged())
+        return f"added {name}"
 
     return server
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+import anyio
 import httpx2
 import mcp_types
 from mcp import Client, MCPError
@@ -45,6 +46,7 @@ class ServerConnection:
         self.tools: tuple[mcp_types.Tool, ...] = ()  # every tool the server lists, by name
         self.client: Client | None = None
         self.protocol: str | None = None
+        self.listening = False  # told of tool list changes (else only the periodic refresh sees them)
         self.last_error: str | None = None
         self.calls = 0
         self.errors = 0  # calls that did not answer, or answered an error result
@@ -89,12 +91,31 @@ class ServerConnection:
             metrics.MCP_SERVER_UP.labels(server=settings.name).set(1)
             log.info("MCP server %s connected (%s, %d tools)", settings.name, self.protocol, len(self.tools))
             self._tools_changed()
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.refresh)
-                self._wake.clear()
-                if await self._list_tools(client):
-                    self._tools_changed()
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._listen, client)
+                await self._refresh(client)
+
+    async def _refresh(self, client: Client) -> None:
+        """Read the tool list every `refresh`, or when woken; a failure ends the session."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.refresh)
+            self._wake.clear()
+            if await self._list_tools(client):
+                self._tools_changed()
+
+    async def _listen(self, client: Client) -> None:
+        """Wake the refresh when the server says its tool list changed (2026-07-28 servers:
+        `subscriptions/listen`; older ones send the notification unasked, see `_message`)."""
+        try:
+            async with client.listen(tools_list_changed=True) as changes:
+                self.listening = True
+                async for _ in changes:
+                    self._wake.set()
+        except Exception as exc:  # an older protocol, a refusal, a lost stream: the periodic refresh stays
+            log.debug("MCP server %s: no tool list notifications: %s", self.settings.name, self.describe(exc))
+        finally:
+            self.listening = False
 
     async def _list_tools(self, client: Client) -> bool:
         """Read every page of the tool list; whether it changed."""
@@ -184,6 +205,7 @@ class ServerConnection:
             "connected": self.connected,
             "protocol_version": self.protocol if self.connected else None,
             "tools": len(self.tools),
+            "tool_list_notifications": self.listening,
             "calls": self.calls,
             "errors": self.errors,
             "latency_ms": {

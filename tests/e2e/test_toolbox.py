@@ -14,7 +14,7 @@ from dsl.table import McpLoop, McpServer
 from tests.support import McpTestServer, free_port
 from toolbox.box import Toolbox
 
-TOOLS = ("count", "echo", "fail", "hang", "slow", "weather")
+TOOLS = ("count", "echo", "fail", "grow", "hang", "slow", "weather")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_allow_and_deny_choose_the_tools_offered(server: McpTestServer) -> None:
         session = toolbox.connections["a"]
         toolbox.configure({"a": McpServer("a", server.url, deny=("hang",))})
         assert toolbox.connections["a"] is session
-        assert offered_names(toolbox, McpLoop(("a",))) == ["a__count", "a__echo", "a__fail", "a__slow", "a__weather"]
+        assert offered_names(toolbox, McpLoop(("a",))) == ["a__count", "a__echo", "a__fail", "a__grow", "a__slow", "a__weather"]
 
     run(test)
 
@@ -194,5 +194,16 @@ def test_removed_servers_are_closed_on_reconfigure(server: McpTestServer) -> Non
         assert list(toolbox.snapshot()) == ["b"]
         await until(connected(toolbox, "b"))
         assert offered_names(toolbox, McpLoop(("a", "b")))[:1] == ["b__count"]
+
+    run(test)
+
+
+def test_a_tool_list_change_is_read_when_the_server_says_so(server: McpTestServer) -> None:
+    async def test(toolbox: Toolbox) -> None:
+        toolbox.configure({"g": McpServer("g", server.url, refresh=3600)})  # no periodic read in this test
+        await until(lambda: toolbox.snapshot()["g"]["tool_list_notifications"])
+        assert (await toolbox.call("g__grow", {"name": "sprout"})).text == "added sprout"
+        await until(lambda: "g__sprout" in offered_names(toolbox, McpLoop(("g",))))
+        assert (await toolbox.call("g__sprout", {"text": "hi"})).text == "sprout: hi"
 
     run(test)
