@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from dsl.table import McpLoop, McpServer
 from ops import metrics
 from toolbox import results
-from toolbox.definitions import RENDERERS
+from toolbox.definitions import RENDERERS, tool_name
 from toolbox.naming import offered_names
 from toolbox.results import ToolResult, arguments_of
 
@@ -67,9 +67,17 @@ class Toolbox:
         )
         self._offers = {}
 
-    def offered(self, loop: McpLoop, fmt: str) -> tuple[dict[str, Any], ...]:
+    def offered(
+        self, loop: McpLoop, fmt: str, taken: frozenset[str] = frozenset()
+    ) -> tuple[dict[str, Any], ...]:
         """The `tools` entries an agent's requests add after the client's own, in `fmt`
-        ("openai" or "anthropic"). Shared between requests: copy before changing one."""
+        ("openai" or "anthropic"), leaving out any whose name the client's own tools `taken`
+        (a provider refuses two tools of one name). Shared between requests: copy before
+        changing one."""
+        offer = self._offer(loop, fmt)
+        return tuple(t for t in offer if tool_name(t) not in taken) if taken else offer
+
+    def _offer(self, loop: McpLoop, fmt: str) -> tuple[dict[str, Any], ...]:
         key = (loop.servers, fmt)
         offer = self._offers.get(key)
         if offer is None:

@@ -27,3 +27,10 @@ def anthropic_tool(name: str, description: str, input_schema: Any) -> dict[str, 
 
 
 RENDERERS = MappingProxyType({"openai": openai_tool, "anthropic": anthropic_tool})
+
+
+def tool_name(entry: dict[str, Any]) -> str | None:
+    """The name of a `tools` entry in either format (a client's own, or one of ours)."""
+    function = entry.get("function")
+    name = function.get("name") if isinstance(function, dict) else entry.get("name")
+    return name if isinstance(name, str) else None

@@ -69,6 +69,9 @@ def test_tools_are_listed_and_offered_in_both_formats(server: McpTestServer) -> 
         assert stats["protocol_version"] and stats["tools"] == len(TOOLS) == stats["offered"]
         assert toolbox.owns(loop, "files__echo") and not toolbox.owns(loop, "get_weather")
         assert not toolbox.owns(McpLoop(("other",)), "files__echo")
+        # A client tool of the same name wins: ours is left out.
+        kept = toolbox.offered(loop, "anthropic", frozenset({"files__echo", "get_weather"}))
+        assert [t["name"] for t in kept] == [f"files__{name}" for name in TOOLS if name != "echo"]
 
     run(test)
 

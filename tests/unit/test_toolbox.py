@@ -13,7 +13,7 @@ from dsl.compiler import compile_file
 from dsl.table import McpLoop
 from handlers.registry import HANDLERS
 from tests.unit.test_dsl import problems, write
-from toolbox.definitions import anthropic_tool, openai_tool
+from toolbox.definitions import anthropic_tool, openai_tool, tool_name
 from toolbox.naming import MAX_NAME, offered_names
 from toolbox.results import arguments_of, from_call
 
@@ -56,6 +56,8 @@ def test_definitions_in_both_formats() -> None:
                                                          "input_schema": schema}
     assert anthropic_tool("w__n", "", {})["input_schema"] == {"type": "object", "properties": {}}
     assert openai_tool("w__n", "", {"properties": {}})["function"]["parameters"]["type"] == "object"
+    assert tool_name(openai_tool("w__s", "", {})) == tool_name(anthropic_tool("w__s", "", {})) == "w__s"
+    assert tool_name({"type": "web_search"}) is None
 
 
 def test_results_join_text_fall_back_to_structured_content_and_name_the_rest() -> None:
