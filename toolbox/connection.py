@@ -29,6 +29,10 @@ from toolbox import results
 from toolbox.results import ToolResult
 
 log = logging.getLogger("gateway")
+# The SDK's own lines and its HTTP client's: a line per request, and tracebacks (with whatever the
+# server said) of the failures this module reports in one line of its own.
+logging.getLogger("httpx2").setLevel(logging.WARNING)
+logging.getLogger("mcp").setLevel(logging.CRITICAL)
 
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP connection
 LIST_TIMEOUT = 30.0  # seconds for the handshake, and for one page of the tool list

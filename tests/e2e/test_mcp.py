@@ -113,3 +113,26 @@ def test_reload_connects_new_servers_and_closes_removed_ones(
     finally:
         assert gateway.stop() == 0
     assert "Traceback" not in gateway.log()
+
+
+def test_a_server_that_dies_and_comes_back_is_reported_and_reconnected(tmp_path: Path, mock: Mock) -> None:
+    dying = McpTestServer()
+    text = routes(mock, dying, free_port()).replace(f'{dying.url}", timeout: 2s}}', f'{dying.url}", refresh: 200ms}}')
+    assert "refresh: 200ms" in text
+    config = write_config(tmp_path, text, f"client_token: {CLIENT_TOKEN}\n")
+    gateway = Gateway(config)
+    try:
+        until(lambda: statsz(gateway)["mcp"]["tools"]["connected"])
+        dying.stop()
+        lost = until(lambda: (t := statsz(gateway)["mcp"]["tools"])["last_error"] and not t["connected"] and t)
+        assert lost["tools"] == 0 and lost["protocol_version"] is None
+        assert metric(gateway.metrics(), 'gateway_mcp_servers_up{server="tools"}') == 0.0
+        dying.start()
+        until(lambda: statsz(gateway)["mcp"]["tools"]["connected"])
+        assert metric(gateway.metrics(), 'gateway_mcp_servers_up{server="tools"}') == 1.0
+    finally:
+        dying.stop()
+        assert gateway.stop() == 0
+    log = gateway.log()
+    assert "Traceback" not in log and "HTTP Request" not in log
+    assert "MCP server tools unavailable" in log and log.count("MCP server tools connected") == 2
