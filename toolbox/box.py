@@ -38,6 +38,7 @@ class Toolbox:
         self.connections: dict[str, ServerConnection] = {}
         self.names: Mapping[str, tuple[str, str]] = {}  # offered name → (server, tool)
         self._offers: dict[tuple[tuple[str, ...], str], tuple[dict[str, Any], ...]] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # sessions a reload dropped, being closed
 
     def configure(self, wanted: Mapping[str, McpServer]) -> None:
         """Serve these servers (a table's mcp_servers), on the running event loop; never waits for one."""
@@ -54,7 +55,9 @@ class Toolbox:
                 connection.settings = settings  # timeout, tools, max_result, refresh: no new session
                 kept[name] = connection
             else:
-                asyncio.get_running_loop().create_task(connection.close())
+                task = asyncio.get_running_loop().create_task(connection.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
         self.connections = {name: kept.get(name) or ServerConnection(settings, self._tools_changed)
                             for name, settings in wanted.items()}
         self._tools_changed()
@@ -123,5 +126,5 @@ class Toolbox:
                 for name, connection in self.connections.items()}
 
     async def close(self) -> None:
-        await asyncio.gather(*(connection.close() for connection in self.connections.values()))
+        await asyncio.gather(*(c.close() for c in self.connections.values()), *self._closing)
         self.connections = {}

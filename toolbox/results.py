@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from converters.chat_requests import TOOL_ERROR_PREFIX
+
 
 @dataclass(frozen=True, slots=True)
 class ToolResult:
@@ -16,6 +18,19 @@ class ToolResult:
     text: str
     is_error: bool = False
     outcome: str = "ok"  # for the metrics: ok, error (the tool said so), timeout, failed, unknown
+
+    def openai_message(self, call_id: str) -> dict[str, Any]:
+        """The `role: tool` message answering OpenAI tool call `call_id`. OpenAI has no error
+        flag: an error's text starts with the prefix the converters read back as `is_error`."""
+        text = TOOL_ERROR_PREFIX + self.text if self.is_error else self.text
+        return {"role": "tool", "tool_call_id": call_id, "content": text}
+
+    def anthropic_block(self, tool_use_id: str) -> dict[str, Any]:
+        """The `tool_result` block (of the next user turn) answering Anthropic `tool_use_id`."""
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id, "content": self.text}
+        if self.is_error:
+            block["is_error"] = True
+        return block
 
 
 def _part(block: Any) -> str:

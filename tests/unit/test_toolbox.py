@@ -73,6 +73,16 @@ def test_results_join_text_fall_back_to_structured_content_and_name_the_rest() -
     assert cut.text == "y" * 256 + "\n[result cut: 300 characters, only the first 256 shown]"
 
 
+def test_results_as_tool_messages_of_both_formats() -> None:
+    ok = from_call(CallToolResult(content=[TextContent(type="text", text="21.5")]), 100)
+    error = from_call(CallToolResult(content=[TextContent(type="text", text="no city")], is_error=True), 100)
+    assert ok.openai_message("call_1") == {"role": "tool", "tool_call_id": "call_1", "content": "21.5"}
+    assert error.openai_message("call_2")["content"] == "Error: no city"
+    assert ok.anthropic_block("toolu_1") == {"type": "tool_result", "tool_use_id": "toolu_1", "content": "21.5"}
+    assert error.anthropic_block("toolu_2") == {"type": "tool_result", "tool_use_id": "toolu_2",
+                                                "content": "no city", "is_error": True}
+
+
 @pytest.mark.parametrize(("raw", "expected"), [
     ('{"a": 1}', {"a": 1}), ({"a": 1}, {"a": 1}), ("", {}), ("  ", {}),
     ("[1]", "the arguments must be a JSON object"), ("{", "the arguments are not valid JSON"),
