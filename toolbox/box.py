@@ -10,6 +10,7 @@ request to the next (and the provider's prompt cache with it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,9 @@ class Toolbox:
                 connection.settings = settings  # timeout, tools, max_result, refresh: no new session
                 kept[name] = connection
             else:
+                if settings is None:  # gone from the file: gone from /metrics
+                    with contextlib.suppress(KeyError):
+                        metrics.MCP_SERVER_UP.remove(name)
                 task = asyncio.get_running_loop().create_task(connection.close())
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)

@@ -223,5 +223,4 @@ class ServerConnection:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
             await asyncio.wait_for(self._task, 2.0)
-        metrics.MCP_SERVER_UP.labels(server=self.settings.name).set(0)
 

@@ -110,6 +110,9 @@ def test_reload_connects_new_servers_and_closes_removed_ones(
         mcp = until(lambda: (s := statsz(gateway)["mcp"]).get("more", {}).get("last_error") and s)
         assert list(mcp) == ["tools", "more"] and mcp["tools"]["connected"]
         assert "401" in mcp["more"]["last_error"] and MCP_TOKEN not in json.dumps(mcp)
+        text = gateway.metrics()
+        assert 'gateway_mcp_servers_up{server="down"}' not in text  # removed from the file
+        assert metric(text, 'gateway_mcp_servers_up{server="tools"}') == 1.0
     finally:
         assert gateway.stop() == 0
     assert "Traceback" not in gateway.log()
