@@ -26,7 +26,8 @@ from dsl.table import ServerSettings
 from runtime.process import Runtime
 from tests.support import ROOT
 
-PACKAGES = ("access", "converters", "dsl", "handlers", "ops", "runtime", "server", "stages", "toolbox", "upstream")
+PACKAGES = ("access", "converters", "dsl", "handlers", "limits", "ops", "redaction", "runtime", "server", "stages",
+            "toolbox", "upstream")
 
 # Lookup tables: dicts filled at import and only ever read.
 LOOKUP_TABLES = frozenset(
@@ -41,6 +42,11 @@ LOOKUP_TABLES = frozenset(
         "handlers.auth._MESSAGES",
         "handlers.errors._ANTHROPIC_TYPES",
         "handlers.errors._OPENAI_TYPES",
+        "limits.limiter._KIND_WORDS",
+        "limits.redis_state._KINDS",
+        "limits.state_protocol._LENGTH",
+        "redaction.answers._ANTHROPIC_DELTAS",
+        "redaction.presets.PRESETS",
         "ops.log_lines._ESCAPES",
         "ops.profiling._HEAP_FILTERS",  # tracemalloc.Filter objects, made once and never changed
     }
