@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -355,3 +357,32 @@ class McpTestServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+# The start of a routes.yaml for a gateway of a test's own in front of the mock provider:
+# its port, its secrets.yaml, breakers off (tests of other features share fault models),
+# and the mock as an OpenAI provider `mock` and an Anthropic provider `claude`.
+OWN_ROUTES = f"""version: 1
+server:
+  listen: 127.0.0.1:${{GATEWAY_PORT}}
+  drain_timeout: 5s
+secrets: secrets.yaml
+breakers: {{enabled: false}}
+providers:
+  mock: {{url: "${{MOCK_URL}}/v1", api_key: {PROVIDER_KEY}}}
+  claude: {{url: "${{MOCK_URL}}/v1", format: anthropic, api_key: {PROVIDER_KEY}}}
+"""
+
+
+@contextlib.contextmanager
+def own_gateway(mock: Mock, directory: Path, routes: str, secrets: str | None = None) -> Iterator[Gateway]:
+    """A gateway of OWN_ROUTES + `routes` (and `secrets`, else the client token alone) in front of
+    `mock`; on leaving, it must stop cleanly with no traceback in its log."""
+    config = write_config(directory, OWN_ROUTES + routes, secrets or f"client_token: {CLIENT_TOKEN}\n")
+    gateway = Gateway(config, env={"MOCK_URL": mock.url})
+    try:
+        yield gateway
+    finally:
+        code = gateway.stop()
+    assert code == 0, gateway.log()
+    assert "Traceback" not in gateway.log(), gateway.log()

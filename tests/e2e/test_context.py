@@ -17,47 +17,30 @@ import openai
 import pytest
 
 from limits.estimate import prompt_tokens
-from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, access_line, write_config
+from tests.support import CLIENT_TOKEN, Gateway, Mock, access_line, own_gateway
 
-ROUTES = f"""
-version: 1
-server:
-  listen: 127.0.0.1:${{GATEWAY_PORT}}
-  drain_timeout: 5s
-secrets: secrets.yaml
-breakers: {{enabled: false}}
-providers:
-  mock:
-    url: ${{MOCK_URL}}/v1
-    api_key: {PROVIDER_KEY}
-  claude:
-    url: ${{MOCK_URL}}/v1
-    format: anthropic
-    api_key: {PROVIDER_KEY}
+ROUTES = """
 models:
-  gpt-registry-small: {{context_window: 60}}
+  gpt-registry-small: {context_window: 60}
 agents:
-  sized: {{models: [mock/gpt-registry-small, {{target: mock/gpt-large, context_window: 100000}}]}}
-  cramped: {{models: [{{target: mock/gpt-small, context_window: 60}}, {{target: claude/claude-medium,
-             context_window: 200, max_output: 100}}]}}
-  trimmer: {{models: [{{target: mock/gpt-trim, context_window: 400}}], overflow: {{trim: {{keep_last_turns: 2}}}}}}
-  calibrated: {{models: [{{target: mock/gpt-calib, context_window: 100000}}]}}
-  unguarded: {{models: [{{target: mock/gpt-unguarded, context_window: 10}}], overflow: {{enabled: false}}}}
+  sized: {models: [mock/gpt-registry-small, {target: mock/gpt-large, context_window: 100000}]}
+  cramped: {models: [{target: mock/gpt-small, context_window: 60}, {target: claude/claude-medium,
+             context_window: 200, max_output: 100}]}
+  trimmer: {models: [{target: mock/gpt-trim, context_window: 400}], overflow: {trim: {keep_last_turns: 2}}}
+  calibrated: {models: [{target: mock/gpt-calib, context_window: 100000}]}
+  unguarded: {models: [{target: mock/gpt-unguarded, context_window: 10}], overflow: {enabled: false}}
 routes:
-  - {{match: POST /v1/chat/completions, handler: chat}}
-  - {{match: POST /v1/messages, handler: chat, ingress: anthropic}}
-  - {{match: GET /healthz, handler: health}}
-  - {{match: GET /statsz, handler: statsz}}
+  - {match: POST /v1/chat/completions, handler: chat}
+  - {match: POST /v1/messages, handler: chat, ingress: anthropic}
+  - {match: GET /healthz, handler: health}
+  - {match: GET /statsz, handler: statsz}
 """
 
 
 @pytest.fixture(scope="module")
 def gateway(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = write_config(tmp_path_factory.mktemp("context"), ROUTES, f"client_token: {CLIENT_TOKEN}\n")
-    process = Gateway(config, env={"MOCK_URL": mock.url})
-    yield process
-    assert process.stop() == 0, process.log()
-    assert "Traceback" not in process.log(), process.log()
+    with own_gateway(mock, tmp_path_factory.mktemp("context"), ROUTES) as process:
+        yield process
 
 
 def words(n: int) -> list[dict]:

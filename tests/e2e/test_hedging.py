@@ -19,45 +19,28 @@ import anthropic
 import openai
 import pytest
 
-from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, access_line, metric, write_config
+from tests.support import CLIENT_TOKEN, Gateway, Mock, access_line, metric, own_gateway
 
-ROUTES = f"""
-version: 1
-server:
-  listen: 127.0.0.1:${{GATEWAY_PORT}}
-  drain_timeout: 5s
-secrets: secrets.yaml
-breakers: {{enabled: false}}
-retry: {{backoff: {{base: 1ms, cap: 5ms}}}}
-providers:
-  mock:
-    url: ${{MOCK_URL}}/v1
-    api_key: {PROVIDER_KEY}
-  claude:
-    url: ${{MOCK_URL}}/v1
-    format: anthropic
-    api_key: {PROVIDER_KEY}
+ROUTES = """
+retry: {backoff: {base: 1ms, cap: 5ms}}
 agents:
-  hedged: {{models: [mock/gpt-hedge-slow, mock/gpt-hedge-fast], hedge_after: 100ms}}
-  early: {{models: [mock/gpt-early, mock/gpt-later]}}
-  claude-pair: {{models: [claude/claude-early, claude/claude-later]}}
-  again: {{models: [mock/gpt-again], retry: {{attempts: 2}}}}
+  hedged: {models: [mock/gpt-hedge-slow, mock/gpt-hedge-fast], hedge_after: 100ms}
+  early: {models: [mock/gpt-early, mock/gpt-later]}
+  claude-pair: {models: [claude/claude-early, claude/claude-later]}
+  again: {models: [mock/gpt-again], retry: {attempts: 2}}
 routes:
-  - {{match: POST /v1/chat/completions, handler: chat}}
-  - {{match: POST /v1/messages, handler: chat, ingress: anthropic}}
-  - {{match: GET /metrics, handler: metrics}}
-  - {{match: GET /healthz, handler: health}}
+  - {match: POST /v1/chat/completions, handler: chat}
+  - {match: POST /v1/messages, handler: chat, ingress: anthropic}
+  - {match: GET /metrics, handler: metrics}
+  - {match: GET /healthz, handler: health}
 """
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
 def gateway(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = write_config(tmp_path_factory.mktemp("hedging"), ROUTES, f"client_token: {CLIENT_TOKEN}\n")
-    process = Gateway(config, env={"MOCK_URL": mock.url})
-    yield process
-    assert process.stop() == 0, process.log()
-    assert "Traceback" not in process.log(), process.log()
+    with own_gateway(mock, tmp_path_factory.mktemp("hedging"), ROUTES) as process:
+        yield process
 
 
 @pytest.fixture(autouse=True)

@@ -16,36 +16,22 @@ import anthropic
 import openai
 import pytest
 
-from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, access_line, write_config
+from tests.support import CLIENT_TOKEN, Gateway, Mock, access_line, own_gateway
 
-ROUTES = f"""
-version: 1
-server:
-  listen: 127.0.0.1:${{GATEWAY_PORT}}
-  drain_timeout: 5s
-secrets: secrets.yaml
-breakers: {{enabled: false}}
-providers:
-  mock:
-    url: ${{MOCK_URL}}/v1
-    api_key: {PROVIDER_KEY}
-  claude:
-    url: ${{MOCK_URL}}/v1
-    format: anthropic
-    api_key: {PROVIDER_KEY}
+ROUTES = """
 models:
-  gpt-priced: {{price: {{input: 1000, output: 1000}}}}
+  gpt-priced: {price: {input: 1000, output: 1000}}
 agents:
-  pair: {{models: [mock/gpt-limited, mock/gpt-spare]}}
+  pair: {models: [mock/gpt-limited, mock/gpt-spare]}
 limits:
-  targets: {{mock/gpt-limited: {{rpm: 1}}}}
+  targets: {mock/gpt-limited: {rpm: 1}}
   output_reserve: 16
 routes:
-  - {{match: POST /v1/chat/completions, handler: chat}}
-  - {{match: POST /v1/messages, handler: chat, ingress: anthropic}}
-  - {{match: POST /v1/embeddings, handler: forward, providers: [mock]}}
-  - {{match: GET /healthz, handler: health}}
-  - {{match: GET /statsz, handler: statsz}}
+  - {match: POST /v1/chat/completions, handler: chat}
+  - {match: POST /v1/messages, handler: chat, ingress: anthropic}
+  - {match: POST /v1/embeddings, handler: forward, providers: [mock]}
+  - {match: GET /healthz, handler: health}
+  - {match: GET /statsz, handler: statsz}
 """
 RPM_TOKEN = "rpm-limited-token-0123456789"
 TPM_TOKEN = "tpm-limited-token-0123456789"
@@ -67,11 +53,8 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 @pytest.fixture(scope="module")
 def gateway(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = write_config(tmp_path_factory.mktemp("limits"), ROUTES, SECRETS)
-    process = Gateway(config, env={"MOCK_URL": mock.url})
-    yield process
-    assert process.stop() == 0, process.log()
-    assert "Traceback" not in process.log(), process.log()
+    with own_gateway(mock, tmp_path_factory.mktemp("limits"), ROUTES, SECRETS) as process:
+        yield process
 
 
 def chat(gateway: Gateway, token: str, model: str = "mock/gpt-4o-mini", **extra: object
