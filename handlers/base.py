@@ -355,6 +355,11 @@ class GatewayHandler(RequestHandler):
         self.mark_first_byte()
         self.finish(stream_error_event(self.stream_format, 502, f"upstream {label}: {message}"))
 
+    def end(self, body: bytes) -> None:
+        """A buffered answer, whole, after `begin`."""
+        self.mark_first_byte()
+        self.finish(body)
+
     def end_relayed(self, tail: bytes) -> None:
         """The relayed answer ended cleanly; `tail` is what was held back to the end."""
         if tail:

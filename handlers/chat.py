@@ -20,6 +20,7 @@ from converters.usage import Usage
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Agent, Provider, Route, Table, Target
 from handlers.base import GatewayHandler
+from handlers.tool_loop import ToolLoop
 from limits import context
 from limits.estimate import prompt_tokens
 from ops import metrics
@@ -75,6 +76,7 @@ class ChatHandler(GatewayHandler):
     agent: Agent | None = None  # when the client's model names one
     prompt_estimate = 0  # tokens, when the agent's overflow guard estimated the prompt
     fits: Mapping[str, context.Fit] = MappingProxyType({})  # by target label, when the guard runs
+    tool_loop: ToolLoop | None = None  # an agent's MCP tool loop, which reads every round's answer
 
     async def post(self) -> None:
         try:
@@ -113,7 +115,13 @@ class ChatHandler(GatewayHandler):
         if not await self.admit_limits(document, None if agent is None else agent.name, self.prompt_estimate):
             return None
         try:
-            await self._walk(targets, document)
+            if agent is not None and agent.mcp is not None:
+                self.tool_loop = ToolLoop(self, agent.name, agent.mcp)
+                await self.tool_loop.run(targets, document)
+            else:
+                failures = await self.walk_targets(targets, document)
+                if failures:
+                    self.answer_error(agent_answer(failures))
         finally:
             await self.finish_limits()
 
@@ -125,23 +133,25 @@ class ChatHandler(GatewayHandler):
         message = context.refusal_message(list(self.fits.values()), agent.name)
         self.fail(400, message, "context_length_exceeded", kind="invalid_request_error", param="messages")
 
-    async def _walk(self, targets: tuple[Target, ...], document: dict) -> None:
-        """Try the targets in the order given until one answers; else answer why none did."""
+    async def walk_targets(
+        self, targets: tuple[Target, ...], document: dict, client: Sink | None = None
+    ) -> list[Failure] | None:
+        """Try the targets in the order given until one answers `client` (default: the client
+        itself; a tool loop's round captures the answer); else the failures, the last one final."""
+        sink: Sink = self if client is None else client
         policy = self.table.retry if self.agent is None else self.agent.retry
         hedge_after = None if self.agent is None else self.agent.hedge_after
-        if hedge_after is not None:
-            self.race = Race(self)
+        self.race = None if hedge_after is None else Race(sink)
         failures = await walk(
-            targets, lambda target, _: self._attempt(target, document), self.gone,
-            policy=policy, answering=lambda: self.committed,
+            targets, lambda target, _: self._attempt(target, document, sink), self.gone,
+            policy=policy, answering=lambda: sink.committed,
             breakers=self.runtime.breakers, key=lambda target: target_key(target.provider.name, target.model),
             skipped=lambda target: self.note_skip(target.label), hedge_after=hedge_after,
             admit=self._admit if self.ticket is not None or self.fits else None,
         )
         self.note_walk(failures)
         self._count_fallback(failures)
-        if failures:
-            self.answer_error(agent_answer(failures))
+        return failures
 
     def _fit_context(self, agent: Agent, targets: tuple[Target, ...], document: dict) -> dict:
         """The agent's overflow guard: each target's fit for this prompt (targets that cannot
@@ -197,9 +207,9 @@ class ChatHandler(GatewayHandler):
             self.note_try(target.label, refused)
         return refused
 
-    async def _attempt(self, target: Target, document: dict) -> Failure | None:
+    async def _attempt(self, target: Target, document: dict, client: Sink) -> Failure | None:
         """Try one target, and note why it failed for the access log (an answer notes itself)."""
-        sink: Sink = self if self.race is None else self.race.enter()
+        sink: Sink = client if self.race is None else self.race.enter()
         failure = await self._try_target(target, document, sink)
         if failure is not None and failure.kind == CONTEXT_OVERFLOW and self.prompt_estimate:
             window = context.window_of(target, self.table.models).context
@@ -223,7 +233,7 @@ class ChatHandler(GatewayHandler):
             upstream_body = encode({**upstream_document, "model": target.model}, "the request")
         except ValueError as exc:
             return Failure(provider.name, target.label, 400, "invalid_request", str(exc))
-        reading = _ChatReading(provider, chain_plan, context)
+        reading = _ChatReading(provider, chain_plan, context, relaying=self.tool_loop is None)
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
                                   upstream_body, self._upstream_headers(translation))
         started = self.request.request_time()
@@ -268,7 +278,10 @@ class ChatHandler(GatewayHandler):
             counted.labels(**labels, kind="cache_write").inc(usage.cache_write)
             uncached = max(usage.input - usage.cached - usage.cache_write, 0)
             counted.labels(**labels, kind="uncached").inc(uncached)
-        self.answered(usage)
+        if self.tool_loop is None:
+            self.answered(usage)
+        else:
+            self.tool_loop.add_usage(usage)  # the loop answers once, with every round's usage
 
     def _upstream_headers(self, translation: Translation) -> list[tuple[str, str]]:
         """Content type and request id, and the client's headers that the format pair passes on."""
@@ -279,7 +292,7 @@ class ChatHandler(GatewayHandler):
     def _end_kept(
         self, target: Target, kept: Kept, translation: Translation, context: Context, sink: Sink
     ) -> Failure | None:
-        """A buffered answer: converted and sent when it is a good one, else why not."""
+        """A buffered answer: converted and ended at `sink` when it is a good one, else why not."""
         provider, status, body = target.provider.name, kept.exchange.status, kept.body
         if status == 0:
             return Failure(provider, target.label, 0, "transfer", "upstream gave no HTTP status")
@@ -298,30 +311,31 @@ class ChatHandler(GatewayHandler):
         body = self.staged_body(body)
         if not sink.claim():
             return None  # a hedged try answered first
-        self.set_status(status)
-        self.set_header("Content-Type", kept.exchange.headers.get("Content-Type", "application/json"))
-        self.mark_first_byte()
+        content_type = kept.exchange.headers.get("Content-Type", "application/json")
+        sink.begin(Head(status, (("Content-Type", content_type),)))
         self._answered(target, usage)
-        self.finish(body)
+        sink.end(body)
         return None
 
 
 class _ChatReading:
     """Relays a 2xx stream through the route's converter chain (a fresh one per answer, as
     a stage may run the upstream again), its start held until the first content event
-    (converters/stream_start.py); keeps every other answer."""
+    (converters/stream_start.py); keeps every other answer (and, not `relaying`, every answer:
+    a tool loop's rounds are read whole)."""
 
-    __slots__ = ("provider", "plan", "context", "chain", "start")
+    __slots__ = ("provider", "plan", "context", "chain", "start", "relaying")
 
-    def __init__(self, provider: Provider, plan: ChainPlan, context: Context) -> None:
+    def __init__(self, provider: Provider, plan: ChainPlan, context: Context, relaying: bool = True) -> None:
         self.provider = provider
         self.plan = plan
         self.context = context
         self.chain = Chain(())
         self.start: StreamStart | None = None
+        self.relaying = relaying
 
     def relay(self, exchange: Exchange) -> bool:
-        if not (exchange.streaming and 200 <= exchange.status < 300):
+        if not (self.relaying and exchange.streaming and 200 <= exchange.status < 300):
             return False
         self.chain = self.plan.build(self.context)
         self.start = StreamStart(self.provider.format, exchange.status, self.provider.scrub)

@@ -13,7 +13,7 @@ from tornado.iostream import StreamClosedError
 
 from mock_provider.behaviour import Behaviour, parse_model
 from mock_provider.handler import REASONS, MockHandler
-from mock_provider.plan import calls_now
+from mock_provider.plan import calls_now, tool_results
 from mock_provider.scripting import FaultScript
 
 SLOW_HEADERS_S = 2.0
@@ -83,10 +83,13 @@ class ScriptedHandler(MockHandler):
         if script is None:
             return False
         if script.kind == "tool_calls":
-            if req is not None:
+            if req is None:
+                return False
+            if script.after_result != "fail" or not tool_results(req, self.anthropic):
                 self.tool_script = script
                 self.note_script({"tool_calls": len(script.calls) if spend else 0})
-            return False
+                return False
+            script = FaultScript("fail", None)  # a model that breaks once its tools have run
         if script.kind == "delay":
             self.note_script({"first_byte_delay_ms": script.delay_ms})
             await self.pause(script.delay_ms / 1000.0)

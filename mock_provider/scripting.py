@@ -18,7 +18,9 @@ SCRIPT_LIMIT = 1_000  # models with a script at once
 MAX_DELAY_MS = 600_000
 _KINDS = ("fail", "first_byte_delay_ms", "refuse", "stream", "tool_calls", "recover")
 STREAM_FAULTS = ("error", "empty")  # what a scripted stream sends after its first event
-AFTER_RESULT = ("quote", "call")  # what a tool_calls script does when the last message is a tool result
+# What a tool_calls script does when the last message is a tool result: quote it, call again, or
+# fail (503: a model that breaks on the round after its tools ran).
+AFTER_RESULT = ("quote", "call", "fail")
 MAX_CALLS = 16  # tool calls in one scripted answer
 _KEYS = frozenset({"model", "status", "retry_after", "times", "after_result", *_KINDS})
 
@@ -34,7 +36,7 @@ class FaultScript:
     delay_ms: float = 0.0
     stream: str = ""  # "error" or "empty"
     calls: tuple[tuple[str, str], ...] = ()  # tool_calls: (name, arguments JSON)
-    after_result: str = "quote"  # tool_calls: "quote" the tool result, or "call" again
+    after_result: str = "quote"  # tool_calls: "quote" the tool result, "call" again, or "fail"
 
     def view(self) -> dict[str, Any]:
         shown: dict[str, Any] = {"kind": self.kind, "remaining": self.remaining}

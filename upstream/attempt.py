@@ -85,6 +85,10 @@ class Sink(Protocol):
         """Relay answer bytes now."""
         ...
 
+    def end(self, body: bytes) -> None:
+        """A buffered answer, whole (after `begin`): the answer ends with it."""
+        ...
+
     def end_stream(self, label: str, kind: str, message: str) -> None:
         """Stop relaying an answer that cannot be relayed on (and cancel the exchange)."""
         ...

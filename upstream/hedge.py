@@ -85,6 +85,10 @@ class Contender:
         if self.claim():
             self.race.client.send(data)
 
+    def end(self, body: bytes) -> None:
+        if self.claim():
+            self.race.client.end(body)
+
     def end_stream(self, label: str, kind: str, message: str) -> None:
         if self.claim():
             self.race.client.end_stream(label, kind, message)

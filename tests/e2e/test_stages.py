@@ -82,6 +82,9 @@ class Capture:
     def send(self, data: bytes) -> None:
         self.data += data
 
+    def end(self, body: bytes) -> None:
+        self.data += body
+
     def end_stream(self, label: str, kind: str, message: str) -> None:
         self.client.end_stream(label, kind, message)
 

@@ -35,6 +35,9 @@ class Client:
     def send(self, data: bytes) -> None:
         self.sent.append(data)
 
+    def end(self, body: bytes) -> None:
+        self.sent.append(body)
+
     def end_stream(self, label: str, kind: str, message: str) -> None:
         self.sent.append(message.encode())
 
