@@ -142,6 +142,7 @@ class ChatHandler(GatewayHandler):
         policy = self.table.retry if self.agent is None else self.agent.retry
         hedge_after = None if self.agent is None else self.agent.hedge_after
         self.race = None if hedge_after is None else Race(sink)
+        tried_before = len(self.tried or ())
         failures = await walk(
             targets, lambda target, _: self._attempt(target, document, sink), self.gone,
             policy=policy, answering=lambda: sink.committed,
@@ -150,7 +151,7 @@ class ChatHandler(GatewayHandler):
             admit=self._admit if self.ticket is not None or self.fits else None,
         )
         self.note_walk(failures)
-        self._count_fallback(failures)
+        self._count_fallback(failures, len(self.tried or ()) - tried_before)
         return failures
 
     def _fit_context(self, agent: Agent, targets: tuple[Target, ...], document: dict) -> dict:
@@ -182,11 +183,12 @@ class ChatHandler(GatewayHandler):
         self.fits = fits
         return document
 
-    def _count_fallback(self, failures: list[Failure] | None) -> None:
-        """An agent's walk that went past its first target, or where none answered, by outcome."""
-        if self.agent is None or self.client_gone or not self.tried:
+    def _count_fallback(self, failures: list[Failure] | None, tried: int) -> None:
+        """An agent's walk (of `tried` tries) that went past its first target, or where none
+        answered, by outcome."""
+        if self.agent is None or self.client_gone or not tried:
             return
-        if failures or len(self.tried) > 1:
+        if failures or tried > 1:
             outcome = "all_failed" if failures else "answered_after_fallback"
             metrics.FALLBACKS.labels(agent=self.agent.name, outcome=outcome).inc()
 
@@ -240,7 +242,10 @@ class ChatHandler(GatewayHandler):
         with self.runtime.strategies.trying(target):
             failure = await self._outcome(target, request, reading, translation, context, sink)
         if self.agent is not None and (failure is None or failure.retryable):
-            first_byte = None if self.ttfb is None else self.ttfb - started
+            if self.tool_loop is not None:  # a round is read whole: its time, when it answered
+                first_byte = None if failure is not None else self.request.request_time() - started
+            else:
+                first_byte = None if self.ttfb is None else self.ttfb - started
             if failure is not None or first_byte is not None:  # else the client left first
                 self.runtime.strategies.observe(target, first_byte)
         return failure

@@ -135,7 +135,7 @@ class ToolLoop:
             except TimeoutError:
                 return self._past_deadline()
             if handler.client_gone:
-                return self._stopped("client_gone")
+                return self._left()
             if failures:
                 return self._failed(failures)
             answer = _parsed(capture.body)
@@ -159,7 +159,7 @@ class ToolLoop:
             calls_run += len(ours)
             results = await self._run_calls(ours, ends)
             if handler.client_gone:
-                return self._stopped("client_gone")
+                return self._left()
             if results is None:
                 return self._past_deadline()
             iterations += 1
@@ -251,6 +251,12 @@ class ToolLoop:
             handler.finish(stream_error_event(self.fmt, status, message))
         else:
             handler.fail(status, message, code)
+
+    def _left(self) -> None:
+        """The client left: nothing to answer, but the rounds so far did spend tokens."""
+        self._stopped("client_gone")
+        if self.usage.reported:
+            self.handler.answered(self.usage)
 
     def _stopped(self, reason: str) -> None:
         metrics.MCP_LOOP_STOPS.labels(agent=self.agent, reason=reason).inc()

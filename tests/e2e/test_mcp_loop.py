@@ -199,3 +199,10 @@ def test_a_streamed_loop_sends_keep_alives_while_tools_run_and_one_terminator(
     assert body.startswith(b": keep-alive\n\n") and body.count(b"data: [DONE]") == 1
     assert b"slept 0.2" in body
     mock.script_fault("loop-openai", recover=True)
+
+
+def test_a_tool_that_hangs_is_cut_at_its_timeout_and_the_model_told(looping: Gateway, mock: Mock) -> None:
+    mock.script_fault("loop-openai", tool_calls=[{"name": "tools__hang", "arguments": {}}])
+    text, _ = ask(looping, "openai", "loop_openai", False)
+    assert "timed out after 2s" in text  # the error result, quoted by the model's next round
+    mock.script_fault("loop-openai", recover=True)
