@@ -355,10 +355,12 @@ class GatewayHandler(RequestHandler):
         self.mark_first_byte()
         self.finish(stream_error_event(self.stream_format, 502, f"upstream {label}: {message}"))
 
-    def end(self, body: bytes) -> None:
-        """A buffered answer, whole, after `begin`."""
-        self.mark_first_byte()
-        self.finish(body)
+    def end(self, data: bytes) -> None:
+        """The answer ends with `data`: a buffered answer whole, or a relayed one's held-back tail."""
+        if data:
+            self.mark_first_byte()
+            self.write(data)
+        self.finish()
 
     def end_relayed(self, tail: bytes) -> None:
         """The relayed answer ended cleanly; `tail` is what was held back to the end."""

@@ -235,7 +235,8 @@ class ChatHandler(GatewayHandler):
             upstream_body = encode({**upstream_document, "model": target.model}, "the request")
         except ValueError as exc:
             return Failure(provider.name, target.label, 400, "invalid_request", str(exc))
-        reading = _ChatReading(provider, chain_plan, context, relaying=self.tool_loop is None)
+        loop = self.tool_loop
+        reading = _ChatReading(provider, chain_plan, context, relaying=loop is None or loop.streamed)
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
                                   upstream_body, self._upstream_headers(translation))
         started = self.request.request_time()
@@ -262,7 +263,7 @@ class ChatHandler(GatewayHandler):
             return outcome
         if isinstance(outcome, Relayed):
             self._answered(target, _chain_usage(reading.chain))
-            self.end_relayed(outcome.tail)
+            sink.end(outcome.tail)
         elif isinstance(outcome, Broken):
             self._answered(target, _chain_usage(reading.chain))
             self.end_broken(outcome)

@@ -2,11 +2,11 @@
 their tools and asks the model again, until the model answers the client.
 
 Each round is a whole walk over the agent's targets (breakers, strategies, limits, fallback),
-whose answer a Capture keeps instead of the client, so a tool that has run is never run again
-when the next round falls back to another target. The loop works in the client's format
-(handlers/tool_turns.py); the route's converters serve every round. Rounds are read whole (the
-upstream is asked without `stream`); a client that asked for a stream gets `: keep-alive`
-comments while tools run and then the final answer as one stream in its format.
+whose answer its own sink reads instead of the client, so a tool that has run is never run
+again when the next round falls back to another target. The loop works in the client's format
+(handlers/tool_turns.py); the route's converters and answer stages serve every round. A buffered
+request's rounds are read whole (a Capture); a streamed one's are streamed, their text relayed as
+it comes (handlers/tool_stream.py), with `: keep-alive` comments while tools run and one end.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import orjson
 from converters.usage import Usage
 from dsl.table import McpLoop, Target
 from handlers.errors import stream_error_event
+from handlers.tool_stream import RoundStream, StreamShared
 from handlers.tool_turns import (
     ToolCall,
     add_usage,
-    as_stream,
     calls_of,
     continued,
     keeping_calls,
+    stream_end,
     tools_disabled,
 )
 from ops import metrics
@@ -95,6 +96,7 @@ class ToolLoop:
         self.usage_body: dict[str, Any] = {}  # every round's `usage` object, in the client's format
         self.streamed = False
         self.with_usage = False
+        self.shared = StreamShared()  # a streamed request's rounds: one response id, one start
 
     def add_usage(self, usage: Usage | None) -> None:
         """A round's usage, as the upstream reported it."""
@@ -116,6 +118,10 @@ class ToolLoop:
         options = document.get("stream_options")
         self.with_usage = self.streamed and isinstance(options, dict) and options.get("include_usage") is True
         request = {k: v for k, v in document.items() if k not in ("stream", "stream_options")}
+        if self.streamed:
+            request["stream"] = True
+            if fmt == "openai":  # every round's usage, to sum
+                request["stream_options"] = {"include_usage": True}
         own = request.get("tools") if isinstance(request.get("tools"), list) else []
         taken = frozenset(name for tool in own if isinstance(tool, dict) and (name := tool_name(tool)))
         offered = toolbox.offered(settings, fmt, taken)
@@ -128,17 +134,20 @@ class ToolLoop:
             if remaining <= 0:
                 return self._past_deadline()
             metrics.MCP_LOOP_ITERATIONS.labels(agent=self.agent).inc()
-            capture = Capture(handler)
+            sink = RoundStream(handler, fmt, lambda name: toolbox.owns(settings, name), self.shared) \
+                if self.streamed else Capture(handler)
             try:
                 async with asyncio.timeout(remaining):
-                    failures = await handler.walk_targets(targets, request, capture)
+                    failures = await handler.walk_targets(targets, request, sink)
             except TimeoutError:
                 return self._past_deadline()
             if handler.client_gone:
                 return self._left()
+            if handler.over or (isinstance(sink, RoundStream) and sink.error):
+                return self._ended_in_round()
             if failures:
                 return self._failed(failures)
-            answer = _parsed(capture.body)
+            answer = sink.whole_answer() if isinstance(sink, RoundStream) else _parsed(sink.body)
             if answer is None:
                 message = "the model's answer is not a JSON object"
                 return self._error("error", 502, message, "bad_upstream_body")
@@ -220,7 +229,7 @@ class ToolLoop:
         if self.streamed:
             if not handler.committed:
                 self._stream_head()
-            handler.finish(as_stream(answer, self.fmt, self.with_usage))
+            handler.finish(stream_end(answer, self.fmt, self.with_usage, self.shared.response_id))
             return
         handler.set_status(200)
         handler.set_header("Content-Type", "application/json")
@@ -251,6 +260,15 @@ class ToolLoop:
             handler.finish(stream_error_event(self.fmt, status, message))
         else:
             handler.fail(status, message, code)
+
+    def _ended_in_round(self) -> None:
+        """A round's stream broke after its first bytes, or relayed an error event: it ended
+        the client's stream (or does now, after that event)."""
+        self._stopped("error")
+        if self.usage.reported:
+            self.handler.answered(self.usage)
+        if not self.handler.over:
+            self.handler.finish()
 
     def _left(self) -> None:
         """The client left: nothing to answer, but the rounds so far did spend tokens."""

@@ -1,6 +1,6 @@
 """A tool loop's turns in the client's wire format (OpenAI chat completions or Anthropic
 messages): the calls an answer makes, the request that carries their results, usage summed
-over rounds, and a whole answer replayed as the stream the client asked for.
+over rounds, and the stream events that end a streamed loop.
 
 The loop works on the client's format so that the route's converters serve every round,
 whatever format the provider speaks.
@@ -95,9 +95,24 @@ def add_usage(total: dict[str, Any], usage: Any) -> None:
 
 
 def as_stream(answer: dict[str, Any], fmt: str, with_usage: bool) -> bytes:
-    """A whole answer as the stream of events the client's API sends for it, terminator included.
-    `with_usage`: an OpenAI client asked for the usage chunk (`stream_options.include_usage`)."""
+    """A whole answer as the stream of events the client's API sends for it, terminator included
+    (an upstream that answered JSON to a streamed request). `with_usage`: with OpenAI's usage chunk."""
     return _anthropic_events(answer) if fmt == "anthropic" else _openai_chunks(answer, with_usage)
+
+
+def stream_end(answer: dict[str, Any], fmt: str, with_usage: bool, response_id: Any) -> bytes:
+    """The events that end a stream whose content went out already: the final answer's stop
+    reason and usage (OpenAI: with `with_usage` only), then the terminator."""
+    if fmt == "anthropic":
+        return _events(_anthropic_end(answer))
+    choices = _list(answer.get("choices"))
+    finish = choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else "stop"
+    base = {"id": response_id, "object": "chat.completion.chunk", "created": answer.get("created"),
+            "model": answer.get("model")}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}]
+    if with_usage:
+        chunks.append({**base, "choices": [], "usage": answer.get("usage")})
+    return b"".join(b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks) + b"data: [DONE]\n\n"
 
 
 def _openai_chunks(answer: dict[str, Any], with_usage: bool) -> bytes:
@@ -149,11 +164,17 @@ def _anthropic_events(answer: dict[str, Any]) -> bytes:
         events += [(b"content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
                    for d in deltas]
         events.append((b"content_block_stop", {"type": "content_block_stop", "index": index}))
-    events.append((b"message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": answer.get("stop_reason"), "stop_sequence": answer.get("stop_sequence")},
-        "usage": usage}))
-    events.append((b"message_stop", {"type": "message_stop"}))
+    return _events(events + _anthropic_end(answer))
+
+
+def _anthropic_end(answer: dict[str, Any]) -> list[tuple[bytes, dict[str, Any]]]:
+    delta = {"stop_reason": answer.get("stop_reason"), "stop_sequence": answer.get("stop_sequence")}
+    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    return [(b"message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
+            (b"message_stop", {"type": "message_stop"})]
+
+
+def _events(events: list[tuple[bytes, dict[str, Any]]]) -> bytes:
     return b"".join(b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n" for name, data in events)
 
 

@@ -85,8 +85,9 @@ class Sink(Protocol):
         """Relay answer bytes now."""
         ...
 
-    def end(self, body: bytes) -> None:
-        """A buffered answer, whole (after `begin`): the answer ends with it."""
+    def end(self, data: bytes) -> None:
+        """The answer ends with `data` (after `begin`): a buffered answer whole, or what a
+        relayed one held back to its end."""
         ...
 
     def end_stream(self, label: str, kind: str, message: str) -> None:

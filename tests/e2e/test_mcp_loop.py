@@ -99,8 +99,8 @@ def test_a_two_round_loop_answers_with_the_tool_result(
     before = metric(looping.metrics(), f'gateway_mcp_loop_iterations_total{{agent="{agent}"}}')
     text, answer = ask(looping, client, agent, stream)
     assert "echo: hi" in text and text.startswith("Tool result")
-    first, second = sent_to(mock, model)  # two rounds, the upstream asked without stream
-    assert "stream" not in first or first["stream"] is False
+    first, second = sent_to(mock, model)  # two rounds, streamed when the client's is
+    assert bool(first.get("stream")) is stream
     names = [t.get("name") or t["function"]["name"] for t in first["tools"]]
     assert "tools__echo" in names and not any(n.startswith("down__") for n in names)
     assert "echo: hi" in json.dumps(second["messages"][-1])
@@ -182,8 +182,9 @@ def test_the_deadline_yields_a_clear_error(looping: Gateway, mock: Mock, stream:
             "POST", "/v1/chat/completions",
             json.dumps({"model": "hurried", "messages": ASK, "stream": True}).encode(),
             {"Authorization": f"Bearer {CLIENT_TOKEN}", "Content-Type": "application/json"})
-        assert status == 200  # the stream began with keep-alive comments while the tool ran
-        assert body.startswith(b": keep-alive") and b"deadline of 1s" in body
+        assert status == 200  # the stream began with the first round, then keep-alives while the tool ran
+        assert b"\n\n: keep-alive\n\n" in body and b"deadline of 1s" in body.split(b": keep-alive")[-1]
+        assert b"[DONE]" not in body
     mock.script_fault("loop-slow", recover=True)
 
 
@@ -196,8 +197,12 @@ def test_a_streamed_loop_sends_keep_alives_while_tools_run_and_one_terminator(
         json.dumps({"model": "loop_openai", "messages": ASK, "stream": True}).encode(),
         {"Authorization": f"Bearer {CLIENT_TOKEN}", "Content-Type": "application/json"})
     assert status == 200 and headers["content-type"].startswith("text/event-stream")
-    assert body.startswith(b": keep-alive\n\n") and body.count(b"data: [DONE]") == 1
-    assert b"slept 0.2" in body
+    events = [e for e in body.split(b"\n\n") if e]
+    assert b": keep-alive" in events and events.count(b"data: [DONE]") == 1 and events[-1] == b"data: [DONE]"
+    chunks = [json.loads(e[6:]) for e in events if e.startswith(b"data: {")]
+    assert len({chunk["id"] for chunk in chunks}) == 1  # one response id over both rounds
+    assert not any("tool_calls" in c["choices"][0]["delta"] for c in chunks if c["choices"])  # ours stay in
+    assert "slept 0.2" in "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     mock.script_fault("loop-openai", recover=True)
 
 
