@@ -72,7 +72,7 @@ and recover without renaming it or sleeping. Each POST replaces that model's scr
   tool or says ``tool_choice`` none; with ``"after_result": "call"`` the calls are made again
   whatever the request ends with (a model that never stops calling), with ``"fail"`` a request
   ending with tool results is answered 503 (a model that breaks after its tools ran; it spends
-  nothing). ``times`` counts the answers
+  nothing); with ``"say": "<text>"`` the calling answer opens with that text. ``times`` counts the answers
   that call; a quoting answer spends none. Other endpoints ignore such a script.
 * ``{"model": m, "recover": true}``: drop ``m``'s script. ``DELETE`` drops every script and count.
 

@@ -224,13 +224,14 @@ def calls_now(req: dict[str, Any], after_result: str, anthropic: bool) -> bool:
 
 def scripted_plan(
     req: dict[str, Any], model: str, b: Behaviour, anthropic: bool,
-    calls: tuple[tuple[str, str], ...], after_result: str,
+    calls: tuple[tuple[str, str], ...], after_result: str, say: str = "",
 ) -> Plan:
-    """A ``tool_calls`` script's answer: the scripted calls; or, when the request ends with tool
-    results (or allows no tool), text quoting those results, ``Tool result: <text>``."""
+    """A ``tool_calls`` script's answer: the scripted calls (after the text ``say``); or, when the
+    request ends with tool results (or allows no tool), text quoting them, ``Tool result: <text>``."""
     plan = make_plan(req, model, b, anthropic)
     if calls_now(req, after_result, anthropic):
-        return Plan(plan.prompt_tokens, [], False, [(name, args, _split3(args)) for name, args in calls], [])
+        scripted = [(name, args, _split3(args)) for name, args in calls]
+        return Plan(plan.prompt_tokens, _WORD_RE.findall(say), False, scripted, [])
     results = tool_results(req, anthropic)
     if results is None:
         return plan

@@ -22,7 +22,8 @@ STREAM_FAULTS = ("error", "empty")  # what a scripted stream sends after its fir
 # fail (503: a model that breaks on the round after its tools ran).
 AFTER_RESULT = ("quote", "call", "fail")
 MAX_CALLS = 16  # tool calls in one scripted answer
-_KEYS = frozenset({"model", "status", "retry_after", "times", "after_result", *_KINDS})
+_KEYS = frozenset({"model", "status", "retry_after", "times", "after_result", "say", *_KINDS})
+MAX_SAY = 1024  # characters of the text a calling answer opens with
 
 
 @dataclass(slots=True)
@@ -37,6 +38,7 @@ class FaultScript:
     stream: str = ""  # "error" or "empty"
     calls: tuple[tuple[str, str], ...] = ()  # tool_calls: (name, arguments JSON)
     after_result: str = "quote"  # tool_calls: "quote" the tool result, "call" again, or "fail"
+    say: str = ""  # tool_calls: the text the calling answer opens with
 
     def view(self) -> dict[str, Any]:
         shown: dict[str, Any] = {"kind": self.kind, "remaining": self.remaining}
@@ -49,6 +51,8 @@ class FaultScript:
         elif self.kind == "tool_calls":
             shown["tool_calls"] = [{"name": n, "arguments": orjson.loads(args)} for n, args in self.calls]
             shown["after_result"] = self.after_result
+            if self.say:
+                shown["say"] = self.say
         return shown
 
 
@@ -63,8 +67,9 @@ def parse_script(spec: Any) -> tuple[str, FaultScript | None] | str:
     ``{"model", "first_byte_delay_ms": ms, "times": N}``, ``{"model", "refuse": true, "times": N}``
     ``{"model", "stream": "error" | "empty", "times": N}`` (a streamed completion answers 200,
     sends its first event, then an error event or nothing),
-    ``{"model", "tool_calls": [{"name", "arguments": {...}}, ...], "after_result": "quote" | "call",
-    "times": N}`` (a chat answer calls these tools; see ``plan.scripted_plan``) or
+    ``{"model", "tool_calls": [{"name", "arguments": {...}}, ...], "after_result": "quote" | "call" |
+    "fail", "say": "<text the calling answer opens with>", "times": N}`` (a chat answer calls
+    these tools; see ``plan.scripted_plan``) or
     ``{"model", "recover": true}``; without ``times`` (or with ``fail: true``) until cleared.
     """
     if not isinstance(spec, dict) or set(spec) - _KEYS:
@@ -79,8 +84,8 @@ def parse_script(spec: Any) -> tuple[str, FaultScript | None] | str:
     times = spec.get("times")
     if times is not None and (kind in ("fail", "recover") or not _count(times)):
         return "times (an integer >= 1) goes with first_byte_delay_ms, refuse, stream or tool_calls"
-    if "after_result" in spec and kind != "tool_calls":
-        return "after_result goes with tool_calls"
+    if ("after_result" in spec or "say" in spec) and kind != "tool_calls":
+        return "after_result and say go with tool_calls"
     if kind != "fail" and ("status" in spec or "retry_after" in spec):
         return "status and retry_after go with fail"
     if kind == "recover":
@@ -125,8 +130,11 @@ def _tool_calls(model: str, spec: dict[str, Any], times: int | None) -> tuple[st
     after = spec.get("after_result", "quote")
     if after not in AFTER_RESULT:
         return f"after_result must be one of {list(AFTER_RESULT)}"
+    say = spec.get("say", "")
+    if not isinstance(say, str) or len(say) > MAX_SAY:
+        return f"say must be a string of at most {MAX_SAY} characters"
     scripted = tuple((c["name"], orjson.dumps(c.get("arguments", {})).decode()) for c in calls)
-    return model, FaultScript("tool_calls", times, calls=scripted, after_result=after)
+    return model, FaultScript("tool_calls", times, calls=scripted, after_result=after, say=say)
 
 
 class FaultBook:

@@ -4,15 +4,17 @@
 
 prints ``mcp server listening on 127.0.0.1:N`` once its socket is bound. With --token, every
 request without ``Authorization: Bearer T`` is answered 401. Its tools: ``echo`` (the text
-back), ``slow`` (answers after some seconds), ``hang`` (never answers), ``fail`` (an error
-result), ``weather`` (structured output), ``count`` (how many times it ran: a side effect) and
-``grow`` (adds a tool and notifies the clients listening for tool list changes).
+back), ``slow`` (answers after some seconds), ``signal`` (answers once a file exists: the test's
+signal), ``hang`` (never answers), ``fail`` (an error result), ``weather`` (structured output),
+``count`` (how many times it ran: a side effect) and ``grow`` (adds a tool and notifies the
+clients listening for tool list changes).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import sys
 
@@ -43,6 +45,12 @@ def build(name: str) -> MCPServer:
     async def slow(seconds: float) -> str:
         await asyncio.sleep(seconds)
         return f"slept {seconds}"
+
+    @server.tool(description="Answer once the file at this path exists (the test's signal).")
+    async def signal(path: str) -> str:
+        while not os.path.exists(path):
+            await asyncio.sleep(0.02)
+        return f"signalled {os.path.basename(path)}"
 
     @server.tool(description="Never answer.")
     async def hang() -> str:

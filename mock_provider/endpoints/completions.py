@@ -69,7 +69,7 @@ class _CompletionBase(ScriptedHandler):
             return
         script = self.tool_script
         plan = make_plan(req, model, b, self.anthropic) if script is None else scripted_plan(
-            req, model, b, self.anthropic, script.calls, script.after_result)
+            req, model, b, self.anthropic, script.calls, script.after_result, script.say)
         if b.cache:
             plan.cached_tokens = self.state.cached_tokens(prompt_prefixes(req, model, self.anthropic))
         n = next(self.state.ids)

@@ -245,11 +245,45 @@ def test_tool_calls_script_after_result_call_keeps_calling(mock: Mock) -> None:
     assert answer.choices[0].message.tool_calls[0].function.name == "files__echo"
 
 
+def test_tool_calls_script_after_result_fail_fails_once_the_tools_ran(mock: Mock) -> None:
+    client = mock.openai()
+    mock.script_fault("gpt-loop", tool_calls=CALLS[:1], after_result="fail")
+    first = client.chat.completions.create(model="gpt-loop", messages=MSGS, tools=OPENAI_TOOLS)
+    assert first.choices[0].message.tool_calls[0].function.name == "files__echo"
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "files__echo", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "echo: hi"}]
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-loop", messages=messages, tools=OPENAI_TOOLS)
+    assert last_entry(mock)["script"] == {"fail": 503, "retry_after": None}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_calls_script_says_its_text_before_the_calls(mock: Mock, stream: bool) -> None:
+    mock.script_fault("gpt-loop", tool_calls=CALLS[:1], say="Let me look.")
+    client = mock.openai()
+    if stream:
+        chunks = list(client.chat.completions.create(model="gpt-loop", messages=MSGS, tools=OPENAI_TOOLS,
+                                                     stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
+    else:
+        answer = client.chat.completions.create(model="gpt-loop", messages=MSGS, tools=OPENAI_TOOLS)
+        text = answer.choices[0].message.content or ""
+        assert answer.choices[0].message.tool_calls
+    assert text == "Let me look."
+    claude = mock.anthropic().messages.create(model="gpt-loop", max_tokens=64, messages=MSGS,
+                                              tools=[{"name": "files__echo", "input_schema": {"type": "object"}}])
+    assert [b.type for b in claude.content] == ["text", "tool_use"] and claude.content[0].text == "Let me look."
+
+
 @pytest.mark.parametrize(("spec", "expected"), [
     ({"tool_calls": []}, "tool_calls must be a list of 1 to 16"),
     ({"tool_calls": [{"name": "x", "arguments": [1]}]}, "tool_calls must be a list"),
     ({"tool_calls": [{"name": "x"}], "after_result": "maybe"}, "after_result must be one of"),
-    ({"fail": 1, "after_result": "call"}, "after_result goes with tool_calls"),
+    ({"fail": 1, "after_result": "call"}, "after_result and say go with tool_calls"),
+    ({"fail": 1, "say": "hi"}, "after_result and say go with tool_calls"),
+    ({"tool_calls": [{"name": "x"}], "say": 3}, "say must be a string"),
 ])
 def test_bad_tool_calls_scripts_are_refused(mock: Mock, spec: dict, expected: str) -> None:
     response, body = mock.raw("/_mock/faults", {"model": "m", **spec})

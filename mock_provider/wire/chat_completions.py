@@ -46,6 +46,7 @@ def openai_body(plan: Plan, model: str, n: int) -> bytes:
     """A non-stream ``chat.completion`` object."""
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
     if plan.calls:
+        message["content"] = plan.text or None  # a scripted answer may say something first
         message["tool_calls"] = [
             {
                 "id": f"call_mock{n}_{i}",
@@ -91,6 +92,7 @@ def openai_events(plan: Plan, model: str, n: int, include_usage: bool) -> list[b
 
     if plan.calls:
         events = [chunk({"role": "assistant", "content": None, "refusal": None})]
+        events.extend(chunk({"content": w}) for w in plan.words)  # a scripted answer may say something first
         for i, (name, _, frags) in enumerate(plan.calls):
             events.append(chunk({"tool_calls": [{
                 "index": i, "id": f"call_mock{n}_{i}", "type": "function",

@@ -59,6 +59,8 @@ def anthropic_body(plan: Plan, model: str, n: int) -> bytes:
              "signature": THINKING_SIGNATURE}
         )
     if plan.calls:
+        if plan.words:  # a scripted answer may say something first
+            content.append({"type": "text", "text": plan.text})
         content.extend(
             {"type": "tool_use", "id": f"toolu_mock{n}_{i}", "name": name,
              "input": orjson.loads(args)}
@@ -112,6 +114,12 @@ def anthropic_events(plan: Plan, model: str, n: int) -> list[bytes]:
         stop()
         index += 1
     if plan.calls:
+        if plan.words:  # a scripted answer may say something first
+            start({"type": "text", "text": ""})
+            for w in plan.words:
+                delta({"type": "text_delta", "text": w})
+            stop()
+            index += 1
         for i, (name, _, frags) in enumerate(plan.calls):
             start({"type": "tool_use", "id": f"toolu_mock{n}_{i}", "name": name, "input": {}})
             delta({"type": "input_json_delta", "partial_json": ""})

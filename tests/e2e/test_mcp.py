@@ -78,7 +78,7 @@ def test_statsz_and_metrics_show_each_server_and_a_down_one_blocks_nothing(
         mcp = until(lambda: (s := statsz(gateway)["mcp"])["tools"]["connected"] and s["down"]["last_error"] and s)
         assert list(mcp) == ["tools", "down"]
         tools, down = mcp["tools"], mcp["down"]
-        assert tools["protocol_version"] and tools["tools"] == tools["offered"] == 7
+        assert tools["protocol_version"] and tools["tools"] == tools["offered"] == 8
         assert (tools["calls"], tools["errors"], tools["last_error"]) == (0, 0, None)
         assert not down["connected"] and down["tools"] == 0 and "ConnectError" in down["last_error"]
         text = gateway.metrics()

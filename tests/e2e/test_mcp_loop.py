@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -17,6 +18,7 @@ from tests.support import CLIENT_TOKEN, Gateway, McpTestServer, Mock, free_port,
 ROUTES = """
 mcp_servers:
   tools: {url: "%(tools)s", timeout: 2s}
+  patient: {url: "%(tools)s", timeout: 60s}
   down: {url: "http://127.0.0.1:%(closed)d/mcp"}
 agents:
   loop_openai: {models: [mock/loop-openai], mcp: {servers: [tools, down]}}
@@ -25,6 +27,7 @@ agents:
   twice: {models: [mock/loop-breaks, claude/loop-steady], mcp: {servers: [tools]}}
   limited: {models: [mock/loop-endless], mcp: {servers: [tools], max_iterations: 2}}
   hurried: {models: [mock/loop-slow], mcp: {servers: [tools], deadline: 1s}}
+  gated: {models: [claude/loop-gated], mcp: {servers: [patient]}}
 routes:
   - {match: POST /v1/chat/completions, handler: chat}
   - {match: POST /v1/messages, handler: chat, ingress: anthropic}
@@ -50,10 +53,15 @@ def looping(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Ga
     directory = tmp_path_factory.mktemp("mcp-loop")
     try:
         with own_gateway(mock, directory, ROUTES % {"tools": server.url, "closed": free_port()}) as gateway:
-            until(lambda: json.loads(gateway.get("/statsz")[2])["mcp"]["tools"]["connected"])
+            until(lambda: all(server["connected"] for name, server in mcp_status(gateway).items()
+                              if name != "down"))
             yield gateway
     finally:
         server.stop()
+
+
+def mcp_status(gateway: Gateway) -> dict[str, Any]:
+    return json.loads(gateway.get("/statsz")[2])["mcp"]
 
 
 def claude_client(gateway: Gateway) -> anthropic.Anthropic:
@@ -124,7 +132,7 @@ def test_usage_is_summed_over_rounds(looping: Gateway, mock: Mock) -> None:
 
 @pytest.mark.parametrize("client", ["openai", "anthropic"])
 def test_a_mixed_turn_returns_the_clients_calls_and_runs_none(looping: Gateway, mock: Mock, client: str) -> None:
-    calls_before = json.loads(looping.get("/statsz")[2])["mcp"]["tools"]["calls"]
+    calls_before = mcp_status(looping)["tools"]["calls"]
     mock.script_fault("loop-mixed", tool_calls=[*ECHO, {"name": "get_time", "arguments": {"zone": "UTC"}}])
     if client == "openai":
         tool = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
@@ -139,7 +147,7 @@ def test_a_mixed_turn_returns_the_clients_calls_and_runs_none(looping: Gateway, 
         assert message.stop_reason == "tool_use"
         uses = [b for b in message.content if b.type == "tool_use"]
         assert [(b.name, b.input) for b in uses] == [("get_time", {"zone": "UTC"})]
-    assert json.loads(looping.get("/statsz")[2])["mcp"]["tools"]["calls"] == calls_before
+    assert mcp_status(looping)["tools"]["calls"] == calls_before
     mock.script_fault("loop-mixed", recover=True)
 
 
@@ -211,3 +219,30 @@ def test_a_tool_that_hangs_is_cut_at_its_timeout_and_the_model_told(looping: Gat
     text, _ = ask(looping, "openai", "loop_openai", False)
     assert "timed out after 2s" in text  # the error result, quoted by the model's next round
     mock.script_fault("loop-openai", recover=True)
+
+
+@pytest.mark.parametrize("client", ["openai", "anthropic"])
+def test_a_stream_delivers_the_first_rounds_text_before_the_tool_finishes(
+    looping: Gateway, mock: Mock, tmp_path: Path, client: str
+) -> None:
+    signal = tmp_path / f"go-{client}"
+    call = [{"name": "patient__signal", "arguments": {"path": str(signal)}}]
+    mock.script_fault("loop-gated", tool_calls=call, say="Let me check.")
+    texts: list[str] = []
+    if client == "openai":
+        for chunk in looping.openai().chat.completions.create(model="gated", messages=ASK, stream=True):
+            texts += [chunk.choices[0].delta.content or ""] if chunk.choices else []
+            if "check." in "".join(texts) and not signal.exists():
+                signal.touch()  # the tool has waited for this: the first round's text came first
+    else:
+        with claude_client(looping).messages.stream(model="gated", max_tokens=256, messages=ASK) as events:
+            for event in events:
+                if event.type == "text":
+                    texts.append(event.text)
+                    if "check." in "".join(texts) and not signal.exists():
+                        signal.touch()
+            final = events.get_final_message()
+        assert [b.type for b in final.content] == ["text", "text"]
+    text = "".join(texts)
+    assert text.startswith("Let me check.") and f"signalled go-{client}" in text
+    mock.script_fault("loop-gated", recover=True)
