@@ -9,6 +9,7 @@ whatever format the provider speaks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -134,7 +135,7 @@ def _openai_chunks(answer: dict[str, Any], with_usage: bool) -> bytes:
     return b"".join(b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks) + b"data: [DONE]\n\n"
 
 
-_DELTAS = {"text": ("text_delta", "text"), "thinking": ("thinking_delta", "thinking")}
+_DELTAS = MappingProxyType({"text": ("text_delta", "text"), "thinking": ("thinking_delta", "thinking")})
 
 
 def _anthropic_events(answer: dict[str, Any]) -> bytes:

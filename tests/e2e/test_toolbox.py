@@ -14,7 +14,7 @@ from dsl.table import McpLoop, McpServer
 from tests.support import McpTestServer, free_port
 from toolbox.box import Toolbox
 
-TOOLS = ("count", "echo", "fail", "grow", "hang", "slow", "weather")
+TOOLS = ("count", "echo", "fail", "grow", "hang", "signal", "slow", "weather")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_allow_and_deny_choose_the_tools_offered(server: McpTestServer) -> None:
         session = toolbox.connections["a"]
         toolbox.configure({"a": McpServer("a", server.url, deny=("hang",))})
         assert toolbox.connections["a"] is session
-        assert offered_names(toolbox, McpLoop(("a",))) == ["a__count", "a__echo", "a__fail", "a__grow", "a__slow", "a__weather"]
+        assert offered_names(toolbox, McpLoop(("a",))) == ["a__count", "a__echo", "a__fail", "a__grow", "a__signal", "a__slow", "a__weather"]
 
     run(test)
 
