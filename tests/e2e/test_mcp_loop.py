@@ -151,6 +151,28 @@ def test_a_mixed_turn_returns_the_clients_calls_and_runs_none(looping: Gateway, 
     mock.script_fault("loop-mixed", recover=True)
 
 
+@pytest.mark.parametrize("client", ["openai", "anthropic"])
+def test_a_streamed_mixed_turn_shows_only_the_clients_calls(looping: Gateway, mock: Mock, client: str) -> None:
+    mock.script_fault("loop-mixed", tool_calls=[*ECHO, {"name": "get_time", "arguments": {"zone": "UTC"}}])
+    if client == "openai":
+        tool = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+        chunks = list(looping.openai().chat.completions.create(
+            model="mixed", messages=ASK, tools=[tool], stream=True))
+        deltas = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or ()]
+        assert {d.index for d in deltas} == {0} and [d.function.name for d in deltas if d.function.name] == ["get_time"]
+        assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"zone": "UTC"}
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    else:
+        tool = {"name": "get_time", "input_schema": {"type": "object"}}
+        with claude_client(looping).messages.stream(
+                model="mixed", max_tokens=256, messages=ASK, tools=[tool]) as events:  # type: ignore[list-item]
+            message = events.get_final_message()
+        assert message.stop_reason == "tool_use"
+        assert [(b.type, getattr(b, "name", None), getattr(b, "input", None)) for b in message.content] == [
+            ("tool_use", "get_time", {"zone": "UTC"})]
+    mock.script_fault("loop-mixed", recover=True)
+
+
 def test_a_side_effect_tool_runs_once_when_the_next_round_falls_back(looping: Gateway, mock: Mock) -> None:
     count = [{"name": "tools__count", "arguments": {}}]
     mock.script_fault("loop-breaks", tool_calls=count, after_result="fail")  # 503 once the tool ran
