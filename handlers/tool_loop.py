@@ -25,12 +25,13 @@ from handlers.tool_turns import (
     ToolCall,
     add_usage,
     calls_of,
-    continued,
     keeping_calls,
+    next_turns,
     stream_end,
     tools_disabled,
 )
 from ops import metrics
+from stages import stage
 from toolbox.definitions import tool_name
 from toolbox.results import ToolResult
 from upstream.attempt import Head
@@ -172,7 +173,13 @@ class ToolLoop:
             if results is None:
                 return self._past_deadline()
             iterations += 1
-            request = continued(request, answer, fmt, results)
+            turns = next_turns(answer, fmt, results)
+            # The route's checks see what the next round adds (redaction: the tools' results).
+            added = {"model": document["model"], "messages": turns}
+            refused = stage.refusal(handler.route.stages, handler, added)
+            if refused is not None:
+                return self._error("refused", refused.status, refused.message, refused.reason)
+            request = {**request, "messages": [*request["messages"], *turns]}
             if iterations >= settings.max_iterations:
                 request = tools_disabled(request, fmt)
 

@@ -57,20 +57,18 @@ def keeping_calls(answer: dict[str, Any], fmt: str, keep: set[str]) -> dict[str,
     return {**answer, "choices": [choice, *answer["choices"][1:]]}
 
 
-def continued(
-    document: dict[str, Any], answer: dict[str, Any], fmt: str, results: list[tuple[ToolCall, ToolResult]]
-) -> dict[str, Any]:
-    """The next round's request: the messages so far, the answer's assistant turn and the
+def next_turns(
+    answer: dict[str, Any], fmt: str, results: list[tuple[ToolCall, ToolResult]]
+) -> list[dict[str, Any]]:
+    """What the next round's request adds to the messages: the answer's assistant turn and the
     tools' results (OpenAI `role: tool` messages; Anthropic a user turn of `tool_result` blocks)."""
     if fmt == "anthropic":
-        turns = [{"role": "assistant", "content": answer.get("content") or []},
-                 {"role": "user", "content": [result.anthropic_block(call.id) for call, result in results]}]
-    else:
-        message = _message(answer)
-        assistant = {"role": "assistant", "content": message.get("content"),
-                     "tool_calls": message.get("tool_calls")}
-        turns = [assistant, *(result.openai_message(call.id) for call, result in results)]
-    return {**document, "messages": [*document["messages"], *turns]}
+        return [{"role": "assistant", "content": answer.get("content") or []},
+                {"role": "user", "content": [result.anthropic_block(call.id) for call, result in results]}]
+    message = _message(answer)
+    assistant = {"role": "assistant", "content": message.get("content"),
+                 "tool_calls": message.get("tool_calls")}
+    return [assistant, *(result.openai_message(call.id) for call, result in results)]
 
 
 def tools_disabled(document: dict[str, Any], fmt: str) -> dict[str, Any]:

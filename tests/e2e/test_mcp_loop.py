@@ -16,6 +16,9 @@ import pytest
 from tests.support import CLIENT_TOKEN, Gateway, McpTestServer, Mock, free_port, metric, own_gateway
 
 ROUTES = """
+redaction:
+  policies:
+    private: {presets: [pii], answers: false}  # the tool results alone carry the address upstream
 mcp_servers:
   tools: {url: "%(tools)s", timeout: 2s}
   patient: {url: "%(tools)s", timeout: 60s}
@@ -28,6 +31,7 @@ agents:
   limited: {models: [mock/loop-endless], mcp: {servers: [tools], max_iterations: 2}}
   hurried: {models: [mock/loop-slow], mcp: {servers: [tools], deadline: 1s}}
   gated: {models: [claude/loop-gated], mcp: {servers: [patient]}}
+  private: {models: [mock/loop-private], redaction: private, mcp: {servers: [tools]}}
 routes:
   - {match: POST /v1/chat/completions, handler: chat}
   - {match: POST /v1/messages, handler: chat, ingress: anthropic}
@@ -35,6 +39,7 @@ routes:
   - {match: GET /metrics, handler: metrics}
   - {match: GET /healthz, handler: health}
 """
+SECRETS = f"client_token: {CLIENT_TOKEN}\nredaction_key: {'k' * 40}\n"
 ECHO = [{"name": "tools__echo", "arguments": {"text": "hi"}}]
 ASK = [{"role": "user", "content": "say hi through the tool"}]
 
@@ -52,7 +57,8 @@ def looping(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Ga
     server = McpTestServer()
     directory = tmp_path_factory.mktemp("mcp-loop")
     try:
-        with own_gateway(mock, directory, ROUTES % {"tools": server.url, "closed": free_port()}) as gateway:
+        routes = ROUTES % {"tools": server.url, "closed": free_port()}
+        with own_gateway(mock, directory, routes, SECRETS) as gateway:
             until(lambda: all(server["connected"] for name, server in mcp_status(gateway).items()
                               if name != "down"))
             yield gateway
@@ -268,3 +274,13 @@ def test_a_stream_delivers_the_first_rounds_text_before_the_tool_finishes(
     text = "".join(texts)
     assert text.startswith("Let me check.") and f"signalled go-{client}" in text
     mock.script_fault("loop-gated", recover=True)
+
+
+def test_tool_results_are_redacted_before_the_next_round(looping: Gateway, mock: Mock) -> None:
+    email = "jane.doe@example.org"
+    mock.script_fault("loop-private", tool_calls=[{"name": "tools__echo", "arguments": {"text": f"mail {email}"}}])
+    mock.clear()
+    ask(looping, "openai", "private", False)
+    first, second = sent_to(mock, "loop-private")
+    assert "echo: mail" in json.dumps(second["messages"][-1]) and email not in json.dumps(second)
+    mock.script_fault("loop-private", recover=True)
