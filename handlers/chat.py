@@ -1,7 +1,8 @@
 """Chat: the client's model names an agent or provider/model; walk targets until one answers.
 
 Fallback happens only before the first byte reaches the client. Whether the
-answer streams follows the upstream Content-Type, not the request's flag.
+answer streams follows the upstream Content-Type, not the request's flag. An agent
+with MCP servers runs its tool loop (handlers/tool_loop.py) around whole walks.
 """
 
 from __future__ import annotations
