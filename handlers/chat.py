@@ -126,6 +126,22 @@ class ChatHandler(GatewayHandler):
         finally:
             await self.finish_limits()
 
+    def refit(self, targets: tuple[Target, ...], document: dict) -> dict | None:
+        """The overflow guard again, for a later round of the tool loop (its prompt has grown by
+        tool turns): the document to send, or None when no target can take it any more."""
+        if self.agent is None:
+            return document
+        document = self._fit_context(self.agent, targets, document)
+        if self.fits and not any(fit.fits for fit in self.fits.values()):
+            metrics.CONTEXT_REJECTIONS.labels(agent=self.agent.name).inc()
+            return None
+        return document
+
+    def overflow_message(self) -> str:
+        """Why no target takes the prompt, with the numbers (after `refit` said none does)."""
+        assert self.agent is not None
+        return context.refusal_message(list(self.fits.values()), self.agent.name)
+
     def _refuse_overflow(self, agent: Agent) -> None:
         """No target of the agent can take the prompt: 400 with the numbers, before any upstream."""
         for fit in self.fits.values():

@@ -182,6 +182,11 @@ class ToolLoop:
             request = {**request, "messages": [*request["messages"], *turns]}
             if iterations >= settings.max_iterations:
                 request = tools_disabled(request, fmt)
+            fitted = handler.refit(targets, request)  # the tool turns may outgrow a window
+            if fitted is None:
+                message = handler.overflow_message()
+                return self._error("context_overflow", 400, message, "context_length_exceeded")
+            request = fitted
 
     async def _run_calls(
         self, calls: list[ToolCall], ends: float

@@ -229,7 +229,7 @@ MCP_LOOP_ITERATIONS = Counter(
 MCP_LOOP_STOPS = Counter(
     "gateway_mcp_loop_stops_total",
     "MCP tool loops ended, by agent and reason (answered, max_iterations, max_tool_calls, deadline, "
-    "client_tools, error, client_gone, refused).",
+    "client_tools, error, client_gone, refused, context_overflow).",
     ["agent", "reason"],
     registry=REGISTRY,
 )

@@ -32,6 +32,7 @@ agents:
   hurried: {models: [mock/loop-slow], mcp: {servers: [tools], deadline: 1s}}
   gated: {models: [claude/loop-gated], mcp: {servers: [patient]}}
   private: {models: [mock/loop-private], redaction: private, mcp: {servers: [tools]}}
+  narrow: {models: [{target: mock/loop-narrow, context_window: 400}], mcp: {servers: [tools]}}
 routes:
   - {match: POST /v1/chat/completions, handler: chat}
   - {match: POST /v1/messages, handler: chat, ingress: anthropic}
@@ -284,3 +285,16 @@ def test_tool_results_are_redacted_before_the_next_round(looping: Gateway, mock:
     first, second = sent_to(mock, "loop-private")
     assert "echo: mail" in json.dumps(second["messages"][-1]) and email not in json.dumps(second)
     mock.script_fault("loop-private", recover=True)
+
+
+def test_a_tool_result_that_outgrows_every_window_ends_the_loop_with_the_numbers(
+    looping: Gateway, mock: Mock
+) -> None:
+    """The overflow guard runs on every round: the first prompt fits, the tool's long result does not."""
+    mock.script_fault("loop-narrow", tool_calls=[{"name": "tools__echo", "arguments": {"text": "word " * 400}}])
+    mock.clear()
+    with pytest.raises(openai.BadRequestError) as refused:
+        looping.openai().chat.completions.create(model="narrow", messages=ASK)
+    assert refused.value.body["code"] == "context_length_exceeded"
+    assert "context window 400" in refused.value.body["message"]
+    assert len(sent_to(mock, "loop-narrow")) == 1  # the grown prompt never left the gateway
