@@ -151,11 +151,12 @@ def test_a_killed_worker_is_replaced_and_counters_stay(workers: Gateway) -> None
 
 def test_sighup_under_load_reloads_every_worker_without_a_failed_request(workers: Gateway) -> None:
     stop = threading.Event()
-    answers: list[tuple[int, str]] = []
+    answers: list[tuple[float, int, str]] = []  # when each request started, its status and text
 
     def load() -> None:
         while not stop.is_set():
-            answers.append(_chat(workers))
+            started = time.monotonic()
+            answers.append((started, *_chat(workers)))
 
     clients = [threading.Thread(target=load) for _ in range(4)]
     for client in clients:
@@ -167,13 +168,15 @@ def test_sighup_under_load_reloads_every_worker_without_a_failed_request(workers
     )
     workers.signal(signal.SIGHUP)
     assert _wait_for(lambda: "reloaded from" in workers.log() and "by every worker" in workers.log())
+    reloaded = time.monotonic()  # every worker has swapped: a request started now meets the new table
     reloaded_at = len(answers)
     assert _wait_for(lambda: len(answers) > reloaded_at + 20)
     stop.set()
     for client in clients:
         client.join()
-    assert {status for status, _ in answers} == {200}, [a for a in answers if a[0] != 200][:3]
-    after = [content for _, content in answers[reloaded_at + len(clients):]]  # past those in flight then
+    assert {status for _, status, _ in answers} == {200}, [a for a in answers if a[1] != 200][:3]
+    after = [content for started, _, content in answers if started > reloaded]
+    assert len(after) >= 20
     assert all(content.startswith("Hello from mock gpt-4o!") for content in after)
     for pid in _children(workers.proc.pid):
         assert f"pid {pid}] configuration reloaded from" in workers.log()
