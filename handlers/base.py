@@ -403,7 +403,8 @@ class GatewayHandler(RequestHandler):
         return True
 
     async def admit_target(self, provider: str, model: str, label: str) -> Failure | None:
-        """A target's and its provider's rate limits, before each try: a Failure skips the target."""
+        """A target's and its provider's rate limits, before each try: a Failure skips the target
+        (and is noted for the access log)."""
         if self.ticket is None:
             return None
         decision = await self.runtime.limiter.admit_target(self.ticket, provider, model)
@@ -412,7 +413,9 @@ class GatewayHandler(RequestHandler):
         answer = decision.answer()
         error = UpstreamError(answer.message, answer.kind, answer.code)
         retry_after = decision.response_headers().get("Retry-After")
-        return Failure(provider, label, answer.status, "over_limit", answer.message, retry_after, error)
+        refused = Failure(provider, label, answer.status, "over_limit", answer.message, retry_after, error)
+        self.note_try(label, refused)
+        return refused
 
     async def finish_limits(self) -> None:
         """Settle the request with the limiter: real usage for reserved tokens, slots released,

@@ -221,10 +221,7 @@ class ChatHandler(GatewayHandler):
             return refused
         if self.ticket is None:
             return None
-        refused = await self.admit_target(target.provider.name, target.model, target.label)
-        if refused is not None:
-            self.note_try(target.label, refused)
-        return refused
+        return await self.admit_target(target.provider.name, target.model, target.label)
 
     async def _attempt(self, target: Target, document: dict, client: Sink) -> Failure | None:
         """Try one target, and note why it failed for the access log (an answer notes itself)."""

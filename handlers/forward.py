@@ -139,20 +139,14 @@ class ForwardHandler(GatewayHandler):
         """Try the providers in order until one answers; else answer why none did."""
         model = document.get("model") if document is not None else None  # as the upstream gets it
         upstream_model = model if isinstance(model, str) else self.route.endpoint
-
-        async def admit(provider: Provider) -> Failure | None:
-            refused = await self.admit_target(provider.name, upstream_model, provider.name)
-            if refused is not None:
-                self.note_try(provider.name, refused)
-            return refused
-
         failures = await walk(
             candidates, lambda provider, more: self._try(provider, encoded, body, more), self.gone,
             replayable=isinstance(body, bytes | None), policy=self.route.retry,
             answering=lambda: self.committed, breakers=self.runtime.breakers,
             key=lambda provider: target_key(provider.name, self.route.endpoint),
             skipped=lambda provider: self.note_skip(provider.name),
-            admit=admit if self.ticket is not None else None,
+            admit=None if self.ticket is None
+            else lambda provider: self.admit_target(provider.name, upstream_model, provider.name),
         )
         self.note_walk(failures)
         if failures:

@@ -34,8 +34,7 @@ from ops import metrics
 from stages import stage
 from toolbox.definitions import tool_name
 from toolbox.results import ToolResult
-from upstream.attempt import Head
-from upstream.exchange import Exchange
+from upstream.attempt import Head, StandIn
 from upstream.failure import Failure, agent_answer
 
 if TYPE_CHECKING:
@@ -44,22 +43,15 @@ if TYPE_CHECKING:
 KEEP_ALIVE_EVERY = 10.0  # seconds between `: keep-alive` comments while tools run (one at once)
 
 
-class Capture:
-    """The sink of a round: keeps the answer instead of sending it. The exchange is still the
-    client's, so that a client that leaves cancels it."""
+class Capture(StandIn):
+    """The sink of a round: keeps the answer instead of sending it."""
+
+    client: ChatHandler
 
     def __init__(self, client: ChatHandler) -> None:
-        self.client = client
+        super().__init__(client)
         self.head: Head | None = None
         self.body: bytes | None = None
-
-    @property
-    def exchange(self) -> Exchange | None:
-        return self.client.exchange
-
-    @exchange.setter
-    def exchange(self, exchange: Exchange | None) -> None:
-        self.client.exchange = exchange
 
     @property
     def committed(self) -> bool:
@@ -68,9 +60,6 @@ class Capture:
     @property
     def over(self) -> bool:
         return self.client.client_gone
-
-    def claim(self) -> bool:
-        return True
 
     def begin(self, head: Head) -> None:
         self.head = head

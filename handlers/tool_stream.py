@@ -14,8 +14,7 @@ import orjson
 
 from converters.sse import SSEDataReader
 from handlers.tool_turns import as_stream
-from upstream.attempt import Head
-from upstream.exchange import Exchange
+from upstream.attempt import Head, StandIn
 
 if TYPE_CHECKING:
     from handlers.chat import ChatHandler
@@ -35,14 +34,16 @@ class StreamShared:
         self.blocks = 0
 
 
-class RoundStream:
+class RoundStream(StandIn):
     """The sink of one streamed round (see the module docstring). Bytes of the round that reach
     the client commit it: a failure after them ends the stream, before them the walk falls back."""
+
+    client: ChatHandler
 
     def __init__(
         self, client: ChatHandler, fmt: str, owns: Callable[[str], bool], shared: StreamShared
     ) -> None:
-        self.client = client
+        super().__init__(client)
         self.fmt = fmt
         self.owns = owns
         self.shared = shared
@@ -60,23 +61,12 @@ class RoundStream:
     # -- the Sink an attempt writes to --------------------------------------------------
 
     @property
-    def exchange(self) -> Exchange | None:
-        return self.client.exchange
-
-    @exchange.setter
-    def exchange(self, exchange: Exchange | None) -> None:
-        self.client.exchange = exchange
-
-    @property
     def committed(self) -> bool:
         return self.relayed
 
     @property
     def over(self) -> bool:
         return self.client.over
-
-    def claim(self) -> bool:
-        return True
 
     def begin(self, head: Head) -> None:
         self.whole = "text/event-stream" not in dict(head.headers).get("Content-Type", "")

@@ -95,6 +95,26 @@ class Sink(Protocol):
         ...
 
 
+class StandIn:
+    """Base of a sink standing in front of the client (a tool loop's round, a stage reading the
+    answer first): the exchange stays the client's, so a client that leaves still cancels it,
+    and a stand-in of its own always has the answer to itself."""
+
+    def __init__(self, client: Sink) -> None:
+        self.client = client
+
+    @property
+    def exchange(self) -> Exchange | None:
+        return self.client.exchange
+
+    @exchange.setter
+    def exchange(self, exchange: Exchange | None) -> None:
+        self.client.exchange = exchange
+
+    def claim(self) -> bool:
+        return True
+
+
 class Reading(Protocol):
     """How a handler reads one answer: which answers it relays as they arrive, and how."""
 

@@ -26,8 +26,7 @@ from runtime.process import Runtime
 from server.app import TableRouter
 from stages.stage import Call, Refusal, Stage
 from tests.support import Mock
-from upstream.attempt import Head, Sink
-from upstream.exchange import Exchange
+from upstream.attempt import Head, Sink, StandIn
 
 
 class _Replace:
@@ -48,22 +47,13 @@ class Greeting(Stage):
         return _Replace()
 
 
-class Capture:
-    """A sink that keeps what an attempt relays, instead of the client; the exchange is
-    still the client's, so that leaving still cancels it."""
+class Capture(StandIn):
+    """A sink that keeps what an attempt relays, instead of the client."""
 
     def __init__(self, client: Sink) -> None:
-        self.client = client
+        super().__init__(client)
         self.data = b""
         self.head: Head | None = None
-
-    @property
-    def exchange(self) -> Exchange | None:
-        return self.client.exchange
-
-    @exchange.setter
-    def exchange(self, exchange: Exchange | None) -> None:
-        self.client.exchange = exchange
 
     @property
     def committed(self) -> bool:
@@ -72,9 +62,6 @@ class Capture:
     @property
     def over(self) -> bool:
         return self.client.over
-
-    def claim(self) -> bool:
-        return True
 
     def begin(self, head: Head) -> None:
         self.head = head  # the client's own status and headers stay untouched
