@@ -1,21 +1,24 @@
-"""Benchmark: the gateway against the mock provider direct and against nginx.
+"""Benchmark: the gateway against a canned provider direct and behind nginx.
 
 One command, `python bench/run.py` (`make bench`), puts the same wrk load on five
 targets in one run and prints a table:
 
-  direct        wrk -> mock provider                 (the ceiling: no proxy at all)
-  nginx         wrk -> nginx -> mock provider        (the floor of any proxy's cost)
-  gateway       wrk -> gateway.py -> mock provider   (what we ship: auth and metrics on)
+  direct        wrk -> canned provider                 (the ceiling: no proxy at all)
+  nginx         wrk -> nginx -> canned provider        (the floor of any proxy's cost)
+  gateway       wrk -> gateway.py -> canned provider   (what we ship: auth, metrics and
+                access log on)
   gateway-conv  the same gateway process, but model bench-conv: OpenAI requests
-                converted to an Anthropic-format provider on the same mock, and
+                converted to the Anthropic format for the same canned provider, and
                 its answers and SSE streams converted back (the cost of conversion)
   gateway-redact  the same gateway process, model bench-redact: the gateway target
                 with a redaction policy (secrets, pii, entropy) on requests and answers
 
-Each target gets non-streaming and streaming chat completions at concurrency 1
-and 32. The server under test is pinned to one core and wrk (plus the mock, when
-it is not the thing measured) to another, so the targets compete for the same
-CPU budget. Absolute numbers depend on the machine and its neighbours; the
+The canned provider is nginx answering the fixtures in bench/fixtures/ (see
+canned.conf.template): faster than any proxy in front of it, so that it bounds
+none of the rows. Each target gets non-streaming and streaming chat completions
+at concurrency 1 and 32. The server under test is pinned to one core and wrk
+plus the canned provider (when it is not the thing measured) to another, so the
+targets compete for the same CPU budget. Absolute numbers depend on the machine and its neighbours; the
 gateway/nginx ratios are the result (gateway-conv/gateway: what a format conversion
 adds; gateway-redact/gateway: what redaction adds). See bench/README.md.
 """
@@ -46,6 +49,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 WRK_SCRIPT = BENCH_DIR / "wrk" / "chat.lua"
 NGINX_TEMPLATE = BENCH_DIR / "nginx.conf.template"
+CANNED_TEMPLATE = BENCH_DIR / "canned.conf.template"
+FIXTURES = BENCH_DIR / "fixtures"
 ROUTES_TEMPLATE = BENCH_DIR / "routes.bench.yaml"
 SECRETS_FILE = BENCH_DIR / "secrets.bench.yaml"
 
@@ -57,16 +62,18 @@ def _client_token() -> str:
 
 
 TOKEN = _client_token()
-MOCK_MODEL = "gpt-4o-mini"
+# The text of every canned answer (the OpenAI and the Anthropic fixtures, JSON and SSE, agree).
+ANSWER_TEXT = json.loads((FIXTURES / "openai-chat.json").read_text())["choices"][0]["message"]["content"]
+UPSTREAM_MODEL = "gpt-4o-mini"  # what wrk asks the canned provider for, direct or via nginx
 GATEWAY_MODEL = "bench"  # the agent in routes.bench.yaml: an OpenAI-format provider
-CONV_MODEL = "bench-conv"  # the agent on the Anthropic-format provider (same mock)
-CONV_PROVIDER = "mock-anthropic"  # its provider in routes.bench.yaml
+CONV_MODEL = "bench-conv"  # the agent on the Anthropic-format provider (same canned server)
+CONV_PROVIDER = "canned-anthropic"  # its provider in routes.bench.yaml
 REDACT_MODEL = "bench-redact"  # the agent of the OpenAI provider with a redaction policy
 TARGETS = ("direct", "nginx", "gateway", "gateway-conv", "gateway-redact")
-MODELS = {"direct": MOCK_MODEL, "nginx": MOCK_MODEL, "gateway": GATEWAY_MODEL,
+MODELS = {"direct": UPSTREAM_MODEL, "nginx": UPSTREAM_MODEL, "gateway": GATEWAY_MODEL,
           "gateway-conv": CONV_MODEL, "gateway-redact": REDACT_MODEL}
-# Which started process each target measures; direct measures the mock, which every
-# target needs, and gateway-conv shares the gateway's process (same config, same core).
+# Which started process each target measures; direct measures the canned provider, which
+# every target needs, and gateway-conv shares the gateway's process (same config, same core).
 SERVER_PROC = {"direct": None, "nginx": "nginx", "gateway": "gateway", "gateway-conv": "gateway",
                "gateway-redact": "gateway"}
 HEADLINE = ("gateway", "nginx")  # the ratio the benchmark exists for
@@ -108,7 +115,7 @@ def parse_concurrency(text: str) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line; --quick trades accuracy for a short smoke run."""
     p = argparse.ArgumentParser(
-        description="Benchmark the gateway against the mock provider direct and behind nginx.",
+        description="Benchmark the gateway against a canned provider direct and behind nginx.",
     )
     p.add_argument("--duration", type=parse_seconds, default=10,
                    help="measured time per scenario, whole seconds (default 10s)")
@@ -120,14 +127,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated connection counts (default 1,32)")
     p.add_argument("--targets", default=",".join(TARGETS),
                    help=f"comma-separated subset of {','.join(TARGETS)} (default all)")
-    p.add_argument("--delay-ms", type=int, default=0,
-                   help="mock provider's per-response delay (default 0: measure pure overhead)")
     p.add_argument("--json", metavar="OUT.json", type=Path,
                    help="also write the results as JSON to this file")
     p.add_argument("--keep-tmp", action="store_true",
                    help="keep the temp dir (rendered configs, server logs, wrk output)")
-    p.add_argument("--mock-module", default="mock_provider",
-                   help=argparse.SUPPRESS)  # lets the harness be tested with a stand-in mock
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3, 1
@@ -174,7 +177,8 @@ class Result:
     errors: int  # non-2xx/3xx answers plus socket errors: any makes the row suspect
     error_detail: dict[str, int] = field(default_factory=dict)
     server_cpu_pct: float | None = None  # CPU of the server under test, % of one core
-    load_core_pct: float | None = None  # how busy the wrk (+ mock) core was
+    cpu_us_per_request: float | None = None  # its CPU time per request answered, in µs
+    load_core_pct: float | None = None  # how busy the wrk (+ canned provider) core was
 
 
 # --------------------------------------------------------------------------- processes
@@ -269,7 +273,7 @@ def group_cpu_seconds(pgid: int) -> float:
 def core_times(core: int | None) -> tuple[int, int]:
     """(busy, total) jiffies of one core from /proc/stat; (0, 0) when unpinned.
 
-    Why: when the load core (wrk + mock) is the busy one, a row is bounded by
+    Why: when the load core (wrk + canned provider) is the busy one, a row is bounded by
     the load side, not by the server under test, and must be read that way.
     """
     if core is None:
@@ -282,12 +286,26 @@ def core_times(core: int | None) -> tuple[int, int]:
     return 0, 0
 
 
-def pin(pid: int, core: int | None) -> None:
-    """Move a running process (all its threads) to another core."""
+def group_pids(pgid: int) -> list[int]:
+    """The live processes of a process group (nginx: its master and its workers)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        if int(raw[raw.rindex(")") + 2:].split()[2]) == pgid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def pin(pgid: int, core: int | None) -> None:
+    """Move a running process group (every process, every thread) to another core."""
     if core is None:
         return
-    subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(pid)], check=True,
-                   stdout=subprocess.DEVNULL)
+    for pid in group_pids(pgid):
+        subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(pid)], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -337,7 +355,8 @@ def check_answers(base: str, model: str) -> list[str]:
     """One plain and one streaming request, checked, before any load; returns their ids.
 
     Why: wrk only counts statuses, so a target answering 200 with the wrong body
-    (or a non-streamed body to a streaming request) would otherwise look fast.
+    (or a non-streamed body to a streaming request) would otherwise look fast. Every
+    target must answer the canned text, whichever format its provider speaks.
     """
     msgs = [{"role": "user", "content": "Say hello."}]
     url = f"{base}/v1/chat/completions"
@@ -346,9 +365,11 @@ def check_answers(base: str, model: str) -> list[str]:
         raise BenchError(f"POST {url} (json) -> HTTP {status}: {body[:300]!r}")
     try:
         answer = json.loads(body)
-        answer["choices"][0]["message"]
+        text = answer["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         raise BenchError(f"POST {url} (json): not a chat completion: {body[:300]!r}") from None
+    if text != ANSWER_TEXT:
+        raise BenchError(f"POST {url} (json): answer {text!r}, not the canned {ANSWER_TEXT!r}")
 
     status, ctype, body = http("POST", url, {"model": model, "messages": msgs, "stream": True})
     if status != 200:
@@ -367,6 +388,13 @@ def check_answers(base: str, model: str) -> list[str]:
         raise BenchError(f"POST {url} (stream): not a chat completion chunk: {events[0][:300]!r}")
     if events[-1][5:].strip() != "[DONE]":  # a stream cut short (a converter failing) is fast too
         raise BenchError(f"POST {url} (stream): does not end with data: [DONE]: {events[-1][:300]!r}")
+    try:
+        text = "".join(json.loads(event[5:])["choices"][0]["delta"].get("content") or ""
+                       for event in events[:-1] if json.loads(event[5:])["choices"])
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise BenchError(f"POST {url} (stream): an event is not a chat completion chunk") from None
+    if text != ANSWER_TEXT:
+        raise BenchError(f"POST {url} (stream): streamed {text!r}, not the canned {ANSWER_TEXT!r}")
     return [str(answer.get("id")), str(first.get("id"))]
 
 
@@ -402,7 +430,7 @@ class Target:
     base: str  # http://127.0.0.1:PORT
     model: str
     pgid: int  # process group of the server under test, for its CPU use
-    proc: str | None  # its name in Processes; None for direct (the mock serves all)
+    proc: str | None  # its name in Processes; None for direct (the canned provider serves all)
 
 
 def measure(procs: Processes, target: Target, sc: Scenario, args: argparse.Namespace,
@@ -414,7 +442,8 @@ def measure(procs: Processes, target: Target, sc: Scenario, args: argparse.Names
     cpu0, (busy0, total0) = group_cpu_seconds(target.pgid), core_times(load_core)
     t0 = time.monotonic()
     raw = run_wrk(procs, target.base, target.model, sc, args.duration, load_core, f"wrk-{tag}")
-    cpu_pct = 100.0 * (group_cpu_seconds(target.pgid) - cpu0) / (time.monotonic() - t0)
+    cpu_s = group_cpu_seconds(target.pgid) - cpu0
+    cpu_pct = 100.0 * cpu_s / (time.monotonic() - t0)
     busy1, total1 = core_times(load_core)
     load_pct = 100.0 * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
     detail = {k[4:]: int(v) for k, v in raw.items() if k.startswith("err_") and v}
@@ -426,11 +455,13 @@ def measure(procs: Processes, target: Target, sc: Scenario, args: argparse.Names
         max_ms=raw["max_us"] / 1000, requests=int(raw["requests"]),
         errors=sum(detail.values()), error_detail=detail,
         server_cpu_pct=round(cpu_pct, 1),
+        cpu_us_per_request=round(1e6 * cpu_s / raw["requests"], 1) if raw["requests"] else None,
         load_core_pct=round(load_pct, 1) if load_pct is not None else None,
     )
     flag = f"  ERRORS {detail}" if res.errors else ""
-    print(f"  {target.name:12} {sc.name:12} {res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
-          f"p99 {res.p99_ms:7.2f} ms  server cpu {res.server_cpu_pct:4.0f}%  "
+    print(f"  {target.name:14} {sc.name:12} {res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
+          f"p99 {res.p99_ms:7.2f} ms  server cpu {res.server_cpu_pct:4.0f}% "
+          f"({_fmt(res.cpu_us_per_request, '.0f')} µs/req)  "
           f"load core {_fmt(res.load_core_pct, '.0f', '%')}{flag}", flush=True)
     return res
 
@@ -468,30 +499,41 @@ def render(template: Path, values: dict[str, str], pattern: str) -> str:
     return text
 
 
-def start_nginx(procs: Processes, tmp: Path, nginx: str, port: int, mock_port: int,
-                core: int | None) -> subprocess.Popen[bytes]:
-    """Render the nginx config into the temp dir and start nginx in the foreground."""
-    root = os.geteuid() == 0
-    conf = tmp / "nginx.conf"
-    conf.write_text(render(NGINX_TEMPLATE, {
+def start_nginx_conf(procs: Processes, name: str, tmp: Path, nginx: str, template: Path,
+                     values: dict[str, str], core: int | None) -> subprocess.Popen[bytes]:
+    """Render an nginx config into the temp dir as <name>.conf, check it, start nginx in
+    the foreground (its pid file and temp paths in the temp dir too)."""
+    conf = tmp / f"{name}.conf"
+    conf.write_text(render(template, {
         # As root, nginx would hand its worker to `nobody`, which cannot use the temp dir.
-        "USER_DIRECTIVE": "user root;" if root else "",
+        "USER_DIRECTIVE": "user root;" if os.geteuid() == 0 else "",
         "TMPDIR": str(tmp),
-        "MOCK_PORT": str(mock_port),
-        "LISTEN_PORT": str(port),
+        **values,
     }, "{{{{{}}}}}"))
+    pid = f"pid {tmp}/{name}.pid; error_log stderr warn;"
     check = subprocess.run([nginx, "-t", "-q", "-e", "stderr", "-c", str(conf), "-p", str(tmp),
-                            "-g", f"pid {tmp}/nginx.pid; error_log stderr warn;"],
-                           capture_output=True, text=True)
+                            "-g", pid], capture_output=True, text=True)
     if check.returncode != 0:
         raise BenchError(f"nginx -t rejected {conf}:\n{check.stderr}")
-    return procs.start("nginx", [
-        nginx, "-e", "stderr", "-c", str(conf), "-p", str(tmp),
-        "-g", f"daemon off; pid {tmp}/nginx.pid; error_log stderr warn;",
-    ], core)
+    return procs.start(name, [nginx, "-e", "stderr", "-c", str(conf), "-p", str(tmp),
+                              "-g", f"daemon off; {pid}"], core)
 
 
-def start_gateway(procs: Processes, tmp: Path, port: int, mock_port: int,
+def start_nginx(procs: Processes, tmp: Path, nginx: str, port: int, upstream_port: int,
+                core: int | None) -> subprocess.Popen[bytes]:
+    """nginx as a reverse proxy in front of the upstream (nginx.conf.template)."""
+    return start_nginx_conf(procs, "nginx", tmp, nginx, NGINX_TEMPLATE, {
+        "UPSTREAM_PORT": str(upstream_port), "LISTEN_PORT": str(port)}, core)
+
+
+def start_canned(procs: Processes, tmp: Path, nginx: str, port: int,
+                 core: int | None) -> subprocess.Popen[bytes]:
+    """The canned provider: nginx answering bench/fixtures/ (canned.conf.template)."""
+    return start_nginx_conf(procs, "canned", tmp, nginx, CANNED_TEMPLATE, {
+        "FIXTURES": str(FIXTURES), "LISTEN_PORT": str(port)}, core)
+
+
+def start_gateway(procs: Processes, tmp: Path, port: int, upstream_port: int,
                   core: int | None) -> subprocess.Popen[bytes]:
     """Render routes.bench.yaml (ports filled in) and start the gateway."""
     if not (REPO_ROOT / "gateway.py").exists():
@@ -502,7 +544,7 @@ def start_gateway(procs: Processes, tmp: Path, port: int, mock_port: int,
     values = {
         "BENCH_GATEWAY_LISTEN": f"127.0.0.1:{port}",
         "BENCH_SECRETS": str(secrets),
-        "BENCH_MOCK_URL": f"http://127.0.0.1:{mock_port}/v1",
+        "BENCH_UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}/v1",
     }
     routes = tmp / "routes.bench.yaml"
     routes.write_text(render(ROUTES_TEMPLATE, values, "${{{}}}"))
@@ -569,9 +611,9 @@ def print_report(info: dict[str, Any], results: list[Result], ratio_rows: list[d
     """The table, the ratios, and the caveat."""
     print()
     print(f"Results ({args.duration}s per scenario after {args.warmup}s warm-up; "
-          f"wrk -t1; server under test on one core, wrk + mock on another)")
-    head = f"{'target':12} {'scenario':12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} " \
-           f"{'srv cpu%':>8} {'load cpu%':>9} {'errors':>7}"
+          f"wrk -t1; server under test on one core, wrk + canned provider on another)")
+    head = f"{'target':14} {'scenario':12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} " \
+           f"{'srv cpu%':>8} {'µs/req':>7} {'load cpu%':>9} {'errors':>7}"
     print(head)
     print("-" * len(head))
     last = None
@@ -579,10 +621,11 @@ def print_report(info: dict[str, Any], results: list[Result], ratio_rows: list[d
         if last and r.target != last:
             print()
         last = r.target
-        print(f"{r.target:12} {r.scenario:12} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
-              f"{r.server_cpu_pct:8.0f} {_fmt(r.load_core_pct, '.0f'):>9} {r.errors:7d}")
+        print(f"{r.target:14} {r.scenario:12} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
+              f"{r.server_cpu_pct:8.0f} {_fmt(r.cpu_us_per_request, '.0f'):>7} "
+              f"{_fmt(r.load_core_pct, '.0f'):>9} {r.errors:7d}")
     for target, why in failures.items():
-        print(f"{target:12} not measured: {why.splitlines()[0]}")
+        print(f"{target:14} not measured: {why.splitlines()[0]}")
 
     print()
     print("Throughput ratios (req/s of the first / req/s of the second; 1.00 = as fast)")
@@ -600,7 +643,8 @@ def print_report(info: dict[str, Any], results: list[Result], ratio_rows: list[d
 
     print()
     print(f"Machine: nproc {info['nproc']} ({info['cpu_model']}), "
-          f"loadavg at start {' '.join(map(str, info['loadavg']))}; "
+          f"loadavg at start {' '.join(map(str, info['loadavg']))}, at the end "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{info['wrk']}; {info['nginx'] or 'nginx not used'}; Python {info['python']}")
     print("Absolute numbers mean little on a shared or virtual machine (neighbours, CPU "
           "steal, frequency);\nthe ratios, measured in one run under the same load, are "
@@ -630,7 +674,7 @@ def gateway_process(procs: Processes, tmp: Path, ports: dict[str, int], server_c
     proc = started.get("gateway")
     if proc is None:
         try:
-            proc = start_gateway(procs, tmp, ports["gateway"], ports["mock"], server_core)
+            proc = start_gateway(procs, tmp, ports["gateway"], ports["canned"], server_core)
             base = f"http://127.0.0.1:{ports['gateway']}"
             wait_ready(procs, "gateway", f"{base}/healthz", b"OK", timeout=30)
         except BenchError as e:
@@ -652,32 +696,33 @@ def check_conversion(ids: list[str]) -> None:
     """Warn when the answers of gateway-conv do not look converted from Anthropic's.
 
     Why: converted or not, they are OpenAI chat completions; if bench-conv reached
-    the mock in the OpenAI format, its rows would silently measure the native path.
-    The mock's Anthropic messages have ids `msg_...`, its chat completions
+    the canned provider in the OpenAI format, its rows would silently measure the native path.
+    The canned Anthropic messages have ids `msg_...`, its chat completions
     `chatcmpl-...`, and the gateway passes the upstream id on. A warning, not a
     failure: that id is the gateway's choice, not a contract of the bench.
     """
     if not all(i.startswith("msg_") for i in ids):
-        print(f"  WARNING: answer ids {ids}, not the mock's Anthropic msg_...: does "
+        print(f"  WARNING: answer ids {ids}, not the canned Anthropic msg_...: does "
               f"{CONV_MODEL} go through the Anthropic-format provider {CONV_PROVIDER!r}?")
 
 
-def start_target(procs: Processes, name: str, tmp: Path, nginx: str | None,
-                 ports: dict[str, int], mock_pid: int, server_core: int | None,
+def start_target(procs: Processes, name: str, tmp: Path, nginx: str,
+                 ports: dict[str, int], canned_pid: int, server_core: int | None,
                  started: dict[str, Any]) -> Target:
     """Start one target's server, wait for it, check its answers.
 
-    direct has no server of its own (the mock is shared) and gateway-conv shares
-    the gateway's process: same config, same core, another model.
+    direct has no server of its own (the canned provider is shared) and gateway-conv
+    shares the gateway's process: same config, same core, another model.
     """
     if name == "direct":
-        target = Target(name, f"http://127.0.0.1:{ports['mock']}", MOCK_MODEL, mock_pid, None)
+        target = Target(name, f"http://127.0.0.1:{ports['canned']}", UPSTREAM_MODEL, canned_pid,
+                        None)
     elif name == "nginx":
-        assert nginx is not None
-        proc = start_nginx(procs, tmp, nginx, ports["nginx"], ports["mock"], server_core)
-        target = Target(name, f"http://127.0.0.1:{ports['nginx']}", MOCK_MODEL, proc.pid, "nginx")
-        # nginx has no health route: the mock's, proxied, proves the whole chain.
-        wait_ready(procs, name, f"{target.base}/_mock/health", b"OK", timeout=10)
+        proc = start_nginx(procs, tmp, nginx, ports["nginx"], ports["canned"], server_core)
+        target = Target(name, f"http://127.0.0.1:{ports['nginx']}", UPSTREAM_MODEL, proc.pid,
+                        "nginx")
+        # nginx has no health route: the canned provider's, proxied, proves the whole chain.
+        wait_ready(procs, name, f"{target.base}/_canned/health", b"OK", timeout=10)
     else:  # gateway, gateway-conv, gateway-redact: the same process, asked for another model
         proc = gateway_process(procs, tmp, ports, server_core, started)
         target = Target(name, f"http://127.0.0.1:{ports['gateway']}", MODELS[name], proc.pid,
@@ -696,19 +741,16 @@ def stop_unused(procs: Processes, live: list[Target]) -> None:
             procs.stop(name)
 
 
-def preflight(args: argparse.Namespace) -> tuple[str | None, tuple[int | None, int | None]]:
+def preflight(args: argparse.Namespace) -> tuple[str, tuple[int | None, int | None]]:
     """Check the tools and pick the cores; fail with an install hint, not a traceback."""
     missing = []
     nginx = find_nginx()
-    if "nginx" in args.targets and not nginx:
+    if not nginx:
         missing.append("nginx")
     if not shutil.which("wrk"):
         missing.append("wrk")
-    if missing:
+    if missing or not nginx:
         raise BenchError(f"missing: {', '.join(missing)}. Install with:\n    {INSTALL_HINT}")
-    mock_main = REPO_ROOT / Path(*args.mock_module.split(".")) / "__main__.py"
-    if args.mock_module == "mock_provider" and not mock_main.exists():
-        raise BenchError(f"{mock_main.relative_to(REPO_ROOT)} not found")
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) >= 2 and shutil.which("taskset"):
         return nginx, (cores[0], cores[1])
@@ -727,35 +769,33 @@ def run(args: argparse.Namespace) -> int:
           f"{len(scenarios)} scenarios x ({args.warmup}s warm-up + {args.duration}s) "
           f"= about {per_target * len(args.targets)}s of load")
     if server_core is not None:
-        print(f"pinning: server under test -> core {server_core}; wrk (-t1) and the mock "
-              f"(when not measured) -> core {load_core}")
+        print(f"pinning: server under test -> core {server_core}; wrk (-t1) and the canned "
+              f"provider (when not measured) -> core {load_core}")
 
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     procs = Processes(tmp)
     results: list[Result] = []
     failures: dict[str, str] = {}
-    ports = dict(zip(("mock", "nginx", "gateway"), free_ports(3), strict=True))
+    ports = dict(zip(("canned", "nginx", "gateway"), free_ports(3), strict=True))
     try:
-        # The mock serves every target; it is moved between the cores as the roles change.
-        mock = procs.start("mock", [
-            sys.executable, "-m", args.mock_module, "--port", str(ports["mock"]), "--no-log",
-            "--delay-ms", str(args.delay_ms),
-        ], load_core)
-        mock_base = f"http://127.0.0.1:{ports['mock']}"
-        wait_ready(procs, "mock", f"{mock_base}/_mock/health", b"OK", timeout=20)
-        check_answers(mock_base, MOCK_MODEL)
+        # The canned provider serves every target; it is moved between the cores as the
+        # roles change.
+        canned = start_canned(procs, tmp, nginx, ports["canned"], load_core)
+        canned_base = f"http://127.0.0.1:{ports['canned']}"
+        wait_ready(procs, "canned", f"{canned_base}/_canned/health", b"OK", timeout=10)
+        check_answers(canned_base, UPSTREAM_MODEL)
 
         print("\nstarting and checking the targets", flush=True)
         live: list[Target] = []
         started: dict[str, Any] = {}  # the gateway process, shared by gateway and gateway-conv
         for name in args.targets:
             try:
-                live.append(start_target(procs, name, tmp, nginx, ports, mock.pid,
+                live.append(start_target(procs, name, tmp, nginx, ports, canned.pid,
                                          server_core, started))
-                print(f"  {name:12} ready", flush=True)
+                print(f"  {name:14} ready", flush=True)
             except BenchError as e:
                 failures[name] = str(e)
-                print(f"  {name:12} FAILED: {e}", flush=True)
+                print(f"  {name:14} FAILED: {e}", flush=True)
         stop_unused(procs, live)  # a server whose target(s) all failed their checks
 
         # Interleaved: each scenario runs on every target back to back, so that the
@@ -763,13 +803,13 @@ def run(args: argparse.Namespace) -> int:
         for sc in scenarios:
             print(f"\n[{sc.name}]", flush=True)
             for target in list(live):
-                # The mock gets the server core only when it is the server under test.
-                pin(mock.pid, server_core if target.name == "direct" else load_core)
+                # The canned provider gets the server core only when it is the server under test.
+                pin(canned.pid, server_core if target.name == "direct" else load_core)
                 try:
                     results.append(measure(procs, target, sc, args, load_core))
                 except BenchError as e:
                     failures[target.name] = f"{sc.name}: {e}"
-                    print(f"  {target.name:12} FAILED: {e}", flush=True)
+                    print(f"  {target.name:14} FAILED: {e}", flush=True)
                     live.remove(target)
                     stop_unused(procs, live)  # not the gateway while gateway-conv needs it
     finally:
@@ -789,7 +829,7 @@ def run(args: argparse.Namespace) -> int:
             "settings": {"duration_s": args.duration, "warmup_s": args.warmup,
                          "concurrency": args.concurrency, "targets": args.targets,
                          "models": {t: MODELS[t] for t in args.targets},
-                         "delay_ms": args.delay_ms, "wrk_threads": 1,
+                         "wrk_threads": 1,
                          "server_core": server_core, "load_core": load_core},
             "results": [asdict(r) for r in results],
             "ratios": ratio_rows,
