@@ -526,11 +526,15 @@ def start_nginx(procs: Processes, tmp: Path, nginx: str, port: int, upstream_por
         "UPSTREAM_PORT": str(upstream_port), "LISTEN_PORT": str(port)}, core)
 
 
-def start_canned(procs: Processes, tmp: Path, nginx: str, port: int,
-                 core: int | None) -> subprocess.Popen[bytes]:
-    """The canned provider: nginx answering bench/fixtures/ (canned.conf.template)."""
+def start_canned(procs: Processes, tmp: Path, nginx: str, port: int, core: int | None,
+                 big_bytes: int = 0) -> subprocess.Popen[bytes]:
+    """The canned provider: nginx answering bench/fixtures/ (canned.conf.template), and
+    POST /v1/audio/speech with `big_bytes` of zeros (a sparse file: no disk used)."""
+    big = tmp / "canned-big.bin"
+    with open(big, "wb") as f:
+        f.truncate(big_bytes)
     return start_nginx_conf(procs, "canned", tmp, nginx, CANNED_TEMPLATE, {
-        "FIXTURES": str(FIXTURES), "LISTEN_PORT": str(port)}, core)
+        "FIXTURES": str(FIXTURES), "LISTEN_PORT": str(port), "BIG_FILE": str(big)}, core)
 
 
 def start_gateway(procs: Processes, tmp: Path, port: int, upstream_port: int,
