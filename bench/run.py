@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import platform
@@ -396,6 +397,23 @@ def check_answers(base: str, model: str) -> list[str]:
     if text != ANSWER_TEXT:
         raise BenchError(f"POST {url} (stream): streamed {text!r}, not the canned {ANSWER_TEXT!r}")
     return [str(answer.get("id")), str(first.get("id"))]
+
+
+def check_chunked(base: str) -> None:
+    """The canned provider must send its SSE chunked, as providers do (a stream with a
+    Content-Length would spare every proxy the chunked decoding it does in production)."""
+    for path in ("/v1/chat/completions", "/v1/messages"):
+        conn = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
+        try:
+            conn.request("POST", path, json.dumps({"model": UPSTREAM_MODEL, "stream": True}),
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+        finally:
+            conn.close()
+        if resp.getheader("Transfer-Encoding") != "chunked" or resp.getheader("Content-Length"):
+            raise BenchError(f"the canned provider's {path} stream is not sent chunked: "
+                             f"{resp.getheaders()}")
 
 
 # --------------------------------------------------------------------------- wrk
@@ -788,6 +806,7 @@ def run(args: argparse.Namespace) -> int:
         canned_base = f"http://127.0.0.1:{ports['canned']}"
         wait_ready(procs, "canned", f"{canned_base}/_canned/health", b"OK", timeout=10)
         check_answers(canned_base, UPSTREAM_MODEL)
+        check_chunked(canned_base)
 
         print("\nstarting and checking the targets", flush=True)
         live: list[Target] = []

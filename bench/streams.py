@@ -1,5 +1,5 @@
 """The streams scenario: many concurrent SSE streams trickled by the upstream, as a model
-generates them, relayed by nginx and by the gateway (`make bench-streams`).
+generates them, relayed by nginx and by the gateway.
 
     python -m bench.streams [--streams 1000] [--events 50] [--rate 20]
                             [--warmup 5] [--duration 10] [--targets nginx,gateway] [--quick]
