@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import platform
@@ -43,6 +42,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import IO, Any
 
@@ -403,7 +403,7 @@ def check_chunked(base: str) -> None:
     """The canned provider must send its SSE chunked, as providers do (a stream with a
     Content-Length would spare every proxy the chunked decoding it does in production)."""
     for path in ("/v1/chat/completions", "/v1/messages"):
-        conn = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
+        conn = HTTPConnection(base.removeprefix("http://"), timeout=10)
         try:
             conn.request("POST", path, json.dumps({"model": UPSTREAM_MODEL, "stream": True}),
                          {"Content-Type": "application/json"})
@@ -617,6 +617,11 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
         for a, b in RATIOS:
             ra, rb = by.get((a, sc)), by.get((b, sc))
             row[f"{a}/{b}"] = round(ra.rps / rb.rps, 3) if ra and rb and rb.rps else None
+            # The same ratio from CPU per request: what one core would give each at 100 %,
+            # unmoved by neighbours that take part of the server core.
+            row[f"{a}/{b} cpu"] = (round(rb.cpu_us_per_request / ra.cpu_us_per_request, 3)
+                                   if ra and rb and ra.cpu_us_per_request and rb.cpu_us_per_request
+                                   else None)
             if (ra and ra.errors) or (rb and rb.errors):
                 row["suspect"].append(f"{a}/{b}")  # a row under it had errors
         # What the gateway adds per request over nginx, and conversion over the
@@ -662,6 +667,18 @@ def print_report(info: dict[str, Any], results: list[Result], ratio_rows: list[d
                          for c, w in zip(cols, widths, strict=True))
         added = "".join(f" {_fmt(row[key], '+.2f', ' ms'):>13}" for _, key, *_ in P50_DELTAS)
         print(f"{row['scenario']:12} {cells}{added}")
+
+    print()
+    print("CPU ratios (µs/req of the second / µs/req of the first: the throughput ratio each would "
+          "reach\n"
+          "with its whole core; robust to neighbours taking part of the server core)")
+    head = f"{'scenario':12} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
+    print(head)
+    print("-" * len(head))
+    for row in ratio_rows:
+        cells = " ".join(f"{_fmt(row[c + ' cpu'], '.3f') + ('!' if c in row['suspect'] else ''):>{w}}"
+                         for c, w in zip(cols, widths, strict=True))
+        print(f"{row['scenario']:12} {cells}")
 
     print()
     print(f"Machine: nproc {info['nproc']} ({info['cpu_model']}), "
