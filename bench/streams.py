@@ -207,6 +207,7 @@ class StreamsResult:
     target: str
     offered_eps: float
     relayed_eps: float
+    open_streams: int  # streams the trickler was sending at the end of the window
     cpu_pct: float
     load_core_pct: float | None  # how busy the trickler + client core was (everything on it)
     trickler_pct: float  # the trickler's share of that core
@@ -228,7 +229,8 @@ def measure(target: str, port: int, pgid: int, trickle_port: int, trickle_pgid: 
     cpu0, t0, (busy0, total0) = group_cpu_seconds(pgid), time.monotonic(), core_times(load_core)
     side0 = group_cpu_seconds(trickle_pgid), sum(os.times()[:2])
     run.run_until(t0 + args.duration)
-    offered1, relayed1 = trickle_stats(trickle_port)["events"], run.tally.events
+    stats = trickle_stats(trickle_port)
+    offered1, relayed1 = stats["events"], run.tally.events
     cpu1, elapsed, (busy1, total1) = group_cpu_seconds(pgid), time.monotonic() - t0, core_times(load_core)
     side1 = group_cpu_seconds(trickle_pgid), sum(os.times()[:2])
     run.drain(timeout=2 * run.stream_s + 10)
@@ -240,8 +242,8 @@ def measure(target: str, port: int, pgid: int, trickle_port: int, trickle_pgid: 
         trickler_pct=100 * (side1[0] - side0[0]) / elapsed,
         client_pct=100 * (side1[1] - side0[1]) / elapsed,
         cpu_us_per_event=1e6 * (cpu1 - cpu0) / relayed if relayed else None,
-        peak_rss_mib=peak_rss_mib(pgid), completed=run.tally.completed, failed=run.tally.failed,
-        first_failure=run.tally.first_failure,
+        open_streams=stats["open"], peak_rss_mib=peak_rss_mib(pgid),
+        completed=run.tally.completed, failed=run.tally.failed, first_failure=run.tally.first_failure,
     )
 
 
@@ -336,21 +338,23 @@ def _fmt(value: float | None) -> str:
 def print_report(results: list[StreamsResult], args: argparse.Namespace) -> None:
     print(f"\nStreams: {args.streams} x {args.events} events at {args.rate:g}/s; "
           f"{args.duration:g}s measured after {args.warmup:g}s")
-    head = (f"{'target':8} {'offered/s':>10} {'relayed/s':>10} {'relayed%':>8} {'cpu%':>5} "
+    head = (f"{'target':8} {'open':>5} {'offered/s':>10} {'relayed/s':>10} {'relayed%':>8} {'cpu%':>5} "
             f"{'µs/event':>9} {'peak RSS MiB':>12} {'load cpu%':>9} {'trickle/client':>14} "
             f"{'streams ok':>10} {'failed':>6}")
     print(head)
     print("-" * len(head))
     for r in results:
         share = 100 * r.relayed_eps / r.offered_eps if r.offered_eps else 0
-        print(f"{r.target:8} {r.offered_eps:10.0f} {r.relayed_eps:10.0f} {share:8.0f} "
+        print(f"{r.target:8} {r.open_streams:5d} {r.offered_eps:10.0f} {r.relayed_eps:10.0f} {share:8.0f} "
               f"{r.cpu_pct:5.0f} {_fmt(r.cpu_us_per_event):>9} {r.peak_rss_mib:12.1f} "
               f"{'n/a' if r.load_core_pct is None else f'{r.load_core_pct:.0f}':>9} "
               f"{f'{r.trickler_pct:.0f}/{r.client_pct:.0f}':>14} "
               f"{r.completed:10d} {r.failed:6d}")
-    print(f"loadavg at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}. relayed% below "
-          "100 with cpu% near 100: the server cannot keep up with the streams offered;\n"
-          "with load cpu% near 100 instead, the trickler and the client are the bound.")
+    print(f"loadavg at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}. open: streams "
+          f"the upstream was sending at the end ({args.streams} asked for); fewer, and offered/s "
+          f"below {args.streams * args.rate:,.0f}:\nthe server is slow to set streams up. relayed% "
+          "below 100: it falls behind the events. Either with cpu% near 100: the server is the "
+          "bound;\nwith load cpu% near 100 instead (trickle/client: their shares), the load side is.")
 
 
 def main(argv: list[str] | None = None) -> int:
