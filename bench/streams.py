@@ -132,12 +132,22 @@ class ClientRun:
         self.going = True
 
     def connect(self) -> None:
-        sock = socket.create_connection(("127.0.0.1", self.port))
-        stream = Stream(sock)
-        stream.ask(self.request)
+        """Start a connection without waiting for it (a server slow to accept must not stall
+        the reads of the others); its first request goes out once it is writable."""
+        sock = socket.socket()
         sock.setblocking(False)
-        self.open[sock.fileno()] = stream
-        self.epoll.register(sock.fileno(), select.EPOLLIN)
+        sock.connect_ex(("127.0.0.1", self.port))
+        self.open[sock.fileno()] = Stream(sock)
+        self.epoll.register(sock.fileno(), select.EPOLLOUT)
+
+    def connected(self, fd: int, stream: Stream) -> None:
+        error = stream.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            self.tally.fail(f"connect: {os.strerror(error)}")
+            self.close(fd)
+            return
+        self.epoll.modify(fd, select.EPOLLIN)
+        stream.ask(self.request)
 
     def run_until(self, deadline: float) -> None:
         """Serve the connections (and open the ones due) until time.monotonic() >= deadline."""
@@ -150,8 +160,11 @@ class ClientRun:
                 wait = min(deadline, due) - now
             else:
                 wait = deadline - now
-            for fd, _ in self.epoll.poll(max(0.0, min(wait, 0.05))):
+            for fd, mask in self.epoll.poll(max(0.0, min(wait, 0.05))):
                 stream = self.open[fd]
+                if mask & select.EPOLLOUT:
+                    self.connected(fd, stream)
+                    continue
                 try:
                     data = stream.sock.recv(1 << 16)
                 except OSError as e:
@@ -220,7 +233,8 @@ class StreamsResult:
 
 
 def measure(target: str, port: int, pgid: int, trickle_port: int, trickle_pgid: int,
-                  load_core: int | None, args: argparse.Namespace) -> StreamsResult:
+            load_core: int | None, args: argparse.Namespace) -> StreamsResult:
+    """One target: warm up, measure over --duration, then let the open streams finish."""
     run = ClientRun(port, GATEWAY_MODEL if target == "gateway" else "gpt-4o-mini", args.streams,
                     args.events, args.rate)
     run.start()
