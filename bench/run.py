@@ -18,7 +18,8 @@ canned.conf.template): faster than any proxy in front of it, so that it bounds
 none of the rows. Each target gets non-streaming and streaming chat completions
 at concurrency 1 and 32. The server under test is pinned to one core and wrk
 plus the canned provider (when it is not the thing measured) to another, so the
-targets compete for the same CPU budget. Absolute numbers depend on the machine and its neighbours; the
+targets compete for the same CPU budget, and each row says the server's CPU per
+request. Absolute numbers depend on the machine and its neighbours; the
 gateway/nginx ratios are the result (gateway-conv/gateway: what a format conversion
 adds; gateway-redact/gateway: what redaction adds). See bench/README.md.
 """
@@ -252,23 +253,31 @@ class Processes:
             os.killpg(proc.pid, sig)
 
 
+def group_stats(pgid: int) -> Iterator[tuple[int, list[str]]]:
+    """(pid, /proc/<pid>/stat fields after "pid (comm) ") of every live process in a
+    process group: nginx's master and workers, the gateway's supervisor and workers."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid:  # field 5 of stat: pgrp
+            yield int(stat.parent.name), fields
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """User+system CPU seconds of every live process in a process group.
 
     Why: on a shared machine, whether the server under test used its whole core
     says more than its requests/s alone.
     """
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            raw = stat.read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
-        if int(fields[2]) == pgid:  # field 5 of stat: pgrp
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+    ticks = sum(int(fields[11]) + int(fields[12]) for _, fields in group_stats(pgid))  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def group_pids(pgid: int) -> list[int]:
+    return [pid for pid, _ in group_stats(pgid)]
 
 
 def core_times(core: int | None) -> tuple[int, int]:
@@ -285,19 +294,6 @@ def core_times(core: int | None) -> tuple[int, int]:
             busy = user + nice + system + irq + softirq
             return busy, busy + idle + iowait + steal
     return 0, 0
-
-
-def group_pids(pgid: int) -> list[int]:
-    """The live processes of a process group (nginx: its master and its workers)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            raw = stat.read_text()
-        except OSError:
-            continue
-        if int(raw[raw.rindex(")") + 2:].split()[2]) == pgid:
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 def pin(pgid: int, core: int | None) -> None:
