@@ -44,7 +44,7 @@ ROUTES = """version: 1
 secrets: secrets.yaml
 providers:
   mock: {url: %(mock)s/v1}
-  canned: {url: %(canned)s/v1}
+  canned: {url: %(canned)s/v1, timeout: 7200s}  # a 1 GiB answer at 1 MiB/s outlasts the 600 s default
 routes:
   - {match: POST /v1/chat/completions, handler: chat}
   - {match: POST /v1/audio/speech, handler: forward, providers: [canned]}
@@ -81,7 +81,8 @@ class Reader:
         self.body_length: int | None = None  # from Content-Length; None: chunked
         self.body_got = 0
         self.tail = b""
-        self.done = False
+        self.done = False  # the whole answer is in, or the connection was closed
+        self.complete = False  # the whole answer is in
 
     def read(self, budget: int) -> int:
         """Receive at most `budget` bytes (what has arrived of them); returns how many."""
@@ -113,9 +114,10 @@ class Reader:
         self.body_got += len(data)
         self.tail = (self.tail + data)[-len(END):]
         if self.body_length is not None:
-            self.done = self.body_got >= self.body_length
+            self.complete = self.body_got >= self.body_length
         else:
-            self.done = self.tail == END
+            self.complete = self.tail == END
+        self.done = self.complete
 
 
 def main() -> None:
@@ -165,7 +167,8 @@ def main() -> None:
             time.sleep(0.1)
         elapsed = time.monotonic() - started
         received = sum(r.got for r in readers)
-        complete = sum(r.done for r in readers)
+        complete = sum(r.complete for r in readers)
+        cut = sum(r.done and not r.complete for r in readers)
         during = rss_mib(gateway.pid)
         for reader in readers:
             reader.sock.close()
@@ -180,7 +183,7 @@ def main() -> None:
     print(f"RSS before {before:.1f} MiB, peak {peak:.1f} MiB, at the end {during:.1f} MiB, "
           f"3 s after they left {after:.1f} MiB; growth (peak - before) {peak - before:.1f} MiB; "
           f"the readers got {received / 1048576:.1f} MiB, {complete} of {args.readers} "
-          f"their whole answer")
+          f"their whole answer" + (f"; {cut} cut short (the gateway closed the connection)" if cut else ""))
 
 
 if __name__ == "__main__":
