@@ -25,6 +25,7 @@ from converters.sse import SSEFramer
 from redaction.policy import Policy
 from redaction.requests import redact_strings
 from redaction.scanner import Redacting
+from redaction.text_deltas import TextDeltas
 
 # OpenAI delta fields that carry text, and Anthropic delta types with their text field.
 _OPENAI_FIELDS = ("content", "reasoning_content")
@@ -38,7 +39,8 @@ class AnswerRedactor:
     `counted` is told the kind of every match replaced, as it is replaced.
     """
 
-    __slots__ = ("_policy", "_format", "_counted", "_found", "_mode", "_body", "_framer", "_fields", "_last")
+    __slots__ = ("_policy", "_format", "_counted", "_found", "_mode", "_body", "_framer", "_fields", "_last",
+                 "_latest", "_deltas")
 
     def __init__(self, policy: Policy, client_format: str, counted: Callable[[str], None]) -> None:
         self._policy = policy
@@ -50,6 +52,8 @@ class AnswerRedactor:
         self._framer = SSEFramer()
         self._fields: dict[tuple[Any, ...], Redacting] = {}
         self._last: dict[str, Any] = {}  # OpenAI: the latest chunk (its id, model, created)
+        self._latest = b""  # or that chunk's event, unparsed (the fast path's)
+        self._deltas = TextDeltas(client_format == "anthropic")
 
     def feed(self, data: bytes) -> bytes:
         if not self._mode:
@@ -126,9 +130,15 @@ class AnswerRedactor:
         """
         if b"\r" in framed:
             framed = framed.replace(b"\r\n", b"\n")
+        raws = framed.split(b"\n\n")
+        if not raws[-1]:
+            raws.pop()
+        plain = self._plain(raws)
+        if plain is not None:
+            return plain
         batch = _Batch()
         out: list[bytes | _Event] = []
-        for raw in framed.split(b"\n\n"):
+        for raw in raws:
             if not raw.strip():
                 continue
             event = _Event.parse(raw)
@@ -146,11 +156,54 @@ class AnswerRedactor:
         self._report()
         return b"".join(part if isinstance(part, bytes) else part.encoded() for part in out)
 
+    def _plain(self, raws: list[bytes]) -> bytes | None:
+        """The fast path, for a chunk of events that each carry one piece of the same field
+        and nothing else (redaction/text_deltas.py), or None. They are not parsed: an event
+        gets what of the text is settled when its piece arrives, and one that gets its own
+        piece goes out as it came. The pieces are first tried together on the scanner's
+        fast path (redaction/scanner.py), which replaces nothing; when that cannot settle
+        them, they are fed one by one."""
+        deltas = []
+        for raw in raws:
+            delta = self._deltas.read(raw)
+            if delta is None or (deltas and delta[0] != deltas[0][0]):
+                return None
+            deltas.append(delta)
+        if not deltas:
+            return None
+        field = self._field(deltas[0][0])
+        if self._format == "openai":
+            self._latest = raws[-1]
+        out = []
+        settled = None
+        if len(deltas) > 1:
+            before = field.unsent
+            text = "".join(delta[3] for delta in deltas)
+            settled = field.quietly(text)
+        if settled is None:
+            for raw, (_, start, end, piece) in zip(raws, deltas, strict=True):
+                mine = field.feed(piece)
+                out.append(raw if mine == piece else raw[:start] + orjson.dumps(mine)[1:-1] + raw[end:])
+            self._report()
+        else:  # nothing replaced: each event's share of `before + text`, up to what is settled
+            whole, at, edge = before + text, 0, len(before)
+            for raw, (_, start, end, piece) in zip(raws, deltas, strict=True):
+                begins, edge = edge, edge + len(piece)
+                upto = min(edge, len(settled))
+                if at == begins and upto == edge:
+                    out.append(raw)
+                else:
+                    mine = whole[at:upto] if upto > at else ""
+                    out.append(raw[:start] + orjson.dumps(mine)[1:-1] + raw[end:])
+                at = max(at, upto)
+        out.append(b"")
+        return b"\n\n".join(out)
+
     def _openai(self, event: _Event, batch: _Batch) -> list[Any]:
         """Gathers a chunk's text pieces; returns the choices it ends (its finish_reason)."""
         chunk = event.parsed
         assert chunk is not None
-        self._last = chunk
+        self._last, self._latest = chunk, b""
         ending = []
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict):
@@ -240,6 +293,9 @@ class AnswerRedactor:
                     delta.setdefault("tool_calls", []).append(call)
                 else:
                     delta[key[1]] = text
+            if by_choice and self._latest:  # the latest chunk came by the fast path: read it now
+                data = self._latest[self._latest.find(b"data:") + 5 :]
+                self._last, self._latest = orjson.loads(data), b""
             for choice, delta in by_choice.items():
                 chunk = {k: self._last[k] for k in _CHUNK_KEYS if k in self._last}
                 chunk["choices"] = [{"index": choice, "delta": delta, "finish_reason": None}]

@@ -140,3 +140,45 @@ def _children(av: Any) -> list[Any]:
     if isinstance(av, list | tuple):
         return [found for item in av for found in _children(item)]
     return []
+
+
+_CATEGORIES = {sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_SPACE: r"\s", sre.CATEGORY_WORD: r"\w",
+               sre.CATEGORY_NOT_DIGIT: r"\D", sre.CATEGORY_NOT_SPACE: r"\S", sre.CATEGORY_NOT_WORD: r"\W"}
+
+
+def first_chars(source: str, flags: int = 0) -> str | None:
+    """A character class (without its brackets) holding every character a match of the
+    regex can begin with; None when that is not simply known (a case-folding regex, a
+    negated class, an optional first part). Lets a search skip to where a match could begin."""
+    if flags & re.IGNORECASE:
+        return None
+    return _first(sre_parse.parse(source, flags).data)
+
+
+def _first(items: Any) -> str | None:
+    for op, av in items:
+        if op in (sre.ASSERT, sre.ASSERT_NOT, sre.AT):
+            continue  # zero width: the next item begins the match
+        if op is sre.LITERAL:
+            return re.escape(chr(av))
+        if op is sre.IN:
+            parts = []
+            for kind, value in av:
+                if kind is sre.LITERAL:
+                    parts.append(re.escape(chr(value)))
+                elif kind is sre.RANGE:
+                    parts.append(f"{re.escape(chr(value[0]))}-{re.escape(chr(value[1]))}")
+                elif kind is sre.CATEGORY and value in _CATEGORIES:
+                    parts.append(_CATEGORIES[value])
+                else:
+                    return None
+            return "".join(parts)
+        if op is sre.BRANCH:
+            branches = [_first(branch.data) for branch in av[1]]
+            return None if None in branches else "".join(branches)  # type: ignore[arg-type]
+        if op is sre.SUBPATTERN:
+            return _first(av[-1].data)
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[0] >= 1:
+            return _first(av[2].data)
+        return None
+    return None

@@ -22,10 +22,9 @@ import hmac
 import re
 from collections.abc import Sequence
 
-from redaction.patterns import Pattern
+from redaction.patterns import Pattern, first_chars
 
 _WORD = 64  # the longest last word the fast path holds back
-_TRAILING_WORD = re.compile(r"\S*")  # matched on the reversed text: the last word's length
 
 
 class Scanner:
@@ -51,9 +50,12 @@ class Scanner:
         needles = sorted({n.lower() for p in self.patterns for n in p.needles}, key=len, reverse=True)
         self.needles = re.compile("|".join(map(re.escape, needles)) or "(?!)")
         others = [p for p in self.patterns if not p.needles and p.gate is None]
-        self.spans = re.compile("|".join(
-            f"(?{'i' if p.regex.flags & re.IGNORECASE else ''}:{p.start.pattern})" for p in others if p.start
-        ) or "(?!)")
+        spans = "|".join(
+            f"(?{'i' if p.regex.flags & re.IGNORECASE else ''}:{p.start.pattern})" for p in others if p.start)
+        firsts = [first_chars(p.start.pattern, p.start.flags) for p in others if p.start]
+        if spans and None not in firsts:  # a cheap look at each character before the alternatives
+            spans = f"(?=[{''.join(firsts)}])(?:{spans})"  # type: ignore[arg-type]
+        self.spans = re.compile(spans or "(?!)")
         self.gates = None
         if self.patterns and all(p.start is not None for p in others):
             self.gates = re.compile("|".join(f"(?:{p.gate})" for p in self.patterns if p.gate) or "(?!)")
@@ -94,7 +96,8 @@ class Redacting:
     counted from the start of the whole text; `_buffer` keeps the text from `_origin`.
     """
 
-    __slots__ = ("_scanner", "_found", "_buffer", "_origin", "_emitted", "_taken", "_decided", "_pending")
+    __slots__ = ("_scanner", "_found", "_buffer", "_origin", "_emitted", "_taken", "_decided", "_level",
+                 "_pending")
 
     def __init__(self, scanner: Scanner, found: list[str]) -> None:
         self._scanner = scanner
@@ -104,6 +107,7 @@ class Redacting:
         self._emitted = 0  # text before this has been returned (as is, or as labels)
         self._taken = 0  # the end of the last match replaced: a match starting before it overlaps
         self._decided = [0] * len(scanner.patterns)  # per pattern: no match begins before it unseen
+        self._level = 0  # when every entry of _decided is the same, that; else -1
         self._pending: list[_Match] = []
 
     def feed(self, text: str, final: bool = False) -> str:
@@ -114,18 +118,38 @@ class Redacting:
     def close(self) -> str:
         return self._settle(True)
 
+    def quietly(self, text: str) -> str | None:
+        """`feed` when the fast path (`_quiet`) settles the text so far, which replaces
+        nothing; else None, and the text is not taken."""
+        if self._pending or self._scanner.gates is None:
+            return None
+        self._buffer += text
+        settled = self._quiet()
+        if settled is None:
+            self._buffer = self._buffer[: len(self._buffer) - len(text)]
+            return None
+        return self._emit_to(settled)
+
+    @property
+    def unsent(self) -> str:
+        """The text held back now."""
+        return self._buffer[self._emitted - self._origin :]
+
     @property
     def held(self) -> int:
         """Characters held back now."""
         return self._origin + len(self._buffer) - self._emitted
 
     def _settle(self, final: bool) -> str:
-        if not final and not self._pending and self._scanner.gates is not None and self._quiet():
-            return self._emit_to(min(self._decided))
+        if not final and not self._pending and self._scanner.gates is not None:
+            quiet = self._quiet()
+            if quiet is not None:
+                return self._emit_to(quiet)
         scanner, buffer, origin = self._scanner, self._buffer, self._origin
         end = origin + len(buffer)
         tails: dict[tuple[int, int], int] = {}
         decided = self._decided
+        self._level = -1
         lowered: list[str] = []
         for i, pattern in enumerate(scanner.patterns):
             position = decided[i]
@@ -149,33 +173,48 @@ class Redacting:
             decided[i] = position
         return self._emit_to(end if final else min(decided, default=end))
 
-    def _quiet(self) -> bool:
+    def _quiet(self) -> int | None:
         """The fast path of a stream: hold back the last word (up to _WORD characters) and
         settle everything before it when no pattern can begin there: no needle and no gate
-        in it, and no start of the other patterns in it or the word. A match that begins
+        in it, and no start of the other patterns in it (looked for with the word after it:
+        a start may need to see where the text ends). A match that begins
         before the last word and runs into it holds a space, so its keyword or needle stands
         before the word; one that holds no space (a key, an address, a token) lies before
-        the word whole; numbers, which may hold spaces, are looked for with their starts."""
+        the word whole; numbers, which may hold spaces, are looked for with their starts.
+        Returns the position settled, or None to take the whole way."""
         scanner, buffer, origin, decided = self._scanner, self._buffer, self._origin, self._decided
-        low = min(decided) - origin
-        window = buffer[max(low, len(buffer) - _WORD - 1):]
-        word = _TRAILING_WORD.match(window[::-1]).end()
-        if word > _WORD:
-            return False
-        tail = len(buffer) - word
-        region = buffer[low:tail]
-        lowered = region.lower()
-        if (scanner.needles.search(lowered) or scanner.gates.search(region)  # type: ignore[union-attr]
-                or scanner.spans.search(buffer, low)):
-            return False
+        low = self._level if self._level >= 0 else min(decided)
+        start = low - origin
+        end = len(buffer)
+        # The last word begins after the last space, line break or tab (other spaces count
+        # as part of it: a longer word is held, never less).
+        tail = max(buffer.rfind(" ", start), buffer.rfind("\n", start), buffer.rfind("\t", start)) + 1
+        if end - max(tail, start) > _WORD:
+            return None
+        if tail <= start:
+            return low  # the last word grew: nothing more to settle, nothing to look at yet
+        region = buffer[start:tail]
+        if scanner.needles.search(region.lower()) or scanner.gates.search(region):  # type: ignore[union-attr]
+            return None
+        span = scanner.spans.search(buffer, start)  # one may begin in the region and run into the word
+        if span is not None and span.start() < tail:
+            return None
         tail += origin
-        for i, at in enumerate(decided):
-            if at < tail:
-                decided[i] = tail
-        return True
+        if self._level >= 0 or max(decided) <= tail:
+            self._decided = [tail] * len(decided)
+        else:
+            self._decided = [max(at, tail) for at in decided]
+        self._level = tail
+        return tail
 
     def _emit_to(self, settled: int) -> str:
-        out = self._emit(settled)
+        if self._pending:
+            out = self._emit(settled)
+        elif settled > self._emitted:
+            out = self._buffer[self._emitted - self._origin : settled - self._origin]
+            self._emitted = settled
+        else:
+            out = ""
         keep = max(self._origin, min(settled, self._emitted) - self._scanner.context)
         if keep > self._origin:
             self._buffer = self._buffer[keep - self._origin :]

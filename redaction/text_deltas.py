@@ -1,0 +1,87 @@
+"""The one text piece of a streamed answer's event, found without parsing the event.
+
+Most events of a streamed answer carry one piece of text in a fixed place: OpenAI
+`"delta":{"content":"..."}` in a chunk's only choice, Anthropic
+`"delta":{"type":"text_delta","text":"..."}`. `text_delta` matches the whole event
+against the shape of such an event, in one regex: every other value is a number, null,
+true, false or a string without escapes (so every quote is where the shape says, and a
+key found is a key, never text that looks like one); one data line, after an `event:`
+line at most; an OpenAI chunk has one choice and no finish_reason. Any other event
+(None) is for the parser: the first and last chunks, tool calls, usage, a chunk with
+two choices or a key order of its own.
+
+A stream's events differ mostly in their text: an event whose bytes up to the text are
+those of the last event matched, whose text holds no quote or backslash, and whose rest
+is of the shape (the same bytes, or the rest's own regex) is taken without the regex.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+_VALUE = rb'"((?:[^"\\]|\\.)*)"'  # the text: a JSON string's inside, escapes included
+_SCALAR = rb'(?:"[^"\\]*"|-?[0-9][0-9.eE+\-]*|null|true|false)'
+_KEY = rb'"(?!finish_reason")[A-Za-z_]{1,40}"'  # a key; finish_reason only as null
+_MEMBER = rb"(?:" + _KEY + rb": ?" + _SCALAR + rb'|"finish_reason": ?null)'
+_OPENAI_REST = rb"\}(?:, ?" + _MEMBER + rb")*\}\](?:, ?" + _MEMBER + rb")*\}"  # after the text
+_OPENAI = re.compile(
+    rb"data: ?\{(?:" + _MEMBER + rb", ?)*"
+    rb'"choices": ?\[\{(?:' + _MEMBER + rb', ?)*"index": ?([0-9]{1,9}), ?'
+    rb'"delta": ?\{"(content|reasoning_content)": ?' + _VALUE + _OPENAI_REST)
+_ANTHROPIC_REST = rb"\}\}"
+_ANTHROPIC = re.compile(
+    rb'(?:event: ?content_block_delta\n)?data: ?\{"type": ?"content_block_delta", ?"index": ?([0-9]{1,9}), ?'
+    rb'"delta": ?\{"type": ?"(text_delta|thinking_delta|input_json_delta)", ?'
+    rb'"(text|thinking|partial_json)": ?' + _VALUE + _ANTHROPIC_REST)
+_RESTS = {False: re.compile(rb'"' + _OPENAI_REST), True: re.compile(rb'"' + _ANTHROPIC_REST)}
+_ANTHROPIC_NAMES = {b"text_delta": b"text", b"thinking_delta": b"thinking",
+                    b"input_json_delta": b"partial_json"}
+
+Delta = tuple[tuple[Any, ...], int, int, str]
+"""The field's key (as AnswerRedactor names it: the choice or block index, and the field),
+where the string's inside begins and ends in the event's bytes, and its text."""
+
+
+class TextDeltas:
+    """The text pieces of one stream's events (`anthropic`: of the Messages format)."""
+
+    __slots__ = ("_whole", "_rest", "_head", "_tail", "_key", "_anthropic")
+
+    def __init__(self, anthropic: bool) -> None:
+        self._anthropic = anthropic
+        self._whole = _ANTHROPIC if anthropic else _OPENAI
+        self._rest = _RESTS[anthropic]
+        self._head = b"\0"  # the last event matched, up to its text; its rest; its key
+        self._tail = b""
+        self._key: tuple[Any, ...] = ()
+
+    def read(self, raw: bytes) -> Delta | None:
+        """The event's one text piece (`raw` without its blank line), or None."""
+        head = self._head
+        if raw.startswith(head):
+            start = len(head)
+            end = raw.find(b'"', start)
+            if end >= 0 and raw.find(b"\\", start, end) < 0 and (
+                    (raw.endswith(self._tail) and len(raw) - len(self._tail) == end)
+                    or self._rest.fullmatch(raw, end)):
+                try:
+                    return self._key, start, end, raw[start:end].decode()
+                except UnicodeDecodeError:
+                    return None
+        found = self._whole.fullmatch(raw)
+        if found is None:
+            return None
+        start, end = found.span(found.lastindex)  # type: ignore[arg-type]
+        if self._anthropic and _ANTHROPIC_NAMES[found.group(2)] != found.group(3):
+            return None
+        value = raw[start:end]
+        try:
+            text = orjson.loads(raw[start - 1 : end + 1]) if b"\\" in value else value.decode()
+        except (UnicodeDecodeError, orjson.JSONDecodeError):
+            return None
+        self._head, self._tail = raw[:start], raw[end:]
+        self._key = (int(found.group(1)), found.group(2).decode())
+        return self._key, start, end, text
