@@ -62,3 +62,15 @@ class Chain:
             out = converter.feed(out) if out else b""
             out += converter.close()
         return out
+
+    def cut(self) -> bytes:
+        """The upstream failed mid-stream: what converters holding text back (those with a
+        `cut`, as answer redaction) let out before the error event. Nothing is closed: an
+        answer cut short gets no clean end, and a partial event held back is dropped."""
+        out = b""
+        for converter in self.converters:
+            out = converter.feed(out) if out else b""
+            cut = getattr(converter, "cut", None)
+            if cut is not None:
+                out += cut()
+        return out

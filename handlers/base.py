@@ -374,7 +374,7 @@ class GatewayHandler(RequestHandler):
         an error event (it cannot be retried), any other answer just ends short."""
         if broken.exchange.streaming:
             message = f"upstream {broken.label} failed mid-stream"
-            self.write(stream_error_event(self.stream_format, 502, message))
+            self.write(broken.tail + stream_error_event(self.stream_format, 502, message))
         self.finish()
 
     # -- rate limits and budgets (limits/limiter.py) ---------------------------------------

@@ -379,6 +379,9 @@ class _ChatReading:
             self.start.end()
         return self.chain.close()
 
+    def cut(self) -> bytes:
+        return self.chain.cut() if self.start is None else b""
+
 
 _TYPED_FIELDS: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
     ("stream", bool, "a boolean"),

@@ -21,7 +21,9 @@ model), e.g. ``gpt-delay-50-tools``:
   ``piece-<KiB>`` (default 16; one stream event per piece), for tests of large answers.
 * ``fault-<status>`` (400..599, e.g. 429 with ``Retry-After: 1``; 401 quotes the key it
   was sent, split across body chunks), ``fault-hang``,
-  ``fault-cut``, ``fault-empty``, ``fault-slowheaders``, ``fault-streamerror``.
+  ``fault-cut``, ``fault-empty``, ``fault-slowheaders``, ``fault-streamerror``;
+  ``fault-cutend`` streams the whole reply, then drops the connection before the events
+  that end it (finish_reason, ``[DONE]``; ``content_block_stop``, ``message_stop``).
   An OpenAI ``fault-400`` is a context-length refusal (``code: context_length_exceeded``,
   ``param: messages``); an Anthropic ``fault-402`` is a ``billing_error``.
 * ``cache``       a prompt cache: a chat answer's usage reports the tokens of the longest

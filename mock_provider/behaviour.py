@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-_NAMED_FAULTS = frozenset({"hang", "cut", "empty", "slowheaders", "streamerror"})
+_NAMED_FAULTS = frozenset({"hang", "cut", "cutend", "empty", "slowheaders", "streamerror"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +20,7 @@ class Behaviour:
     delay_ms: float | None = None
     tools: bool = False
     thinking: bool = False
-    fault: str | None = None  # "429", "500", ..., "hang", "cut", "empty", "streamerror"
+    fault: str | None = None  # "429", "500", ..., "hang", "cut", "cutend", "empty", "streamerror"
     slow_headers: bool = False
     echo_key: bool = False  # a fault's message quotes the credential the request presented
     big_kib: int | None = None  # reply text of this many KiB of filler_text

@@ -19,6 +19,11 @@ from mock_provider.scripting import FaultScript
 SLOW_HEADERS_S = 2.0
 
 
+# What marks the events that end a stream (OpenAI chat, Anthropic messages): `fault-cutend`
+# cuts the stream before the first of them.
+_ENDINGS = (b'"finish_reason":"', b"[DONE]", b"content_block_stop", b"message_stop")
+
+
 class ScriptedHandler(MockHandler):
     """An endpoint whose answer the request's model name can delay, refuse or break."""
 
@@ -178,6 +183,9 @@ class ScriptedHandler(MockHandler):
         self.set_header("Cache-Control", "no-cache")
         if fault in ("cut", "streamerror"):
             events = events[:2]
+        elif fault == "cutend":
+            ends = [i for i, event in enumerate(events) if any(mark in event for mark in _ENDINGS)]
+            events = events[: ends[0] if ends else len(events)]
         elif self.stream_fault:
             events = events[:1]
         for i, event in enumerate(events):
@@ -191,7 +199,7 @@ class ScriptedHandler(MockHandler):
             except StreamClosedError:
                 self._aborted = True
                 return
-        if fault == "cut":
+        if fault in ("cut", "cutend"):
             await self.cut()
         elif fault == "streamerror" or self.stream_fault == "error":
             self.write(self.stream_error_event())

@@ -75,6 +75,13 @@ class AnswerRedactor:
         out = self._events(self._framer.close())
         return out + self._flush(None)
 
+    def cut(self) -> bytes:
+        """The upstream failed mid-stream: what the fields hold back, through the scanner's
+        `cut` (a secret's start cut short becomes `[REDACTED:kind:partial]`), in events of
+        their own shape, for the client to have before the error event. An event the cut
+        left unfinished is dropped, and nothing is ended."""
+        return self._flush(None, cut=True) if self._mode == "sse" else b""
+
     # -- buffered answers --------------------------------------------------------------
 
     def _buffered(self, body: bytes) -> bytes:
@@ -130,6 +137,10 @@ class AnswerRedactor:
         """
         if b"\r" in framed:
             framed = framed.replace(b"\r\n", b"\n")
+        if framed.find(b"\n\n") == len(framed) - 2:  # one event, the usual read of a stream
+            plain = self._one(framed)
+            if plain is not None:
+                return plain
         raws = framed.split(b"\n\n")
         if not raws[-1]:
             raws.pop()
@@ -155,6 +166,20 @@ class AnswerRedactor:
         self._settle(batch, False)
         self._report()
         return b"".join(part if isinstance(part, bytes) else part.encoded() for part in out)
+
+    def _one(self, framed: bytes) -> bytes | None:
+        """`_plain` for a chunk of one event (with its blank line)."""
+        delta = self._deltas.read(framed[:-2])
+        if delta is None:
+            return None
+        key, start, end, piece = delta
+        field = self._fields.get(key) or self._field(key)
+        if self._format == "openai":
+            self._latest = framed[:-2]
+        mine = field.feed(piece)
+        if self._found:
+            self._report()
+        return framed if mine == piece else framed[:start] + orjson.dumps(mine)[1:-1] + framed[end:]
 
     def _plain(self, raws: list[bytes]) -> bytes | None:
         """The fast path, for a chunk of events that each carry one piece of the same field
@@ -267,15 +292,17 @@ class AnswerRedactor:
             field = self._fields[key] = self._policy.scanner.stream(self._found)
         return field
 
-    def _flush(self, index: Any) -> bytes:
-        """Events carrying what the fields of choice (or block) `index` hold back (all: None)."""
+    def _flush(self, index: Any, cut: bool = False) -> bytes:
+        """Events carrying what the fields of choice (or block) `index` hold back (all: None);
+        `cut`: the text ends there cut short."""
         keys = [key for key in self._fields if index is None or key[0] == index]
         if not keys:
             return b""
         out = []
         if self._format == "anthropic":
             for key in keys:
-                text = self._fields.pop(key).close()
+                field = self._fields.pop(key)
+                text = field.cut() if cut else field.close()
                 if text:
                     name = _ANTHROPIC_DELTAS[key[1]]
                     event = {"type": "content_block_delta", "index": key[0],
@@ -284,7 +311,8 @@ class AnswerRedactor:
         else:
             by_choice: dict[Any, dict[str, Any]] = {}
             for key in keys:
-                text = self._fields.pop(key).close()
+                field = self._fields.pop(key)
+                text = field.cut() if cut else field.close()
                 if not text:
                     continue
                 delta = by_choice.setdefault(key[0], {})

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from redaction.patterns import Pattern, first_chars
 
 _WORD = 64  # the longest last word the fast path holds back
+_PIECE = 8  # a shorter start of a secret cut short is let through: no piece of it tells much
+_TRAILING = " \t\n.,;:!?)]}'\""  # after a word, not part of it
 
 
 class Scanner:
@@ -74,6 +76,25 @@ class Scanner:
         redacting = Redacting(self, found)
         return redacting.feed(text, final=True)
 
+    def partial(self, text: str) -> tuple[int, str] | None:
+        """Where in `text` (the end of a text cut short) a secret may have begun, and its
+        kind: the first place where a pattern's start matches (anywhere, for a pattern
+        without one), when what stands from there, trailing punctuation aside, is at least
+        _PIECE characters and holds a needle or anything but letters (a key, a number, an
+        address, `password=`), unlike a word of prose."""
+        first: tuple[int, str] | None = None
+        for pattern in self.patterns:
+            found = pattern.start.search(text) if pattern.start is not None else None
+            at = 0 if pattern.start is None else found.start() if found is not None else -1
+            if at >= 0 and (first is None or at < first[0]):
+                first = (at, pattern.kind)
+        if first is None:
+            return None
+        tail = text[first[0]:].rstrip(_TRAILING)
+        if len(tail) < _PIECE or (tail.isalpha() and not self.needles.search(tail.lower())):
+            return None
+        return first
+
     def stream(self, found: list[str]) -> Redacting:
         return Redacting(self, found)
 
@@ -117,6 +138,19 @@ class Redacting:
 
     def close(self) -> str:
         return self._settle(True)
+
+    def cut(self) -> str:
+        """The text ends here, cut short (its upstream failed): the final pass, except that
+        a tail that may be the start of a secret cut short is replaced by
+        `[REDACTED:kind:partial]`. Such a start matches no pattern, yet its first characters
+        are as secret as the whole; ordinary text (the last word of prose) goes out as it is."""
+        out = self._settle(True)
+        tail = self._scanner.partial(out)
+        if tail is None:
+            return out
+        at, kind = tail
+        self._found.append(kind)
+        return f"{out[:at]}[REDACTED:{kind}:partial]"
 
     def quietly(self, text: str) -> str | None:
         """`feed` when the fast path (`_quiet`) settles the text so far, which replaces

@@ -136,6 +136,11 @@ class Reading(Protocol):
         ended before any content)."""
         ...
 
+    def cut(self) -> bytes:
+        """The upstream failed after part of the answer was relayed: what of what was held
+        back may still go out, before the error event."""
+        ...
+
 
 class Converted:
     """A reading whose relayed output then passes through `chain` (a route's answer stages)."""
@@ -159,6 +164,10 @@ class Converted:
     def close(self) -> bytes:
         out = self._reading.close()
         return (self._chain.feed(out) if out else b"") + self._chain.close()
+
+    def cut(self) -> bytes:
+        out = self._reading.cut()
+        return (self._chain.feed(out) if out else b"") + self._chain.cut()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +200,13 @@ class Kept:
 
 @dataclass(frozen=True, slots=True)
 class Broken:
-    """The exchange failed after bytes of its answer reached the client."""
+    """The exchange failed after bytes of its answer reached the client; `tail` is what of
+    what the reading held back may still reach it (Reading.cut)."""
 
     exchange: Exchange
     label: str
     message: str
+    tail: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +274,7 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
         if sink.committed:
             metrics.UPSTREAM_ERRORS.labels(provider=provider.name, kind=kind).inc()
             log.warning("upstream %s failed mid-stream: %s", request.label, response.error)
-            return Broken(exchange, request.label, str(response.error))
+            return Broken(exchange, request.label, str(response.error), reading.cut())
         return Failure(provider.name, request.label, 0, kind, str(response.error))
     if not relaying:
         return Kept(exchange, b"".join(kept))

@@ -222,3 +222,49 @@ def test_a_prompt_sent_to_the_providers_token_counter_is_redacted(redacting: Gat
     assert status == 200, answer
     sent = _sent(mock, marker)
     assert OPENAI_KEY not in sent and _labels(sent, "openai_key")
+
+
+def _cut_stream(redacting: Gateway, path: str, model: str, system: str) -> str:
+    """A stream whose upstream answers with `system` and is then cut (the mock's
+    `fault-cutend`: the whole reply, then a dropped connection): the text the client got.
+    Every event must be whole JSON of the client's format, the error event last."""
+    body = {"model": model, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    if path == "/v1/messages":
+        body["system"] = system
+    else:
+        body["messages"].insert(0, {"role": "system", "content": system})
+    status, _, raw = redacting.request("POST", path, json.dumps(body).encode())
+    assert status == 200, raw
+    events = raw.decode().split("\n\n")
+    assert events[-1] == "", raw
+    text, parsed = "", []
+    for event in events[:-1]:
+        data = [line[6:] for line in event.split("\n") if line.startswith("data: ")]
+        assert len(data) == 1, event
+        parsed.append(json.loads(data[0]))
+    for chunk in parsed[:-1]:
+        if path == "/v1/messages":
+            text += chunk.get("delta", {}).get("text", "")
+        else:
+            text += "".join(c["delta"].get("content") or "" for c in chunk["choices"])
+    assert "error" in parsed[-1] and "failed mid-stream" in json.dumps(parsed[-1]), parsed[-1]
+    return text
+
+
+@pytest.mark.parametrize(("path", "model"), [("/v1/chat/completions", "mock/gpt-echosystem-fault-cutend"),
+                                             ("/v1/messages", "claude/claude-echosystem-fault-cutend"),
+                                             ("/v1/messages", "mock/gpt-echosystem-fault-cutend")])
+def test_an_upstream_cut_flushes_held_text_and_masks_a_secret_cut_short(
+    redacting: Gateway, path: str, model: str
+) -> None:
+    # The last word of prose is held back (it could begin an address or a token): a cut
+    # sends it before the error event instead of dropping it.
+    assert _cut_stream(redacting, path, model, "Goodbye").endswith("You said: Goodbye")
+    # A key whose upstream was cut before it was whole matches no pattern: its start is
+    # still replaced, by a label that says it was cut short.
+    partial = OPENAI_KEY[:20]
+    text = _cut_stream(redacting, path, model, partial)
+    assert text.endswith("You said: [REDACTED:openai_key:partial]") and partial[:8] not in text, text
+    # A whole secret held at the cut gets its usual label.
+    text = _cut_stream(redacting, path, model, f"my key {OPENAI_KEY}")
+    assert OPENAI_KEY[:8] not in text and _labels(text, "openai_key"), text
