@@ -284,3 +284,82 @@ def test_custom_patterns_and_empty_policies_stream_too() -> None:
             redacting = scanner.stream([])
             assert redacting.feed(text[:at]) + redacting.feed(text[at:]) + redacting.close() == whole
     assert "TCK-123456" not in custom.redact(text, []) and "TCK-12" in custom.redact(text, [])
+
+
+def _events_of(out: bytes) -> list[dict]:
+    """Every event of a converter's output, each whole JSON (the data line of each)."""
+    assert not out or out.endswith(b"\n\n"), out
+    events = []
+    for event in out.split(b"\n\n")[:-1]:
+        data = [line[6:] for line in event.split(b"\n") if line.startswith(b"data: ")]
+        assert len(data) == 1, event
+        events.append(json.loads(data[0]))
+    return events
+
+
+def test_events_whose_text_is_settled_pass_untouched_and_a_secret_begun_in_one_is_caught() -> None:
+    secret = PLANTED[0][2]
+    pieces = ["Hello there ", "my friend, ", f"the key: {secret[:6]}", secret[6:], " and more ", "words."]
+    for client_format, field in (FIELDS[0], FIELDS[3]):
+        stream = _stream(client_format, field, pieces)
+        raws = [event + b"\n\n" for event in stream.split(b"\n\n")[:-1]]
+        converter = AnswerRedactor(POLICY, client_format, lambda kind: None)
+        outs = [converter.feed(raw) for raw in raws]
+        out = b"".join(outs) + converter.close()
+        # "my friend, " settles all of itself and "there " held before it: it goes out as it came
+        second = next(i for i, raw in enumerate(raws) if b"my friend" in raw)
+        assert outs[second] == raws[second]
+        # the key's first characters came in an event of prose: held back, then replaced whole
+        text = _streamed_text(out, client_format)
+        assert text == SCANNER.redact("".join(pieces), []) and secret[:6] not in out.decode()
+        assert text.startswith("Hello there my friend, the key: [REDACTED:openai_key:")
+
+
+def test_events_the_fast_path_cannot_be_sure_of_are_parsed() -> None:
+    secret = PLANTED[0][2]
+    head = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":['
+    shapes = [  # two choices; an escaped quote before the text; a text ending the choice; spaced JSON
+        head + b'{"index":0,"delta":{"content":"' + secret.encode() + b' "},"finish_reason":null},'
+        b'{"index":1,"delta":{"content":"' + secret.encode() + b' "},"finish_reason":null}]}\n\n',
+        head + b'{"index":0,"delta":{"content":"' + secret.encode() + b'"},"finish_reason":"stop"}],'
+        b'"note":"\\"delta\\":{\\"content\\":\\"x\\"}"}\n\n',
+        b'data: {"choices": [{"index": 0, "delta": {"content": "' + secret.encode() + b' "}}]}\n\n',
+    ]
+    for shape in shapes:
+        converter = AnswerRedactor(POLICY, "openai", lambda kind: None)
+        out = converter.feed(shape) + converter.feed(b"data: [DONE]\n\n") + converter.close()
+        assert secret[:8] not in out.decode() and b"[REDACTED:openai_key:" in out, out
+        _events_of(out[: out.rindex(b"data: [DONE]")])
+
+
+def _cut_before_the_end(stream: bytes, client_format: str) -> bytes:
+    """The stream as an upstream cut sends it: every text event, none of those that end it."""
+    end = stream.index(b'"finish_reason":"stop"') if client_format == "openai" else stream.index(
+        b"event: content_block_stop")
+    return stream[: stream.rfind(b"\n\n", 0, end) + 2]
+
+
+@pytest.mark.parametrize(("kind", "planted", "secret"), PLANTED, ids=[f"{p[0]}-{i}" for i, p in enumerate(PLANTED)])
+def test_a_stream_cut_at_any_point_leaks_no_piece_of_a_secret(kind: str, planted: str, secret: str) -> None:
+    text = f"Here it is: {planted} — keep it safe."
+    for client_format, field in (FIELDS[0], FIELDS[3]):
+        for at in range(1, len(text) + 1):
+            pieces = [text[: at // 2], text[at // 2 : at]] if at > 1 else [text[:at]]
+            stream = _cut_before_the_end(_stream(client_format, field, pieces), client_format)
+            converter = AnswerRedactor(POLICY, client_format, lambda kind: None)
+            out = converter.feed(stream) + converter.cut()
+            _events_of(out)
+            _no_piece_of(secret, out.decode())
+            if at == len(text):  # cut after the whole text: nothing held back is lost
+                assert _streamed_text(out, client_format) == SCANNER.redact(text, [])
+
+
+def test_a_cut_lets_the_last_word_of_prose_through() -> None:
+    # What could begin a secret and is 8 characters or more, not all letters, is masked: the
+    # start of a key or a number, and (the price of not knowing) of an address or a path.
+    for ending, expected in (("and goodbye", "and goodbye"), ("Python 3.11", "Python 3.11"),
+                             ("the key is sk-proj-Ab3dEf", "the key is [REDACTED:openai_key:partial]"),
+                             ("call 4111 1111 11", "call [REDACTED:card_number:partial]"),
+                             ("see https://example", "see https:[REDACTED:high_entropy:partial]")):
+        redacting = SCANNER.stream([])
+        assert redacting.feed(ending) + redacting.cut() == expected
