@@ -16,7 +16,7 @@ block back: the price of not leaking what the reasoning quoted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -25,12 +25,13 @@ from converters.sse import SSEFramer
 from redaction.policy import Policy
 from redaction.requests import redact_strings
 from redaction.scanner import Redacting
-from redaction.text_deltas import TextDeltas
+from redaction.text_deltas import Delta, TextDeltas
 
 # OpenAI delta fields that carry text, and Anthropic delta types with their text field.
 _OPENAI_FIELDS = ("content", "reasoning_content")
 _CHUNK_KEYS = ("id", "object", "created", "model", "system_fingerprint")  # what a flushed chunk repeats
 _ANTHROPIC_DELTAS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
+_GROUP = 16  # events of one read whose pieces are tried together on the scanner's fast path
 
 
 class AnswerRedactor:
@@ -185,9 +186,9 @@ class AnswerRedactor:
         """The fast path, for a chunk of events that each carry one piece of the same field
         and nothing else (redaction/text_deltas.py), or None. They are not parsed: an event
         gets what of the text is settled when its piece arrives, and one that gets its own
-        piece goes out as it came. The pieces are first tried together on the scanner's
-        fast path (redaction/scanner.py), which replaces nothing; when that cannot settle
-        them, they are fed one by one."""
+        piece goes out as it came. Up to _GROUP pieces at a time are first tried together
+        on the scanner's fast path (redaction/scanner.py), which replaces nothing; a group
+        that it cannot settle is fed one piece at a time."""
         deltas = []
         for raw in raws:
             delta = self._deltas.read(raw)
@@ -199,28 +200,20 @@ class AnswerRedactor:
         field = self._field(deltas[0][0])
         if self._format == "openai":
             self._latest = raws[-1]
-        out = []
-        settled = None
-        if len(deltas) > 1:
-            before = field.unsent
-            text = "".join(delta[3] for delta in deltas)
-            settled = field.quietly(text)
-        if settled is None:
-            for raw, (_, start, end, piece) in zip(raws, deltas, strict=True):
+        out: list[bytes] = []
+        for first in range(0, len(deltas), _GROUP):
+            group = zip(raws[first : first + _GROUP], deltas[first : first + _GROUP], strict=True)
+            if len(deltas) - first > 1:
+                before = field.unsent
+                text = "".join(delta[3] for delta in deltas[first : first + _GROUP])
+                settled = field.quietly(text)
+                if settled is not None:
+                    _share(group, before + text, len(before), len(settled), out)
+                    continue
+            for raw, (_, start, end, piece) in group:
                 mine = field.feed(piece)
                 out.append(raw if mine == piece else raw[:start] + orjson.dumps(mine)[1:-1] + raw[end:])
-            self._report()
-        else:  # nothing replaced: each event's share of `before + text`, up to what is settled
-            whole, at, edge = before + text, 0, len(before)
-            for raw, (_, start, end, piece) in zip(raws, deltas, strict=True):
-                begins, edge = edge, edge + len(piece)
-                upto = min(edge, len(settled))
-                if at == begins and upto == edge:
-                    out.append(raw)
-                else:
-                    mine = whole[at:upto] if upto > at else ""
-                    out.append(raw[:start] + orjson.dumps(mine)[1:-1] + raw[end:])
-                at = max(at, upto)
+        self._report()
         out.append(b"")
         return b"\n\n".join(out)
 
@@ -336,6 +329,24 @@ class AnswerRedactor:
             for kind in self._found:
                 self._counted(kind)
             self._found.clear()
+
+
+def _share(
+    group: Iterable[tuple[bytes, Delta]], whole: str, edge: int, settled: int, out: list[bytes]
+) -> None:
+    """Events whose pieces were settled together, nothing replaced: each gets its share of
+    `whole` (the text held before them, `edge` characters, then their pieces) up to
+    `settled`; one whose share is its own piece goes out as it came."""
+    at = 0
+    for raw, (_, start, end, piece) in group:
+        begins, edge = edge, edge + len(piece)
+        upto = min(edge, settled)
+        if at == begins and upto == edge:
+            out.append(raw)
+        else:
+            mine = whole[at:upto] if upto > at else ""
+            out.append(raw[:start] + orjson.dumps(mine)[1:-1] + raw[end:])
+        at = max(at, upto)
 
 
 class _Event:
