@@ -21,23 +21,27 @@ _KEY = r"A-Za-z0-9_\-"  # the characters of most API keys
 _NOT_KEY = r"(?<![A-Za-z0-9_\-])"
 
 
-def begins(*literals: str, whole: bool = True) -> str:
+def begins(*literals: str, whole: bool = True, edge: str = "") -> str:
     """A `start` regex for patterns that begin with one of `literals`: it matches where one
     of them begins (`whole`), and where only its first characters stand at the end of the
-    text. Without `whole`, the caller adds the literals with what must follow them."""
+    text. Without `whole`, the caller adds the literals with what must follow them. With
+    `edge` (a character class's inside), not after one of those characters."""
     trie: dict[str, Any] = {}
     for literal in literals:
         node = trie
         for char in literal:
             node = node.setdefault(char, {})
         node[""] = {}  # a literal ends here
-    return _branches(trie, whole, top=True)
+    return _branches(trie, whole, edge, top=True)
 
 
-def _branches(node: dict[str, Any], whole: bool, top: bool = False) -> str:
+def _branches(node: dict[str, Any], whole: bool, edge: str = "", top: bool = False) -> str:
     """The regex of a trie node: each next character and what may follow it, or (past the
-    first character) the end of the text, or (`whole`, where a literal ends) nothing more."""
-    options = [re.escape(char) + _branches(child, whole) for char, child in node.items() if char]
+    first character) the end of the text, or (`whole`, where a literal ends) nothing more.
+    The first character is checked against `edge` after it is read: a regex that begins
+    with a character, not a lookbehind, lets the engine skip to where one stands."""
+    options = [re.escape(char) + (f"(?<![{edge}]{re.escape(char)})" if edge and top else "")
+               + _branches(child, whole) for char, child in node.items() if char]
     if not top:
         options.insert(0, r"\Z")
         if "" in node and whole:
@@ -139,7 +143,8 @@ def entropy_pattern(min_length: int, bits: float, classes: int) -> Pattern:
     edge = rf"(?<![{token}=])"
     return pattern(
         "high_entropy", rf"{edge}[{token}]{{{min_length},510}}={{0,2}}(?![{token}=])",
-        start=rf"{edge}[{token}]{{{min_length}}}|{edge}[{token}]{{1,{min_length - 1}}}\Z",
+        start=rf"[{token}](?<![{token}=][{token}])"
+              rf"(?:[{token}]{{{min_length - 1}}}|[{token}]{{0,{min_length - 2}}}\Z)",
         valid=random_looking(min_length, bits, classes), run=token + "=", gate=rf"[{token}]{{{min_length}}}",
     )
 
@@ -153,7 +158,7 @@ def _after(literal: str, edge: str) -> str:
 def _keyed(kind: str, prefixes: tuple[str, ...], rest: str, edge: str = _KEY, **options: Any) -> Pattern:
     """A key that begins with one of `prefixes` at a word's start, then `rest`."""
     source = "(?:" + "|".join(_after(p, edge) for p in prefixes) + ")" + rest
-    return pattern(kind, source, start=rf"(?<![{edge}])" + begins(*prefixes), needles=prefixes, **options)
+    return pattern(kind, source, start=begins(*prefixes, edge=edge), needles=prefixes, **options)
 
 
 _AWS_KEY = "(?:aws_?)?secret_?(?:access_?)?key"
@@ -209,21 +214,21 @@ PII: tuple[Pattern, ...] = (
     pattern("email",
             rf"[{_LOCAL}](?<![{_LOCAL}][{_LOCAL}])[{_LOCAL}]{{0,63}}@[A-Za-z0-9\-]{{1,63}}"
             r"(?:\.[A-Za-z0-9\-]{1,63}){0,6}\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])",
-            start=rf"(?<![{_LOCAL}])[{_LOCAL}]{{1,64}}(?:@|\Z)", needles=("@",), around=(1, 64),
-            run=_LOCAL + "@"),
+            start=rf"[{_LOCAL}](?<![{_LOCAL}][{_LOCAL}])[{_LOCAL}]{{0,63}}(?:@|\Z)", needles=("@",),
+            around=(1, 64), run=_LOCAL + "@"),
     pattern("card_number", r"\d(?<![\d.\-]\d)(?:[ \-]?\d){12,18}(?!\d)",
-            start=r"(?<![\d.\-])\d(?:(?:[ \-]?\d){12}|(?:[ \-]?\d){0,11}[ \-]?\Z)",
+            start=r"\d(?<![\d.\-]\d)(?:(?:[ \-]?\d){12}|(?:[ \-]?\d){0,11}[ \-]?\Z)",
             valid=luhn, run=r"\d \-", shrink=6),
     pattern("phone",
             r"(?:\+(?<![\w+]\+)\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}|\((?<![\w+]\()\d{3}\) ?\d{3}[.\-]\d{4}"
             r"|\d(?<![\w+]\d)\d{2}[.\-]\d{3}[.\-]\d{4})(?!\w)",
-            start=r"(?<![\w+])[+(\d](?:[\d+() .\-]{8}|[\d+() .\-]{0,7}\Z)",
+            start=r"[+(\d](?<![\w+][+(\d])(?:[\d+() .\-]{8}|[\d+() .\-]{0,7}\Z)",
             valid=_phone, run=r"\d+() .\-", shrink=4),
     pattern("iban",
             r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
-            start=r"(?<![A-Za-z0-9])[A-Z](?:[A-Z](?:\d|\Z)|\Z)", valid=iban, run="A-Z0-9 "),
+            start=r"[A-Z](?<![A-Za-z0-9][A-Z])(?:[A-Z](?:\d|\Z)|\Z)", valid=iban, run="A-Z0-9 "),
     pattern("us_ssn", r"\d(?<![\d\-]\d)\d{2}-\d{2}-\d{4}(?![\d\-])",
-            start=r"(?<![\d\-])\d(?:\d\d-\d\d-\d{4}|[\d\-]{0,9}\Z)", valid=_ssn, run=r"\d\-"),
+            start=r"\d(?<![\d\-]\d)(?:\d\d-\d\d-\d{4}|[\d\-]{0,9}\Z)", valid=_ssn, run=r"\d\-"),
 )
 
 PRESETS: dict[str, tuple[Pattern, ...]] = {"secrets": SECRETS, "pii": PII}

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from redaction.patterns import Pattern, first_chars
 
 _WORD = 64  # the longest last word the fast path holds back
+_FOLD = int(re.IGNORECASE)  # as a plain int: testing a flag of the enum costs a call
 _PIECE = 8  # a shorter start of a secret cut short is let through: no piece of it tells much
 _TRAILING = " \t\n.,;:!?)]}'\""  # after a word, not part of it
 
@@ -189,11 +190,11 @@ class Redacting:
             position = decided[i]
             if not final and pattern.start is not None:
                 # Where a match could begin at all: usually nowhere, and that settles it.
-                begins = pattern.start.search(buffer, position - origin)
+                begins = self._begins(pattern, position, lowered)
                 if begins is None:
                     decided[i] = end
                     continue
-                position = begins.start() + origin
+                position = begins
             cutoff = end if final else self._cutoff(i, pattern, tails)
             while position < end:
                 found = self._next(pattern, position - origin, lowered)
@@ -202,8 +203,8 @@ class Redacting:
                 position = self._consider(i, pattern, found)
             position = max(position, cutoff)
             if not final and pattern.start is not None and position < end:
-                begins = pattern.start.search(buffer, position - origin)
-                position = end if begins is None else begins.start() + origin
+                begins = self._begins(pattern, position, lowered)
+                position = end if begins is None else begins
             decided[i] = position
         return self._emit_to(end if final else min(decided, default=end))
 
@@ -265,7 +266,7 @@ class Redacting:
         if not pattern.needles:
             return regex.search(buffer, at)
         text = buffer
-        if regex.flags & re.IGNORECASE:
+        if regex.flags & _FOLD:
             if not lowered:
                 lowered.append(buffer.lower())
             text = lowered[0]
@@ -282,6 +283,31 @@ class Redacting:
             if match is not None:
                 return match
             at += 1
+
+    def _begins(self, pattern: Pattern, at: int, lowered: list[str]) -> int | None:
+        """Where `pattern.start` first matches at `at` or later, or None. With needles, the
+        regex runs only from where a start could stand: within reach of the first needle
+        (a start that is not cut by the text's end holds one, as a match does), or within
+        a match's width of the end (a start cut by the end is the beginning of a match)."""
+        buffer, origin = self._buffer, self._origin
+        local = at - origin
+        if pattern.needles:
+            text = buffer
+            if pattern.regex.flags & _FOLD:
+                if not lowered:
+                    lowered.append(buffer.lower())
+                text = lowered[0]
+            if len(text) == len(buffer):
+                low, high = pattern.around
+                reach = len(buffer) - pattern.bounds.width
+                after = max(local + low, 0)
+                for needle in pattern.needles:
+                    found = text.find(needle, after)
+                    if found >= 0 and found - high < reach:
+                        reach = found - high
+                local = max(local, reach)
+        begins = pattern.start.search(buffer, local)  # type: ignore[union-attr]
+        return None if begins is None else begins.start() + origin
 
     def _ended(self, pattern: Pattern, found: re.Match[str]) -> bool:
         """A match whose last run (of `pattern.tail`) has ended before the text's end: final."""
