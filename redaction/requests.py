@@ -72,12 +72,14 @@ def _block(block: dict[str, Any], policy: Policy, found: list[str]) -> None:
 
 
 _NAMES = frozenset({"model", "id", "role", "type", "object"})
+_PAYLOADS = frozenset({"embedding", "b64_json"})  # base64 data (a vector, an image): never text
 
 
 def redact_strings(value: Any, policy: Policy, found: list[str], *, skip_names: bool = False) -> Any:
     """`value` with every string in it redacted (lists and objects walked without recursion,
     so a deeply nested document cannot exhaust the stack); `skip_names`: leave the values
-    of keys that name things (`model`, `id`, `*_id`, `role`, `type`) as they are."""
+    of keys that name things (`model`, `id`, `*_id`, `role`, `type`) or hold base64 data
+    (`embedding`, `b64_json`) as they are."""
     if isinstance(value, str):
         return policy.scanner.redact(value, found)
     stack = [value]
@@ -86,7 +88,8 @@ def redact_strings(value: Any, policy: Policy, found: list[str], *, skip_names: 
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
         for key, item in items:
             if isinstance(item, str):
-                if skip_names and isinstance(key, str) and (key in _NAMES or key.endswith("_id")):
+                if skip_names and isinstance(key, str) and (
+                        key in _NAMES or key in _PAYLOADS or key.endswith("_id")):
                     continue
                 node[key] = policy.scanner.redact(item, found)
             elif isinstance(item, dict | list):

@@ -16,6 +16,7 @@ from typing import Any
 
 from converters.base import StreamConverter
 from redaction.answers import AnswerRedactor
+from redaction.json_answers import JsonAnswerRedactor
 from redaction.policy import Policy
 from redaction.requests import redact_chat, redact_strings
 from stages.stage import Call, Refusal, Stage
@@ -23,8 +24,8 @@ from stages.stage import Call, Refusal, Stage
 
 @dataclass(frozen=True, slots=True)
 class Redaction(Stage):
-    """`whole_body`: a forward route's JSON body (every string but names and ids), with no
-    answer redaction; else a chat request in `client_format`."""
+    """`whole_body`: a forward route's JSON body (every string but names and ids), and its
+    JSON answer likewise; else a chat request and answer in `client_format`."""
 
     client_format: str
     policy: Policy | None  # the route's
@@ -52,8 +53,15 @@ class Redaction(Stage):
         return None
 
     def answer(self, call: Call) -> StreamConverter | None:
-        policy = call.redaction
-        if policy is None:
+        """A chat answer: with the policy `check` chose. A forward answer: with the route's,
+        whatever the request's body was (a GET may fetch a stored answer)."""
+
+        def counted(kind: str) -> None:
+            call.count_redactions("answer", kind, 1)
+
+        if self.whole_body:
+            policy = self.policy
+            return JsonAnswerRedactor(policy, counted) if policy is not None and policy.answers else None
+        if call.redaction is None:
             return None
-        return AnswerRedactor(
-            policy, self.client_format, lambda kind: call.count_redactions("answer", kind, 1))
+        return AnswerRedactor(call.redaction, self.client_format, counted)

@@ -42,6 +42,8 @@ routes:
   - {{match: POST /v1/messages, handler: chat, ingress: anthropic, redaction: default}}
   - {{match: POST /v2/chat/completions, handler: chat}}
   - {{match: POST /v1/embeddings, handler: forward, redaction: default}}
+  - {{match: POST /v1/files, handler: forward, redaction: default}}
+  - {{match: "GET /v1/files/{{id}}", handler: forward, redaction: default}}
   - {{match: POST /v1/messages/count_tokens, handler: count_tokens, ingress: anthropic, providers: [claude],
       redaction: default}}
   - {{match: GET /metrics, handler: metrics}}
@@ -198,6 +200,19 @@ def test_forward_route_redacts_its_json_body(redacting: Gateway, mock: Mock) -> 
     body = json.loads(_sent(mock, marker))
     assert body["model"] == "text-embedding-3-small"
     assert body["input"][1].startswith("key [REDACTED:openai_key:")
+
+
+def test_forward_route_redacts_its_json_answers(redacting: Gateway, mock: Mock) -> None:
+    # A multipart upload is not JSON: the mock gets the file name as it is, and its answer
+    # (the file object) quotes it; so does the answer to a GET, which has no body at all.
+    client = redacting.openai()
+    uploaded = client.files.create(file=(f"{EMAIL}.jsonl", b'{"a": 1}\n'), purpose="batch")
+    assert EMAIL not in uploaded.filename and _labels(uploaded.filename, "email"), uploaded
+    fetched = client.files.retrieve(uploaded.id)
+    assert fetched.filename == uploaded.filename and fetched.id == uploaded.id
+    # ids and the model are names, not text: never redacted; a body with nothing found is as sent
+    embedded = client.embeddings.create(model="text-embedding-3-small", input=["plain words"])
+    assert embedded.model and len(embedded.data[0].embedding) > 0
 
 
 def test_counts_in_metrics_statsz_and_access_log_never_values(redacting: Gateway) -> None:
