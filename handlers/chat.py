@@ -328,9 +328,9 @@ class ChatHandler(GatewayHandler):
                 body = encode(translation.response(orjson.loads(body), context), "the answer")
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
                 return Failure(provider, target.label, 502, "bad_upstream_body", f"unusable answer: {exc}")
-        body = self.staged_body(body)
         if not sink.claim():
             return None  # a hedged try answered first
+        body = self.staged_body(body)  # after the claim: a losing try's redactions are not counted
         content_type = kept.exchange.headers.get("Content-Type", "application/json")
         sink.begin(Head(status, (("Content-Type", content_type),)))
         self._answered(target, usage)

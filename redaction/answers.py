@@ -37,7 +37,9 @@ _GROUP = 16  # events of one read whose pieces are tried together on the scanner
 class AnswerRedactor:
     """A StreamConverter (converters/base.py) for one answer in the client's `client_format`.
 
-    `counted` is told the kind of every match replaced, as it is replaced.
+    `counted` is told the kind of every match replaced: those of a chunk when the next one
+    comes, or at the end. A hedged try that lost the client with that chunk is not called
+    again, so only the answer the client got is counted.
     """
 
     __slots__ = ("_policy", "_format", "_counted", "_found", "_mode", "_body", "_framer", "_fields", "_last",
@@ -57,6 +59,8 @@ class AnswerRedactor:
         self._deltas = TextDeltas(client_format == "anthropic")
 
     def feed(self, data: bytes) -> bytes:
+        if self._found:
+            self._report()  # what the last chunk replaced: it went to the client, or this is not called
         if not self._mode:
             head = data.lstrip()
             if not head:
@@ -70,18 +74,22 @@ class AnswerRedactor:
 
     def close(self) -> bytes:
         if self._mode == "json":
-            return self._buffered(b"".join(self._body))
-        if self._mode != "sse":
-            return b""
-        out = self._events(self._framer.close())
-        return out + self._flush(None)
+            out = self._buffered(b"".join(self._body))
+        elif self._mode == "sse":
+            out = self._events(self._framer.close()) + self._flush(None)
+        else:
+            out = b""
+        self._report()
+        return out
 
     def cut(self) -> bytes:
         """The upstream failed mid-stream: what the fields hold back, through the scanner's
         `cut` (a secret's start cut short becomes `[REDACTED:kind:partial]`), in events of
         their own shape, for the client to have before the error event. An event the cut
         left unfinished is dropped, and nothing is ended."""
-        return self._flush(None, cut=True) if self._mode == "sse" else b""
+        out = self._flush(None, cut=True) if self._mode == "sse" else b""
+        self._report()
+        return out
 
     # -- buffered answers --------------------------------------------------------------
 
@@ -110,7 +118,6 @@ class AnswerRedactor:
                     self._openai_fields(message, found)
         if not found:
             return body
-        self._report()
         return orjson.dumps(answer)
 
     def _openai_fields(self, message: dict[str, Any], found: list[str]) -> None:
@@ -165,7 +172,6 @@ class AnswerRedactor:
                     out.append(self._flush(index))
             out.append(event)
         self._settle(batch, False)
-        self._report()
         return b"".join(part if isinstance(part, bytes) else part.encoded() for part in out)
 
     def _one(self, framed: bytes) -> bytes | None:
@@ -178,8 +184,6 @@ class AnswerRedactor:
         if self._format == "openai":
             self._latest = framed[:-2]
         mine = field.feed(piece)
-        if self._found:
-            self._report()
         return framed if mine == piece else framed[:start] + orjson.dumps(mine)[1:-1] + framed[end:]
 
     def _plain(self, raws: list[bytes]) -> bytes | None:
@@ -213,7 +217,6 @@ class AnswerRedactor:
             for raw, (_, start, end, piece) in group:
                 mine = field.feed(piece)
                 out.append(raw if mine == piece else raw[:start] + orjson.dumps(mine)[1:-1] + raw[end:])
-        self._report()
         out.append(b"")
         return b"\n\n".join(out)
 
@@ -321,14 +324,12 @@ class AnswerRedactor:
                 chunk = {k: self._last[k] for k in _CHUNK_KEYS if k in self._last}
                 chunk["choices"] = [{"index": choice, "delta": delta, "finish_reason": None}]
                 out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        self._report()
         return b"".join(out)
 
     def _report(self) -> None:
-        if self._found:
-            for kind in self._found:
-                self._counted(kind)
-            self._found.clear()
+        for kind in self._found:
+            self._counted(kind)
+        self._found.clear()
 
 
 def _share(

@@ -363,3 +363,25 @@ def test_a_cut_lets_the_last_word_of_prose_through() -> None:
                              ("see https://example", "see https:[REDACTED:high_entropy:partial]")):
         redacting = SCANNER.stream([])
         assert redacting.feed(ending) + redacting.cut() == expected
+
+
+def test_a_chunks_redactions_are_counted_when_the_next_comes_or_at_the_end() -> None:
+    # A hedged try that loses the client with a chunk is not called again: what that chunk
+    # replaced must not be counted for the answer the client got from another try.
+    secret = PLANTED[0][2]
+    stream = _openai_stream([f"key {secret} ", "and more ", "words"], "content")
+    events = [event + b"\n\n" for event in stream.split(b"\n\n")[:-1]]
+    counted: list[str] = []
+    converter = AnswerRedactor(POLICY, "openai", counted.append)
+    outs = []
+    for event in events:
+        outs.append(converter.feed(event))
+        if b"[REDACTED:openai_key:" in outs[-1]:
+            break
+    assert counted == []
+    converter.feed(events[len(outs)])
+    assert counted == ["openai_key"]
+    cut = AnswerRedactor(POLICY, "openai", counted.append)
+    cut.feed(_cut_before_the_end(_openai_stream([f"key {secret}"], "content"), "openai"))
+    cut.cut()
+    assert counted == ["openai_key"] * 2
