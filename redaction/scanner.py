@@ -33,7 +33,7 @@ _TRAILING = " \t\n.,;:!?)]}'\""  # after a word, not part of it
 class Scanner:
     """A policy's patterns compiled once per table, and its label key."""
 
-    __slots__ = ("patterns", "_mac", "_runs", "context", "needles", "gates", "spans")
+    __slots__ = ("patterns", "_mac", "_runs", "context", "needles", "gates", "spans", "signs")
 
     def __init__(self, patterns: Sequence[Pattern], key: bytes) -> None:
         self.patterns = tuple(patterns)
@@ -62,6 +62,10 @@ class Scanner:
         self.gates = None
         if self.patterns and all(p.start is not None for p in others):
             self.gates = re.compile("|".join(f"(?:{p.gate})" for p in self.patterns if p.gate) or "(?!)")
+        # Needles and gates in one search of the lower-cased text (gates ignoring case: they
+        # then match no less than in the text itself).
+        self.signs = re.compile("|".join(
+            [*map(re.escape, needles), *(f"(?i:{p.gate})" for p in self.patterns if p.gate)]) or "(?!)")
 
     def label(self, kind: str, value: str) -> str:
         mac = self._mac.copy()
@@ -70,9 +74,7 @@ class Scanner:
 
     def redact(self, text: str, found: list[str]) -> str:
         """`text` with every match replaced; the kinds replaced are appended to `found`."""
-        if self.gates is not None and not (
-            self.needles.search(text.lower()) or self.gates.search(text) or self.spans.search(text)
-        ):
+        if self.gates is not None and not (self.signs.search(text.lower()) or self.spans.search(text)):
             return text  # no needle, gate or start anywhere: no match either
         redacting = Redacting(self, found)
         return redacting.feed(text, final=True)
@@ -135,6 +137,10 @@ class Redacting:
     def feed(self, text: str, final: bool = False) -> str:
         """What of the text so far is settled, redacted; `final`: the text ends here."""
         self._buffer += text
+        if not final and not self._pending and self._scanner.gates is not None:
+            settled = self._quiet()
+            if settled is not None:
+                return self._emit_to(settled)
         return self._settle(final)
 
     def close(self) -> str:
@@ -176,10 +182,6 @@ class Redacting:
         return self._origin + len(self._buffer) - self._emitted
 
     def _settle(self, final: bool) -> str:
-        if not final and not self._pending and self._scanner.gates is not None:
-            quiet = self._quiet()
-            if quiet is not None:
-                return self._emit_to(quiet)
         scanner, buffer, origin = self._scanner, self._buffer, self._origin
         end = origin + len(buffer)
         tails: dict[tuple[int, int], int] = {}
@@ -229,7 +231,7 @@ class Redacting:
         if tail <= start:
             return low  # the last word grew: nothing more to settle, nothing to look at yet
         region = buffer[start:tail]
-        if scanner.needles.search(region.lower()) or scanner.gates.search(region):  # type: ignore[union-attr]
+        if scanner.signs.search(region.lower()):
             return None
         span = scanner.spans.search(buffer, start)  # one may begin in the region and run into the word
         if span is not None and span.start() < tail:
