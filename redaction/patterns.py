@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
+from types import MappingProxyType
 from typing import Any
 
 MAX_WIDTH = 8192  # the longest match a pattern may have: a PEM key of RSA-4096 fits twice
@@ -142,8 +143,9 @@ def _children(av: Any) -> list[Any]:
     return []
 
 
-_CATEGORIES = {sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_SPACE: r"\s", sre.CATEGORY_WORD: r"\w",
-               sre.CATEGORY_NOT_DIGIT: r"\D", sre.CATEGORY_NOT_SPACE: r"\S", sre.CATEGORY_NOT_WORD: r"\W"}
+_CATEGORIES = MappingProxyType({
+    sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_SPACE: r"\s", sre.CATEGORY_WORD: r"\w",
+    sre.CATEGORY_NOT_DIGIT: r"\D", sre.CATEGORY_NOT_SPACE: r"\S", sre.CATEGORY_NOT_WORD: r"\W"})
 
 
 def first_chars(source: str, flags: int = 0) -> str | None:

@@ -18,6 +18,7 @@ is of the shape (the same bytes, or the rest's own regex) is taken without the r
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -36,9 +37,10 @@ _ANTHROPIC = re.compile(
     rb'(?:event: ?content_block_delta\n)?data: ?\{"type": ?"content_block_delta", ?"index": ?([0-9]{1,9}), ?'
     rb'"delta": ?\{"type": ?"(text_delta|thinking_delta|input_json_delta)", ?'
     rb'"(text|thinking|partial_json)": ?' + _VALUE + _ANTHROPIC_REST)
-_RESTS = {False: re.compile(rb'"' + _OPENAI_REST), True: re.compile(rb'"' + _ANTHROPIC_REST)}
-_ANTHROPIC_NAMES = {b"text_delta": b"text", b"thinking_delta": b"thinking",
-                    b"input_json_delta": b"partial_json"}
+_RESTS = MappingProxyType({False: re.compile(rb'"' + _OPENAI_REST),
+                           True: re.compile(rb'"' + _ANTHROPIC_REST)})
+_ANTHROPIC_NAMES = MappingProxyType({b"text_delta": b"text", b"thinking_delta": b"thinking",
+                                     b"input_json_delta": b"partial_json"})
 
 Delta = tuple[tuple[Any, ...], int, int, str]
 """The field's key (as AnswerRedactor names it: the choice or block index, and the field),
