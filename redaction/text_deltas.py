@@ -60,6 +60,26 @@ class TextDeltas:
         self._tail = b""
         self._key: tuple[Any, ...] = ()
 
+    def read_run(self, framed: bytes) -> tuple[tuple[Any, ...], bytes, bytes, list[bytes]] | None:
+        """Whole events (each with its blank line) that all are the last event matched but
+        for their text, which holds no quote or backslash: its key, its bytes before and
+        after the text (the blank line included) and the texts' bytes; else None. Each
+        text then ends at the first quote after `head`, and `head` (which holds quotes)
+        cannot stand inside one: splitting on it finds the events."""
+        head, tail = self._head, self._tail + b"\n\n"
+        parts = framed.split(head)
+        if parts[0] or len(parts) < 3:
+            return None
+        del parts[0]
+        size = len(tail)
+        texts = [part[:-size] for part in parts]
+        if not all(part.endswith(tail) for part in parts):
+            return None
+        joined = b"".join(texts)
+        if b'"' in joined or b"\\" in joined:
+            return None
+        return self._key, head, tail, texts
+
     def read(self, raw: bytes) -> Delta | None:
         """The event's one text piece (`raw` without its blank line), or None."""
         head = self._head

@@ -385,3 +385,24 @@ def test_a_chunks_redactions_are_counted_when_the_next_comes_or_at_the_end() -> 
     cut.feed(_cut_before_the_end(_openai_stream([f"key {secret}"], "content"), "openai"))
     cut.cut()
     assert counted == ["openai_key"] * 2
+
+
+@pytest.mark.parametrize(("client_format", "field"), [FIELDS[0], FIELDS[3]])
+def test_a_read_of_many_events_like_the_last_passes_whole_but_for_its_ends(client_format: str, field: str) -> None:
+    words = ["Hello", " there", " my", " good", " friend", " how", " are", " you", " today"]
+    secret = PLANTED[0][2]
+    for pieces in (words, [*words[:4], f" key {secret[:9]}", secret[9:], " done"]):
+        stream = _stream(client_format, field, pieces)
+        events = [event + b"\n\n" for event in stream.split(b"\n\n")[:-1]]
+        at = next(i for i, event in enumerate(events) if b"Hello" in event)
+        # the event before the run, read alone, shows the gateway the events' shape
+        converter = AnswerRedactor(POLICY, client_format, lambda kind: None)
+        head = b"".join(converter.feed(event) for event in events[: at + 1])
+        run_end = at + len(pieces)
+        middle = converter.feed(b"".join(events[at + 1 : run_end]))
+        out = head + middle + b"".join(converter.feed(event) for event in events[run_end:]) + converter.close()
+        assert _streamed_text(out, client_format) == SCANNER.redact("".join(pieces), [])
+        if pieces is words:  # " my" .. " you" went out as they came, "there"'s event with "Hello" held before it
+            assert b"".join(events[at + 2 : run_end - 1]) in middle
+        else:
+            assert secret[:8] not in out.decode()
