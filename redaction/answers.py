@@ -191,60 +191,35 @@ class AnswerRedactor:
         return framed if mine == piece else framed[:start] + orjson.dumps(mine)[1:-1] + framed[end:]
 
     def _run(self, framed: bytes) -> bytes | None:
-        """The fastest path, for a chunk of events that differ from the last one read only
-        in their plain text (TextDeltas.read_run), when the scanner's fast path settles
-        their text together: the chunk goes out as it came but for its first event, which
-        also carries the text held before it, and its last ones, whose text is held back."""
+        """`_plain` for a chunk of events that differ from the last one read only in their
+        text (TextDeltas.read_run): found with one split, not event by event."""
         run = self._deltas.read_run(framed)
         if run is None:
             return None
-        key, head, tail, values = run
-        try:
-            texts = [value.decode() for value in values]
-        except UnicodeDecodeError:
-            return None
-        field = self._fields.get(key) or self._field(key)
-        before, text = field.unsent, "".join(texts)
-        settled = field.quietly(text)
-        if settled is None:
-            return None
-        if self._format == "openai":
-            self._latest = framed[len(framed) - len(head) - len(values[-1]) - len(tail) : -2]
-        whole = before + text
-        # The events from `first_held` on hold back some of their text (`after`: theirs, all
-        # of it), found from the end: it is usually the last word, in the last event.
-        held, first_held, after, end = len(whole) - len(settled), len(texts), 0, len(framed)
-        while first_held > 0 and after < held:
-            first_held -= 1
-            after += len(texts[first_held])
-            end -= len(head) + len(values[first_held]) + len(tail)
-        out, start = [], 0
-        if first_held > 0 and before:  # the first event also carries what was held before it
-            out.append(head + orjson.dumps(before + texts[0])[1:-1] + tail)
-            start = len(head) + len(values[0]) + len(tail)
-        out.append(framed[start:end])
-        at = len(whole) - after if first_held > 0 else 0  # where the first one's share begins
-        for i in range(first_held, len(texts)):
-            mine = whole[at : len(settled)] if i == first_held and len(settled) > at else ""
-            out.append(head + orjson.dumps(mine)[1:-1] + tail)
-        return b"".join(out)
+        key, head, tail, values, texts = run
+        start, ending = len(head), len(tail) - 2
+        raws = [head + value + tail[:ending] for value in values]
+        return self._pieces(raws, [(key, start, start + len(value), text) for value, text in zip(
+            values, texts, strict=True)])
 
     def _plain(self, raws: list[bytes]) -> bytes | None:
         """The fast path, for a chunk of events that each carry one piece of the same field
-        and nothing else (redaction/text_deltas.py), or None. They are not parsed: an event
-        gets what of the text is settled when its piece arrives, and one that gets its own
-        piece goes out as it came. Up to _GROUP pieces at a time are first tried together
-        on the scanner's fast path (redaction/scanner.py), which replaces nothing; a group
-        that it cannot settle is fed one piece at a time."""
+        and nothing else (redaction/text_deltas.py), or None."""
         deltas = []
         for raw in raws:
             delta = self._deltas.read(raw)
             if delta is None or (deltas and delta[0] != deltas[0][0]):
                 return None
             deltas.append(delta)
-        if not deltas:
-            return None
-        field = self._field(deltas[0][0])
+        return self._pieces(raws, deltas) if deltas else None
+
+    def _pieces(self, raws: list[bytes], deltas: list[Delta]) -> bytes:
+        """Events that each carry one piece of the same field, not parsed: an event gets what
+        of the text is settled when its piece arrives, and one that gets its own piece goes
+        out as it came. Up to _GROUP pieces at a time are first tried together on the
+        scanner's fast path (redaction/scanner.py), which replaces nothing; a group that it
+        cannot settle is fed one piece at a time."""
+        field = self._fields.get(deltas[0][0]) or self._field(deltas[0][0])
         if self._format == "openai":
             self._latest = raws[-1]
         out: list[bytes] = []

@@ -33,7 +33,7 @@ _TRAILING = " \t\n.,;:!?)]}'\""  # after a word, not part of it
 class Scanner:
     """A policy's patterns compiled once per table, and its label key."""
 
-    __slots__ = ("patterns", "_mac", "_runs", "context", "needles", "gates", "spans", "signs")
+    __slots__ = ("patterns", "_mac", "_runs", "context", "needles", "gates", "spans")
 
     def __init__(self, patterns: Sequence[Pattern], key: bytes) -> None:
         self.patterns = tuple(patterns)
@@ -62,10 +62,6 @@ class Scanner:
         self.gates = None
         if self.patterns and all(p.start is not None for p in others):
             self.gates = re.compile("|".join(f"(?:{p.gate})" for p in self.patterns if p.gate) or "(?!)")
-        # Needles and gates in one search of the lower-cased text (gates ignoring case: they
-        # then match no less than in the text itself).
-        self.signs = re.compile("|".join(
-            [*map(re.escape, needles), *(f"(?i:{p.gate})" for p in self.patterns if p.gate)]) or "(?!)")
 
     def label(self, kind: str, value: str) -> str:
         mac = self._mac.copy()
@@ -74,7 +70,9 @@ class Scanner:
 
     def redact(self, text: str, found: list[str]) -> str:
         """`text` with every match replaced; the kinds replaced are appended to `found`."""
-        if self.gates is not None and not (self.signs.search(text.lower()) or self.spans.search(text)):
+        if self.gates is not None and not (
+            self.needles.search(text.lower()) or self.gates.search(text) or self.spans.search(text)
+        ):
             return text  # no needle, gate or start anywhere: no match either
         redacting = Redacting(self, found)
         return redacting.feed(text, final=True)
@@ -231,7 +229,7 @@ class Redacting:
         if tail <= start:
             return low  # the last word grew: nothing more to settle, nothing to look at yet
         region = buffer[start:tail]
-        if scanner.signs.search(region.lower()):
+        if scanner.needles.search(region.lower()) or scanner.gates.search(region):  # type: ignore[union-attr]
             return None
         span = scanner.spans.search(buffer, start)  # one may begin in the region and run into the word
         if span is not None and span.start() < tail:

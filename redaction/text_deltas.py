@@ -60,25 +60,27 @@ class TextDeltas:
         self._tail = b""
         self._key: tuple[Any, ...] = ()
 
-    def read_run(self, framed: bytes) -> tuple[tuple[Any, ...], bytes, bytes, list[bytes]] | None:
+    def read_run(self, framed: bytes) -> tuple[tuple[Any, ...], bytes, bytes, list[bytes], list[str]] | None:
         """Whole events (each with its blank line) that all are the last event matched but
-        for their text, which holds no quote or backslash: its key, its bytes before and
-        after the text (the blank line included) and the texts' bytes; else None. Each
-        text then ends at the first quote after `head`, and `head` (which holds quotes)
-        cannot stand inside one: splitting on it finds the events."""
+        for their text: its key, its bytes before and after the text (the blank line
+        included), and the texts as bytes and as read; else None. `head` ends with the
+        quote that opens the text and holds no backslash, so it cannot stand inside a text
+        (whose quotes are escaped): splitting on it finds the events."""
         head, tail = self._head, self._tail + b"\n\n"
         parts = framed.split(head)
         if parts[0] or len(parts) < 3:
             return None
         del parts[0]
         size = len(tail)
-        texts = [part[:-size] for part in parts]
         if not all(part.endswith(tail) for part in parts):
             return None
-        joined = b"".join(texts)
-        if b'"' in joined or b"\\" in joined:
+        values = [part[:-size] for part in parts]
+        try:
+            texts = [orjson.loads(b'"' + value + b'"') if b"\\" in value or b'"' in value else value.decode()
+                     for value in values]
+        except (UnicodeDecodeError, orjson.JSONDecodeError):
             return None
-        return self._key, head, tail, texts
+        return self._key, head, tail, values, texts
 
     def read(self, raw: bytes) -> Delta | None:
         """The event's one text piece (`raw` without its blank line), or None."""
