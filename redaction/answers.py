@@ -17,6 +17,7 @@ block back: the price of not leaking what the reasoning quoted.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -191,16 +192,48 @@ class AnswerRedactor:
         return framed if mine == piece else framed[:start] + orjson.dumps(mine)[1:-1] + framed[end:]
 
     def _run(self, framed: bytes) -> bytes | None:
-        """`_plain` for a chunk of events that differ from the last one read only in their
-        text (TextDeltas.read_run): found with one split, not event by event."""
+        """`_pieces` for a chunk of events that differ from the last one read only in their
+        text (TextDeltas.read_run), found with one split: a group of them that the scanner's
+        fast path settles goes out as one slice of the chunk, but for its first event
+        (which also carries the text held before it) and its last ones (which hold some
+        of theirs back)."""
         run = self._deltas.read_run(framed)
         if run is None:
             return None
         key, head, tail, values, texts = run
-        start, ending = len(head), len(tail) - 2
-        raws = [head + value + tail[:ending] for value in values]
-        return self._pieces(raws, [(key, start, start + len(value), text) for value, text in zip(
-            values, texts, strict=True)])
+        field = self._fields.get(key) or self._field(key)
+        frame = len(head) + len(tail)
+        offsets = [0, *accumulate(frame + len(value) for value in values)]
+        if self._format == "openai":
+            self._latest = framed[offsets[-2] : -2]
+
+        def event(text: str) -> bytes:
+            return head + orjson.dumps(text)[1:-1] + tail
+
+        out: list[bytes] = []
+        for first in range(0, len(texts), _GROUP):
+            last = min(first + _GROUP, len(texts))
+            before, text = field.unsent, "".join(texts[first:last])
+            settled = field.quietly(text)
+            if settled is None:
+                for i in range(first, last):
+                    mine = field.feed(texts[i])
+                    out.append(framed[offsets[i] : offsets[i + 1]] if mine == texts[i] else event(mine))
+                continue
+            whole = before + text
+            held, kept, after = len(whole) - len(settled), last, 0  # from `kept` on, text is held
+            while kept > first and after < held:
+                kept -= 1
+                after += len(texts[kept])
+            start = offsets[first]
+            if kept > first and before:  # the first event also carries what was held before it
+                out.append(event(before + texts[first]))
+                start = offsets[first + 1]
+            out.append(framed[start : offsets[kept]])
+            at = len(whole) - after if kept > first else 0  # where the first held one's share begins
+            for i in range(kept, last):
+                out.append(event(whole[at : len(settled)] if i == kept and len(settled) > at else ""))
+        return b"".join(out)
 
     def _plain(self, raws: list[bytes]) -> bytes | None:
         """The fast path, for a chunk of events that each carry one piece of the same field
