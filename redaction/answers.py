@@ -11,7 +11,8 @@ event that ends the field (OpenAI: the chunk with the choice's `finish_reason`, 
 
 Signed thinking blocks sent whole (OpenAI `thinking_blocks`) are redacted whole; the
 signature then no longer matches, which the provider refuses if the client sends the
-block back: the price of not leaking what the reasoning quoted.
+block back: the price of not leaking what the reasoning quoted. OpenAI `logprobs`
+are nulled: their tokens spell the text piece by piece, past any redaction.
 """
 
 from __future__ import annotations
@@ -113,10 +114,16 @@ class AnswerRedactor:
                 if block.get("type") == "tool_use" and "input" in block:
                     block["input"] = redact_strings(block["input"], self._policy, found)
         else:
+            dropped = False
             for choice in answer.get("choices") or ():
-                message = choice.get("message") if isinstance(choice, dict) else None
+                if not isinstance(choice, dict):
+                    continue
+                dropped |= _drop_logprobs(choice)
+                message = choice.get("message")
                 if isinstance(message, dict):
                     self._openai_fields(message, found)
+            if dropped and not found:
+                return orjson.dumps(answer)
         if not found:
             return body
         return orjson.dumps(answer)
@@ -281,6 +288,7 @@ class AnswerRedactor:
             if not isinstance(choice, dict):
                 continue
             index = choice.get("index", 0)
+            event.changed |= _drop_logprobs(choice)
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 for name in _OPENAI_FIELDS:
@@ -381,6 +389,14 @@ class AnswerRedactor:
         for kind in self._found:
             self._counted(kind)
         self._found.clear()
+
+
+def _drop_logprobs(choice: dict[str, Any]) -> bool:
+    """Null a choice's logprobs: their tokens spell the text piece by piece, past any redaction."""
+    if choice.get("logprobs") is None:
+        return False
+    choice["logprobs"] = None
+    return True
 
 
 def _share(

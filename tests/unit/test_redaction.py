@@ -406,3 +406,20 @@ def test_a_read_of_many_events_like_the_last_passes_whole_but_for_its_ends(clien
             assert b"".join(events[at + 2 : run_end - 1]) in middle
         else:
             assert secret[:8] not in out.decode()
+
+
+def test_logprobs_are_dropped_since_their_tokens_spell_the_text() -> None:
+    secret = PLANTED[0][2]
+    tokens = {"content": [{"token": secret[i:i + 4], "logprob": -0.1, "bytes": None, "top_logprobs": []}
+                          for i in range(0, len(secret), 4)]}
+    answer = {"choices": [{"index": 0, "message": {"content": "fine"}, "logprobs": tokens}]}
+    converter = AnswerRedactor(POLICY, "openai", lambda kind: None)
+    out = json.loads(converter.feed(orjson.dumps(answer)) + converter.close())
+    assert out["choices"][0]["logprobs"] is None and out["choices"][0]["message"]["content"] == "fine"
+    chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [
+        {"index": 0, "delta": {"content": secret[:4]}, "logprobs": tokens, "finish_reason": None}]}
+    converter = AnswerRedactor(POLICY, "openai", lambda kind: None)
+    out = converter.feed(b"data: " + orjson.dumps(chunk) + b"\n\n") + converter.feed(b"data: [DONE]\n\n")
+    out += converter.close()
+    assert all(event["choices"][0].get("logprobs") is None for event in _events_of(out[: out.rindex(b"data: [DONE]")]))
+    assert secret[4:12] not in out.decode()
