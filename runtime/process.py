@@ -75,7 +75,7 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: ServerSettings, instance: InstanceStats | None = None) -> Runtime:
-        """The process's runtime, made on the running IOLoop (the upstream client binds to it).
+        """The process's runtime, made on the running event loop (the upstream client binds to it).
 
         `settings` are the first table's: what they size here changes only on restart.
         """

@@ -260,7 +260,7 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
     provider = request.provider
     started = time.monotonic()
     try:
-        response = await exchange.run(provider, request.url, request.method, request.body, request.headers)
+        ended = await exchange.run(provider, request.url, request.method, request.body, request.headers)
     except asyncio.CancelledError:
         exchange.cancel()  # the walk's deadline passed, or another try won: stop the transfer too
         raise
@@ -269,13 +269,13 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
         return _refusal(request, refused)
     if sink.over:
         return Over()
-    if response.code == 599:
-        kind = error_kind(response)
+    if ended.failed:
+        kind = error_kind(ended)
         if sink.committed:
             metrics.UPSTREAM_ERRORS.labels(provider=provider.name, kind=kind).inc()
-            log.warning("upstream %s failed mid-stream: %s", request.label, response.error)
-            return Broken(exchange, request.label, str(response.error), reading.cut())
-        return Failure(provider.name, request.label, 0, kind, str(response.error))
+            log.warning("upstream %s failed mid-stream: %s", request.label, ended.message)
+            return Broken(exchange, request.label, ended.message, reading.cut())
+        return Failure(provider.name, request.label, 0, kind, ended.message)
     if not relaying:
         return Kept(exchange, b"".join(kept))
     try:

@@ -32,17 +32,17 @@ class BodyPipe:
         self._drained: Future[None] | None = None
 
     def attach(self, curl: pycurl.Curl, receiving_paused: Callable[[], bool]) -> None:
-        """Read the body from here instead of from request.body.
+        """libcurl reads the body from here (upstream/handle.py) through `curl`.
 
         `receiving_paused` says whether the answer's direction is paused now, which
         resuming the upload must leave as it is.
         """
         self._curl = curl
         self._receiving_paused = receiving_paused
-        curl.setopt(pycurl.READFUNCTION, self._read)
-        size = -1 if self.length is None else self.length
-        curl.setopt(pycurl.POSTFIELDSIZE_LARGE, size)  # POST
-        curl.setopt(pycurl.INFILESIZE_LARGE, size)  # PUT and PATCH
+
+    def detach(self) -> None:
+        """The transfer is over: its handle may serve another request, never to be resumed here."""
+        self._curl = None
 
     def write(self, data: bytes) -> Future[None] | None:
         """A chunk from the client; a Future to wait on when too much is already waiting."""
@@ -65,7 +65,8 @@ class BodyPipe:
         """libcurl waits for the client's next chunk (resuming the answer must keep it so)."""
         return self._paused
 
-    def _read(self, size: int) -> bytes | int:
+    def read(self, size: int) -> bytes | int:
+        """libcurl's READFUNCTION: up to `size` bytes, b"" at the end, or a pause."""
         if not self._chunks:
             if self._ended:
                 return b""

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from tornado.curl_httpclient import CurlError
-from tornado.httpclient import HTTPRequest, HTTPResponse
 
 from dsl.table import Provider, Table
 from ops import metrics
 from upstream.client import UpstreamClient
+from upstream.ended import Ended
+from upstream.exchange import Exchange
 from upstream.failure import error_kind
+from upstream.request import provider_request
 
 log = logging.getLogger("gateway.catalog")
 
@@ -73,19 +74,12 @@ class Catalog:
             await asyncio.wait(first_fetches, timeout=table.catalog_timeout)
 
     async def _refresh(self, entry: ProviderCatalog, provider: Provider, timeout: float) -> None:
-        request = HTTPRequest(
-            entry.url,
-            headers=dict(provider.headers),
-            request_timeout=timeout,
-            connect_timeout=min(timeout, provider.connect_timeout),
-            follow_redirects=False,
-        )
+        body = bytearray()
         try:
-            try:
-                response = await self.client.fetch(request, raise_error=False)
-            except CurlError as exc:
-                response = HTTPResponse(request, 599, error=exc, request_time=0.0)
-            models = _parse(response)
+            ended = await Exchange(self.client, _ignore, body.extend).send(
+                provider_request(provider, entry.url, "GET", None, (), timeout)
+            )
+            models = _parse(ended, body)
             if isinstance(models, str):
                 entry.failures += 1
                 entry.last_error = models
@@ -110,12 +104,16 @@ class Catalog:
         return {name: entry.health() for name, entry in sorted(self.providers.items())}
 
 
-def _parse(response: HTTPResponse) -> list[dict[str, Any]] | str:
+def _ignore(exchange: Exchange) -> None:
+    """The catalog reads every answer whole."""
+
+
+def _parse(ended: Ended, body: bytearray) -> list[dict[str, Any]] | str:
     """The `data` list of an OpenAI or Anthropic models answer, or why there is none."""
-    if response.code == 599 or response.code >= 400:
-        return error_kind(response)
+    if ended.failed or ended.status >= 400:
+        return error_kind(ended)
     try:
-        document = orjson.loads(response.body or b"")
+        document = orjson.loads(body)
     except orjson.JSONDecodeError:
         return "invalid_json"
     data = document.get("data") if isinstance(document, dict) else None

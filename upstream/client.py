@@ -1,88 +1,101 @@
-"""The pycurl upstream client: streaming, keep-alive, and cancellation.
+"""The process's upstream client: at most `limit` transfers at once, over reused handles.
 
-One CurlAsyncHTTPClient per process (held by the runtime) is shared by every
-table, so a reload never disturbs transfers in flight and upstream connections
-stay pooled across reloads. Tornado's client cannot abort a transfer; `cancel` adds that, so a
-client that goes away stops the upstream at once instead of at its next byte.
+One client per process (held by the runtime) serves every table, so a reload never
+disturbs transfers in flight and upstream connections stay pooled across reloads.
+A request beyond the limit waits its turn, in order, and may be cancelled while it
+waits (server.upstream_connections sets the limit; the idle connections kept for
+reuse are bounded by it too).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable
+from typing import Protocol
 
 import pycurl
-from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
-from tornado.httpclient import HTTPRequest, HTTPResponse
-from tornado.httputil import HTTPHeaders
+
+from upstream.driver import Driver
+from upstream.ended import CANCELLED
+from upstream.handle import Handle, Transfer
+from upstream.request import Request
 
 log = logging.getLogger("gateway.upstream")
 
-HeaderCallback = Callable[[str, HTTPHeaders], None]
 
-# curl error codes that mean "the provider is unreachable or too slow": retryable.
-CONNECT_ERRORS = frozenset(
-    {
-        pycurl.E_COULDNT_CONNECT,
-        pycurl.E_COULDNT_RESOLVE_HOST,
-        pycurl.E_OPERATION_TIMEDOUT,
-        pycurl.E_GOT_NOTHING,
-        pycurl.E_SEND_ERROR,
-        pycurl.E_RECV_ERROR,
-        pycurl.E_SSL_CONNECT_ERROR,
-    }
-)
-CANCELLED = pycurl.E_ABORTED_BY_CALLBACK
+class Exchanging(Transfer, Protocol):
+    """A transfer as the client runs it (upstream/exchange.py)."""
+
+    request: Request
+    handle: Handle | None
+
+    def ended(self, error: int, message: str) -> None: ...
 
 
-class UpstreamClient(CurlAsyncHTTPClient):
-    """CurlAsyncHTTPClient that can cancel a request mid-transfer.
+class UpstreamClient:
+    """Starts transfers, queues those beyond the limit, and stops them on request."""
 
-    Header lines are also delivered at once rather than via the IOLoop: Tornado hands
-    the last body chunks over synchronously when a transfer ends, and they must never
-    overtake the headers that say how to treat them. The callback also gets the headers
-    Tornado has parsed so far, so that they are not parsed twice.
-    """
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._driver = Driver(self._finished, limit)
+        self._idle: list[Handle] = []
+        self._handles = 0  # made so far, idle or busy
+        self._waiting: collections.deque[Exchanging] = collections.deque()
 
-    def _curl_header_callback(
-        self, headers: HTTPHeaders, header_callback: HeaderCallback | None, header_line_bytes: bytes
-    ) -> None:
-        super()._curl_header_callback(headers, None, header_line_bytes)
-        if header_callback is not None:
-            try:
-                header_callback(header_line_bytes.decode("latin1"), headers)  # type: ignore[call-arg]
-            except Exception:
-                log.exception("header callback failed")
+    @property
+    def waiting(self) -> int:
+        """Requests queued behind the limit now."""
+        return len(self._waiting)
 
-    def cancel(self, request: HTTPRequest) -> bool:
-        """Abort `request` (queued or running); its fetch resolves with a CANCELLED error."""
-        log.debug("cancelling upstream request to %s", request.url)
-        for curl in self._curls:
-            info = getattr(curl, "info", None)
-            if info is not None and _unwrap(info["request"]) is request:
-                # Removing the handle mid-transfer makes libcurl close that connection,
-                # so the provider sees the disconnect now.
-                self._finish(curl, CANCELLED, "cancelled: client went away")
-                self._process_queue()
-                return True
-        queue: collections.deque = self._requests  # type: ignore[has-type]
-        for entry in list(queue):
-            if _unwrap(entry[0]) is request:
-                queue.remove(entry)
-                entry[1](
-                    HTTPResponse(request, 599, error=CurlError(CANCELLED, "cancelled"), request_time=0.0)
-                )
-                return True
-        return False
+    def start(self, exchange: Exchanging) -> None:
+        """Start `exchange`'s request now, or once a transfer ends; its `ended` says how it went."""
+        if self._idle:
+            self._begin(self._idle.pop(), exchange)
+        elif self._handles < self.limit:
+            self._handles += 1
+            self._begin(Handle(), exchange)
+        else:
+            self._waiting.append(exchange)
+
+    def stop(self, exchange: Exchanging) -> None:
+        """Cancel `exchange`: out of the queue, or its transfer removed (never from inside one
+        of that transfer's callbacks; Exchange.cancel defers it). It ends as CANCELLED."""
+        handle = exchange.handle
+        if handle is not None and handle.transfer is exchange:
+            self._driver.remove(handle)
+            self._finished(handle, CANCELLED, "cancelled")
+        elif exchange in self._waiting:
+            self._waiting.remove(exchange)
+            exchange.ended(CANCELLED, "cancelled while waiting for a connection")
+
+    def close(self) -> None:
+        self._driver.close()
+        for handle in self._idle:
+            handle.close()
+        self._idle.clear()
+
+    def _begin(self, handle: Handle, exchange: Exchanging) -> None:
+        try:
+            handle.prepare(exchange.request, exchange)
+        except (ValueError, pycurl.error) as exc:
+            handle.clean()
+            self._idle.append(handle)
+            exchange.ended(pycurl.E_BAD_FUNCTION_ARGUMENT, f"request refused: {exc}")
+            return
+        exchange.handle = handle
+        self._driver.add(handle)
+
+    def _finished(self, handle: Handle, error: int, message: str) -> None:
+        exchange = handle.transfer
+        handle.clean()
+        self._idle.append(handle)
+        if exchange is not None:
+            exchange.handle = None
+            exchange.ended(error, message)
+        while self._waiting and self._idle:
+            self._begin(self._idle.pop(), self._waiting.popleft())
 
 
-def _unwrap(request: HTTPRequest) -> HTTPRequest:
-    """fetch() wraps each request in a proxy that applies the client's defaults."""
-    return getattr(request, "request", request)
-
-
-def open_client(max_clients: int) -> UpstreamClient:
-    """A client of its own with `max_clients` parallel transfers, bound to the running IOLoop."""
-    return UpstreamClient(force_instance=True, max_clients=max_clients, max_body_size=1 << 40)
-
+def open_client(limit: int) -> UpstreamClient:
+    """A client of its own with `limit` parallel transfers, on the running event loop."""
+    return UpstreamClient(limit)

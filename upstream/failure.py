@@ -14,11 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pycurl
-from tornado.curl_httpclient import CurlError
-from tornado.httpclient import HTTPResponse
 
 from converters.upstream_errors import UpstreamError
-from upstream.client import CANCELLED
+from upstream.ended import CANCELLED, Ended
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
 # A provider refusing the gateway's key: its message may quote the key, and the client's own
@@ -32,18 +30,18 @@ _TOO_LONG = re.compile(r"context[ _](length|window)|prompt is too long|maximum c
                        r"|exceeds? the context", re.IGNORECASE)
 
 
-def error_kind(response: HTTPResponse) -> str:
+def error_kind(ended: Ended) -> str:
     """A short, label-safe name for why an upstream exchange failed."""
-    error = response.error
-    if isinstance(error, CurlError):
-        if error.errno == pycurl.E_OPERATION_TIMEDOUT:
-            return "timeout"
-        if error.errno in (pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST):
-            return "connect"
-        if error.errno == CANCELLED:
-            return "cancelled"
-        return "transfer"
-    return status_kind(response.code)
+    error = ended.error
+    if not error:
+        return status_kind(ended.status)
+    if error == pycurl.E_OPERATION_TIMEDOUT:
+        return "timeout"
+    if error in (pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST):
+        return "connect"
+    if error == CANCELLED:
+        return "cancelled"
+    return "transfer"
 
 
 def status_kind(status: int) -> str:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-from tornado.httputil import HTTPHeaders
+from typing import Protocol
 
 # Headers that describe one hop, or that the gateway sets itself: never relayed either way.
 HOP_BY_HOP = frozenset(
@@ -28,10 +27,18 @@ HOP_BY_HOP = frozenset(
 # Client headers that carry the client's own credentials or state: never sent to a provider.
 CLIENT_PRIVATE = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
 # Upstream headers kept from the client's view.
-UPSTREAM_PRIVATE = frozenset({"set-cookie", "x-http-reason"})
+UPSTREAM_PRIVATE = frozenset({"set-cookie"})
 
 
-def relayable(headers: HTTPHeaders, drop: frozenset[str]) -> Iterable[tuple[str, str]]:
+class HeaderFields(Protocol):
+    """A client's request headers (Tornado's) or an upstream's answer headers (ours)."""
+
+    def get_list(self, name: str) -> list[str]: ...
+
+    def get_all(self) -> Iterable[tuple[str, str]]: ...
+
+
+def relayable(headers: HeaderFields, drop: frozenset[str]) -> Iterable[tuple[str, str]]:
     """Headers safe to pass on: no hop-by-hop ones, none the sender named in its
     `Connection` header (they are for this hop only, RFC 9110 §7.6.1) and none in `drop`."""
     named = {

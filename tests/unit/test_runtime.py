@@ -141,7 +141,7 @@ def test_each_runtime_has_its_own_state() -> None:
         return Runtime.start(settings), Runtime.start(dataclasses.replace(settings, upstream_connections=5))
 
     first, second = asyncio.run(start_two())
-    assert len(first.upstream._curls) == 3 and len(second.upstream._curls) == 5  # type: ignore[attr-defined]
+    assert first.upstream.limit == 3 and second.upstream.limit == 5
     assert first.catalog.client is first.upstream and second.catalog.client is second.upstream
     first.stats.observe("fast", 200, 0.01, "alice")
     first.stats.add_usage("fast", Usage(input=3, output=4, reported=True), "alice")

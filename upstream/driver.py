@@ -1,0 +1,136 @@
+"""One libcurl multi handle driven by the running asyncio loop (Tornado's IOLoop runs on it).
+
+libcurl says which sockets it waits on (the socket callback: the loop watches them) and
+when it next needs to act (the timer callback: one loop timer, replaced each time);
+the loop calls `socket_action` when a socket is ready or the timer is due, and the
+transfers that completed are then read off with `info_read`. Nothing here blocks: every
+socket is non-blocking, and libcurl does its work inside `socket_action`.
+
+libcurl forbids calling it back from its own callbacks, so the timer callback only
+schedules; a timer of 0 ms (new transfers, a transfer resumed after a pause) runs on
+the loop's next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pycurl
+
+log = logging.getLogger("gateway.upstream")
+
+Finished = Callable[[Any, int, str], None]  # the handle added, curl error (0: none), its message
+
+
+class Driver:
+    """Runs transfers added with `add` until `finished(handle, error, message)` reports each."""
+
+    def __init__(self, finished: Finished, max_idle_connections: int) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one running the first transfer
+        self._finished = finished
+        self._multi = pycurl.CurlMulti()
+        self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._watch)
+        self._multi.setopt(pycurl.M_TIMERFUNCTION, self._schedule)
+        self._multi.setopt(pycurl.M_MAXCONNECTS, max_idle_connections)
+        self._watched: dict[int, int] = {}  # fd -> the POLL_* libcurl asked for
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+
+    def add(self, handle: pycurl.Curl) -> None:
+        """Start a transfer (libcurl asks for a 0 ms timer, and starts it on the next turn)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._multi.add_handle(handle)
+
+    def remove(self, handle: pycurl.Curl) -> None:
+        """Stop a transfer now. Mid-answer, libcurl closes its connection (HTTP/2: resets its
+        stream), so the provider sees the disconnect. Never from that handle's own callback."""
+        self._multi.remove_handle(handle)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for fd in list(self._watched):
+            self._unwatch(fd)
+        self._multi.close()
+
+    # -- libcurl's callbacks: they only note what libcurl asks for --------------------------
+
+    def _watch(self, what: int, fd: int, multi: pycurl.CurlMulti, socketp: object) -> None:
+        # Always unwatch first: libcurl may close a socket and open another with the same
+        # number without a POLL_REMOVE in between, and the old registration is then stale.
+        self._unwatch(fd)
+        if what == pycurl.POLL_REMOVE:
+            return
+        loop = self._running
+        if what & pycurl.POLL_IN:
+            loop.add_reader(fd, self._act, fd, pycurl.CSELECT_IN)
+        if what & pycurl.POLL_OUT:
+            loop.add_writer(fd, self._act, fd, pycurl.CSELECT_OUT)
+        self._watched[fd] = what
+
+    def _unwatch(self, fd: int) -> None:
+        what = self._watched.pop(fd, 0)
+        if what & pycurl.POLL_IN:
+            self._running.remove_reader(fd)
+        if what & pycurl.POLL_OUT:
+            self._running.remove_writer(fd)
+
+    def _schedule(self, ms: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if ms == 0:
+            self._timer = self._running.call_soon(self._due)
+        elif ms > 0:
+            self._timer = self._running.call_later(ms / 1000, self._due)
+
+    @property
+    def _running(self) -> asyncio.AbstractEventLoop:
+        """libcurl calls back only from inside `add` or the loop's calls: the loop is known."""
+        assert self._loop is not None
+        return self._loop
+
+    # -- the loop's calls into libcurl -----------------------------------------------------
+
+    def _act(self, fd: int, event: int) -> None:
+        try:
+            self._multi.socket_action(fd, event)
+        except pycurl.error:
+            log.exception("libcurl failed acting on a socket")
+        self._collect()
+
+    def _due(self) -> None:
+        self._timer = None
+        try:
+            self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+        except pycurl.error:
+            log.exception("libcurl failed acting on its timer")
+        self._collect()
+        if self._timer is None:
+            # libcurl calls the timer callback only when its next deadline changes; one that
+            # it still holds (the loop's clock ran a hair ahead of its own) is asked for here.
+            ms = self._multi.timeout()
+            if ms >= 0:
+                self._schedule(ms)
+
+    def _collect(self) -> None:
+        """Report the transfers that completed, each removed from the multi handle first."""
+        while True:
+            queued, done, failed = self._multi.info_read()
+            for handle in done:
+                self._end(handle, 0, "")
+            for handle, error, message in failed:
+                self._end(handle, error, message)
+            if not queued:
+                return
+
+    def _end(self, handle: pycurl.Curl, error: int, message: str) -> None:
+        self._multi.remove_handle(handle)
+        try:
+            self._finished(handle, error, message)
+        except Exception:
+            log.exception("reporting the end of an upstream transfer failed")

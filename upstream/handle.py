@@ -1,0 +1,142 @@
+"""A reusable libcurl easy handle: what never changes is set once, the rest per request.
+
+Its callbacks are set once too: they pass libcurl's header lines, body chunks and
+upload reads to the transfer the handle serves now. Each request sets every option
+a previous one may have changed (method, body, sizes), and `clean` drops what it
+held (its body, its transfer), so nothing of one request reaches the next.
+
+An exception raised in a callback is logged and fails that transfer with a message
+of ours: left to pycurl, it would print a traceback and abort with a confusing error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import pycurl
+
+from upstream.body_pipe import BodyPipe
+from upstream.request import Request
+
+log = logging.getLogger("gateway.upstream")
+
+CONSTANT_OPTIONS = (
+    (pycurl.NOSIGNAL, 1),
+    (pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS),
+    (pycurl.FOLLOWLOCATION, 0),  # a provider's redirect is relayed as it is
+    (pycurl.TCP_NODELAY, 1),
+    (pycurl.TCP_KEEPALIVE, 1),
+    # HTTP/2 where an https upstream offers it (ALPN), one connection carrying many streams:
+    # a new transfer waits for a connection being set up rather than opening another.
+    (pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS),
+    (pycurl.PIPEWAIT, 1),
+    (pycurl.ENCODING, "gzip,deflate"),  # relayed decoded: content-encoding is hop-by-hop here
+    (pycurl.USERAGENT, "Mozilla/5.0 (compatible; pycurl)"),  # a client's own User-Agent wins
+)
+
+
+class Transfer(Protocol):
+    """What a handle feeds while it serves a request (upstream/exchange.py)."""
+
+    fault: str | None
+
+    @property
+    def receiving_paused(self) -> bool:
+        """Whether the answer's direction is paused (resuming the upload must keep it so)."""
+        ...
+
+    def header_line(self, line: bytes) -> None: ...
+
+    def receive(self, data: bytes) -> int | None: ...
+
+
+class Handle(pycurl.Curl):
+    """One pooled easy handle; `transfer` is the request it serves now (None: idle)."""
+
+    __slots__ = ("transfer", "pipe", "posted")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transfer: Transfer | None = None
+        self.pipe: BodyPipe | None = None
+        self.posted = False
+        for option, value in CONSTANT_OPTIONS:
+            self.setopt(option, value)
+        self.setopt(pycurl.HEADERFUNCTION, self._header)
+        self.setopt(pycurl.WRITEFUNCTION, self._write)
+        self.setopt(pycurl.READFUNCTION, self._read)
+
+    def prepare(self, request: Request, transfer: Transfer) -> None:
+        """Set what this request changes; ValueError / pycurl.error when libcurl refuses it."""
+        body, method = request.body, request.method
+        self.setopt(pycurl.URL, request.url)
+        self.setopt(pycurl.HTTPHEADER, request.header_lines)
+        self.setopt(pycurl.TIMEOUT_MS, request.timeout_ms)
+        self.setopt(pycurl.CONNECTTIMEOUT_MS, request.connect_timeout_ms)
+        self.setopt(pycurl.HTTPGET, 1)  # the method back to GET, with a body expected back
+        if body is None:
+            if method == "HEAD":
+                self.setopt(pycurl.NOBODY, 1)
+            plain = method in ("GET", "HEAD")
+        elif isinstance(body, bytes):
+            self.setopt(pycurl.POSTFIELDS, body)  # libcurl sends it whole, its size known
+            self.setopt(pycurl.POSTFIELDSIZE_LARGE, len(body))
+            self.posted = True
+            plain = method == "POST"
+        else:
+            self.setopt(pycurl.UPLOAD, 1)  # read from the pipe as the client sends it
+            self.setopt(pycurl.INFILESIZE_LARGE, -1 if body.length is None else body.length)
+            self.pipe = body
+            body.attach(self, lambda: transfer.receiving_paused)
+            plain = method == "PUT"
+        self.setopt(pycurl.CUSTOMREQUEST, None if plain else method)
+        self.transfer = transfer
+
+    def clean(self) -> None:
+        """The transfer is over: let go of what it held, so the handle is ready for any request."""
+        self.transfer = None
+        if self.pipe is not None:
+            self.pipe.detach()
+            self.pipe = None
+        if self.posted:
+            self.setopt(pycurl.POSTFIELDS, b"")  # drop libcurl's copy of the body
+            self.posted = False
+
+    # -- libcurl's callbacks ---------------------------------------------------------------
+
+    def _header(self, line: bytes) -> int | None:
+        transfer = self.transfer
+        if transfer is None:
+            return None
+        try:
+            transfer.header_line(line)
+        except Exception:
+            return self._failed(transfer, "reading the answer's headers")
+        return None
+
+    def _write(self, data: bytes) -> int | None:
+        transfer = self.transfer
+        if transfer is None:
+            return None
+        try:
+            return transfer.receive(data)
+        except Exception:
+            return self._failed(transfer, "relaying the answer")
+
+    def _read(self, size: int) -> bytes | int:
+        pipe, transfer = self.pipe, self.transfer
+        if pipe is None or transfer is None:
+            return b""
+        try:
+            return pipe.read(size)
+        except Exception:
+            self._failed(transfer, "sending the request body")
+            return pycurl.READFUNC_ABORT
+
+    @staticmethod
+    def _failed(transfer: Transfer, doing: str) -> int:
+        """Log the exception and fail the transfer: a short write makes libcurl end it."""
+        log.exception("internal error %s", doing)
+        transfer.fault = f"internal error {doing}"
+        return 0

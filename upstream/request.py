@@ -1,0 +1,78 @@
+"""What one upstream request sends, in the form a libcurl handle takes it: built once per request.
+
+The provider's own headers (its key, its version) replace any the client sent under the
+same name, except a client's `anthropic-version`, which wins over the configured default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dsl.table import Provider
+from upstream.body_pipe import BodyPipe
+
+# Sent with every request: no "Expect: 100-continue" round trip before a body (libcurl
+# would add one to large bodies), and no Pragma of libcurl's.
+FIXED_LINES = (b"Expect:", b"Pragma:")
+# A relayed body with no Content-Type of the client's is not given libcurl's form type.
+NO_CONTENT_TYPE = b"Content-Type:"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    url: str
+    method: str
+    header_lines: list[bytes]
+    body: bytes | BodyPipe | None
+    timeout_ms: int
+    connect_timeout_ms: int
+
+
+def provider_request(
+    provider: Provider,
+    url: str,
+    method: str,
+    body: bytes | BodyPipe | None,
+    headers: Iterable[tuple[str, str]],
+    timeout: float | None = None,
+) -> Request:
+    """A request to `provider`: the client's `headers` merged with the provider's (see the module
+    docstring), its timeouts (`timeout` instead of the provider's, when given)."""
+    own = provider.headers
+    replaced = {name.lower() for name, _ in own}
+    lines: list[bytes] = []
+    typed = client_version = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower in replaced:
+            if lower != "anthropic-version":
+                continue
+            client_version = True
+        typed = typed or lower == "content-type"
+        lines.append(header_line(name, value))
+    for name, value in own:
+        lower = name.lower()
+        if not (client_version and lower == "anthropic-version"):
+            typed = typed or lower == "content-type"
+            lines.append(header_line(name, value))
+    lines.extend(FIXED_LINES)
+    if body is not None and not typed:
+        lines.append(NO_CONTENT_TYPE)
+    if isinstance(body, BodyPipe) and body.length is None:
+        lines.append(b"Transfer-Encoding: chunked")
+    total = provider.timeout if timeout is None else timeout
+    connect = min(total, provider.connect_timeout)
+    return Request(url, method, lines, body, _ms(total), _ms(connect))
+
+
+def header_line(name: str, value: str) -> bytes:
+    """`name: value` as libcurl sends it; ValueError when it would not stay one line."""
+    line = f"{name}: {value}"
+    if "\n" in line or "\r" in line:
+        raise ValueError(f"header {name!r} holds a line break")
+    return line.encode("latin-1")
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
