@@ -197,7 +197,7 @@ class ScriptedHandler(MockHandler):
             try:
                 await self.flush()
             except StreamClosedError:
-                self._aborted = True
+                self.on_connection_close()  # the client went away mid-answer, noticed here first
                 return
         if fault in ("cut", "cutend"):
             await self.cut()

@@ -32,6 +32,7 @@ class RequestLog:
         large upload arrived byte-identical without the log holding (or serving) it.
         """
         body = request.body
+        address = getattr(getattr(request.connection, "context", None), "address", None)
         entry: dict[str, Any] = {
             "id": next(self._ids),
             "method": request.method,
@@ -43,6 +44,8 @@ class RequestLog:
             "disconnected": False,
             "status": None,
             "body_size": len(body),
+            # The client's port: requests that share one tells they came over one connection.
+            "peer_port": address[1] if isinstance(address, tuple) and len(address) > 1 else None,
         }
         if request_id is not None:
             entry["request_id"] = request_id

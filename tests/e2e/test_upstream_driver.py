@@ -1,0 +1,216 @@
+"""The upstream driver (upstream/client.py, driver.py, handle.py) over real sockets to the mock.
+
+Most tests run the client in this process, on an event loop of their own, against the
+session's mock provider, whose request log says what reached it (method, headers, body,
+the client's port, whether the client went away); one runs a gateway of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mock_provider import speech_bytes
+from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Mock, own_gateway
+from upstream.body_pipe import BodyPipe
+from upstream.client import UpstreamClient
+from upstream.ended import CANCELLED, Ended
+from upstream.exchange import Exchange
+from upstream.request import Request, header_line
+
+Chunk = Callable[[bytes], None]
+ROUTES = """
+routes:
+  - {match: POST /v1/chat/completions, handler: chat}
+  - {match: GET /healthz, handler: health}
+"""
+
+
+def run(test: Callable[[UpstreamClient], Coroutine[Any, Any, None]], limit: int = 4) -> None:
+    """`test` with a client of its own, on a loop of its own."""
+
+    async def main() -> None:
+        client = UpstreamClient(limit)
+        try:
+            await test(client)
+        finally:
+            client.close()
+
+    asyncio.run(main())
+
+
+def request(mock: Mock, method: str, path: str, body: bytes | BodyPipe | None = None,
+            headers: tuple[tuple[str, str], ...] = ()) -> Request:
+    lines = [header_line("Authorization", f"Bearer {PROVIDER_KEY}"), b"Expect:"]
+    lines += [header_line(name, value) for name, value in headers]
+    return Request(f"{mock.url}{path}", method, lines, body, 30_000, 5_000)
+
+
+def chat(mock: Mock, model: str, stream: bool = False) -> Request:
+    body = json.dumps({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+    return request(mock, "POST", "/v1/chat/completions", body.encode(), (("Content-Type", "application/json"),))
+
+
+def exchange(client: UpstreamClient, on_chunk: Chunk | None = None) -> tuple[Exchange, bytearray]:
+    """An exchange that keeps the answer (or gives each chunk to `on_chunk`)."""
+    body = bytearray()
+    return Exchange(client, lambda _: None, on_chunk or body.extend), body
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (on the loop, so transfers go on) until `condition` holds, or fail after 10 s."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.02)
+
+
+def entries(mock: Mock, path: str) -> list[dict[str, Any]]:
+    return [entry for entry in mock.requests() if entry["path"] == path]
+
+
+def test_sequential_requests_through_the_gateway_share_one_upstream_connection(
+    mock: Mock, tmp_path: Path
+) -> None:
+    with own_gateway(mock, tmp_path, ROUTES) as gateway:
+        mock.clear()
+        for stream in (False, True, False, True, False):
+            body = {"model": "mock/gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+            status, _, answer = gateway.request("POST", "/v1/chat/completions", json.dumps(body).encode(),
+                                                {"Authorization": f"Bearer {CLIENT_TOKEN}"})
+            assert status == 200, answer
+        seen = entries(mock, "/v1/chat/completions")
+        assert len(seen) == 5 and all(entry["finished"] for entry in seen)
+        assert len({entry["peer_port"] for entry in seen}) == 1, seen
+
+
+def test_a_transfer_cancelled_from_its_own_chunk_closes_its_upstream_connection(mock: Mock) -> None:
+    async def test(client: UpstreamClient) -> None:
+        mock.clear()
+
+        def first_chunk(data: bytes) -> None:
+            streamed.cancel()  # inside libcurl's write callback: the removal is deferred
+
+        streamed, _ = exchange(client, first_chunk)
+        ended = await streamed.send(chat(mock, "gpt-big-65536", stream=True))
+        assert (ended.status, ended.error) == (200, CANCELLED)
+        await until(lambda: entries(mock, "/v1/chat/completions")[-1]["disconnected"], "the mock saw it go")
+        after, body = exchange(client)
+        assert (await after.send(chat(mock, "gpt-4o-mini"))).status == 200
+        assert json.loads(body)["object"] == "chat.completion"
+
+    run(test)
+
+
+def test_a_request_beyond_the_limit_waits_its_turn_and_can_be_cancelled_while_waiting(mock: Mock) -> None:
+    async def test(client: UpstreamClient) -> None:
+        mock.clear()
+        hanging, _ = exchange(client)
+        first = asyncio.ensure_future(hanging.send(chat(mock, "gpt-4o-mini-fault-hang")))
+        await until(lambda: bool(entries(mock, "/v1/chat/completions")), "the first request arrived")
+        waiting, body = exchange(client)
+        second = asyncio.ensure_future(waiting.send(chat(mock, "gpt-4o-mini")))
+        given_up, _ = exchange(client)
+        third = asyncio.ensure_future(given_up.send(chat(mock, "gpt-4o-mini")))
+        await asyncio.sleep(0)
+        assert client.waiting == 2
+        given_up.cancel()
+        ended = await third
+        assert (ended.status, ended.error) == (0, CANCELLED)
+        assert client.waiting == 1 and not second.done()
+        assert len(entries(mock, "/v1/chat/completions")) == 1  # the queued ones sent nothing
+        hanging.cancel()
+        assert (await first).error == CANCELLED
+        assert (await second) == Ended(200)
+        assert json.loads(body)["object"] == "chat.completion"
+        assert len(entries(mock, "/v1/chat/completions")) == 2
+
+    run(test, limit=1)
+
+
+def test_a_reused_handle_carries_nothing_of_the_previous_request_over(mock: Mock) -> None:
+    """One handle serves every request in turn: each gets its own method and body, no other."""
+
+    async def test(client: UpstreamClient) -> None:
+        mock.clear()
+        pipe = BodyPipe(None)
+        pipe.write(b"streamed ")
+        pipe.write(b"upload")
+        pipe.end()
+        sent = [
+            ("POST", b'{"a": 1}'),
+            ("GET", None),
+            ("PUT", pipe),
+            ("DELETE", None),
+            ("HEAD", None),
+            ("PATCH", b"patched"),
+            ("OPTIONS", None),
+            ("GET", None),
+        ]
+        for method, body in sent:
+            done, _ = exchange(client)
+            ended = await done.send(request(mock, method, "/nowhere", body))
+            assert (ended.status, ended.error) == (404, 0), (method, ended)
+        seen = entries(mock, "/nowhere")
+        assert [entry["method"] for entry in seen] == [method for method, _ in sent]
+        bodies = [entry.get("body", "") for entry in seen]
+        assert bodies == ['{"a": 1}', "", "streamed upload", "", "", "patched", "", ""]
+        for entry in seen:
+            framed = "content-length" in entry["headers"] or "transfer-encoding" in entry["headers"]
+            assert framed == (entry["method"] in ("POST", "PUT", "PATCH")), entry
+        assert len({entry["peer_port"] for entry in seen}) == 1  # and the connection was kept
+
+    run(test, limit=1)
+
+
+@pytest.mark.parametrize("where", ["headers", "chunk"])
+def test_a_raising_callback_fails_its_transfer_and_leaves_the_driver_working(mock: Mock, where: str) -> None:
+    async def test(client: UpstreamClient) -> None:
+        def fail(_: object) -> None:
+            raise RuntimeError("a bug in a converter")
+
+        broken = Exchange(client, fail if where == "headers" else lambda _: None,
+                          fail if where == "chunk" else lambda _: None)
+        ended = await broken.send(chat(mock, "gpt-4o-mini", stream=True))
+        assert ended.failed and ended.error != CANCELLED
+        assert ended.message.startswith("internal error"), ended
+        for _ in range(3):
+            after, body = exchange(client)
+            assert (await after.send(chat(mock, "gpt-4o-mini"))) == Ended(200)
+            assert json.loads(body)["object"] == "chat.completion"
+
+    run(test, limit=1)
+
+
+def test_a_held_transfer_resumes_where_it_stopped(mock: Mock) -> None:
+    """Held after every chunk and released on the loop's next turn: libcurl's kept bytes come
+    back, and the transfer reads on (the resume goes through the driver's timer)."""
+
+    async def test(client: UpstreamClient) -> None:
+        loop = asyncio.get_running_loop()
+        size = 4 << 20
+        body = bytearray()
+        holds = 0
+
+        def on_chunk(data: bytes) -> None:
+            nonlocal holds
+            body.extend(data)
+            held.hold()
+            holds += 1
+            loop.call_soon(held.release)
+
+        held = Exchange(client, lambda _: None, on_chunk)
+        speech = {"model": "tts-1", "input": "held", "voice": "alloy", "x_mock_bytes": size}
+        ended = await held.send(request(mock, "POST", "/v1/audio/speech", json.dumps(speech).encode(),
+                                        (("Content-Type", "application/json"),)))
+        assert ended == Ended(200)
+        assert bytes(body) == speech_bytes("held", "alloy", size)
+        assert holds > 10
+
+    run(test)
