@@ -18,7 +18,7 @@ import pycurl
 from dsl.table import Provider
 from upstream.body_pipe import BodyPipe
 from upstream.client import UpstreamClient
-from upstream.ended import CANCELLED, Ended
+from upstream.ended import Ended
 from upstream.handle import Handle
 from upstream.request import Request, provider_request
 from upstream.response_head import Headers, HeadReader
@@ -121,7 +121,7 @@ class Exchange:
 
     def ended(self, error: int, message: str) -> None:
         """The transfer is over (the client has taken its handle back)."""
-        if self.fault is not None and error != CANCELLED:
+        if self.fault is not None:  # what libcurl says is only how our callback stopped it
             error, message = pycurl.E_WRITE_ERROR, self.fault
         ended = self._ended
         if ended is not None and not ended.done():

@@ -27,10 +27,10 @@ CONSTANT_OPTIONS = (
     (pycurl.FOLLOWLOCATION, 0),  # a provider's redirect is relayed as it is
     (pycurl.TCP_NODELAY, 1),
     (pycurl.TCP_KEEPALIVE, 1),
-    # HTTP/2 where an https upstream offers it (ALPN), one connection carrying many streams:
-    # a new transfer waits for a connection being set up rather than opening another.
+    # HTTP/2 where an https upstream offers it (ALPN): new transfers then share its connection.
+    # No PIPEWAIT: with it, libcurl (8.23) made a transfer wait for a busy HTTP/1.1 connection to
+    # the same host, so one held stream (a slow reader) stalled every other request to it.
     (pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS),
-    (pycurl.PIPEWAIT, 1),
     (pycurl.ENCODING, "gzip,deflate"),  # relayed decoded: content-encoding is hop-by-hop here
     (pycurl.USERAGENT, "Mozilla/5.0 (compatible; pycurl)"),  # a client's own User-Agent wins
 )

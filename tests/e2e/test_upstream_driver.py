@@ -214,3 +214,21 @@ def test_a_held_transfer_resumes_where_it_stopped(mock: Mock) -> None:
         assert holds > 10
 
     run(test)
+
+
+def test_a_held_transfer_does_not_hold_up_others_to_the_same_upstream(mock: Mock) -> None:
+    """A slow reader's paused stream keeps its connection; the next request opens another."""
+
+    async def test(client: UpstreamClient) -> None:
+        mock.clear()
+        held, _ = exchange(client, lambda _: held.hold())
+        first = asyncio.ensure_future(held.send(chat(mock, "gpt-big-65536", stream=True)))
+        await until(lambda: held.held, "the first answer is held")
+        second, body = exchange(client)
+        assert (await second.send(chat(mock, "gpt-4o-mini"))) == Ended(200)
+        assert json.loads(body)["object"] == "chat.completion"
+        held.cancel()
+        assert (await first).error == CANCELLED
+
+    run(test)
+
