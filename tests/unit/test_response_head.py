@@ -1,0 +1,42 @@
+"""The answer's head, read from libcurl's header lines (upstream/response_head.py)."""
+
+from __future__ import annotations
+
+from upstream.headers import UPSTREAM_PRIVATE, relayable
+from upstream.response_head import Headers, HeadReader
+
+
+def read(*lines: bytes) -> tuple[int, Headers | None, int]:
+    """The status, the head once complete, and the line it completed on (1-based)."""
+    reader, head, at = HeadReader(), None, 0
+    for number, line in enumerate(lines, 1):
+        found = reader.line(line)
+        if found is not None:
+            head, at = found, number
+    return reader.status, head, at
+
+
+def test_an_interim_head_is_skipped_and_the_final_one_read_once() -> None:
+    status, head, at = read(
+        b"HTTP/1.1 100 Continue\r\n", b"\r\n",
+        b"HTTP/1.1 429 Too Many Requests\r\n", b"Retry-After: 7\r\n", b"content-type: application/json\r\n",
+        b"\r\n",
+        b"X-Trailer: late\r\n", b"\r\n",  # trailers after a chunked body: never part of the head
+    )
+    assert (status, at) == (429, 6)
+    assert head is not None
+    assert head.get("retry-after") == "7" and head["Content-Type"] == "application/json"
+    assert "x-trailer" not in head and head.get("X-Trailer") is None
+
+
+def test_fields_keep_their_order_and_repeats_and_folded_lines_join() -> None:
+    _, head, _ = read(
+        b"HTTP/2 200 \r\n", b"set-cookie: a=1\r\n", b"Link: <a>\r\n", b"link: <b>\r\n",
+        b"X-Folded: one\r\n", b"\t two\r\n", b"Connection: x-hop\r\n", b"X-Hop: 1\r\n", b"\r\n",
+    )
+    assert head is not None
+    assert list(head) == [("set-cookie", "a=1"), ("Link", "<a>"), ("link", "<b>"), ("X-Folded", "one two"),
+                          ("Connection", "x-hop"), ("X-Hop", "1")]
+    assert head.get_list("LINK") == ["<a>", "<b>"] and head.get("link") == "<a>,<b>"
+    # relayed without cookies, hop-by-hop headers, or those the Connection header names
+    assert list(relayable(head, UPSTREAM_PRIVATE)) == [("Link", "<a>"), ("link", "<b>"), ("X-Folded", "one two")]
