@@ -164,9 +164,27 @@ class AnswerRedactor:
         raws = framed.split(b"\n\n")
         if not raws[-1]:
             raws.pop()
-        plain = self._plain(raws)
-        if plain is not None:
-            return plain
+        deltas = [self._deltas.read(raw) for raw in raws]
+        if deltas and all(delta is not None and delta[0] == deltas[0][0] for delta in deltas):
+            return self._pieces(raws, deltas)  # type: ignore[arg-type]
+        if not any(deltas):
+            return self._parsed(raws)
+        # A read of both kinds (the first or last events of a stream with its text between,
+        # as a fast upstream sends it): each stretch on its own, as if the upstream had
+        # split its writes there, which any stream may do.
+        out, start = [], 0
+        for at in range(1, len(raws) + 1):
+            if at < len(raws) and _same_stretch(deltas[at - 1], deltas[at]):
+                continue
+            if deltas[start] is None:
+                out.append(self._parsed(raws[start:at]))
+            else:
+                out.append(self._pieces(raws[start:at], deltas[start:at]))  # type: ignore[arg-type]
+            start = at
+        return b"".join(out)
+
+    def _parsed(self, raws: list[bytes]) -> bytes:
+        """Events parsed as JSON: those the fast path cannot be sure of."""
         batch = _Batch()
         out: list[bytes | _Event] = []
         for raw in raws:
@@ -187,7 +205,7 @@ class AnswerRedactor:
         return b"".join(part if isinstance(part, bytes) else part.encoded() for part in out)
 
     def _one(self, framed: bytes) -> bytes | None:
-        """`_plain` for a chunk of one event (with its blank line)."""
+        """`_pieces` for a chunk of one event (with its blank line)."""
         delta = self._deltas.read(framed[:-2])
         if delta is None:
             return None
@@ -241,17 +259,6 @@ class AnswerRedactor:
             for i in range(kept, last):
                 out.append(event(whole[at : len(settled)] if i == kept and len(settled) > at else ""))
         return b"".join(out)
-
-    def _plain(self, raws: list[bytes]) -> bytes | None:
-        """The fast path, for a chunk of events that each carry one piece of the same field
-        and nothing else (redaction/text_deltas.py), or None."""
-        deltas = []
-        for raw in raws:
-            delta = self._deltas.read(raw)
-            if delta is None or (deltas and delta[0] != deltas[0][0]):
-                return None
-            deltas.append(delta)
-        return self._pieces(raws, deltas) if deltas else None
 
     def _pieces(self, raws: list[bytes], deltas: list[Delta]) -> bytes:
         """Events that each carry one piece of the same field, not parsed: an event gets what
@@ -389,6 +396,14 @@ class AnswerRedactor:
         for kind in self._found:
             self._counted(kind)
         self._found.clear()
+
+
+def _same_stretch(before: Delta | None, after: Delta | None) -> bool:
+    """Whether two neighbouring events go together: both parsed, or both fast-path pieces
+    of one field."""
+    if before is None or after is None:
+        return before is after
+    return before[0] == after[0]
 
 
 def _drop_logprobs(choice: dict[str, Any]) -> bool:

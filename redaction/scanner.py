@@ -135,14 +135,14 @@ class Redacting:
     def feed(self, text: str, final: bool = False) -> str:
         """What of the text so far is settled, redacted; `final`: the text ends here."""
         self._buffer += text
-        if not final and not self._pending and self._scanner.gates is not None:
-            settled = self._quiet()
+        if not self._pending and self._scanner.gates is not None:
+            settled = self._quiet(final)
             if settled is not None:
                 return self._emit_to(settled)
         return self._settle(final)
 
     def close(self) -> str:
-        return self._settle(True)
+        return self.feed("", final=True)
 
     def cut(self) -> str:
         """The text ends here, cut short (its upstream failed): the final pass, except that
@@ -208,7 +208,7 @@ class Redacting:
             decided[i] = position
         return self._emit_to(end if final else min(decided, default=end))
 
-    def _quiet(self) -> int | None:
+    def _quiet(self, final: bool = False) -> int | None:
         """The fast path of a stream: hold back the last word (up to _WORD characters) and
         settle everything before it when no pattern can begin there: no needle and no gate
         in it, and no start of the other patterns in it (looked for with the word after it:
@@ -216,16 +216,20 @@ class Redacting:
         before the last word and runs into it holds a space, so its keyword or needle stands
         before the word; one that holds no space (a key, an address, a token) lies before
         the word whole; numbers, which may hold spaces, are looked for with their starts.
+        `final`: the text ends here, so the last word is looked at too and nothing is held.
         Returns the position settled, or None to take the whole way."""
         scanner, buffer, origin, decided = self._scanner, self._buffer, self._origin, self._decided
         low = self._level if self._level >= 0 else min(decided)
         start = low - origin
         end = len(buffer)
-        # The last word begins after the last space, line break or tab (other spaces count
-        # as part of it: a longer word is held, never less).
-        tail = max(buffer.rfind(" ", start), buffer.rfind("\n", start), buffer.rfind("\t", start)) + 1
-        if end - max(tail, start) > _WORD:
-            return None
+        if final:
+            tail = end
+        else:
+            # The last word begins after the last space, line break or tab (other spaces
+            # count as part of it: a longer word is held, never less).
+            tail = max(buffer.rfind(" ", start), buffer.rfind("\n", start), buffer.rfind("\t", start)) + 1
+            if end - max(tail, start) > _WORD:
+                return None
         if tail <= start:
             return low  # the last word grew: nothing more to settle, nothing to look at yet
         region = buffer[start:tail]
