@@ -192,8 +192,9 @@ class GatewayHandler(RequestHandler):
         metrics.IN_FLIGHT.dec()
         route = self.route.match
         elapsed = self.request.request_time()
-        metrics.REQUESTS.labels(route=route, status=str(status), model=self.model_label).inc()
-        metrics.REQUEST_SECONDS.labels(route=route).observe(elapsed)
+        counted = self.runtime.metrics
+        counted.requests(route, status, self.model_label).inc()
+        counted.seconds(route).observe(elapsed)
         if self.model_label:
             self.runtime.stats.observe(self.model_label, status, elapsed, self.principal_name)
         if self.table.server.access_log:
@@ -465,7 +466,7 @@ class GatewayHandler(RequestHandler):
         """Body bytes are about to reach the client: from here on, no fallback."""
         if self.ttfb is None:
             self.ttfb = self.request.request_time()
-            metrics.FIRST_BYTE_SECONDS.labels(route=self.route.match).observe(self.ttfb)
+            self.runtime.metrics.first_byte(self.route.match).observe(self.ttfb)
 
     def fail(
         self,

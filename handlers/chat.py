@@ -292,12 +292,11 @@ class ChatHandler(GatewayHandler):
         if self.prompt_estimate and usage is not None and usage.reported:
             self.runtime.calibration.observe(target.model, self.prompt_estimate, usage.input)
         if self.agent is not None and usage is not None and usage.reported:
-            counted = metrics.PROMPT_CACHE_TOKENS
-            labels = {"agent": self.agent.name, "target": target.label}
-            counted.labels(**labels, kind="cached").inc(usage.cached)
-            counted.labels(**labels, kind="cache_write").inc(usage.cache_write)
+            counted, agent, label = self.runtime.metrics.prompt_cache, self.agent.name, target.label
+            counted(agent, label, "cached").inc(usage.cached)
+            counted(agent, label, "cache_write").inc(usage.cache_write)
             uncached = max(usage.input - usage.cached - usage.cache_write, 0)
-            counted.labels(**labels, kind="uncached").inc(uncached)
+            counted(agent, label, "uncached").inc(uncached)
         if self.tool_loop is None:
             self.answered(usage)
         else:

@@ -15,6 +15,8 @@ counters and histograms add up, and each gauge says how its workers' values comb
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -39,6 +41,31 @@ def forget_process(pid: int) -> None:
     counters and histograms stay, so the instance's totals never go down."""
     if MULTIPROCESS_DIR is not None:
         mark_process_dead(pid, MULTIPROCESS_DIR)
+
+class Children:
+    """One metric's children by their label values (in the metric's label order), found in one
+    dict lookup: prometheus_client's `labels()` checks, converts and sorts on every call, which
+    is most of what a request's metrics cost, several times per request.
+
+    Remembers at most `limit` children; past that (never, with the bounded labels the
+    gateway uses) `labels()` answers as before, so the cache never outgrows the metric.
+    """
+
+    __slots__ = ("metric", "limit", "found")
+
+    def __init__(self, metric: Any, limit: int = 4096) -> None:
+        self.metric = metric
+        self.limit = limit
+        self.found: dict[tuple[object, ...], Any] = {}
+
+    def __call__(self, *values: object) -> Any:
+        child = self.found.get(values)
+        if child is None:
+            child = self.metric.labels(*values)  # prometheus_client str()s each value itself
+            if len(self.found) < self.limit:
+                self.found[values] = child
+        return child
+
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -233,3 +260,16 @@ MCP_LOOP_STOPS = Counter(
     ["agent", "reason"],
     registry=REGISTRY,
 )
+
+
+@dataclass(slots=True, eq=False)
+class RequestMetrics:
+    """The children of the metrics every request updates, kept per process (the Runtime holds
+    one). Their labels are bounded: routes and agent targets are configured, statuses are
+    HTTP's, model labels are capped by ops/stats.py."""
+
+    requests: Children = field(default_factory=lambda: Children(REQUESTS))  # route, status, model
+    seconds: Children = field(default_factory=lambda: Children(REQUEST_SECONDS))  # route
+    first_byte: Children = field(default_factory=lambda: Children(FIRST_BYTE_SECONDS))  # route
+    # agent, target, kind
+    prompt_cache: Children = field(default_factory=lambda: Children(PROMPT_CACHE_TOKENS))

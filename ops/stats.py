@@ -89,6 +89,8 @@ class Stats:
         self.by_key: dict[str, Counters] = {}
         self.changes = 0  # bumped by every update: a worker rewrites its stats file only after one
         self.redactions: dict[str, collections.Counter[str]] = {}  # by direction, then kind
+        self.tokens = metrics.Children(metrics.TOKENS)  # model label, kind
+        self.key_tokens = metrics.Children(metrics.KEY_TOKENS)  # key name, kind
 
     def model_label(self, name: str) -> str:
         """`name` (cut to MAX_LABEL_LENGTH), or 'other' once the set of names seen is full."""
@@ -123,9 +125,9 @@ class Stats:
             ("reasoning", usage.reasoning),
         ):
             if value:
-                metrics.TOKENS.labels(model=model, kind=kind).inc(value)
+                self.tokens(model, kind).inc(value)
                 if key:
-                    metrics.KEY_TOKENS.labels(key=key, kind=kind).inc(value)
+                    self.key_tokens(key, kind).inc(value)
 
     def add_redactions(self, direction: str, kind: str, count: int) -> None:
         """Matches redaction replaced; kinds are configured names, so the table stays small."""

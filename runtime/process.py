@@ -26,6 +26,7 @@ from limits.shared_breakers import SharedBreakers
 from limits.state import STATE_SOCKET_ENV
 from ops.access_log import AccessLog
 from ops.instance_stats import InstanceStats
+from ops.metrics import RequestMetrics
 from ops.stats import Stats
 from toolbox.box import Toolbox
 from upstream.breaker import BreakerBoard
@@ -72,6 +73,7 @@ class Runtime:
     toolbox: Toolbox = field(default_factory=Toolbox)  # MCP sessions; configured likewise
     in_flight: int = 0  # requests being served now: draining waits for none
     instance: InstanceStats | None = None  # a pre-fork worker's window on its siblings' /statsz
+    metrics: RequestMetrics = field(default_factory=RequestMetrics)  # the hot metrics' children
 
     @classmethod
     def start(cls, settings: ServerSettings, instance: InstanceStats | None = None) -> Runtime:

@@ -150,7 +150,7 @@ def test_each_runtime_has_its_own_state() -> None:
     first.in_flight += 1
     assert first.bodies.take(10, 100)
     assert second.in_flight == 0 and second.bodies.held == 0
-    for attribute in ("upstream", "catalog", "stats", "access_log", "bodies"):
+    for attribute in ("upstream", "catalog", "stats", "access_log", "bodies", "metrics"):
         assert getattr(first, attribute) is not getattr(second, attribute)
     first.upstream.close()
     second.upstream.close()
