@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from tornado.httputil import HTTPHeaders, HTTPServerRequest
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, format_timestamp
 from tornado.web import RequestHandler
 
 from access.keys import Principal
@@ -138,9 +138,18 @@ class GatewayHandler(RequestHandler):
         self.runtime = runtime
         self.principal = principal
 
-    def set_default_headers(self) -> None:
-        """No `Server: TornadoServer/<version>`: the gateway does not advertise what it runs on."""
-        self.clear_header("Server")
+    def clear(self) -> None:
+        """Tornado's clear() without `Server: TornadoServer/<version>` (the gateway does not
+        advertise what it runs on), its two defaults set without re-checking their syntax:
+        this runs for every answer."""
+        headers = HTTPHeaders()
+        headers["Content-Type"] = "text/html; charset=UTF-8"
+        headers["Date"] = format_timestamp(time.time())
+        self._headers = headers
+        self.set_default_headers()
+        self._write_buffer: list[bytes] = []
+        self._status_code = 200
+        self._reason = "OK"
 
     # -- lifecycle ---------------------------------------------------------------------
 
