@@ -69,10 +69,12 @@ class Target:
     model: str
     context_window: int | None = None
     max_output: int | None = None
+    # provider/model: metric labels, the access log, breakers and strategies ask for it on
+    # every request, so it is made once.
+    label: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def label(self) -> str:
-        return f"{self.provider.name}/{self.model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"{self.provider.name}/{self.model}")
 
 
 # Today's walk-on classification (upstream/failure.py `Failure.retryable`), in `retry.when` words.

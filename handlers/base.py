@@ -72,13 +72,16 @@ def close_after_answer(request: HTTPServerRequest) -> None:
 
 
 def access_entry(
-    request: HTTPServerRequest, route: Route, status: int, request_id: str | None, elapsed: float
+    request: HTTPServerRequest, route: Route, status: int, request_id: str | None, elapsed: float,
+    upstream_status: int | None = None, model: str | None = None, agent: str | None = None,
+    key: str | None = None, bytes_in: int | None = None, bytes_out: int = 0, ttfb: float | None = None,
 ) -> dict[str, Any]:
     """One access-log line. Names only: never a token, a key or a query string.
 
     Requests refused before a handler ran (limits, authentication) log it as it is;
-    handlers fill in model, key, upstream status, bytes and time to first byte.
+    handlers give model, key, upstream status, bytes and time to first byte (seconds).
     """
+    duration_ms = round(elapsed * 1000, 2)
     return {
         "ts": round(time.time(), 3),
         "request_id": request_id,
@@ -86,15 +89,15 @@ def access_entry(
         "path": _printable(request.path[:_LOGGED_PATH]),
         "route": route.match,
         "status": status,
-        "upstream_status": None,
-        "model": None,
-        "agent": None,
-        "key": None,
+        "upstream_status": upstream_status,
+        "model": model,
+        "agent": agent,
+        "key": key,
         "client": request.remote_ip,
-        "bytes_in": None,
-        "bytes_out": 0,
-        "ttfb_ms": round(elapsed * 1000, 2),
-        "duration_ms": round(elapsed * 1000, 2),
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "ttfb_ms": duration_ms if ttfb is None else round(ttfb * 1000, 2),
+        "duration_ms": duration_ms,
     }
 
 
@@ -210,15 +213,15 @@ class GatewayHandler(RequestHandler):
             self._access_log(status, elapsed)
 
     def _access_log(self, status: int, elapsed: float) -> None:
-        entry = access_entry(self.request, self.route, status, getattr(self, "request_id", None), elapsed)
-        entry.update(
+        entry = access_entry(
+            self.request, self.route, status, getattr(self, "request_id", None), elapsed,
             upstream_status=self.exchange.status if self.exchange is not None else None,
             model=self.model_label or None,
             agent=self.model_label if self.model_label in self.table.agents else None,
             key=self.principal_name,
             bytes_in=len(self.request.body) if self.request.body else None,
             bytes_out=self.bytes_out,
-            ttfb_ms=round((self.ttfb if self.ttfb is not None else elapsed) * 1000, 2),
+            ttfb=self.ttfb,
         )
         if self.usage is not None and self.usage.reported:
             entry["tokens"] = {"input": self.usage.input, "output": self.usage.output,

@@ -165,8 +165,7 @@ class Guard(httputil.HTTPMessageDelegate):
         self.runtime.metrics.requests(self.route.match, status, "").inc()
         self.runtime.metrics.seconds(self.route.match).observe(elapsed)
         if self.settings.access_log:
-            entry = access_entry(self.request, self.route, status, rid, elapsed)
-            entry["bytes_out"] = sent
+            entry = access_entry(self.request, self.route, status, rid, elapsed, bytes_out=sent)
             self.runtime.access_log.write(entry)
 
     def _stop_timer(self) -> None:
