@@ -1,7 +1,7 @@
 """The gateway's own request path, A/B: two checkouts against one canned nginx upstream.
 
     python bench/server_path.py [--other /work/main] [--rounds 3] [--seconds 5]
-    python bench/server_path.py --rss 100000          # RSS after 10k requests vs after N
+    python bench/server_path.py --rss 100000 [--root DIR]   # RSS after 10k requests vs after N
 
 nginx answers POST /v1/chat/completions with a static chat completion (`return 200`),
 so that neither the upstream nor the load generator is the bottleneck: whatever the
@@ -198,13 +198,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rss", type=int, default=0, help="instead: RSS over this many requests")
+    parser.add_argument("--root", default=str(ROOT), help="the checkout whose RSS --rss measures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         nginx, upstream = start_nginx(tmp)
         try:
             if args.rss:
-                rss_run(ROOT, args.rss, tmp, upstream)
+                rss_run(Path(args.root), args.rss, tmp, upstream)
             else:
                 ab({"this": ROOT, "other": Path(args.other)}, args.rounds, args.seconds, tmp, upstream)
         finally:
