@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import time
-import uuid
 from asyncio import Future
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
@@ -56,7 +56,22 @@ def _printable(path: str) -> str:
 def request_id(headers: HTTPHeaders) -> str:
     """The client's x-request-id when it is short and plain, else a fresh one."""
     given = headers.get("x-request-id", "")
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.fullmatch(given) else fresh_request_id()
+
+
+def fresh_request_id() -> str:
+    """A random UUID (version 4) as 32 hex digits, as uuid.uuid4().hex, without the UUID object
+    that costs four times as much as the random bytes."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
+@functools.lru_cache(maxsize=1)
+def http_date(second: int) -> str:
+    """The Date header's value at `second` (Unix time): made once a second, not per answer."""
+    return format_timestamp(second)
 
 
 def close_after_answer(request: HTTPServerRequest) -> None:
@@ -147,7 +162,7 @@ class GatewayHandler(RequestHandler):
         this runs for every answer."""
         headers = HTTPHeaders()
         headers["Content-Type"] = "text/html; charset=UTF-8"
-        headers["Date"] = format_timestamp(time.time())
+        headers["Date"] = http_date(int(time.time()))
         self._headers = headers
         self.set_default_headers()
         self._write_buffer: list[bytes] = []

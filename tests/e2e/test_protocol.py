@@ -5,10 +5,12 @@ log, and every refusal in the error shape of the client's route."""
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -257,6 +259,25 @@ def test_keep_alive_serves_several_requests_on_one_connection(proto: Gateway) ->
             status, headers, body = read_response(sock)
             assert status == 200 and "connection" not in headers and json.loads(body)["choices"]
             assert "server" not in headers  # no product and version advertised
+
+
+def test_answer_headers_of_a_fresh_request(proto: Gateway) -> None:
+    """Each answer's own request id (a random UUID, version 4, in hex), the current date in
+    HTTP's format, and no Server header, however the handler built them."""
+    seen = set()
+    with connect(proto) as sock:
+        for _ in range(3):
+            sock.sendall(chat())
+            before = time.time()
+            status, headers, _ = read_response(sock)
+            given = uuid.UUID(hex=headers["x-request-id"])
+            assert status == 200 and given.hex == headers["x-request-id"]
+            assert given.version == 4 and given.variant == uuid.RFC_4122
+            seen.add(given)
+            date = email.utils.parsedate_to_datetime(headers["date"])
+            assert headers["date"].endswith(" GMT") and abs(date.timestamp() - before) < 5
+            assert "server" not in headers
+    assert len(seen) == 3
 
 
 def test_pipelined_requests_are_all_answered(proto: Gateway) -> None:
