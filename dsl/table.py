@@ -232,12 +232,14 @@ class LimitSettings:
     budgets: Mapping[str, Budget] = field(default_factory=dict)  # by key name
     output_reserve: int = 1024  # output tokens reserved when the request sets no max_tokens
     concurrent_lease: float = 900.0  # a `concurrent` slot not released by then frees itself
+    # Whether any limit or budget is declared: without one, requests skip the limiter. Every
+    # request asks, so it is decided once.
+    enabled: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def enabled(self) -> bool:
-        """Whether any limit or budget is declared: without one, requests skip the limiter."""
-        return bool(self.providers or self.targets or self.agents or self.own or self.budgets
-                    or self.keys != Rates())
+    def __post_init__(self) -> None:
+        enabled = bool(self.providers or self.targets or self.agents or self.own or self.budgets
+                       or self.keys != Rates())
+        object.__setattr__(self, "enabled", enabled)
 
     def for_key(self, name: str) -> Rates:
         own = self.own.get(name)
