@@ -1,12 +1,12 @@
 """The gateway's own request path, A/B: two checkouts against one canned nginx upstream.
 
-    python bench/server_path.py [--other /work/main] [--rounds 3] [--seconds 5]
-    python bench/server_path.py --rss 100000 [--root DIR]   # RSS after 10k requests vs after N
+    python -m bench.server_path [--other DIR] [--rounds 3] [--seconds 5]
+    python -m bench.server_path --rss 100000 [--root DIR]   # RSS after 10k requests, then on to N
 
 nginx answers POST /v1/chat/completions with a static chat completion (`return 200`),
 so that neither the upstream nor the load generator is the bottleneck: whatever the
 gateway costs shows. Both gateways run pinned to core 0 (one loaded at a time, in
-interleaved rounds), nginx and wrk to core 1. Printed per round: rps at concurrency 32
+interleaved rounds), nginx and wrk to core 1. Printed per round: rps at concurrency 32,
 the gateway's CPU time per request (user + system, from /proc: less noisy than rps on a
 shared machine) and p50 at concurrency 1, for this checkout and the other, and their ratios.
 """
@@ -26,9 +26,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.processes import ROOT, free_port, rss_mib, stop  # noqa: E402
+from bench.processes import ROOT, free_port, rss_mib, stop
 
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "chat.lua"
 ANSWER = json.dumps({
