@@ -42,6 +42,7 @@ def forget_process(pid: int) -> None:
     if MULTIPROCESS_DIR is not None:
         mark_process_dead(pid, MULTIPROCESS_DIR)
 
+
 class Children:
     """One metric's children by their label values (in the metric's label order), found in one
     dict lookup: prometheus_client's `labels()` checks, converts and sorts on every call, which
