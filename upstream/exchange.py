@@ -90,6 +90,9 @@ class Exchange:
             raise
         finally:
             self.done = True
+            # The callbacks hold the handler that holds this exchange: let go of them, so
+            # that the request is freed when it ends rather than by the cycle collector.
+            self._on_headers, self._on_chunk = _ignored, _ignored
 
     def cancel(self) -> None:
         """Stop the transfer: the client is gone, or the answer cannot be relayed.
@@ -156,3 +159,7 @@ class Exchange:
     def receiving_paused(self) -> bool:
         """Whether libcurl is not reading the answer now, because the client is behind."""
         return self._receive_paused
+
+
+def _ignored(_: object) -> None:
+    """What an exchange that has ended does with a late header or chunk."""
