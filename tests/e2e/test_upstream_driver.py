@@ -243,9 +243,12 @@ def test_an_ended_exchange_lets_go_of_its_callbacks(mock: Mock) -> None:
     class Owner:
         exchange: Exchange
 
+    def keeper(owner: Owner) -> Chunk:
+        return lambda data: owner.__dict__.setdefault("got", data)
+
     async def test(client: UpstreamClient) -> None:
         owner = Owner()
-        owner.exchange = Exchange(client, lambda _: None, lambda data: owner.__dict__.setdefault("got", data))
+        owner.exchange = Exchange(client, lambda _: None, keeper(owner))
         ended = await owner.exchange.send(chat(mock, "gpt-4o-mini"))
         assert ended.status == 200 and owner.__dict__.get("got")
         freed = weakref.ref(owner)
