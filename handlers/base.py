@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, format_timestamp
 from tornado.web import RequestHandler
 
@@ -20,6 +21,7 @@ from converters.upstream_errors import UpstreamError
 from converters.usage import Usage
 from dsl.handler_rules import HandlerRules
 from dsl.table import Route, Table
+from handlers.chunk_write import chunked_connection, write_chunk
 from handlers.errors import error_body, stream_error_event
 from handlers.upstream_url import encode_path
 from limits.limiter import Ticket
@@ -135,6 +137,7 @@ class GatewayHandler(RequestHandler):
     usage: Usage | None = None
     bytes_out = 0
     bytes_flushed = 0  # of bytes_out, known to have reached the client's socket
+    _chunked: HTTP1Connection | None = None  # once `send` may write chunks itself (handlers/chunk_write.py)
     tried: list[dict[str, Any]] | None = None  # the targets a walk tried, for the access log
     race: Race | None = None  # a hedged walk's tries (upstream/hedge.py)
     ticket: Ticket | None = None  # what the limiter holds for this request until `finish_limits`
@@ -341,8 +344,13 @@ class GatewayHandler(RequestHandler):
         if stream.closed():
             return  # the client left; on_connection_close is on its way and cancels the exchange
         self.mark_first_byte()
-        self.write(data)
-        self.flush()
+        chunked = self._chunked
+        if chunked is not None and write_chunk(self, chunked, data):
+            self.bytes_out += len(data)
+        else:
+            self.write(data)
+            self.flush()
+            self._chunked = chunked_connection(self)
         if not stream.writing():
             self.bytes_flushed = self.bytes_out
         elif (
