@@ -58,6 +58,8 @@ class SSEFramer:
     def feed(self, data: bytes) -> bytes:
         tail = self._tail
         if not tail:
+            if data.endswith(b"\n\n"):
+                return data  # whole events, as a provider usually sends them: nothing to search
             cut = _cut(data)
             if cut == len(data):
                 return data
