@@ -290,6 +290,57 @@ def test_pipelined_requests_are_all_answered(proto: Gateway) -> None:
     assert rest.startswith(b"HTTP/1.1 200 ") and b"data: [DONE]" in rest
 
 
+def read_chunked(sock: socket.socket) -> tuple[int, dict[str, str], list[bytes]]:
+    """One chunked response, strictly framed: its chunks, and nothing read past its last chunk."""
+    buffer = b""
+
+    def more() -> None:
+        nonlocal buffer
+        data = sock.recv(65536)
+        assert data, f"closed inside a response: {buffer!r}"
+        buffer += data
+
+    while b"\r\n\r\n" not in buffer:
+        more()
+    head, _, buffer = buffer.partition(b"\r\n\r\n")
+    status, headers, _ = split_response(head + b"\r\n\r\n")
+    assert headers["transfer-encoding"] == "chunked"
+    chunks = []
+    while True:
+        while b"\r\n" not in buffer:
+            more()
+        size_line, _, buffer = buffer.partition(b"\r\n")
+        size = int(size_line, 16)
+        while len(buffer) < size + 2:
+            more()
+        assert buffer[size : size + 2] == b"\r\n", buffer[: size + 2]
+        if not size:
+            assert buffer == b"\r\n", f"bytes after the last chunk: {buffer!r}"
+            return status, headers, chunks
+        chunks.append(buffer[:size])
+        buffer = buffer[size + 2 :]
+
+
+def test_streams_are_chunked_exactly_and_the_connection_serves_on(proto: Gateway) -> None:
+    """Events relayed one upstream read at a time (written to the socket by the gateway itself,
+    handlers/chunk_write.py) are framed as Tornado frames them, end with the last chunk, and
+    leave the kept-alive connection ready for the next request."""
+    streamed = json.dumps({"model": "mock/gpt-delay-20", "stream": True,
+                           "messages": [{"role": "user", "content": "hi"}]}).encode()
+    with connect(proto) as sock:
+        for _ in range(2):
+            sock.sendall(chat(streamed))
+            status, headers, chunks = read_chunked(sock)
+            assert status == 200 and headers["content-type"].startswith("text/event-stream")
+            assert len(chunks) > 2 and all(chunk.endswith(b"\n\n") for chunk in chunks)
+            events = b"".join(chunks).split(b"\n\n")
+            assert events[-2:] == [b"data: [DONE]", b""]
+            assert all(event.startswith(b"data: {") for event in events[:-2])
+            sock.sendall(chat())
+            status, _, body = read_response(sock)
+            assert status == 200 and json.loads(body)["choices"]
+
+
 def test_http_1_0_closes_unless_asked_to_keep_alive(proto: Gateway) -> None:
     with connect(proto) as sock:
         sock.sendall(head("GET", "/healthz", version="1.0"))
