@@ -10,11 +10,16 @@ import orjson
 
 # orjson.dumps refuses arrays and objects nested deeper than this.
 MAX_DEPTH = 254
+# orjson.dumps hands back its whole working buffer (4 KiB at least, about half again the
+# JSON when longer): a request body held while its answer streams would keep all of it.
+# Shorter JSON than this is copied out to its own size (a copy of microseconds at most).
+_TRIMMED = 64 * 1024
 
 
 def encode(value: object, what: str) -> bytes:
     """`value` as JSON; ValueError naming `what` when it nests deeper than orjson writes."""
     try:
-        return orjson.dumps(value)
+        encoded = orjson.dumps(value)
     except orjson.JSONEncodeError:
         raise ValueError(f"{what} nests JSON more than {MAX_DEPTH} levels deep") from None
+    return bytes(memoryview(encoded)) if len(encoded) < _TRIMMED else encoded

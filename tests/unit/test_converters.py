@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from converters.base import Context
+from converters.encoding import encode
 from converters.registry import plan
 from converters.sse import MAX_EVENT, EventTooLarge, SSEDataReader, SSEFramer, iter_data
 
@@ -85,3 +88,18 @@ def test_one_event_is_bounded_in_framer_and_reader() -> None:
         with pytest.raises(EventTooLarge):
             for _ in range(MAX_EVENT // len(piece) + 1):
                 assert not reader.feed(piece)
+
+
+def test_encoded_bodies_hold_only_their_own_size() -> None:
+    """A request body is held while its answer streams: a thousand of them (one per open stream)
+    must not each keep orjson's 4 KiB working buffer."""
+    document = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "Tell me a story."}]}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        bodies = [encode(document, "the request") for _ in range(1000)]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert bodies[0] == orjson.dumps(document)
+    assert held < 1000 * 512, f"{held / 1000:.0f} bytes held per body of {len(bodies[0])}"
