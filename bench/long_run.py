@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.processes import status_mib
 from bench.run import (
     CONV_MODEL,
     GATEWAY_MODEL,
@@ -41,16 +42,6 @@ from bench.run import (
 )
 
 END = b"\r\n0\r\n\r\n"
-
-
-def rss_mib(pgid: int) -> float:
-    """VmRSS summed over the live processes of a process group."""
-    total = 0
-    for pid in group_pids(pgid):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
 
 
 def requests_cycle(port: int) -> list[bytes]:
@@ -111,7 +102,7 @@ class Load:
 async def drive(port: int, pgid: int, args: argparse.Namespace) -> tuple[list[tuple[int, float]], Load]:
     load = Load(port, args.requests)
     marks = sorted({args.first, *(args.requests * k // 10 for k in range(1, 11))} - {0})
-    samples = [(0, rss_mib(pgid))]
+    samples = [(0, status_mib(group_pids(pgid)))]
     running = asyncio.create_task(load.run(args.concurrency))
     started = time.monotonic()
     for mark in marks:
@@ -120,7 +111,7 @@ async def drive(port: int, pgid: int, args: argparse.Namespace) -> tuple[list[tu
         if running.done() and not waiting.done():
             waiting.cancel()
             break
-        samples.append((mark, rss_mib(pgid)))
+        samples.append((mark, status_mib(group_pids(pgid))))
         print(f"  {mark:8d} requests  {time.monotonic() - started:6.0f} s  RSS {samples[-1][1]:7.1f} MiB"
               f"  errors {load.errors}", flush=True)
     await running

@@ -6,6 +6,7 @@ Bench scripts run without pytest, so this stands apart from tests/support.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,11 +26,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def status_mib(pids: Iterable[int], field: str = "VmRSS") -> float:
+    """A memory field of /proc/<pid>/status (VmRSS, VmHWM: peak) summed over `pids`, in MiB;
+    a process gone meanwhile counts nothing."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(f"{field}:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    return status_mib([pid])
 
 
 def start_mock() -> tuple[subprocess.Popen, str]:
@@ -44,10 +55,11 @@ def start_mock() -> tuple[subprocess.Popen, str]:
 
 
 def start_gateway(
-    root: Path, routes: str, secrets: str, workdir: Path, log: Path | None = None
+    root: Path, routes: str, secrets: str, workdir: Path, log: Path | None = None, core: int | None = None
 ) -> tuple[subprocess.Popen, int]:
     """`root/gateway.py serve` with these routes.yaml and secrets.yaml (written into `workdir`),
-    listening on ``${GATEWAY_PORT}``, a free port; returns once /healthz answers OK.
+    listening on ``${GATEWAY_PORT}``, a free port, pinned to `core` if given; returns once
+    /healthz answers OK.
 
     Its output goes to `log`, or nowhere. No .pyc is written into `root`, which may be
     another checkout.
@@ -57,7 +69,8 @@ def start_gateway(
     (workdir / "routes.yaml").write_text(routes)
     env = {**os.environ, "GATEWAY_PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"}
     with open(log or os.devnull, "wb") as output:
-        gateway = subprocess.Popen([sys.executable, str(root / "gateway.py"), "serve", "-c",
+        pinned = [] if core is None else ["taskset", "-c", str(core)]
+        gateway = subprocess.Popen([*pinned, sys.executable, str(root / "gateway.py"), "serve", "-c",
                                     str(workdir / "routes.yaml")],
                                    cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15

@@ -41,7 +41,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from http.client import HTTPConnection
 from pathlib import Path
@@ -889,17 +889,22 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def guarded(name: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """`run(args)` as a command: a BenchError is exit 2 with its message, Ctrl-C or SIGTERM
+    exit 130 (its `finally` having stopped every process it started)."""
     try:
         with sigterm_as_interrupt():
             return run(args)
     except BenchError as e:
-        print(f"bench: {e}", file=sys.stderr)
+        print(f"{name}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nbench: interrupted; all processes stopped", file=sys.stderr)
+        print(f"\n{name}: interrupted; all processes stopped", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return guarded("bench", run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -22,11 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.processes import ROOT, free_port, rss_mib, stop
+from bench.processes import ROOT, free_port, rss_mib, start_gateway, stop
 
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "chat.lua"
 ANSWER = json.dumps({
@@ -58,7 +57,7 @@ http {{
 ROUTES = """version: 1
 server:
   listen: 127.0.0.1:${{GATEWAY_PORT}}
-secrets: {secrets}
+secrets: secrets.yaml
 providers:
   canned:
     url: http://127.0.0.1:{upstream}/v1
@@ -89,27 +88,10 @@ def start_nginx(tmp: Path) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def start_gateway(root: Path, tmp: Path, upstream: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    work = tmp / f"gw-{port}"
-    work.mkdir()
-    (work / "secrets.yaml").write_text(SECRETS)
-    (work / "routes.yaml").write_text(ROUTES.format(secrets=work / "secrets.yaml", upstream=upstream))
-    env = {**os.environ, "GATEWAY_PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"}
-    with open(os.devnull, "wb") as devnull:
-        proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, str(root / "gateway.py"), "serve",
-                                 "-c", str(work / "routes.yaml")], cwd=root, env=env,
-                                stdout=devnull, stderr=devnull)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
-                if answer.read() == b"OK":
-                    return proc, port
-        except OSError:
-            time.sleep(0.1)
-    stop(proc)
-    raise RuntimeError(f"gateway of {root} did not start")
+def start_own_gateway(root: Path, tmp: Path, upstream: int) -> tuple[subprocess.Popen, int]:
+    """The gateway of checkout `root`, pinned to core 0, in front of nginx on port `upstream`."""
+    work = Path(tempfile.mkdtemp(prefix="gw-", dir=tmp))
+    return start_gateway(root, ROUTES.format(upstream=upstream), SECRETS, work, core=0)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -138,7 +120,7 @@ def wrk(port: int, connections: int, seconds: float, pid: int | None = None) -> 
 
 
 def ab(roots: dict[str, Path], rounds: int, seconds: float, tmp: Path, upstream: int) -> None:
-    gateways = {name: start_gateway(root, tmp, upstream) for name, root in roots.items()}
+    gateways = {name: start_own_gateway(root, tmp, upstream) for name, root in roots.items()}
     try:
         for _, port in gateways.values():
             wrk(port, 32, 2)  # warm-up
@@ -176,7 +158,7 @@ def _line(names: list[str], rps: dict, cpu: dict, p50: dict, pick: Callable[[lis
 
 def rss_run(root: Path, total: int, tmp: Path, upstream: int) -> None:
     """RSS after the first 10,000 requests, then every further checkpoint up to `total`."""
-    proc, port = start_gateway(root, tmp, upstream)
+    proc, port = start_own_gateway(root, tmp, upstream)
     try:
         done, checkpoint = 0, 10_000
         while done < total:

@@ -24,7 +24,6 @@ Streams cut short or wrong are counted and fail the run (exit 1).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -38,6 +37,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.processes import status_mib
 from bench.run import (
     GATEWAY_MODEL,
     TOKEN,
@@ -48,8 +48,8 @@ from bench.run import (
     free_ports,
     group_cpu_seconds,
     group_pids,
+    guarded,
     machine_info,
-    sigterm_as_interrupt,
     start_gateway,
     start_nginx,
     wait_ready,
@@ -204,17 +204,6 @@ def trickle_stats(port: int) -> dict[str, int]:
         return json.loads(answer.read())
 
 
-def peak_rss_mib(pgid: int) -> float:
-    """VmHWM (peak resident set) summed over the live processes of a process group."""
-    total = 0
-    for pid in group_pids(pgid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-    return total / 1024
-
-
 @dataclass
 class StreamsResult:
     target: str
@@ -256,7 +245,7 @@ def measure(target: str, port: int, pgid: int, trickle_port: int, trickle_pgid: 
         trickler_pct=100 * (side1[0] - side0[0]) / elapsed,
         client_pct=100 * (side1[1] - side0[1]) / elapsed,
         cpu_us_per_event=1e6 * (cpu1 - cpu0) / relayed if relayed else None,
-        open_streams=stats["open"], peak_rss_mib=peak_rss_mib(pgid),
+        open_streams=stats["open"], peak_rss_mib=status_mib(group_pids(pgid), "VmHWM"),
         completed=run.tally.completed, failed=run.tally.failed, first_failure=run.tally.first_failure,
     )
 
@@ -372,16 +361,7 @@ def print_report(results: list[StreamsResult], args: argparse.Namespace) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        with sigterm_as_interrupt():
-            return run(args)
-    except BenchError as e:
-        print(f"bench.streams: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nbench.streams: interrupted; all processes stopped", file=sys.stderr)
-        return 130
+    return guarded("bench.streams", run, parse_args(argv))
 
 
 if __name__ == "__main__":
