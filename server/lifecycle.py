@@ -34,12 +34,10 @@ RESTART_ONLY = (
     "listen_host", "listen_port", "upstream_connections", "idle_timeout", "max_connections", "workers",
 )
 # The cycle collector's youngest generation is walked once this many more container objects
-# were made than freed (CPython's default: 700, a few requests' worth). Each request leaves
-# some tens of objects in reference cycles (Tornado's per-request connection and request, an
-# upstream exchange with its callbacks, which hold the handler), and every walk also moves the
-# objects of the requests in flight to the older generations, walked again later: at 700 the
-# collector took a tenth of the CPU under load. At 5,000 it takes about half as much, for a
-# few MB more garbage waiting (RSS is level after the first few thousand requests).
+# were made than freed (CPython's default: 700, a few requests' worth). A request leaves no
+# cycle behind (an ended exchange lets go of its callbacks), but every walk moves the objects
+# of the requests in flight to the older generations, walked again later: at 700 the
+# collector took a tenth of the CPU under load, at 5,000 about half as much.
 YOUNG_GENERATION_THRESHOLD = 5_000
 
 
