@@ -7,7 +7,9 @@ the unsettled end of what it has seen, at most the policy's longest match; each 
 goes out with its field replaced by what is settled, well-formed and of its own type.
 What a field still holds is sent in one more event of the same shape just before the
 event that ends the field (OpenAI: the chunk with the choice's `finish_reason`, or
-`[DONE]`; Anthropic: `content_block_stop`), or when the stream ends.
+`[DONE]`; Anthropic: `content_block_stop`), or when the stream ends. When the pieces
+that end a field come in the read that ends it, nothing is held back; when a read ends
+the stream while nothing is held, it is checked whole first (redaction/final_reads.py).
 
 Signed thinking blocks sent whole (OpenAI `thinking_blocks`) are redacted whole; the
 signature then no longer matches, which the provider refuses if the client sends the
@@ -24,10 +26,11 @@ from typing import Any
 import orjson
 
 from converters.sse import SSEFramer
+from redaction.final_reads import final_texts
 from redaction.policy import Policy
 from redaction.requests import redact_strings
 from redaction.scanner import Redacting
-from redaction.text_deltas import Delta, TextDeltas
+from redaction.text_deltas import Delta, End, TextDeltas, Textless
 
 # OpenAI delta fields that carry text, and Anthropic delta types with their text field.
 _OPENAI_FIELDS = ("content", "reasoning_content")
@@ -150,7 +153,11 @@ class AnswerRedactor:
         The chunk's pieces of each field are redacted together (one pass over them, not
         one per event): the last event carrying the field gets what is settled, the
         earlier ones an empty string. An event nothing changed goes out as it came.
+        Events the fast paths know (text pieces, textless events: text_deltas.py) are not
+        parsed; the others are, a stretch of them at a time.
         """
+        if not framed:
+            return b""
         if b"\r" in framed:
             framed = framed.replace(b"\r\n", b"\n")
         if framed.find(b"\n\n") == len(framed) - 2:  # one event, the usual read of a stream
@@ -161,27 +168,41 @@ class AnswerRedactor:
             plain = self._run(framed)
             if plain is not None:
                 return plain
+        if not self._fields:  # nothing held: a read that ends the stream may be checked whole
+            texts = final_texts(framed, self._format == "anthropic")
+            if texts is not None and all(map(self._policy.scanner.clean, texts)):
+                return framed
         raws = framed.split(b"\n\n")
         if not raws[-1]:
             raws.pop()
-        deltas = [self._deltas.read(raw) for raw in raws]
-        if deltas and all(delta is not None and delta[0] == deltas[0][0] for delta in deltas):
-            return self._pieces(raws, deltas)  # type: ignore[arg-type]
-        if not any(deltas):
-            return self._parsed(raws)
-        # A read of both kinds (the first or last events of a stream with its text between,
-        # as a fast upstream sends it): each stretch on its own, as if the upstream had
-        # split its writes there, which any stream may do.
-        out, start = [], 0
-        for at in range(1, len(raws) + 1):
-            if at < len(raws) and _same_stretch(deltas[at - 1], deltas[at]):
-                continue
-            if deltas[start] is None:
-                out.append(self._parsed(raws[start:at]))
+        kinds = self._deltas.kinds(raws)
+        out, at, count = [], 0, len(raws)
+        while at < count:
+            kind, stop = kinds[at], at + 1
+            if kind is None:
+                while stop < count and kinds[stop] is None:
+                    stop += 1
+                out.append(self._parsed(raws[at:stop]))
+            elif type(kind) is Textless:
+                out.append(self._textless(raws[at], kind))
             else:
-                out.append(self._pieces(raws[start:at], deltas[start:at]))  # type: ignore[arg-type]
-            start = at
+                key = kind[0]
+                while stop < count and type(kinds[stop]) is tuple and kinds[stop][0] == key:  # type: ignore[index]
+                    stop += 1
+                ender = kinds[stop] if stop < count else None
+                # The field ends right after its pieces: they are its last, nothing is held back.
+                final = type(ender) is Textless and ender.ends in (End.EVERY, key[0])  # type: ignore[union-attr]
+                out.append(self._pieces(raws[at:stop], kinds[at:stop], final))  # type: ignore[arg-type]
+            at = stop
         return b"".join(out)
+
+    def _textless(self, raw: bytes, kind: Textless) -> bytes:
+        """An event that carries no text (with its blank line), after what the fields it ends hold back."""
+        if self._format == "openai" and kind.ends is not End.EVERY:
+            self._latest = raw
+        if kind.ends is End.NOTHING:
+            return raw + b"\n\n"
+        return self._flush(None if kind.ends is End.EVERY else kind.ends) + raw + b"\n\n"
 
     def _parsed(self, raws: list[bytes]) -> bytes:
         """Events parsed as JSON: those the fast path cannot be sure of."""
@@ -206,9 +227,11 @@ class AnswerRedactor:
 
     def _one(self, framed: bytes) -> bytes | None:
         """`_pieces` for a chunk of one event (with its blank line)."""
-        delta = self._deltas.read(framed[:-2])
+        raw = framed[:-2]
+        delta = self._deltas.read(raw)
         if delta is None:
-            return None
+            kind = self._deltas.textless(raw)
+            return None if kind is None else self._textless(raw, kind)
         key, start, end, piece = delta
         field = self._fields.get(key) or self._field(key)
         if self._format == "openai":
@@ -260,24 +283,32 @@ class AnswerRedactor:
                 out.append(event(whole[at : len(settled)] if i == kept and len(settled) > at else ""))
         return b"".join(out)
 
-    def _pieces(self, raws: list[bytes], deltas: list[Delta]) -> bytes:
+    def _pieces(self, raws: list[bytes], deltas: list[Delta], final: bool = False) -> bytes:
         """Events that each carry one piece of the same field, not parsed: an event gets what
         of the text is settled when its piece arrives, and one that gets its own piece goes
         out as it came. Up to _GROUP pieces at a time are first tried together on the
         scanner's fast path (redaction/scanner.py), which replaces nothing; a group that it
-        cannot settle is fed one piece at a time."""
-        field = self._fields.get(deltas[0][0]) or self._field(deltas[0][0])
+        cannot settle is fed one piece at a time. `final`: these are the field's last
+        pieces, so the fast path holds nothing back and the field is done with."""
+        key = deltas[0][0]
+        field = self._fields.get(key) or self._field(key)
         if self._format == "openai":
             self._latest = raws[-1]
         out: list[bytes] = []
         for first in range(0, len(deltas), _GROUP):
             group = zip(raws[first : first + _GROUP], deltas[first : first + _GROUP], strict=True)
-            if len(deltas) - first > 1:
+            last = first + _GROUP >= len(deltas)
+            if len(deltas) - first > 1 or (final and last):
                 before = field.unsent
                 text = "".join(delta[3] for delta in deltas[first : first + _GROUP])
-                settled = field.quietly(text)
+                settled = field.quietly(text, final and last)
                 if settled is not None:
-                    _share(group, before + text, len(before), len(settled), out)
+                    if final and last:
+                        del self._fields[key]
+                    if not before and len(settled) == len(text):  # every event keeps its own piece
+                        out.extend(raws[first : first + _GROUP])
+                    else:
+                        _share(group, before + text, len(before), len(settled), out)
                     continue
             for raw, (_, start, end, piece) in group:
                 mine = field.feed(piece)
@@ -365,7 +396,10 @@ class AnswerRedactor:
             for key in keys:
                 field = self._fields.pop(key)
                 text = field.cut() if cut else field.close()
-                if text:
+                spliced = self._deltas.event(key, text) if text else None
+                if spliced is not None:
+                    out.append(spliced + b"\n\n")
+                elif text:
                     name = _ANTHROPIC_DELTAS[key[1]]
                     event = {"type": "content_block_delta", "index": key[0],
                              "delta": {"type": key[1], name: text}}
@@ -376,6 +410,10 @@ class AnswerRedactor:
                 field = self._fields.pop(key)
                 text = field.cut() if cut else field.close()
                 if not text:
+                    continue
+                spliced = self._deltas.event(key, text)  # the last text event again, with this text
+                if spliced is not None:
+                    out.append(spliced + b"\n\n")
                     continue
                 delta = by_choice.setdefault(key[0], {})
                 if key[1] == "tool":
@@ -396,14 +434,6 @@ class AnswerRedactor:
         for kind in self._found:
             self._counted(kind)
         self._found.clear()
-
-
-def _same_stretch(before: Delta | None, after: Delta | None) -> bool:
-    """Whether two neighbouring events go together: both parsed, or both fast-path pieces
-    of one field."""
-    if before is None or after is None:
-        return before is after
-    return before[0] == after[0]
 
 
 def _drop_logprobs(choice: dict[str, Any]) -> bool:

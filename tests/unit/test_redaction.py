@@ -16,6 +16,7 @@ from dsl.compiler import compile_file
 from dsl.errors import ConfigError
 from handlers.registry import HANDLERS
 from redaction.answers import AnswerRedactor
+from redaction.final_reads import final_texts
 from redaction.patterns import measure
 from redaction.patterns import pattern as pattern_of
 from redaction.policy import Policy
@@ -423,3 +424,56 @@ def test_logprobs_are_dropped_since_their_tokens_spell_the_text() -> None:
     out += converter.close()
     assert all(event["choices"][0].get("logprobs") is None for event in _events_of(out[: out.rindex(b"data: [DONE]")]))
     assert secret[4:12] not in out.decode()
+
+
+@pytest.mark.parametrize(("client_format", "field"), [FIELDS[0], FIELDS[3]])
+def test_a_stream_read_whole_goes_out_as_it_came_and_its_end_is_redacted_in_place(
+        client_format: str, field: str) -> None:
+    words = ["Hello", " there", " my", " good", " friend"]
+    stream = _stream(client_format, field, words)
+    converter = AnswerRedactor(POLICY, client_format, lambda kind: None)
+    assert converter.feed(stream) + converter.close() == stream  # nothing held back: the text ends in this read
+    secret = PLANTED[0][2]
+    pieces = [*words, f" key {secret[:9]}", secret[9:]]
+    stream = _stream(client_format, field, pieces)
+    converter = AnswerRedactor(POLICY, client_format, lambda kind: None)
+    out = converter.feed(stream) + converter.close()
+    assert _streamed_text(out, client_format) == SCANNER.redact("".join(pieces), [])
+    assert secret[:8] not in out.decode()
+    # what was held went out in an event shaped as the last text event, before the field's end
+    texts = [event for event in out.split(b"\n\n") if b"[REDACTED:" in event]
+    assert len(texts) == 1 and texts[0].startswith(stream.split(b"\n\n")[len(pieces) - 1][:40])
+
+
+def test_textless_events_with_more_than_scalars_are_parsed() -> None:
+    secret = PLANTED[0][2]
+    tokens = {"content": [{"token": secret[:8], "logprob": -0.1, "bytes": None, "top_logprobs": []}]}
+    chunks = [{"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": tokens,
+                                       "finish_reason": None}]},
+              {"id": "c", "choices": [{"index": 0, "delta": {"content": "fine"}, "finish_reason": None}]},
+              {"id": "c", "choices": [{"index": 0, "delta": {"refusal": None}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 1}}]
+    stream = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    for cuts in ([], list(range(1, len(stream)))):
+        out = _run(stream, cuts, "openai")
+        events = _events_of(out[: out.rindex(b"data: [DONE]")])
+        assert secret[:8] not in out.decode() and events[0]["choices"][0]["logprobs"] is None
+        assert _streamed_text(out, "openai") == "fine" and events[-1]["usage"] == {"prompt_tokens": 1}
+
+
+def test_a_final_read_is_checked_whole_only_when_it_holds_plain_text_pieces() -> None:
+    plain = _openai_stream(["Hello", " there"], "content")
+    assert final_texts(plain, False) == ["Hello there"]
+    assert final_texts(_openai_stream(["{\"a\":", "1}"], "arguments"), False) == ['{"a":1}']
+    assert final_texts(_anthropic_stream(["Hi", " you"], "text_delta"), True) == ["Hi you"]
+    assert final_texts(plain[: plain.rindex(b"data: [DONE]")], False) is None  # the stream goes on
+    chunk = {"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}
+    for changed in ({"logprobs": {"content": []}}, {"delta": {"thinking_blocks": [{"thinking": "t"}]}},
+                    {"delta": {"content": 5}}):
+        odd = {"choices": [{**chunk["choices"][0], **changed}]}
+        stream = b"data: " + orjson.dumps(odd) + b"\n\n" + plain
+        assert final_texts(stream, False) is None, changed
+    for odd_event in (b"data: {\"choices\":[\n\n", b"id: 7\ndata: {}\n\n", b"data: [1, 2]\n\n"):
+        assert final_texts(odd_event + plain, False) is None, odd_event
+    started = _anthropic_stream(["Hi"], "text_delta").replace(b'"text":""', b'"text":"sk-"')
+    assert final_texts(started, True) is None  # text in a block's start: the event-by-event path's
