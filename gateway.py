@@ -9,7 +9,6 @@ python gateway.py routes -c routes.yaml   # print the compiled routing table
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
@@ -55,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         from server.supervisor import supervise  # imported here: check and routes need no server
 
         return supervise(args.config, table)
-    from server.lifecycle import serve
+    from server.lifecycle import run, serve
 
-    return asyncio.run(serve(args.config, table))
+    return run(serve(args.config, table))
 
 
 def print_routes(table: Table, handlers: Handlers) -> None:

@@ -81,7 +81,7 @@ class DebugHandler(GatewayHandler):
                         f"CPU profile of the event loop. seconds=5 (at most {profiling.MAX_SECONDS:g}); "
                         "format=pstats: a cProfile dump for pstats.Stats or snakeviz; format=collapsed: "
                         f"stacks sampled {profiling.SAMPLE_HZ} times a second, folded for flamegraph.pl "
-                        "or speedscope (idle=1 keeps the samples idle in select). One at a time."
+                        "or speedscope (idle=1 keeps those of the idle loop). One at a time."
                     ),
                     f"{prefix}heap": (
                         "tracemalloc: the top allocation sites alive. top=25, group=lineno|traceback; "

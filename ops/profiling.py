@@ -110,12 +110,15 @@ class Collapsed:
 
     text: str
     samples: int  # all samples taken
-    idle_samples: int  # of which the loop was waiting in select()
+    idle_samples: int  # of which the loop was waiting for work
 
 
 def _idle(code: CodeType) -> bool:
-    """The loop thread is blocked in its selector: waiting for work, not using CPU."""
-    return code.co_name == "select" and code.co_filename == selectors.__file__
+    """The loop thread is waiting for work, not using CPU: blocked in asyncio's selector, or
+    (uvloop, which waits in libuv's C) with no Python frame above the one running the loop."""
+    if code.co_name == "select":
+        return code.co_filename == selectors.__file__
+    return code.co_name == "run" and code.co_filename == asyncio.runners.__file__
 
 
 class _Sampler(threading.Thread):
@@ -178,7 +181,7 @@ async def sampled_profile(
 ) -> Collapsed:
     """Sample the event-loop thread's stack for `seconds`, `hz` times a second.
 
-    Wall-clock samples; those where the loop sat idle in select() are counted but left out
+    Wall-clock samples; those where the loop sat waiting for work are counted but left out
     unless `keep_idle`, so the graph shows where the CPU went (as pprof's and py-spy's do).
     """
     if not _profiling.acquire(blocking=False):

@@ -14,9 +14,10 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
+import uvloop
 from tornado.httpserver import HTTPServer
 
 from dsl.compiler import compile_file
@@ -181,6 +182,12 @@ class Gateway:
             log.warning("drain deadline passed with %d request(s) still in flight", self.runtime.in_flight)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.close_all_connections(), timeout=1.0)
+
+
+def run(serving: Coroutine[Any, Any, int]) -> int:
+    """Run `serving` (serve's coroutine) to its end on uvloop's event loop: libuv does the
+    loop's own work per request (readiness, callbacks, timers) for less than asyncio's."""
+    return uvloop.run(serving)
 
 
 async def serve(

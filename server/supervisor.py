@@ -249,7 +249,7 @@ class Supervisor:
             instance = InstanceStats(self.statsz, self.started)
             announce = SupervisorPipe(report, self.life_read, self.watchdog)
             serving = lifecycle.serve(self.config_path, self.table, announce, self.sockets, instance)
-            return asyncio.run(serving)
+            return lifecycle.run(serving)
         except BaseException:
             log.exception("worker failed")
             return 1
