@@ -12,6 +12,7 @@ never started closes empty, so the handler can treat it as an empty answer.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -29,11 +30,28 @@ from converters.chat_mapping import (
     stop_reason,
     take_openai_usage,
 )
-from converters.sse import SSEDataReader
+from converters.sse import SSEDataReader, payloads
 from converters.usage import Usage
 
 _DONE = b"data: [DONE]\n\n"
 _NOT_FINISHED = b',"logprobs":null,"finish_reason":null}]}\n\n'
+_ROLE = b'{"role":"assistant","content":""}'
+_TEXT_END = b'"}' + _NOT_FINISHED
+# Events as Anthropic writes them that need no parsing once the stream has started: a text
+# delta whose text holds no quote, backslash or control character (such text is the same
+# bytes in any JSON string: orjson writes every other character as it is), and those that
+# change nothing here (a ping, the start of an empty text block, the end of any block). A run
+# of them becomes chunks without parsing or encoding JSON.
+_INDEX = rb'"index":(?:0|[1-9][0-9]*)'
+_PLAIN_RUN = re.compile(
+    rb"(?:(?:event: content_block_delta\n)?data: *\{\"type\":\"content_block_delta\"," + _INDEX
+    + rb',"delta":\{"type":"text_delta","text":"[^"\\\x00-\x1f]+"\}\}\n\n'
+    + rb'|(?:event: ping\n)?data: *\{"type":"ping"\}\n\n'
+    + rb'|(?:event: content_block_start\n)?data: *\{"type":"content_block_start",' + _INDEX
+    + rb',"content_block":\{"type":"text","text":""\}\}\n\n'
+    + rb'|(?:event: content_block_stop\n)?data: *\{"type":"content_block_stop",' + _INDEX + rb"\}\n\n)+"
+)
+_RUN_TEXT = re.compile(rb'"text_delta","text":"([^"]*)"')  # within a plain run: each text delta's text
 
 
 def _wants_usage(client_request: dict[str, Any]) -> bool:
@@ -42,8 +60,8 @@ def _wants_usage(client_request: dict[str, Any]) -> bool:
 
 
 class _EventConversion:
-    """Feeding and closing shared by both directions: whole `data:` payloads to `_convert`,
-    and a well-formed end (`_finish`) when the upstream stopped without its final events."""
+    """Feeding and closing shared by both directions: whole events to `_convert`, and a
+    well-formed end (`_finish`) when the upstream stopped without its final events."""
 
     __slots__ = ()
     _reader: SSEDataReader
@@ -53,16 +71,17 @@ class _EventConversion:
     def feed(self, data: bytes) -> bytes:
         if self._ended:
             return b""
-        payloads = self._reader.feed(data)
-        return self._convert(payloads) if payloads else b""
+        events = self._reader.events(data)
+        return self._convert(events) if events else b""
 
     def close(self) -> bytes:
-        out = self._convert(self._reader.close()) if not self._ended else b""
+        out = self._convert(self._reader.close_events()) if not self._ended else b""
         if self._started and not self._ended:
             out += self._finish()
         return out
 
-    def _convert(self, payloads: list[bytes]) -> bytes:
+    def _convert(self, events: bytes) -> bytes:
+        """Whole events (LF line ends, each ended by its blank line) to what the client gets."""
         raise NotImplementedError
 
     def _finish(self) -> bytes:
@@ -77,10 +96,13 @@ class AnthropicToOpenAIStream(_EventConversion):
     thinking block is signed (or a redacted one starts) it is sent whole as an entry of
     `thinking_blocks`, indexed so that SDK stream accumulators gather them, for clients
     to send back in a tool loop (see chat_requests).
+
+    Most of a stream is text deltas, usually many in one read: a run of plain ones
+    (_PLAIN_RUN) is spliced into chunks in one step; every other event is parsed.
     """
 
     __slots__ = ("usage", "_reader", "_model", "_created", "_include_usage", "_head", "_delta_head",
-                 "_tools", "_thinking", "_signed", "_stop_reason", "_ended")
+                 "_text_head", "_text_join", "_tools", "_thinking", "_signed", "_stop_reason", "_ended")
 
     def __init__(self, ctx: Context, created: int | None = None) -> None:
         self.usage = Usage()
@@ -90,6 +112,8 @@ class AnthropicToOpenAIStream(_EventConversion):
         self._include_usage = _wants_usage(ctx.client_request)
         self._head = b""  # every chunk's bytes up to its choices, set when the stream starts
         self._delta_head = b""  # the same, on to the delta of choice 0
+        self._text_head = b""  # the same, on into the delta's content string
+        self._text_join = b""  # what goes between the texts of two text chunks
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
         self._thinking: dict[int, list[str]] = {}  # Anthropic block index -> thinking text so far
         self._signed = 0  # thinking_blocks entries sent
@@ -100,40 +124,61 @@ class AnthropicToOpenAIStream(_EventConversion):
     def _started(self) -> bool:
         return bool(self._head)
 
-    def _convert(self, payloads: list[bytes]) -> bytes:
+    def _convert(self, events: bytes) -> bytes:
         out: list[bytes] = []
-        for payload in payloads:
-            try:
-                event = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(event, dict):
-                continue
-            kind = event.get("type")
-            if kind == "content_block_delta":
-                self._delta(event, out)
-            elif kind == "content_block_start":
-                self._block_start(event, out)
-            elif kind == "message_delta":
-                delta = event.get("delta")
-                if isinstance(delta, dict) and delta.get("stop_reason"):
-                    self._stop_reason = delta["stop_reason"]
-                if isinstance(event.get("usage"), dict):
-                    self.usage.add_anthropic(event["usage"])
-            elif kind == "message_start":
-                message = event.get("message") if isinstance(event.get("message"), dict) else {}
-                if isinstance(message.get("usage"), dict):
-                    self.usage.add_anthropic(message["usage"])
-                self._start(message.get("id"), out)
-            elif kind == "message_stop":
-                self._start(None, out)
-                out.append(self._finish())
-                break
-            elif kind == "error":
-                out.append(b"data: " + orjson.dumps(openai_error(event.get("error"))) + b"\n\n")
-                self._ended = True
-                break
+        at, size = 0, len(events)
+        while at < size:
+            run = _PLAIN_RUN.match(events, at) if self._text_head else None
+            if run is not None:
+                end = run.end()
+                if _utf8(events[at:end]):
+                    texts = _RUN_TEXT.findall(events, at, end)
+                    if texts:
+                        out.append(self._text_head + self._text_join.join(texts) + _TEXT_END)
+                    at = end
+                    continue
+            else:
+                end = events.find(b"\n\n", at)
+                end = size if end < 0 else end + 2
+            for payload in payloads(events[at:end]):
+                if not self._event(payload, out):
+                    return b"".join(out)
+            at = end
         return b"".join(out)
+
+    def _event(self, payload: bytes, out: list[bytes]) -> bool:
+        """One event's payload converted into `out`; False when it ended the stream."""
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return True
+        if not isinstance(event, dict):
+            return True
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            self._delta(event, out)
+        elif kind == "content_block_start":
+            self._block_start(event, out)
+        elif kind == "message_delta":
+            delta = event.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason"):
+                self._stop_reason = delta["stop_reason"]
+            if isinstance(event.get("usage"), dict):
+                self.usage.add_anthropic(event["usage"])
+        elif kind == "message_start":
+            message = event.get("message") if isinstance(event.get("message"), dict) else {}
+            if isinstance(message.get("usage"), dict):
+                self.usage.add_anthropic(message["usage"])
+            self._start(message.get("id"), out)
+        elif kind == "message_stop":
+            self._start(None, out)
+            out.append(self._finish())
+            return False
+        elif kind == "error":
+            out.append(b"data: " + orjson.dumps(openai_error(event.get("error"))) + b"\n\n")
+            self._ended = True
+            return False
+        return True
 
     def _start(self, message_id: object, out: list[bytes]) -> None:
         """Fix the chunk head and send the role chunk, once, before any content."""
@@ -144,7 +189,9 @@ class AnthropicToOpenAIStream(_EventConversion):
                       + b',"created":' + str(self._created).encode() + b',"model":' + self._model
                       + b',"choices":')
         self._delta_head = self._head + b'[{"index":0,"delta":'
-        out.append(self._chunk({"role": "assistant", "content": ""}))
+        self._text_head = self._delta_head + b'{"content":"'
+        self._text_join = _TEXT_END + self._text_head
+        out.append(self._delta_head + _ROLE + _NOT_FINISHED)
 
     def _chunk(self, delta: dict[str, Any]) -> bytes:
         return self._delta_head + orjson.dumps(delta) + _NOT_FINISHED
@@ -242,9 +289,9 @@ class OpenAIToAnthropicStream(_EventConversion):
         self._ended = False
 
 
-    def _convert(self, payloads: list[bytes]) -> bytes:
+    def _convert(self, events: bytes) -> bytes:
         out: list[bytes] = []
-        for payload in payloads:
+        for payload in payloads(events):
             if payload == b"[DONE]":
                 if self._started:
                     out.append(self._finish())
@@ -368,6 +415,17 @@ class OpenAIToAnthropicStream(_EventConversion):
                                               "usage": anthropic_usage(self.usage)}))
         out.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
         return b"".join(out)
+
+
+def _utf8(text: bytes) -> bool:
+    """Whether `text` is valid UTF-8, as orjson requires of what it parses."""
+    if text.isascii():
+        return True
+    try:
+        text.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _event(name: bytes, data: dict[str, Any]) -> bytes:

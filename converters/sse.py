@@ -97,7 +97,7 @@ def iter_data(events: bytes) -> Iterator[bytes]:
     """The `data:` payloads of complete events, one per event (multi-line data joined by \\n)."""
     if events.find(b"\r") >= 0:
         events = events.replace(b"\r\n", b"\n")
-    yield from _payloads(events)
+    yield from payloads(events)
 
 
 class SSEDataReader:
@@ -116,6 +116,16 @@ class SSEDataReader:
         self._cr = False
 
     def feed(self, data: bytes) -> list[bytes]:
+        events = self.events(data)
+        return payloads(events) if events else []
+
+    def close(self) -> list[bytes]:
+        """A clean end: an unterminated last event still counts, as SSEFramer.close() has it."""
+        return payloads(self.close_events())
+
+    def events(self, data: bytes) -> bytes:
+        """The whole events `data` completes, with LF line ends, each ending in its blank
+        line: for readers that take a run of events at once (b"" when none)."""
         if self._cr:
             data = b"\r" + data
             self._cr = False
@@ -129,29 +139,28 @@ class SSEDataReader:
             end = data.rfind(b"\n\n")
             if end < 0:
                 _hold(tail, data)
-                return []
+                return b""
             if end + 2 < len(data):
                 _hold(tail, data[end + 2 :])
-            return _payloads(data[:end])
+                return data[: end + 2]
+            return data
         start = max(len(tail) - 1, 0)
         _hold(tail, data)
         end = tail.rfind(b"\n\n", start)
-        if end < 0:
-            return []
-        events = _take(tail, end + 2)[:-2]
-        return _payloads(events)
+        return _take(tail, end + 2) if end >= 0 else b""
 
-    def close(self) -> list[bytes]:
-        """A clean end: an unterminated last event still counts, as SSEFramer.close() has it."""
+    def close_events(self) -> bytes:
+        """events() at a clean end: an unterminated last event is ended (b"" when none is held)."""
         tail = bytes(self._tail) + (b"\r" if self._cr else b"")
         self._tail.clear()
         self._cr = False
-        return _payloads(tail) if tail.strip() else []
+        return tail + b"\n\n" if tail.strip() else b""
 
 
-def _payloads(events: bytes) -> list[bytes]:
-    """Payloads of LF-separated events. Per upstream event, so the usual event (one data
-    line, perhaps after an `event:` line) is cut out with a few finds, not line splits."""
+def payloads(events: bytes) -> list[bytes]:
+    """Payloads of LF-separated events (the last one ended by its blank line or not). Per
+    upstream event, so the usual event (one data line, perhaps after an `event:` line) is
+    cut out with a few finds, not line splits."""
     out = []
     for raw in events.split(b"\n\n"):
         at = raw.find(b"data:")

@@ -14,7 +14,7 @@ through untouched.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import MappingProxyType
 
 import orjson
@@ -79,7 +79,7 @@ class StreamStart:
 
         Raises StreamRefused on an error event before the first content event."""
         self._held += data
-        for event in _EVENT_END.split(self._framer.feed(data)):
+        for event in _events(self._framer.feed(data)):
             if self._judge(event):
                 return self._release()
         if len(self._held) > MAX_HELD:
@@ -139,6 +139,19 @@ def _has_content(choice: object) -> bool:
         return True
     delta = choice.get("delta")
     return isinstance(delta, dict) and any(delta.get(name) for name in _CONTENT_FIELDS)
+
+
+def _events(block: bytes) -> Iterator[bytes]:
+    """The events of a block of whole ones, as _EVENT_END.split cuts them, one at a time: the
+    judging stops at the first content event, so the rest of a read is never cut up."""
+    if block.find(b"\r") >= 0:
+        yield from _EVENT_END.split(block)
+        return
+    start = 0
+    while (end := block.find(b"\n\n", start)) >= 0:
+        yield block[start:end]
+        start = end + 2
+    yield block[start:]
 
 
 def _fields(event: bytes) -> tuple[str, bytes]:

@@ -556,9 +556,12 @@ def test_usage_from_anthropic_body() -> None:
 # --- streams: fixtures ------------------------------------------------------------------------
 
 
-def _anthropic_sse(events: list[dict[str, Any]], crlf: bool = False) -> bytes:
+def _anthropic_sse(events: list[dict[str, Any]], crlf: bool = False, compact: bool = False) -> bytes:
+    """Events as SSE; `compact` writes their JSON without spaces, as Anthropic does (the form
+    whose plain text deltas the converter splices without parsing)."""
     sep = "\r\n" if crlf else "\n"
-    return "".join(f"event: {e['type']}{sep}data: {json.dumps(e, ensure_ascii=False)}{sep}{sep}"
+    separators = (",", ":") if compact else None
+    return "".join(f"event: {e['type']}{sep}data: {json.dumps(e, ensure_ascii=False, separators=separators)}{sep}{sep}"
                    for e in events).encode()
 
 
@@ -851,6 +854,47 @@ def _openai_essence(completion: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("name", ANTHROPIC_STREAMS)
+def test_compact_anthropic_events_convert_as_spaced_ones(name: str) -> None:
+    spaced = _to_openai([_anthropic_sse(ANTHROPIC_STREAMS[name])])
+    assert _fingerprint(_to_openai([_anthropic_sse(ANTHROPIC_STREAMS[name], compact=True)])) == _fingerprint(spaced)
+
+
+def _text_stream(texts: list[str], index: int = 0) -> list[dict[str, Any]]:
+    events = [_message_start(), *_text_block(index, texts[:1]), {"type": "ping"}, *_text_block(index + 1, texts[1:])]
+    return [*events, *_message_end("end_turn", 7)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.text(), min_size=1, max_size=6), index=st.integers(0, 12), ascii_only=st.booleans())
+def test_spliced_text_deltas_are_the_chunks_parsing_gives(texts: list[str], index: int, ascii_only: bool) -> None:
+    """Text deltas of any text, escaped or not (quotes, backslashes, controls, \\u escapes with
+    ascii_only), come out as parsing each event and encoding its chunk gives them."""
+    events = _text_stream(texts, index)
+    spaced = "".join(f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=ascii_only)}\n\n" for e in events)
+    compact = "".join(f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=ascii_only, separators=(',', ':'))}\n\n"
+                      for e in events)
+    expected = _to_openai([spaced.encode()])
+    assert _fingerprint(_to_openai([compact.encode()])) == _fingerprint(expected)
+    got = [e["choices"][0]["delta"].get("content") for e in _openai_events(expected[0])[1:-3]]
+    assert got == [text for text in texts if text]
+
+
+def test_text_deltas_that_are_not_valid_json_are_dropped_spliced_or_not() -> None:
+    """What parsing refuses (invalid UTF-8, an index with a leading zero) is dropped as before;
+    the plain deltas around it still convert."""
+    delta = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%s,' \
+            b'"delta":{"type":"text_delta","text":"%s"}}\n\n'
+    start = _anthropic_sse([_message_start(), *_text_block(0, [])[:1]], compact=True)
+    end = _anthropic_sse(_message_end("end_turn", 3), compact=True)
+    middle = delta % (b"0", b"Hello") + delta % (b"0", b"caf\xc3") + delta % (b"01", b"x") + delta % (b"0", b" you")
+    events = _openai_events(_to_openai([start + middle + end])[0])
+    assert [e["choices"][0]["delta"].get("content") for e in events[1:-3]] == ["Hello", " you"]
+    for cut in range(len(middle) + 1):
+        pieces = [start + middle[:cut], middle[cut:] + end]
+        assert _to_openai(pieces)[0] == _to_openai([start + middle + end])[0], cut
+
+
 # --- streams: OpenAI -> Anthropic -------------------------------------------------------------
 
 
@@ -997,6 +1041,8 @@ def test_anthropic_sdk_reads_a_converted_openai_stream() -> None:
 
 SPLIT_CASES: list[tuple[str, Callable[[list[bytes]], tuple[bytes, Usage]], Callable[[bool], bytes]]] = [
     *((f"anthropic {n}", _to_openai, lambda crlf, n=n: _anthropic_bytes(n, crlf)) for n in ANTHROPIC_STREAMS),
+    *((f"anthropic {n} compact", _to_openai, lambda crlf, n=n: _anthropic_sse(ANTHROPIC_STREAMS[n], crlf, compact=True))
+      for n in ANTHROPIC_STREAMS),
     *((f"openai {n}", _to_anthropic, lambda crlf, n=n: _openai_bytes(n, crlf)) for n in OPENAI_STREAMS),
 ]
 
