@@ -293,10 +293,12 @@ class ChatHandler(GatewayHandler):
             self.runtime.calibration.observe(target.model, self.prompt_estimate, usage.input)
         if self.agent is not None and usage is not None and usage.reported:
             counted, agent, label = self.runtime.metrics.prompt_cache, self.agent.name, target.label
-            counted(agent, label, "cached").inc(usage.cached)
-            counted(agent, label, "cache_write").inc(usage.cache_write)
             uncached = max(usage.input - usage.cached - usage.cache_write, 0)
-            counted(agent, label, "uncached").inc(uncached)
+            kinds = (("cached", usage.cached), ("cache_write", usage.cache_write), ("uncached", uncached))
+            for kind, tokens in kinds:
+                series = counted(agent, label, kind)  # shown from the first answer on, 0 or not
+                if tokens:  # a counter's inc(0) changes nothing but costs a lock
+                    series.inc(tokens)
         if self.tool_loop is None:
             self.answered(usage)
         else:
