@@ -179,7 +179,8 @@ class GatewayHandler(RequestHandler):
         metrics.IN_FLIGHT.inc()
         self._counted = True
         self.request_id = request_id(self.request.headers)
-        self.set_header("x-request-id", self.request_id)
+        # set_header's checks are for values of unknown shape: a request id is always plain.
+        self._headers["x-request-id"] = self.request_id
 
     def refuses_model_name(self, model: str) -> bool:
         """Answer 400 (and say so) when `model` is empty, longer than MAX_MODEL_NAME or unprintable."""
@@ -469,12 +470,12 @@ class GatewayHandler(RequestHandler):
             self.deny(refused.status, refused.reason, refused.message)
         return refused is not None
 
-    async def through_stages(
+    def through_stages(
         self, run: Callable[[Sink], Awaitable[Outcome]], sink: Sink | None = None
-    ) -> Outcome:
-        """One upstream attempt (`run(sink)`), inside the stages' `around` hooks; the sink is the
-        client (or a hedged try's stand-in for it)."""
-        return await stage.around(self.route.stages, self, run, self if sink is None else sink)
+    ) -> Awaitable[Outcome]:
+        """One upstream attempt (`run(sink)`), inside the stages' `around` hooks, to be awaited;
+        the sink is the client (or a hedged try's stand-in for it)."""
+        return stage.around(self.route.stages, self, run, self if sink is None else sink)
 
     def staged(self, reading: Reading) -> Reading:
         """`reading`, with the stages' answer converters after it (none: `reading` itself)."""

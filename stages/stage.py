@@ -11,6 +11,9 @@ anything up. Each hook has a do-nothing default; a stage overrides the ones it n
   (fed as it is relayed): may transform it (redaction);
 - `done`, once the answer is complete: accounting.
 
+A hook a stage leaves at its default is not called at all (the functions below skip it),
+so that a stage costs a request only what it does.
+
 Authentication is not a stage: the Guard decides it when the headers arrive, before
 any body byte is read, and hands the principal to the handler, where stages see it.
 This package knows no handler and no upstream: the sink and the attempt's outcome are
@@ -83,19 +86,23 @@ class Stage:
 def refusal(stages: Sequence[Stage], call: Call, document: dict[str, Any]) -> Refusal | None:
     """The first stage's refusal of `document`, or None."""
     for stage in stages:
-        refused = stage.check(call, document)
-        if refused is not None:
-            return refused
+        if type(stage).check is not Stage.check:
+            refused = stage.check(call, document)
+            if refused is not None:
+                return refused
     return None
 
 
-async def around(
+def around(
     stages: Sequence[Stage], call: Call, run: Callable[[Sink], Awaitable[Outcome]], sink: Sink
-) -> Outcome:
-    """`run(sink)` inside every stage's `around`, the first stage outermost."""
+) -> Awaitable[Outcome]:
+    """`run(sink)` inside every stage's `around`, the first stage outermost, to be awaited. A
+    stage that keeps the default adds no layer (this runs for every upstream attempt): with
+    none, it is `run(sink)` itself."""
     for stage in reversed(stages):
-        run = _wrapped(stage, call, run)
-    return await run(sink)
+        if type(stage).around is not Stage.around:
+            run = _wrapped(stage, call, run)
+    return run(sink)
 
 
 def _wrapped(
@@ -106,10 +113,12 @@ def _wrapped(
 
 def answer_chain(stages: Sequence[Stage], call: Call) -> Chain | None:
     """The stages' converters for this request's answer, in order; None when none has one."""
-    converters = [c for stage in stages if (c := stage.answer(call)) is not None]
+    converters = [c for stage in stages
+                  if type(stage).answer is not Stage.answer and (c := stage.answer(call)) is not None]
     return Chain(converters) if converters else None
 
 
 def done(stages: Sequence[Stage], call: Call, usage: Usage | None) -> None:
     for stage in stages:
-        stage.done(call, usage)
+        if type(stage).done is not Stage.done:
+            stage.done(call, usage)

@@ -213,16 +213,17 @@ class BreakerBoard:
             breaker.failed_probes += 1
             self._open(key, breaker, now + _doubled(settings, breaker.failed_probes), PROBE_FAILED)
         elif breaker.state == CLOSED:
-            requests, failures = self._count(breaker, settings, failed=True)
+            self._count(breaker, settings, failed=True)
+            requests, failures = _window_totals(breaker)
             ratio = settings.failure_ratio
             if failures >= settings.failures or (
                 ratio is not None and requests >= settings.min_requests and failures >= ratio * requests
             ):
                 self._open(key, breaker, now + settings.cooldown, FAILURES)
 
-    def _count(self, breaker: Breaker, settings: BreakerSettings, *, failed: bool) -> tuple[int, int]:
+    def _count(self, breaker: Breaker, settings: BreakerSettings, *, failed: bool) -> None:
         """Count one outcome in the window (kept as ten slices, so memory stays small under
-        any load); the requests and failures the window now holds."""
+        any load)."""
         now, window = self.clock(), settings.window
         slices = breaker.slices
         while slices and slices[0][0] <= now - window:
@@ -231,7 +232,6 @@ class BreakerBoard:
             slices.append([now, 0, 0])
         slices[-1][1] += 1
         slices[-1][2] += failed
-        return int(sum(s[1] for s in slices)), int(sum(s[2] for s in slices))
 
     def _rate_limited(
         self, key: TargetKey, breaker: Breaker, settings: BreakerSettings, retry_after: str | None
@@ -325,6 +325,11 @@ class BreakerBoard:
                 "shared": breaker.shared if breaker.state == OPEN and until > now else None,
             }
         return out
+
+
+def _window_totals(breaker: Breaker) -> tuple[int, int]:
+    """The requests and failures a closed breaker's window holds."""
+    return int(sum(s[1] for s in breaker.slices)), int(sum(s[2] for s in breaker.slices))
 
 
 def _doubled(settings: BreakerSettings, times: int) -> float:

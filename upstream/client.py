@@ -15,6 +15,7 @@ from typing import Protocol
 
 import pycurl
 
+from ops import metrics
 from upstream.driver import Driver
 from upstream.ended import CANCELLED
 from upstream.handle import Handle, Transfer
@@ -41,6 +42,8 @@ class UpstreamClient:
         self._idle: list[Handle] = []
         self._handles = 0  # made so far, idle or busy
         self._waiting: collections.deque[Exchanging] = collections.deque()
+        # Each exchange's duration, by provider (upstream/attempt.py): children found once.
+        self.seconds = metrics.Children(metrics.UPSTREAM_SECONDS)
 
     @property
     def waiting(self) -> int:

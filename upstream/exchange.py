@@ -21,7 +21,7 @@ from upstream.client import UpstreamClient
 from upstream.ended import Ended
 from upstream.handle import Handle
 from upstream.request import Request, provider_request
-from upstream.response_head import Headers, HeadReader
+from upstream.response_head import Headers, read_head
 
 
 class Exchange:
@@ -33,7 +33,7 @@ class Exchange:
     """
 
     __slots__ = ("status", "headers", "streaming", "done", "request", "handle", "fault", "_client",
-                 "_on_headers", "_on_chunk", "_head", "_pipe", "_held", "_receive_paused", "_ended")
+                 "_on_headers", "_on_chunk", "_head_read", "_pipe", "_held", "_receive_paused", "_ended")
 
     def __init__(
         self,
@@ -51,7 +51,7 @@ class Exchange:
         self._client = client
         self._on_headers = on_headers
         self._on_chunk = on_chunk
-        self._head = HeadReader()
+        self._head_read = False  # the final head is in: later lines are trailers
         self._pipe: BodyPipe | None = None
         self._held = False
         self._receive_paused = False
@@ -106,13 +106,17 @@ class Exchange:
 
     # -- what the client and libcurl's callbacks call ---------------------------------------
 
-    def header_line(self, line: bytes) -> None:
-        headers = self._head.line(line)
-        if headers is not None:
-            self.status = self._head.status
-            self.headers = headers
-            self.streaming = (headers.get("Content-Type") or "").startswith("text/event-stream")
-            self._on_headers(self)
+    def head(self, lines: list[bytes]) -> None:
+        if self._head_read:
+            return  # trailers: never relayed
+        read = read_head(lines)
+        if read is None:
+            return  # an interim head: the final one follows
+        self._head_read = True
+        self.status, headers = read
+        self.headers = headers
+        self.streaming = (headers.get("Content-Type") or "").startswith("text/event-stream")
+        self._on_headers(self)
 
     def receive(self, data: bytes) -> int | None:
         if self._held:

@@ -1,7 +1,8 @@
 """A reusable libcurl easy handle: what never changes is set once, the rest per request.
 
-Its callbacks are set once too: they pass libcurl's header lines, body chunks and
-upload reads to the transfer the handle serves now. Each request sets every option
+Its callbacks are set once too: they pass libcurl's heads (header lines collected up to
+the blank line that ends each), body chunks and upload reads to the transfer the handle
+serves now. Each request sets every option
 a previous one may have changed (method, body, sizes), and `clean` drops what it
 held (its body, its transfer), so nothing of one request reaches the next.
 
@@ -49,7 +50,9 @@ class Transfer(Protocol):
         """Whether the answer's direction is paused (resuming the upload must keep it so)."""
         ...
 
-    def header_line(self, line: bytes) -> None: ...
+    def head(self, lines: list[bytes]) -> None:
+        """One head's header lines, whole (see upstream/response_head.py)."""
+        ...
 
     def receive(self, data: bytes) -> int | None: ...
 
@@ -57,11 +60,12 @@ class Transfer(Protocol):
 class Handle(pycurl.Curl):
     """One pooled easy handle; `transfer` is the request it serves now (None: idle)."""
 
-    __slots__ = ("transfer", "pipe", "posted")
+    __slots__ = ("transfer", "pipe", "posted", "lines")
 
     def __init__(self) -> None:
         super().__init__()
         self.transfer: Transfer | None = None
+        self.lines: list[bytes] = []  # of the head being read
         self.pipe: BodyPipe | None = None
         self.posted = False
         for option, value in CONSTANT_OPTIONS:
@@ -99,6 +103,7 @@ class Handle(pycurl.Curl):
     def clean(self) -> None:
         """The transfer is over: let go of what it held, so the handle is ready for any request."""
         self.transfer = None
+        self.lines = []
         if self.pipe is not None:
             self.pipe.detach()
             self.pipe = None
@@ -109,11 +114,17 @@ class Handle(pycurl.Curl):
     # -- libcurl's callbacks ---------------------------------------------------------------
 
     def _header(self, line: bytes) -> int | None:
-        transfer = self.transfer
+        """Collect a head's lines; the blank line that ends it hands them over whole (one call
+        per head rather than a parse per line)."""
+        if line != b"\r\n" and line != b"\n":
+            self.lines.append(line)
+            return None
+        transfer, lines = self.transfer, self.lines
+        self.lines = []
         if transfer is None:
             return None
         try:
-            transfer.header_line(line)
+            transfer.head(lines)
         except Exception:
             return self._failed(transfer, "reading the answer's headers")
         return None

@@ -1,8 +1,9 @@
 """The answer's status and headers, parsed once from the header lines libcurl hands over.
 
 libcurl passes every header line of every head it reads (an interim 1xx first, the
-final one last, trailers after the body); the reader keeps the final head only, so
-that handlers see the status and headers once, already parsed.
+final one last, trailers after the body); the handle collects a head's lines and hands
+them over whole at the blank line that ends it (upstream/handle.py), and the exchange
+reads the final head only, once, so that handlers see the status and headers parsed.
 """
 
 from __future__ import annotations
@@ -49,33 +50,23 @@ class Headers:
     __iter__ = get_all
 
 
-class HeadReader:
-    """Turns libcurl's header lines into the final head: `line` returns it once complete."""
-
-    __slots__ = ("status", "_fields", "_done")
-
-    def __init__(self) -> None:
-        self.status = 0
-        self._fields: list[tuple[str, str]] = []
-        self._done = False
-
-    def line(self, raw: bytes) -> Headers | None:
-        """One header line (with its line end); the headers when this line ended the final head."""
-        if self._done:
-            return None  # trailers: never relayed, and the head has been read
-        if raw.startswith(b"HTTP/"):  # a (new) status line: an interim head came before
+def read_head(lines: list[bytes]) -> tuple[int, Headers] | None:
+    """One head's header lines (status line first, without the blank line that ends it): its
+    status and headers, or None for an interim (1xx) head, which a final one follows."""
+    status = 0
+    fields: list[tuple[str, str]] = []
+    for raw in lines:
+        if raw.startswith(b"HTTP/"):  # a status line (libcurl starts each head with one)
             parts = raw.split(None, 2)
-            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            self._fields = []
-        elif raw == b"\r\n" or raw == b"\n":
-            if self.status >= 200 or self.status == 0:
-                self._done = True
-                return Headers(self._fields)
-        elif raw[:1] in (b" ", b"\t") and self._fields:  # an obsolete folded continuation line
-            name, value = self._fields[-1]
-            self._fields[-1] = (name, f"{value} {raw.decode('latin-1').strip()}")
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            fields = []
+        elif raw[:1] in (b" ", b"\t") and fields:  # an obsolete folded continuation line
+            name, value = fields[-1]
+            fields[-1] = (name, f"{value} {raw.decode('latin-1').strip()}")
         else:
             name, colon, value = raw.decode("latin-1").partition(":")
             if colon:
-                self._fields.append((name.strip(), value.strip()))
+                fields.append((name.strip(), value.strip()))
+    if 0 < status < 200:
         return None
+    return status, Headers(fields)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from upstream.headers import UPSTREAM_PRIVATE, relayable
-from upstream.response_head import Headers, HeadReader
+from upstream.response_head import Headers, read_head
 
 
 def read(*lines: bytes) -> tuple[int, Headers | None, int]:
-    """The status, the head once complete, and the line it completed on (1-based)."""
-    reader, head, at = HeadReader(), None, 0
+    """The final head's status and headers, and the line it completed on (1-based), read as an
+    exchange reads libcurl's heads: split at blank lines, interim heads skipped, and nothing
+    after the final head (trailers) read."""
+    status, head, at, block = 0, None, 0, []
     for number, line in enumerate(lines, 1):
-        found = reader.line(line)
+        if line not in (b"\r\n", b"\n"):
+            block.append(line)
+            continue
+        found = read_head(block) if head is None else None
+        block = []
         if found is not None:
-            head, at = found, number
-    return reader.status, head, at
+            (status, head), at = found, number
+    return status, head, at
 
 
 def test_an_interim_head_is_skipped_and_the_final_one_read_once() -> None:
