@@ -122,7 +122,8 @@ class Gateway:
             max_body_size=HARD_MAX_BODY_SIZE,
             max_header_size=HARD_MAX_HEADER_SIZE,
             idle_connection_timeout=settings.idle_timeout,
-            body_timeout=settings.body_timeout + 5,  # ours answers 408 first; Tornado's is the backstop
+            # No body_timeout of Tornado's: the Guard times every body itself, and answers 408
+            # (server/limits.py); a second timer per request would only cost.
         )
         if self.sockets is None:
             self.server.listen(settings.listen_port, settings.listen_host)

@@ -10,11 +10,11 @@ are set well above these and stay as a backstop.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
 from tornado import httputil
-from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
 
 from dsl.table import Route, Table
@@ -54,7 +54,7 @@ class Guard(httputil.HTTPMessageDelegate):
         self.reserved = 0  # bytes of the body budget this request holds
         self.refused = False
         self.inner_started = False
-        self.timer: object | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
     def headers_received(
         self,
@@ -81,7 +81,8 @@ class Guard(httputil.HTTPMessageDelegate):
         if announced or "Transfer-Encoding" in headers:
             if self.buffered and not self._reserve(announced):
                 return self._buffers_full()
-            self.timer = IOLoop.current().call_later(self.settings.body_timeout, self._body_timed_out)
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(self.settings.body_timeout, self._body_timed_out)
         if self.draining:
             close_after_answer(self.request)
         self.inner_started = True
@@ -170,7 +171,7 @@ class Guard(httputil.HTTPMessageDelegate):
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
-            IOLoop.current().remove_timeout(self.timer)
+            self.timer.cancel()
             self.timer = None
 
 

@@ -8,7 +8,12 @@ reads the final head only, once, so that handlers see the status and headers par
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+
+# A field line: its name up to the first colon, its value to the line's end (both stripped
+# after); a line without a colon is not a field.
+_FIELD = re.compile(r"^([^:\n]*):([^\n]*)", re.MULTILINE)
 
 
 class Headers:
@@ -54,11 +59,25 @@ def read_head(lines: list[bytes]) -> tuple[int, Headers] | None:
     """One head's header lines (status line first, without the blank line that ends it): its
     status and headers, or None for an interim (1xx) head, which a final one follows."""
     status = 0
+    if lines and lines[0].startswith(b"HTTP/"):  # libcurl starts each head with its status line
+        parts = lines[0].split(None, 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        lines = lines[1:]
+    if 0 < status < 200:
+        return None
+    block = b"".join(lines)
+    if b"\n " in block or b"\n\t" in block or block[:1] in (b" ", b"\t") or b"\nHTTP/" in block:
+        return status, Headers(_fields_line_by_line(lines))
+    # The usual head: every field in one pass over the block, no call per line.
+    found = _FIELD.findall(block.decode("latin-1"))
+    return status, Headers([(name.strip(), value.strip()) for name, value in found])
+
+
+def _fields_line_by_line(lines: list[bytes]) -> list[tuple[str, str]]:
+    """The fields of a head with folded lines (or a status line among its fields)."""
     fields: list[tuple[str, str]] = []
     for raw in lines:
-        if raw.startswith(b"HTTP/"):  # a status line (libcurl starts each head with one)
-            parts = raw.split(None, 2)
-            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if raw.startswith(b"HTTP/"):  # another status line: only the fields after it count
             fields = []
         elif raw[:1] in (b" ", b"\t") and fields:  # an obsolete folded continuation line
             name, value = fields[-1]
@@ -67,6 +86,4 @@ def read_head(lines: list[bytes]) -> tuple[int, Headers] | None:
             name, colon, value = raw.decode("latin-1").partition(":")
             if colon:
                 fields.append((name.strip(), value.strip()))
-    if 0 < status < 200:
-        return None
-    return status, Headers(fields)
+    return fields

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from upstream.headers import UPSTREAM_PRIVATE, relayable
-from upstream.response_head import Headers, read_head
+from upstream.response_head import Headers, _fields_line_by_line, read_head
 
 
 def read(*lines: bytes) -> tuple[int, Headers | None, int]:
@@ -46,3 +46,18 @@ def test_fields_keep_their_order_and_repeats_and_folded_lines_join() -> None:
     assert head.get_list("LINK") == ["<a>", "<b>"] and head.get("link") == "<a>,<b>"
     # relayed without cookies, hop-by-hop headers, or those the Connection header names
     assert list(relayable(head, UPSTREAM_PRIVATE)) == [("Link", "<a>"), ("link", "<b>"), ("X-Folded", "one two")]
+
+
+def test_a_head_read_in_one_pass_has_the_fields_read_line_by_line() -> None:
+    """The usual head is read with one regex over the block: odd lines come out as a line by
+    line reading gives them (no colon: not a field; colons in values; a bare CR kept)."""
+    lines = [b"Content-Type: text/event-stream\r\n", b"X-A:b\r\n", b"x-b :  c  \r\n", b"nocolon\r\n",
+             b"X-Url: http://a:b/c\r\n", b"Bare: a\rb\r\n", b":empty\r\n", b"Latin: \xff\n"]
+    read = read_head([b"HTTP/1.1 200 OK: fine\r\n", *lines])
+    assert read is not None
+    status, head = read
+    assert status == 200
+    assert list(head) == _fields_line_by_line(lines) == [
+        ("Content-Type", "text/event-stream"), ("X-A", "b"), ("x-b", "c"), ("X-Url", "http://a:b/c"),
+        ("Bare", "a\rb"), ("", "empty"), ("Latin", "\xff")]
+    assert read_head([b"HTTP/1.1 103 Early Hints\r\n", b"Link: <a>\r\n"]) is None
