@@ -176,7 +176,8 @@ class GatewayHandler(RequestHandler):
 
     def prepare(self) -> None:
         self.runtime.in_flight += 1
-        metrics.IN_FLIGHT.inc()
+        if not self.runtime.gauge_follows:
+            metrics.IN_FLIGHT.inc()
         self._counted = True
         self.request_id = request_id(self.request.headers)
         # set_header's checks are for values of unknown shape: a request id is always plain.
@@ -220,7 +221,8 @@ class GatewayHandler(RequestHandler):
             return
         self._counted = False
         self.runtime.in_flight -= 1
-        metrics.IN_FLIGHT.dec()
+        if not self.runtime.gauge_follows:
+            metrics.IN_FLIGHT.dec()
         route = self.route.match
         elapsed = self.request.request_time()
         counted = self.runtime.metrics

@@ -15,6 +15,7 @@ counters and histograms add up, and each gauge says how its workers' values comb
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,16 @@ def forget_process(pid: int) -> None:
     counters and histograms stay, so the instance's totals never go down."""
     if MULTIPROCESS_DIR is not None:
         mark_process_dead(pid, MULTIPROCESS_DIR)
+
+
+def follow_in_flight(read: Callable[[], float]) -> bool:
+    """In one process, the in-flight gauge reads `read()` when scraped, so that a request does
+    not update it twice (True). With workers, each worker's file must follow its requests: the
+    caller then counts them on the gauge itself (False)."""
+    if MULTIPROCESS_DIR is not None:
+        return False
+    IN_FLIGHT.set_function(read)
+    return True
 
 
 class Children:

@@ -24,6 +24,7 @@ from limits.context import Calibration
 from limits.limiter import Limiter
 from limits.shared_breakers import SharedBreakers
 from limits.state import STATE_SOCKET_ENV
+from ops import metrics
 from ops.access_log import AccessLog
 from ops.instance_stats import InstanceStats
 from ops.metrics import RequestMetrics
@@ -72,6 +73,8 @@ class Runtime:
     calibration: Calibration = field(default_factory=Calibration)  # prompt estimates per model
     toolbox: Toolbox = field(default_factory=Toolbox)  # MCP sessions; configured likewise
     in_flight: int = 0  # requests being served now: draining waits for none
+    # Whether the in-flight gauge reads `in_flight` itself (one process), or handlers count on it.
+    gauge_follows: bool = False
     instance: InstanceStats | None = None  # a pre-fork worker's window on its siblings' /statsz
     metrics: RequestMetrics = field(default_factory=RequestMetrics)  # the hot metrics' children
 
@@ -86,8 +89,10 @@ class Runtime:
         breakers, limiter = BreakerBoard(), Limiter(os.environ.get(STATE_SOCKET_ENV))
         shared = SharedBreakers(limiter)
         breakers.on_open = shared.publish
-        return cls(upstream, Catalog(upstream), Stats(), access_log, BodyBudget(), Strategies(),
-                   breakers, limiter, shared, instance=instance)
+        runtime = cls(upstream, Catalog(upstream), Stats(), access_log, BodyBudget(), Strategies(),
+                      breakers, limiter, shared, instance=instance)
+        runtime.gauge_follows = metrics.follow_in_flight(lambda: runtime.in_flight)
+        return runtime
 
     async def share_breakers(self) -> None:
         """Forever (a task while serving): apply the breakers opened by other processes."""

@@ -215,6 +215,11 @@ class GatewayServer(HTTPServer):
             else:  # a flood: answer at once, without reading
                 refuse_connection(stream, "openai")
             return
+        # TCP_NODELAY once per connection, for good: Tornado turns it on to send each answer's
+        # end and off again after it (two system calls a request), and with it off, the chunks
+        # of a relayed stream wait for Nagle's algorithm. A proxy sends what it has at once.
+        stream.set_nodelay(True)
+        stream.set_nodelay = _nodelay_stays_on  # type: ignore[method-assign]
         super().handle_stream(stream, address)
 
     async def _refuse(self, stream: IOStream) -> None:
@@ -233,3 +238,7 @@ class GatewayServer(HTTPServer):
         finally:
             self.refusing -= 1
         refuse_connection(stream, ingress)
+
+
+def _nodelay_stays_on(value: bool) -> None:
+    """A client connection's set_nodelay: TCP_NODELAY was set when it opened, and stays on."""

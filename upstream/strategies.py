@@ -25,10 +25,9 @@ scores (sticky), least-latency's scores (least-latency).
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -139,20 +138,12 @@ class Strategies:
         known = self.latency.get(target.label)
         self.latency[target.label] = sample if known is None else known + SMOOTHING * (sample - known)
 
-    @contextlib.contextmanager
-    def trying(self, target: Target) -> Iterator[None]:
-        """Count one try of `target` as in flight while the block runs (the whole answer,
+    def trying(self, target: Target) -> Trying:
+        """Count one try of `target` as in flight while the `with` block runs (the whole answer,
         streams included), however it ends."""
         label = target.label
         self.in_flight[label] = self.in_flight.get(label, 0) + 1
-        try:
-            yield
-        finally:
-            left = self.in_flight[label] - 1
-            if left:
-                self.in_flight[label] = left
-            else:
-                del self.in_flight[label]
+        return Trying(self.in_flight, label)
 
     def score(self, target: Target) -> tuple[bool, float]:
         """least-latency's rank of `target`, lowest first: untried targets before tried ones;
@@ -178,6 +169,27 @@ class Strategies:
             explored = turn // EXPLORE_EVERY % (len(ordered) - 1) + 1
             ordered.insert(0, ordered.pop(explored))
         return ordered
+
+
+class Trying:
+    """One try in flight (Strategies.trying); leaving the block ends it. A plain class, not a
+    generator's context manager: every try enters one."""
+
+    __slots__ = ("_in_flight", "_label")
+
+    def __init__(self, in_flight: dict[str, int], label: str) -> None:
+        self._in_flight = in_flight
+        self._label = label
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        left = self._in_flight[self._label] - 1
+        if left:
+            self._in_flight[self._label] = left
+        else:
+            del self._in_flight[self._label]
 
 
 def _rotated(targets: list[Target], start: int) -> list[Target]:
