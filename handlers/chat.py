@@ -176,8 +176,10 @@ class ChatHandler(GatewayHandler):
         take it are skipped by `_admit`), after trimming the prompt when it fits none and the
         agent trims. Returns the document to send."""
         settings = agent.overflow
+        if not settings.enabled:
+            return document
         windows = [(target, context.window_of(target, self.table.models)) for target in targets]
-        if not settings.enabled or all(w.context is None and w.output is None for _, w in windows):
+        if all(w.context is None and w.output is None for _, w in windows):
             return document
         calibration = self.runtime.calibration
         output = context.requested_output(document)
