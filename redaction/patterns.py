@@ -11,7 +11,7 @@ as a stream that never lets go of its text.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
@@ -184,3 +184,14 @@ def _first(items: Any) -> str | None:
             return _first(av[2].data)
         return None
     return None
+
+
+def trie(words: Iterable[str]) -> dict[str, Any]:
+    """`words` as a character trie: nested dicts by next character, "" marking where a word ends."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+    return root

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from redaction.patterns import Pattern, pattern
+from redaction.patterns import Pattern, pattern, trie
 
 _KEY = r"A-Za-z0-9_\-"  # the characters of most API keys
 _NOT_KEY = r"(?<![A-Za-z0-9_\-])"
@@ -26,13 +26,7 @@ def begins(*literals: str, whole: bool = True, edge: str = "") -> str:
     of them begins (`whole`), and where only its first characters stand at the end of the
     text. Without `whole`, the caller adds the literals with what must follow them. With
     `edge` (a character class's inside), not after one of those characters."""
-    trie: dict[str, Any] = {}
-    for literal in literals:
-        node = trie
-        for char in literal:
-            node = node.setdefault(char, {})
-        node[""] = {}  # a literal ends here
-    return _branches(trie, whole, edge, top=True)
+    return _branches(trie(literals), whole, edge, top=True)
 
 
 def _branches(node: dict[str, Any], whole: bool, edge: str = "", top: bool = False) -> str:

@@ -22,7 +22,7 @@ import hmac
 import re
 from collections.abc import Sequence
 
-from redaction.patterns import Pattern, first_chars
+from redaction.patterns import Pattern, first_chars, trie
 
 _WORD = 64  # the longest last word the fast path holds back
 _FOLD = int(re.IGNORECASE)  # as a plain int: testing a flag of the enum costs a call
@@ -50,7 +50,7 @@ class Scanner:
         # What the fast paths look for, each set in one regex: the needles (lower case), the
         # gates, and the starts of the other patterns. `gates` is None when a pattern has
         # none of the three (a custom pattern): then there is no fast path.
-        self.needles = re.compile(_trie({n.lower() for p in self.patterns for n in p.needles}) or "(?!)")
+        self.needles = re.compile(_any_of({n.lower() for p in self.patterns for n in p.needles}) or "(?!)")
         others = [p for p in self.patterns if not p.needles and p.gate is None]
         spans = "|".join(
             f"(?{'i' if p.regex.flags & re.IGNORECASE else ''}:{p.start.pattern})" for p in others if p.start)
@@ -103,15 +103,9 @@ class Scanner:
         return Redacting(self, found)
 
 
-def _trie(words: set[str]) -> str:
+def _any_of(words: set[str]) -> str:
     """One regex for any of `words`, as a trie: at each position of a text only the branch
-    of its character is tried, not every word in turn (three times faster on prose)."""
-    root: dict[str, dict] = {}
-    for word in words:
-        node = root
-        for char in word:
-            node = node.setdefault(char, {})
-        node[""] = {}  # a word ends here
+    of its character is tried, not every word in turn (twice as fast on prose)."""
 
     def branches(node: dict[str, dict]) -> str:
         options = [re.escape(char) + branches(child) for char, child in sorted(node.items()) if char]
@@ -120,7 +114,7 @@ def _trie(words: set[str]) -> str:
         either = options[0] if len(options) == 1 else f"(?:{'|'.join(options)})"
         return f"(?:{either})?" if "" in node else either
 
-    return branches(root)
+    return branches(trie(words))
 
 
 class _Match:
