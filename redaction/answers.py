@@ -2,8 +2,8 @@
 
 A buffered answer (a JSON body, fed whole) is redacted field by field. A stream is
 redacted event by event: each text field (per choice or content block: the text, the
-reasoning, each tool call's arguments) has its own `Redacting`, which holds back only
-the unsettled end of what it has seen, at most the policy's longest match; each event
+reasoning, a refusal, each tool call's arguments) has its own `Redacting`, which holds
+back only the unsettled end of what it has seen, at most the policy's longest match; each event
 goes out with its field replaced by what is settled, well-formed and of its own type.
 What a field still holds is sent in one more event of the same shape just before the
 event that ends the field (OpenAI: the chunk with the choice's `finish_reason`, or
@@ -32,8 +32,9 @@ from redaction.requests import redact_strings
 from redaction.scanner import Redacting
 from redaction.text_deltas import Delta, End, TextDeltas, Textless
 
-# OpenAI delta fields that carry text, and Anthropic delta types with their text field.
-_OPENAI_FIELDS = ("content", "reasoning_content")
+# OpenAI delta fields that carry text (`reasoning`: OpenAI-compatible servers' name for
+# reasoning_content), and Anthropic delta types with their text field.
+_OPENAI_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
 _CHUNK_KEYS = ("id", "object", "created", "model", "system_fingerprint")  # what a flushed chunk repeats
 _ANTHROPIC_DELTAS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 _GROUP = 16  # events of one read whose pieces are tried together on the scanner's fast path

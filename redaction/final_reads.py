@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 _OPENAI_END = b"\n\ndata: [DONE]\n\n"
-_OPENAI_FIELDS = frozenset({"content", "reasoning_content"})
+_OPENAI_FIELDS = frozenset({"content", "reasoning_content", "reasoning", "refusal"})  # as answers.py
 _ANTHROPIC_DELTAS = MappingProxyType(
     {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"})
 

@@ -15,8 +15,8 @@ those of the last event matched, whose text holds no quote or backslash, and who
 is of the shape (the same bytes, or the rest's own regex) is taken without the regex.
 
 `textless` knows the events that carry no text at all by their shape too, and what each
-ends: an OpenAI chunk of one choice whose delta and choice hold only scalars (content and
-reasoning empty or null, logprobs null), ending its choice when it has a finish_reason;
+ends: an OpenAI chunk of one choice whose delta and choice hold only scalars (its text fields
+empty or null, logprobs null), ending its choice when it has a finish_reason;
 Anthropic's `content_block_stop` (its block), `message_stop` (all) and `ping`; and
 `[DONE]` (all). A stream's first and last events are of these, so the events around its
 text need no parsing either.
@@ -47,8 +47,9 @@ _ANTHROPIC = re.compile(
     rb'"delta": ?\{"type": ?"(text_delta|thinking_delta|input_json_delta)", ?'
     rb'"(text|thinking|partial_json)": ?' + _VALUE + _ANTHROPIC_REST)
 _TOP = rb'"(?!choices")[A-Za-z_]{1,40}": ?' + _SCALAR  # a chunk's member, choices aside
-_QUIET_DELTA = (rb'(?:"(?:content|reasoning_content)": ?(?:""|null)'
-                rb'|"(?!content"|reasoning_content")[A-Za-z_]{1,40}": ?' + _SCALAR + rb")")
+_TEXTS = rb"(?:content|reasoning_content|reasoning|refusal)"  # the delta fields redacted (answers.py)
+_QUIET_DELTA = (rb'(?:"' + _TEXTS + rb'": ?(?:""|null)'
+                rb'|"(?!' + _TEXTS + rb'")[A-Za-z_]{1,40}": ?' + _SCALAR + rb")")
 _QUIET_CHOICE = (rb'(?:"index": ?([0-9]{1,9})|"finish_reason": ?(null|"[^"\\]*")|"logprobs": ?null'
                  rb'|"delta": ?\{(?:' + _QUIET_DELTA + rb"(?:, ?" + _QUIET_DELTA + rb")*)?\}"
                  rb'|"(?!index"|finish_reason"|logprobs"|delta")[A-Za-z_]{1,40}": ?' + _SCALAR + rb")")

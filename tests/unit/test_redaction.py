@@ -477,3 +477,22 @@ def test_a_final_read_is_checked_whole_only_when_it_holds_plain_text_pieces() ->
         assert final_texts(odd_event + plain, False) is None, odd_event
     started = _anthropic_stream(["Hi"], "text_delta").replace(b'"text":""', b'"text":"sk-"')
     assert final_texts(started, True) is None  # text in a block's start: the event-by-event path's
+
+
+@pytest.mark.parametrize("field", ["reasoning", "refusal"])
+def test_reasoning_and_refusals_of_openai_compatible_servers_are_redacted(field: str) -> None:
+    secret = PLANTED[0][2]
+    text = f"the key is {secret} as quoted"
+    answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": None, field: text}}]}
+    converter = AnswerRedactor(POLICY, "openai", lambda kind: None)
+    out = json.loads(converter.feed(orjson.dumps(answer)) + converter.close())
+    assert out["choices"][0]["message"][field] == SCANNER.redact(text, [])
+    role = {"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant", field: ""}, "finish_reason": None}]}
+    chunks = [role] + [{"id": "c", "choices": [{"index": 0, "delta": {field: text[i:i + 5]}, "finish_reason": None}]}
+                       for i in range(0, len(text), 5)]
+    stream = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    for cuts in ([], list(range(1, len(stream), 7))):  # whole (the final-read check), and in pieces
+        out = _run(stream, cuts, "openai")
+        events = _events_of(out[: out.rindex(b"data: [DONE]")])
+        streamed = "".join(e["choices"][0]["delta"].get(field) or "" for e in events)
+        assert streamed == SCANNER.redact(text, []) and secret[:8] not in out.decode()
