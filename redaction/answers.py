@@ -30,13 +30,9 @@ from redaction.final_reads import final_texts
 from redaction.policy import Policy
 from redaction.requests import redact_strings
 from redaction.scanner import Redacting
-from redaction.text_deltas import Delta, End, TextDeltas, Textless
+from redaction.text_deltas import ANTHROPIC_TEXT_DELTAS, OPENAI_TEXT_FIELDS, Delta, End, TextDeltas, Textless
 
-# OpenAI delta fields that carry text (`reasoning`: OpenAI-compatible servers' name for
-# reasoning_content), and Anthropic delta types with their text field.
-_OPENAI_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
 _CHUNK_KEYS = ("id", "object", "created", "model", "system_fingerprint")  # what a flushed chunk repeats
-_ANTHROPIC_DELTAS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 _GROUP = 16  # events of one read whose pieces are tried together on the scanner's fast path
 
 
@@ -135,7 +131,7 @@ class AnswerRedactor:
     def _openai_fields(self, message: dict[str, Any], found: list[str]) -> None:
         """A whole message's text fields (a buffered answer's message, or a delta's whole blocks)."""
         redact = self._policy.scanner.redact
-        for name in _OPENAI_FIELDS:
+        for name in OPENAI_TEXT_FIELDS:
             if isinstance(message.get(name), str):
                 message[name] = redact(message[name], found)
         for call in message.get("tool_calls") or ():
@@ -176,7 +172,8 @@ class AnswerRedactor:
         raws = framed.split(b"\n\n")
         if not raws[-1]:
             raws.pop()
-        kinds = self._deltas.kinds(raws)
+        deltas = self._deltas
+        kinds = [deltas.read(raw) or deltas.textless(raw) for raw in raws]
         out, at, count = [], 0, len(raws)
         while at < count:
             kind, stop = kinds[at], at + 1
@@ -330,7 +327,7 @@ class AnswerRedactor:
             event.changed |= _drop_logprobs(choice)
             delta = choice.get("delta")
             if isinstance(delta, dict):
-                for name in _OPENAI_FIELDS:
+                for name in OPENAI_TEXT_FIELDS:
                     batch.gather(event, (index, name), delta, name)
                 for call in delta.get("tool_calls") or ():
                     function = call.get("function") if isinstance(call, dict) else None
@@ -352,7 +349,7 @@ class AnswerRedactor:
         index = parsed.get("index", 0)
         if kind == "content_block_delta":
             delta = parsed.get("delta")
-            name = _ANTHROPIC_DELTAS.get(delta.get("type")) if isinstance(delta, dict) else None
+            name = ANTHROPIC_TEXT_DELTAS.get(delta.get("type")) if isinstance(delta, dict) else None
             if name is not None:
                 batch.gather(event, (index, delta["type"]), delta, name)
         elif kind == "content_block_stop":
@@ -401,7 +398,7 @@ class AnswerRedactor:
                 if spliced is not None:
                     out.append(spliced + b"\n\n")
                 elif text:
-                    name = _ANTHROPIC_DELTAS[key[1]]
+                    name = ANTHROPIC_TEXT_DELTAS[key[1]]
                     event = {"type": "content_block_delta", "index": key[0],
                              "delta": {"type": key[1], name: text}}
                     out.append(b"event: content_block_delta\ndata: " + orjson.dumps(event) + b"\n\n")

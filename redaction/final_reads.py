@@ -15,15 +15,13 @@ event-by-event path takes the read.
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import Any
 
 import orjson
 
+from redaction.text_deltas import ANTHROPIC_TEXT_DELTAS, OPENAI_TEXT_FIELDS
+
 _OPENAI_END = b"\n\ndata: [DONE]\n\n"
-_OPENAI_FIELDS = frozenset({"content", "reasoning_content", "reasoning", "refusal"})  # as answers.py
-_ANTHROPIC_DELTAS = MappingProxyType(
-    {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"})
 
 
 def final_texts(framed: bytes, anthropic: bool) -> list[str] | None:
@@ -52,7 +50,7 @@ def _openai(framed: bytes) -> list[str] | None:
             for name, value in delta.items():
                 if not value:
                     continue
-                if name in _OPENAI_FIELDS:
+                if name in OPENAI_TEXT_FIELDS:
                     texts.setdefault((choice.get("index", 0), name), []).append(value)
                 elif name == "tool_calls":
                     for call in value:
@@ -81,7 +79,7 @@ def _anthropic(framed: bytes) -> list[str] | None:
         kind = event["type"]
         if kind == "content_block_delta":
             delta = event["delta"]
-            name = _ANTHROPIC_DELTAS.get(delta["type"])
+            name = ANTHROPIC_TEXT_DELTAS.get(delta["type"])
             if name is not None and delta[name]:
                 texts.setdefault((event.get("index", 0), delta["type"]), []).append(delta[name])
         elif kind == "content_block_start":

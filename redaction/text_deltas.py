@@ -32,6 +32,13 @@ from typing import Any
 
 import orjson
 
+OPENAI_TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
+"""The OpenAI delta and message fields whose text is redacted (`reasoning`: OpenAI-compatible
+servers' name for reasoning_content)."""
+ANTHROPIC_TEXT_DELTAS = MappingProxyType(
+    {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"})
+"""The Anthropic delta types whose text is redacted, with the field that carries it."""
+
 _VALUE = rb'"((?:[^"\\]|\\.)*)"'  # the text: a JSON string's inside, escapes included
 _SCALAR = rb'(?:"[^"\\]*"|-?[0-9][0-9.eE+\-]*|null|true|false)'
 _KEY = rb'"(?!finish_reason")[A-Za-z_]{1,40}"'  # a key; finish_reason only as null
@@ -47,7 +54,7 @@ _ANTHROPIC = re.compile(
     rb'"delta": ?\{"type": ?"(text_delta|thinking_delta|input_json_delta)", ?'
     rb'"(text|thinking|partial_json)": ?' + _VALUE + _ANTHROPIC_REST)
 _TOP = rb'"(?!choices")[A-Za-z_]{1,40}": ?' + _SCALAR  # a chunk's member, choices aside
-_TEXTS = rb"(?:content|reasoning_content|reasoning|refusal)"  # the delta fields redacted (answers.py)
+_TEXTS = rb"(?:" + "|".join(OPENAI_TEXT_FIELDS).encode() + rb")"
 _QUIET_DELTA = (rb'(?:"' + _TEXTS + rb'": ?(?:""|null)'
                 rb'|"(?!' + _TEXTS + rb'")[A-Za-z_]{1,40}": ?' + _SCALAR + rb")")
 _QUIET_CHOICE = (rb'(?:"index": ?([0-9]{1,9})|"finish_reason": ?(null|"[^"\\]*")|"logprobs": ?null'
@@ -64,8 +71,8 @@ _RESTS = MappingProxyType({False: re.compile(rb'"' + _OPENAI_REST),
                            True: re.compile(rb'"' + _ANTHROPIC_REST)})
 _MARKS = MappingProxyType({False: re.compile(rb'\{"(?:reasoning_)?content"'),  # what a text event holds
                           True: re.compile(rb'"content_block_delta"')})
-_ANTHROPIC_NAMES = MappingProxyType({b"text_delta": b"text", b"thinking_delta": b"thinking",
-                                     b"input_json_delta": b"partial_json"})
+_ANTHROPIC_NAMES = MappingProxyType(
+    {kind.encode(): name.encode() for kind, name in ANTHROPIC_TEXT_DELTAS.items()})
 
 Delta = tuple[tuple[Any, ...], int, int, str]
 """The field's key (as AnswerRedactor names it: the choice or block index, and the field),
@@ -125,30 +132,6 @@ class TextDeltas:
         except (UnicodeDecodeError, orjson.JSONDecodeError):
             return None
         return self._key, head, tail, values, texts
-
-    def kinds(self, raws: list[bytes]) -> list[Delta | Textless | None]:
-        """Each event's text piece (`read`), or what it ends when it carries none
-        (`textless`), or None: for the parser. An event that is the last one matched but
-        for a text without quotes or backslashes is taken with a few byte operations."""
-        head, tail, key = self._head, self._tail, self._key
-        start, after = len(head), len(tail)
-        kinds: list[Delta | Textless | None] = []
-        for raw in raws:
-            if raw.startswith(head) and raw.endswith(tail):
-                end = len(raw) - after
-                value = raw[start:end]
-                if b'"' not in value and b"\\" not in value:
-                    try:
-                        kinds.append((key, start, end, value.decode()))
-                        continue
-                    except UnicodeDecodeError:
-                        pass
-            kind = self.read(raw) or self.textless(raw)
-            if kind is not None and self._head is not head:  # a new shape: take it from here on
-                head, tail, key = self._head, self._tail, self._key
-                start, after = len(head), len(tail)
-            kinds.append(kind)
-        return kinds
 
     def textless(self, raw: bytes) -> Textless | None:
         """What the event (`raw` without its blank line) ends, when it carries no text; else None."""

@@ -45,7 +45,6 @@ LOOKUP_TABLES = frozenset(
         "limits.limiter._KIND_WORDS",
         "limits.redis_state._KINDS",
         "limits.state_protocol._LENGTH",
-        "redaction.answers._ANTHROPIC_DELTAS",
         "redaction.presets.PRESETS",
         "ops.log_lines._ESCAPES",
         "ops.profiling._HEAP_FILTERS",  # tracemalloc.Filter objects, made once and never changed
