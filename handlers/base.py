@@ -10,9 +10,8 @@ import time
 from asyncio import Future
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, cast
 
-from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, format_timestamp
 from tornado.web import RequestHandler
 
@@ -21,7 +20,6 @@ from converters.upstream_errors import UpstreamError
 from converters.usage import Usage
 from dsl.handler_rules import HandlerRules
 from dsl.table import Route, Table
-from handlers.chunk_write import chunked_connection, write_chunk
 from handlers.errors import error_body, stream_error_event
 from handlers.upstream_url import encode_path
 from limits.limiter import Ticket
@@ -82,16 +80,23 @@ def http_date(second: int) -> str:
     return format_timestamp(second)
 
 
-def close_after_answer(request: HTTPServerRequest) -> None:
-    """Close the connection once this answer is sent, and say so in it.
+class ClientWrites(Protocol):
+    """What a request's connection (server/http1.Exchange) offers beyond Tornado's HTTPConnection."""
 
-    Tornado (6.6) has no public switch for this: left alone it keeps an HTTP/1.0
-    connection open that asked for keep-alive (and answers "Connection: Keep-Alive",
-    because the request said exactly that), even when only a close can end the answer.
-    """
-    if request.headers.get("Connection", "").lower() == "keep-alive":  # it names no other header
-        del request.headers["Connection"]
-    request.connection._disconnect_on_finish = True  # type: ignore[union-attr]
+    keep_alive: bool  # False: the connection closes once this answer is sent
+
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def backed_up(self) -> bool: ...  # past server.write_buffer bytes the client has not taken
+    def relay(self, data: bytes) -> None: ...  # body bytes, framed and sent now (headers are out)
+    def when_drained(self, callback: Callable[[], None]) -> None: ...  # once all is sent (or closed)
+
+
+def close_after_answer(request: HTTPServerRequest) -> None:
+    """Close the connection once this answer is sent, and say so in it (an HTTP/1.0 answer
+    without a length can only end that way, even when keep-alive was asked for)."""
+    cast(ClientWrites, request.connection).keep_alive = False
 
 
 def access_entry(
@@ -142,8 +147,6 @@ class GatewayHandler(RequestHandler):
     client_gone = False
     usage: Usage | None = None
     bytes_out = 0
-    bytes_flushed = 0  # of bytes_out, known to have reached the client's socket
-    _chunked: HTTP1Connection | None = None  # once `send` may write chunks itself (handlers/chunk_write.py)
     tried: list[dict[str, Any]] | None = None  # the targets a walk tried, for the access log
     race: Race | None = None  # a hedged walk's tries (upstream/hedge.py)
     ticket: Ticket | None = None  # what the limiter holds for this request until `finish_limits`
@@ -344,33 +347,24 @@ class GatewayHandler(RequestHandler):
     def send(self, data: bytes) -> None:
         """Relay upstream body bytes to the client now, holding the upstream while it is behind.
 
-        Unsent bytes are counted from the last moment the socket took everything, so the
-        count errs high; past `server.write_buffer` of them the exchange is held until all
-        written so far has reached the socket. A slow reader thus costs about that much
-        memory (plus what the upstream client had already read), whatever the answer's size.
+        Past `server.write_buffer` bytes that the client's socket has not taken, the exchange
+        is held until it has taken them all. A slow reader thus costs about that much memory
+        (plus what the upstream client had already read), whatever the answer's size.
         """
-        stream = self.request.connection.stream  # type: ignore[attr-defined]
-        if stream.closed():
+        connection = cast(ClientWrites, self.request.connection)
+        if connection.closed:
             return  # the client left; on_connection_close is on its way and cancels the exchange
         self.mark_first_byte()
-        chunked = self._chunked
-        if chunked is not None and write_chunk(self, chunked, data):
+        if self._headers_written and not self._write_buffer and not self._finished:
+            connection.relay(data)  # RequestHandler.write and flush would add two futures
             self.bytes_out += len(data)
         else:
             self.write(data)
             self.flush()
-            self._chunked = chunked_connection(self)
-        if not stream.writing():
-            self.bytes_flushed = self.bytes_out
-        elif (
-            self.bytes_out - self.bytes_flushed > self.table.server.write_buffer
-            and self.exchange is not None
-            and not self.exchange.held
-        ):
-            self.exchange.hold()
-            # An empty write's Future resolves once every byte before it has been sent.
-            drained = stream.write(b"")
-            drained.add_done_callback(functools.partial(self._drained, self.exchange, self.bytes_out))
+        exchange = self.exchange
+        if connection.backed_up and exchange is not None and not exchange.held:
+            exchange.hold()
+            connection.when_drained(exchange.release)
 
     # -- the Sink an upstream attempt writes to (upstream/attempt.py) ---------------------
 
@@ -501,10 +495,6 @@ class GatewayHandler(RequestHandler):
 
     def answer_error(self, answer: ErrorAnswer) -> None:
         self.fail(answer.status, answer.message, answer.code, answer.headers, answer.type, answer.param)
-
-    def _drained(self, exchange: Exchange, written: int, _: object) -> None:
-        self.bytes_flushed = max(self.bytes_flushed, written)
-        exchange.release()
 
     def mark_first_byte(self) -> None:
         """Body bytes are about to reach the client: from here on, no fallback."""

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from tornado import gen, httputil
-from tornado.httpserver import HTTPServer
-from tornado.ioloop import IOLoop
-from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
+from tornado import httputil
 from tornado.routing import Matcher, Router, Rule
 from tornado.web import Application
 
@@ -19,10 +14,7 @@ from dsl.table import Route, Table
 from handlers.base import GatewayHandler
 from handlers.registry import HANDLERS, Handlers
 from runtime.process import Runtime
-from server.limits import Guard, refuse_connection
-
-_REFUSAL_HEAD_BYTES = 16 * 1024
-_REFUSALS_READING = 64  # past the cap, at most this many refused connections are read from at once
+from server.limits import Guard
 
 
 class RouteMatcher(Matcher):
@@ -188,57 +180,3 @@ class TableRouter(Router):
             headers=httputil.HTTPHeaders.parse(rest),
         )
         return self.find_handler(request).route.ingress
-
-
-class GatewayServer(HTTPServer):
-    """Tornado's HTTP server with a cap on open connections.
-
-    HTTPServer is configured through `initialize` (Tornado's Configurable), so the cap
-    is a keyword there: passed positionally it would land on `no_keep_alive`.
-    """
-
-    router: TableRouter
-    max_connections: int
-    refusing = 0  # refused connections whose request head is being read
-
-    def initialize(  # type: ignore[override]
-        self, router: TableRouter, *, max_connections: int, **kwargs: Any
-    ) -> None:
-        super().initialize(router, **kwargs)
-        self.router = router
-        self.max_connections = max_connections
-
-    def handle_stream(self, stream: IOStream, address: tuple) -> None:
-        if len(self._connections) >= self.max_connections:
-            if self.refusing < _REFUSALS_READING:
-                IOLoop.current().spawn_callback(self._refuse, stream)
-            else:  # a flood: answer at once, without reading
-                refuse_connection(stream, "openai")
-            return
-        # TCP_NODELAY once per connection, for good: Tornado turns it on to send each answer's
-        # end and off again after it (two system calls a request), and with it off, the chunks
-        # of a relayed stream wait for Nagle's algorithm. A proxy sends what it has at once.
-        stream.set_nodelay(True)
-        stream.set_nodelay = _nodelay_stays_on  # type: ignore[method-assign]
-        super().handle_stream(stream, address)
-
-    async def _refuse(self, stream: IOStream) -> None:
-        """Past the cap: read the request head for a moment, to answer in its route's shape."""
-        ingress = "openai"
-        unreadable = (TimeoutError, StreamClosedError, UnsatisfiableReadError, httputil.HTTPInputError)
-        self.refusing += 1
-        try:
-            with contextlib.suppress(*unreadable):
-                head = await gen.with_timeout(
-                    timedelta(seconds=1),
-                    stream.read_until_regex(b"\r?\n\r?\n", max_bytes=_REFUSAL_HEAD_BYTES),
-                    quiet_exceptions=(StreamClosedError, UnsatisfiableReadError),
-                )
-                ingress = self.router.ingress_for_head(head)
-        finally:
-            self.refusing -= 1
-        refuse_connection(stream, ingress)
-
-
-def _nodelay_stays_on(value: bool) -> None:
-    """A client connection's set_nodelay: TCP_NODELAY was set when it opened, and stays on."""

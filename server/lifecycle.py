@@ -18,7 +18,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import uvloop
-from tornado.httpserver import HTTPServer
 
 from dsl.compiler import compile_file
 from dsl.errors import ConfigError
@@ -26,8 +25,8 @@ from dsl.table import Table
 from ops import metrics, sdnotify
 from ops.instance_stats import WRITE_INTERVAL, InstanceStats
 from runtime.process import Runtime
-from server.app import GatewayServer, TableRouter
-from server.limits import HARD_MAX_BODY_SIZE, HARD_MAX_HEADER_SIZE
+from server.app import TableRouter
+from server.http1 import Listener
 
 log = logging.getLogger("gateway")
 # Settings bound when the listener starts; a reload keeps the running values.
@@ -112,24 +111,18 @@ class Gateway:
         self.runtime = Runtime.start(table.server, instance)
         self.router = TableRouter(table, self.runtime)
         self.stopping = asyncio.Event()
-        self.server: HTTPServer | None = None
+        self.server: Listener | None = None
 
     async def start(self) -> None:
         settings = self.router.table.server
-        self.server = GatewayServer(
-            self.router,
-            max_connections=settings.max_connections,
-            max_body_size=HARD_MAX_BODY_SIZE,
-            max_header_size=HARD_MAX_HEADER_SIZE,
-            idle_connection_timeout=settings.idle_timeout,
-            # No body_timeout of Tornado's: the Guard times every body itself, and answers 408
-            # (server/limits.py); a second timer per request would only cost.
+        self.server = Listener(
+            self.router, max_connections=settings.max_connections, idle_timeout=settings.idle_timeout
         )
         if self.sockets is None:
-            self.server.listen(settings.listen_port, settings.listen_host)
+            await self.server.listen(settings.listen_port, settings.listen_host)
             log.info("listening on %s:%d (%s)", settings.listen_host, settings.listen_port, self.config_path)
         else:
-            self.server.add_sockets(self.sockets)
+            await self.server.add_sockets(self.sockets)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)

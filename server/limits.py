@@ -1,11 +1,9 @@
 """What a request must pass before its body is read: limits and credentials.
 
-Tornado's own limits close the connection with a bare 400 (or nothing). The
-gateway's are checked here first, when the request line and headers have arrived,
-so an oversized head or body, a body that never finishes, or a caller without a
-valid token gets an answer in the route's error shape with the right status,
-before any body byte is read and before any `100 Continue`. Tornado's limits
-are set well above these and stay as a backstop.
+Checked when the request line and headers have arrived (server/http1.py reads
+them), so an oversized head or body, a body that never finishes, or a caller
+without a valid token gets an answer in the route's error shape with the right
+status, before any body byte is read and before any `100 Continue`.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from collections.abc import Awaitable
 from typing import Any
 
 from tornado import httputil
-from tornado.iostream import IOStream
 
 from dsl.table import Route, Table
 from handlers.auth import Denial, authorize
@@ -23,10 +20,6 @@ from handlers.base import access_entry, close_after_answer, request_id
 from handlers.errors import error_body
 from ops import metrics
 from runtime.process import Runtime
-
-# Hard limits given to Tornado: past these it drops the connection without an answer.
-HARD_MAX_HEADER_SIZE = 2 * 1024 * 1024
-HARD_MAX_BODY_SIZE = 1 << 40
 
 
 class Guard(httputil.HTTPMessageDelegate):
@@ -173,16 +166,3 @@ class Guard(httputil.HTTPMessageDelegate):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-
-
-def refuse_connection(stream: IOStream, ingress: str) -> None:
-    """Past server.max_connections: a clean 503 instead of a reset, then close."""
-    metrics.REFUSED.labels(reason="too_many_connections").inc()
-    if stream.closed():  # the client gave up first
-        return
-    body = error_body(ingress, 503, "too many connections; retry shortly", "too_many_connections")
-    head = (
-        f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-    ).encode()
-    stream.write(head + body).add_done_callback(lambda _: stream.close())

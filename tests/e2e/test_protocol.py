@@ -322,9 +322,9 @@ def read_chunked(sock: socket.socket) -> tuple[int, dict[str, str], list[bytes]]
 
 
 def test_streams_are_chunked_exactly_and_the_connection_serves_on(proto: Gateway) -> None:
-    """Events relayed one upstream read at a time (written to the socket by the gateway itself,
-    handlers/chunk_write.py) are framed as Tornado frames them, end with the last chunk, and
-    leave the kept-alive connection ready for the next request."""
+    """Events relayed one upstream read at a time (framed by server/http1.Exchange.relay) are
+    framed as HTTP/1.1 chunks, end with the last chunk, and leave the kept-alive connection ready
+    for the next request."""
     streamed = json.dumps({"model": "mock/gpt-delay-20", "stream": True,
                            "messages": [{"role": "user", "content": "hi"}]}).encode()
     with connect(proto) as sock:

@@ -1,5 +1,5 @@
 """The stage seam, in process: toy stages on chat routes, served through the gateway's own
-router (pytest-tornado) against the real mock provider.
+router and HTTP/1.1 server (on pytest-tornado's IOLoop) against the real mock provider.
 
 Each toy handler is the chat handler with other stages in its rules, as a new handler
 would declare them; the compiler puts them into its routes.
@@ -24,6 +24,7 @@ from handlers.chat import ChatHandler
 from handlers.registry import HANDLERS
 from runtime.process import Runtime
 from server.app import TableRouter
+from server.http1 import Listener
 from stages.stage import Call, Refusal, Stage
 from tests.support import Mock
 from upstream.attempt import Head, Sink, StandIn
@@ -133,6 +134,21 @@ routes:
     runtime = Runtime.start(table.server)
     yield TableRouter(table, runtime, TOY_HANDLERS)
     runtime.upstream.close()
+
+
+@pytest.fixture
+def http_server(io_loop: IOLoop, _unused_port: tuple[Any, int], app: TableRouter) -> Iterator[Listener]:
+    """The gateway's own HTTP/1.1 server on pytest-tornado's port, in place of Tornado's."""
+
+    async def start() -> Listener:
+        listener = Listener(app, max_connections=100, idle_timeout=60.0)
+        await listener.add_sockets([_unused_port[0]])
+        return listener
+
+    listener = io_loop.run_sync(start)
+    yield listener
+    listener.stop()
+    io_loop.run_sync(listener.close_all_connections)
 
 
 async def chat(client: AsyncHTTPClient, url: str, model: str, stream: bool, said: str = "hi") -> HTTPResponse:

@@ -1,0 +1,639 @@
+"""HTTP/1.1 client connections on asyncio transports, in place of Tornado's HTTPServer.
+
+Tornado's server path (HTTP1ServerConnection, HTTP1Connection, IOStream) cost about
+150 µs of CPU per request before any handler ran: coroutines and futures per read and
+write, a 64 KiB buffer cleared per read, Nagle toggled per answer
+(`python -m bench.server_floor`). Here one `asyncio.Protocol` per client connection
+parses requests from what the transport hands it and writes answers straight to it.
+
+It speaks to the rest of Tornado as HTTP1ServerConnection does: each request gets an
+`Exchange`, the `httputil.HTTPConnection` its RequestHandler writes through, and the
+router's delegate (server/limits.Guard around tornado.web's handler delegate) is told of
+the head, the body and its end. What it keeps of Tornado's behaviour: keep-alive and
+HTTP/1.0 rules, pipelining one request at a time, Content-Length and chunked request
+bodies delivered as they come (with the delegate's futures pausing the socket: a
+streamed upload is read no faster than it is sent on), `Expect: 100-continue`, chunked
+answers when no length is given, HEAD, and an idle limit on waiting for a request.
+Malformed requests get a 400 in OpenAI's error shape (the route is not known yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import re
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from tornado import httputil
+from tornado.netutil import bind_sockets
+
+from handlers.errors import error_body
+from ops import metrics
+from server.app import TableRouter
+
+log = logging.getLogger("gateway")
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+# Past this much request line and headers without their end, 431 before any route is known;
+# server.max_header_size (at most this) is the Guard's, in the route's shape.
+HEAD_MAX = 2 * 1024 * 1024
+_CHUNK_SIZE_LINE = 64  # longest chunk-size line read (Tornado's bound too)
+_PIPELINED_MAX = 64 * 1024  # read no further ahead while an answer is being made
+_REFUSAL_HEAD_BYTES = 16 * 1024
+_REFUSAL_WAIT = 1.0
+_REFUSALS_READING = 64  # past the cap, at most this many refused connections are read from at once
+_NO_BODY_CODES = frozenset({204, 304})
+
+
+class Reading(enum.Enum):
+    HEAD = 1  # waiting for a request line and headers
+    BODY = 2  # reading the current request's body
+    ANSWERING = 3  # the request is read; its answer is being made
+    REFUSING = 4  # past the connection cap: reading a head only to answer 503 in its shape
+    CLOSED = 5
+
+
+class MalformedRequest(Exception):
+    """The request cannot be read; the connection answers 400 and closes. Its message is ours,
+    never the client's bytes (which may carry a token)."""
+
+
+class Exchange(httputil.HTTPConnection):
+    """One request's side of a client connection: what its RequestHandler writes through."""
+
+    def __init__(self, connection: ClientConnection, start_line: httputil.RequestStartLine,
+                 headers: httputil.HTTPHeaders, keep_alive: bool) -> None:
+        self.connection = connection
+        self.context = connection.context
+        self.version = start_line.version
+        self.head_only = start_line.method == "HEAD"
+        self.request_keep_alive = headers.get("Connection", "").lower() == "keep-alive"
+        self.keep_alive = keep_alive  # False: the connection closes once this answer is sent
+        self.chunking = False
+        self.remaining: int | None = None  # body bytes the answer's Content-Length still expects
+        self.read_finished = False
+        self.write_finished = False
+        self.close_callback: Callable[[], None] | None = None
+
+    # -- httputil.HTTPConnection -------------------------------------------------------------
+
+    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
+        self.close_callback = callback
+
+    def write_headers(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> asyncio.Future[None]:
+        assert isinstance(start_line, httputil.ResponseStartLine)
+        code = start_line.code
+        has_body = code not in _NO_BODY_CODES and not 100 <= code < 200
+        self.chunking = (
+            self.version == "HTTP/1.1" and not self.head_only and has_body and "Content-Length" not in headers
+        )
+        if self.version == "HTTP/1.1":
+            if not self.keep_alive:
+                headers["Connection"] = "close"
+        elif self.keep_alive and self.request_keep_alive:
+            headers["Connection"] = "Keep-Alive"
+        if self.chunking:
+            headers["Transfer-Encoding"] = "chunked"
+        if self.head_only or code == 304:
+            self.remaining = 0
+        elif "Content-Length" in headers:
+            self.remaining = int(headers["Content-Length"])
+        lines = [f"HTTP/1.1 {code} {start_line.reason}"]
+        lines.extend(f"{name}: {value}" for name, value in headers.get_all())
+        text = "\r\n".join(lines)
+        if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+            raise ValueError("illegal characters (CR or LF) in the answer's headers")
+        head = (text + "\r\n\r\n").encode("latin-1")
+        return self.connection.send(head + self._framed(chunk) if chunk else head)
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        return self.connection.send(self._framed(chunk))
+
+    def finish(self) -> None:
+        if self.remaining and not self.connection.closed:
+            self.connection.close()
+            raise httputil.HTTPOutputError(f"tried to write {self.remaining} bytes less than Content-Length")
+        if self.chunking:
+            self.connection.send_now(b"0\r\n\r\n")
+        self.write_finished = True
+        self.close_callback = None
+        if not self.read_finished:
+            self.keep_alive = False  # the rest of the body is not worth reading: the connection ends
+        self.connection.answered(self)
+
+    # -- for the gateway's handlers --------------------------------------------------------------
+
+    def relay(self, data: bytes) -> None:
+        """Body bytes of a relayed answer whose headers are out: framed and sent at once, with no
+        future (RequestHandler.write and flush make two per call)."""
+        if data and not self.head_only:
+            self.connection.send_now(self._framed(data))
+
+    @property
+    def closed(self) -> bool:
+        return self.connection.closed
+
+    @property
+    def backed_up(self) -> bool:
+        """More than server.write_buffer bytes are written that the client has not taken."""
+        return self.connection.paused_writing
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once every byte written so far has reached the socket (or it closed)."""
+        self.connection.when_drained(callback)
+
+    def _framed(self, chunk: bytes) -> bytes:
+        if self.remaining is not None:
+            self.remaining -= len(chunk)
+            if self.remaining < 0:
+                self.connection.close()
+                raise httputil.HTTPOutputError("tried to write more data than Content-Length")
+        if self.chunking and chunk:
+            return b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        return chunk
+
+
+class ClientContext:
+    """What a request reads of its connection: the client's address and the scheme."""
+
+    __slots__ = ("address", "remote_ip", "protocol")
+
+    def __init__(self, address: Any) -> None:
+        self.address = address
+        self.remote_ip = address[0] if isinstance(address, tuple) else "0.0.0.0"
+        self.protocol = "http"
+
+    def __str__(self) -> str:
+        return self.remote_ip
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client's HTTP/1.1 connection: requests read one at a time, answers written in order."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.router = listener.router
+        self.loop = listener.loop
+        self.transport: asyncio.Transport | None = None
+        self.context = ClientContext(None)
+        self.buffer = bytearray()
+        self.reading = Reading.HEAD
+        self.exchange: Exchange | None = None
+        self.delegate: httputil.HTTPMessageDelegate | None = None
+        self.delegate_finished = False  # the delegate was told of the body's end
+        self.body_left: int | None = None  # Content-Length body still to read; None: chunked
+        self.chunk_left = 0  # bytes of the current chunk still to read; -1: its CRLF
+        self.waiting = False  # the delegate's future is pending: nothing more is read until it is done
+        self.expect_continue = False  # the request asked for `100 Continue`, not yet sent
+        self.advancing = False
+        self.paused_reading = False
+        self.paused_writing = False
+        self.sent_waiters: list[Callable[[], None]] = []
+        self.scanned = 0  # where the search for the head's end starts again
+        self.head_deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's TCPTransport: not a subclass
+        self.transport = transport
+        self.context = ClientContext(transport.get_extra_info("peername"))
+        listener = self.listener
+        if len(listener.connections) >= listener.max_connections:
+            if listener.refusing < _REFUSALS_READING:
+                listener.refusing += 1
+                self.reading = Reading.REFUSING
+                self.timer = self.loop.call_later(_REFUSAL_WAIT, self._refuse)
+            else:  # a flood: answer at once, without reading
+                self._refuse()
+            return
+        listener.connections.add(self)
+        # Past server.write_buffer bytes unsent, pause_writing: a relayed answer's upstream is held
+        # until the client has taken them all (resume_writing).
+        transport.set_write_buffer_limits(high=listener.router.table.server.write_buffer, low=0)
+        self._wait_for_head()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.reading is Reading.REFUSING:
+            if _HEAD_END.search(self.buffer) or len(self.buffer) >= _REFUSAL_HEAD_BYTES:
+                self._refuse()
+            return
+        self._advance()
+
+    def eof_received(self) -> bool:
+        return False  # a client that stops sending has gone, as Tornado took it: close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reading = self.reading
+        self.reading = Reading.CLOSED
+        self.listener.connections.discard(self)
+        self._cancel_timer()
+        if reading is Reading.REFUSING:
+            self.listener.refusing -= 1
+        self.paused_writing = False
+        exchange, delegate = self.exchange, self.delegate
+        self.exchange = self.delegate = None
+        if exchange is not None and not exchange.write_finished:
+            if delegate is not None and not self.delegate_finished:
+                self._call(delegate.on_connection_close)
+            elif exchange.close_callback is not None:
+                callback, exchange.close_callback = exchange.close_callback, None
+                self._call(callback)
+        self._sent()
+
+    def pause_writing(self) -> None:
+        self.paused_writing = True
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        self._sent()
+
+    # -- writing, for the request's Exchange ---------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.reading is Reading.CLOSED or self.transport is None or self.transport.is_closing()
+
+    def send(self, data: bytes) -> asyncio.Future[None]:
+        """Write `data`; the future resolves once it has reached the socket (as Tornado's does)."""
+        future = self.loop.create_future()
+        self.send_now(data)
+        if self.paused_writing:
+            self.sent_waiters.append(lambda: future.done() or future.set_result(None))
+        else:
+            future.set_result(None)
+        return future
+
+    def send_now(self, data: bytes) -> None:
+        if not self.closed:
+            assert self.transport is not None
+            self.transport.write(data)
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """`callback` at resume_writing (the buffer is empty: its low-water mark is 0), or now."""
+        if self.paused_writing and not self.closed:
+            self.sent_waiters.append(callback)
+        else:
+            callback()
+
+    def answered(self, exchange: Exchange) -> None:
+        """The current request's answer is written: close, or read the next request."""
+        if exchange is not self.exchange:
+            return
+        if not exchange.keep_alive:
+            self.close()
+            return
+        if not exchange.read_finished:  # cannot be: finish() turned keep_alive off
+            return
+        self.exchange = self.delegate = None
+        self.reading = Reading.HEAD
+        self._wait_for_head()
+        if self.paused_reading:
+            self.paused_reading = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+        if self.buffer:  # a pipelined request: read on the next turn, after this handler's own end
+            self.loop.call_soon(self._advance)
+
+    def close(self) -> None:
+        """Close once what is written has been sent."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _sent(self) -> None:
+        waiters, self.sent_waiters = self.sent_waiters, []
+        for waiter in waiters:
+            self._call(waiter)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Read what the buffer holds, as far as the current request allows."""
+        if self.advancing:
+            return
+        self.advancing = True
+        try:
+            while not self.waiting:
+                reading = self.reading
+                if reading is Reading.HEAD:
+                    if not self._read_head():
+                        break
+                elif reading is Reading.BODY:
+                    if not self._read_body():
+                        break
+                else:
+                    if reading is Reading.ANSWERING and len(self.buffer) > _PIPELINED_MAX:
+                        self._pause_reading()
+                    break
+        except MalformedRequest as exc:
+            self._malformed(str(exc))
+        finally:
+            self.advancing = False
+
+    def _read_head(self) -> bool:
+        buffer = self.buffer
+        while buffer[:2] == b"\r\n" or buffer[:1] == b"\n":  # blank lines before a request are ignored
+            del buffer[: 2 if buffer[:1] == b"\r" else 1]
+            self.scanned = 0
+        found = _HEAD_END.search(buffer, max(0, self.scanned - 3))
+        if found is None:
+            self.scanned = len(buffer)
+            if len(buffer) > HEAD_MAX:
+                self._too_large()
+            return False
+        head = bytes(buffer[: found.start()]).decode("latin-1")
+        del buffer[: found.end()]
+        self.scanned = 0
+        self._cancel_head_wait()
+        line, _, fields = head.partition("\n")
+        try:
+            start_line = httputil.parse_request_start_line(line.rstrip("\r"))
+        except httputil.HTTPInputError:
+            raise MalformedRequest("malformed request line") from None
+        try:
+            headers = httputil.HTTPHeaders.parse(fields)
+        except httputil.HTTPInputError:
+            raise MalformedRequest("malformed header line") from None
+        self._begin(start_line, headers)
+        return True
+
+    def _begin(self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> None:
+        if "Transfer-Encoding" in headers:
+            if "Content-Length" in headers:
+                raise MalformedRequest("both Transfer-Encoding and Content-Length")
+            if headers["Transfer-Encoding"].lower() != "chunked":
+                raise MalformedRequest("unsupported Transfer-Encoding")
+            self.body_left, self.chunk_left = None, 0
+        elif "Content-Length" in headers:
+            self.body_left = _content_length(headers)
+        else:
+            self.body_left = 0
+        exchange = self.exchange = Exchange(self, start_line, headers, _keep_alive(start_line, headers))
+        request = httputil.HTTPServerRequest(connection=exchange, start_line=start_line, headers=headers,
+                                             server_connection=self)
+        delegate = self.delegate = self.router.find_handler(request)
+        self.delegate_finished = False
+        self.reading = Reading.BODY
+        self.expect_continue = headers.get("Expect") == "100-continue"
+        self._wait(self._call(delegate.headers_received, start_line, headers))
+        if not self.waiting:
+            self._continue()
+
+    def _continue(self) -> None:
+        """`Expect: 100-continue` is answered once the delegate has taken the head without an answer."""
+        expected, self.expect_continue = self.expect_continue, False
+        exchange = self.exchange
+        if expected and self.reading is Reading.BODY and exchange is not None and not exchange.write_finished:
+            self.send_now(b"HTTP/1.1 100 (Continue)\r\n\r\n")
+
+    def _read_body(self) -> bool:
+        exchange = self.exchange
+        assert exchange is not None
+        if exchange.write_finished:  # answered before its body was read: the connection is closing
+            self.buffer.clear()
+            return False
+        buffer = self.buffer
+        if self.body_left is not None:  # a Content-Length body
+            if self.body_left and buffer:
+                taken = min(self.body_left, len(buffer))
+                self.body_left -= taken
+                self._deliver(_take(buffer, taken))
+                return True
+            if self.body_left:
+                return False
+            self._body_read()
+            return True
+        if self.chunk_left > 0:
+            if not buffer:
+                return False
+            taken = min(self.chunk_left, len(buffer))
+            self.chunk_left -= taken
+            self._deliver(_take(buffer, taken))
+            if not self.chunk_left:
+                self.chunk_left = -1
+            return True
+        end = buffer.find(b"\r\n", 0, _CHUNK_SIZE_LINE)
+        if end < 0:
+            if len(buffer) >= _CHUNK_SIZE_LINE:
+                raise MalformedRequest("invalid chunk size")
+            return False
+        if self.chunk_left == -1:  # the CRLF that ends a chunk's data
+            if end != 0:
+                raise MalformedRequest("improperly terminated chunk")
+            del buffer[:2]
+            self.chunk_left = 0
+            return True
+        size = bytes(buffer[:end])
+        if not size or any(c not in b"0123456789abcdefABCDEF" for c in size):
+            raise MalformedRequest("invalid chunk size")
+        self.chunk_left = int(size, 16)
+        if self.chunk_left:
+            del buffer[: end + 2]
+            return True
+        if len(buffer) < end + 4:
+            return False
+        if buffer[end + 2 : end + 4] != b"\r\n":
+            raise MalformedRequest("improperly terminated chunked request")
+        del buffer[: end + 4]
+        self._body_read()
+        return True
+
+    def _deliver(self, data: bytes) -> None:
+        if self.delegate is not None and not self.exchange.write_finished:  # type: ignore[union-attr]
+            self._wait(self._call(self.delegate.data_received, data))
+
+    def _body_read(self) -> None:
+        exchange, delegate = self.exchange, self.delegate
+        assert exchange is not None and delegate is not None
+        exchange.read_finished = True
+        self.reading = Reading.ANSWERING
+        if not exchange.write_finished:
+            self.delegate_finished = True
+            self._call(delegate.finish)
+        elif exchange is self.exchange:  # answered while its body was read: the answer's end closes
+            self.close()
+
+    def _wait(self, pending: Any) -> None:
+        """Read nothing more until the delegate's future `pending` is done (a streamed body's
+        handler is ready, or has passed the last piece on)."""
+        if pending is None:
+            return
+        future = asyncio.ensure_future(pending)
+        if future.done():
+            return
+        self.waiting = True
+        self._pause_reading()
+        future.add_done_callback(self._waited)
+
+    def _waited(self, _: Awaitable[None]) -> None:
+        self.waiting = False
+        if self.reading is Reading.CLOSED:
+            return
+        self._continue()
+        if self.paused_reading:
+            self.paused_reading = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+        self._advance()
+
+    def _pause_reading(self) -> None:
+        if not self.paused_reading and not self.closed:
+            self.paused_reading = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        """A delegate's method: an exception is logged and ends the connection, as in Tornado."""
+        try:
+            return method(*args)
+        except Exception:
+            log.exception("uncaught exception serving %s", self.context)
+            if self.transport is not None:
+                self.transport.abort()
+            return None
+
+    # -- limits ------------------------------------------------------------------------------
+
+    def _wait_for_head(self) -> None:
+        """Close the connection if no whole request head arrives within server.idle_timeout: one
+        timer per connection, moved only when it fires early."""
+        self.head_deadline = self.loop.time() + self.listener.idle_timeout
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.head_deadline, self._head_wait_over)
+
+    def _cancel_head_wait(self) -> None:
+        self.head_deadline = 0.0
+
+    def _head_wait_over(self) -> None:
+        self.timer = None
+        if self.reading is not Reading.HEAD or not self.head_deadline:
+            return
+        if self.loop.time() >= self.head_deadline:
+            self.close()
+        else:
+            self.timer = self.loop.call_at(self.head_deadline, self._head_wait_over)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _malformed(self, reason: str) -> None:
+        log.info("Malformed HTTP message from %s: %s", self.context, reason)
+        self._answer_and_close(400, "Bad Request", error_body("openai", 400, f"malformed request: {reason}",
+                                                            "malformed_request"))
+
+    def _too_large(self) -> None:
+        message = f"request line and headers exceed {HEAD_MAX} bytes"
+        self._answer_and_close(431, "Request Header Fields Too Large",
+                               error_body("openai", 431, message, "headers_too_large"))
+
+    def _answer_and_close(self, status: int, reason: str, body: bytes, extra: str = "") -> None:
+        """A refusal made here, before (or instead of) any delegate: its answer, then the close."""
+        exchange, delegate = self.exchange, self.delegate
+        if (exchange is not None and delegate is not None and not exchange.write_finished
+                and not self.delegate_finished):
+            self._call(delegate.on_connection_close)
+        self.exchange = self.delegate = None
+        self.buffer.clear()
+        if exchange is None or not exchange.write_finished:
+            head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n").encode()
+            self.send_now(head + body)
+        self.close()
+        self.reading = Reading.CLOSED
+
+    def _refuse(self) -> None:
+        """Past server.max_connections: a 503 in the shape of the route the head names (as far as
+        it was read within a second), then the close."""
+        self._cancel_timer()
+        if self.reading is Reading.REFUSING:
+            self.listener.refusing -= 1
+            self.reading = Reading.HEAD
+        metrics.REFUSED.labels(reason="too_many_connections").inc()
+        ingress = "openai"
+        found = _HEAD_END.search(self.buffer)
+        if found is not None:
+            with contextlib.suppress(httputil.HTTPInputError, ValueError):
+                ingress = self.router.ingress_for_head(bytes(self.buffer[: found.end()]))
+        body = error_body(ingress, 503, "too many connections; retry shortly", "too_many_connections")
+        self._answer_and_close(503, "Service Unavailable", body, "Retry-After: 1\r\n")
+
+
+def _take(buffer: bytearray, size: int) -> bytes:
+    """The first `size` bytes of `buffer`, removed from it."""
+    if size == len(buffer):
+        data = bytes(buffer)
+        buffer.clear()
+        return data
+    data = bytes(buffer[:size])
+    del buffer[:size]
+    return data
+
+
+def _content_length(headers: httputil.HTTPHeaders) -> int:
+    """The request's Content-Length: digits only; repeated values must agree."""
+    values = {v.strip() for v in re.split(r",", headers["Content-Length"])}
+    if len(values) != 1:
+        raise MalformedRequest("multiple unequal Content-Lengths")
+    value = values.pop()
+    if not value.isdigit() or not value.isascii():
+        raise MalformedRequest("Content-Length is not a whole number")
+    return int(value)
+
+
+def _keep_alive(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> bool:
+    """HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only when asked, and only
+    when the request's end is known without the connection's."""
+    connection = headers.get("Connection", "").lower()
+    if start_line.version == "HTTP/1.1":
+        return connection != "close"
+    framed = ("Content-Length" in headers or "Transfer-Encoding" in headers
+              or start_line.method in ("HEAD", "GET"))
+    return framed and connection == "keep-alive"
+
+
+class Listener:
+    """The gateway's listening sockets and the client connections they accepted."""
+
+    def __init__(self, router: TableRouter, *, max_connections: int, idle_timeout: float) -> None:
+        self.router = router
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[ClientConnection] = set()
+        self.refusing = 0  # refused connections whose request head is being read
+        self.servers: list[asyncio.AbstractServer] = []
+
+    async def listen(self, port: int, host: str) -> None:
+        """Bind as Tornado did (SO_REUSEADDR, every address of `host`, backlog 128), then serve."""
+        await self.add_sockets(bind_sockets(port, host))
+
+    async def add_sockets(self, sockets: list[socket.socket]) -> None:
+        for sock in sockets:
+            sock.setblocking(False)
+            self.servers.append(await self.loop.create_server(lambda: ClientConnection(self), sock=sock))
+
+    def stop(self) -> None:
+        """Accept no more connections; those open go on."""
+        for server in self.servers:
+            server.close()
+
+    async def close_all_connections(self) -> None:
+        """Close every client connection, and wait until each has gone."""
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        while self.connections:
+            await asyncio.sleep(0.01)
