@@ -34,6 +34,7 @@ from tornado.netutil import bind_sockets
 from handlers.errors import error_body
 from ops import metrics
 from server.app import TableRouter
+from server.request_head import GatewayRequest, read_fields, read_start_line
 
 log = logging.getLogger("gateway")
 
@@ -358,13 +359,10 @@ class ClientConnection(asyncio.Protocol):
         self._cancel_head_wait()
         line, _, fields = head.partition("\n")
         try:
-            start_line = httputil.parse_request_start_line(line.rstrip("\r"))
-        except httputil.HTTPInputError:
-            raise MalformedRequest("malformed request line") from None
-        try:
-            headers = httputil.HTTPHeaders.parse(fields)
-        except httputil.HTTPInputError:
-            raise MalformedRequest("malformed header line") from None
+            start_line = read_start_line(line.rstrip("\r"))
+            headers = read_fields(fields + "\r\n" if fields else "")  # a stray CR before it stays stray
+        except httputil.HTTPInputError as exc:
+            raise MalformedRequest(str(exc)) from None
         self._begin(start_line, headers)
         return True
 
@@ -379,9 +377,12 @@ class ClientConnection(asyncio.Protocol):
             self.body_left = _content_length(headers)
         else:
             self.body_left = 0
-        exchange = self.exchange = Exchange(self, start_line, headers, _keep_alive(start_line, headers))
-        request = httputil.HTTPServerRequest(connection=exchange, start_line=start_line, headers=headers,
-                                             server_connection=self)
+        exchange = Exchange(self, start_line, headers, _keep_alive(start_line, headers))
+        try:
+            request = GatewayRequest(start_line, headers, exchange, self)
+        except httputil.HTTPInputError as exc:
+            raise MalformedRequest(str(exc)) from None
+        self.exchange = exchange
         delegate = self.delegate = self.router.find_handler(request)
         self.delegate_finished = False
         self.reading = Reading.BODY
@@ -423,17 +424,19 @@ class ClientConnection(asyncio.Protocol):
             if not self.chunk_left:
                 self.chunk_left = -1
             return True
+        if self.chunk_left == -1:  # the CRLF that ends a chunk's data
+            if len(buffer) < 2:
+                return False
+            if buffer[:2] != b"\r\n":
+                raise MalformedRequest("improperly terminated chunk")
+            del buffer[:2]
+            self.chunk_left = 0
+            return True
         end = buffer.find(b"\r\n", 0, _CHUNK_SIZE_LINE)
         if end < 0:
             if len(buffer) >= _CHUNK_SIZE_LINE:
                 raise MalformedRequest("invalid chunk size")
             return False
-        if self.chunk_left == -1:  # the CRLF that ends a chunk's data
-            if end != 0:
-                raise MalformedRequest("improperly terminated chunk")
-            del buffer[:2]
-            self.chunk_left = 0
-            return True
         size = bytes(buffer[:end])
         if not size or any(c not in b"0123456789abcdefABCDEF" for c in size):
             raise MalformedRequest("invalid chunk size")

@@ -173,3 +173,47 @@ def test_connections_past_the_cap_get_503(mock: Mock, tmp_path: Path) -> None:
         assert 'gateway_requests_refused_total{reason="too_many_connections"}' in gateway.metrics()
     finally:
         gateway.stop()
+
+
+# -- the HTTP/1.1 reader (server/http1.py) ----------------------------------------------------
+
+
+def test_a_head_that_never_ends_is_closed_after_idle_timeout(limited: Gateway) -> None:
+    """A client that starts a request and never finishes its head (slowloris) is let go once
+    server.idle_timeout (1s here) has passed since the connection began waiting for it."""
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        for _ in range(3):  # a byte now and then does not keep it open
+            time.sleep(0.2)
+            with contextlib.suppress(OSError):
+                sock.sendall(b"X")
+        assert sock.recv(100) == b""
+        assert time.monotonic() - started < 8
+    still_serves(limited)
+
+
+def test_a_kept_alive_connection_with_no_next_request_is_closed_after_idle_timeout(limited: Gateway) -> None:
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" not in answer.lower()
+        started = time.monotonic()
+        assert sock.recv(100) == b""
+        assert 0.5 < time.monotonic() - started < 8
+
+
+def test_a_chunked_upload_split_anywhere_is_read_whole(limited: Gateway) -> None:
+    """Chunk sizes, data and CRLFs arriving in pieces of any size (here 3 bytes at a time) make
+    the same request as one Content-Length body would."""
+    pieces = [GOOD[i : i + 7] for i in range(0, len(GOOD), 7)]
+    body = b"".join(b"%x\r\n%b\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    payload = post_head("/v1/chat/completions", "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n") + body
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
+        for i in range(0, len(payload), 3):
+            sock.sendall(payload[i : i + 3])
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    status, answer = status_and_json(received)
+    assert status == 200 and answer["choices"][0]["message"]["content"]

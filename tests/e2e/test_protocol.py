@@ -422,9 +422,45 @@ def test_a_malformed_header_value_is_a_400_and_never_logged(proto: Gateway, stra
         sock.sendall(f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {canary}{stray}\r\n\r\n".encode())
         raw = until_closed(sock)
     assert raw.startswith(b"HTTP/1.1 400 ")
+    status, headers, body = split_response(raw)
+    assert headers["connection"] == "close" and json.loads(body)["error"]["code"] == "malformed_request"
     time.sleep(0.1)
     log = proto.log()
     assert "Malformed HTTP message" in log and canary not in log
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /healthz HTTP/1.1\r\n\r\n",  # no Host
+    b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n",
+    b"GARBAGE\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\n folded: value\r\n\r\n",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1e3\r\n\r\n",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 3\r\n\r\n{}",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX",
+], ids=["no-host", "two-hosts", "http2", "garbage", "folded", "length-and-chunked", "gzip", "length-1e3",
+        "unequal-lengths", "bad-chunk-size", "bad-chunk-end"])
+def test_unreadable_requests_get_a_400_in_openai_shape_and_a_close(proto: Gateway, request_bytes: bytes) -> None:
+    with connect(proto) as sock:
+        token = f"Host: x\r\nAuthorization: Bearer {CLIENT_TOKEN}\r\n".encode()
+        sock.sendall(request_bytes.replace(b"Host: x\r\n", token))
+        status, headers, body = split_response(until_closed(sock))
+    assert status == 400 and headers["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "malformed_request"
+    assert proto.get("/healthz")[0] == 200
+
+
+def test_a_head_past_two_mebibytes_without_its_end_is_431(proto: Gateway) -> None:
+    with connect(proto, timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(33):  # just past 2 MiB, then silence: all of it is read before the close
+            sock.sendall(b"X-Pad: " + b"p" * 65_000 + b"\r\n")
+        status, _, body = split_response(until_closed(sock))
+    assert status == 431 and json.loads(body)["error"]["code"] == "headers_too_large"
+    assert proto.get("/healthz")[0] == 200
 
 
 # -- Connection-named headers are this hop's only (defect 16) --------------------------------

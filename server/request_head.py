@@ -1,0 +1,105 @@
+"""A request's head read into Tornado's types, at a fraction of what Tornado's own readers cost.
+
+`HTTPHeaders.parse` checks each line with several regular expressions and method calls
+(about 40 µs for a five-line head), and `HTTPServerRequest()` walks its deprecated
+arguments and deep-copies an empty query. Here each header line is one match of one
+pattern that accepts exactly what Tornado accepts (RFC 9110 field names and values,
+CRLF or bare LF, no folding), and the request is built with Tornado's checks on Host.
+What fails to read raises `httputil.HTTPInputError`, answered 400 by the connection.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+import time
+from typing import Any
+
+from tornado import httputil
+from tornado.escape import parse_qs_bytes
+
+_TCHARS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_REQUEST_LINE = re.compile(rf"([{_TCHARS}]+) ([\x21-\x7e\x80-\xff]+) (HTTP/1\.[0-9])")
+# A field line: its name, then its value up to the line's end, with no control character
+# other than HTAB (a CR or NUL inside a value is an error, never a line break).
+_FIELD_LINE = re.compile(rf"([{_TCHARS}]+):([\t\x20-\x7e\x80-\xff]*)\r?\n")
+_HOST = re.compile(r"[A-Za-z0-9\-._~!$&'()*+;=\[\]:%]*")  # Tornado's, without the comma
+_QUERY_FIELDS = 1000  # most query arguments parsed (Tornado's bound on urlencoded bodies)
+
+
+def read_start_line(line: str) -> httputil.RequestStartLine:
+    """`METHOD target HTTP/1.x`, exactly as RFC 9112 has it."""
+    found = _REQUEST_LINE.fullmatch(line)
+    if found is None:
+        raise httputil.HTTPInputError("malformed request line")
+    return httputil.RequestStartLine(found[1], found[2], found[3])
+
+
+def read_fields(text: str) -> httputil.HTTPHeaders:
+    """The header lines of `text` (each ending in CRLF or LF) as HTTPHeaders; values are
+    stripped of surrounding spaces and tabs, repeated names keep every value in order."""
+    headers = httputil.HTTPHeaders()
+    lists: dict[str, list[str]] = headers._as_list  # what HTTPHeaders reads its values from
+    match = _FIELD_LINE.match
+    position, end = 0, len(text)
+    while position < end:
+        found = match(text, position)
+        if found is None:
+            raise httputil.HTTPInputError("malformed header line")
+        name = header_case(found[1])
+        value = found[2].strip(" \t")
+        if name in lists:
+            lists[name].append(value)
+        else:
+            lists[name] = [value]
+        position = found.end()
+    return headers
+
+
+@functools.lru_cache(maxsize=512)
+def header_case(name: str) -> str:
+    """`content-TYPE` → `Content-Type`, as HTTPHeaders keys its names."""
+    return "-".join([word.capitalize() for word in name.split("-")])
+
+
+class GatewayRequest(httputil.HTTPServerRequest):
+    """An HTTPServerRequest made from a read head: Tornado's checks on Host (present in
+    HTTP/1.1, plain, single), its query parsed only when there is one."""
+
+    def __init__(
+        self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders,
+        connection: Any, server_connection: object,
+    ) -> None:
+        self.method, self.uri, self.version = start_line
+        self.headers = headers
+        self.body = b""
+        context = connection.context
+        self.remote_ip = context.remote_ip
+        self.protocol = context.protocol
+        if "Host" in headers:
+            host = headers["Host"]
+            if "," in host or not _HOST.fullmatch(host):
+                raise httputil.HTTPInputError("invalid or repeated Host header")
+        elif self.version == "HTTP/1.0":
+            host = "127.0.0.1"
+        else:
+            raise httputil.HTTPInputError("missing Host header")
+        self.host = host
+        self.host_name = httputil.split_host_and_port(host.lower())[0]
+        self.files = {}
+        self.connection = connection
+        self.server_connection = server_connection
+        self._start_time = time.time()
+        self._finish_time = None
+        self.path, _, self.query = self.uri.partition("?")
+        self.arguments = {}
+        if self.query:
+            try:
+                self.arguments = parse_qs_bytes(
+                    self.query, keep_blank_values=True, max_num_fields=_QUERY_FIELDS
+                )
+            except Exception as exc:
+                raise httputil.HTTPInputError("invalid query string") from exc
+        self.query_arguments = copy.deepcopy(self.arguments)
+        self.body_arguments = {}

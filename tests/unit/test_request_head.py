@@ -1,0 +1,68 @@
+"""The request head reader (server/request_head.py) accepts what Tornado's accepts, and no more."""
+
+from __future__ import annotations
+
+import pytest
+from tornado import httputil
+
+from server.request_head import GatewayRequest, read_fields, read_start_line
+
+
+class _Connection:
+    class context:  # noqa: N801 - the attribute HTTPServerRequest reads
+        remote_ip = "192.0.2.7"
+        protocol = "http"
+
+
+@pytest.mark.parametrize("text", [
+    "Host: x\r\nContent-Type: application/json\r\n",
+    "Host: x\nX-Empty:\n",
+    "Host:   spaced \t\r\nX-Tab: a\tb\r\n",
+    "Host: x\r\nX-Latin: caf\xe9\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n",
+    "",
+])
+def test_fields_read_as_tornado_reads_them(text: str) -> None:
+    ours = read_fields(text)
+    tornados = httputil.HTTPHeaders.parse(text)
+    assert list(ours.get_all()) == list(tornados.get_all())
+    assert dict(ours) == dict(tornados)
+
+
+@pytest.mark.parametrize("text", [
+    "Host: x\r\nBad Name: y\r\n", "Host: x\r\n folded\r\n", "Host: x\r\nNoColon\r\n", "X: a\x00b\r\n",
+    "X: a\rb\r\n", "X: a\x7f\r\n", "X: a\r\r\n", ": empty-name\r\n",
+])
+def test_fields_tornado_refuses_are_refused(text: str) -> None:
+    with pytest.raises(httputil.HTTPInputError):
+        httputil.HTTPHeaders.parse(text)
+    with pytest.raises(httputil.HTTPInputError):
+        read_fields(text)
+
+
+@pytest.mark.parametrize("line", ["GET / HTTP/2.0", "GET  / HTTP/1.1", "GET / HTTP/1.1 x", "G(T / HTTP/1.1",
+                                  "GET /\x00 HTTP/1.1", "GET"])
+def test_malformed_request_lines_are_refused(line: str) -> None:
+    with pytest.raises(httputil.HTTPInputError):
+        read_start_line(line)
+
+
+def test_a_request_is_what_tornados_would_be() -> None:
+    start = read_start_line("POST /v1/chat/completions?a=1&b= HTTP/1.1")
+    headers = read_fields("Host: Example.COM:8080\r\n")
+    ours = GatewayRequest(start, headers, _Connection, None)
+    tornados = httputil.HTTPServerRequest(connection=_Connection, start_line=start, headers=headers)
+    for name in ("method", "uri", "version", "path", "query", "host", "host_name", "remote_ip", "protocol",
+                 "arguments", "query_arguments", "body_arguments", "files", "body"):
+        assert getattr(ours, name) == getattr(tornados, name), name
+
+
+@pytest.mark.parametrize(("version", "host"), [("HTTP/1.1", None), ("HTTP/1.1", "a,b"), ("HTTP/1.1", "a b")])
+def test_a_missing_or_odd_host_is_refused(version: str, host: str | None) -> None:
+    headers = read_fields(f"Host: {host}\r\n" if host else "")
+    with pytest.raises(httputil.HTTPInputError):
+        GatewayRequest(read_start_line(f"GET / {version}"), headers, _Connection, None)
+
+
+def test_http_1_0_needs_no_host() -> None:
+    request = GatewayRequest(read_start_line("GET / HTTP/1.0"), read_fields(""), _Connection, None)
+    assert request.host == "127.0.0.1"
