@@ -313,9 +313,11 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
 
     def _sent(self) -> None:
+        """Everything written has reached the socket (or it closed): the waiters run on the next
+        turn, not inside the transport's own callback (a released upstream writes at once)."""
         waiters, self.sent_waiters = self.sent_waiters, []
         for waiter in waiters:
-            self._call(waiter)
+            self.loop.call_soon(waiter)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -339,6 +341,10 @@ class ClientConnection(asyncio.Protocol):
                     break
         except MalformedRequest as exc:
             self._malformed(str(exc))
+        except Exception:  # a defect of ours: this connection ends, the server serves on
+            log.exception("uncaught exception reading a request from %s", self.context)
+            if self.transport is not None:
+                self.transport.abort()
         finally:
             self.advancing = False
 
