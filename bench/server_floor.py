@@ -7,7 +7,7 @@ upstream and no gateway logic, each on uvloop, pinned to core 0 (wrk on core 1,
 concurrency 32, bench/wrk/chat.lua):
 
 - `tornado`: a Tornado Application and RequestHandler behind Tornado's HTTPServer
-  (HTTP1Connection, IOStream), as the gateway serves today;
+  (HTTP1Connection, IOStream), as the gateway served until server/http1.py replaced it;
 - `lean`: the same Application and RequestHandler, driven by a minimal asyncio Protocol
   that parses the request itself and implements Tornado's HTTPConnection by writing to
   the transport (keep-alive and Content-Length bodies only: a measurement, not a server);
