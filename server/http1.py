@@ -593,7 +593,7 @@ def _take(buffer: bytearray, size: int) -> bytes:
 
 def _content_length(headers: httputil.HTTPHeaders) -> int:
     """The request's Content-Length: digits only; repeated values must agree."""
-    values = {v.strip() for v in re.split(r",", headers["Content-Length"])}
+    values = {v.strip() for v in headers["Content-Length"].split(",")}
     if len(values) != 1:
         raise MalformedRequest("multiple unequal Content-Lengths")
     value = values.pop()

@@ -93,7 +93,7 @@ class GatewayRequest(httputil.HTTPServerRequest):
         self._start_time = time.time()
         self._finish_time = None
         self.path, _, self.query = self.uri.partition("?")
-        self.arguments = {}
+        self.arguments, self.query_arguments, self.body_arguments = {}, {}, {}
         if self.query:
             try:
                 self.arguments = parse_qs_bytes(
@@ -101,5 +101,4 @@ class GatewayRequest(httputil.HTTPServerRequest):
                 )
             except Exception as exc:
                 raise httputil.HTTPInputError("invalid query string") from exc
-        self.query_arguments = copy.deepcopy(self.arguments)
-        self.body_arguments = {}
+            self.query_arguments = copy.deepcopy(self.arguments)
