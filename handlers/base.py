@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import time
-from asyncio import Future
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, cast
@@ -294,14 +293,6 @@ class GatewayHandler(RequestHandler):
         """Tokens the upstream reported: counted per model and key, and logged with the request."""
         self.usage = usage
         self.runtime.stats.add_usage(self.model_label, usage, self.principal_name)
-
-    def flush(self, include_footers: bool = False) -> Future[None]:
-        unframed = not self._headers_written and "Content-Length" not in self._headers
-        if unframed and self.request.version == "HTTP/1.0":
-            # No chunked encoding in HTTP/1.0: an answer of unknown length (a stream) ends
-            # when the connection closes, keep-alive asked or not.
-            close_after_answer(self.request)
-        return super().flush(include_footers)
 
     def write(self, chunk: str | bytes | dict) -> None:  # type: ignore[override]
         if isinstance(chunk, bytes | str):

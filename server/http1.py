@@ -94,9 +94,10 @@ class Exchange(httputil.HTTPConnection):
         assert isinstance(start_line, httputil.ResponseStartLine)
         code = start_line.code
         has_body = code not in _NO_BODY_CODES and not 100 <= code < 200
-        self.chunking = (
-            self.version == "HTTP/1.1" and not self.head_only and has_body and "Content-Length" not in headers
-        )
+        unframed = not self.head_only and has_body and "Content-Length" not in headers
+        self.chunking = unframed and self.version == "HTTP/1.1"
+        if unframed and not self.chunking:
+            self.keep_alive = False  # HTTP/1.0 has no chunks: only the close ends this answer
         if self.version == "HTTP/1.1":
             if not self.keep_alive:
                 headers["Connection"] = "close"
