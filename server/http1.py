@@ -260,6 +260,10 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused_writing = False
         self._sent()
+        if self.reading is Reading.HEAD:
+            self._flow()
+            if self.buffer:  # a pipelined request held back while the client did not read
+                self.loop.call_soon(self._advance)
 
     # -- writing, for the request's Exchange ---------------------------------------------------
 
@@ -301,10 +305,7 @@ class ClientConnection(asyncio.Protocol):
         self.exchange = self.delegate = None
         self.reading = Reading.HEAD
         self._wait_for_head()
-        if self.paused_reading:
-            self.paused_reading = False
-            assert self.transport is not None
-            self.transport.resume_reading()
+        self._flow()
         if self.buffer:  # a pipelined request: read on the next turn, after this handler's own end
             self.loop.call_soon(self._advance)
 
@@ -331,14 +332,14 @@ class ClientConnection(asyncio.Protocol):
             while not self.waiting:
                 reading = self.reading
                 if reading is Reading.HEAD:
+                    if self.paused_writing:  # the client is not taking its answers: no next one yet
+                        break
                     if not self._read_head():
                         break
                 elif reading is Reading.BODY:
                     if not self._read_body():
                         break
                 else:
-                    if reading is Reading.ANSWERING and len(self.buffer) > _PIPELINED_MAX:
-                        self._pause_reading()
                     break
         except MalformedRequest as exc:
             self._malformed(str(exc))
@@ -348,6 +349,7 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.abort()
         finally:
             self.advancing = False
+        self._flow()
 
     def _read_head(self) -> bool:
         buffer = self.buffer
@@ -483,7 +485,7 @@ class ClientConnection(asyncio.Protocol):
         if future.done():
             return
         self.waiting = True
-        self._pause_reading()
+        self._flow()
         future.add_done_callback(self._waited)
 
     def _waited(self, _: Awaitable[None]) -> None:
@@ -491,17 +493,28 @@ class ClientConnection(asyncio.Protocol):
         if self.reading is Reading.CLOSED:
             return
         self._continue()
-        if self.paused_reading:
-            self.paused_reading = False
-            assert self.transport is not None
-            self.transport.resume_reading()
         self._advance()
 
-    def _pause_reading(self) -> None:
-        if not self.paused_reading and not self.closed:
-            self.paused_reading = True
+    def _flow(self) -> None:
+        """Read from the socket only while what is read can be used: not while the delegate's
+        future is pending, nor past _PIPELINED_MAX bytes read ahead of the request being
+        answered, nor while the client is not taking its answers and the next request would only
+        add to them. So a connection holds at most one head (HEAD_MAX) or _PIPELINED_MAX bytes of
+        requests, whatever a client sends."""
+        if self.reading in (Reading.CLOSED, Reading.REFUSING) or self.closed:
+            return
+        if self.reading is Reading.HEAD:  # a head known to be incomplete is read on, to HEAD_MAX
+            unsearched = len(self.buffer) > _PIPELINED_MAX and self.scanned < len(self.buffer)
+            hold = self.waiting or self.paused_writing or unsearched
+        else:
+            hold = self.waiting or len(self.buffer) > _PIPELINED_MAX
+        if hold != self.paused_reading:
+            self.paused_reading = hold
             assert self.transport is not None
-            self.transport.pause_reading()
+            if hold:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     def _call(self, method: Callable[..., Any], *args: Any) -> Any:
         """A delegate's method: an exception is logged and ends the connection, as in Tornado."""

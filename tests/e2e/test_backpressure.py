@@ -149,3 +149,23 @@ def test_streamed_upload_is_still_paced(paced: Gateway, mock: Mock) -> None:
     assert json.loads(answer)["x_mock"]["file_bytes"] == len(data)
     grown = paced.memory_kib() - before
     assert grown < MAX_GROWTH_KIB, f"RSS grew by {grown} KiB for a 30 MiB upload"
+
+
+def test_pipelined_requests_of_a_client_that_reads_no_answer_are_not_read_on(paced: Gateway) -> None:
+    """A client pipelines 4,000 requests for /metrics (several KiB of answer each, 25 MiB in
+    all) and reads nothing for a while: the gateway answers until `write_buffer` is unsent,
+    then reads no further request until the client reads, so its memory stays flat. Every
+    request is answered in the end."""
+    request = b"GET /metrics HTTP/1.1\r\nHost: gateway\r\n\r\n"
+    assert len(paced.metrics()) > 5_000
+    before = paced.memory_kib()
+    with socket.create_connection(("127.0.0.1", paced.port), timeout=60) as sock:
+        sock.sendall(request * 3_999 + b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+        time.sleep(STALL_S * 2)
+        grown = paced.memory_kib() - before
+        print(f"gateway RSS grew by {grown / 1024:.1f} MiB while 4,000 pipelined answers went unread")
+        assert grown < MAX_GROWTH_KIB
+        received = bytearray()
+        while chunk := sock.recv(1 << 20):
+            received += chunk
+    assert received.count(b"HTTP/1.1 200 OK") == 4_000 and received.endswith(b"OK")
