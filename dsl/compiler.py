@@ -330,11 +330,12 @@ class _Compiler:
             format=fmt,
             base_url=spec["url"].rstrip("/"),
             format_urls=MappingProxyType(dict(spec.get("format_urls", {}))),
-            timeout=parse_duration(spec.get("timeout", "600s")),
+            timeout=parse_duration(spec.get("timeout", "1h")),
             connect_timeout=parse_duration(spec.get("connect_timeout", "10s")),
             headers=_provider_headers(fmt, key, spec.get("headers", {})),
             key=key,
             breakers=self._provider_breakers(name, _section(spec, "breakers")),
+            idle_timeout=parse_duration(spec.get("idle_timeout", "300s")) or None,  # 0s: none
         )
 
     def _provider_breakers(self, name: str, spec: Mapping[str, Any]) -> BreakerSettings:

@@ -43,12 +43,14 @@ class Provider:
     format: str
     base_url: str
     format_urls: Mapping[str, str]
-    timeout: float
+    timeout: float  # the whole transfer, streams included
     connect_timeout: float
     # Headers sent upstream on every request, credentials included: never repr'd or logged.
     headers: tuple[tuple[str, str], ...] = field(repr=False)
     key: str | None = field(default=None, repr=False)
     breakers: BreakerSettings = BreakerSettings()  # the top-level `breakers:` under its own
+    # The longest silence of the upstream within a transfer (None: only `timeout` bounds it).
+    idle_timeout: float | None = 300.0
 
     def scrub(self, text: str) -> str:
         """`text` (an upstream's error message, say) with this provider's key taken out."""

@@ -401,9 +401,12 @@ class GatewayHandler(RequestHandler):
 
     def end_broken(self, broken: Broken) -> None:
         """The upstream failed after part of its answer reached the client: a stream ends with
-        an error event (it cannot be retried), any other answer just ends short."""
+        an error event (it cannot be retried), any other answer just ends short. A timeout
+        says which limit it met (idle or whole), in words of libcurl's or ours: no secrets."""
         if broken.exchange.streaming:
             message = f"upstream {broken.label} failed mid-stream"
+            if broken.kind == "timeout":
+                message += f": {broken.message}"
             self.write(broken.tail + stream_error_event(self.stream_format, 502, message))
         self.finish()
 

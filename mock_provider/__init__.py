@@ -62,6 +62,10 @@ and recover without renaming it or sleeping. Each POST replaces that model's scr
   omitted); ``"fail": true`` until cleared.
 * ``{"model": m, "first_byte_delay_ms": 500, "times": N}``: wait before the first byte (headers
   included) of the next N answers, streamed or not; without ``times`` until cleared.
+* ``{"model": m, "stream": "error" | "empty" | "stall", "times": N}``: the next N streamed
+  completions answer 200 and send their first event, then an error event (``error``) or nothing
+  (``empty``); ``stall`` sends every event but those that end the stream, then nothing until
+  the client goes away (an upstream that stops mid-answer without closing).
 * ``{"model": m, "refuse": true, "times": N}``: close the connection after reading the request,
   answering nothing (the closest a listening server gets to refusing one model's connections;
   clients see "empty reply" / "server disconnected", and curl may resend once on a fresh

@@ -28,7 +28,7 @@ class ScriptedHandler(MockHandler):
     """An endpoint whose answer the request's model name can delay, refuse or break."""
 
     tool_script: FaultScript | None = None  # a ``tool_calls`` script this chat request follows
-    stream_fault = ""  # a ``stream`` script's "error" or "empty": what follows the first event
+    stream_fault = ""  # a ``stream`` script's "error", "empty" or "stall" (scripting.py)
 
     async def send_fault(self, status: int) -> None:
         """A ``fault-<status>`` answer. 401 quotes the key it was sent, as a careless provider
@@ -183,7 +183,7 @@ class ScriptedHandler(MockHandler):
         self.set_header("Cache-Control", "no-cache")
         if fault in ("cut", "streamerror"):
             events = events[:2]
-        elif fault == "cutend":
+        elif fault == "cutend" or self.stream_fault == "stall":
             ends = [i for i, event in enumerate(events) if any(mark in event for mark in _ENDINGS)]
             events = events[: ends[0] if ends else len(events)]
         elif self.stream_fault:
@@ -201,6 +201,8 @@ class ScriptedHandler(MockHandler):
                 return
         if fault in ("cut", "cutend"):
             await self.cut()
+        elif self.stream_fault == "stall":
+            await self.hang()
         elif fault == "streamerror" or self.stream_fault == "error":
             self.write(self.stream_error_event())
 

@@ -17,7 +17,9 @@ SEEN_LIMIT = 10_000  # distinct model names counted (the names are the client's 
 SCRIPT_LIMIT = 1_000  # models with a script at once
 MAX_DELAY_MS = 600_000
 _KINDS = ("fail", "first_byte_delay_ms", "refuse", "stream", "tool_calls", "recover")
-STREAM_FAULTS = ("error", "empty")  # what a scripted stream sends after its first event
+# What a scripted stream does: after its first event, an error event or nothing ("error",
+# "empty"); or its content without the events that end it, then silence ("stall").
+STREAM_FAULTS = ("error", "empty", "stall")
 # What a tool_calls script does when the last message is a tool result: quote it, call again, or
 # fail (503: a model that breaks on the round after its tools ran).
 AFTER_RESULT = ("quote", "call", "fail")
@@ -35,7 +37,7 @@ class FaultScript:
     status: int = 503
     retry_after: str | None = None
     delay_ms: float = 0.0
-    stream: str = ""  # "error" or "empty"
+    stream: str = ""  # "error", "empty" or "stall"
     calls: tuple[tuple[str, str], ...] = ()  # tool_calls: (name, arguments JSON)
     after_result: str = "quote"  # tool_calls: "quote" the tool result, "call" again, or "fail"
     say: str = ""  # tool_calls: the text the calling answer opens with
@@ -65,8 +67,9 @@ def parse_script(spec: Any) -> tuple[str, FaultScript | None] | str:
 
     ``{"model", "fail": N | true, "status": 400..599 (503), "retry_after": "<secs or HTTP date>"}``,
     ``{"model", "first_byte_delay_ms": ms, "times": N}``, ``{"model", "refuse": true, "times": N}``
-    ``{"model", "stream": "error" | "empty", "times": N}`` (a streamed completion answers 200,
-    sends its first event, then an error event or nothing),
+    ``{"model", "stream": "error" | "empty" | "stall", "times": N}`` (a streamed completion
+    answers 200, sends its first event, then an error event or nothing; or, "stall", every
+    event but those that end it, then nothing until the client goes away),
     ``{"model", "tool_calls": [{"name", "arguments": {...}}, ...], "after_result": "quote" | "call" |
     "fail", "say": "<text the calling answer opens with>", "times": N}`` (a chat answer calls
     these tools; see ``plan.scripted_plan``) or

@@ -207,6 +207,7 @@ class Broken:
     label: str
     message: str
     tail: bytes = b""
+    kind: str = "transfer"  # as upstream/failure.py `error_kind` names it: timeout, transfer, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +275,7 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
         if sink.committed:
             metrics.UPSTREAM_ERRORS.labels(provider=provider.name, kind=kind).inc()
             log.warning("upstream %s failed mid-stream: %s", request.label, ended.message)
-            return Broken(exchange, request.label, ended.message, reading.cut())
+            return Broken(exchange, request.label, ended.message, reading.cut(), kind)
         return Failure(provider.name, request.label, 0, kind, ended.message)
     if not relaying:
         return Kept(exchange, b"".join(kept))

@@ -5,12 +5,20 @@ disturbs transfers in flight and upstream connections stay pooled across reloads
 A request beyond the limit waits its turn, in order, and may be cancelled while it
 waits (server.upstream_connections sets the limit; the idle connections kept for
 reuse are bounded by it too).
+
+A request with an idle timeout is watched by one timer per transfer: due when the upstream
+would have been silent that long, it looks at when the transfer last moved (each libcurl
+callback notes it) and waits again for the rest, so chunks never touch a timer. Time the
+gateway holds the transfer paused (a slow client) is not silence. A silent transfer is
+ended as a timeout, as libcurl ends one past its whole-transfer limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
+from time import monotonic
 from typing import Protocol
 
 import pycurl
@@ -87,6 +95,27 @@ class UpstreamClient:
             return
         exchange.handle = handle
         self._driver.add(handle)
+        if handle.idle is not None:
+            handle.heard = monotonic()
+            handle.quiet = asyncio.get_running_loop().call_later(handle.idle, self._silent, handle)
+
+    def _silent(self, handle: Handle) -> None:
+        """The idle timer is due: end the transfer if the upstream has been silent that long,
+        else wait for the rest of its idle time (a transfer paused by the gateway is not silent)."""
+        handle.quiet = None
+        idle = handle.idle
+        if handle.transfer is None or idle is None:
+            return
+        now = monotonic()
+        if handle.held_back:
+            handle.heard = now
+        left = handle.heard + idle - now
+        if left > 0:
+            handle.quiet = asyncio.get_running_loop().call_later(left, self._silent, handle)
+            return
+        self._driver.remove(handle)
+        self._finished(handle, pycurl.E_OPERATION_TIMEDOUT,
+                       f"the upstream sent nothing for {idle:g}s (idle_timeout)")
 
     def _finished(self, handle: Handle, error: int, message: str) -> None:
         exchange = handle.transfer

@@ -8,11 +8,16 @@ held (its body, its transfer), so nothing of one request reaches the next.
 
 An exception raised in a callback is logged and fails that transfer with a message
 of ours: left to pycurl, it would print a traceback and abort with a confusing error.
+
+Every callback notes the time (`heard`): the client's idle watch (upstream/client.py)
+reads it from one timer per transfer, so a chunk costs a clock read, never a timer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from time import monotonic
 from typing import Protocol
 
 import pycurl
@@ -60,7 +65,7 @@ class Transfer(Protocol):
 class Handle(pycurl.Curl):
     """One pooled easy handle; `transfer` is the request it serves now (None: idle)."""
 
-    __slots__ = ("transfer", "pipe", "posted", "lines")
+    __slots__ = ("transfer", "pipe", "posted", "lines", "idle", "heard", "quiet")
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,6 +73,9 @@ class Handle(pycurl.Curl):
         self.lines: list[bytes] = []  # of the head being read
         self.pipe: BodyPipe | None = None
         self.posted = False
+        self.idle: float | None = None  # the request's idle timeout
+        self.heard = 0.0  # monotonic time of the transfer's last bytes, either way
+        self.quiet: asyncio.TimerHandle | None = None  # the idle watch's timer, while it runs
         for option, value in CONSTANT_OPTIONS:
             self.setopt(option, value)
         self.setopt(pycurl.HEADERFUNCTION, self._header)
@@ -99,11 +107,15 @@ class Handle(pycurl.Curl):
             plain = method == "PUT"
         self.setopt(pycurl.CUSTOMREQUEST, None if plain else method)
         self.transfer = transfer
+        self.idle = request.idle_timeout
 
     def clean(self) -> None:
         """The transfer is over: let go of what it held, so the handle is ready for any request."""
         self.transfer = None
         self.lines = []
+        if self.quiet is not None:
+            self.quiet.cancel()
+            self.quiet = None
         if self.pipe is not None:
             self.pipe.detach()
             self.pipe = None
@@ -116,6 +128,7 @@ class Handle(pycurl.Curl):
     def _header(self, line: bytes) -> int | None:
         """Collect a head's lines; the blank line that ends it hands them over whole (one call
         per head rather than a parse per line)."""
+        self.heard = monotonic()
         if line != b"\r\n" and line != b"\n":
             self.lines.append(line)
             return None
@@ -130,6 +143,7 @@ class Handle(pycurl.Curl):
         return None
 
     def _write(self, data: bytes) -> int | None:
+        self.heard = monotonic()
         transfer = self.transfer
         if transfer is None:
             return None
@@ -139,6 +153,7 @@ class Handle(pycurl.Curl):
             return self._failed(transfer, "relaying the answer")
 
     def _read(self, size: int) -> bytes | int:
+        self.heard = monotonic()
         pipe, transfer = self.pipe, self.transfer
         if pipe is None or transfer is None:
             return b""
@@ -147,6 +162,13 @@ class Handle(pycurl.Curl):
         except Exception:
             self._failed(transfer, "sending the request body")
             return pycurl.READFUNC_ABORT
+
+    @property
+    def held_back(self) -> bool:
+        """Whether the gateway itself paused the transfer: the answer waits for a slow client
+        reader, or the request body for the client's next chunk. Not the upstream's silence."""
+        transfer, pipe = self.transfer, self.pipe
+        return (transfer is not None and transfer.receiving_paused) or (pipe is not None and pipe.paused)
 
     @staticmethod
     def _failed(transfer: Transfer, doing: str) -> int:

@@ -27,6 +27,7 @@ class Request:
     body: bytes | BodyPipe | None
     timeout_ms: int
     connect_timeout_ms: int
+    idle_timeout: float | None = None  # seconds of upstream silence that fail the transfer
 
 
 def provider_request(
@@ -38,7 +39,8 @@ def provider_request(
     timeout: float | None = None,
 ) -> Request:
     """A request to `provider`: the client's `headers` merged with the provider's (see the module
-    docstring), its timeouts (`timeout` instead of the provider's, when given)."""
+    docstring), its timeouts (`timeout` instead of the provider's, when given; an idle timeout
+    no shorter than the whole is left to the whole)."""
     own = provider.headers
     replaced = {name.lower() for name, _ in own}
     lines: list[bytes] = []
@@ -63,7 +65,10 @@ def provider_request(
         lines.append(b"Transfer-Encoding: chunked")
     total = provider.timeout if timeout is None else timeout
     connect = min(total, provider.connect_timeout)
-    return Request(url, method, lines, body, _ms(total), _ms(connect))
+    idle = provider.idle_timeout
+    if idle is not None and idle >= total:
+        idle = None  # the whole limit comes first
+    return Request(url, method, lines, body, _ms(total), _ms(connect), idle)
 
 
 def header_line(name: str, value: str) -> bytes:
