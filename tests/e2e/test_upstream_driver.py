@@ -13,9 +13,11 @@ import json
 import time
 import weakref
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pycurl
 import pytest
 
 from mock_provider import speech_bytes
@@ -134,6 +136,28 @@ def test_a_request_beyond_the_limit_waits_its_turn_and_can_be_cancelled_while_wa
         assert len(entries(mock, "/v1/chat/completions")) == 2
 
     run(test, limit=1)
+
+
+def test_the_idle_watch_ends_a_silent_transfer_but_not_one_waiting_for_the_clients_body(mock: Mock) -> None:
+    """A request's idle timeout ends a transfer whose upstream sends nothing, as a timeout; while
+    the upload waits for the client's next chunk, the upstream's silence is the gateway's doing."""
+
+    async def test(client: UpstreamClient) -> None:
+        silent, _ = exchange(client)
+        ended = await silent.send(replace(chat(mock, "gpt-4o-mini-fault-hang"), idle_timeout=0.2))
+        assert ended == Ended(0, pycurl.E_OPERATION_TIMEDOUT, "the upstream sent nothing for 0.2s (idle_timeout)")
+        pipe = BodyPipe(None)
+        uploading, _ = exchange(client)
+        sending = asyncio.ensure_future(uploading.send(replace(request(mock, "PUT", "/nowhere", pipe),
+                                                               idle_timeout=0.2)))
+        pipe.write(b"slow ")
+        await asyncio.sleep(0.6)  # the client takes three idle timeouts to send the rest
+        pipe.write(b"upload")
+        pipe.end()
+        assert (await sending) == Ended(404)
+        assert entries(mock, "/nowhere")[-1]["body"] == "slow upload"
+
+    run(test)
 
 
 def test_a_reused_handle_carries_nothing_of_the_previous_request_over(mock: Mock) -> None:

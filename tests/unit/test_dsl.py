@@ -273,6 +273,27 @@ def test_provider_breakers_override_the_top_level_key_by_key(tmp_path: Path) -> 
     assert table.providers["exempt"].breakers == replace(table.breakers, enabled=False)
 
 
+def test_provider_timeouts_compile_with_an_idle_timeout_apart_from_the_whole(tmp_path: Path) -> None:
+    """`timeout` bounds the whole transfer (1h by default), `idle_timeout` the upstream's silence
+    (300s; 0s: none); an idle timeout no shorter than the whole is left to the whole."""
+    from upstream.request import provider_request
+
+    text = GOOD.replace(
+        "    api_key: \"sk-$${literal}\"\n",
+        "    api_key: \"sk-$${literal}\"\n"
+        "  quick: {url: 'http://127.0.0.1:2/v1', idle_timeout: 250ms, timeout: 2m}\n"
+        "  patient: {url: 'http://127.0.0.1:3/v1', idle_timeout: 0s}\n"
+        "  brief: {url: 'http://127.0.0.1:4/v1', timeout: 30s}\n",
+    )
+    providers = compile_file(str(write(tmp_path, text)), {}, handlers=HANDLERS.rules).providers
+    timeouts = {name: (p.timeout, p.idle_timeout) for name, p in providers.items()}
+    assert timeouts == {"mock": (3600.0, 300.0), "quick": (120.0, 0.25), "patient": (3600.0, None),
+                        "brief": (30.0, 300.0)}
+    requests = {name: provider_request(p, "http://x/", "GET", None, ()) for name, p in providers.items()}
+    assert {name: (r.timeout_ms, r.idle_timeout) for name, r in requests.items()} == {
+        "mock": (3_600_000, 300.0), "quick": (120_000, 0.25), "patient": (3_600_000, None), "brief": (30_000, None)}
+
+
 def test_provider_breakers_under_disabled_top_level_breakers_are_warned_about(tmp_path: Path) -> None:
     text = GOOD.replace("agents:\n", "breakers: {enabled: false}\nagents:\n").replace(
         "    api_key: \"sk-$${literal}\"\n",
