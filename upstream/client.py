@@ -6,19 +6,14 @@ A request beyond the limit waits its turn, in order, and may be cancelled while 
 waits (server.upstream_connections sets the limit; the idle connections kept for
 reuse are bounded by it too).
 
-A request with an idle timeout is watched by one timer per transfer: due when the upstream
-would have been silent that long, it looks at when the transfer last moved (each libcurl
-callback notes it) and waits again for the rest, so chunks never touch a timer. Time the
-gateway holds the transfer paused (a slow client) is not silence. A silent transfer is
-ended as a timeout, as libcurl ends one past its whole-transfer limit.
+A transfer whose request has an idle timeout is watched (upstream/idle.py); one silent
+that long is ended as a timeout, as libcurl ends one past its whole-transfer limit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
-from time import monotonic
 from typing import Protocol
 
 import pycurl
@@ -27,6 +22,7 @@ from ops import metrics
 from upstream.driver import Driver
 from upstream.ended import CANCELLED
 from upstream.handle import Handle, Transfer
+from upstream.idle import IdleWatch
 from upstream.request import Request
 
 log = logging.getLogger("gateway.upstream")
@@ -47,6 +43,7 @@ class UpstreamClient:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._driver = Driver(self._finished, limit)
+        self._idle_watch = IdleWatch(self._silent)
         self._idle: list[Handle] = []
         self._handles = 0  # made so far, idle or busy
         self._waiting: collections.deque[Exchanging] = collections.deque()
@@ -80,6 +77,7 @@ class UpstreamClient:
             exchange.ended(CANCELLED, "cancelled while waiting for a connection")
 
     def close(self) -> None:
+        self._idle_watch.close()
         self._driver.close()
         for handle in self._idle:
             handle.close()
@@ -95,30 +93,18 @@ class UpstreamClient:
             return
         exchange.handle = handle
         self._driver.add(handle)
-        if handle.idle is not None:
-            handle.heard = monotonic()
-            handle.quiet = asyncio.get_running_loop().call_later(handle.idle, self._silent, handle)
+        idle = exchange.request.idle_timeout
+        if idle is not None:
+            self._idle_watch.watch(handle, idle)
 
-    def _silent(self, handle: Handle) -> None:
-        """The idle timer is due: end the transfer if the upstream has been silent that long,
-        else wait for the rest of its idle time (a transfer paused by the gateway is not silent)."""
-        handle.quiet = None
-        idle = handle.idle
-        if handle.transfer is None or idle is None:
-            return
-        now = monotonic()
-        if handle.held_back:
-            handle.heard = now
-        left = handle.heard + idle - now
-        if left > 0:
-            handle.quiet = asyncio.get_running_loop().call_later(left, self._silent, handle)
-            return
+    def _silent(self, handle: Handle, message: str) -> None:
+        """The idle watch found the transfer silent too long: it ends as a timeout."""
         self._driver.remove(handle)
-        self._finished(handle, pycurl.E_OPERATION_TIMEDOUT,
-                       f"the upstream sent nothing for {idle:g}s (idle_timeout)")
+        self._finished(handle, pycurl.E_OPERATION_TIMEDOUT, message)
 
     def _finished(self, handle: Handle, error: int, message: str) -> None:
         exchange = handle.transfer
+        self._idle_watch.forget(handle)
         handle.clean()
         self._idle.append(handle)
         if exchange is not None:

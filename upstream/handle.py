@@ -9,13 +9,12 @@ held (its body, its transfer), so nothing of one request reaches the next.
 An exception raised in a callback is logged and fails that transfer with a message
 of ours: left to pycurl, it would print a traceback and abort with a confusing error.
 
-Every callback notes the time (`heard`): the client's idle watch (upstream/client.py)
-reads it from one timer per transfer, so a chunk costs a clock read, never a timer.
+Every callback notes the time (`heard`) for the idle watch (upstream/idle.py), which
+reads it from one timer for all transfers: a chunk costs a clock read, never a timer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from time import monotonic
 from typing import Protocol
@@ -65,7 +64,7 @@ class Transfer(Protocol):
 class Handle(pycurl.Curl):
     """One pooled easy handle; `transfer` is the request it serves now (None: idle)."""
 
-    __slots__ = ("transfer", "pipe", "posted", "lines", "idle", "heard", "quiet")
+    __slots__ = ("transfer", "pipe", "posted", "lines", "heard")
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,9 +72,7 @@ class Handle(pycurl.Curl):
         self.lines: list[bytes] = []  # of the head being read
         self.pipe: BodyPipe | None = None
         self.posted = False
-        self.idle: float | None = None  # the request's idle timeout
         self.heard = 0.0  # monotonic time of the transfer's last bytes, either way
-        self.quiet: asyncio.TimerHandle | None = None  # the idle watch's timer, while it runs
         for option, value in CONSTANT_OPTIONS:
             self.setopt(option, value)
         self.setopt(pycurl.HEADERFUNCTION, self._header)
@@ -107,15 +104,11 @@ class Handle(pycurl.Curl):
             plain = method == "PUT"
         self.setopt(pycurl.CUSTOMREQUEST, None if plain else method)
         self.transfer = transfer
-        self.idle = request.idle_timeout
 
     def clean(self) -> None:
         """The transfer is over: let go of what it held, so the handle is ready for any request."""
         self.transfer = None
         self.lines = []
-        if self.quiet is not None:
-            self.quiet.cancel()
-            self.quiet = None
         if self.pipe is not None:
             self.pipe.detach()
             self.pipe = None
