@@ -8,15 +8,11 @@ held (its body, its transfer), so nothing of one request reaches the next.
 
 An exception raised in a callback is logged and fails that transfer with a message
 of ours: left to pycurl, it would print a traceback and abort with a confusing error.
-
-Every callback notes the time (`heard`) for the idle watch (upstream/idle.py), which
-reads it from one timer for all transfers: a chunk costs a clock read, never a timer.
 """
 
 from __future__ import annotations
 
 import logging
-from time import monotonic
 from typing import Protocol
 
 import pycurl
@@ -64,7 +60,7 @@ class Transfer(Protocol):
 class Handle(pycurl.Curl):
     """One pooled easy handle; `transfer` is the request it serves now (None: idle)."""
 
-    __slots__ = ("transfer", "pipe", "posted", "lines", "heard")
+    __slots__ = ("transfer", "pipe", "posted", "lines")
 
     def __init__(self) -> None:
         super().__init__()
@@ -72,7 +68,6 @@ class Handle(pycurl.Curl):
         self.lines: list[bytes] = []  # of the head being read
         self.pipe: BodyPipe | None = None
         self.posted = False
-        self.heard = 0.0  # monotonic time of the transfer's last bytes, either way
         for option, value in CONSTANT_OPTIONS:
             self.setopt(option, value)
         self.setopt(pycurl.HEADERFUNCTION, self._header)
@@ -121,7 +116,6 @@ class Handle(pycurl.Curl):
     def _header(self, line: bytes) -> int | None:
         """Collect a head's lines; the blank line that ends it hands them over whole (one call
         per head rather than a parse per line)."""
-        self.heard = monotonic()
         if line != b"\r\n" and line != b"\n":
             self.lines.append(line)
             return None
@@ -136,7 +130,6 @@ class Handle(pycurl.Curl):
         return None
 
     def _write(self, data: bytes) -> int | None:
-        self.heard = monotonic()
         transfer = self.transfer
         if transfer is None:
             return None
@@ -146,7 +139,6 @@ class Handle(pycurl.Curl):
             return self._failed(transfer, "relaying the answer")
 
     def _read(self, size: int) -> bytes | int:
-        self.heard = monotonic()
         pipe, transfer = self.pipe, self.transfer
         if pipe is None or transfer is None:
             return b""
@@ -159,7 +151,8 @@ class Handle(pycurl.Curl):
     @property
     def held_back(self) -> bool:
         """Whether the gateway itself paused the transfer: the answer waits for a slow client
-        reader, or the request body for the client's next chunk. Not the upstream's silence."""
+        reader, or the request body for the client's next chunk. Not the upstream's silence
+        (upstream/idle.py)."""
         transfer, pipe = self.transfer, self.pipe
         return (transfer is not None and transfer.receiving_paused) or (pipe is not None and pipe.paused)
 

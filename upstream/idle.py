@@ -1,10 +1,11 @@
 """The idle watch: a transfer whose upstream has been silent for its idle timeout is ended.
 
-One timer for every transfer watched, not one per transfer nor per chunk: each libcurl
-callback notes the time on its handle (`Handle.heard`, upstream/handle.py), and a sweep,
-every quarter of the shortest idle timeout watched, ends the transfers silent for their
-whole idle timeout. So a silent transfer ends between its idle timeout and a quarter more,
-and a request costs a set insertion and removal, a chunk a clock read.
+One timer for every transfer watched, and nothing per chunk: a sweep, every eighth of the
+shortest idle timeout watched, reads how many bytes each transfer has moved so far
+(libcurl counts them: head, body, upload) and notes the sweep's time when the count
+changed. A transfer whose count has not changed for its idle timeout is ended. So it ends
+between its idle timeout and a quarter more (never early), and a request costs an insertion
+and a removal here.
 
 Time the gateway holds a transfer paused (a slow client reader; a streamed request body
 waiting for the client's next chunk) is not the upstream's silence: it restarts the count.
@@ -17,9 +18,20 @@ import math
 from collections.abc import Callable
 from time import monotonic
 
+import pycurl
+
 from upstream.handle import Handle
 
-SWEEPS = 4  # per shortest idle timeout watched: how late past its timeout a silent transfer ends
+SWEEPS = 8  # per shortest idle timeout watched: how late past its timeout a silent transfer may end
+
+
+class _Watched:
+    __slots__ = ("idle", "moved", "at")
+
+    def __init__(self, idle: float, at: float) -> None:
+        self.idle = idle
+        self.moved = 0  # bytes the transfer had moved at the last sweep
+        self.at = at  # monotonic time when that count was first seen
 
 
 class IdleWatch:
@@ -27,14 +39,13 @@ class IdleWatch:
 
     def __init__(self, expire: Callable[[Handle, str], None]) -> None:
         self._expire = expire
-        self._handles: dict[Handle, float] = {}  # the transfers watched, with their idle timeouts
+        self._watched: dict[Handle, _Watched] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._every = math.inf  # seconds between sweeps while any transfer is watched
 
     def watch(self, handle: Handle, idle: float) -> None:
         """Watch a transfer that has just started, with `idle` seconds of silence allowed."""
-        handle.heard = monotonic()
-        self._handles[handle] = idle
+        self._watched[handle] = _Watched(idle, monotonic())
         every = idle / SWEEPS
         if every < self._every:  # the first transfer, or a shorter timeout: sweep sooner
             self._every = every
@@ -44,13 +55,13 @@ class IdleWatch:
 
     def forget(self, handle: Handle) -> None:
         """The transfer is over (no-op for one never watched)."""
-        self._handles.pop(handle, None)
+        self._watched.pop(handle, None)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._handles.clear()
+        self._watched.clear()
         self._every = math.inf
 
     def _sweep(self) -> None:
@@ -58,15 +69,22 @@ class IdleWatch:
         now = monotonic()
         silent: list[tuple[Handle, float]] = []
         shortest = math.inf
-        for handle, idle in self._handles.items():
-            if handle.held_back:
-                handle.heard = now
-            elif now - handle.heard >= idle:
-                silent.append((handle, idle))
+        for handle, watched in self._watched.items():
+            moved = _moved(handle)
+            if moved != watched.moved or handle.held_back:
+                watched.moved, watched.at = moved, now
+            elif now - watched.at >= watched.idle:
+                silent.append((handle, watched.idle))
                 continue
-            shortest = min(shortest, idle)
+            shortest = min(shortest, watched.idle)
         self._every = shortest / SWEEPS
         if shortest < math.inf:
             self._timer = asyncio.get_running_loop().call_later(self._every, self._sweep)
         for handle, idle in silent:  # each is forgotten as it is ended
             self._expire(handle, f"the upstream sent nothing for {idle:g}s (idle_timeout)")
+
+
+def _moved(handle: Handle) -> int:
+    """Bytes the transfer has received (head and body) and sent, as libcurl counts them."""
+    return (handle.getinfo(pycurl.HEADER_SIZE) + handle.getinfo(pycurl.SIZE_DOWNLOAD_T)
+            + handle.getinfo(pycurl.SIZE_UPLOAD_T))
