@@ -44,7 +44,7 @@ ROUTES = """version: 1
 secrets: secrets.yaml
 providers:
   mock: {url: %(mock)s/v1}
-  canned: {url: %(canned)s/v1, timeout: 7200s}  # a 1 GiB answer at 1 MiB/s outlasts the 600 s default
+  canned: {url: %(canned)s/v1, timeout: 7200s}  # a 1 GiB answer at 1 MiB/s, with room
 routes:
   - {match: POST /v1/chat/completions, handler: chat}
   - {match: POST /v1/audio/speech, handler: forward, providers: [canned]}

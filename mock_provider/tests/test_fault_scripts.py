@@ -172,6 +172,23 @@ def test_client_leaving_during_first_byte_delay_is_recorded(mock: Mock) -> None:
     assert entry["disconnected"] and entry["script"] == {"first_byte_delay_ms": 3000.0}
 
 
+def test_stalled_stream_sends_its_content_then_nothing_until_the_client_leaves(mock: Mock) -> None:
+    """What an idle-timeout test needs: a stream that stops mid-answer with its connection open."""
+    mock.script_fault("gpt-stall", stream="stall", times=1)
+    text = []
+    with pytest.raises(openai.APITimeoutError):
+        for chunk in mock.openai(timeout=0.5).chat.completions.create(model="gpt-stall", messages=MSGS,
+                                                                      stream=True):
+            text.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+    assert "".join(text).startswith("Hello from mock gpt-stall")
+    for _ in range(100):
+        entry = last_entry(mock)
+        if entry["disconnected"]:
+            break
+        time.sleep(0.02)
+    assert entry["disconnected"] and entry["script"] == {"stream": "stall"}
+
+
 OPENAI_TOOLS = [{"type": "function", "function": {"name": "files__echo", "parameters": {"type": "object"}}}]
 ANTHROPIC_TOOLS = [{"name": "files__echo", "input_schema": {"type": "object"}}]
 CALLS = [{"name": "files__echo", "arguments": {"text": "hi"}}, {"name": "files__count"}]
