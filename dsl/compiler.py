@@ -335,7 +335,7 @@ class _Compiler:
             headers=_provider_headers(fmt, key, spec.get("headers", {})),
             key=key,
             breakers=self._provider_breakers(name, _section(spec, "breakers")),
-            idle_timeout=parse_duration(spec.get("idle_timeout", "300s")) or None,  # 0s: none
+            idle_timeout=parse_duration(spec.get("idle_timeout", "600s")) or None,  # 0s: none
         )
 
     def _provider_breakers(self, name: str, spec: Mapping[str, Any]) -> BreakerSettings:

@@ -50,7 +50,7 @@ class Provider:
     key: str | None = field(default=None, repr=False)
     breakers: BreakerSettings = BreakerSettings()  # the top-level `breakers:` under its own
     # The longest silence of the upstream within a transfer (None: only `timeout` bounds it).
-    idle_timeout: float | None = 300.0
+    idle_timeout: float | None = 600.0
 
     def scrub(self, text: str) -> str:
         """`text` (an upstream's error message, say) with this provider's key taken out."""

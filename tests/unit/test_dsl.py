@@ -275,7 +275,7 @@ def test_provider_breakers_override_the_top_level_key_by_key(tmp_path: Path) -> 
 
 def test_provider_timeouts_compile_with_an_idle_timeout_apart_from_the_whole(tmp_path: Path) -> None:
     """`timeout` bounds the whole transfer (1h by default), `idle_timeout` the upstream's silence
-    (300s; 0s: none); an idle timeout no shorter than the whole is left to the whole."""
+    (600s; 0s: none); an idle timeout no shorter than the whole is left to the whole."""
     from upstream.request import provider_request
 
     text = GOOD.replace(
@@ -287,11 +287,11 @@ def test_provider_timeouts_compile_with_an_idle_timeout_apart_from_the_whole(tmp
     )
     providers = compile_file(str(write(tmp_path, text)), {}, handlers=HANDLERS.rules).providers
     timeouts = {name: (p.timeout, p.idle_timeout) for name, p in providers.items()}
-    assert timeouts == {"mock": (3600.0, 300.0), "quick": (120.0, 0.25), "patient": (3600.0, None),
-                        "brief": (30.0, 300.0)}
+    assert timeouts == {"mock": (3600.0, 600.0), "quick": (120.0, 0.25), "patient": (3600.0, None),
+                        "brief": (30.0, 600.0)}
     requests = {name: provider_request(p, "http://x/", "GET", None, ()) for name, p in providers.items()}
     assert {name: (r.timeout_ms, r.idle_timeout) for name, r in requests.items()} == {
-        "mock": (3_600_000, 300.0), "quick": (120_000, 0.25), "patient": (3_600_000, None), "brief": (30_000, None)}
+        "mock": (3_600_000, 600.0), "quick": (120_000, 0.25), "patient": (3_600_000, None), "brief": (30_000, None)}
 
 
 def test_provider_breakers_under_disabled_top_level_breakers_are_warned_about(tmp_path: Path) -> None:
