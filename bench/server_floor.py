@@ -8,14 +8,17 @@ concurrency 32, bench/wrk/chat.lua):
 
 - `tornado`: a Tornado Application and RequestHandler behind Tornado's HTTPServer
   (HTTP1Connection, IOStream), as the gateway served until server/http1.py replaced it;
+- `http1`: the same Application and RequestHandler behind the gateway's own HTTP/1.1
+  server (server/http1.py: its Listener, connections and head reader; no Guard);
 - `lean`: the same Application and RequestHandler, driven by a minimal asyncio Protocol
   that parses the request itself and implements Tornado's HTTPConnection by writing to
   the transport (keep-alive and Content-Length bodies only: a measurement, not a server);
 - `raw`: an asyncio Protocol that answers with prepared bytes (the loop's own floor).
 
-Printed per round: rps and CPU µs per request of the server process. The difference
-between `tornado` and `lean` is what a lean HTTP/1.1 connection for the hot routes would
-save per request; `lean` minus `raw` is what Tornado's RequestHandler costs.
+Printed per round: rps and CPU µs per request of the server process. `tornado` minus
+`http1` is what the gateway's own server saves per request; `lean` is about as little as
+a connection driving a RequestHandler can cost, and `lean` minus `raw` is what Tornado's
+RequestHandler costs.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bench.processes import ROOT, free_port
 
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "chat.lua"
 ANSWER = (ROOT / "bench" / "fixtures" / "openai-chat.json").read_bytes()
-KINDS = ("tornado", "lean", "raw")
+KINDS = ("tornado", "http1", "lean", "raw")
 
 
 def _tornado_app() -> Any:
@@ -53,9 +57,28 @@ async def _serve(kind: str, port: int) -> None:
         from tornado.httpserver import HTTPServer
 
         HTTPServer(_tornado_app()).listen(port, "127.0.0.1")
+    elif kind == "http1":
+        from server.http1 import Listener
+
+        listener = Listener(_FloorRouter(), max_connections=10_000, idle_timeout=60.0)  # type: ignore[arg-type]
+        await listener.listen(port, "127.0.0.1")
     else:
         await loop.create_server(lambda: _Requests(kind), "127.0.0.1", port)
     await asyncio.Event().wait()
+
+
+class _FloorRouter:
+    """What server/http1.py asks of the gateway's router, for the canned Application alone."""
+
+    def __init__(self) -> None:
+        self.app = _tornado_app()
+        self.table = SimpleNamespace(server=SimpleNamespace(write_buffer=1 << 20))
+
+    def find_handler(self, request: Any) -> Any:
+        return self.app.find_handler(request)
+
+    def ingress_for_head(self, head: bytes) -> str:
+        return "openai"
 
 
 class _Requests(asyncio.Protocol):
