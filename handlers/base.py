@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, cast
 
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, format_timestamp
-from tornado.web import RequestHandler
+from tornado.web import Application, RequestHandler
 
 from access.keys import Principal
 from converters.upstream_errors import UpstreamError
@@ -157,6 +157,24 @@ class GatewayHandler(RequestHandler):
     def for_route(cls, route: Route) -> type[GatewayHandler]:
         """The class that serves `route`: this one, unless a route option asks for a variant."""
         return cls
+
+    def __init__(self, application: Application, request: HTTPServerRequest, **kwargs: Any) -> None:
+        """Tornado's, without the template namespace (`ui`) it builds for every request: no
+        gateway answer is rendered from a template."""
+        self.application = application
+        self.request = request
+        self._headers_written = False
+        self._finished = False
+        self._auto_finish = True
+        self._prepared_future = None
+        self.clear()
+        request.connection.set_close_callback(self.on_connection_close)  # type: ignore[union-attr]
+        self.initialize(**kwargs)
+
+    def compute_etag(self) -> str | None:
+        """No ETag (Tornado hashes every GET answer for one): API answers are fresh each time,
+        and neither OpenAI nor Anthropic answers with a 304."""
+        return None
 
     def initialize(  # type: ignore[override]
         self, route: Route, table: Table, runtime: Runtime, principal: Principal | None = None

@@ -48,10 +48,6 @@ class DebugHandler(GatewayHandler):
         if self.cancel is not None:
             self.cancel.set()
 
-    def compute_etag(self) -> str | None:
-        """No ETag: every answer is a fresh measurement, never a 304."""
-        return None
-
     def _not_found(self) -> None:
         """Word for word what an unmatched path answers."""
         self.fail(404, f"no route for {self.request.method} {self.request.path}", "not_found")
