@@ -362,7 +362,8 @@ class ClientConnection(asyncio.Protocol):
             if len(buffer) > HEAD_MAX:
                 self._too_large()
             return False
-        head = bytes(buffer[: found.start()]).decode("latin-1")
+        head_size = found.start()
+        head = bytes(buffer[:head_size]).decode("latin-1")
         del buffer[: found.end()]
         self.scanned = 0
         self._cancel_head_wait()
@@ -372,10 +373,12 @@ class ClientConnection(asyncio.Protocol):
             headers = read_fields(fields + "\r\n" if fields else "")  # a stray CR before it stays stray
         except httputil.HTTPInputError as exc:
             raise MalformedRequest(str(exc)) from None
-        self._begin(start_line, headers)
+        self._begin(start_line, headers, head_size)
         return True
 
-    def _begin(self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> None:
+    def _begin(
+        self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders, head_size: int
+    ) -> None:
         if "Transfer-Encoding" in headers:
             if "Content-Length" in headers:
                 raise MalformedRequest("both Transfer-Encoding and Content-Length")
@@ -388,7 +391,7 @@ class ClientConnection(asyncio.Protocol):
             self.body_left = 0
         exchange = Exchange(self, start_line, headers, _keep_alive(start_line, headers))
         try:
-            request = GatewayRequest(start_line, headers, exchange, self)
+            request = GatewayRequest(start_line, headers, exchange, self, head_size)
         except httputil.HTTPInputError as exc:
             raise MalformedRequest(str(exc)) from None
         self.exchange = exchange

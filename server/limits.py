@@ -20,6 +20,7 @@ from handlers.base import access_entry, close_after_answer, request_id
 from handlers.errors import error_body
 from ops import metrics
 from runtime.process import Runtime
+from server.request_head import GatewayRequest
 
 
 class Guard(httputil.HTTPMessageDelegate):
@@ -28,7 +29,7 @@ class Guard(httputil.HTTPMessageDelegate):
     def __init__(
         self,
         inner: Any,  # tornado.web's _HandlerDelegate
-        request: httputil.HTTPServerRequest,
+        request: GatewayRequest,
         route: Route,
         table: Table,
         runtime: Runtime,
@@ -59,7 +60,7 @@ class Guard(httputil.HTTPMessageDelegate):
         line = len(start_line.method) + len(start_line.path) + len(start_line.version) + 4
         if line > limit:
             return self.refuse(414, f"request line exceeds {limit} bytes", "uri_too_long")
-        if line + sum(len(k) + len(v) + 4 for k, v in headers.get_all()) > limit:
+        if self.request.head_size > limit:
             return self.refuse(431, f"request line and headers exceed {limit} bytes", "headers_too_large")
         if self.route.auth:
             verdict = authorize(self.table.keys, self.route, start_line.method, self.request.path, headers)

@@ -65,12 +65,14 @@ def header_case(name: str) -> str:
 
 class GatewayRequest(httputil.HTTPServerRequest):
     """An HTTPServerRequest made from a read head: Tornado's checks on Host (present in
-    HTTP/1.1, plain, single), its query parsed only when there is one."""
+    HTTP/1.1, plain, single), its query parsed only when there is one. `head_size`: bytes
+    of the request line and headers as they came (the Guard's max_header_size)."""
 
     def __init__(
         self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders,
-        connection: Any, server_connection: object,
+        connection: Any, server_connection: object, head_size: int = 0,
     ) -> None:
+        self.head_size = head_size
         self.method, self.uri, self.version = start_line
         self.headers = headers
         self.body = b""
