@@ -251,7 +251,7 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
             except StreamRefused as exc:
                 refused = exc
                 return exchange.cancel()
-            if out and begin():
+            if out and (begun or begin()):
                 sink.send(out)
         elif size < MAX_KEPT_ERROR or 200 <= exchange.status < 300:
             kept.append(data)

@@ -3,8 +3,10 @@
 libcurl says which sockets it waits on (the socket callback: the loop watches them) and
 when it next needs to act (the timer callback: one loop timer, replaced each time);
 the loop calls `socket_action` when a socket is ready or the timer is due, and the
-transfers that completed are then read off with `info_read`. Nothing here blocks: every
-socket is non-blocking, and libcurl does its work inside `socket_action`.
+transfers that completed are then read off with `info_read`, but only after an action
+whose count of running transfers changed: a streamed event is one action, and most
+actions complete nothing. Nothing here blocks: every socket is non-blocking, and libcurl
+does its work inside `socket_action`.
 
 libcurl forbids calling it back from its own callbacks, so the timer callback only
 schedules; a timer of 0 ms (new transfers, a transfer resumed after a pause) runs on
@@ -22,6 +24,7 @@ import pycurl
 
 log = logging.getLogger("gateway.upstream")
 
+UNKNOWN = -1  # a count of running transfers that no action returns
 Finished = Callable[[Any, int, str], None]  # the handle added, curl error (0: none), its message
 
 
@@ -37,17 +40,23 @@ class Driver:
         self._multi.setopt(pycurl.M_MAXCONNECTS, max_idle_connections)
         self._watched: dict[int, int] = {}  # fd -> the POLL_* libcurl asked for
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        # Transfers running after libcurl's last action; UNKNOWN once one is added or removed.
+        # libcurl's count drops only when a transfer completes (and queues its message), so
+        # an action that leaves it as it was has nothing for `info_read`.
+        self._alive = UNKNOWN
 
     def add(self, handle: pycurl.Curl) -> None:
         """Start a transfer (libcurl asks for a 0 ms timer, and starts it on the next turn)."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         self._multi.add_handle(handle)
+        self._alive = UNKNOWN  # one more, and it may complete in the action that counts it
 
     def remove(self, handle: pycurl.Curl) -> None:
         """Stop a transfer now. Mid-answer, libcurl closes its connection (HTTP/2: resets its
         stream), so the provider sees the disconnect. Never from that handle's own callback."""
         self._multi.remove_handle(handle)
+        self._alive = UNKNOWN
 
     def close(self) -> None:
         if self._timer is not None:
@@ -98,18 +107,22 @@ class Driver:
 
     def _act(self, fd: int, event: int) -> None:
         try:
-            self._multi.socket_action(fd, event)
+            running = self._multi.socket_action(fd, event)[1]
         except pycurl.error:
             log.exception("libcurl failed acting on a socket")
-        self._collect()
+            running = UNKNOWN
+        if running != self._alive:
+            self._collect(running)
 
     def _due(self) -> None:
         self._timer = None
         try:
-            self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+            running = self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
         except pycurl.error:
             log.exception("libcurl failed acting on its timer")
-        self._collect()
+            running = UNKNOWN
+        if running != self._alive:
+            self._collect(running)
         if self._timer is None:
             # libcurl calls the timer callback only when its next deadline changes; one that
             # it still holds (the loop's clock ran a hair ahead of its own) is asked for here.
@@ -117,8 +130,10 @@ class Driver:
             if ms >= 0:
                 self._schedule(ms)
 
-    def _collect(self) -> None:
-        """Report the transfers that completed, each removed from the multi handle first."""
+    def _collect(self, running: int) -> None:
+        """Report the transfers that completed, each removed from the multi handle first;
+        `running`: libcurl's count after the action (UNKNOWN after a failed one)."""
+        self._alive = running
         while True:
             queued, done, failed = self._multi.info_read()
             for handle in done:
