@@ -284,3 +284,54 @@ def test_an_ended_exchange_lets_go_of_its_callbacks(mock: Mock) -> None:
             gc.enable()
 
     run(test)
+
+
+def test_transfers_that_end_amid_others_streaming_are_each_reported(mock: Mock) -> None:
+    """The driver reads completed transfers off libcurl only after an action that changed its
+    count of running ones (a streamed event changes nothing): transfers ending one by one
+    while others stream, or cancelled or cut mid-stream, each end."""
+
+    async def test(client: UpstreamClient) -> None:
+        models = ["gpt-delay-1", "gpt-delay-3", "gpt-4o-mini", "gpt-4o-mini-fault-cut", "gpt-delay-2"]
+        streams = [exchange(client) for _ in models]
+        cancelled, _ = exchange(client, lambda _: cancelled.cancel())
+        ended = await asyncio.wait_for(asyncio.gather(
+            *(ex.send(chat(mock, model, stream=True)) for (ex, _), model in zip(streams, models, strict=True)),
+            cancelled.send(chat(mock, "gpt-delay-3", stream=True))), 10)
+        assert [result.failed for result in ended] == ["fault-cut" in model for model in models] + [True]
+        assert ended[-1].error == CANCELLED
+        for (_, body), model in zip(streams, models, strict=True):
+            assert "fault-cut" in model or body.endswith(b"data: [DONE]\n\n"), (model, bytes(body[-80:]))
+
+    run(test, limit=8)
+
+
+def test_a_transfer_ending_just_after_another_starts_is_reported(mock: Mock) -> None:
+    """A transfer added while a stream's last event is held, the stream released at once: the
+    action that ends the stream is the first to count the new transfer, so libcurl's count
+    comes out as it was, and the driver must read the ended stream off all the same (the new
+    transfer never ends, so nothing else would)."""
+
+    async def test(client: UpstreamClient) -> None:
+        loop = asyncio.get_running_loop()
+        hanging, _ = exchange(client)
+        started: list[asyncio.Future[Ended]] = []
+
+        def start_and_release() -> None:
+            started.append(asyncio.ensure_future(hanging.send(chat(mock, "gpt-4o-mini-fault-hang"))))
+            stream.release()  # before the driver's first action for the new transfer
+
+        def on_chunk(data: bytes) -> None:
+            body.extend(data)
+            if b'"finish_reason":"' in data and not started:
+                stream.hold()  # libcurl keeps [DONE] and the stream's end until the release
+                loop.call_later(0.2, start_and_release)
+
+        body = bytearray()
+        stream = Exchange(client, lambda _: None, on_chunk)
+        assert (await asyncio.wait_for(stream.send(chat(mock, "gpt-delay-1", stream=True)), 10)) == Ended(200)
+        assert body.endswith(b"data: [DONE]\n\n") and started
+        hanging.cancel()
+        assert (await started[0]).error == CANCELLED
+
+    run(test)
