@@ -111,7 +111,7 @@ class Driver:
         except pycurl.error:
             log.exception("libcurl failed acting on a socket")
             running = UNKNOWN
-        if running != self._alive:
+        if running != self._alive or running == UNKNOWN:
             self._collect(running)
 
     def _due(self) -> None:
@@ -121,7 +121,7 @@ class Driver:
         except pycurl.error:
             log.exception("libcurl failed acting on its timer")
             running = UNKNOWN
-        if running != self._alive:
+        if running != self._alive or running == UNKNOWN:
             self._collect(running)
         if self._timer is None:
             # libcurl calls the timer callback only when its next deadline changes; one that
@@ -132,7 +132,8 @@ class Driver:
 
     def _collect(self, running: int) -> None:
         """Report the transfers that completed, each removed from the multi handle first;
-        `running`: libcurl's count after the action (UNKNOWN after a failed one)."""
+        `running`: libcurl's count after the action (UNKNOWN after a failed one, which is
+        always followed by a look: what it did is not known)."""
         self._alive = running
         while True:
             queued, done, failed = self._multi.info_read()
