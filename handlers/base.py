@@ -360,7 +360,7 @@ class GatewayHandler(RequestHandler):
         is held until it has taken them all. A slow reader thus costs about that much memory
         (plus what the upstream client had already read), whatever the answer's size.
         """
-        connection = cast(ClientWrites, self.request.connection)
+        connection: ClientWrites = self.request.connection  # type: ignore[assignment]
         if connection.closed:
             return  # the client left; on_connection_close is on its way and cancels the exchange
         self.mark_first_byte()

@@ -135,10 +135,11 @@ class Exchange(httputil.HTTPConnection):
     # -- for the gateway's handlers --------------------------------------------------------------
 
     def relay(self, data: bytes) -> None:
-        """Body bytes of a relayed answer whose headers are out: framed and sent at once, with no
-        future (RequestHandler.write and flush make two per call)."""
+        """Body bytes of a relayed answer whose headers are out, on an open connection (the
+        caller has just asked `closed`): framed and written at once, with no future
+        (RequestHandler.write and flush make two per call)."""
         if data and not self.head_only:
-            self.connection.send_now(self._framed(data))
+            self.connection.transport.write(self._framed(data))  # type: ignore[union-attr]
 
     @property
     def closed(self) -> bool:
