@@ -24,7 +24,6 @@ from handlers.chat import ChatHandler
 from handlers.registry import HANDLERS
 from runtime.process import Runtime
 from server.app import TableRouter
-from server.http1 import Listener
 from stages.stage import Call, Refusal, Stage
 from tests.support import Mock
 from upstream.attempt import Head, Sink, StandIn
@@ -134,21 +133,6 @@ routes:
     runtime = Runtime.start(table.server)
     yield TableRouter(table, runtime, TOY_HANDLERS)
     runtime.upstream.close()
-
-
-@pytest.fixture
-def http_server(io_loop: IOLoop, _unused_port: tuple[Any, int], app: TableRouter) -> Iterator[Listener]:
-    """The gateway's own HTTP/1.1 server on pytest-tornado's port, in place of Tornado's."""
-
-    async def start() -> Listener:
-        listener = Listener(app, max_connections=100, idle_timeout=60.0)
-        await listener.add_sockets([_unused_port[0]])
-        return listener
-
-    listener = io_loop.run_sync(start)
-    yield listener
-    listener.stop()
-    io_loop.run_sync(listener.close_all_connections)
 
 
 async def chat(client: AsyncHTTPClient, url: str, model: str, stream: bool, said: str = "hi") -> HTTPResponse:
