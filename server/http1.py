@@ -34,11 +34,12 @@ from tornado.netutil import bind_sockets
 from handlers.errors import error_body
 from ops import metrics
 from server.app import TableRouter
-from server.request_head import GatewayRequest, read_fields, read_start_line
+from server.request_head import GatewayRequest, read_fields
 
 log = logging.getLogger("gateway")
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_HEX = re.compile(rb"[0-9a-fA-F]+")
 # Past this much request line and headers without their end, 431 before any route is known;
 # server.max_header_size (at most this) is the Guard's, in the route's shape.
 HEAD_MAX = 2 * 1024 * 1024
@@ -67,13 +68,13 @@ class Exchange(httputil.HTTPConnection):
     """One request's side of a client connection: what its RequestHandler writes through."""
 
     def __init__(self, connection: ClientConnection, start_line: httputil.RequestStartLine,
-                 headers: httputil.HTTPHeaders, keep_alive: bool) -> None:
+                 headers: httputil.HTTPHeaders) -> None:
         self.connection = connection
         self.context = connection.context
         self.version = start_line.version
         self.head_only = start_line.method == "HEAD"
-        self.request_keep_alive = headers.get("Connection", "").lower() == "keep-alive"
-        self.keep_alive = keep_alive  # False: the connection closes once this answer is sent
+        # False: the connection closes once this answer is sent. In HTTP/1.0, True only when asked.
+        self.keep_alive = _keep_alive(start_line, headers)
         self.chunking = False
         self.remaining: int | None = None  # body bytes the answer's Content-Length still expects
         self.read_finished = False
@@ -94,21 +95,22 @@ class Exchange(httputil.HTTPConnection):
         assert isinstance(start_line, httputil.ResponseStartLine)
         code = start_line.code
         has_body = code not in _NO_BODY_CODES and not 100 <= code < 200
-        unframed = not self.head_only and has_body and "Content-Length" not in headers
+        length = headers.get("Content-Length")
+        unframed = not self.head_only and has_body and length is None
         self.chunking = unframed and self.version == "HTTP/1.1"
         if unframed and not self.chunking:
             self.keep_alive = False  # HTTP/1.0 has no chunks: only the close ends this answer
         if self.version == "HTTP/1.1":
             if not self.keep_alive:
                 headers["Connection"] = "close"
-        elif self.keep_alive and self.request_keep_alive:
+        elif self.keep_alive:  # an HTTP/1.0 client that asked for it
             headers["Connection"] = "Keep-Alive"
         if self.chunking:
             headers["Transfer-Encoding"] = "chunked"
         if self.head_only or code == 304:
             self.remaining = 0
-        elif "Content-Length" in headers:
-            self.remaining = int(headers["Content-Length"])
+        elif length is not None:
+            self.remaining = int(length)
         lines = [f"HTTP/1.1 {code} {start_line.reason}"]
         lines.extend(f"{name}: {value}" for name, value in headers.get_all())
         text = "\r\n".join(lines)
@@ -370,7 +372,10 @@ class ClientConnection(asyncio.Protocol):
         self._cancel_head_wait()
         line, _, fields = head.partition("\n")
         try:
-            start_line = read_start_line(line.rstrip("\r"))
+            start_line = httputil.parse_request_start_line(line.rstrip("\r"))
+        except httputil.HTTPInputError:
+            raise MalformedRequest("malformed request line") from None
+        try:
             headers = read_fields(fields + "\r\n" if fields else "")  # a stray CR before it stays stray
         except httputil.HTTPInputError as exc:
             raise MalformedRequest(str(exc)) from None
@@ -390,7 +395,7 @@ class ClientConnection(asyncio.Protocol):
             self.body_left = _content_length(headers)
         else:
             self.body_left = 0
-        exchange = Exchange(self, start_line, headers, _keep_alive(start_line, headers))
+        exchange = Exchange(self, start_line, headers)
         try:
             request = GatewayRequest(start_line, headers, exchange, self, head_size)
         except httputil.HTTPInputError as exc:
@@ -451,7 +456,7 @@ class ClientConnection(asyncio.Protocol):
                 raise MalformedRequest("invalid chunk size")
             return False
         size = bytes(buffer[:end])
-        if not size or any(c not in b"0123456789abcdefABCDEF" for c in size):
+        if not _HEX.fullmatch(size):
             raise MalformedRequest("invalid chunk size")
         self.chunk_left = int(size, 16)
         if self.chunk_left:

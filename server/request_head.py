@@ -11,7 +11,6 @@ What fails to read raises `httputil.HTTPInputError`, answered 400 by the connect
 from __future__ import annotations
 
 import copy
-import functools
 import re
 import time
 from typing import Any
@@ -20,20 +19,10 @@ from tornado import httputil
 from tornado.escape import parse_qs_bytes
 
 _TCHARS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
-_REQUEST_LINE = re.compile(rf"([{_TCHARS}]+) ([\x21-\x7e\x80-\xff]+) (HTTP/1\.[0-9])")
 # A field line: its name, then its value up to the line's end, with no control character
 # other than HTAB (a CR or NUL inside a value is an error, never a line break).
 _FIELD_LINE = re.compile(rf"([{_TCHARS}]+):([\t\x20-\x7e\x80-\xff]*)\r?\n")
-_HOST = re.compile(r"[A-Za-z0-9\-._~!$&'()*+;=\[\]:%]*")  # Tornado's, without the comma
 _QUERY_FIELDS = 1000  # most query arguments parsed (Tornado's bound on urlencoded bodies)
-
-
-def read_start_line(line: str) -> httputil.RequestStartLine:
-    """`METHOD target HTTP/1.x`, exactly as RFC 9112 has it."""
-    found = _REQUEST_LINE.fullmatch(line)
-    if found is None:
-        raise httputil.HTTPInputError("malformed request line")
-    return httputil.RequestStartLine(found[1], found[2], found[3])
 
 
 def read_fields(text: str) -> httputil.HTTPHeaders:
@@ -47,7 +36,7 @@ def read_fields(text: str) -> httputil.HTTPHeaders:
         found = match(text, position)
         if found is None:
             raise httputil.HTTPInputError("malformed header line")
-        name = header_case(found[1])
+        name = httputil._normalize_header(found[1])  # how HTTPHeaders keys (and looks up) names
         value = found[2].strip(" \t")
         if name in lists:
             lists[name].append(value)
@@ -55,12 +44,6 @@ def read_fields(text: str) -> httputil.HTTPHeaders:
             lists[name] = [value]
         position = found.end()
     return headers
-
-
-@functools.lru_cache(maxsize=512)
-def header_case(name: str) -> str:
-    """`content-TYPE` → `Content-Type`, as HTTPHeaders keys its names."""
-    return "-".join([word.capitalize() for word in name.split("-")])
 
 
 class GatewayRequest(httputil.HTTPServerRequest):
@@ -81,7 +64,7 @@ class GatewayRequest(httputil.HTTPServerRequest):
         self.protocol = context.protocol
         if "Host" in headers:
             host = headers["Host"]
-            if "," in host or not _HOST.fullmatch(host):
+            if "," in host or not httputil._ABNF.host.fullmatch(host):
                 raise httputil.HTTPInputError("invalid or repeated Host header")
         elif self.version == "HTTP/1.0":
             host = "127.0.0.1"

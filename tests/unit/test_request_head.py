@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tornado import httputil
 
-from server.request_head import GatewayRequest, read_fields, read_start_line
+from server.request_head import GatewayRequest, read_fields
 
 
 class _Connection:
@@ -43,11 +43,11 @@ def test_fields_tornado_refuses_are_refused(text: str) -> None:
                                   "GET /\x00 HTTP/1.1", "GET"])
 def test_malformed_request_lines_are_refused(line: str) -> None:
     with pytest.raises(httputil.HTTPInputError):
-        read_start_line(line)
+        httputil.parse_request_start_line(line)
 
 
 def test_a_request_is_what_tornados_would_be() -> None:
-    start = read_start_line("POST /v1/chat/completions?a=1&b= HTTP/1.1")
+    start = httputil.parse_request_start_line("POST /v1/chat/completions?a=1&b= HTTP/1.1")
     headers = read_fields("Host: Example.COM:8080\r\n")
     ours = GatewayRequest(start, headers, _Connection, None)
     tornados = httputil.HTTPServerRequest(connection=_Connection, start_line=start, headers=headers)
@@ -60,9 +60,9 @@ def test_a_request_is_what_tornados_would_be() -> None:
 def test_a_missing_or_odd_host_is_refused(version: str, host: str | None) -> None:
     headers = read_fields(f"Host: {host}\r\n" if host else "")
     with pytest.raises(httputil.HTTPInputError):
-        GatewayRequest(read_start_line(f"GET / {version}"), headers, _Connection, None)
+        GatewayRequest(httputil.parse_request_start_line(f"GET / {version}"), headers, _Connection, None)
 
 
 def test_http_1_0_needs_no_host() -> None:
-    request = GatewayRequest(read_start_line("GET / HTTP/1.0"), read_fields(""), _Connection, None)
+    request = GatewayRequest(httputil.parse_request_start_line("GET / HTTP/1.0"), read_fields(""), _Connection, None)
     assert request.host == "127.0.0.1"
