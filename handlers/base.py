@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -11,8 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, cast
 
+from tornado import httputil
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, format_timestamp
-from tornado.web import Application, RequestHandler
 
 from access.keys import Principal
 from converters.upstream_errors import UpstreamError
@@ -44,6 +45,13 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 
 _LOGGED_PATH = 2048  # a longer path is logged cut (a 414 may carry megabytes)
 MAX_TRIED = 8  # targets listed in an access-log line's `tried`; a longer walk logs its first ones
+
+# What an answer header's value may hold (RFC 9110 field values): no CR, LF or NUL.
+_HEADER_VALUE = re.compile(r"[\x09\x20-\x7e\x80-\xff]*")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # in a query value: as Tornado, a space
+_NO_BODY_STATUSES = (204, 304)
+# An answer without a body sends none of these (RFC 9110 8.3, 8.5, 8.6: a 304's, as Tornado's).
+_REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")
 
 
 def _printable(path: str) -> str:
@@ -128,13 +136,20 @@ def access_entry(
     }
 
 
-class GatewayHandler(RequestHandler):
+class GatewayHandler:
     """Base for routes compiled from routes.yaml. Holds the table it started with, and the runtime.
 
-    A handler a route can name sets `rules` (handlers.registry lists them).
+    It answers one request: `prepare`, then the method named by the request's (`post`, `get`…),
+    the answer built with `set_status`, `set_header`, `write` and ended by `finish`. This is the
+    part of Tornado's RequestHandler the gateway uses, without its per-request machinery
+    (transforms, template namespace, XSRF, ETags, form parsing). A handler a route can name
+    sets `rules` (handlers.registry lists them).
     """
 
     SUPPORTED_METHODS = ALL_METHODS
+    # True: the body is handed to `data_received` as it arrives, and the method runs once it has
+    # all arrived (`prepare` runs when the head has); else the method runs with `request.body`.
+    streams_body: ClassVar[bool] = False
     rules: ClassVar[HandlerRules]
     route: Route
     table: Table
@@ -152,31 +167,28 @@ class GatewayHandler(RequestHandler):
     limit_headers: Mapping[str, str] = MappingProxyType({})  # x-ratelimit-* of the key's limits
     redaction: Policy | None = None  # the answer's redaction policy (stages/redaction.py)
     redactions: dict[str, dict[str, int]] | None = None  # matches replaced, by direction and kind
+    # A streamed body's end: True once it has all arrived, False when the client left first.
+    body_arrived: asyncio.Future[bool] | None = None
+    # Resolved once `prepare` is over, for the server to read the body only after it.
+    prepared: asyncio.Future[None] | None = None
 
     @classmethod
     def for_route(cls, route: Route) -> type[GatewayHandler]:
         """The class that serves `route`: this one, unless a route option asks for a variant."""
         return cls
 
-    def __init__(self, application: Application, request: HTTPServerRequest, **kwargs: Any) -> None:
-        """Tornado's, without the template namespace (`ui`) it builds for every request: no
-        gateway answer is rendered from a template."""
-        self.application = application
+    def __init__(self, request: HTTPServerRequest, path_kwargs: dict[str, str], **kwargs: Any) -> None:
+        """`path_kwargs`: the route's path parameters, as matched (still percent-encoded);
+        `kwargs`: the route's handler arguments (see `initialize`)."""
         self.request = request
+        self.path_kwargs = path_kwargs
         self._headers_written = False
         self._finished = False
-        self._auto_finish = True
-        self._prepared_future = None
         self.clear()
         request.connection.set_close_callback(self.on_connection_close)  # type: ignore[union-attr]
         self.initialize(**kwargs)
 
-    def compute_etag(self) -> str | None:
-        """No ETag (Tornado hashes every GET answer for one): API answers are fresh each time,
-        and neither OpenAI nor Anthropic answers with a 304."""
-        return None
-
-    def initialize(  # type: ignore[override]
+    def initialize(
         self, route: Route, table: Table, runtime: Runtime, principal: Principal | None = None
     ) -> None:
         """`principal`: who the Guard authenticated when the headers arrived (None: route has no auth)."""
@@ -185,18 +197,84 @@ class GatewayHandler(RequestHandler):
         self.runtime = runtime
         self.principal = principal
 
+    async def run(self) -> None:
+        """Serve the request: `prepare`, the method (for a streamed body, once it has arrived),
+        then `finish` if the method did not. An exception is logged and answered with a 500
+        in the client's shape (or ends an answer already begun); never a traceback to the client."""
+        try:
+            method = self.request.method or ""
+            serve = getattr(self, method.lower(), None) if method in self.SUPPORTED_METHODS else None
+            result = self.prepare()
+            if result is not None:
+                await result
+            if self.prepared is not None and not self.prepared.done():
+                self.prepared.set_result(None)
+            if self._finished:
+                return
+            if serve is None:
+                self.send_error(405)
+                return
+            if self.body_arrived is not None and not await self.body_arrived:
+                return  # the client left before its body ended; on_connection_close has run
+            result = serve(**self.path_kwargs)
+            if result is not None:
+                await result
+            if not self._finished:
+                self.finish()
+        except (Exception, asyncio.CancelledError) as error:
+            self._failed(error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+        finally:
+            if self.prepared is not None and not self.prepared.done():
+                self.prepared.set_result(None)  # the server reads (and discards) the rest
+
+    def _failed(self, error: BaseException) -> None:
+        """An exception escaped the handler: logged, and a 500 when nothing was answered yet."""
+        if not isinstance(error, asyncio.CancelledError):
+            log.error("unhandled error on %s (request %s)", self.route.match,
+                      getattr(self, "request_id", "-"), exc_info=error)
+        if not self._finished:
+            try:
+                self.send_error(500)
+            except Exception:
+                log.exception("could not answer the error of request %s", getattr(self, "request_id", "-"))
+
     def clear(self) -> None:
-        """Tornado's clear() without `Server: TornadoServer/<version>` (the gateway does not
-        advertise what it runs on), its two defaults set without re-checking their syntax:
-        this runs for every answer."""
+        """The answer's defaults: 200, no body, a Date header and Tornado's Content-Type (the
+        gateway does not advertise what it runs on with a `Server` header)."""
         headers = HTTPHeaders()
         headers["Content-Type"] = "text/html; charset=UTF-8"
         headers["Date"] = http_date(int(time.time()))
         self._headers = headers
-        self.set_default_headers()
         self._write_buffer: list[bytes] = []
         self._status_code = 200
         self._reason = "OK"
+
+    def set_status(self, status_code: int) -> None:
+        self._status_code = status_code
+        self._reason = httputil.responses.get(status_code, "Unknown")
+
+    def get_status(self) -> int:
+        return self._status_code
+
+    def set_header(self, name: str, value: str | int) -> None:
+        self._headers[name] = _header_value(value)
+
+    def add_header(self, name: str, value: str | int) -> None:
+        """Another value of `name` (an upstream's answer may repeat a header)."""
+        self._headers.add(name, _header_value(value))
+
+    def clear_header(self, name: str) -> None:
+        if name in self._headers:
+            del self._headers[name]
+
+    def get_query_argument(self, name: str, default: str) -> str:
+        """The last value of the query parameter `name` (stripped, as Tornado's), else `default`."""
+        values = self.request.query_arguments.get(name)
+        if not values:
+            return default
+        return _CONTROL_CHARACTERS.sub(" ", values[-1].decode("utf-8", "replace")).strip()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -312,10 +390,65 @@ class GatewayHandler(RequestHandler):
         self.usage = usage
         self.runtime.stats.add_usage(self.model_label, usage, self.principal_name)
 
-    def write(self, chunk: str | bytes | dict) -> None:  # type: ignore[override]
-        if isinstance(chunk, bytes | str):
-            self.bytes_out += len(chunk)
-        super().write(chunk)
+    def write(self, chunk: str | bytes) -> None:
+        """Add `chunk` to the answer's body; it is sent by `flush` or `finish`."""
+        if self._finished:
+            raise RuntimeError("write() after finish()")
+        if isinstance(chunk, str):
+            chunk = chunk.encode()
+        self.bytes_out += len(chunk)
+        self._write_buffer.append(chunk)
+
+    def flush(self) -> None:
+        """Send what is written: the status line and headers first, if not sent yet."""
+        buffered = self._write_buffer
+        chunk = buffered[0] if len(buffered) == 1 else b"".join(buffered)
+        self._write_buffer = []
+        connection: Any = self.request.connection
+        head_only = self.request.method == "HEAD"
+        if not self._headers_written:
+            self._headers_written = True
+            connection.write_headers(
+                httputil.ResponseStartLine("", self._status_code, self._reason), self._headers,
+                b"" if head_only else chunk,
+            )
+        elif chunk and not head_only:
+            connection.write(chunk)
+
+    def finish(self, chunk: str | bytes | None = None) -> None:
+        """End the answer (with `chunk` last): its length is told when no byte was sent yet."""
+        if self._finished:
+            raise RuntimeError("finish() called twice")
+        if chunk is not None:
+            self.write(chunk)
+        if not self._headers_written:
+            status = self._status_code
+            if status in _NO_BODY_STATUSES or 100 <= status < 200:
+                if self._write_buffer:
+                    raise RuntimeError(f"an answer with status {status} has no body")
+                for name in _REPRESENTATION_HEADERS:
+                    self.clear_header(name)
+            elif "Content-Length" not in self._headers:
+                self._headers["Content-Length"] = str(sum(map(len, self._write_buffer)))
+        connection: Any = self.request.connection
+        connection.set_close_callback(None)
+        self.flush()
+        connection.finish()
+        self._finished = True
+        self.on_finish()
+
+    def send_error(self, status: int) -> None:
+        """Answer `status` in the client's shape, discarding what was written and not sent; an
+        answer already begun can only end (short)."""
+        if self._headers_written:
+            if not self._finished:
+                self.finish()
+            return
+        self.clear()
+        if hasattr(self, "request_id"):
+            self._headers["x-request-id"] = self.request_id
+        self.set_status(status)
+        self.write_error(status)
 
     def count_redactions(self, direction: str, kind: str, count: int) -> None:
         """Matches redaction replaced (`kind` is a configured name): metrics, /statsz and the
@@ -365,7 +498,7 @@ class GatewayHandler(RequestHandler):
             return  # the client left; on_connection_close is on its way and cancels the exchange
         self.mark_first_byte()
         if self._headers_written and not self._write_buffer and not self._finished:
-            connection.relay(data)  # RequestHandler.write and flush would add two futures
+            connection.relay(data)  # write and flush would buffer and join it first
             self.bytes_out += len(data)
         else:
             self.write(data)
@@ -537,20 +670,18 @@ class GatewayHandler(RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(error_body(self.route.ingress, status, message, code, kind, param))
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Tornado's own errors (and unexpected exceptions) in the client's shape, no traceback."""
+    def write_error(self, status_code: int) -> None:
+        """An error the handler did not answer itself (an exception: 500), in the client's shape."""
         reason = self._reason if status_code < 500 else "internal gateway error"
         self.set_header("Content-Type", "application/json")
         self.finish(error_body(self.route.ingress, status_code, reason))
 
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        from tornado.web import HTTPError
 
-        if isinstance(value, HTTPError):
-            return
-        log.error(
-            "unhandled error on %s (request %s)",
-            self.route.match,
-            getattr(self, "request_id", "-"),
-            exc_info=(typ, value, tb),
-        )
+def _header_value(value: str | int) -> str:
+    """A header value as sent: an int as its digits; a string checked, since a CR or LF in it
+    would split the answer's head (a header relayed from an upstream is not trusted)."""
+    if isinstance(value, int):
+        return str(value)
+    if _HEADER_VALUE.fullmatch(value) is None:
+        raise ValueError("unsafe characters in an answer header's value")
+    return value

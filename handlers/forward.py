@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from tornado.web import stream_request_body
 
 from converters.encoding import encode
 from converters.upstream_errors import upstream_error
@@ -256,9 +255,10 @@ class ForwardHandler(GatewayHandler):
         return None
 
 
-@stream_request_body
 class StreamingForwardHandler(ForwardHandler):
     """`body: stream`: the upstream request starts as soon as the headers are in."""
+
+    streams_body = True
 
     pipe: BodyPipe | None = None
     upstream: asyncio.Future[None] | None = None

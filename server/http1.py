@@ -7,8 +7,8 @@ write, a 64 KiB buffer cleared per read, Nagle toggled per answer
 parses requests from what the transport hands it and writes answers straight to it.
 
 It speaks to the rest of Tornado as HTTP1ServerConnection does: each request gets an
-`Exchange`, the `httputil.HTTPConnection` its RequestHandler writes through, and the
-router's delegate (server/limits.Guard around tornado.web's handler delegate) is told of
+`Exchange`, the `httputil.HTTPConnection` its handler writes through, and the
+router's delegate (server/limits.Guard around server/dispatch.Dispatch) is told of
 the head, the body and its end. What it keeps of Tornado's behaviour: keep-alive and
 HTTP/1.0 rules, pipelining one request at a time, Content-Length and chunked request
 bodies delivered as they come (with the delegate's futures pausing the socket: a
@@ -65,7 +65,7 @@ class MalformedRequest(Exception):
 
 
 class Exchange(httputil.HTTPConnection):
-    """One request's side of a client connection: what its RequestHandler writes through."""
+    """One request's side of a client connection: what its handler writes through."""
 
     def __init__(self, connection: ClientConnection, start_line: httputil.RequestStartLine,
                  headers: httputil.HTTPHeaders) -> None:
@@ -91,7 +91,9 @@ class Exchange(httputil.HTTPConnection):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
         chunk: bytes | None = None,
-    ) -> asyncio.Future[None]:
+    ) -> None:  # type: ignore[override]
+        """Send the answer's head (and its first body bytes); unlike Tornado's, no future:
+        the handler learns of a slow client through `backed_up` and `when_drained`."""
         assert isinstance(start_line, httputil.ResponseStartLine)
         code = start_line.code
         has_body = code not in _NO_BODY_CODES and not 100 <= code < 200
@@ -117,17 +119,17 @@ class Exchange(httputil.HTTPConnection):
         if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
             raise ValueError("illegal characters (CR or LF) in the answer's headers")
         head = (text + "\r\n\r\n").encode("latin-1")
-        return self.connection.send(head + self._framed(chunk) if chunk else head)
+        self.connection.send(head + self._framed(chunk) if chunk else head)
 
-    def write(self, chunk: bytes) -> asyncio.Future[None]:
-        return self.connection.send(self._framed(chunk))
+    def write(self, chunk: bytes) -> None:  # type: ignore[override]
+        self.connection.send(self._framed(chunk))
 
     def finish(self) -> None:
         if self.remaining and not self.connection.closed:
             self.connection.close()
             raise httputil.HTTPOutputError(f"tried to write {self.remaining} bytes less than Content-Length")
         if self.chunking:
-            self.connection.send_now(b"0\r\n\r\n")
+            self.connection.send(b"0\r\n\r\n")
         self.write_finished = True
         self.close_callback = None
         if not self.read_finished:
@@ -139,7 +141,7 @@ class Exchange(httputil.HTTPConnection):
     def relay(self, data: bytes) -> None:
         """Body bytes of a relayed answer whose headers are out, on an open connection (the
         caller has just asked `closed`): framed and written at once, with no future
-        (RequestHandler.write and flush make two per call)."""
+        (the handler's write and flush would buffer, then frame, it)."""
         if data and not self.head_only:
             self.connection.transport.write(self._framed(data))  # type: ignore[union-attr]
 
@@ -274,17 +276,7 @@ class ClientConnection(asyncio.Protocol):
     def closed(self) -> bool:
         return self.reading is Reading.CLOSED or self.transport is None or self.transport.is_closing()
 
-    def send(self, data: bytes) -> asyncio.Future[None]:
-        """Write `data`; the future resolves once it has reached the socket (as Tornado's does)."""
-        future = self.loop.create_future()
-        self.send_now(data)
-        if self.paused_writing:
-            self.sent_waiters.append(lambda: future.done() or future.set_result(None))
-        else:
-            future.set_result(None)
-        return future
-
-    def send_now(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
         if not self.closed:
             assert self.transport is not None
             self.transport.write(data)
@@ -414,7 +406,7 @@ class ClientConnection(asyncio.Protocol):
         expected, self.expect_continue = self.expect_continue, False
         exchange = self.exchange
         if expected and self.reading is Reading.BODY and exchange is not None and not exchange.write_finished:
-            self.send_now(b"HTTP/1.1 100 (Continue)\r\n\r\n")
+            self.send(b"HTTP/1.1 100 (Continue)\r\n\r\n")
 
     def _read_body(self) -> bool:
         exchange = self.exchange
@@ -582,7 +574,7 @@ class ClientConnection(asyncio.Protocol):
         if exchange is None or not exchange.write_finished:
             head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n").encode()
-            self.send_now(head + body)
+            self.send(head + body)
         self.close()
         self.reading = Reading.CLOSED
 

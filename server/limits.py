@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any
 
 from tornado import httputil
 
@@ -20,6 +19,7 @@ from handlers.base import access_entry, close_after_answer, request_id
 from handlers.errors import error_body
 from ops import metrics
 from runtime.process import Runtime
+from server.dispatch import Dispatch
 from server.request_head import GatewayRequest
 
 
@@ -28,7 +28,7 @@ class Guard(httputil.HTTPMessageDelegate):
 
     def __init__(
         self,
-        inner: Any,  # tornado.web's _HandlerDelegate
+        inner: Dispatch,
         request: GatewayRequest,
         route: Route,
         table: Table,

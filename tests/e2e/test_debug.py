@@ -33,6 +33,7 @@ routes:
   - {match: GET /healthz, handler: health}
   - match: "GET /debug/{kind*}"
     handler: debug
+  - {match: POST /v1/files, handler: forward, body: stream}
 """
 SECRETS = f"client_token: {CLIENT_TOKEN}\n"
 CHAT = json.dumps(
@@ -241,6 +242,32 @@ def test_stacks_show_threads_and_tasks(debug_gateway: Gateway) -> None:
     assert re.search(
         r'server/lifecycle\.py", line \d+, in serve\n.*\n.*asyncio/locks\.py", line \d+, in wait', text
     )
+
+
+def _task_count(gateway: Gateway) -> int:
+    status, _, body = gateway.get("/debug/stacks")
+    assert status == 200
+    found = re.search(rb" (\d+) asyncio tasks\n", body)
+    assert found is not None
+    return int(found.group(1))
+
+
+def test_an_upload_the_client_abandons_leaves_no_task_behind(debug_gateway: Gateway) -> None:
+    """A streamed upload whose client leaves mid-body: its handler ends (it waited for the rest
+    of the body for ever, one task and handler kept per abandoned upload)."""
+    before = _task_count(debug_gateway)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", debug_gateway.port)) as client:
+            client.sendall(
+                b"POST /v1/files HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + CLIENT_TOKEN.encode()
+                + b"\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n"
+                + b"x" * 10_000
+            )
+            time.sleep(0.2)  # the upstream transfer has begun
+    deadline = time.monotonic() + 10
+    while (count := _task_count(debug_gateway)) > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert count <= before
 
 
 def test_unknown_debug_page_is_404(debug_gateway: Gateway) -> None:
