@@ -10,15 +10,18 @@ concurrency 32, bench/wrk/chat.lua):
   (HTTP1Connection, IOStream), as the gateway served until server/http1.py replaced it;
 - `http1`: the same Application and RequestHandler behind the gateway's own HTTP/1.1
   server (server/http1.py: its Listener, connections and head reader; no Guard);
+- `handler`: the gateway's own server, routing delegate and handler base
+  (server/dispatch.py, handlers/base.GatewayHandler) in place of Tornado's Application
+  and RequestHandler (no Guard, no accounting: `prepare` and `on_finish` do nothing);
 - `lean`: the same Application and RequestHandler, driven by a minimal asyncio Protocol
   that parses the request itself and implements Tornado's HTTPConnection by writing to
   the transport (keep-alive and Content-Length bodies only: a measurement, not a server);
 - `raw`: an asyncio Protocol that answers with prepared bytes (the loop's own floor).
 
 Printed per round: rps and CPU µs per request of the server process. `tornado` minus
-`http1` is what the gateway's own server saves per request; `lean` is about as little as
-a connection driving a RequestHandler can cost, and `lean` minus `raw` is what Tornado's
-RequestHandler costs.
+`http1` is what the gateway's own server saves per request, `http1` minus `handler` what
+its own handler base saves; `lean` is about as little as a connection driving a
+RequestHandler can cost, and `lean` minus `raw` is what Tornado's RequestHandler costs.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from bench.processes import ROOT, free_port
 
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "chat.lua"
 ANSWER = (ROOT / "bench" / "fixtures" / "openai-chat.json").read_bytes()
-KINDS = ("tornado", "http1", "lean", "raw")
+KINDS = ("tornado", "http1", "handler", "lean", "raw")
 
 
 def _tornado_app() -> Any:
@@ -57,10 +60,11 @@ async def _serve(kind: str, port: int) -> None:
         from tornado.httpserver import HTTPServer
 
         HTTPServer(_tornado_app()).listen(port, "127.0.0.1")
-    elif kind == "http1":
+    elif kind in ("http1", "handler"):
         from server.http1 import Listener
 
-        listener = Listener(_FloorRouter(), max_connections=10_000, idle_timeout=60.0)  # type: ignore[arg-type]
+        router = _FloorRouter() if kind == "http1" else _HandlerRouter()
+        listener = Listener(router, max_connections=10_000, idle_timeout=60.0)  # type: ignore[arg-type]
         await listener.listen(port, "127.0.0.1")
     else:
         await loop.create_server(lambda: _Requests(kind), "127.0.0.1", port)
@@ -79,6 +83,32 @@ class _FloorRouter:
 
     def ingress_for_head(self, head: bytes) -> str:
         return "openai"
+
+
+class _HandlerRouter(_FloorRouter):
+    """The same, with the gateway's routing delegate and handler base."""
+
+    def __init__(self) -> None:
+        from handlers.base import GatewayHandler
+        from server.dispatch import Dispatch
+
+        class Canned(GatewayHandler):
+            def prepare(self) -> None:
+                pass
+
+            def on_finish(self) -> None:
+                pass
+
+            def post(self) -> None:
+                self.set_header("Content-Type", "application/json")
+                self.finish(ANSWER)
+
+        super().__init__()
+        self.dispatch, self.handler = Dispatch, Canned
+        self.kwargs = {"route": None, "table": None, "runtime": None}
+
+    def find_handler(self, request: Any) -> Any:
+        return self.dispatch(request, self.handler, self.kwargs, {})
 
 
 class _Requests(asyncio.Protocol):
