@@ -111,11 +111,11 @@ class Dispatch(httputil.HTTPMessageDelegate):
         """Make the handler and run it; for a streamed body, the future of its `prepare`
         (the server reads the body only once that is over)."""
         handler = self.handler = self.handler_class(self.request, self.path_kwargs, **self.handler_kwargs)
+        loop = asyncio.get_running_loop()
         if self.stream_request_body:
-            loop = asyncio.get_running_loop()
             handler.body_arrived = loop.create_future()
             handler.prepared = loop.create_future()
-        asyncio.ensure_future(handler.run())
+        loop.create_task(handler.run())
         return handler.prepared
 
     def _body_ended(self, whole: bool) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 from tornado import httputil
 from tornado.escape import parse_qs_bytes
 
+from handlers.headers import Headers
+
 _TCHARS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 # A field line: its name, then its value up to the line's end, with no control character
 # other than HTAB (a CR or NUL inside a value is an error, never a line break).
@@ -25,10 +27,10 @@ _FIELD_LINE = re.compile(rf"([{_TCHARS}]+):([\t\x20-\x7e\x80-\xff]*)\r?\n")
 _QUERY_FIELDS = 1000  # most query arguments parsed (Tornado's bound on urlencoded bodies)
 
 
-def read_fields(text: str) -> httputil.HTTPHeaders:
+def read_fields(text: str) -> Headers:
     """The header lines of `text` (each ending in CRLF or LF) as HTTPHeaders; values are
     stripped of surrounding spaces and tabs, repeated names keep every value in order."""
-    headers = httputil.HTTPHeaders()
+    headers = Headers()
     lists: dict[str, list[str]] = headers._as_list  # what HTTPHeaders reads its values from
     match = _FIELD_LINE.match
     position, end = 0, len(text)
