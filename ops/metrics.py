@@ -22,6 +22,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from ops.local_metrics import LocalCounter, LocalHistogram
+
 # Read once, as prometheus_client itself reads it when imported: None in a single process.
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
@@ -79,34 +81,34 @@ class Children:
         return child
 
 
+def _hot_counter(name: str, documentation: str, labelnames: list[str]) -> LocalCounter | Counter:
+    """A counter that requests update: our own, without locks (ops/local_metrics.py), in one
+    process; prometheus_client's with workers, whose values must reach its per-process files."""
+    if MULTIPROCESS_DIR is None:
+        return LocalCounter(name, documentation, labelnames, REGISTRY)
+    return Counter(name, documentation, labelnames, registry=REGISTRY)
+
+
+def _hot_histogram(name: str, documentation: str, labelnames: list[str]) -> LocalHistogram | Histogram:
+    """A latency histogram that requests update, chosen as `_hot_counter` chooses."""
+    if MULTIPROCESS_DIR is None:
+        return LocalHistogram(name, documentation, labelnames, REGISTRY, _LATENCY_BUCKETS)
+    return Histogram(name, documentation, labelnames, buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
-REQUESTS = Counter(
-    "gateway_requests_total",
-    "Requests answered, by route, status and model.",
-    ["route", "status", "model"],
-    registry=REGISTRY,
+REQUESTS = _hot_counter(
+    "gateway_requests_total", "Requests answered, by route, status and model.", ["route", "status", "model"]
 )
-REQUEST_SECONDS = Histogram(
-    "gateway_request_duration_seconds",
-    "Time from request to the last byte sent.",
-    ["route"],
-    buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
+REQUEST_SECONDS = _hot_histogram(
+    "gateway_request_duration_seconds", "Time from request to the last byte sent.", ["route"]
 )
-FIRST_BYTE_SECONDS = Histogram(
-    "gateway_time_to_first_byte_seconds",
-    "Time from request to the first body byte sent.",
-    ["route"],
-    buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
+FIRST_BYTE_SECONDS = _hot_histogram(
+    "gateway_time_to_first_byte_seconds", "Time from request to the first body byte sent.", ["route"]
 )
-UPSTREAM_SECONDS = Histogram(
-    "gateway_upstream_duration_seconds",
-    "Duration of one upstream exchange.",
-    ["provider"],
-    buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
+UPSTREAM_SECONDS = _hot_histogram(
+    "gateway_upstream_duration_seconds", "Duration of one upstream exchange.", ["provider"]
 )
 IN_FLIGHT = Gauge(
     "gateway_requests_in_flight",
@@ -142,25 +144,18 @@ CATALOG_FAILURES = Gauge(
     "gateway_catalog_consecutive_failures", "Failed catalog fetches in a row, by provider.",
     ["provider"], multiprocess_mode="livemax", registry=REGISTRY,
 )
-KEY_TOKENS = Counter(
-    "gateway_key_tokens_total",
-    "Tokens reported by upstreams, by API key name and kind.",
-    ["key", "kind"],
-    registry=REGISTRY,
+KEY_TOKENS = _hot_counter(
+    "gateway_key_tokens_total", "Tokens reported by upstreams, by API key name and kind.", ["key", "kind"]
 )
-TOKENS = Counter(
-    "gateway_tokens_total",
-    "Tokens reported by upstreams, by model and kind.",
-    ["model", "kind"],
-    registry=REGISTRY,
+TOKENS = _hot_counter(
+    "gateway_tokens_total", "Tokens reported by upstreams, by model and kind.", ["model", "kind"]
 )
-PROMPT_CACHE_TOKENS = Counter(
+PROMPT_CACHE_TOKENS = _hot_counter(
     "gateway_prompt_cache_tokens_total",
     "Prompt tokens of agents' answers, by agent, target (provider/model) and kind: cached (read "
     "from the provider's prompt cache), cache_write, uncached. A high cached share shows that "
     "conversations stay with the target that has their prefix (the sticky strategy).",
     ["agent", "target", "kind"],
-    registry=REGISTRY,
 )
 CIRCUIT_STATE = Gauge(
     "gateway_circuit_state",
