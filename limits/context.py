@@ -38,9 +38,15 @@ class Window:
     output: int | None
 
 
+_UNKNOWN = Window(None, None)  # a target whose limits are nowhere configured
+
+
 def window_of(target: Target, models: Mapping[str, Mapping[str, Any]]) -> Window:
     """The target's own context_window and max_output, else the registry's for its model."""
-    info = models.get(target.model) or {}
+    info = models.get(target.model)
+    if info is None and target.context_window is None and target.max_output is None:
+        return _UNKNOWN  # the common case, met by every target of every agent request
+    info = info or {}
     context = target.context_window if target.context_window is not None else info.get("context_window")
     output = target.max_output if target.max_output is not None else info.get("max_output")
     return Window(context if isinstance(context, int) else None, output if isinstance(output, int) else None)

@@ -80,6 +80,23 @@ def _counters(table: dict[str, Counters], name: str) -> Counters:
     return counters
 
 
+_KINDS = ("input", "output", "cached", "reasoning")  # the token counters' `kind` label
+
+
+def _count_tokens(series: dict[str, list[Any]], metric: Any, name: str, counts: tuple[int, ...]) -> None:
+    """Add `counts` (in the order of _KINDS) to `name`'s token counters. A kind's child is made
+    the first time it counts more than 0, so /metrics shows only the kinds ever reported."""
+    children = series.get(name)
+    if children is None:
+        children = series[name] = [None] * len(_KINDS)
+    for index, count in enumerate(counts):
+        if count:
+            child = children[index]
+            if child is None:
+                child = children[index] = metric.labels(name, _KINDS[index])
+            child.inc(count)
+
+
 class Stats:
     """Counters per model label and per API key name since the process started (held by the runtime)."""
 
@@ -89,8 +106,10 @@ class Stats:
         self.by_key: dict[str, Counters] = {}
         self.changes = 0  # bumped by every update: a worker rewrites its stats file only after one
         self.redactions: dict[str, collections.Counter[str]] = {}  # by direction, then kind
-        self.tokens = metrics.Children(metrics.TOKENS)  # model label, kind
-        self.key_tokens = metrics.Children(metrics.KEY_TOKENS)  # key name, kind
+        # The token counters' children of each model label (gateway_tokens_total) and key name
+        # (gateway_key_tokens_total), by kind: as bounded as the labels themselves.
+        self.model_tokens: dict[str, list[Any]] = {}
+        self.key_tokens: dict[str, list[Any]] = {}
 
     def model_label(self, name: str) -> str:
         """`name` (cut to MAX_LABEL_LENGTH), or 'other' once the set of names seen is full."""
@@ -115,19 +134,12 @@ class Stats:
         if usage is None or not usage.reported:
             return
         self.changes += 1
+        counts = (usage.input, usage.output, usage.cached, usage.reasoning)
         _counters(self.by_model, model).add_usage(usage)
+        _count_tokens(self.model_tokens, metrics.TOKENS, model, counts)
         if key:
             _counters(self.by_key, key).add_usage(usage)
-        for kind, value in (
-            ("input", usage.input),
-            ("output", usage.output),
-            ("cached", usage.cached),
-            ("reasoning", usage.reasoning),
-        ):
-            if value:
-                self.tokens(model, kind).inc(value)
-                if key:
-                    self.key_tokens(key, kind).inc(value)
+            _count_tokens(self.key_tokens, metrics.KEY_TOKENS, key, counts)
 
     def add_redactions(self, direction: str, kind: str, count: int) -> None:
         """Matches redaction replaced; kinds are configured names, so the table stays small."""
