@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -85,9 +85,6 @@ class _Labelled(Generic[Child]):
     def _child(self) -> Child:
         raise NotImplementedError
 
-    def _series(self) -> Iterable[tuple[list[str], Child]]:
-        return [(list(key), child) for key, child in self.children.items()]
-
 
 class LocalCounter(_Labelled[CounterChild]):
     """A labelled counter (`name` ends in _total, as prometheus_client's Counter is declared)."""
@@ -100,7 +97,7 @@ class LocalCounter(_Labelled[CounterChild]):
 
     def collect(self) -> list[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in self._series():
+        for values, child in self.children.items():
             family.add_metric(values, child.value, child.created if _CREATED else None)
         return [family]
 
@@ -122,7 +119,7 @@ class LocalHistogram(_Labelled[HistogramChild]):
 
     def collect(self) -> list[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in self._series():
+        for values, child in self.children.items():
             cumulative, total = [], 0.0
             for name, count in zip(self.bucket_names, child.counts, strict=True):
                 total += count

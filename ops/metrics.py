@@ -10,6 +10,9 @@ With `server.workers` above 1, the supervisor starts with $PROMETHEUS_MULTIPROC_
 from its import on, and `exposition` merges the files of every worker, living or dead:
 counters and histograms add up, and each gauge says how its workers' values combine
 (`multiprocess_mode`, which a single process ignores).
+
+The metrics that every request updates are, in a single process, counters and histograms
+of our own without locks (ops/local_metrics.py), scraped as the same samples.
 """
 
 from __future__ import annotations
