@@ -61,8 +61,10 @@ class HistogramChild:
         self.sum += amount
 
 
-class _Labelled(Generic[Child]):
-    """A metric's children by their label values (as strings, the order of `labelnames`)."""
+class LocalMetric(Generic[Child]):
+    """A metric's children by their label values (as strings, the order of `labelnames`).
+
+    Declared at module level as prometheus_client's metrics are (ops/metrics.py says why)."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
                  registry: CollectorRegistry) -> None:
@@ -86,7 +88,7 @@ class _Labelled(Generic[Child]):
         raise NotImplementedError
 
 
-class LocalCounter(_Labelled[CounterChild]):
+class LocalCounter(LocalMetric[CounterChild]):
     """A labelled counter (`name` ends in _total, as prometheus_client's Counter is declared)."""
 
     def _child(self) -> CounterChild:
@@ -102,7 +104,7 @@ class LocalCounter(_Labelled[CounterChild]):
         return [family]
 
 
-class LocalHistogram(_Labelled[HistogramChild]):
+class LocalHistogram(LocalMetric[HistogramChild]):
     """A labelled histogram over `buckets` (finite, ascending; +Inf is added)."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],

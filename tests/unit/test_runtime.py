@@ -23,6 +23,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from converters.usage import Usage
 from dsl.table import ServerSettings
+from ops.local_metrics import LocalMetric
 from runtime.process import Runtime
 from tests.support import ROOT
 
@@ -107,8 +108,9 @@ def constant(value: object) -> bool:
         return True  # a type alias
     if dataclasses.is_dataclass(value) and value.__dataclass_params__.frozen:  # type: ignore[union-attr]
         return all(constant(getattr(value, f.name)) for f in dataclasses.fields(value))
-    # Loggers live in logging's own registry; metrics are declarations (see PROCESS_WIDE).
-    return isinstance(value, logging.Logger | MetricWrapperBase)
+    # Loggers live in logging's own registry; metrics are declarations (see PROCESS_WIDE),
+    # prometheus_client's or the hot path's own (ops/local_metrics.py).
+    return isinstance(value, logging.Logger | MetricWrapperBase | LocalMetric)
 
 
 def test_no_module_holds_process_state() -> None:
