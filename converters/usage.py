@@ -14,6 +14,26 @@ from typing import Any
 import orjson
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_MAX_TOKENS = 2**53  # past it a count is no count (and JSON numbers lose integer precision)
+
+
+def _count(value: Any) -> int:
+    """A token count as the upstream gave it, when it is one: a whole number from 0 to
+    _MAX_TOKENS (2.0 is 2); anything else (negative, text, 1e308, true) counts as 0."""
+    if type(value) is int:
+        return value if 0 <= value <= _MAX_TOKENS else 0
+    if type(value) is float and 0 <= value <= _MAX_TOKENS and value.is_integer():
+        return int(value)
+    return 0
+
+
+def _details(usage: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The first of `names` that is a details object in `usage`, else an empty one."""
+    for name in names:
+        found = usage.get(name)
+        if isinstance(found, dict):
+            return found
+    return {}
 
 
 @dataclass(slots=True)
@@ -30,14 +50,12 @@ class Usage:
     def add_openai(self, usage: dict[str, Any]) -> None:
         """Take an OpenAI `usage` object (chat completions, embeddings or the Responses API)."""
         self.reported = True
-        self.input = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-        self.output = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
-        prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
-        completion_details = (
-            usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
-        )
-        self.cached = int(prompt_details.get("cached_tokens") or 0)
-        self.reasoning = int(completion_details.get("reasoning_tokens") or 0)
+        self.input = _count(usage.get("prompt_tokens") or usage.get("input_tokens"))
+        self.output = _count(usage.get("completion_tokens") or usage.get("output_tokens"))
+        prompt_details = _details(usage, "prompt_tokens_details", "input_tokens_details")
+        completion_details = _details(usage, "completion_tokens_details", "output_tokens_details")
+        self.cached = min(_count(prompt_details.get("cached_tokens")), self.input)
+        self.reasoning = _count(completion_details.get("reasoning_tokens"))
 
     def add_anthropic(self, usage: dict[str, Any]) -> None:
         """Take an Anthropic `usage` object (a message, message_start or a cumulative message_delta).
@@ -49,17 +67,17 @@ class Usage:
         """
         self.reported = True
         fresh = usage.get("input_tokens")
-        fresh = self.input - self.cached - self.cache_write if fresh is None else int(fresh or 0)
+        fresh = self.input - self.cached - self.cache_write if fresh is None else _count(fresh)
         if usage.get("cache_read_input_tokens") is not None:
-            self.cached = int(usage["cache_read_input_tokens"])
+            self.cached = _count(usage["cache_read_input_tokens"])
         if usage.get("cache_creation_input_tokens") is not None:
-            self.cache_write = int(usage["cache_creation_input_tokens"])
+            self.cache_write = _count(usage["cache_creation_input_tokens"])
         self.input = fresh + self.cached + self.cache_write
         if usage.get("output_tokens") is not None:
-            self.output = int(usage["output_tokens"])
+            self.output = _count(usage["output_tokens"])
         details = usage.get("output_tokens_details")
         if isinstance(details, dict) and details.get("thinking_tokens") is not None:
-            self.reasoning = int(details["thinking_tokens"])
+            self.reasoning = _count(details["thinking_tokens"])
 
 
 def usage_from_openai_body(body: bytes) -> Usage:

@@ -29,6 +29,8 @@ model), e.g. ``gpt-delay-50-tools``:
 * ``cache``       a prompt cache: a chat answer's usage reports the tokens of the longest
   prefix of its prompt (model, system, first messages) that an earlier request sent whole, as
   cached (``cached_tokens``, Anthropic ``cache_read_input_tokens``).
+* ``badusage``    a chat answer's usage counts are ones no provider should send (negative,
+  text, past 2**53, a string where details belong), for the gateway's tolerance of them.
 * ``echokey``     a chat fault's error message quotes the request's API key, as some
   providers' do: what a gateway must never pass on.
 * ``echosystem``  the reply quotes the system prompt instead of the last user message (with

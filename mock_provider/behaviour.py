@@ -27,6 +27,7 @@ class Behaviour:
     piece_kib: int = 16  # ... in pieces (stream events) of this many KiB
     cache: bool = False  # a prompt cache: usage reports the tokens of a prefix seen before as cached
     echo_system: bool = False  # the reply (or the tool calls' arguments) quotes the system prompt
+    bad_usage: bool = False  # usage counts that no provider should send (negative, text, huge)
 
     @property
     def fault_status(self) -> int | None:
@@ -45,7 +46,7 @@ def parse_model(model: str) -> Behaviour:
     fault: str | None = None
     big: int | None = None
     piece = 16
-    tools = thinking = slow = echo = cache = echo_system = False
+    tools = thinking = slow = echo = cache = echo_system = bad_usage = False
     for i, tok in enumerate(tokens):
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         if tok == "big" and nxt.isdigit():
@@ -62,6 +63,8 @@ def parse_model(model: str) -> Behaviour:
             cache = True
         elif tok == "echosystem":
             echo_system = True
+        elif tok == "badusage":
+            bad_usage = True
         elif tok == "delay" and delay is None and nxt.isdigit():
             delay = float(nxt)
         elif tok == "fault":
@@ -71,4 +74,4 @@ def parse_model(model: str) -> Behaviour:
                 nxt in _NAMED_FAULTS or (nxt.isdigit() and 400 <= int(nxt) <= 599)
             ):
                 fault = nxt
-    return Behaviour(delay, tools, thinking, fault, slow, echo, big, piece, cache, echo_system)
+    return Behaviour(delay, tools, thinking, fault, slow, echo, big, piece, cache, echo_system, bad_usage)

@@ -53,6 +53,7 @@ class Plan:
     calls: list[tuple[str, str, list[str]]]  # (tool name, arguments JSON, fragments)
     thinking: list[str]
     cached_tokens: int = 0  # of prompt_tokens, read from the prompt cache (the ``cache`` selector)
+    bad_usage: bool = False  # usage counts no provider should send (the ``badusage`` selector)
 
     @property
     def text(self) -> str:

@@ -70,6 +70,7 @@ class _CompletionBase(ScriptedHandler):
         script = self.tool_script
         plan = make_plan(req, model, b, self.anthropic) if script is None else scripted_plan(
             req, model, b, self.anthropic, script.calls, script.after_result, script.say)
+        plan.bad_usage = b.bad_usage
         if b.cache:
             plan.cached_tokens = self.state.cached_tokens(prompt_prefixes(req, model, self.anthropic))
         n = next(self.state.ids)

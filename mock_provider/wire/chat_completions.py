@@ -26,6 +26,9 @@ _OPENAI_ERRORS: dict[int, tuple[str, str]] = {
 
 
 def _openai_usage(plan: Plan) -> dict[str, Any]:
+    if plan.bad_usage:
+        return {"prompt_tokens": -7, "completion_tokens": "many", "total_tokens": 1e308,
+                "prompt_tokens_details": "none", "completion_tokens_details": {"reasoning_tokens": [1]}}
     ct = plan.completion_tokens
     return {
         "prompt_tokens": plan.prompt_tokens,

@@ -42,6 +42,9 @@ def _anthropic_stop(plan: Plan) -> str:
 
 
 def _anthropic_usage(plan: Plan, output_tokens: int) -> dict[str, Any]:
+    if plan.bad_usage:
+        return {"input_tokens": "lots", "cache_creation_input_tokens": -3,
+                "cache_read_input_tokens": 2**60, "output_tokens": 1e308, "output_tokens_details": []}
     return {
         "input_tokens": plan.prompt_tokens - plan.cached_tokens,  # cache reads are counted apart
         "cache_creation_input_tokens": 0,

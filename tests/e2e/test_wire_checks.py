@@ -414,3 +414,24 @@ def test_json_too_deep_for_the_token_estimate_is_a_400(mock: Mock, tmp_path: Pat
     finally:
         gateway.stop()
     assert "Traceback" not in gateway.log()
+
+
+@pytest.mark.parametrize("model", ["mock/gpt-badusage", "claude/claude-badusage"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_usage_counts_no_provider_should_send_are_taken_as_none(gateway: Gateway, model: str,
+                                                                 stream: bool) -> None:
+    """An upstream whose usage says -7 tokens, "many", 1e308 or 2**60 (and a string where its
+    details belong): the answer reaches the client, and the gateway counts nothing it cannot
+    believe (it raised inside the handler: a 500 for a good answer, a traceback in the log)."""
+    client = gateway.openai()
+    if stream:
+        chunks = list(client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}], stream=True,
+            stream_options={"include_usage": True}))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        answer = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content
+    counted = [line for line in gateway.metrics().splitlines()
+               if line.startswith("gateway_tokens_total") and "badusage" in line]
+    assert counted == []  # a kind's series shows once it has counted a token
