@@ -536,3 +536,14 @@ def test_connections_past_the_cap_get_503_in_their_route_shape(mock: Mock, tmp_p
                 sock.close()
     finally:
         gateway.stop()
+
+
+@pytest.mark.parametrize("method", ["FINISH", "GET_STATUS", "ON_CONNECTION_CLOSE", "BREW"])
+def test_a_method_no_handler_serves_is_a_405_on_an_any_method_route(proto: Gateway, method: str) -> None:
+    """ANY /proxy/... takes whatever method the client names; a method that is not HTTP's names
+    no handler method (never one of the handler's own, `finish` say): 405 in OpenAI's shape."""
+    with connect(proto) as sock:
+        sock.sendall(head(method, "/proxy/mock/v1/models"))
+        status, headers, body = read_response(sock)
+    assert status == 405 and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["message"] == "Method Not Allowed"
