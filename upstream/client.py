@@ -104,6 +104,8 @@ class UpstreamClient:
 
     def _finished(self, handle: Handle, error: int, message: str) -> None:
         exchange = handle.transfer
+        if exchange is not None and handle.lines:
+            handle.hand_over(exchange)  # an answer with no body: its head is read only now
         self._idle_watch.forget(handle)
         handle.clean()
         self._idle.append(handle)

@@ -4,7 +4,8 @@ The attempt (upstream/attempt.py) decides what to do once headers are complete (
 the client, keep, or treat as a failure to retry); this module only tracks state,
 holds the transfer while the client is behind, and cancels it when the client goes away.
 Headers and chunks are handed over synchronously from libcurl's callbacks, in arrival
-order, with no copy and no loop turn in between.
+order, with no copy and no loop turn in between: the head just before the body's first
+chunk (or, for an answer with no body, as the transfer ends).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from upstream.client import UpstreamClient
 from upstream.ended import Ended
 from upstream.handle import Handle
 from upstream.request import Request, provider_request
-from upstream.response_head import Headers, read_head
+from upstream.response_head import Headers, final_head
 
 
 class Exchange:
-    """State of one upstream request; `on_headers` and `on_chunk` fire as libcurl reads them.
+    """State of one upstream request; `on_headers` and `on_chunk` fire as libcurl reads them
+    (`on_headers` once, before the first chunk).
 
     `hold()` stops libcurl reading the upstream answer (its write callback returns the
     pause code, so the provider's bytes wait in its socket, not here) until `release()`:
@@ -42,7 +44,7 @@ class Exchange:
         on_chunk: Callable[[bytes], None],
     ) -> None:
         self.status = 0
-        self.headers = Headers([])  # until the answer's head is in
+        self.headers = Headers()  # until the answer's head is in
         self.streaming = False
         self.done = False
         self.request: Request | None = None
@@ -109,9 +111,9 @@ class Exchange:
     def head(self, lines: list[bytes]) -> None:
         if self._head_read:
             return  # trailers: never relayed
-        read = read_head(lines)
+        read = final_head(lines)
         if read is None:
-            return  # an interim head: the final one follows
+            return  # interim heads only: the final one follows
         self._head_read = True
         self.status, headers = read
         self.headers = headers

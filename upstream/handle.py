@@ -1,8 +1,9 @@
 """A reusable libcurl easy handle: what never changes is set once, the rest per request.
 
-Its callbacks are set once too: they pass libcurl's heads (header lines collected up to
-the blank line that ends each), body chunks and upload reads to the transfer the handle
-serves now. Each request sets every option
+Its callbacks are set once too: header lines are collected as they come (appended by
+libcurl itself, no call of ours per line) and handed to the transfer the handle serves now
+before the body's first chunk, or by `hand_over` as the transfer ends (an answer with no
+body); body chunks and upload reads go to it as they come. Each request sets every option
 a previous one may have changed (method, body, sizes), and `clean` drops what it
 held (its body, its transfer), so nothing of one request reaches the next.
 
@@ -51,7 +52,8 @@ class Transfer(Protocol):
         ...
 
     def head(self, lines: list[bytes]) -> None:
-        """One head's header lines, whole (see upstream/response_head.py)."""
+        """The header lines read so far: complete heads, each ended by its blank line, a
+        final one among them unless the transfer ended early (see upstream/response_head.py)."""
         ...
 
     def receive(self, data: bytes) -> int | None: ...
@@ -65,12 +67,12 @@ class Handle(pycurl.Curl):
     def __init__(self) -> None:
         super().__init__()
         self.transfer: Transfer | None = None
-        self.lines: list[bytes] = []  # of the head being read
+        self.lines: list[bytes] = []  # header lines not handed over yet (libcurl appends them)
         self.pipe: BodyPipe | None = None
         self.posted = False
         for option, value in CONSTANT_OPTIONS:
             self.setopt(option, value)
-        self.setopt(pycurl.HEADERFUNCTION, self._header)
+        self.setopt(pycurl.HEADERFUNCTION, self.lines.append)
         self.setopt(pycurl.WRITEFUNCTION, self._write)
         self.setopt(pycurl.READFUNCTION, self._read)
 
@@ -103,7 +105,7 @@ class Handle(pycurl.Curl):
     def clean(self) -> None:
         """The transfer is over: let go of what it held, so the handle is ready for any request."""
         self.transfer = None
-        self.lines = []
+        self.lines.clear()
         if self.pipe is not None:
             self.pipe.detach()
             self.pipe = None
@@ -113,26 +115,24 @@ class Handle(pycurl.Curl):
 
     # -- libcurl's callbacks ---------------------------------------------------------------
 
-    def _header(self, line: bytes) -> int | None:
-        """Collect a head's lines; the blank line that ends it hands them over whole (one call
-        per head rather than a parse per line)."""
-        if line != b"\r\n" and line != b"\n":
-            self.lines.append(line)
-            return None
-        transfer, lines = self.transfer, self.lines
-        self.lines = []
-        if transfer is None:
-            return None
+    def hand_over(self, transfer: Transfer) -> bool:
+        """Hand the header lines read so far to `transfer`; False when that failed it."""
+        lines = self.lines
         try:
             transfer.head(lines)
         except Exception:
-            return self._failed(transfer, "reading the answer's headers")
-        return None
+            self._failed(transfer, "reading the answer's headers")
+            return False
+        finally:
+            lines.clear()
+        return True
 
     def _write(self, data: bytes) -> int | None:
         transfer = self.transfer
         if transfer is None:
             return None
+        if self.lines and not self.hand_over(transfer):  # the head, before the body's first chunk
+            return 0
         try:
             return transfer.receive(data)
         except Exception:

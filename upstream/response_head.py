@@ -1,39 +1,55 @@
-"""The answer's status and headers, parsed once from the header lines libcurl hands over.
+"""The answer's status and headers, read from the header lines libcurl hands over.
 
 libcurl passes every header line of every head it reads (an interim 1xx first, the
-final one last, trailers after the body); the handle collects a head's lines and hands
-them over whole at the blank line that ends it (upstream/handle.py), and the exchange
-reads the final head only, once, so that handlers see the status and headers parsed.
+final one last, trailers after the body); the handle collects them as they come and
+hands them over before the body's first bytes (or at the transfer's end: an answer with
+no body), and the exchange reads the final head only, once (`final_head`).
+
+A head is kept as its text, and a field is found by name when asked for: handlers read
+two or three of a dozen, and only a relayed head is read whole (`get_all`).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
 # A field line: its name up to the first colon, its value to the line's end (both stripped
 # after); a line without a colon is not a field.
 _FIELD = re.compile(r"^([^:\n]*):([^\n]*)", re.MULTILINE)
+BLANK = (b"\r\n", b"\n")  # the line that ends a head
+
+
+@functools.lru_cache(maxsize=32)
+def _named(name: str) -> re.Pattern[str]:
+    """The values of field `name` (any case), as `_FIELD` reads names: spaces around it stripped."""
+    return re.compile(rf"^[^\S\n]*{re.escape(name)}[^\S\n]*:([^\n]*)", re.MULTILINE | re.IGNORECASE)
 
 
 class Headers:
-    """An answer's header fields in arrival order, looked up by name in any case."""
+    """An answer's header fields in arrival order, looked up by name in any case.
 
-    __slots__ = ("_fields", "_index")
+    `text`: the head's field lines (no folded lines, no status line), each ending in a line
+    break; its fields are parsed only when they are all asked for."""
 
-    def __init__(self, fields: list[tuple[str, str]]) -> None:
+    __slots__ = ("_text", "_fields")
+
+    def __init__(self, text: str = "", fields: list[tuple[str, str]] | None = None) -> None:
+        self._text = text
         self._fields = fields
-        index: dict[str, list[str]] = {}
-        for name, value in fields:
-            index.setdefault(name.lower(), []).append(value)
-        self._index = index
+
+    @classmethod
+    def of(cls, fields: list[tuple[str, str]]) -> Headers:
+        """Headers holding `fields` (names without colons, values without line breaks)."""
+        return cls("".join(f"{name}:{value}\n" for name, value in fields), fields)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The field's value (several joined by commas, as RFC 9110 reads them), else `default`."""
-        values = self._index.get(name.lower())
-        if values is None:
+        values = _named(name).findall(self._text)
+        if not values:
             return default
-        return values[0] if len(values) == 1 else ",".join(values)
+        return values[0].strip() if len(values) == 1 else ",".join([value.strip() for value in values])
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -42,17 +58,33 @@ class Headers:
         return value
 
     def __contains__(self, name: str) -> bool:
-        return name.lower() in self._index
+        return _named(name).search(self._text) is not None
 
     def get_list(self, name: str) -> list[str]:
         """Every value of the field, one per line it came on."""
-        return self._index.get(name.lower(), [])
+        return [value.strip() for value in _named(name).findall(self._text)]
 
     def get_all(self) -> Iterator[tuple[str, str]]:
         """Every field, in arrival order (what is relayed)."""
+        if self._fields is None:
+            self._fields = [(name.strip(), value.strip()) for name, value in _FIELD.findall(self._text)]
         return iter(self._fields)
 
     __iter__ = get_all
+
+
+def final_head(lines: list[bytes]) -> tuple[int, Headers] | None:
+    """The first final head among the complete heads in `lines` (each ended by a blank line):
+    its status and headers, or None when there is none yet (only interim heads, or a head
+    cut short)."""
+    start = 0
+    for end, line in enumerate(lines):
+        if line in BLANK:
+            read = read_head(lines[start:end])
+            if read is not None:
+                return read
+            start = end + 1
+    return None
 
 
 def read_head(lines: list[bytes]) -> tuple[int, Headers] | None:
@@ -67,10 +99,9 @@ def read_head(lines: list[bytes]) -> tuple[int, Headers] | None:
         return None
     block = b"".join(lines)
     if b"\n " in block or b"\n\t" in block or block[:1] in (b" ", b"\t") or b"\nHTTP/" in block:
-        return status, Headers(_fields_line_by_line(lines))
-    # The usual head: every field in one pass over the block, no call per line.
-    found = _FIELD.findall(block.decode("latin-1"))
-    return status, Headers([(name.strip(), value.strip()) for name, value in found])
+        return status, Headers.of(_fields_line_by_line(lines))
+    # The usual head: kept as it came, its fields found when asked for.
+    return status, Headers(block.decode("latin-1"))
 
 
 def _fields_line_by_line(lines: list[bytes]) -> list[tuple[str, str]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from upstream.headers import UPSTREAM_PRIVATE, relayable
-from upstream.response_head import Headers, _fields_line_by_line, read_head
+from upstream.response_head import Headers, _fields_line_by_line, final_head, read_head
 
 
 def read(*lines: bytes) -> tuple[int, Headers | None, int]:
@@ -61,3 +61,36 @@ def test_a_head_read_in_one_pass_has_the_fields_read_line_by_line() -> None:
         ("Content-Type", "text/event-stream"), ("X-A", "b"), ("x-b", "c"), ("X-Url", "http://a:b/c"),
         ("Bare", "a\rb"), ("", "empty"), ("Latin", "\xff")]
     assert read_head([b"HTTP/1.1 103 Early Hints\r\n", b"Link: <a>\r\n"]) is None
+
+
+def test_a_field_found_by_name_is_what_the_whole_head_read_gives() -> None:
+    """A field is looked up in the head's text, not in a parsed index: every name, in any case,
+    finds what the fields read one by one hold (spaces around names and values stripped,
+    repeats joined, a name that is only part of another's not found)."""
+    lines = [b"Content-Type: text/event-stream\r\n", b"X-A:b\r\n", b"x-b :  c  \r\n", b"nocolon\r\n",
+             b"X-Url: http://a:b/c\r\n", b"Bare: a\rb\r\n", b"\x0bX-Lead: v\r\n", b"x-a: second\r\n",
+             b"Retry-After-Ms: 9\r\n", b"Latin: \xff\xa0\n"]
+    read = read_head([b"HTTP/1.1 200 OK\r\n", *lines])
+    assert read is not None
+    head = read[1]
+    fields = _fields_line_by_line(lines)
+    assert list(head) == fields
+    for name in {name for name, _ in fields} | {"Retry-After", "Content", "nocolon", "X"}:
+        for asked in (name, name.upper(), name.lower()):
+            values = [value for field, value in fields if field.lower() == name.lower()]
+            assert head.get_list(asked) == values
+            assert head.get(asked) == (",".join(values) if values else None)
+            assert (asked in head) == bool(values)
+    assert head.get("x-a") == "b,second" and head.get("Retry-After", "none") == "none"
+
+
+def test_the_final_head_is_the_first_complete_one_that_is_not_interim() -> None:
+    lines = [b"HTTP/1.1 100 Continue\r\n", b"\r\n", b"HTTP/1.1 103 Early Hints\n", b"Link: <a>\n", b"\n",
+             b"HTTP/1.1 200 OK\r\n", b"Content-Type: application/json\r\n", b"\r\n", b"X-Trailer: 1\r\n", b"\r\n"]
+    found = final_head(lines)
+    assert found is not None
+    assert found[0] == 200 and list(found[1]) == [("Content-Type", "application/json")]
+    assert final_head(lines[:5]) is None  # interim heads only
+    assert final_head(lines[:7]) is None  # the final head cut short: no blank line yet
+    folded = final_head([b"HTTP/2 404\r\n", b"X-F: a\r\n", b" b\r\n", b"\r\n"])
+    assert folded is not None and folded[1].get("x-f") == "a b" and list(folded[1]) == [("X-F", "a b")]
