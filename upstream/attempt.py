@@ -416,7 +416,7 @@ class _Walk:
                 delay = self.wait(self.tries)
                 ends = self.ends
                 await asyncio.sleep(delay if ends is None else max(0.0, min(delay, ends - self.clock())))
-            if self.gone() or self.over:
+            if self.gone() or self.answered or self.final:
                 self.answered = self.answered or self.gone()
                 return
             if self.ends is not None and self.clock() >= self.ends:
@@ -437,9 +437,29 @@ class _Walk:
             last = index + 1 == len(self.candidates) and again + 1 == policy.attempts
             more = self.replayable and not last
             self.tries += 1
-            remaining = None if self.ends is None else self.ends - self.clock()
-            failure = await _try(self.try_one, candidate, more, target, breakers, self.gone, self.answering,
-                                 remaining, policy.deadline)
+            # The try runs in the walk's own task (so that profiles show the handler around it),
+            # cut at the deadline unless its answer is already reaching the client; its outcome
+            # goes to the target's breaker (a cut try counts as a timeout).
+            cut = None if self.ends is None else _Cut(self.ends - self.clock(), self.answering)
+            reported = False
+            try:
+                try:
+                    failure = await self.try_one(candidate, more)
+                except asyncio.CancelledError:
+                    if cut is None or not cut.taken_back():
+                        raise  # the client left, not the deadline
+                    failure = past_deadline(target, policy.deadline)
+                else:
+                    if cut is not None:
+                        cut.ignore()  # it came as the try ended: the try answered in time
+                if target is not None and breakers is not None and not self.gone():
+                    breakers.record(target, failure)
+                    reported = True
+            finally:
+                if cut is not None:
+                    cut.timer.cancel()
+                if target is not None and breakers is not None and not reported:
+                    breakers.release(target)  # the client left (or the attempt raised): no verdict
             if again:
                 provider = failure.provider if failure is not None else (target[0] if target else "upstream")
                 outcome = "failed" if failure is not None else "answered"
@@ -498,51 +518,31 @@ class _Walk:
                 await asyncio.wait(running)
 
 
-async def _try(
-    try_one: Callable[[Candidate, bool], Awaitable[Failure | None]],
-    candidate: Candidate,
-    more: bool,
-    target: TargetKey | None,
-    breakers: BreakerBoard | None,
-    gone: Callable[[], bool],
-    answering: Callable[[], bool],
-    remaining: float | None,
-    deadline: float | None,
-) -> Failure | None:
-    """One try, cut at the walk's deadline unless its answer is already reaching the client,
-    its outcome reported to the target's breaker (a cut try counts as a timeout).
+class _Cut:
+    """A try's cut at the walk's deadline: the walk's task is cancelled then, unless the try's
+    answer is already reaching the client (`answering`)."""
 
-    The try runs in the walk's own task (so that profiles show the handler around it); the
-    deadline cancels that task and takes the cancellation back."""
-    current = asyncio.current_task()
-    cut: list[bool] = []
+    __slots__ = ("task", "answering", "fired", "timer")
 
-    def at_deadline() -> None:
-        if current is not None and not answering():
-            cut.append(True)
-            current.cancel()
+    def __init__(self, remaining: float, answering: Callable[[], bool]) -> None:
+        self.task = asyncio.current_task()
+        self.answering = answering
+        self.fired = False
+        self.timer = asyncio.get_running_loop().call_later(remaining, self._fire)
 
-    timer = None if remaining is None else asyncio.get_running_loop().call_later(remaining, at_deadline)
-    reported = False
-    try:
-        try:
-            failure = await try_one(candidate, more)
-        except asyncio.CancelledError:
-            if not cut or current is None or current.uncancel():
-                raise  # the client left, not the deadline
-            failure = past_deadline(target, deadline)
-        else:
-            if cut and current is not None:
-                current.uncancel()  # the deadline came as the try ended: it answered in time
-        if target is not None and breakers is not None and not gone():
-            breakers.record(target, failure)
-            reported = True
-        return failure
-    finally:
-        if timer is not None:
-            timer.cancel()
-        if target is not None and breakers is not None and not reported:
-            breakers.release(target)  # the client left (or the attempt raised): no verdict
+    def _fire(self) -> None:
+        if self.task is not None and not self.answering():
+            self.fired = True
+            self.task.cancel()
+
+    def taken_back(self) -> bool:
+        """The try was cancelled: True when by the deadline (that cancellation taken back)."""
+        return self.fired and self.task is not None and not self.task.uncancel()
+
+    def ignore(self) -> None:
+        """The try ended as the deadline fired: its cancellation is taken back."""
+        if self.fired and self.task is not None:
+            self.task.uncancel()
 
 
 def past_deadline(target: TargetKey | None, deadline: float | None) -> Failure:

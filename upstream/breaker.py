@@ -145,7 +145,7 @@ class BreakerBoard:
 
     def usable(self, key: TargetKey) -> bool:
         """Whether `key` would be admitted now (without taking a probe's place)."""
-        settings = self.settings(key[0])
+        settings = self.by_provider.get(key[0], self.defaults)  # self.settings, on every request
         if not settings.enabled:
             return True
         now = self.clock()
@@ -161,9 +161,12 @@ class BreakerBoard:
     def admit(self, key: TargetKey) -> bool:
         """May a request go to `key` now? A half-open target's probe place is taken: report
         the outcome with `record` (or give it back with `release`)."""
+        settings = self.by_provider.get(key[0], self.defaults)
+        if not settings.enabled:
+            return True
         if not self.usable(key):
             return False
-        breaker = self._breaker(key) if self.settings(key[0]).enabled else None
+        breaker = self._breaker(key)
         if breaker is None:
             return True
         if breaker.state == OPEN:
@@ -182,7 +185,7 @@ class BreakerBoard:
     def record(self, key: TargetKey, failure: Failure | None) -> None:
         """How an admitted request to `key` ended: None when it answered."""
         breaker = self.breakers.get(key)
-        settings = self.settings(key[0])
+        settings = self.by_provider.get(key[0], self.defaults)
         if breaker is None or not settings.enabled:
             return
         if breaker.state == HALF_OPEN and breaker.probing:

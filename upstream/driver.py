@@ -24,6 +24,7 @@ import pycurl
 
 log = logging.getLogger("gateway.upstream")
 
+POLL_IN, POLL_OUT = pycurl.POLL_IN, pycurl.POLL_OUT
 UNKNOWN = -1  # a count of running transfers that no action returns
 Finished = Callable[[Any, int, str], None]  # the handle added, curl error (0: none), its message
 
@@ -63,45 +64,39 @@ class Driver:
             self._timer.cancel()
             self._timer = None
         for fd in list(self._watched):
-            self._unwatch(fd)
+            self._watch(pycurl.POLL_REMOVE, fd, self._multi, None)
         self._multi.close()
 
     # -- libcurl's callbacks: they only note what libcurl asks for --------------------------
 
     def _watch(self, what: int, fd: int, multi: pycurl.CurlMulti, socketp: object) -> None:
+        loop = self._loop
+        assert loop is not None  # libcurl calls back only from inside `add` or the loop's calls
         # Always unwatch first: libcurl may close a socket and open another with the same
         # number without a POLL_REMOVE in between, and the old registration is then stale.
-        self._unwatch(fd)
+        was = self._watched.pop(fd, 0)
+        if was & POLL_IN:
+            loop.remove_reader(fd)
+        if was & POLL_OUT:
+            loop.remove_writer(fd)
         if what == pycurl.POLL_REMOVE:
             return
-        loop = self._running
-        if what & pycurl.POLL_IN:
+        if what & POLL_IN:
             loop.add_reader(fd, self._act, fd, pycurl.CSELECT_IN)
-        if what & pycurl.POLL_OUT:
+        if what & POLL_OUT:
             loop.add_writer(fd, self._act, fd, pycurl.CSELECT_OUT)
         self._watched[fd] = what
 
-    def _unwatch(self, fd: int) -> None:
-        what = self._watched.pop(fd, 0)
-        if what & pycurl.POLL_IN:
-            self._running.remove_reader(fd)
-        if what & pycurl.POLL_OUT:
-            self._running.remove_writer(fd)
-
     def _schedule(self, ms: int) -> None:
+        loop = self._loop
+        assert loop is not None  # as for `_watch`
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if ms == 0:
-            self._timer = self._running.call_soon(self._due)
+            self._timer = loop.call_soon(self._due)
         elif ms > 0:
-            self._timer = self._running.call_later(ms / 1000, self._due)
-
-    @property
-    def _running(self) -> asyncio.AbstractEventLoop:
-        """libcurl calls back only from inside `add` or the loop's calls: the loop is known."""
-        assert self._loop is not None
-        return self._loop
+            self._timer = loop.call_later(ms / 1000, self._due)
 
     # -- the loop's calls into libcurl -----------------------------------------------------
 
