@@ -341,16 +341,19 @@ async def walk(
     tried beside it (two at a time at most); the first to claim the client answers (the
     tries' sinks arbitrate, upstream/hedge.py) and the other is cancelled.
     """
+    keys: list[TargetKey] | None = None  # each candidate's target, with breakers
     if breakers is not None and key is not None:
-        usable = [c for c in candidates if breakers.usable(key(c))]
+        keys = [key(c) for c in candidates]
+        usable = [i for i, k in enumerate(keys) if breakers.usable(k)]
         if not usable:
-            return [all_open(breakers, [key(c) for c in candidates])]
-        if skipped is not None and len(usable) < len(candidates):
-            for candidate in candidates:
-                if candidate not in usable:
-                    skipped(candidate)
-        candidates = usable
-    run = _Walk(candidates, try_one, gone, replayable, policy, answering, pause, clock, breakers, key,
+            return [all_open(breakers, keys)]
+        if len(usable) < len(candidates):
+            if skipped is not None:
+                for i, candidate in enumerate(candidates):
+                    if i not in usable:
+                        skipped(candidate)
+            candidates, keys = [candidates[i] for i in usable], [keys[i] for i in usable]
+    run = _Walk(candidates, try_one, gone, replayable, policy, answering, pause, clock, breakers, keys,
                 skipped, admit)
     if hedge_after is None or len(candidates) < 2:
         for index in range(len(candidates)):
@@ -361,8 +364,8 @@ async def walk(
         await run.race(hedge_after)
     if run.answered:
         return None
-    if not run.failures and breakers is not None and key is not None:
-        return [all_open(breakers, [key(c) for c in candidates])]
+    if not run.failures and breakers is not None and keys is not None:
+        return [all_open(breakers, keys)]
     return run.failures
 
 
@@ -380,7 +383,7 @@ class _Walk:
         pause: Callable[[int], float] | None,
         clock: Callable[[], float],
         breakers: BreakerBoard | None,
-        key: Callable[[Candidate], TargetKey] | None,
+        keys: Sequence[TargetKey] | None,
         skipped: Callable[[Candidate], None] | None,
         admit: Callable[[Candidate], Awaitable[Failure | None]] | None,
     ) -> None:
@@ -392,8 +395,8 @@ class _Walk:
         self.answering = answering
         self.wait = policy.pause if pause is None else pause
         self.clock = clock
-        self.breakers = breakers if key is not None else None
-        self.key = key
+        self.breakers = breakers if keys is not None else None
+        self.keys = keys
         self.skipped = skipped
         self.admit = admit
         self.ends = None if policy.deadline is None else clock() + policy.deadline
@@ -410,7 +413,7 @@ class _Walk:
         """Every try of candidate `index`, until it answers or gives up."""
         candidate = self.candidates[index]
         breakers, policy = self.breakers, self.policy
-        target = self.key(candidate) if breakers is not None and self.key is not None else None
+        target = self.keys[index] if breakers is not None and self.keys is not None else None
         for again in range(policy.attempts):
             if self.tries and (again or pause_first):
                 delay = self.wait(self.tries)

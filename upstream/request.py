@@ -6,6 +6,7 @@ same name, except a client's `anthropic-version`, which wins over the configured
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ def provider_request(
     docstring), its timeouts (`timeout` instead of the provider's, when given; an idle timeout
     no shorter than the whole is left to the whole)."""
     own = provider.headers
-    replaced = {name.lower() for name, _ in own}
+    replaced = _names(own)
     lines: list[bytes] = []
     typed = client_version = False
     for name, value in headers:
@@ -53,11 +54,10 @@ def provider_request(
             client_version = True
         typed = typed or lower == "content-type"
         lines.append(header_line(name, value))
-    for name, value in own:
-        lower = name.lower()
+    for lower, line in _lines(own):
         if not (client_version and lower == "anthropic-version"):
             typed = typed or lower == "content-type"
-            lines.append(header_line(name, value))
+            lines.append(line)
     lines.extend(FIXED_LINES)
     if body is not None and not typed:
         lines.append(NO_CONTENT_TYPE)
@@ -69,6 +69,19 @@ def provider_request(
     if idle is not None and idle >= total:
         idle = None  # the whole limit comes first
     return Request(url, method, lines, body, _ms(total), _ms(connect), idle)
+
+
+@functools.lru_cache(maxsize=64)
+def _names(headers: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    """A provider's own header names, in lower case (made once per provider, not per request)."""
+    return frozenset(name.lower() for name, _ in headers)
+
+
+@functools.lru_cache(maxsize=64)
+def _lines(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, bytes], ...]:
+    """A provider's own headers as sent, each with its name in lower case (made once per
+    provider; one that cannot be sent raises each time, refusing each request)."""
+    return tuple((name.lower(), header_line(name, value)) for name, value in headers)
 
 
 def header_line(name: str, value: str) -> bytes:

@@ -23,8 +23,10 @@ BLANK = (b"\r\n", b"\n")  # the line that ends a head
 
 @functools.lru_cache(maxsize=32)
 def _named(name: str) -> re.Pattern[str]:
-    """The values of field `name` (any case), as `_FIELD` reads names: spaces around it stripped."""
-    return re.compile(rf"^[^\S\n]*{re.escape(name)}[^\S\n]*:([^\n]*)", re.MULTILINE | re.IGNORECASE)
+    """The values of field `name` (any case), as `_FIELD` reads names: spaces around it stripped.
+    It starts with the line break before the field (the text starts with one too), so that a
+    search skips straight from line to line."""
+    return re.compile(rf"\n[^\S\n]*(?i:{re.escape(name)})[^\S\n]*:([^\n]*)")
 
 
 class Headers:
@@ -36,7 +38,7 @@ class Headers:
     __slots__ = ("_text", "_fields")
 
     def __init__(self, text: str = "", fields: list[tuple[str, str]] | None = None) -> None:
-        self._text = text
+        self._text = "\n" + text  # every field line follows a line break (see `_named`)
         self._fields = fields
 
     @classmethod
