@@ -160,6 +160,28 @@ def test_the_idle_watch_ends_a_silent_transfer_but_not_one_waiting_for_the_clien
     run(test)
 
 
+def test_the_head_reaches_the_exchange_once_before_the_body_and_without_one(mock: Mock) -> None:
+    """libcurl collects the header lines itself; the exchange reads the head just before the
+    first chunk (a stream), or as the transfer ends (a HEAD answer has no body), once."""
+
+    async def test(client: UpstreamClient) -> None:
+        seen: list[tuple[str, object]] = []
+
+        def on_headers(done: Exchange) -> None:
+            seen.append(("head", (done.status, done.streaming, done.headers.get("content-type"))))
+
+        streamed = Exchange(client, on_headers, lambda data: seen.append(("chunk", len(data))))
+        assert await streamed.send(chat(mock, "gpt-4o-mini", stream=True)) == Ended(200)
+        assert seen[0] == ("head", (200, True, "text/event-stream"))
+        assert len(seen) > 1 and all(kind == "chunk" for kind, _ in seen[1:])
+        seen.clear()
+        bodiless = Exchange(client, on_headers, lambda data: seen.append(("chunk", len(data))))
+        assert (await bodiless.send(request(mock, "HEAD", "/nowhere"))).status == 404
+        assert len(seen) == 1 and seen[0][0] == "head" and bodiless.status == 404
+
+    run(test, limit=1)
+
+
 def test_a_reused_handle_carries_nothing_of_the_previous_request_over(mock: Mock) -> None:
     """One handle serves every request in turn: each gets its own method and body, no other."""
 
