@@ -30,6 +30,7 @@ from converters.chat_mapping import (
     stop_reason,
     take_openai_usage,
 )
+from converters.plain_events import QUIET, TEXT_DELTA
 from converters.sse import SSEDataReader, payloads
 from converters.usage import Usage
 
@@ -37,21 +38,12 @@ _DONE = b"data: [DONE]\n\n"
 _NOT_FINISHED = b',"logprobs":null,"finish_reason":null}]}\n\n'
 _ROLE = b'{"role":"assistant","content":""}'
 _TEXT_END = b'"}' + _NOT_FINISHED
-# Events as Anthropic writes them that need no parsing once the stream has started: a text
-# delta whose text holds no quote, backslash or control character (such text is the same
-# bytes in any JSON string: orjson writes every other character as it is), and those that
-# change nothing here (a ping, the start of an empty text block, the end of any block). A run
-# of them becomes chunks without parsing or encoding JSON.
-_INDEX = rb'"index":(?:0|[1-9][0-9]*)'
-_PLAIN_RUN = re.compile(
-    rb"(?:(?:event: content_block_delta\n)?data: *\{\"type\":\"content_block_delta\"," + _INDEX
-    + rb',"delta":\{"type":"text_delta","text":"[^"\\\x00-\x1f]+"\}\}\n\n'
-    + rb'|(?:event: ping\n)?data: *\{"type":"ping"\}\n\n'
-    + rb'|(?:event: content_block_start\n)?data: *\{"type":"content_block_start",' + _INDEX
-    + rb',"content_block":\{"type":"text","text":""\}\}\n\n'
-    + rb'|(?:event: content_block_stop\n)?data: *\{"type":"content_block_stop",' + _INDEX + rb"\}\n\n)+"
-)
+# A run of events that need no parsing (converters/plain_events.py) becomes chunks without
+# parsing or encoding JSON.
+_PLAIN_RUN = re.compile(rb"(?:(?:" + TEXT_DELTA + rb"|" + QUIET + rb")\n\n)+")
 _RUN_TEXT = re.compile(rb'"text_delta","text":"([^"]*)"')  # within a plain run: each text delta's text
+# The end of a started stream as Anthropic writes it: nothing in it to parse.
+_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
 def _wants_usage(client_request: dict[str, Any]) -> bool:
@@ -127,20 +119,27 @@ class AnthropicToOpenAIStream(_EventConversion):
     def _convert(self, events: bytes) -> bytes:
         out: list[bytes] = []
         at, size = 0, len(events)
+        ascii_only = events.isascii()  # else each plain run is checked for UTF-8, as orjson would
         while at < size:
             run = _PLAIN_RUN.match(events, at) if self._text_head else None
             if run is not None:
                 end = run.end()
-                if _utf8(events[at:end]):
+                if ascii_only or _utf8(events[at:end]):
                     texts = _RUN_TEXT.findall(events, at, end)
                     if texts:
                         out.append(self._text_head + self._text_join.join(texts) + _TEXT_END)
                     at = end
                     continue
+                found = payloads(events[at:end])
+            elif self._text_head and events.startswith(_MESSAGE_STOP, at):
+                out.append(self._finish())
+                break
             else:
                 end = events.find(b"\n\n", at)
                 end = size if end < 0 else end + 2
-            for payload in payloads(events[at:end]):
+                lone = _lone_data(events, at, end)
+                found = payloads(events[at:end]) if lone is None else (lone,)
+            for payload in found:
                 if not self._event(payload, out):
                     return b"".join(out)
             at = end
@@ -415,6 +414,19 @@ class OpenAIToAnthropicStream(_EventConversion):
                                               "usage": anthropic_usage(self.usage)}))
         out.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
         return b"".join(out)
+
+
+def _lone_data(events: bytes, at: int, end: int) -> bytes | None:
+    """The payload of the event from `at` to `end` (its blank line included) when it is the
+    usual one: perhaps an `event:` line, then one `data:` line. None for any other shape,
+    which `payloads` reads."""
+    if events.startswith(b"event:", at):
+        at = events.find(b"\n", at, end) + 1
+        if not at:
+            return None
+    if not events.startswith(b"data:", at) or events.find(b"\n", at, end) != end - 2:
+        return None
+    return events[at + 5 : end - 2]
 
 
 def _utf8(text: bytes) -> bool:

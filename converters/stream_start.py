@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 import orjson
 
+from converters.plain_events import PLAIN_EVENT
 from converters.sse import SSEFramer
 from converters.upstream_errors import UpstreamError, upstream_error
 
@@ -78,25 +79,33 @@ class StreamStart:
         """None while the preamble is held; else every byte so far, to relay from now on.
 
         Raises StreamRefused on an error event before the first content event."""
-        self._held += data
         for event in _events(self._framer.feed(data)):
             if self._judge(event):
-                return self._release()
+                return self._release(data)
+        self._held += data
         if len(self._held) > MAX_HELD:
-            return self._release()
+            return self._release(b"")
         return None
 
     def end(self) -> None:
         """The stream ended while its preamble was held: raises StreamRefused."""
         raise StreamRefused(self._status, None)
 
-    def _release(self) -> bytes:
+    def _release(self, data: bytes) -> bytes:
+        """What was held, then `data` (as it is when nothing was: the usual first read)."""
+        if not self._held:
+            return data
+        self._held += data
         held = bytes(self._held)
         self._held = bytearray()
         return held
 
     def _judge(self, event: bytes) -> bool:
         """True for a content event; raises StreamRefused for an error event."""
+        if self._format == "anthropic":
+            plain = PLAIN_EVENT.fullmatch(event)
+            if plain is not None:  # what parsing it would tell (converters/plain_events.py)
+                return plain.lastgroup == "text"
         name, data = _fields(event)
         if not data and not name:
             return False
