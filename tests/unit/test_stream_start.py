@@ -88,3 +88,23 @@ def test_a_preamble_past_the_limit_is_relayed_as_it_is() -> None:
         if out is not None:
             break
     assert out is not None and len(out) > MAX_HELD
+
+
+STOP_BLOCK = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+
+
+@pytest.mark.parametrize(("written", "content"), [(PING, False), (EMPTY_BLOCK, False), (STOP_BLOCK, False),
+                                                  (DELTA, True)])
+def test_anthropic_events_known_by_their_bytes_are_judged_as_parsing_judges_them(written: bytes,
+                                                                                 content: bool) -> None:
+    """Events as Anthropic writes them are judged without parsing (converters/plain_events.py);
+    the same events spaced otherwise are parsed: both give one judgement."""
+    spaced = written.replace(b'":', b'": ').replace(b'",', b'", ')
+    assert spaced != written
+    for event in (written, spaced):
+        assert (start("anthropic").feed(START + event) is not None) is content, event
+
+
+def test_an_error_named_event_is_refused_whatever_its_data() -> None:
+    with pytest.raises(StreamRefused):
+        start("anthropic").feed(START + b'event: error\ndata: {"type":"ping"}\n\n')
