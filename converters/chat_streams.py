@@ -32,7 +32,7 @@ from converters.chat_mapping import (
 )
 from converters.plain_events import QUIET, TEXT_DELTA
 from converters.sse import SSEDataReader, payloads
-from converters.usage import Usage
+from converters.usage import Usage, asks_for_usage
 
 _DONE = b"data: [DONE]\n\n"
 _NOT_FINISHED = b',"logprobs":null,"finish_reason":null}]}\n\n'
@@ -44,11 +44,6 @@ _PLAIN_RUN = re.compile(rb"(?:(?:" + TEXT_DELTA + rb"|" + QUIET + rb")\n\n)+")
 _RUN_TEXT = re.compile(rb'"text_delta","text":"([^"]*)"')  # within a plain run: each text delta's text
 # The end of a started stream as Anthropic writes it: nothing in it to parse.
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
-
-
-def _wants_usage(client_request: dict[str, Any]) -> bool:
-    options = client_request.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 class _EventConversion:
@@ -101,7 +96,7 @@ class AnthropicToOpenAIStream(_EventConversion):
         self._reader = SSEDataReader()
         self._model = orjson.dumps(ctx.model)
         self._created = int(time.time()) if created is None else created
-        self._include_usage = _wants_usage(ctx.client_request)
+        self._include_usage = asks_for_usage(ctx.client_request)
         self._head = b""  # every chunk's bytes up to its choices, set when the stream starts
         self._delta_head = b""  # the same, on to the delta of choice 0
         self._text_head = b""  # the same, on into the delta's content string

@@ -103,26 +103,59 @@ def _usage_from_body(body: bytes, add: Callable[[Usage, dict[str, Any]], None]) 
     return usage
 
 
+def _event_end(data: bytes, start: int) -> int:
+    """Just past the blank line that ends the SSE event at `start` (events come whole, framed)."""
+    lf, crlf = data.find(b"\n\n", start), data.find(b"\r\n\r\n", start)
+    ends = [end for end in (lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1) if end >= 0]
+    return min(ends) if ends else len(data)
+
+
+def asks_for_usage(request: dict[str, Any]) -> bool:
+    """Whether an OpenAI chat request asks for its stream's usage chunk."""
+    options = request.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def with_stream_usage(request: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat request whose stream will end with its usage chunk (OpenAI sends one only
+    when asked): without it a streamed answer's tokens are not known, so neither counted nor
+    charged to a budget. A request that is not streamed, or already asks, is sent as it is."""
+    if request.get("stream") is not True or asks_for_usage(request):
+        return request
+    options = request.get("stream_options")
+    asked = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return {**request, "stream_options": asked}
+
+
 class OpenAIStreamUsage:
-    """Pass-through converter over whole OpenAI SSE events that records the usage chunk."""
+    """Pass-through converter over whole OpenAI SSE events that records the usage chunk.
 
-    __slots__ = ("usage",)
+    `hide`: the client did not ask for that chunk (the gateway did, see `with_stream_usage`):
+    an event that carries usage and no choices is read, not relayed.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("usage", "hide")
+
+    def __init__(self, hide: bool = False) -> None:
         self.usage = Usage()
+        self.hide = hide
 
     def feed(self, data: bytes) -> bytes:
         match = _USAGE_OBJECT.search(data)
         while match is not None:
             start = data.rfind(b"data:", 0, match.start())
             end = data.find(b"\n", match.end())
+            end = len(data) if end < 0 else end
             try:
-                chunk = orjson.loads(data[start + 5 : end if end >= 0 else len(data)])
-                if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-                    self.usage.add_openai(chunk["usage"])
+                chunk = orjson.loads(data[start + 5 : end])
             except orjson.JSONDecodeError:
-                pass
-            match = _USAGE_OBJECT.search(data, end if end >= 0 else len(data))
+                chunk = None
+            if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+                self.usage.add_openai(chunk["usage"])
+                if self.hide and chunk.get("choices") == []:
+                    data = data[:start] + data[_event_end(data, start):]
+                    end = start
+            match = _USAGE_OBJECT.search(data, end)
         return data
 
     def close(self) -> bytes:

@@ -1,11 +1,12 @@
-"""OpenAI clients, OpenAI providers: request and answer as written; streams framed and metered."""
+"""OpenAI clients, OpenAI providers: request and answer as written (a stream asked for its usage);
+streams framed and metered."""
 
 from __future__ import annotations
 
 from converters.base import ConverterSpec
 from converters.sse import SSEFramer
 from converters.translation import Translation
-from converters.usage import OpenAIStreamUsage, usage_from_openai_body
+from converters.usage import OpenAIStreamUsage, asks_for_usage, usage_from_openai_body, with_stream_usage
 
 TRANSLATION = Translation(
     client="openai",
@@ -17,9 +18,12 @@ TRANSLATION = Translation(
             "Forward only whole SSE events, so that an upstream cut never tears one.",
         ),
         ConverterSpec(
-            "openai-usage", "openai", "openai", lambda _: OpenAIStreamUsage(),
-            "Record the usage chunk of an OpenAI stream (tokens in, out, cached, reasoning).",
+            "openai-usage", "openai", "openai",
+            lambda ctx: OpenAIStreamUsage(hide=not asks_for_usage(ctx.client_request)),
+            "Record the usage chunk of an OpenAI stream (tokens in, out, cached, reasoning); relay it "
+            "only to a client that asked for it.",
         ),
     ),
     usage=usage_from_openai_body,
+    request=with_stream_usage,
 )

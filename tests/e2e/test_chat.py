@@ -181,3 +181,20 @@ def test_upstream_cut_raw_stream_is_well_formed(gateway: Gateway) -> None:
         assert event.startswith("data: ")
         json.loads(event[6:])
     assert "error" in json.loads(events[-2][6:])
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_a_native_stream_is_counted_whether_or_not_its_client_asked_for_usage(gateway: Gateway,
+                                                                               asked: bool) -> None:
+    """The gateway asks an OpenAI provider for a stream's usage chunk, so its tokens are counted
+    (and charged to a budget) even when the client did not ask; that client's stream has no
+    usage chunk, as it would not have had without the gateway. Before, such a stream counted
+    no token at all: a budget never saw it."""
+    model = f"mock/gpt-usage-{'asked' if asked else 'unasked'}"
+    extra = {"stream_options": {"include_usage": True}} if asked else {}
+    chunks = list(gateway.openai().chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "count me"}], stream=True, **extra))
+    assert any(c.usage is not None for c in chunks) is asked
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    counted = json.loads(gateway.get("/statsz")[2])["models"][model]
+    assert counted["input_tokens"] > 0 and counted["output_tokens"] > 0

@@ -30,8 +30,11 @@ def _openai_stream(crlf: bool = False) -> bytes:
 STREAM = _openai_stream()
 
 
-def _run(pieces: list[bytes]) -> tuple[bytes, tuple[int, int, int, int]]:
-    chain = plan("openai", "openai").build(Context({}, "m"))
+ASKS_FOR_USAGE = {"stream": True, "stream_options": {"include_usage": True}}
+
+
+def _run(pieces: list[bytes], client: dict | None = None) -> tuple[bytes, tuple[int, int, int, int]]:
+    chain = plan("openai", "openai").build(Context(ASKS_FOR_USAGE if client is None else client, "m"))
     out = b"".join(chain.feed(p) for p in pieces) + chain.close()
     usage = chain.converters[1].usage
     return out, (usage.input, usage.output, usage.cached, usage.reasoning)
@@ -41,6 +44,30 @@ def test_unsplit_stream_passes_whole_and_records_usage() -> None:
     out, usage = _run([STREAM])
     assert out == STREAM
     assert usage == (5, 3, 2, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=20), st.booleans())
+def test_a_usage_chunk_the_client_did_not_ask_for_is_read_not_relayed(cuts: list[int], crlf: bool) -> None:
+    """The gateway asks an OpenAI provider for a stream's usage (with_stream_usage) to count and
+    charge its tokens; a client that did not ask gets the stream it would have got without."""
+    stream = _openai_stream(crlf)
+    points = sorted({min(c, len(stream)) for c in cuts})
+    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    out, usage = _run(pieces, {"stream": True})
+    sep = b"\r\n\r\n" if crlf else b"\n\n"
+    events = stream.split(sep)
+    assert out == sep.join(event for event in events if b'"prompt_tokens"' not in event)
+    assert usage == (5, 3, 2, 1)
+
+
+def test_a_streamed_request_asks_its_openai_provider_for_usage() -> None:
+    request = plan("openai", "openai").translation.request
+    assert request is not None
+    asked = request({"model": "m", "stream": True, "stream_options": {"extra": 1}})
+    assert asked["stream_options"] == {"extra": 1, "include_usage": True}
+    for unchanged in ({"model": "m"}, {"model": "m", "stream": True, "stream_options": {"include_usage": True}}):
+        assert request(unchanged) is unchanged
 
 
 def test_every_single_split_point_gives_the_same_output() -> None:
