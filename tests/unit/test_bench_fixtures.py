@@ -29,9 +29,13 @@ def test_the_four_answers_carry_the_same_text() -> None:
 
     openai = _events("openai-stream.sse")
     assert openai[-1] == (None, "[DONE]")
-    chunks = [json.loads(data) for _, data in openai[:-1]]
+    *chunks, usage = [json.loads(data) for _, data in openai[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == text
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    # as OpenAI streams when asked for usage (the gateway always asks): a null on every chunk,
+    # then a chunk of usage alone
+    assert all("usage" in c and c["usage"] is None for c in chunks)
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] > 0
 
     anthropic = _events("anthropic-stream.sse")
     datas = [json.loads(data) for _, data in anthropic]
