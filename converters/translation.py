@@ -32,3 +32,6 @@ class Translation:
     # The provider's error answer, read with the provider's key scrubbed out.
     error: Callable[[bytes, Callable[[str], str]], UpstreamError] = upstream_error
     client_headers: tuple[str, ...] = ()  # headers of the client's request passed on to the provider
+    # The provider sends a stream's usage only when asked: a streamed request asks for it
+    # (converters.usage.with_stream_usage) unless the provider's `stream_usage` is off.
+    asks_stream_usage: bool = False

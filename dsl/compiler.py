@@ -336,6 +336,7 @@ class _Compiler:
             key=key,
             breakers=self._provider_breakers(name, _section(spec, "breakers")),
             idle_timeout=parse_duration(spec.get("idle_timeout", "600s")) or None,  # 0s: none
+            stream_usage=spec.get("stream_usage", True),
         )
 
     def _provider_breakers(self, name: str, spec: Mapping[str, Any]) -> BreakerSettings:

@@ -51,6 +51,7 @@ class Provider:
     breakers: BreakerSettings = BreakerSettings()  # the top-level `breakers:` under its own
     # The longest silence of the upstream within a transfer (None: only `timeout` bounds it).
     idle_timeout: float | None = 600.0
+    stream_usage: bool = True  # an OpenAI provider is asked for a stream's usage chunk
 
     def scrub(self, text: str) -> str:
         """`text` (an upstream's error message, say) with this provider's key taken out."""

@@ -17,7 +17,7 @@ from converters.encoding import encode
 from converters.registry import ChainPlan, UnsupportedConversion, plan
 from converters.stream_start import StreamStart
 from converters.translation import Translation
-from converters.usage import Usage
+from converters.usage import Usage, with_stream_usage
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Agent, Provider, Route, Table, Target
 from handlers.base import GatewayHandler, optional_header
@@ -248,6 +248,8 @@ class ChatHandler(GatewayHandler):
         context = Context(document, self.requested_model)
         try:
             upstream_document = translation.request(document) if translation.request else document
+            if translation.asks_stream_usage and provider.stream_usage:
+                upstream_document = with_stream_usage(upstream_document)
             upstream_body = encode({**upstream_document, "model": target.model}, "the request")
         except ValueError as exc:
             return Failure(provider.name, target.label, 400, "invalid_request", str(exc))

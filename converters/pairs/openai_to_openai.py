@@ -6,7 +6,7 @@ from __future__ import annotations
 from converters.base import ConverterSpec
 from converters.sse import SSEFramer
 from converters.translation import Translation
-from converters.usage import OpenAIStreamUsage, asks_for_usage, usage_from_openai_body, with_stream_usage
+from converters.usage import OpenAIStreamUsage, asks_for_usage, usage_from_openai_body
 
 TRANSLATION = Translation(
     client="openai",
@@ -25,5 +25,5 @@ TRANSLATION = Translation(
         ),
     ),
     usage=usage_from_openai_body,
-    request=with_stream_usage,
+    asks_stream_usage=True,
 )

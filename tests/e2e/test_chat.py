@@ -8,7 +8,7 @@ import time
 import openai
 import pytest
 
-from tests.support import PROVIDER_KEY, Gateway, Mock
+from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Gateway, Mock, write_config
 
 MESSAGES = [{"role": "user", "content": "hi there"}]
 
@@ -198,3 +198,38 @@ def test_a_native_stream_is_counted_whether_or_not_its_client_asked_for_usage(ga
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     counted = json.loads(gateway.get("/statsz")[2])["models"][model]
     assert counted["input_tokens"] > 0 and counted["output_tokens"] > 0
+
+
+NO_STREAM_USAGE = """
+version: 1
+server:
+  listen: 127.0.0.1:${GATEWAY_PORT}
+secrets: secrets.yaml
+providers:
+  plain:
+    url: ${MOCK_URL}/v1
+    api_key: sk-test-plain
+    stream_usage: false
+routes:
+  - {match: POST /v1/chat/completions, handler: chat}
+  - {match: GET /healthz, handler: health}
+"""
+
+
+def test_a_provider_that_refuses_stream_options_is_not_sent_them(mock: Mock, tmp_path) -> None:
+    """`stream_usage: false`: the request goes as the client wrote it (its stream counts no
+    tokens then); a client's own include_usage still reaches the provider."""
+    config = write_config(tmp_path, NO_STREAM_USAGE, f"client_token: {CLIENT_TOKEN}\n")
+    gateway = Gateway(config, env={"MOCK_URL": mock.url})
+    try:
+        for asked in (False, True):
+            model = f"plain/gpt-nostreamusage-{asked}"
+            extra = {"stream_options": {"include_usage": True}} if asked else {}
+            chunks = list(gateway.openai().chat.completions.create(
+                model=model, messages=MESSAGES, stream=True, **extra))
+            assert any(c.usage is not None for c in chunks) is asked
+            sent = json.loads(_last_request(mock, model.partition("/")[2])["body"])
+            assert ("stream_options" in sent) is asked
+    finally:
+        assert gateway.stop() == 0
+    assert "Traceback" not in gateway.log()

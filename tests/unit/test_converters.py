@@ -14,6 +14,7 @@ from converters.base import Context
 from converters.encoding import encode
 from converters.registry import plan
 from converters.sse import MAX_EVENT, EventTooLarge, SSEDataReader, SSEFramer, iter_data
+from converters.usage import with_stream_usage
 
 
 def _openai_stream(crlf: bool = False) -> bytes:
@@ -62,8 +63,8 @@ def test_a_usage_chunk_the_client_did_not_ask_for_is_read_not_relayed(cuts: list
 
 
 def test_a_streamed_request_asks_its_openai_provider_for_usage() -> None:
-    request = plan("openai", "openai").translation.request
-    assert request is not None
+    assert plan("openai", "openai").translation.asks_stream_usage
+    request = with_stream_usage
     asked = request({"model": "m", "stream": True, "stream_options": {"extra": 1}})
     assert asked["stream_options"] == {"extra": 1, "include_usage": True}
     for unchanged in ({"model": "m"}, {"model": "m", "stream": True, "stream_options": {"include_usage": True}}):
