@@ -23,8 +23,14 @@ from upstream.request import Request
 
 log = logging.getLogger("gateway.upstream")
 
+# CURLOPT_SUPPRESS_CONNECT_HEADERS (libcurl 7.54), which pycurl 7.49 names no constant for:
+# through a proxy (libcurl honours `https_proxy` from the environment), the proxy's answer to
+# CONNECT stays out of the header lines, where it would pass for the provider's head.
+SUPPRESS_CONNECT_HEADERS = 265
+
 CONSTANT_OPTIONS = (
     (pycurl.NOSIGNAL, 1),
+    (SUPPRESS_CONNECT_HEADERS, 1),
     (pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS),
     (pycurl.FOLLOWLOCATION, 0),  # a provider's redirect is relayed as it is
     (pycurl.TCP_NODELAY, 1),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import socket
+import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine
@@ -357,3 +359,37 @@ def test_a_transfer_ending_just_after_another_starts_is_reported(mock: Mock) -> 
         assert (await started[0]).error == CANCELLED
 
     run(test)
+
+
+def test_a_proxy_tunnels_answer_is_never_taken_for_the_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through an `https_proxy` from the environment (libcurl honours it), the proxy's own
+    "200 Connection established" reached the header callback like a provider's head: a tunnel
+    that then failed was ended as a 200 with no body instead of a transfer failure."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def proxy() -> None:  # answers one CONNECT, then drops the tunnel
+        connection, _ = listener.accept()
+        with connection:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+    thread = threading.Thread(target=proxy, daemon=True)
+    thread.start()
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+
+    async def test(client: UpstreamClient) -> None:
+        tunnelled, body = exchange(client)
+        ended = await tunnelled.send(Request("https://provider.invalid/v1/chat/completions", "POST",
+                                             [], b"{}", 10_000, 5_000))
+        assert ended.status == 0 and ended.error, (ended, bytes(body))
+
+    try:
+        run(test)
+    finally:
+        listener.close()
+        thread.join(5)
