@@ -63,14 +63,8 @@ def _printable(path: str) -> str:
 
 def request_id(headers: HTTPHeaders) -> str:
     """The client's x-request-id when it is short and plain, else a fresh one."""
-    given = optional_header(headers, "x-request-id") or ""
+    given = headers.get("x-request-id") or ""
     return given if _REQUEST_ID.fullmatch(given) else fresh_request_id()
-
-
-def optional_header(headers: HTTPHeaders, name: str) -> str | None:
-    """A request header that most requests lack (HTTPHeaders.get raises and catches a KeyError
-    for every missing name; a request's Headers look it up once)."""
-    return headers.get(name)
 
 
 def fresh_request_id() -> str:
@@ -439,17 +433,14 @@ class GatewayHandler:
         self.on_finish()
 
     def send_error(self, status: int) -> None:
-        """Answer `status` in the client's shape, discarding what was written and not sent; an
-        answer already begun can only end (short)."""
+        """An error the handler did not answer itself (an exception: 500), in the client's shape,
+        discarding what was written and not sent; an answer already begun can only end (short)."""
         if self._headers_written:
             if not self._finished:
                 self.finish()
             return
-        self.clear()
-        if hasattr(self, "request_id"):
-            self._headers["x-request-id"] = self.request_id
-        self.set_status(status)
-        self.write_error(status)
+        message = httputil.responses.get(status, "Unknown") if status < 500 else "internal gateway error"
+        self._answer_error(status, error_body(self.route.ingress, status, message), {})
 
     def count_redactions(self, direction: str, kind: str, count: int) -> None:
         """Matches redaction replaced (`kind` is a configured name): metrics, /statsz and the
@@ -663,19 +654,20 @@ class GatewayHandler:
         """
         if self._finished:
             return
+        body = error_body(self.route.ingress, status, message, code, kind, param)
+        self._answer_error(status, body, {**self.limit_headers, **(headers or {})})
+
+    def _answer_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        """The error answer in place of whatever was written and not sent: `headers` and the
+        request id on it, nothing else of the answer being built."""
         self.clear()
-        self.set_header("x-request-id", self.request_id)
+        if hasattr(self, "request_id"):  # set by `prepare`
+            self._headers["x-request-id"] = self.request_id
         self.set_status(status)
-        for name, value in {**self.limit_headers, **(headers or {})}.items():
+        for name, value in headers.items():
             self.set_header(name, value)
         self.set_header("Content-Type", "application/json")
-        self.finish(error_body(self.route.ingress, status, message, code, kind, param))
-
-    def write_error(self, status_code: int) -> None:
-        """An error the handler did not answer itself (an exception: 500), in the client's shape."""
-        reason = self._reason if status_code < 500 else "internal gateway error"
-        self.set_header("Content-Type", "application/json")
-        self.finish(error_body(self.route.ingress, status_code, reason))
+        self.finish(body)
 
 
 def _header_value(value: str | int) -> str:

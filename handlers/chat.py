@@ -20,7 +20,7 @@ from converters.translation import Translation
 from converters.usage import Usage, with_stream_usage
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Agent, Provider, Route, Table, Target
-from handlers.base import GatewayHandler, optional_header
+from handlers.base import GatewayHandler
 from handlers.tool_loop import ToolLoop
 from limits import context
 from limits.estimate import prompt_tokens
@@ -108,7 +108,7 @@ class ChatHandler(GatewayHandler):
             return self.fail(503, f"agent '{model}' has no usable target", "no_target")
         self.agent = agent = self.table.agents.get(model)
         if agent is not None:
-            session = optional_header(self.request.headers, SESSION_HEADER)
+            session = self.request.headers.get(SESSION_HEADER)
             targets = self.runtime.strategies.order(agent, document, session)
             document = self._fit_context(agent, targets, document)
             if self.fits and not any(fit.fits for fit in self.fits.values()):
@@ -313,7 +313,7 @@ class ChatHandler(GatewayHandler):
         headers = [("Content-Type", "application/json"), ("x-request-id", self.request_id)]
         names = translation.client_headers
         given = self.request.headers
-        return headers + [(name, value) for name in names if (value := optional_header(given, name))]
+        return headers + [(name, value) for name in names if (value := given.get(name))]
 
     def _end_kept(
         self, target: Target, kept: Kept, translation: Translation, context: Context, sink: Sink

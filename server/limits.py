@@ -30,7 +30,6 @@ class Guard(httputil.HTTPMessageDelegate):
         self,
         inner: Dispatch,
         request: GatewayRequest,
-        route: Route,
         table: Table,
         runtime: Runtime,
         draining: bool = False,
@@ -38,7 +37,7 @@ class Guard(httputil.HTTPMessageDelegate):
         """`draining`: the server is shutting down; this connection ends with this request."""
         self.inner = inner
         self.request = request
-        self.route = route
+        self.route: Route = inner.route
         self.table = table
         self.settings = table.server
         self.runtime = runtime
