@@ -1,10 +1,11 @@
 """The access log: one JSON object per line on stderr, written in batches.
 
 The logging module costs tens of microseconds a record (a LogRecord, a lock, a
-formatter, a flush); lines are instead gathered during one event-loop pass and
-written together, still one line per request. Pre-fork workers share one stderr: each
-write of theirs holds at most PIPE_BUF bytes of whole lines, so that no two workers'
-lines interleave on a pipe (a single line longer than that goes alone).
+formatter, a flush); lines are instead gathered for FLUSH_DELAY and written together,
+still one line per request: one write for many requests, even one at a time. Pre-fork
+workers share one stderr: each write of theirs holds at most PIPE_BUF bytes of whole
+lines, so that no two workers' lines interleave on a pipe (a single line longer than that
+goes alone).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any, BinaryIO
 
 import orjson
 
+FLUSH_DELAY = 0.01  # s a line may wait for the others of its batch; `flush` at stop writes the last
+
 
 class AccessLog:
-    """Lines waiting for the end of this event-loop pass (one AccessLog per runtime)."""
+    """Lines waiting for their batch's write (one AccessLog per runtime)."""
 
     def __init__(self, stream: BinaryIO | None = None, shared: bool = False) -> None:
         """`shared`: other processes write to the same stream (pre-fork workers)."""
@@ -28,10 +31,12 @@ class AccessLog:
 
     def write(self, entry: dict[str, Any]) -> None:
         if not self.pending:
-            asyncio.get_running_loop().call_soon(self.flush)
+            asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
         self.pending.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
 
     def flush(self) -> None:
+        if not self.pending:  # written at stop, before its timer
+            return
         lines, self.pending = self.pending, []
         stream = self.stream or sys.stderr.buffer
         if not self.shared:

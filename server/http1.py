@@ -276,6 +276,11 @@ class ClientConnection(asyncio.Protocol):
     def closed(self) -> bool:
         return self.reading is Reading.CLOSED or self.transport is None or self.transport.is_closing()
 
+    def holds(self, size: int) -> bool:
+        """Whether the next `size` bytes of the request have already been read (a small body
+        comes in the same packet as its head)."""
+        return len(self.buffer) >= size
+
     def send(self, data: bytes) -> None:
         if not self.closed:
             assert self.transport is not None

@@ -209,6 +209,7 @@ async def serve(
     for task in tasks:
         task.cancel()
     await gateway.runtime.toolbox.close()
+    gateway.runtime.access_log.flush()  # the last requests' lines, before their timer
     if instance is not None:
         instance.write(gateway.runtime.stats, 0)
     log.info("stopped")

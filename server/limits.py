@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING, cast
 
 from tornado import httputil
 
@@ -21,6 +22,9 @@ from ops import metrics
 from runtime.process import Runtime
 from server.dispatch import Dispatch
 from server.request_head import GatewayRequest
+
+if TYPE_CHECKING:
+    from server.http1 import ClientConnection
 
 
 class Guard(httputil.HTTPMessageDelegate):
@@ -74,8 +78,9 @@ class Guard(httputil.HTTPMessageDelegate):
         if announced or "Transfer-Encoding" in headers:
             if self.buffered and not self._reserve(announced):
                 return self._buffers_full()
-            loop = asyncio.get_running_loop()
-            self.timer = loop.call_later(self.settings.body_timeout, self._body_timed_out)
+            if not (announced and self._connection().holds(announced)):  # else no wait to time
+                loop = asyncio.get_running_loop()
+                self.timer = loop.call_later(self.settings.body_timeout, self._body_timed_out)
         if self.draining:
             close_after_answer(self.request)
         self.inner_started = True
@@ -103,6 +108,9 @@ class Guard(httputil.HTTPMessageDelegate):
         self._release()
         if not self.refused:
             self.inner.on_connection_close()
+
+    def _connection(self) -> ClientConnection:
+        return cast("ClientConnection", self.request.server_connection)
 
     def _body_timed_out(self) -> None:
         self.timer = None

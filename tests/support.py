@@ -269,7 +269,7 @@ routes:
 
 
 def access_line(gateway: Gateway, request_id: str) -> dict[str, Any]:
-    """The access-log line of one request (written at the end of an event-loop pass)."""
+    """The access-log line of one request (written in batches, every 10 ms)."""
     deadline = time.monotonic() + 5
     while True:
         lines = [json.loads(line) for line in gateway.log().splitlines()

@@ -68,7 +68,7 @@ def test_huge_model_names_leave_metrics_statsz_and_memory_small(fresh_gateway: G
 
 
 def _log_lines_after(gateway: Gateway, mark: int) -> list[str]:
-    time.sleep(0.2)  # the access log is written at the end of the event-loop pass
+    time.sleep(0.2)  # the access log is written in batches, every 10 ms
     return gateway.log()[mark:].splitlines()
 
 

@@ -85,6 +85,16 @@ def test_sigterm_drains_in_flight_streams_then_exits_zero(fresh_gateway: Gateway
     assert fresh_gateway.proc.wait(10) == 0
 
 
+def test_sigterm_writes_the_access_lines_still_waiting_for_their_batch(fresh_gateway: Gateway) -> None:
+    """Access lines wait up to 10 ms to be written together: a stop right after a request
+    still writes its line."""
+    status, _, _ = fresh_gateway.get("/healthz", {"x-request-id": "the-last-before-stop"})
+    assert status == 200
+    fresh_gateway.signal(signal.SIGTERM)
+    assert fresh_gateway.proc.wait(10) == 0
+    assert '"request_id":"the-last-before-stop"' in fresh_gateway.log()
+
+
 @pytest.fixture
 def notify_socket() -> Iterator[tuple[socket.socket, str]]:
     directory = tempfile.mkdtemp(prefix="sd-")
