@@ -10,7 +10,10 @@ does its work inside `socket_action`.
 
 libcurl forbids calling it back from its own callbacks, so the timer callback only
 schedules; a timer of 0 ms (new transfers, a transfer resumed after a pause) runs on
-the loop's next turn.
+the loop's next turn. An action early is harmless (libcurl does what is due, and says
+when next), one late is not: a loop timer that fires no later than libcurl's new
+deadline is kept rather than made anew, as every new transfer would otherwise do twice
+(0 ms, then its timeout).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ class Driver:
         self._multi.setopt(pycurl.M_TIMERFUNCTION, self._schedule)
         self._multi.setopt(pycurl.M_MAXCONNECTS, max_idle_connections)
         self._watched: dict[int, int] = {}  # fd -> the POLL_* libcurl asked for
-        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._soon: asyncio.Handle | None = None  # libcurl's timer at 0 ms: the loop's next turn
+        self._later: asyncio.TimerHandle | None = None  # its timer, or earlier
         # Transfers running after libcurl's last action; UNKNOWN once one is added or removed.
         # libcurl's count drops only when a transfer completes (and queues its message), so
         # an action that leaves it as it was has nothing for `info_read`.
@@ -60,9 +64,10 @@ class Driver:
         self._alive = UNKNOWN
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._soon, self._later):
+            if timer is not None:
+                timer.cancel()
+        self._soon = self._later = None
         for fd in list(self._watched):
             self._watch(pycurl.POLL_REMOVE, fd, self._multi, None)
         self._multi.close()
@@ -90,13 +95,22 @@ class Driver:
     def _schedule(self, ms: int) -> None:
         loop = self._loop
         assert loop is not None  # as for `_watch`
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if ms == 0:
-            self._timer = loop.call_soon(self._due)
-        elif ms > 0:
-            self._timer = loop.call_later(ms / 1000, self._due)
+            if self._soon is None:
+                self._soon = loop.call_soon(self._due_soon)
+            return
+        later = self._later
+        if ms < 0:  # no deadline: nothing left to time
+            if later is not None:
+                later.cancel()
+                self._later = None
+            return
+        deadline = loop.time() + ms / 1000
+        if later is not None:
+            if later.when() <= deadline:
+                return  # fires first: libcurl then says when next
+            later.cancel()
+        self._later = loop.call_at(deadline, self._due_later)
 
     # -- the loop's calls into libcurl -----------------------------------------------------
 
@@ -109,8 +123,15 @@ class Driver:
         if running != self._alive or running == UNKNOWN:
             self._collect(running)
 
+    def _due_soon(self) -> None:
+        self._soon = None
+        self._due()
+
+    def _due_later(self) -> None:
+        self._later = None
+        self._due()
+
     def _due(self) -> None:
-        self._timer = None
         try:
             running = self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
         except pycurl.error:
@@ -118,9 +139,10 @@ class Driver:
             running = UNKNOWN
         if running != self._alive or running == UNKNOWN:
             self._collect(running)
-        if self._timer is None:
+        if self._soon is None and self._later is None:
             # libcurl calls the timer callback only when its next deadline changes; one that
-            # it still holds (the loop's clock ran a hair ahead of its own) is asked for here.
+            # it still holds (a kept timer fired early; the loop's clock ran a hair ahead of its
+            # own) is asked for here.
             ms = self._multi.timeout()
             if ms >= 0:
                 self._schedule(ms)

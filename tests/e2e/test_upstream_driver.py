@@ -361,6 +361,26 @@ def test_a_transfer_ending_just_after_another_starts_is_reported(mock: Mock) -> 
     run(test)
 
 
+def test_a_shorter_timeout_after_a_longer_one_still_ends_its_transfer_in_time(mock: Mock) -> None:
+    """libcurl's next deadline moves earlier when a transfer with a shorter timeout starts
+    after one with a longer: the driver keeps a loop timer that fires before libcurl's next
+    deadline (an early action is harmless), never one that fires after it."""
+
+    async def test(client: UpstreamClient) -> None:
+        patient, _ = exchange(client)
+        hasty, _ = exchange(client)
+        slow = replace(chat(mock, "gpt-4o-mini-fault-hang"), timeout_ms=60_000, connect_timeout_ms=60_000)
+        waiting = asyncio.ensure_future(patient.send(slow))
+        await asyncio.sleep(0.2)  # its timer is set first
+        ended = await asyncio.wait_for(hasty.send(replace(chat(mock, "gpt-4o-mini-fault-hang"), timeout_ms=300)), 10)
+        assert ended.error == pycurl.E_OPERATION_TIMEDOUT, ended
+        assert not waiting.done()
+        patient.cancel()
+        assert (await waiting).error == CANCELLED
+
+    run(test)
+
+
 def test_a_proxy_tunnels_answer_is_never_taken_for_the_providers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Through an `https_proxy` from the environment (libcurl honours it), the proxy's own
     "200 Connection established" reached the header callback like a provider's head: a tunnel
