@@ -14,12 +14,18 @@ the loop's next turn. An action early is harmless (libcurl does what is due, and
 when next), one late is not: a loop timer that fires no later than libcurl's new
 deadline is kept rather than made anew, as every new transfer would otherwise do twice
 (0 ms, then its timeout).
+
+libcurl (8.x) also asks, for every transfer, that the loop watch its multi handle's
+wakeup eventfds, which only ever wake it for `curl_multi_wakeup` (pycurl offers no such
+call): a watch and an unwatch per request, seven system calls, for nothing. The fds the
+multi handle opens as it is made are those, and are not watched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +44,9 @@ class Driver:
     def __init__(self, finished: Finished, max_idle_connections: int) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None  # the one running the first transfer
         self._finished = finished
+        before = _eventfds()
         self._multi = pycurl.CurlMulti()
+        self._wakeup = _eventfds() - before  # never watched (see the module docstring)
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._watch)
         self._multi.setopt(pycurl.M_TIMERFUNCTION, self._schedule)
         self._multi.setopt(pycurl.M_MAXCONNECTS, max_idle_connections)
@@ -75,6 +83,8 @@ class Driver:
     # -- libcurl's callbacks: they only note what libcurl asks for --------------------------
 
     def _watch(self, what: int, fd: int, multi: pycurl.CurlMulti, socketp: object) -> None:
+        if fd in self._wakeup:
+            return
         loop = self._loop
         assert loop is not None  # libcurl calls back only from inside `add` or the loop's calls
         # Always unwatch first: libcurl may close a socket and open another with the same
@@ -167,3 +177,20 @@ class Driver:
             self._finished(handle, error, message)
         except Exception:
             log.exception("reporting the end of an upstream transfer failed")
+
+
+def _eventfds() -> frozenset[int]:
+    """This process's open eventfds (libcurl's transfers use sockets, which never are one);
+    none where /proc is not mounted."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return frozenset()
+    found = set()
+    for name in names:
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[eventfd]":
+                found.add(int(name))
+        except OSError:  # the listing's own descriptor, closed since
+            pass
+    return frozenset(found)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import socket
 import threading
 import time
@@ -377,6 +378,32 @@ def test_a_shorter_timeout_after_a_longer_one_still_ends_its_transfer_in_time(mo
         assert not waiting.done()
         patient.cancel()
         assert (await waiting).error == CANCELLED
+
+    run(test)
+
+
+def test_libcurls_own_wakeup_eventfds_are_never_watched(mock: Mock) -> None:
+    """libcurl (8.x) asks, for every transfer, that its multi handle's wakeup eventfds be
+    watched, though they only wake it for curl_multi_wakeup, which nothing here calls: the
+    driver has the loop watch the transfers' sockets alone, and the transfers still end."""
+
+    async def test(client: UpstreamClient) -> None:
+        loop = asyncio.get_running_loop()
+        watched: list[str] = []
+
+        def recording(add: Callable[..., None]) -> Callable[..., None]:
+            def watch(fd: int, *args: Any) -> None:
+                watched.append(os.readlink(f"/proc/self/fd/{fd}"))
+                add(fd, *args)
+            return watch
+
+        loop.add_reader = recording(loop.add_reader)  # type: ignore[method-assign]
+        loop.add_writer = recording(loop.add_writer)  # type: ignore[method-assign]
+        for model in ("gpt-delay-1", "gpt-4o-mini"):  # a stream read as it comes, then an answer
+            ex, body = exchange(client)
+            assert (await asyncio.wait_for(ex.send(chat(mock, model, stream=True)), 10)) == Ended(200)
+            assert body.endswith(b"data: [DONE]\n\n")
+        assert watched and all(link.startswith("socket:") for link in watched), watched
 
     run(test)
 
