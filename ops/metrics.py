@@ -12,7 +12,9 @@ counters and histograms add up, and each gauge says how its workers' values comb
 (`multiprocess_mode`, which a single process ignores).
 
 The metrics that every request updates are, in a single process, counters and histograms
-of our own without locks (ops/local_metrics.py), scraped as the same samples.
+of our own without locks (ops/local_metrics.py), scraped as the same samples. With workers,
+requests update plain numbers too, which PUBLISHER writes to the process's file once per
+event-loop pass (ops/published_metrics.py); it is declared here with the metrics it writes.
 """
 
 from __future__ import annotations
@@ -26,17 +28,21 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from ops.local_metrics import LocalCounter, LocalHistogram
+from ops.published_metrics import GaugeChild, PublishedCounter, PublishedHistogram, Publisher
 
 # Read once, as prometheus_client itself reads it when imported: None in a single process.
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+PUBLISHER = Publisher()  # with workers: the hot metrics' changes not yet in this process's file
 
 
 def exposition() -> bytes:
-    """The /metrics page: this process's registry, or every worker's files merged."""
+    """The /metrics page: this process's registry, or every worker's files merged (this one's
+    with its latest changes: a scrape counts itself in flight)."""
     if MULTIPROCESS_DIR is None:
         return generate_latest(REGISTRY)
+    PUBLISHER.publish()
     registry = CollectorRegistry()  # a fresh one per scrape, as prometheus_client requires
     MultiProcessCollector(registry, MULTIPROCESS_DIR)
     return generate_latest(registry)
@@ -53,7 +59,7 @@ def follow_in_flight(read: Callable[[], float]) -> bool:
     """In one process, the in-flight gauge reads `read()` when scraped, so that a request does
     not update it twice (True). With workers, each worker's file must follow its requests: the
     caller then counts them on the gauge itself (False)."""
-    if MULTIPROCESS_DIR is not None:
+    if not isinstance(IN_FLIGHT, Gauge):
         return False
     IN_FLIGHT.set_function(read)
     return True
@@ -84,19 +90,28 @@ class Children:
         return child
 
 
-def _hot_counter(name: str, documentation: str, labelnames: list[str]) -> LocalCounter | Counter:
+def _hot_counter(name: str, documentation: str, labelnames: list[str]) -> LocalCounter | PublishedCounter:
     """A counter that requests update: our own, without locks (ops/local_metrics.py), in one
-    process; prometheus_client's with workers, whose values must reach its per-process files."""
+    process; with workers, prometheus_client's, which PUBLISHER writes to once per loop pass."""
     if MULTIPROCESS_DIR is None:
         return LocalCounter(name, documentation, labelnames, REGISTRY)
-    return Counter(name, documentation, labelnames, registry=REGISTRY)
+    return PublishedCounter(Counter(name, documentation, labelnames, registry=REGISTRY), PUBLISHER)
 
 
-def _hot_histogram(name: str, documentation: str, labelnames: list[str]) -> LocalHistogram | Histogram:
+def _hot_histogram(name: str, documentation: str,
+                   labelnames: list[str]) -> LocalHistogram | PublishedHistogram:
     """A latency histogram that requests update, chosen as `_hot_counter` chooses."""
     if MULTIPROCESS_DIR is None:
         return LocalHistogram(name, documentation, labelnames, REGISTRY, _LATENCY_BUCKETS)
-    return Histogram(name, documentation, labelnames, buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+    histogram = Histogram(name, documentation, labelnames, buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+    return PublishedHistogram(histogram, PUBLISHER, _LATENCY_BUCKETS)
+
+
+def _hot_gauge(name: str, documentation: str, multiprocess_mode: str) -> Gauge | GaugeChild:
+    """A gauge without labels that requests move: prometheus_client's in one process; with
+    workers, counted in a plain number that PUBLISHER writes to it as `_hot_counter`'s."""
+    gauge = Gauge(name, documentation, multiprocess_mode=multiprocess_mode, registry=REGISTRY)
+    return gauge if MULTIPROCESS_DIR is None else GaugeChild(gauge, PUBLISHER)
 
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -113,12 +128,7 @@ FIRST_BYTE_SECONDS = _hot_histogram(
 UPSTREAM_SECONDS = _hot_histogram(
     "gateway_upstream_duration_seconds", "Duration of one upstream exchange.", ["provider"]
 )
-IN_FLIGHT = Gauge(
-    "gateway_requests_in_flight",
-    "Requests being served now.",
-    multiprocess_mode="livesum",
-    registry=REGISTRY,
-)
+IN_FLIGHT = _hot_gauge("gateway_requests_in_flight", "Requests being served now.", "livesum")
 UPSTREAM_ERRORS = Counter(
     "gateway_upstream_errors_total",
     "Failed upstream exchanges, by provider and kind.",

@@ -210,6 +210,7 @@ async def serve(
         task.cancel()
     await gateway.runtime.toolbox.close()
     gateway.runtime.access_log.flush()  # the last requests' lines, before their timer
+    metrics.PUBLISHER.publish()  # with workers, the last requests' metrics, before their loop pass
     if instance is not None:
         instance.write(gateway.runtime.stats, 0)
     log.info("stopped")

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.e2e.conftest import STANDARD_SECRETS, standard_gateway, standard_routes
 from tests.support import Gateway, Mock, write_config
@@ -404,3 +406,60 @@ def test_memory_limits_are_exact_across_workers(mock: Mock, tmp_path: Path) -> N
         assert len(served) == 2 and all(n > 0 for n in served.values()), served
     finally:
         assert gateway.stop() == 0, gateway.log()
+
+
+def test_metrics_count_every_request_of_every_worker_exactly(mock: Mock, tmp_path: Path) -> None:
+    """Each worker writes its requests' metrics to its file in the loop pass after the one that
+    answered them (ops/published_metrics.py), unasked: read straight from the files (a scrape
+    would first write its own worker's), N requests spread over both workers are exactly N more
+    in the counter, in every histogram's count and +Inf bucket, and every token the answers
+    reported; and /metrics, on either worker, says the same."""
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    gateway = workers_gateway(mock, tmp_path / "config", env={"RUNTIME_DIRECTORY": str(runtime)})
+    route = 'route="POST /v1/chat/completions"'
+    wanted = {
+        "answered": f'gateway_requests_total{{model="fast",{route},status="200"}}',
+        "durations": f"gateway_request_duration_seconds_count{{{route}}}",
+        "durations_inf": f'gateway_request_duration_seconds_bucket{{le="+Inf",{route}}}',
+        "first_bytes": f"gateway_time_to_first_byte_seconds_count{{{route}}}",
+        "upstream": 'gateway_upstream_duration_seconds_count{provider="mock"}',
+        "input": 'gateway_tokens_total{kind="input",model="fast"}',
+        "output": 'gateway_tokens_total{kind="output",model="fast"}',
+    }
+
+    def counts(text: str) -> dict[str, float]:
+        found = {name: float(m.group(1)) if (m := re.search(f"^{re.escape(series)} (\\S+)$", text, re.M)) else 0.0
+                 for name, series in wanted.items()}
+        for kind in ("input", "output"):  # by API key name: the same tokens
+            found["key_" + kind] = sum(
+                float(value) for value in re.findall(f'^gateway_key_tokens_total{{key="[^"]*",kind="{kind}"}} (\\S+)$',
+                                                     text, re.M))
+        return found
+
+    def in_files() -> dict[str, float]:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, str(runtime / "workers" / "metrics"))
+        return counts(generate_latest(registry).decode())
+
+    def usage() -> tuple[int, str]:
+        status, _, body = gateway.request("POST", "/v1/chat/completions", CHAT)
+        reported = json.loads(body)["usage"] if status == 200 else {}
+        return status, f"{reported.get('prompt_tokens')} {reported.get('completion_tokens')}"
+
+    try:
+        results = _in_parallel(60, 6, usage)
+        assert [status for status, _ in results] == [200] * 60
+        tokens = [tuple(map(int, reported.split())) for _, reported in results]
+        expected = dict.fromkeys(("answered", "durations", "durations_inf", "first_bytes", "upstream"), 60.0)
+        expected["input"] = expected["key_input"] = float(sum(sent for sent, _ in tokens))
+        expected["output"] = expected["key_output"] = float(sum(received for _, received in tokens))
+        # The last answer's pass may still be running as it arrives: wait for it.
+        assert _wait_for(lambda: in_files() == expected), (in_files(), expected)
+        for _ in range(5):
+            assert counts(gateway.metrics()) == expected
+        # Both workers served some (their /statsz files are written each second).
+        assert _wait_for(lambda: [w["requests"] > 0 for w in _statsz(gateway)["workers"]] == [True, True])
+    finally:
+        assert gateway.stop() == 0, gateway.log()
+    assert "Traceback" not in gateway.log(), gateway.log()
