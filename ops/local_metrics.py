@@ -9,7 +9,7 @@ Histogram give: same names, labels, `_created` series, bucket bounds and order, 
 /metrics reads the same.
 
 One process only: pre-fork workers keep their values in prometheus_client's per-process
-files, so ops/metrics.py declares these metrics with prometheus_client there.
+files, which ops/published_metrics.py writes once per event-loop pass.
 """
 
 from __future__ import annotations

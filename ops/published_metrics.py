@@ -1,17 +1,18 @@
 """Pre-fork workers' hot metrics: counted in plain numbers, written to the files once per loop pass.
 
 With workers, prometheus_client keeps each value in the process's file: every update takes
-its lock, checks the pid and writes the mmap (a few microseconds, a dozen times per request).
+its lock, checks the pid and writes the mmap, about 14 writes and 25 µs of CPU per request.
 Here a request only adds to a plain number and, the first time in a pass that anything
 changed, schedules one `call_soon` that writes what changed to prometheus_client's own
 children: a counter's accumulated delta, a histogram's buckets that grew and its sum, a
-gauge's value. Under load a pass finishes many requests, so one write serves them all; and a
+gauge's value. Under load a pass finishes several requests, which share its writes; and a
 request's updates reach the file in the pass right after the one that finished it.
 
 The files keep prometheus_client's own keys, written by its own children (MultiProcessCollector
-merges them as before: same names, labels, buckets, gauge modes). prometheus_client has no public
-way to add several observations to a histogram at once: its bucket and sum values
-(`_buckets`, `_sum`, pinned in requirements.txt) are written directly.
+merges them as before: same names, labels, buckets, the gauges' files by multiprocess mode, so a
+dead worker's live gauges still go with it). prometheus_client has no public way to add several
+observations to a histogram at once: its bucket and sum values (`_buckets`, `_sum`; the version
+is pinned in requirements.txt) are written directly.
 """
 
 from __future__ import annotations
@@ -132,7 +133,10 @@ class GaugeChild:
             self.publisher.changed(self)
 
     def dec(self, amount: float = 1) -> None:
-        self.inc(-amount)
+        self.value -= amount
+        if not self.dirty:
+            self.dirty = True
+            self.publisher.changed(self)
 
     def publish(self) -> None:
         self.dirty = False
