@@ -41,14 +41,16 @@ class Publisher:
 
     def changed(self, child: Pending) -> None:
         """`child` has changes (called once per pass by each child that has)."""
+        if self.pending:  # the pass's write is scheduled
+            self.pending.append(child)
+            return
         self.pending.append(child)
-        if len(self.pending) == 1:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no event loop (a script): at once
-                self.publish()
-                return
-            loop.call_soon(self.publish)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a script): at once
+            self.publish()
+            return
+        loop.call_soon(self.publish)
 
     def publish(self) -> None:
         """Write every pending change now (also at stop, and before a scrape reads the files)."""
