@@ -44,7 +44,12 @@ class SharedBreakers:
         task.add_done_callback(self.writing.discard)
 
     async def follow(self, apply: Apply) -> None:
-        """Forever: every `state.breaker_sync`, hand each target open in the state to `apply`."""
+        """Forever: every `state.breaker_sync`, hand each target open in the state to `apply`.
+
+        Until its task is cancelled, even when a call to the state lost that cancel (Python
+        3.11's wait_for returns an answer that came as the cancel did): the stop would
+        otherwise wait on this loop for ever."""
+        task = asyncio.current_task()
         while True:
             state = self.limiter.state
             await asyncio.sleep(state.breaker_sync if state is not None and self.active() else _IDLE)
@@ -52,6 +57,8 @@ class SharedBreakers:
                 continue
             assert self.limiter.backend is not None
             opened = await self.limiter.guarded("open_breakers", self.limiter.backend.open_breakers())
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             for target, until, reason in opened or ():
                 provider, _, model = target.partition("/")
                 apply((provider, model), until, reason)
