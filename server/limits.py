@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from tornado import httputil
 
@@ -78,7 +78,8 @@ class Guard(httputil.HTTPMessageDelegate):
         if announced or "Transfer-Encoding" in headers:
             if self.buffered and not self._reserve(announced):
                 return self._buffers_full()
-            if not (announced and self._connection().holds(announced)):  # else no wait to time
+            connection: ClientConnection = self.request.server_connection  # type: ignore[assignment]
+            if not (announced and connection.holds(announced)):  # else no wait to time
                 loop = asyncio.get_running_loop()
                 self.timer = loop.call_later(self.settings.body_timeout, self._body_timed_out)
         if self.draining:
@@ -108,9 +109,6 @@ class Guard(httputil.HTTPMessageDelegate):
         self._release()
         if not self.refused:
             self.inner.on_connection_close()
-
-    def _connection(self) -> ClientConnection:
-        return cast("ClientConnection", self.request.server_connection)
 
     def _body_timed_out(self) -> None:
         self.timer = None
