@@ -45,6 +45,7 @@ class UpstreamClient:
         self._driver = Driver(self._finished, limit)
         self._idle_watch = IdleWatch(self._silent)
         self._idle: list[Handle] = []
+        self._busy: dict[pycurl.Curl, Handle] = {}  # the handle of each Curl the driver runs
         self._handles = 0  # made so far, idle or busy
         self._waiting: collections.deque[Exchanging] = collections.deque()
         # Each exchange's duration, by provider (upstream/attempt.py): children found once.
@@ -70,8 +71,8 @@ class UpstreamClient:
         of that transfer's callbacks; Exchange.cancel defers it). It ends as CANCELLED."""
         handle = exchange.handle
         if handle is not None and handle.transfer is exchange:
-            self._driver.remove(handle)
-            self._finished(handle, CANCELLED, "cancelled")
+            self._driver.remove(handle.curl)
+            self._finished(handle.curl, CANCELLED, "cancelled")
         elif exchange in self._waiting:
             self._waiting.remove(exchange)
             exchange.ended(CANCELLED, "cancelled while waiting for a connection")
@@ -80,7 +81,7 @@ class UpstreamClient:
         self._idle_watch.close()
         self._driver.close()
         for handle in self._idle:
-            handle.close()
+            handle.curl.close()
         self._idle.clear()
 
     def _begin(self, handle: Handle, exchange: Exchanging) -> None:
@@ -92,17 +93,19 @@ class UpstreamClient:
             exchange.ended(pycurl.E_BAD_FUNCTION_ARGUMENT, f"request refused: {exc}")
             return
         exchange.handle = handle
-        self._driver.add(handle)
+        self._busy[handle.curl] = handle
+        self._driver.add(handle.curl)
         idle = exchange.request.idle_timeout
         if idle is not None:
             self._idle_watch.watch(handle, idle)
 
     def _silent(self, handle: Handle, message: str) -> None:
         """The idle watch found the transfer silent too long: it ends as a timeout."""
-        self._driver.remove(handle)
-        self._finished(handle, pycurl.E_OPERATION_TIMEDOUT, message)
+        self._driver.remove(handle.curl)
+        self._finished(handle.curl, pycurl.E_OPERATION_TIMEDOUT, message)
 
-    def _finished(self, handle: Handle, error: int, message: str) -> None:
+    def _finished(self, curl: pycurl.Curl, error: int, message: str) -> None:
+        handle = self._busy.pop(curl)
         exchange = handle.transfer
         if exchange is not None and handle.lines:
             handle.hand_over(exchange)  # an answer with no body: its head is read only now

@@ -162,7 +162,7 @@ class Exchange:
         self._receive_paused = False
         sending_paused = self._pipe is not None and self._pipe.paused
         with contextlib.suppress(pycurl.error):  # failed while paused: its end reports that
-            handle.pause(pycurl.PAUSE_SEND if sending_paused else pycurl.PAUSE_CONT)
+            handle.curl.pause(pycurl.PAUSE_SEND if sending_paused else pycurl.PAUSE_CONT)
 
     @property
     def receiving_paused(self) -> bool:

@@ -86,5 +86,5 @@ class IdleWatch:
 
 def _moved(handle: Handle) -> int:
     """Bytes the transfer has received (head and body) and sent, as libcurl counts them."""
-    return (handle.getinfo(pycurl.HEADER_SIZE) + handle.getinfo(pycurl.SIZE_DOWNLOAD_T)
-            + handle.getinfo(pycurl.SIZE_UPLOAD_T))
+    getinfo = handle.curl.getinfo
+    return getinfo(pycurl.HEADER_SIZE) + getinfo(pycurl.SIZE_DOWNLOAD_T) + getinfo(pycurl.SIZE_UPLOAD_T)
