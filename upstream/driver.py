@@ -13,7 +13,8 @@ schedules; a timer of 0 ms (new transfers, a transfer resumed after a pause) run
 the loop's next turn. An action early is harmless (libcurl does what is due, and says
 when next), one late is not: a loop timer that fires no later than libcurl's new
 deadline is kept rather than made anew, as every new transfer would otherwise do twice
-(0 ms, then its timeout).
+(0 ms, then its timeout), and one that libcurl no longer needs (no transfer left to time)
+is left to fire rather than cancelled, for the next transfer to keep.
 
 libcurl (8.x) also asks, for every transfer, that the loop watch its multi handle's
 wakeup eventfds, which only ever wake it for `curl_multi_wakeup` (pycurl offers no such
@@ -109,12 +110,9 @@ class Driver:
             if self._soon is None:
                 self._soon = loop.call_soon(self._due_soon)
             return
+        if ms < 0:  # no deadline: a timer left in place fires early, which is harmless and
+            return  # spares the next transfer's making one anew (one at a time: every transfer)
         later = self._later
-        if ms < 0:  # no deadline: nothing left to time
-            if later is not None:
-                later.cancel()
-                self._later = None
-            return
         deadline = loop.time() + ms / 1000
         if later is not None:
             if later.when() <= deadline:
