@@ -296,13 +296,14 @@ class ChatHandler(GatewayHandler):
         if self.prompt_estimate and usage is not None and usage.reported:
             self.runtime.calibration.observe(target.model, self.prompt_estimate, usage.input)
         if self.agent is not None and usage is not None and usage.reported:
-            counted, agent, label = self.runtime.metrics.prompt_cache, self.agent.name, target.label
-            uncached = max(usage.input - usage.cached - usage.cache_write, 0)
-            kinds = (("cached", usage.cached), ("cache_write", usage.cache_write), ("uncached", uncached))
-            for kind, tokens in kinds:
-                series = counted(agent, label, kind)  # shown from the first answer on, 0 or not
-                if tokens:  # a counter's inc(0) changes nothing but costs a lock
-                    series.inc(tokens)
+            cached, written, uncached = self.runtime.metrics.prompt_cache(self.agent.name, target.label)
+            # inc(0) would change nothing, at the cost of a call.
+            if usage.cached:
+                cached.inc(usage.cached)
+            if usage.cache_write:
+                written.inc(usage.cache_write)
+            if usage.input > usage.cached + usage.cache_write:
+                uncached.inc(usage.input - usage.cached - usage.cache_write)
         if self.tool_loop is None:
             self.answered(usage)
         else:

@@ -291,5 +291,16 @@ class RequestMetrics:
     requests: Children = field(default_factory=lambda: Children(REQUESTS))  # route, status, model
     seconds: Children = field(default_factory=lambda: Children(REQUEST_SECONDS))  # route
     first_byte: Children = field(default_factory=lambda: Children(FIRST_BYTE_SECONDS))  # route
-    # agent, target, kind
-    prompt_cache: Children = field(default_factory=lambda: Children(PROMPT_CACHE_TOKENS))
+    # (agent, target): its children of kind cached, cache_write and uncached (see `prompt_cache`)
+    prompt_cache_kinds: dict[tuple[str, str], tuple[Any, Any, Any]] = field(default_factory=dict)
+
+    def prompt_cache(self, agent: str, target: str) -> tuple[Any, Any, Any]:
+        """An agent target's prompt-cache token children (cached, cache_write, uncached): made
+        together at its first answer, so that all three are shown from then on, 0 or not; then
+        found in one lookup rather than three."""
+        kinds = self.prompt_cache_kinds.get((agent, target))
+        if kinds is None:
+            cached, written, uncached = (PROMPT_CACHE_TOKENS.labels(agent, target, kind)
+                                         for kind in ("cached", "cache_write", "uncached"))
+            kinds = self.prompt_cache_kinds[(agent, target)] = (cached, written, uncached)
+        return kinds

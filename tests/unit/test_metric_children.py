@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
 
-from ops.metrics import Children, RequestMetrics
+from ops.metrics import PROMPT_CACHE_TOKENS, Children, RequestMetrics
 from ops.stats import MAX_MODEL_LABELS, OTHER, Stats
 
 
@@ -43,3 +43,13 @@ def test_client_chosen_model_names_keep_the_request_cache_small() -> None:
         cache.requests("POST /v1/chat/completions", 200, label).inc()
     assert len(cache.requests.found) == MAX_MODEL_LABELS + 1
     assert ("POST /v1/chat/completions", 200, OTHER) in cache.requests.found
+
+
+def test_prompt_cache_children_come_as_three_and_are_the_metrics_own() -> None:
+    """An agent target's three prompt-cache children are made together (shown from its first
+    answer on, 0 or not), and are the very children labels() gives."""
+    cache = RequestMetrics()
+    kinds = cache.prompt_cache("test-agent-pc", "provider/model")
+    assert kinds is cache.prompt_cache("test-agent-pc", "provider/model")
+    assert kinds == tuple(PROMPT_CACHE_TOKENS.labels("test-agent-pc", "provider/model", kind)
+                          for kind in ("cached", "cache_write", "uncached"))
