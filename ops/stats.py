@@ -35,12 +35,32 @@ class Counters:
     latencies: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=_LATENCY_SAMPLES)
     )
+    # This label's children of its token counter (gateway_tokens_total for a model label,
+    # gateway_key_tokens_total for a key name), by kind in the order of _KINDS: None until
+    # the kind first counts more than 0, so that /metrics shows only the kinds ever reported.
+    token_series: list[Any] = field(default_factory=lambda: [None] * len(_KINDS))
 
-    def add_usage(self, usage: Usage) -> None:
+    def add_usage(self, usage: Usage, metric: Any, name: str) -> None:
+        """One answer's tokens, here and in `metric`'s children of `name` (this label)."""
         self.input_tokens += usage.input
         self.output_tokens += usage.output
         self.cached_tokens += usage.cached
         self.reasoning_tokens += usage.reasoning
+        # One line per kind of _KINDS: a loop over them would cost more than the counting.
+        series = self.token_series
+        if usage.input:
+            (series[0] or self._token_child(0, metric, name)).inc(usage.input)
+        if usage.output:
+            (series[1] or self._token_child(1, metric, name)).inc(usage.output)
+        if usage.cached:
+            (series[2] or self._token_child(2, metric, name)).inc(usage.cached)
+        if usage.reasoning:
+            (series[3] or self._token_child(3, metric, name)).inc(usage.reasoning)
+
+    def _token_child(self, index: int, metric: Any, name: str) -> Any:
+        """The child of kind _KINDS[index], made the first time that kind counts."""
+        child = self.token_series[index] = metric.labels(name, _KINDS[index])
+        return child
 
     def export(self) -> dict[str, Any]:
         """Everything, latency samples included, for another process to merge (ops/instance_stats.py)."""
@@ -70,6 +90,7 @@ class Counters:
         return out
 
 
+_KINDS = ("input", "output", "cached", "reasoning")  # the token counters' `kind` label
 _TOTALS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
 
 
@@ -78,23 +99,6 @@ def _counters(table: dict[str, Counters], name: str) -> Counters:
     if counters is None:
         counters = table[name] = Counters()
     return counters
-
-
-_KINDS = ("input", "output", "cached", "reasoning")  # the token counters' `kind` label
-
-
-def _count_tokens(series: dict[str, list[Any]], metric: Any, name: str, counts: tuple[int, ...]) -> None:
-    """Add `counts` (in the order of _KINDS) to `name`'s token counters. A kind's child is made
-    the first time it counts more than 0, so /metrics shows only the kinds ever reported."""
-    children = series.get(name)
-    if children is None:
-        children = series[name] = [None] * len(_KINDS)
-    for index, count in enumerate(counts):
-        if count:
-            child = children[index]
-            if child is None:
-                child = children[index] = metric.labels(name, _KINDS[index])
-            child.inc(count)
 
 
 class Stats:
@@ -106,10 +110,6 @@ class Stats:
         self.by_key: dict[str, Counters] = {}
         self.changes = 0  # bumped by every update: a worker rewrites its stats file only after one
         self.redactions: dict[str, collections.Counter[str]] = {}  # by direction, then kind
-        # The token counters' children of each model label (gateway_tokens_total) and key name
-        # (gateway_key_tokens_total), by kind: as bounded as the labels themselves.
-        self.model_tokens: dict[str, list[Any]] = {}
-        self.key_tokens: dict[str, list[Any]] = {}
 
     def model_label(self, name: str) -> str:
         """`name` (cut to MAX_LABEL_LENGTH), or 'other' once the set of names seen is full."""
@@ -134,12 +134,9 @@ class Stats:
         if usage is None or not usage.reported:
             return
         self.changes += 1
-        counts = (usage.input, usage.output, usage.cached, usage.reasoning)
-        _counters(self.by_model, model).add_usage(usage)
-        _count_tokens(self.model_tokens, metrics.TOKENS, model, counts)
+        _counters(self.by_model, model).add_usage(usage, metrics.TOKENS, model)
         if key:
-            _counters(self.by_key, key).add_usage(usage)
-            _count_tokens(self.key_tokens, metrics.KEY_TOKENS, key, counts)
+            _counters(self.by_key, key).add_usage(usage, metrics.KEY_TOKENS, key)
 
     def add_redactions(self, direction: str, kind: str, count: int) -> None:
         """Matches redaction replaced; kinds are configured names, so the table stays small."""
