@@ -26,7 +26,7 @@ class Translation:
     provider: str  # the format the provider speaks
     endpoint: str  # chat endpoint under the provider's url
     stream: tuple[ConverterSpec, ...]  # every stream of the pair goes through these, in order
-    usage: Callable[[bytes], Usage]  # read from the provider's buffered answer
+    usage: Callable[[Any], Usage]  # read from the provider's buffered answer, parsed
     request: Callable[[Document], Document] | None = None  # None: sent as the client wrote it
     response: Callable[[Document, Context], Document] | None = None  # None: relayed as is
     # The provider's error answer, read with the provider's key scrubbed out.

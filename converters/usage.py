@@ -80,27 +80,32 @@ class Usage:
             self.reasoning = _count(details["thinking_tokens"])
 
 
-def usage_from_openai_body(body: bytes) -> Usage:
-    """Usage of a buffered OpenAI JSON answer (zero and unreported when it has none)."""
-    return _usage_from_body(body, Usage.add_openai)
-
-
-def usage_from_anthropic_body(body: bytes) -> Usage:
-    """Usage of a buffered Anthropic message (zero and unreported when it has none)."""
-    return _usage_from_body(body, Usage.add_anthropic)
-
-
-def _usage_from_body(body: bytes, add: Callable[[Usage, dict[str, Any]], None]) -> Usage:
+def usage_from_openai(document: Any) -> Usage:
+    """Usage of a parsed OpenAI JSON answer (zero and unreported when it has none)."""
     usage = Usage()
+    if isinstance(document, dict) and isinstance(document.get("usage"), dict):
+        usage.add_openai(document["usage"])
+    return usage
+
+
+def usage_from_anthropic(document: Any) -> Usage:
+    """Usage of a parsed Anthropic message (zero and unreported when it has none)."""
+    usage = Usage()
+    if isinstance(document, dict) and isinstance(document.get("usage"), dict):
+        usage.add_anthropic(document["usage"])
+    return usage
+
+
+def usage_from_body(body: bytes, read: Callable[[Any], Usage]) -> Usage:
+    """Usage of a buffered answer that nothing else parses: `read` (one of the above) on its
+    document, when it has a usage object at all (else it is not worth parsing)."""
     if _USAGE_OBJECT.search(body) is None:
-        return usage  # no usage object: not worth parsing the body
+        return Usage()
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return usage
-    if isinstance(document, dict) and isinstance(document.get("usage"), dict):
-        add(usage, document["usage"])
-    return usage
+        return Usage()
+    return read(document)
 
 
 def _event_end(data: bytes, start: int) -> int:

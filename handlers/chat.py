@@ -17,7 +17,7 @@ from converters.encoding import encode
 from converters.registry import ChainPlan, UnsupportedConversion, plan
 from converters.stream_start import StreamStart
 from converters.translation import Translation
-from converters.usage import Usage, with_stream_usage
+from converters.usage import Usage, usage_from_body, with_stream_usage
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Agent, Provider, Route, Table, Target
 from handlers.base import GatewayHandler
@@ -329,10 +329,13 @@ class ChatHandler(GatewayHandler):
             return answered_with_error(provider, target.label, status, error, retry_after)
         if not body.strip():
             return Failure(provider, target.label, status, "empty", "upstream answered 200 with no body")
-        usage = translation.usage(body)
-        if translation.response is not None:
+        if translation.response is None:
+            usage = usage_from_body(body, translation.usage)  # relayed as is: parsed for usage only
+        else:
             try:
-                body = encode(translation.response(orjson.loads(body), context), "the answer")
+                document = orjson.loads(body)  # once, for both the usage and the conversion
+                usage = translation.usage(document)
+                body = encode(translation.response(document, context), "the answer")
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
                 return Failure(provider, target.label, 502, "bad_upstream_body", f"unusable answer: {exc}")
         if not sink.claim():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from converters.base import ConverterSpec
 from converters.sse import SSEFramer
 from converters.translation import Translation
-from converters.usage import AnthropicStreamUsage, usage_from_anthropic_body
+from converters.usage import AnthropicStreamUsage, usage_from_anthropic
 
 TRANSLATION = Translation(
     client="anthropic",
@@ -22,6 +22,6 @@ TRANSLATION = Translation(
             "Record the usage of an Anthropic stream (message_start and message_delta).",
         ),
     ),
-    usage=usage_from_anthropic_body,
+    usage=usage_from_anthropic,
     client_headers=("anthropic-beta", "anthropic-version"),
 )

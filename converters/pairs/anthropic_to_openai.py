@@ -8,7 +8,7 @@ from converters.chat_requests import anthropic_to_openai_request
 from converters.chat_responses import openai_to_anthropic_response
 from converters.chat_streams import OpenAIToAnthropicStream
 from converters.translation import Translation
-from converters.usage import usage_from_openai_body
+from converters.usage import usage_from_openai
 
 TRANSLATION = Translation(
     client="anthropic",
@@ -22,5 +22,5 @@ TRANSLATION = Translation(
             "Turn OpenAI chat.completion.chunks into Anthropic Messages events (and record usage).",
         ),
     ),
-    usage=usage_from_openai_body,
+    usage=usage_from_openai,
 )

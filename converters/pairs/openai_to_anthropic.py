@@ -8,7 +8,7 @@ from converters.chat_requests import openai_to_anthropic_request
 from converters.chat_responses import anthropic_to_openai_response
 from converters.chat_streams import AnthropicToOpenAIStream
 from converters.translation import Translation
-from converters.usage import usage_from_anthropic_body
+from converters.usage import usage_from_anthropic
 
 TRANSLATION = Translation(
     client="openai",
@@ -22,5 +22,5 @@ TRANSLATION = Translation(
             "Turn Anthropic Messages events into OpenAI chat.completion.chunks (and record usage).",
         ),
     ),
-    usage=usage_from_anthropic_body,
+    usage=usage_from_anthropic,
 )

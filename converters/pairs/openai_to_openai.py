@@ -6,7 +6,7 @@ from __future__ import annotations
 from converters.base import ConverterSpec
 from converters.sse import SSEFramer
 from converters.translation import Translation
-from converters.usage import OpenAIStreamUsage, asks_for_usage, usage_from_openai_body
+from converters.usage import OpenAIStreamUsage, asks_for_usage, usage_from_openai
 
 TRANSLATION = Translation(
     client="openai",
@@ -24,6 +24,6 @@ TRANSLATION = Translation(
             "only to a client that asked for it.",
         ),
     ),
-    usage=usage_from_openai_body,
+    usage=usage_from_openai,
     asks_stream_usage=True,
 )

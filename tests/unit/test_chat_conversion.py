@@ -28,7 +28,7 @@ from converters.chat_responses import anthropic_to_openai_response, openai_to_an
 from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 from converters.registry import plan
 from converters.sse import SSEDataReader, iter_data
-from converters.usage import Usage, usage_from_anthropic_body
+from converters.usage import Usage, usage_from_anthropic, usage_from_body
 
 ANTHROPIC_EVENT = TypeAdapter(RawMessageStreamEvent)
 CREATED = 1_700_000_000
@@ -547,10 +547,12 @@ def test_anthropic_usage_counts_every_prompt_token_as_input() -> None:
 
 
 def test_usage_from_anthropic_body() -> None:
-    usage = usage_from_anthropic_body(json.dumps(ANTHROPIC_MESSAGE).encode())
+    usage = usage_from_body(json.dumps(ANTHROPIC_MESSAGE).encode(), usage_from_anthropic)
     assert (usage.input, usage.output, usage.cached, usage.reasoning, usage.reported) == (150, 40, 100, 12, True)
-    assert not usage_from_anthropic_body(b"not json").reported
-    assert not usage_from_anthropic_body(b'{"type": "message"}').reported
+    assert usage_from_anthropic(ANTHROPIC_MESSAGE) == usage  # the document a conversion parsed
+    assert not usage_from_body(b"not json", usage_from_anthropic).reported
+    assert not usage_from_body(b'{"type": "message"}', usage_from_anthropic).reported
+    assert not usage_from_anthropic(["not", "a", "message"]).reported
 
 
 # --- streams: fixtures ------------------------------------------------------------------------
