@@ -111,9 +111,13 @@ def access_entry(
     Requests refused before a handler ran (limits, authentication) log it as it is;
     handlers give model, key, upstream status, bytes and time to first byte (seconds).
     """
-    duration_ms = round(elapsed * 1000, 2)
+    # The numbers as round(time.time(), 3) and round(seconds * 1000, 2) give them, at less than
+    # half the cost (round with digits goes through decimal digits): the time in whole ms, an
+    # int; a duration is a difference of time.time() values, a multiple of 2**-22 s, so that
+    # times 100_000 it is exact, and rounds to whole 10 µs just as round(..., 2) rounds it.
+    duration_ms = round(elapsed * 100_000) / 100
     return {
-        "ts": round(time.time(), 3),
+        "ts": (time.time_ns() + 500_000) // 1_000_000 / 1000,
         "request_id": request_id,
         "method": request.method,
         "path": _printable(request.path[:_LOGGED_PATH]),
@@ -126,7 +130,7 @@ def access_entry(
         "client": request.remote_ip,
         "bytes_in": bytes_in,
         "bytes_out": bytes_out,
-        "ttfb_ms": duration_ms if ttfb is None else round(ttfb * 1000, 2),
+        "ttfb_ms": duration_ms if ttfb is None else round(ttfb * 100_000) / 100,
         "duration_ms": duration_ms,
     }
 
