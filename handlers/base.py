@@ -329,8 +329,8 @@ class GatewayHandler:
         route = self.route.match
         elapsed = self.request.request_time()
         counted = self.runtime.metrics
-        counted.requests(route, status, self.model_label).inc()
-        counted.seconds(route).observe(elapsed)
+        counted.requests[route, status, self.model_label].inc()
+        counted.seconds[route].observe(elapsed)
         if self.model_label:
             self.runtime.stats.observe(self.model_label, status, elapsed, self.principal_name)
         if self.table.server.access_log:
@@ -641,7 +641,7 @@ class GatewayHandler:
         """Body bytes are about to reach the client: from here on, no fallback."""
         if self.ttfb is None:
             self.ttfb = self.request.request_time()
-            self.runtime.metrics.first_byte(self.route.match).observe(self.ttfb)
+            self.runtime.metrics.first_byte[self.route.match].observe(self.ttfb)
 
     def fail(
         self,

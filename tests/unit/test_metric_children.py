@@ -21,7 +21,16 @@ def test_children_are_the_metrics_own() -> None:
     assert children("POST /v1/chat/completions", 200, "fast") is counter.labels(
         route="POST /v1/chat/completions", status="200", model="fast"
     )
+    assert children["POST /v1/chat/completions", 200, "fast"] is children("POST /v1/chat/completions", 200, "fast")
     assert counter.labels("POST /v1/chat/completions", "200", "fast")._value.get() == 3
+
+
+def test_a_one_label_metrics_children_are_found_by_the_value_itself() -> None:
+    counter = Counter("test_one_label_total", "A counter of this test.", ["route"], registry=CollectorRegistry())
+    children = Children(counter)
+    assert children["POST /v1/chat/completions"] is counter.labels(route="POST /v1/chat/completions")
+    assert children("POST /v1/chat/completions") is children["POST /v1/chat/completions"]
+    assert list(children) == ["POST /v1/chat/completions"]
 
 
 def test_children_stay_bounded_past_their_limit() -> None:
@@ -29,7 +38,7 @@ def test_children_stay_bounded_past_their_limit() -> None:
     children = Children(counter, limit=10)
     for n in range(50):
         children("route", 200, f"model-{n}").inc()
-    assert len(children.found) == 10
+    assert len(children) == 10
     assert counter.labels("route", "200", "model-49")._value.get() == 1  # counted all the same
 
 
@@ -40,9 +49,9 @@ def test_client_chosen_model_names_keep_the_request_cache_small() -> None:
     for n in range(MAX_MODEL_LABELS * 3):
         label = stats.model_label(f"provider/client-model-{n}")
         stats.observe(label, 200, 0.01, None)
-        cache.requests("POST /v1/chat/completions", 200, label).inc()
-    assert len(cache.requests.found) == MAX_MODEL_LABELS + 1
-    assert ("POST /v1/chat/completions", 200, OTHER) in cache.requests.found
+        cache.requests["POST /v1/chat/completions", 200, label].inc()
+    assert len(cache.requests) == MAX_MODEL_LABELS + 1
+    assert ("POST /v1/chat/completions", 200, OTHER) in cache.requests
 
 
 def test_prompt_cache_children_come_as_three_and_are_the_metrics_own() -> None:
