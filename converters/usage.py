@@ -111,8 +111,9 @@ def usage_from_body(body: bytes, read: Callable[[Any], Usage]) -> Usage:
 def _event_end(data: bytes, start: int) -> int:
     """Just past the blank line that ends the SSE event at `start` (events come whole, framed)."""
     lf, crlf = data.find(b"\n\n", start), data.find(b"\r\n\r\n", start)
-    ends = [end for end in (lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1) if end >= 0]
-    return min(ends) if ends else len(data)
+    if crlf >= 0 and (lf < 0 or crlf + 4 < lf + 2):
+        return crlf + 4
+    return lf + 2 if lf >= 0 else len(data)
 
 
 def asks_for_usage(request: dict[str, Any]) -> bool:
