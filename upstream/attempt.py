@@ -265,7 +265,7 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
     except asyncio.CancelledError:
         exchange.cancel()  # the walk's deadline passed, or another try won: stop the transfer too
         raise
-    client.seconds(provider.name).observe(time.monotonic() - started)
+    client.seconds[provider.name].observe(time.monotonic() - started)
     if refused is not None:
         return _refusal(request, refused)
     if sink.over:
