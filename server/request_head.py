@@ -11,6 +11,7 @@ What fails to read raises `httputil.HTTPInputError`, answered 400 by the connect
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import time
 from typing import Any
@@ -25,6 +26,7 @@ _TCHARS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 # other than HTAB (a CR or NUL inside a value is an error, never a line break).
 _FIELD_LINE = re.compile(rf"([{_TCHARS}]+):([\t\x20-\x7e\x80-\xff]*)\r?\n")
 _QUERY_FIELDS = 1000  # most query arguments parsed (Tornado's bound on urlencoded bodies)
+_HOSTS_KNOWN = 64  # Host values whose checks are remembered (a client sends the same one each time)
 
 
 def read_fields(text: str) -> Headers:
@@ -64,16 +66,18 @@ class GatewayRequest(httputil.HTTPServerRequest):
         context = connection.context
         self.remote_ip = context.remote_ip
         self.protocol = context.protocol
-        if "Host" in headers:
-            host = headers["Host"]
-            if "," in host or not httputil._ABNF.host.fullmatch(host):
+        hosts = headers._as_list.get("Host")
+        if hosts is not None:
+            host = hosts[0]
+            host_name = _host_name(host) if len(hosts) == 1 else None
+            if host_name is None:
                 raise httputil.HTTPInputError("invalid or repeated Host header")
         elif self.version == "HTTP/1.0":
-            host = "127.0.0.1"
+            host = host_name = "127.0.0.1"
         else:
             raise httputil.HTTPInputError("missing Host header")
         self.host = host
-        self.host_name = httputil.split_host_and_port(host.lower())[0]
+        self.host_name = host_name
         self.files = {}
         self.connection = connection
         self.server_connection = server_connection
@@ -89,3 +93,13 @@ class GatewayRequest(httputil.HTTPServerRequest):
             except Exception as exc:
                 raise httputil.HTTPInputError("invalid query string") from exc
             self.query_arguments = copy.deepcopy(self.arguments)
+
+
+@functools.lru_cache(maxsize=_HOSTS_KNOWN)
+def _host_name(host: str) -> str | None:
+    """`host` without its port, lower-cased; None when Tornado would refuse it (a list, or not
+    RFC 3986's host[:port]). Remembered for the last few values: a client sends the same
+    Host on every request, and a hostile one can only evict, never grow, what is kept."""
+    if "," in host or not httputil._ABNF.host.fullmatch(host):
+        return None
+    return httputil.split_host_and_port(host.lower())[0]

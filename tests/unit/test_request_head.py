@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tornado import httputil
 
-from server.request_head import GatewayRequest, read_fields
+from server.request_head import _HOSTS_KNOWN, GatewayRequest, _host_name, read_fields
 
 
 class _Connection:
@@ -66,3 +66,18 @@ def test_a_missing_or_odd_host_is_refused(version: str, host: str | None) -> Non
 def test_http_1_0_needs_no_host() -> None:
     request = GatewayRequest(httputil.parse_request_start_line("GET / HTTP/1.0"), read_fields(""), _Connection, None)
     assert request.host == "127.0.0.1"
+
+
+def test_host_checks_are_remembered_only_for_good_values_and_a_bounded_few() -> None:
+    """A Host seen before is not checked again; a repeated Host line is refused even when each
+    value is good; a client sending ever new values cannot grow what is remembered."""
+    for _ in range(2):
+        request = GatewayRequest(httputil.parse_request_start_line("GET / HTTP/1.1"),
+                                 read_fields("Host: Example.COM:8080\r\n"), _Connection, None)
+        assert (request.host, request.host_name) == ("Example.COM:8080", "example.com")
+    with pytest.raises(httputil.HTTPInputError):
+        GatewayRequest(httputil.parse_request_start_line("GET / HTTP/1.1"),
+                       read_fields("Host: a\r\nHost: a\r\n"), _Connection, None)
+    for number in range(1000):
+        _host_name(f"h{number}.example")
+    assert _host_name.cache_info().currsize <= _HOSTS_KNOWN
