@@ -39,6 +39,12 @@ from server.request_head import GatewayRequest, read_fields
 log = logging.getLogger("gateway")
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+# The request line at a head's start, as Tornado's parse_request_start_line accepts it (method,
+# target, HTTP/1.x; CRs before its LF ignored), read without a call into Tornado per request.
+_REQUEST_LINE = re.compile(
+    rf"({httputil._ABNF.method.pattern}) ({httputil._ABNF.request_target.pattern}) (HTTP/1\.[0-9])"
+    r"\r*(?:\n|\Z)"
+)
 _HEX = re.compile(rb"[0-9a-fA-F]+")
 # Past this much request line and headers without their end, 431 before any route is known;
 # server.max_header_size (at most this) is the Guard's, in the route's shape.
@@ -353,8 +359,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _read_head(self) -> bool:
         buffer = self.buffer
-        while buffer[:2] == b"\r\n" or buffer[:1] == b"\n":  # blank lines before a request are ignored
-            del buffer[: 2 if buffer[:1] == b"\r" else 1]
+        while buffer.startswith((b"\r\n", b"\n")):  # blank lines before a request are ignored
+            del buffer[: 2 if buffer[0] == 13 else 1]  # 13: CR
             self.scanned = 0
         found = _HEAD_END.search(buffer, max(0, self.scanned - 3))
         if found is None:
@@ -363,15 +369,15 @@ class ClientConnection(asyncio.Protocol):
                 self._too_large()
             return False
         head_size = found.start()
-        head = bytes(buffer[:head_size]).decode("latin-1")
+        head = buffer[:head_size].decode("latin-1")
         del buffer[: found.end()]
         self.scanned = 0
         self._cancel_head_wait()
-        line, _, fields = head.partition("\n")
-        try:
-            start_line = httputil.parse_request_start_line(line.rstrip("\r"))
-        except httputil.HTTPInputError:
-            raise MalformedRequest("malformed request line") from None
+        line = _REQUEST_LINE.match(head)
+        if line is None:
+            raise MalformedRequest("malformed request line")
+        start_line = httputil.RequestStartLine(*line.groups())
+        fields = head[line.end():]
         try:
             headers = read_fields(fields + "\r\n" if fields else "")  # a stray CR before it stays stray
         except httputil.HTTPInputError as exc:

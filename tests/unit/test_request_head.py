@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from tornado import httputil
 
+from server.http1 import _REQUEST_LINE
 from server.request_head import _HOSTS_KNOWN, GatewayRequest, _host_name, read_fields
 
 
@@ -81,3 +82,23 @@ def test_host_checks_are_remembered_only_for_good_values_and_a_bounded_few() -> 
     for number in range(1000):
         _host_name(f"h{number}.example")
     assert _host_name.cache_info().currsize <= _HOSTS_KNOWN
+
+
+@pytest.mark.parametrize("line", [
+    "GET / HTTP/1.1", "POST /v1/chat/completions?a=1 HTTP/1.0", "GET / HTTP/1.1\r", "GET / HTTP/1.1\r\r",
+    "GET /caf\xe9 HTTP/1.1", "GET / HTTP/2.0", "GET / HTTP/0.9", "GET  / HTTP/1.1", "GET / HTTP/1.1 x",
+    "G(T / HTTP/1.1", "GET /\x00 HTTP/1.1", "GET /\x7f HTTP/1.1", "GET", "GET / HTTP/1.1x", " GET / HTTP/1.1",
+    "GET / HTTP/1.1\rx", "GET / http/1.1", "GET\t/ HTTP/1.1", "",
+])
+def test_request_lines_are_read_as_tornado_reads_them(line: str) -> None:
+    """The connection's own reading of the request line, on a head's first line (with headers
+    after it, or alone), accepts exactly what Tornado's parse_request_start_line does."""
+    try:
+        tornados: httputil.RequestStartLine | None = httputil.parse_request_start_line(line.rstrip("\r"))
+    except httputil.HTTPInputError:
+        tornados = None
+    for head, fields in ((line, ""), (line + "\nHost: x", "Host: x")):
+        found = _REQUEST_LINE.match(head)
+        assert (found.groups() if found else None) == (tuple(tornados) if tornados else None)
+        if found:
+            assert head[found.end():] == fields
