@@ -80,7 +80,7 @@ class Exchange(httputil.HTTPConnection):
         self.version = start_line.version
         self.head_only = start_line.method == "HEAD"
         # False: the connection closes once this answer is sent. In HTTP/1.0, True only when asked.
-        self.keep_alive = _keep_alive(start_line, headers)
+        self.keep_alive = _keep_alive(start_line, headers._as_list)
         self.chunking = False
         self.remaining: int | None = None  # body bytes the answer's Content-Length still expects
         self.read_finished = False
@@ -388,14 +388,16 @@ class ClientConnection(asyncio.Protocol):
     def _begin(
         self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders, head_size: int
     ) -> None:
-        if "Transfer-Encoding" in headers:
-            if "Content-Length" in headers:
+        fields = headers._as_list  # by normalized name (read_fields): one dict lookup each
+        coding, length = fields.get("Transfer-Encoding"), fields.get("Content-Length")
+        if coding is not None:
+            if length is not None:
                 raise MalformedRequest("both Transfer-Encoding and Content-Length")
-            if headers["Transfer-Encoding"].lower() != "chunked":
+            if ",".join(coding).lower() != "chunked":
                 raise MalformedRequest("unsupported Transfer-Encoding")
             self.body_left, self.chunk_left = None, 0
-        elif "Content-Length" in headers:
-            self.body_left = _content_length(headers)
+        elif length is not None:
+            self.body_left = _content_length(length)
         else:
             self.body_left = 0
         exchange = Exchange(self, start_line, headers)
@@ -407,7 +409,7 @@ class ClientConnection(asyncio.Protocol):
         delegate = self.delegate = self.router.find_handler(request)
         self.delegate_finished = False
         self.reading = Reading.BODY
-        self.expect_continue = headers.get("Expect") == "100-continue"
+        self.expect_continue = fields.get("Expect") == ["100-continue"]
         self._wait(self._call(delegate.headers_received, start_line, headers))
         if not self.waiting:
             self._continue()
@@ -617,24 +619,28 @@ def _take(buffer: bytearray, size: int) -> bytes:
     return data
 
 
-def _content_length(headers: httputil.HTTPHeaders) -> int:
-    """The request's Content-Length: digits only; repeated values must agree."""
-    values = {v.strip() for v in headers["Content-Length"].split(",")}
-    if len(values) != 1:
-        raise MalformedRequest("multiple unequal Content-Lengths")
-    value = values.pop()
+def _content_length(lines: list[str]) -> int:
+    """The request's Content-Length from its field lines: digits only; repeated values (more
+    lines, or a list in one) must agree."""
+    value = lines[0].strip()
+    if len(lines) > 1 or "," in value:
+        values = {v.strip() for v in ",".join(lines).split(",")}
+        if len(values) != 1:
+            raise MalformedRequest("multiple unequal Content-Lengths")
+        value = values.pop()
     if not value.isdigit() or not value.isascii():
         raise MalformedRequest("Content-Length is not a whole number")
     return int(value)
 
 
-def _keep_alive(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> bool:
+def _keep_alive(start_line: httputil.RequestStartLine, fields: dict[str, list[str]]) -> bool:
     """HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only when asked, and only
-    when the request's end is known without the connection's."""
-    connection = headers.get("Connection", "").lower()
+    when the request's end is known without the connection's. `fields`: by normalized name."""
+    lines = fields.get("Connection")
+    connection = ",".join(lines).lower() if lines else ""
     if start_line.version == "HTTP/1.1":
         return connection != "close"
-    framed = ("Content-Length" in headers or "Transfer-Encoding" in headers
+    framed = ("Content-Length" in fields or "Transfer-Encoding" in fields
               or start_line.method in ("HEAD", "GET"))
     return framed and connection == "keep-alive"
 

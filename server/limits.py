@@ -71,14 +71,13 @@ class Guard(httputil.HTTPMessageDelegate):
                 metrics.AUTH_DENIED.labels(reason=verdict.reason).inc()
                 return self.refuse(verdict.status, verdict.message, verdict.code, counted=False)
             self.inner.handler_kwargs = {**self.inner.handler_kwargs, "principal": verdict}
-        length = headers.get("Content-Length")
-        announced = int(length) if length is not None and length.isdigit() else 0
-        if announced > self.settings.max_body:
+        connection: ClientConnection = self.request.server_connection  # type: ignore[assignment]
+        announced = connection.body_left  # its Content-Length, as the connection read it; None: chunked
+        if announced is not None and announced > self.settings.max_body:
             return self.refuse(413, f"request body exceeds {self.settings.max_body} bytes", "body_too_large")
-        if announced or "Transfer-Encoding" in headers:
-            if self.buffered and not self._reserve(announced):
+        if announced != 0:
+            if self.buffered and not self._reserve(announced or 0):
                 return self._buffers_full()
-            connection: ClientConnection = self.request.server_connection  # type: ignore[assignment]
             if not (announced and connection.holds(announced)):  # else no wait to time
                 loop = asyncio.get_running_loop()
                 self.timer = loop.call_later(self.settings.body_timeout, self._body_timed_out)

@@ -261,6 +261,17 @@ def test_keep_alive_serves_several_requests_on_one_connection(proto: Gateway) ->
             assert "server" not in headers  # no product and version advertised
 
 
+def test_a_length_given_twice_alike_frames_the_body(proto: Gateway) -> None:
+    """Content-Length repeated with one value (as a list, or on two lines) is that length: the
+    body is read to it and the connection serves on."""
+    size = len(CHAT)
+    with connect(proto) as sock:
+        for lengths in ([f"Content-Length: {size}, {size}"], [f"Content-Length: {size}"] * 2):
+            sock.sendall(head("POST", "/v1/chat/completions", "Content-Type: application/json", *lengths) + CHAT)
+            status, headers, body = read_response(sock)
+            assert status == 200 and json.loads(body)["choices"]
+
+
 def test_answer_headers_of_a_fresh_request(proto: Gateway) -> None:
     """Each answer's own request id (a random UUID, version 4, in hex), the current date in
     HTTP's format, and no Server header, however the handler built them."""
@@ -382,10 +393,13 @@ def test_draining_ends_kept_alive_connections_with_their_next_answer(fresh_gatew
     ("request_bytes", "status"),
     [
         (head("POST", "/v1/chat/completions", f"Content-Length: {2 << 20}"), 413),
+        # a length given twice is the length: refused at the head, not timed out waiting for the body
+        (head("POST", "/v1/chat/completions", f"Content-Length: {2 << 20}, {2 << 20}"), 413),
+        (head("POST", "/v1/chat/completions", f"Content-Length: {2 << 20}", f"Content-Length: {2 << 20}"), 413),
         (head("POST", "/v1/chat/completions", f"X-Big: {'a' * 70_000}", "Content-Length: 2") + b"{}", 431),
         (head("POST", "/v1/chat/completions", "Content-Length: 20") + b"{", 408),
     ],
-    ids=["413", "431", "408"],
+    ids=["413", "413-listed-twice", "413-two-lines", "431", "408"],
 )
 def test_limit_refusals_close_a_kept_alive_connection(proto: Gateway, request_bytes: bytes, status: int) -> None:
     with connect(proto) as sock:
