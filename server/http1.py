@@ -103,8 +103,9 @@ class Exchange(httputil.HTTPConnection):
         assert isinstance(start_line, httputil.ResponseStartLine)
         code = start_line.code
         has_body = code not in _NO_BODY_CODES and not 100 <= code < 200
-        length = headers.get("Content-Length")
-        unframed = not self.head_only and has_body and length is None
+        fields = headers._as_list  # by normalized name: read and written without HTTPHeaders calls
+        lengths = fields.get("Content-Length")
+        unframed = not self.head_only and has_body and lengths is None
         self.chunking = unframed and self.version == "HTTP/1.1"
         if unframed and not self.chunking:
             self.keep_alive = False  # HTTP/1.0 has no chunks: only the close ends this answer
@@ -117,14 +118,15 @@ class Exchange(httputil.HTTPConnection):
             headers["Transfer-Encoding"] = "chunked"
         if self.head_only or code == 304:
             self.remaining = 0
-        elif length is not None:
-            self.remaining = int(length)
-        lines = [f"HTTP/1.1 {code} {start_line.reason}"]
-        lines.extend(f"{name}: {value}" for name, value in headers.get_all())
-        text = "\r\n".join(lines)
-        if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+        elif lengths is not None:
+            self.remaining = int(",".join(lengths))
+        lines = [f"HTTP/1.1 {code} {start_line.reason}\r\n"]
+        lines += [f"{name}: {value}\r\n" for name, values in fields.items() for value in values]
+        lines.append("\r\n")
+        text = "".join(lines)
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines):  # one CRLF a line, none inside
             raise ValueError("illegal characters (CR or LF) in the answer's headers")
-        head = (text + "\r\n\r\n").encode("latin-1")
+        head = text.encode("latin-1")
         self.connection.send(head + self._framed(chunk) if chunk else head)
 
     def write(self, chunk: bytes) -> None:  # type: ignore[override]
