@@ -242,10 +242,8 @@ class GatewayHandler:
     def clear(self) -> None:
         """The answer's defaults: 200, no body, a Date header and Tornado's Content-Type (the
         gateway does not advertise what it runs on with a `Server` header)."""
-        headers = Headers()
-        headers["Content-Type"] = "text/html; charset=UTF-8"
-        headers["Date"] = http_date(int(time.time()))
-        self._headers = headers
+        date = http_date(int(time.time()))
+        self._headers = Headers({"Content-Type": ["text/html; charset=UTF-8"], "Date": [date]})
         self._write_buffer: list[bytes] = []
         self._status_code = 200
         self._reason = "OK"
@@ -284,7 +282,7 @@ class GatewayHandler:
         self._counted = True
         self.request_id = request_id(self.request.headers)
         # set_header's checks are for values of unknown shape: a request id is always plain.
-        self._headers["x-request-id"] = self.request_id
+        self._headers._as_list["X-Request-Id"] = [self.request_id]
 
     def refuses_model_name(self, model: str) -> bool:
         """Answer 400 (and say so) when `model` is empty, longer than MAX_MODEL_NAME or unprintable."""
@@ -427,8 +425,8 @@ class GatewayHandler:
                     raise RuntimeError(f"an answer with status {status} has no body")
                 for name in _REPRESENTATION_HEADERS:
                     self.clear_header(name)
-            elif "Content-Length" not in self._headers:
-                self._headers["Content-Length"] = str(sum(map(len, self._write_buffer)))
+            elif "Content-Length" not in self._headers._as_list:  # handlers/headers.py: one dict step
+                self._headers._as_list["Content-Length"] = [str(sum(map(len, self._write_buffer)))]
         connection: Any = self.request.connection
         connection.set_close_callback(None)
         self.flush()

@@ -6,6 +6,11 @@ for a few names each, several times per request. HTTPHeaders inherits `get` from
 its constructor goes through `MutableMapping.update` even when empty. Here both are one
 dictionary lookup; everything else is HTTPHeaders' own, so a `Headers` is an HTTPHeaders
 wherever Tornado's code meets one.
+
+Its one state is `_as_list` (names in Http-Header-Case → their values, in order): values are
+joined when read, never cached, so the gateway's hot paths may read and write that dictionary
+directly with a normalized name (one dict operation, where a method costs a call and a
+normalization) and no method ever sees a stale value.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ _normalize = httputil._normalize_header  # how HTTPHeaders keys names (cached pe
 
 
 class Headers(httputil.HTTPHeaders):
-    def __init__(self) -> None:
-        self._as_list: dict[str, list[str]] = {}
-        self._combined_cache: dict[str, str] = {}
+    def __init__(self, fields: dict[str, list[str]] | None = None) -> None:
+        """`fields`: the values by name, names already in Http-Header-Case (taken, not copied)."""
+        self._as_list: dict[str, list[str]] = {} if fields is None else fields
+        self._combined_cache: dict[str, str] = {}  # HTTPHeaders.add and __delitem__ pop from it; never filled
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
         """The field's value (repeated lines joined by commas, as HTTPHeaders does), or `default`."""
@@ -28,3 +34,10 @@ class Headers(httputil.HTTPHeaders):
         if values is None:
             return default
         return values[0] if len(values) == 1 else ",".join(values)
+
+    def __getitem__(self, name: str) -> str:
+        values = self._as_list[_normalize(name)]
+        return values[0] if len(values) == 1 else ",".join(values)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._as_list[_normalize(name)] = [value]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from tornado import httputil
 
+from handlers.headers import Headers
 from server.http1 import _REQUEST_LINE
 from server.request_head import _HOSTS_KNOWN, GatewayRequest, _host_name, read_fields
 
@@ -102,3 +103,23 @@ def test_request_lines_are_read_as_tornado_reads_them(line: str) -> None:
         assert (found.groups() if found else None) == (tuple(tornados) if tornados else None)
         if found:
             assert head[found.end():] == fields
+
+
+def test_headers_written_directly_are_what_every_method_reads() -> None:
+    """The hot paths write Headers' field lists directly; no method may answer with a value
+    joined before such a write (HTTPHeaders caches joined values, Headers does not)."""
+    headers = Headers({"Content-Type": ["text/html"]})
+    assert headers["content-type"] == "text/html"
+    headers._as_list["Content-Type"] = ["application/json"]
+    headers.add("set-cookie", "a=1")
+    headers.add("Set-Cookie", "b=2")
+    assert headers["Set-Cookie"] == "a=1,b=2"
+    headers._as_list["Set-Cookie"].append("c=3")
+    assert headers["set-cookie"] == headers.get("SET-COOKIE") == "a=1,b=2,c=3"
+    assert headers["Content-Type"] == "application/json" and "content-type" in headers
+    headers["x-request-id"] = "r1"
+    assert list(headers.get_all()) == [("Content-Type", "application/json"), ("Set-Cookie", "a=1"),
+                                       ("Set-Cookie", "b=2"), ("Set-Cookie", "c=3"), ("X-Request-Id", "r1")]
+    del headers["set-cookie"]
+    assert "Set-Cookie" not in headers and headers.get("Set-Cookie") is None and len(headers) == 2
+    assert dict(headers.copy()) == {"Content-Type": "application/json", "X-Request-Id": "r1"}
