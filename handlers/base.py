@@ -82,6 +82,13 @@ def http_date(second: int) -> str:
     return format_timestamp(second)
 
 
+@functools.lru_cache(maxsize=64)
+def status_line(code: int, reason: str) -> httputil.ResponseStartLine:
+    """The answer's status as the connection takes it: made once per status, not per answer
+    (a NamedTuple costs a Python-level call to build)."""
+    return httputil.ResponseStartLine("", code, reason)
+
+
 class ClientWrites(Protocol):
     """What a request's connection (server/http1.Exchange) offers beyond Tornado's HTTPConnection."""
 
@@ -406,7 +413,7 @@ class GatewayHandler:
         if not self._headers_written:
             self._headers_written = True
             connection.write_headers(
-                httputil.ResponseStartLine("", self._status_code, self._reason), self._headers,
+                status_line(self._status_code, self._reason), self._headers,
                 b"" if head_only else chunk,
             )
         elif chunk and not head_only:
