@@ -38,7 +38,10 @@ from server.request_head import GatewayRequest, read_fields
 
 log = logging.getLogger("gateway")
 
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
+# A head's end, CRLF or LF: the LF of its last line, then an empty line. Starting with the LF,
+# the search skips ahead to each one as a byte search (a leading optional CR, as `\r?\n\r?\n`,
+# makes it try every position); a CR just before that LF is part of the end (`_head_size`).
+_HEAD_END = re.compile(rb"\n\r?\n")
 # The request line at a head's start, as Tornado's parse_request_start_line accepts it (method,
 # target, HTTP/1.x; CRs before its LF ignored), read without a call into Tornado per request.
 _REQUEST_LINE = re.compile(
@@ -370,7 +373,7 @@ class ClientConnection(asyncio.Protocol):
             if len(buffer) > HEAD_MAX:
                 self._too_large()
             return False
-        head_size = found.start()
+        head_size = _head_size(buffer, found)
         head = buffer[:head_size].decode("latin-1")
         del buffer[: found.end()]
         self.scanned = 0
@@ -608,6 +611,12 @@ class ClientConnection(asyncio.Protocol):
                 ingress = self.router.ingress_for_head(bytes(self.buffer[: found.end()]))
         body = error_body(ingress, 503, "too many connections; retry shortly", "too_many_connections")
         self._answer_and_close(503, "Service Unavailable", body, "Retry-After: 1\r\n")
+
+
+def _head_size(buffer: bytearray, end: re.Match[bytes]) -> int:
+    """Bytes of request line and headers before `end` (a match of _HEAD_END) and its CR if any."""
+    start = end.start()
+    return start - 1 if start and buffer[start - 1] == 13 else start  # 13: CR
 
 
 def _take(buffer: bytearray, size: int) -> bytes:

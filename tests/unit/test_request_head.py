@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from tornado import httputil
 
 from handlers.headers import Headers
-from server.http1 import _REQUEST_LINE
+from server.http1 import _HEAD_END, _REQUEST_LINE, _head_size
 from server.request_head import _HOSTS_KNOWN, GatewayRequest, _host_name, read_fields
 
 
@@ -123,3 +125,19 @@ def test_headers_written_directly_are_what_every_method_reads() -> None:
     del headers["set-cookie"]
     assert "Set-Cookie" not in headers and headers.get("Set-Cookie") is None and len(headers) == 2
     assert dict(headers.copy()) == {"Content-Type": "application/json", "X-Request-Id": "r1"}
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody", b"GET / HTTP/1.1\nHost: x\n\nbody", b"GET / HTTP/1.1\r\nHost: x\n\r\n",
+    b"GET / HTTP/1.1\nHost: x\r\n\n", b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\r\n\r\n", b"\r\n\r\n",
+    b"\n\n", b"\r\n\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r", b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n\r\n",
+])
+def test_a_head_ends_where_crlf_or_lf_lines_end(raw: bytes) -> None:
+    """The head's end is found from its LF (a byte search), with the CR before it if any: the
+    same size and end as the search for `\\r?\\n\\r?\\n` gives."""
+    buffer = bytearray(raw)
+    expected = re.search(rb"\r?\n\r?\n", raw)
+    found = _HEAD_END.search(buffer)
+    assert (found is None) == (expected is None)
+    if found is not None and expected is not None:
+        assert (_head_size(buffer, found), found.end()) == (expected.start(), expected.end())
