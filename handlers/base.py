@@ -63,8 +63,8 @@ def _printable(path: str) -> str:
 
 def request_id(headers: HTTPHeaders) -> str:
     """The client's x-request-id when it is short and plain, else a fresh one."""
-    given = headers.get("x-request-id") or ""
-    return given if _REQUEST_ID.fullmatch(given) else fresh_request_id()
+    given = headers.get("x-request-id")
+    return given if given and _REQUEST_ID.fullmatch(given) else fresh_request_id()
 
 
 def fresh_request_id() -> str:
@@ -684,6 +684,8 @@ def _header_value(value: str | int) -> str:
     would split the answer's head (a header relayed from an upstream is not trusted)."""
     if isinstance(value, int):
         return str(value)
+    if value.isascii() and value.isprintable():  # the usual value: checked in two quick steps
+        return value
     if _HEADER_VALUE.fullmatch(value) is None:
         raise ValueError("unsafe characters in an answer header's value")
     return value
