@@ -123,13 +123,7 @@ class Exchange(httputil.HTTPConnection):
             self.remaining = 0
         elif lengths is not None:
             self.remaining = int(",".join(lengths))
-        lines = [f"HTTP/1.1 {code} {start_line.reason}\r\n"]
-        lines += [f"{name}: {value}\r\n" for name, values in fields.items() for value in values]
-        lines.append("\r\n")
-        text = "".join(lines)
-        if text.count("\n") != len(lines) or text.count("\r") != len(lines):  # one CRLF a line, none inside
-            raise ValueError("illegal characters (CR or LF) in the answer's headers")
-        head = text.encode("latin-1")
+        head = _answer_head(code, start_line.reason, fields)
         self.connection.send(head + self._framed(chunk) if chunk else head)
 
     def write(self, chunk: bytes) -> None:  # type: ignore[override]
@@ -611,6 +605,18 @@ class ClientConnection(asyncio.Protocol):
                 ingress = self.router.ingress_for_head(bytes(self.buffer[: found.end()]))
         body = error_body(ingress, 503, "too many connections; retry shortly", "too_many_connections")
         self._answer_and_close(503, "Service Unavailable", body, "Retry-After: 1\r\n")
+
+
+def _answer_head(code: int, reason: str, fields: dict[str, list[str]]) -> bytes:
+    """An answer's status line and header lines (`fields`: by name, as HTTPHeaders holds them);
+    a CR or LF in any of them would split the head, and raises ValueError."""
+    lines = [f"HTTP/1.1 {code} {reason}"]
+    lines += [f"{name}: {value}" for name, values in fields.items() for value in values]
+    inside = "".join(lines)  # two byte searches of this: counting CRs and LFs costs more
+    if "\r" in inside or "\n" in inside:
+        raise ValueError("illegal characters (CR or LF) in the answer's headers")
+    lines.append("\r\n")  # the blank line that ends the head
+    return "\r\n".join(lines).encode("latin-1")
 
 
 def _head_size(buffer: bytearray, end: re.Match[bytes]) -> int:

@@ -8,7 +8,7 @@ import pytest
 from tornado import httputil
 
 from handlers.headers import Headers
-from server.http1 import _HEAD_END, _REQUEST_LINE, _head_size
+from server.http1 import _HEAD_END, _REQUEST_LINE, _answer_head, _head_size
 from server.request_head import _HOSTS_KNOWN, GatewayRequest, _host_name, read_fields
 
 
@@ -141,3 +141,13 @@ def test_a_head_ends_where_crlf_or_lf_lines_end(raw: bytes) -> None:
     assert (found is None) == (expected is None)
     if found is not None and expected is not None:
         assert (_head_size(buffer, found), found.end()) == (expected.start(), expected.end())
+
+
+def test_an_answer_head_is_its_lines_and_no_field_can_split_it() -> None:
+    fields = {"Content-Type": ["application/json"], "Set-Cookie": ["a=1", "b=2"], "X-Empty": [""]}
+    assert _answer_head(200, "OK", fields) == (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                               b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Empty: \r\n\r\n")
+    assert _answer_head(204, "No Content", {}) == b"HTTP/1.1 204 No Content\r\n\r\n"
+    for name, value in (("X-A", "a\r\nX-Injected: 1"), ("X-A", "a\nb"), ("X-A", "a\rb"), ("X-A\r\nX-B", "1")):
+        with pytest.raises(ValueError):
+            _answer_head(200, "OK", {name: [value]})
