@@ -71,7 +71,7 @@ class Children(dict[Any, Any]):
     is most of what a request's metrics cost, several times per request.
 
     `children[route, status, model]` (a one-label metric's: `children[route]`) is a plain dict
-    subscript, a fraction of a Python call's cost; `children(route, status, model)` says the same.
+    subscript, a fraction of a Python call's cost.
     Remembers at most `limit` children; past that (never, with the bounded labels the
     gateway uses) `labels()` answers as before, so the cache never outgrows the metric.
     """
@@ -89,9 +89,6 @@ class Children(dict[Any, Any]):
         if len(self) < self.limit:
             self[key] = child
         return child
-
-    def __call__(self, *values: object) -> Any:
-        return self[values if len(values) != 1 else values[0]]
 
 
 def _hot_counter(name: str, documentation: str, labelnames: list[str]) -> LocalCounter | PublishedCounter:

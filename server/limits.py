@@ -161,8 +161,8 @@ class Guard(httputil.HTTPMessageDelegate):
     def _account(self, status: int, rid: str, sent: int) -> None:
         """A request that no handler saw, in the request metrics and the access log all the same."""
         elapsed = self.request.request_time()
-        self.runtime.metrics.requests(self.route.match, status, "").inc()
-        self.runtime.metrics.seconds(self.route.match).observe(elapsed)
+        self.runtime.metrics.requests[self.route.match, status, ""].inc()
+        self.runtime.metrics.seconds[self.route.match].observe(elapsed)
         if self.settings.access_log:
             entry = access_entry(self.request, self.route, status, rid, elapsed, bytes_out=sent)
             self.runtime.access_log.write(entry)

@@ -16,12 +16,11 @@ def _counter() -> Counter:
 def test_children_are_the_metrics_own() -> None:
     counter = _counter()
     children = Children(counter)
-    children("POST /v1/chat/completions", 200, "fast").inc()
-    children("POST /v1/chat/completions", 200, "fast").inc(2)
-    assert children("POST /v1/chat/completions", 200, "fast") is counter.labels(
+    children["POST /v1/chat/completions", 200, "fast"].inc()
+    children["POST /v1/chat/completions", 200, "fast"].inc(2)
+    assert children["POST /v1/chat/completions", 200, "fast"] is counter.labels(
         route="POST /v1/chat/completions", status="200", model="fast"
     )
-    assert children["POST /v1/chat/completions", 200, "fast"] is children("POST /v1/chat/completions", 200, "fast")
     assert counter.labels("POST /v1/chat/completions", "200", "fast")._value.get() == 3
 
 
@@ -29,7 +28,6 @@ def test_a_one_label_metrics_children_are_found_by_the_value_itself() -> None:
     counter = Counter("test_one_label_total", "A counter of this test.", ["route"], registry=CollectorRegistry())
     children = Children(counter)
     assert children["POST /v1/chat/completions"] is counter.labels(route="POST /v1/chat/completions")
-    assert children("POST /v1/chat/completions") is children["POST /v1/chat/completions"]
     assert list(children) == ["POST /v1/chat/completions"]
 
 
@@ -37,7 +35,7 @@ def test_children_stay_bounded_past_their_limit() -> None:
     counter = _counter()
     children = Children(counter, limit=10)
     for n in range(50):
-        children("route", 200, f"model-{n}").inc()
+        children["route", 200, f"model-{n}"].inc()
     assert len(children) == 10
     assert counter.labels("route", "200", "model-49")._value.get() == 1  # counted all the same
 
