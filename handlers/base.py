@@ -98,7 +98,7 @@ class ClientWrites(Protocol):
     def closed(self) -> bool: ...
     @property
     def backed_up(self) -> bool: ...  # past server.write_buffer bytes the client has not taken
-    def relay(self, data: bytes) -> None: ...  # body bytes, framed and sent now (headers are out)
+    def relay(self, data: bytes) -> bool: ...  # body bytes, framed and sent now (headers are out); backed_up
     def when_drained(self, callback: Callable[[], None]) -> None: ...  # once all is sent (or closed)
 
 
@@ -497,15 +497,17 @@ class GatewayHandler:
         connection: ClientWrites = self.request.connection  # type: ignore[assignment]
         if connection.closed:
             return  # the client left; on_connection_close is on its way and cancels the exchange
-        self.mark_first_byte()
+        if self.ttfb is None:  # a stream's every event comes here: no call once it is known
+            self.mark_first_byte()
         if self._headers_written and not self._write_buffer and not self._finished:
-            connection.relay(data)  # write and flush would buffer and join it first
+            backed_up = connection.relay(data)  # write and flush would buffer and join it first
             self.bytes_out += len(data)
         else:
             self.write(data)
             self.flush()
+            backed_up = connection.backed_up
         exchange = self.exchange
-        if connection.backed_up and exchange is not None and not exchange.held:
+        if backed_up and exchange is not None and not exchange.held:
             exchange.hold()
             connection.when_drained(exchange.release)
 

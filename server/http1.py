@@ -143,12 +143,15 @@ class Exchange(httputil.HTTPConnection):
 
     # -- for the gateway's handlers --------------------------------------------------------------
 
-    def relay(self, data: bytes) -> None:
+    def relay(self, data: bytes) -> bool:
         """Body bytes of a relayed answer whose headers are out, on an open connection (the
         caller has just asked `closed`): framed and written at once, with no future
-        (the handler's write and flush would buffer, then frame, it)."""
+        (the handler's write and flush would buffer, then frame, it). Returns `backed_up`
+        after the write, which a stream's every event asks."""
+        connection = self.connection
         if data and not self.head_only:
-            self.connection.transport.write(self._framed(data))  # type: ignore[union-attr]
+            connection.transport.write(self._framed(data))  # type: ignore[union-attr]
+        return connection.paused_writing
 
     @property
     def closed(self) -> bool:
