@@ -82,17 +82,18 @@ class Usage:
 
 def usage_from_openai(document: Any) -> Usage:
     """Usage of a parsed OpenAI JSON answer (zero and unreported when it has none)."""
-    usage = Usage()
-    if isinstance(document, dict) and isinstance(document.get("usage"), dict):
-        usage.add_openai(document["usage"])
-    return usage
+    return _usage_of(document, Usage.add_openai)
 
 
 def usage_from_anthropic(document: Any) -> Usage:
     """Usage of a parsed Anthropic message (zero and unreported when it has none)."""
+    return _usage_of(document, Usage.add_anthropic)
+
+
+def _usage_of(document: Any, add: Callable[[Usage, dict[str, Any]], None]) -> Usage:
     usage = Usage()
     if isinstance(document, dict) and isinstance(document.get("usage"), dict):
-        usage.add_anthropic(document["usage"])
+        add(usage, document["usage"])
     return usage
 
 

@@ -31,13 +31,15 @@ class Headers(httputil.HTTPHeaders):
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
         """The field's value (repeated lines joined by commas, as HTTPHeaders does), or `default`."""
         values = self._as_list.get(_normalize(name))
-        if values is None:
-            return default
-        return values[0] if len(values) == 1 else ",".join(values)
+        return default if values is None else joined(values)
 
     def __getitem__(self, name: str) -> str:
-        values = self._as_list[_normalize(name)]
-        return values[0] if len(values) == 1 else ",".join(values)
+        return joined(self._as_list[_normalize(name)])
 
     def __setitem__(self, name: str, value: str) -> None:
         self._as_list[_normalize(name)] = [value]
+
+
+def joined(values: list[str]) -> str:
+    """A field's value from its lines in `_as_list`: repeated lines joined by commas."""
+    return values[0] if len(values) == 1 else ",".join(values)

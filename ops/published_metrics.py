@@ -59,24 +59,39 @@ class Publisher:
             child.publish()
 
 
-class CounterChild:
-    """One label set's count since the last write."""
+class _Child:
+    """What every child holds: prometheus_client's child it writes to, and whether it has
+    changes that the pass's write has yet to take."""
 
-    __slots__ = ("target", "publisher", "delta", "dirty")
+    __slots__ = ("target", "publisher", "dirty")
 
-    def __init__(self, target: Counter, publisher: Publisher) -> None:
+    def __init__(self, target: Counter | Histogram | Gauge, publisher: Publisher) -> None:
         self.target = target
         self.publisher = publisher
-        self.delta: float = 0
         self.dirty = False
+
+    def _changed(self) -> None:
+        """The first change since the last write (callers check `dirty`: a call only then)."""
+        self.dirty = True
+        self.publisher.changed(self)
+
+
+class CounterChild(_Child):
+    """One label set's count since the last write."""
+
+    __slots__ = ("delta",)
+    target: Counter
+
+    def __init__(self, target: Counter, publisher: Publisher) -> None:
+        super().__init__(target, publisher)
+        self.delta: float = 0
 
     def inc(self, amount: float = 1) -> None:
         if amount < 0:
             raise ValueError("Counters can only be incremented by non-negative amounts.")
         self.delta += amount
         if not self.dirty:
-            self.dirty = True
-            self.publisher.changed(self)
+            self._changed()
 
     def publish(self) -> None:
         """One inc by the sum of the pass's increments (whole numbers here: the same total)."""
@@ -85,27 +100,25 @@ class CounterChild:
         self.delta = 0
 
 
-class HistogramChild:
+class HistogramChild(_Child):
     """One label set's observations since the last write: a count per bucket, and the running sum."""
 
-    __slots__ = ("target", "publisher", "bounds", "counts", "sum", "dirty")
+    __slots__ = ("bounds", "counts", "sum")
+    target: Histogram
 
     def __init__(self, target: Histogram, publisher: Publisher, bounds: list[float]) -> None:
-        self.target = target
-        self.publisher = publisher
+        super().__init__(target, publisher)
         self.bounds = bounds  # the metric's, +Inf last
         self.counts = [0] * len(bounds)
         # Added to as prometheus_client adds each observation, so that the sum written is the very
         # float its own observe() would have written.
         self.sum: float = target._sum.get()
-        self.dirty = False
 
     def observe(self, amount: float) -> None:
         self.counts[bisect_left(self.bounds, amount)] += 1  # the first bound >= amount
         self.sum += amount
         if not self.dirty:
-            self.dirty = True
-            self.publisher.changed(self)
+            self._changed()
 
     def publish(self) -> None:
         self.dirty = False
@@ -117,28 +130,25 @@ class HistogramChild:
         self.target._sum.set(self.sum)
 
 
-class GaugeChild:
+class GaugeChild(_Child):
     """A gauge without labels that requests move up and down (the requests in flight)."""
 
-    __slots__ = ("target", "publisher", "value", "dirty")
+    __slots__ = ("value",)
+    target: Gauge
 
     def __init__(self, target: Gauge, publisher: Publisher) -> None:
-        self.target = target
-        self.publisher = publisher
+        super().__init__(target, publisher)
         self.value: float = 0
-        self.dirty = False
 
     def inc(self, amount: float = 1) -> None:
         self.value += amount
         if not self.dirty:
-            self.dirty = True
-            self.publisher.changed(self)
+            self._changed()
 
     def dec(self, amount: float = 1) -> None:
         self.value -= amount
         if not self.dirty:
-            self.dirty = True
-            self.publisher.changed(self)
+            self._changed()
 
     def publish(self) -> None:
         self.dirty = False

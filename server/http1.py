@@ -32,6 +32,7 @@ from tornado import httputil
 from tornado.netutil import bind_sockets
 
 from handlers.errors import error_body
+from handlers.headers import joined
 from ops import metrics
 from server.app import TableRouter
 from server.request_head import GatewayRequest, read_fields
@@ -122,7 +123,7 @@ class Exchange(httputil.HTTPConnection):
         if self.head_only or code == 304:
             self.remaining = 0
         elif lengths is not None:
-            self.remaining = int(",".join(lengths))
+            self.remaining = int(joined(lengths))
         head = _answer_head(code, start_line.reason, fields)
         self.connection.send(head + self._framed(chunk) if chunk else head)
 
@@ -395,7 +396,7 @@ class ClientConnection(asyncio.Protocol):
         if coding is not None:
             if length is not None:
                 raise MalformedRequest("both Transfer-Encoding and Content-Length")
-            if ",".join(coding).lower() != "chunked":
+            if joined(coding).lower() != "chunked":
                 raise MalformedRequest("unsupported Transfer-Encoding")
             self.body_left, self.chunk_left = None, 0
         elif length is not None:
@@ -657,7 +658,7 @@ def _keep_alive(start_line: httputil.RequestStartLine, fields: dict[str, list[st
     """HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only when asked, and only
     when the request's end is known without the connection's. `fields`: by normalized name."""
     lines = fields.get("Connection")
-    connection = ",".join(lines).lower() if lines else ""
+    connection = joined(lines).lower() if lines else ""
     if start_line.version == "HTTP/1.1":
         return connection != "close"
     framed = ("Content-Length" in fields or "Transfer-Encoding" in fields
