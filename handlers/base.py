@@ -98,7 +98,8 @@ class ClientWrites(Protocol):
     def closed(self) -> bool: ...
     @property
     def backed_up(self) -> bool: ...  # past server.write_buffer bytes the client has not taken
-    def relay(self, data: bytes) -> bool: ...  # body bytes, framed and sent now (headers are out); backed_up
+    # Body bytes, framed and sent now (headers are out): backed_up, or None when closed (none sent).
+    def relay(self, data: bytes) -> bool | None: ...
     def when_drained(self, callback: Callable[[], None]) -> None: ...  # once all is sent (or closed)
 
 
@@ -495,14 +496,17 @@ class GatewayHandler:
         (plus what the upstream client had already read), whatever the answer's size.
         """
         connection: ClientWrites = self.request.connection  # type: ignore[assignment]
-        if connection.closed:
-            return  # the client left; on_connection_close is on its way and cancels the exchange
-        if self.ttfb is None:  # a stream's every event comes here: no call once it is known
-            self.mark_first_byte()
-        if self._headers_written and not self._write_buffer and not self._finished:
-            backed_up = connection.relay(data)  # write and flush would buffer and join it first
+        if self.ttfb is not None and self._headers_written and not self._write_buffer and not self._finished:
+            # A stream's every event after its first: written at once (write and flush would
+            # buffer and join it first).
+            backed_up = connection.relay(data)
+            if backed_up is None:
+                return  # the client left; on_connection_close is on its way and cancels the exchange
             self.bytes_out += len(data)
         else:
+            if connection.closed:
+                return  # as above
+            self.mark_first_byte()
             self.write(data)
             self.flush()
             backed_up = connection.backed_up

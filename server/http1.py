@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import re
 import socket
@@ -61,7 +60,13 @@ _REFUSALS_READING = 64  # past the cap, at most this many refused connections ar
 _NO_BODY_CODES = frozenset({204, 304})
 
 
-class Reading(enum.Enum):
+class Reading:
+    """What a client connection is doing: one of these unique values, compared with `is`.
+
+    Not an enum.Enum: on Python 3.11 each read of an Enum member (`Reading.HEAD`) is a call of
+    EnumType.__getattr__, about 1 K instructions, and a connection reads its state several
+    times per request."""
+
     HEAD = 1  # waiting for a request line and headers
     BODY = 2  # reading the current request's body
     ANSWERING = 3  # the request is read; its answer is being made
@@ -144,14 +149,23 @@ class Exchange(httputil.HTTPConnection):
 
     # -- for the gateway's handlers --------------------------------------------------------------
 
-    def relay(self, data: bytes) -> bool:
-        """Body bytes of a relayed answer whose headers are out, on an open connection (the
-        caller has just asked `closed`): framed and written at once, with no future
-        (the handler's write and flush would buffer, then frame, it). Returns `backed_up`
-        after the write, which a stream's every event asks."""
+    def relay(self, data: bytes) -> bool | None:
+        """Body bytes of a relayed answer whose headers are out: framed and written at once,
+        with no future (the handler's write and flush would buffer, then frame, it). Returns
+        `backed_up` after the write, which a stream's every event asks; None when the
+        connection is closed (the client left) and nothing was written.
+
+        A stream's every event comes here: `closed` is asked of the transport alone (a
+        connection in Reading.CLOSED always has a closing one), and a chunk is framed here."""
         connection = self.connection
-        if data and not self.head_only:
-            connection.transport.write(self._framed(data))  # type: ignore[union-attr]
+        transport = connection.transport
+        if transport is None or transport.is_closing():
+            return None
+        if self.chunking:  # then there is no length to count down, and the answer is not to a HEAD
+            if data:
+                transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        elif data and not self.head_only:
+            transport.write(self._framed(data))
         return connection.paused_writing
 
     @property
