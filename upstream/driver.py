@@ -51,6 +51,9 @@ class Driver:
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._watch)
         self._multi.setopt(pycurl.M_TIMERFUNCTION, self._schedule)
         self._multi.setopt(pycurl.M_MAXCONNECTS, max_idle_connections)
+        # Bound once: every streamed chunk is an action, and each read of a CurlMulti's method
+        # goes through pycurl's own attribute lookup and makes a bound method (about 1 K instructions).
+        self._socket_action = self._multi.socket_action
         self._watched: dict[int, int] = {}  # fd -> the POLL_* libcurl asked for
         self._soon: asyncio.Handle | None = None  # libcurl's timer at 0 ms: the loop's next turn
         self._later: asyncio.TimerHandle | None = None  # its timer, or earlier
@@ -124,7 +127,7 @@ class Driver:
 
     def _act(self, fd: int, event: int) -> None:
         try:
-            running = self._multi.socket_action(fd, event)[1]
+            running = self._socket_action(fd, event)[1]
         except pycurl.error:
             log.exception("libcurl failed acting on a socket")
             running = UNKNOWN
@@ -141,7 +144,7 @@ class Driver:
 
     def _due(self) -> None:
         try:
-            running = self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
+            running = self._socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
         except pycurl.error:
             log.exception("libcurl failed acting on its timer")
             running = UNKNOWN
