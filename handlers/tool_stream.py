@@ -19,7 +19,7 @@ from upstream.attempt import Head, StandIn
 if TYPE_CHECKING:
     from handlers.chat import ChatHandler
 
-STREAM_HEAD = Head(200, (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")))
+STREAM_HEADERS = (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"))
 
 
 class StreamShared:
@@ -116,7 +116,7 @@ class RoundStream(StandIn):
 
     def _relay(self, data: bytes) -> None:
         if not self.client.committed:
-            self.client.begin(STREAM_HEAD)
+            self.client.begin(Head(200, STREAM_HEADERS))
         self.relayed = True
         self.client.send(data)
 
