@@ -510,10 +510,11 @@ class GatewayHandler:
             self.write(data)
             self.flush()
             backed_up = connection.backed_up
-        exchange = self.exchange
-        if backed_up and exchange is not None and not exchange.held:
-            exchange.hold()
-            connection.when_drained(exchange.release)
+        if backed_up:
+            exchange = self.exchange
+            if exchange is not None and not exchange.held:
+                exchange.hold()
+                connection.when_drained(exchange.release)
 
     # -- the Sink an upstream attempt writes to (upstream/attempt.py) ---------------------
 
