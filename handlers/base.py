@@ -571,16 +571,20 @@ class GatewayHandler:
 
     # -- rate limits and budgets (limits/limiter.py) ---------------------------------------
 
+    @property
+    def limited(self) -> bool:
+        """Whether any rate limit or budget is declared: without one, `admit_limits` and
+        `finish_limits` have nothing to do, and are not awaited (a coroutine per request)."""
+        return self.runtime.limiter.settings.enabled
+
     async def admit_limits(
         self, document: Mapping[str, Any] | None, agent: str | None, prompt: int = 0
     ) -> bool:
         """The API key's and the agent's rate limits and the key's budget, before any upstream;
         False after answering the refusal (429, or 503 when the state store cannot answer and
         `on_state_error` is deny). `prompt`: the prompt's estimate when already made (0: make
-        it here). Without any limit declared this costs nothing."""
+        it here). Callers ask `limited` first."""
         limiter = self.runtime.limiter
-        if not limiter.settings.enabled:
-            return True
         tokens = 0 if document is None else limiter.estimate(document, prompt or None)
         decision = await limiter.admit_request(self.principal_name, agent, tokens)
         self.ticket = decision.ticket
@@ -611,7 +615,8 @@ class GatewayHandler:
 
     async def finish_limits(self) -> None:
         """Settle the request with the limiter: real usage for reserved tokens, slots released,
-        the key's budget charged (no answer: everything reserved given back)."""
+        the key's budget charged (no answer: everything reserved given back). Callers await
+        it only when a `ticket` is held: without one it has nothing to settle."""
         ticket, self.ticket = self.ticket, None
         if ticket is not None:
             await self.runtime.limiter.finish(ticket, self.usage)

@@ -113,7 +113,8 @@ class ChatHandler(GatewayHandler):
             document = self._fit_context(agent, targets, document)
             if self.fits and not any(fit.fits for fit in self.fits.values()):
                 return self._refuse_overflow(agent)
-        if not await self.admit_limits(document, None if agent is None else agent.name, self.prompt_estimate):
+        if self.limited and not await self.admit_limits(
+                document, None if agent is None else agent.name, self.prompt_estimate):
             return None
         try:
             if agent is not None and agent.mcp is not None:
@@ -124,7 +125,8 @@ class ChatHandler(GatewayHandler):
                 if failures:
                     self.answer_error(agent_answer(failures))
         finally:
-            await self.finish_limits()
+            if self.ticket is not None:
+                await self.finish_limits()
 
     def refit(self, targets: tuple[Target, ...], document: dict) -> dict | None:
         """The overflow guard again, for a later round of the tool loop (its prompt has grown by

@@ -124,12 +124,13 @@ class ForwardHandler(GatewayHandler):
             candidates, body, document = chosen
         if not candidates:
             return self.fail(503, f"no provider is configured for {self.route.match}", "no_provider")
-        if not await self.admit_limits(document, None):
+        if self.limited and not await self.admit_limits(document, None):
             return
         try:
             await self._walk(candidates, encoded, body, document)
         finally:
-            await self.finish_limits()
+            if self.ticket is not None:
+                await self.finish_limits()
 
     async def _walk(
         self, candidates: tuple[Provider, ...], encoded: Mapping[str, str], body: bytes | BodyPipe | None,
