@@ -34,7 +34,7 @@ from handlers.errors import error_body
 from handlers.headers import joined
 from ops import metrics
 from server.app import TableRouter
-from server.request_head import GatewayRequest, read_fields
+from server.request_head import GatewayRequest, read_fields, request_line
 
 log = logging.getLogger("gateway")
 
@@ -42,12 +42,6 @@ log = logging.getLogger("gateway")
 # the search skips ahead to each one as a byte search (a leading optional CR, as `\r?\n\r?\n`,
 # makes it try every position); a CR just before that LF is part of the end (`_head_size`).
 _HEAD_END = re.compile(rb"\n\r?\n")
-# The request line at a head's start, as Tornado's parse_request_start_line accepts it (method,
-# target, HTTP/1.x; CRs before its LF ignored), read without a call into Tornado per request.
-_REQUEST_LINE = re.compile(
-    rf"({httputil._ABNF.method.pattern}) ({httputil._ABNF.request_target.pattern}) (HTTP/1\.[0-9])"
-    r"\r*(?:\n|\Z)"
-)
 _HEX = re.compile(rb"[0-9a-fA-F]+")
 # Past this much request line and headers without their end, 431 before any route is known;
 # server.max_header_size (at most this) is the Guard's, in the route's shape.
@@ -386,17 +380,15 @@ class ClientConnection(asyncio.Protocol):
                 self._too_large()
             return False
         head_size = _head_size(buffer, found)
-        head = buffer[:head_size].decode("latin-1")
+        # Its lines up to the last one's LF, each without its LF: a CR before an LF is the line's
+        # own, read (or refused, when stray) with it.
+        lines = buffer[: found.start()].decode("latin-1").split("\n")
         del buffer[: found.end()]
         self.scanned = 0
         self._cancel_head_wait()
-        line = _REQUEST_LINE.match(head)
-        if line is None:
-            raise MalformedRequest("malformed request line")
-        start_line = httputil.RequestStartLine(*line.groups())
-        fields = head[line.end():]
         try:
-            headers = read_fields(fields + "\r\n" if fields else "")  # a stray CR before it stays stray
+            start_line = request_line(lines[0])
+            headers = read_fields(lines[1:])
         except httputil.HTTPInputError as exc:
             raise MalformedRequest(str(exc)) from None
         self._begin(start_line, headers, head_size)

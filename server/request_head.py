@@ -2,10 +2,14 @@
 
 `HTTPHeaders.parse` checks each line with several regular expressions and method calls
 (about 40 µs for a five-line head), and `HTTPServerRequest()` walks its deprecated
-arguments and deep-copies an empty query. Here each header line is one match of one
-pattern that accepts exactly what Tornado accepts (RFC 9110 field names and values,
-CRLF or bare LF, no folding), and the request is built with Tornado's checks on Host.
-What fails to read raises `httputil.HTTPInputError`, answered 400 by the connection.
+arguments and deep-copies an empty query. Here the request line and each header line are
+one match of one pattern that accepts exactly what Tornado accepts (RFC 9110 field names
+and values, CRLF or bare LF, no folding), and the request is built with Tornado's checks
+on Host. What fails to read raises `httputil.HTTPInputError`, answered 400 by the connection.
+
+A client sends the same lines request after request (its request line, Host, Content-Type,
+Authorization...): a line read once is remembered, with what was read of it, for the last
+few hundred short lines, so that a kept-alive client's head costs a dictionary lookup a line.
 """
 
 from __future__ import annotations
@@ -22,32 +26,58 @@ from tornado.escape import parse_qs_bytes
 from handlers.headers import Headers
 
 _TCHARS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
-# A field line: its name, then its value up to the line's end, with no control character
-# other than HTAB (a CR or NUL inside a value is an error, never a line break).
-_FIELD_LINE = re.compile(rf"([{_TCHARS}]+):([\t\x20-\x7e\x80-\xff]*)\r?\n")
+# A field line without its LF: its name, then its value up to the CR before that LF if any,
+# with no control character other than HTAB (a CR or NUL inside a value is an error).
+_FIELD_LINE = re.compile(rf"([{_TCHARS}]+):([\t\x20-\x7e\x80-\xff]*)\r?")
+# The request line without its LF, as Tornado's parse_request_start_line accepts it (method,
+# target, HTTP/1.x; CRs before its LF ignored).
+_REQUEST_LINE = re.compile(
+    rf"({httputil._ABNF.method.pattern}) ({httputil._ABNF.request_target.pattern}) (HTTP/1\.[0-9])\r*"
+)
 _QUERY_FIELDS = 1000  # most query arguments parsed (Tornado's bound on urlencoded bodies)
 _HOSTS_KNOWN = 64  # Host values whose checks are remembered (a client sends the same one each time)
+_LINES_KNOWN = 256  # request and header lines remembered with what was read of them
+_LINE_REMEMBERED = 256  # characters of the longest line remembered: at most 64 KiB in all
 
 
-def read_fields(text: str) -> Headers:
-    """The header lines of `text` (each ending in CRLF or LF) as HTTPHeaders; values are
-    stripped of surrounding spaces and tabs, repeated names keep every value in order."""
+def request_line(line: str) -> httputil.RequestStartLine:
+    """The head's first line (without its LF) as Tornado reads it."""
+    return _known_request_line(line) if len(line) <= _LINE_REMEMBERED else _request_line(line)
+
+
+def read_fields(lines: list[str]) -> Headers:
+    """The header lines of a head (each without its LF, a CR before it allowed) as HTTPHeaders;
+    values are stripped of surrounding spaces and tabs, repeated names keep every value in order."""
     headers = Headers()
     lists: dict[str, list[str]] = headers._as_list  # what HTTPHeaders reads its values from
-    match = _FIELD_LINE.match
-    position, end = 0, len(text)
-    while position < end:
-        found = match(text, position)
-        if found is None:
-            raise httputil.HTTPInputError("malformed header line")
-        name = httputil._normalize_header(found[1])  # how HTTPHeaders keys (and looks up) names
-        value = found[2].strip(" \t")
+    for line in lines:
+        name, value = _known_field(line) if len(line) <= _LINE_REMEMBERED else _field(line)
         if name in lists:
             lists[name].append(value)
         else:
             lists[name] = [value]
-        position = found.end()
     return headers
+
+
+def _request_line(line: str) -> httputil.RequestStartLine:
+    found = _REQUEST_LINE.fullmatch(line)
+    if found is None:
+        raise httputil.HTTPInputError("malformed request line")
+    return httputil.RequestStartLine(*found.groups())
+
+
+def _field(line: str) -> tuple[str, str]:
+    """A header line's name (in Http-Header-Case, as HTTPHeaders keys and looks up names) and value."""
+    found = _FIELD_LINE.fullmatch(line)
+    if found is None:
+        raise httputil.HTTPInputError("malformed header line")
+    return httputil._normalize_header(found[1]), found[2].strip(" \t")
+
+
+# What a line reads as, remembered (a line that fails to read raises, and is not); a hostile
+# client sending ever new lines can only evict, never grow, what is kept.
+_known_request_line = functools.lru_cache(maxsize=_LINES_KNOWN)(_request_line)
+_known_field = functools.lru_cache(maxsize=_LINES_KNOWN)(_field)
 
 
 class GatewayRequest(httputil.HTTPServerRequest):

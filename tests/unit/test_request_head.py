@@ -8,8 +8,24 @@ import pytest
 from tornado import httputil
 
 from handlers.headers import Headers
-from server.http1 import _HEAD_END, _REQUEST_LINE, _answer_head, _head_size
-from server.request_head import _HOSTS_KNOWN, GatewayRequest, _host_name, read_fields
+from server.http1 import _HEAD_END, _answer_head, _head_size
+from server.request_head import (
+    _HOSTS_KNOWN,
+    _LINE_REMEMBERED,
+    _LINES_KNOWN,
+    GatewayRequest,
+    _host_name,
+    _known_field,
+    _known_request_line,
+    _request_line,
+    read_fields,
+    request_line,
+)
+
+
+def read_text(text: str) -> Headers:
+    """The header lines of `text` (each ending in CRLF or LF), as the connection hands them over."""
+    return read_fields(text.split("\n")[:-1])
 
 
 class _Connection:
@@ -26,7 +42,7 @@ class _Connection:
     "",
 ])
 def test_fields_read_as_tornado_reads_them(text: str) -> None:
-    ours = read_fields(text)
+    ours = read_text(text)
     tornados = httputil.HTTPHeaders.parse(text)
     assert list(ours.get_all()) == list(tornados.get_all())
     assert dict(ours) == dict(tornados)
@@ -40,7 +56,7 @@ def test_fields_tornado_refuses_are_refused(text: str) -> None:
     with pytest.raises(httputil.HTTPInputError):
         httputil.HTTPHeaders.parse(text)
     with pytest.raises(httputil.HTTPInputError):
-        read_fields(text)
+        read_text(text)
 
 
 @pytest.mark.parametrize("line", ["GET / HTTP/2.0", "GET  / HTTP/1.1", "GET / HTTP/1.1 x", "G(T / HTTP/1.1",
@@ -52,7 +68,7 @@ def test_malformed_request_lines_are_refused(line: str) -> None:
 
 def test_a_request_is_what_tornados_would_be() -> None:
     start = httputil.parse_request_start_line("POST /v1/chat/completions?a=1&b= HTTP/1.1")
-    headers = read_fields("Host: Example.COM:8080\r\n")
+    headers = read_text("Host: Example.COM:8080\r\n")
     ours = GatewayRequest(start, headers, _Connection, None)
     tornados = httputil.HTTPServerRequest(connection=_Connection, start_line=start, headers=headers)
     for name in ("method", "uri", "version", "path", "query", "host", "host_name", "remote_ip", "protocol",
@@ -62,13 +78,13 @@ def test_a_request_is_what_tornados_would_be() -> None:
 
 @pytest.mark.parametrize(("version", "host"), [("HTTP/1.1", None), ("HTTP/1.1", "a,b"), ("HTTP/1.1", "a b")])
 def test_a_missing_or_odd_host_is_refused(version: str, host: str | None) -> None:
-    headers = read_fields(f"Host: {host}\r\n" if host else "")
+    headers = read_text(f"Host: {host}\r\n" if host else "")
     with pytest.raises(httputil.HTTPInputError):
         GatewayRequest(httputil.parse_request_start_line(f"GET / {version}"), headers, _Connection, None)
 
 
 def test_http_1_0_needs_no_host() -> None:
-    request = GatewayRequest(httputil.parse_request_start_line("GET / HTTP/1.0"), read_fields(""), _Connection, None)
+    request = GatewayRequest(httputil.parse_request_start_line("GET / HTTP/1.0"), read_text(""), _Connection, None)
     assert request.host == "127.0.0.1"
 
 
@@ -77,11 +93,11 @@ def test_host_checks_are_remembered_only_for_good_values_and_a_bounded_few() -> 
     value is good; a client sending ever new values cannot grow what is remembered."""
     for _ in range(2):
         request = GatewayRequest(httputil.parse_request_start_line("GET / HTTP/1.1"),
-                                 read_fields("Host: Example.COM:8080\r\n"), _Connection, None)
+                                 read_text("Host: Example.COM:8080\r\n"), _Connection, None)
         assert (request.host, request.host_name) == ("Example.COM:8080", "example.com")
     with pytest.raises(httputil.HTTPInputError):
         GatewayRequest(httputil.parse_request_start_line("GET / HTTP/1.1"),
-                       read_fields("Host: a\r\nHost: a\r\n"), _Connection, None)
+                       read_text("Host: a\r\nHost: a\r\n"), _Connection, None)
     for number in range(1000):
         _host_name(f"h{number}.example")
     assert _host_name.cache_info().currsize <= _HOSTS_KNOWN
@@ -94,17 +110,39 @@ def test_host_checks_are_remembered_only_for_good_values_and_a_bounded_few() -> 
     "GET / HTTP/1.1\rx", "GET / http/1.1", "GET\t/ HTTP/1.1", "",
 ])
 def test_request_lines_are_read_as_tornado_reads_them(line: str) -> None:
-    """The connection's own reading of the request line, on a head's first line (with headers
-    after it, or alone), accepts exactly what Tornado's parse_request_start_line does."""
+    """The connection's own reading of the request line (a head's first line, without its LF)
+    accepts exactly what Tornado's parse_request_start_line does, remembered or not."""
     try:
         tornados: httputil.RequestStartLine | None = httputil.parse_request_start_line(line.rstrip("\r"))
     except httputil.HTTPInputError:
         tornados = None
-    for head, fields in ((line, ""), (line + "\nHost: x", "Host: x")):
-        found = _REQUEST_LINE.match(head)
-        assert (found.groups() if found else None) == (tuple(tornados) if tornados else None)
-        if found:
-            assert head[found.end():] == fields
+    for read in (request_line, _request_line):
+        try:
+            ours: httputil.RequestStartLine | None = read(line)
+        except httputil.HTTPInputError:
+            ours = None
+        assert ours == tornados
+
+
+def test_lines_read_are_remembered_only_when_good_short_and_a_bounded_few() -> None:
+    """A kept-alive client's repeated lines are read once; a malformed line is read (and
+    refused) each time; a long line is never kept; ever new lines cannot grow what is kept."""
+    _known_field.cache_clear()
+    for _ in range(2):
+        assert read_text("Host: x\r\nContent-Type: application/json\r\n")["content-type"] == "application/json"
+    assert _known_field.cache_info().hits == 2
+    for _ in range(2):
+        with pytest.raises(httputil.HTTPInputError):
+            read_text("Bad Name: y\r\n")
+    assert _known_field.cache_info().currsize == 2
+    long = "X-Long: " + "a" * _LINE_REMEMBERED
+    assert read_text(long + "\r\n")["x-long"] == "a" * _LINE_REMEMBERED
+    assert _known_field.cache_info().currsize == 2
+    for number in range(2 * _LINES_KNOWN):
+        read_text(f"X-N: {number}\r\n")
+        request_line(f"GET /{number} HTTP/1.1")
+    assert _known_field.cache_info().currsize <= _LINES_KNOWN
+    assert _known_request_line.cache_info().currsize <= _LINES_KNOWN
 
 
 def test_headers_written_directly_are_what_every_method_reads() -> None:
