@@ -57,11 +57,12 @@ class Principal:
     expires_at: datetime | None = None
     enabled: bool = True
 
-    def refusal(self, now: datetime) -> str | None:
-        """Why this key cannot be used now ('disabled', 'expired'), or None."""
+    def refusal(self, now: datetime | None = None) -> str | None:
+        """Why this key cannot be used at `now` ('disabled', 'expired'), or None. `now` defaults
+        to the present, read only for a key that expires (a clock read costs a datetime)."""
         if not self.enabled:
             return "disabled"
-        if self.expires_at is not None and now >= self.expires_at:
+        if self.expires_at is not None and (now or datetime.now(UTC)) >= self.expires_at:
             return "expired"
         return None
 
@@ -104,5 +105,5 @@ class KeyRing:
         principal = self._by_digest.get(digest(token))
         if principal is None:
             return None, "unknown"
-        refusal = principal.refusal(now or datetime.now(UTC))
+        refusal = principal.refusal(now)
         return (None, refusal) if refusal else (principal, None)

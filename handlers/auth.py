@@ -12,6 +12,7 @@ from tornado.httputil import HTTPHeaders
 
 from access.keys import KeyRing, Principal
 from dsl.table import Route
+from handlers.headers import joined
 
 _MESSAGES = {
     "missing": "missing bearer token",
@@ -44,12 +45,16 @@ def authorize(
     keys: KeyRing, route: Route, method: str, path: str, headers: HTTPHeaders
 ) -> Principal | Denial:
     """Bearer token (or x-api-key, as Anthropic SDKs send it) → principal → may it call this?"""
-    scheme, _, token = headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        token = headers.get("x-api-key", "")
-    if not token.strip():
+    fields = headers._as_list  # by normalized name (server/request_head.py): one lookup each
+    authorization = fields.get("Authorization")
+    scheme, _, token = (joined(authorization) if authorization else "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        api_key = fields.get("X-Api-Key")
+        token = joined(api_key).strip() if api_key else ""
+    if not token:
         return Denial(401, "missing")
-    principal, refusal = keys.authenticate(token.strip())
+    principal, refusal = keys.authenticate(token)
     if principal is None:
         assert refusal is not None
         return Denial(401, refusal)

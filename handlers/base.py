@@ -62,9 +62,9 @@ def _printable(path: str) -> str:
 
 
 def request_id(headers: HTTPHeaders) -> str:
-    """The client's x-request-id when it is short and plain, else a fresh one."""
-    given = headers.get("x-request-id")
-    return given if given and _REQUEST_ID.fullmatch(given) else fresh_request_id()
+    """The client's x-request-id when it is short and plain (and one), else a fresh one."""
+    given = headers._as_list.get("X-Request-Id")  # by normalized name: one lookup
+    return given[0] if given and len(given) == 1 and _REQUEST_ID.fullmatch(given[0]) else fresh_request_id()
 
 
 def fresh_request_id() -> str:
