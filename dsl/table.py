@@ -15,7 +15,7 @@ from typing import Any
 from access.keys import KeyRing
 from converters.registry import ChainPlan
 from dsl.errors import Problem
-from stages.stage import Stage
+from stages.stage import Hooks, Stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +176,10 @@ class Route:
     stream_body: bool = False  # forward: relay the request body as it arrives
     stages: tuple[Stage, ...] = ()  # its handler's steps around the upstream (stages/stage.py)
     retry: RetryPolicy = RetryPolicy()  # forward: over the table's `retry:`
+    hooks: Hooks = field(init=False)  # `stages` by the hooks they override, for each request to run
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hooks", Hooks.of(self.stages))
 
     def accepts(self, method: str) -> bool:
         return self.methods is None or method in self.methods

@@ -625,7 +625,7 @@ class GatewayHandler:
 
     def refused_by_stages(self, document: dict[str, Any]) -> bool:
         """Run the stages' checks on the request document; True after answering a refusal."""
-        refused = stage.refusal(self.route.stages, self, document)
+        refused = stage.refusal(self.route.hooks, self, document)
         if refused is not None:
             self.deny(refused.status, refused.reason, refused.message)
         return refused is not None
@@ -635,21 +635,21 @@ class GatewayHandler:
     ) -> Awaitable[Outcome]:
         """One upstream attempt (`run(sink)`), inside the stages' `around` hooks, to be awaited;
         the sink is the client (or a hedged try's stand-in for it)."""
-        return stage.around(self.route.stages, self, run, self if sink is None else sink)
+        return stage.around(self.route.hooks, self, run, self if sink is None else sink)
 
     def staged(self, reading: Reading) -> Reading:
         """`reading`, with the stages' answer converters after it (none: `reading` itself)."""
-        chain = stage.answer_chain(self.route.stages, self)
+        chain = stage.answer_chain(self.route.hooks, self)
         return reading if chain is None else Converted(reading, chain)
 
     def staged_body(self, body: bytes) -> bytes:
         """A buffered answer, through the stages' answer converters."""
-        chain = stage.answer_chain(self.route.stages, self)
+        chain = stage.answer_chain(self.route.hooks, self)
         return body if chain is None else chain.feed(body) + chain.close()
 
     def answered(self, usage: Usage | None) -> None:
         """The answer is complete (or ended short): the stages' `done`, accounting among them."""
-        stage.done(self.route.stages, self, usage)
+        stage.done(self.route.hooks, self, usage)
 
     def answer_error(self, answer: ErrorAnswer) -> None:
         self.fail(answer.status, answer.message, answer.code, answer.headers, answer.type, answer.param)

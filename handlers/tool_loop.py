@@ -165,7 +165,7 @@ class ToolLoop:
             turns = next_turns(answer, fmt, results)
             # The route's checks see what the next round adds (redaction: the tools' results).
             added = {"model": document["model"], "messages": turns}
-            refused = stage.refusal(handler.route.stages, handler, added)
+            refused = stage.refusal(handler.route.hooks, handler, added)
             if refused is not None:
                 return self._error("refused", refused.status, refused.message, refused.reason)
             request = {**request, "messages": [*request["messages"], *turns]}

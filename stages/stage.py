@@ -11,8 +11,9 @@ anything up. Each hook has a do-nothing default; a stage overrides the ones it n
   (fed as it is relayed): may transform it (redaction);
 - `done`, once the answer is complete: accounting.
 
-A hook a stage leaves at its default is not called at all (the functions below skip it),
-so that a stage costs a request only what it does.
+A hook a stage leaves at its default is not called at all: a route's `Hooks`, found once
+when its table is compiled, list the stages that override each hook, and the functions
+below run only those, so that a stage costs a request only what it does.
 
 Authentication is not a stage: the Guard decides it when the headers arrive, before
 any body byte is read, and hands the principal to the handler, where stages see it.
@@ -83,25 +84,39 @@ class Stage:
         """The answer is complete; `usage` is what the upstream reported."""
 
 
-def refusal(stages: Sequence[Stage], call: Call, document: dict[str, Any]) -> Refusal | None:
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """A route's stages that override each hook, in the route's order."""
+
+    check: tuple[Stage, ...] = ()
+    around: tuple[Stage, ...] = ()
+    answer: tuple[Stage, ...] = ()
+    done: tuple[Stage, ...] = ()
+
+    @classmethod
+    def of(cls, stages: Sequence[Stage]) -> Hooks:
+        def overriding(hook: str) -> tuple[Stage, ...]:
+            return tuple(s for s in stages if getattr(type(s), hook) is not getattr(Stage, hook))
+
+        return cls(overriding("check"), overriding("around"), overriding("answer"), overriding("done"))
+
+
+def refusal(hooks: Hooks, call: Call, document: dict[str, Any]) -> Refusal | None:
     """The first stage's refusal of `document`, or None."""
-    for stage in stages:
-        if type(stage).check is not Stage.check:
-            refused = stage.check(call, document)
-            if refused is not None:
-                return refused
+    for stage in hooks.check:
+        refused = stage.check(call, document)
+        if refused is not None:
+            return refused
     return None
 
 
 def around(
-    stages: Sequence[Stage], call: Call, run: Callable[[Sink], Awaitable[Outcome]], sink: Sink
+    hooks: Hooks, call: Call, run: Callable[[Sink], Awaitable[Outcome]], sink: Sink
 ) -> Awaitable[Outcome]:
-    """`run(sink)` inside every stage's `around`, the first stage outermost, to be awaited. A
-    stage that keeps the default adds no layer (this runs for every upstream attempt): with
-    none, it is `run(sink)` itself."""
-    for stage in reversed(stages):
-        if type(stage).around is not Stage.around:
-            run = _wrapped(stage, call, run)
+    """`run(sink)` inside every stage's `around`, the first stage outermost, to be awaited
+    (this runs for every upstream attempt): with no such stage, it is `run(sink)` itself."""
+    for stage in reversed(hooks.around):
+        run = _wrapped(stage, call, run)
     return run(sink)
 
 
@@ -111,14 +126,14 @@ def _wrapped(
     return lambda sink: stage.around(call, run, sink)
 
 
-def answer_chain(stages: Sequence[Stage], call: Call) -> Chain | None:
+def answer_chain(hooks: Hooks, call: Call) -> Chain | None:
     """The stages' converters for this request's answer, in order; None when none has one."""
-    converters = [c for stage in stages
-                  if type(stage).answer is not Stage.answer and (c := stage.answer(call)) is not None]
+    if not hooks.answer:
+        return None
+    converters = [c for stage in hooks.answer if (c := stage.answer(call)) is not None]
     return Chain(converters) if converters else None
 
 
-def done(stages: Sequence[Stage], call: Call, usage: Usage | None) -> None:
-    for stage in stages:
-        if type(stage).done is not Stage.done:
-            stage.done(call, usage)
+def done(hooks: Hooks, call: Call, usage: Usage | None) -> None:
+    for stage in hooks.done:
+        stage.done(call, usage)
