@@ -25,13 +25,16 @@ class AccessLog:
 
     def __init__(self, stream: BinaryIO | None = None, shared: bool = False) -> None:
         """`shared`: other processes write to the same stream (pre-fork workers)."""
+        self.loop: asyncio.AbstractEventLoop | None = None  # kept: asking costs a getpid() on 3.11
         self.stream = stream
         self.pending: list[bytes] = []
         self.shared = shared
 
     def write(self, entry: dict[str, Any]) -> None:
         if not self.pending:
-            asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
+            if self.loop is None:
+                self.loop = asyncio.get_running_loop()
+            self.loop.call_later(FLUSH_DELAY, self.flush)
         self.pending.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
 
     def flush(self) -> None:
