@@ -40,6 +40,13 @@ class Counters:
     # the kind first counts more than 0, so that /metrics shows only the kinds ever reported.
     token_series: list[Any] = field(default_factory=lambda: [None] * len(_KINDS))
 
+    def count(self, failed: bool, seconds: float) -> None:
+        """One answered request: an error when it `failed` (status 400 or above)."""
+        self.requests += 1
+        if failed:
+            self.errors += 1
+        self.latencies.append(seconds)
+
     def add_usage(self, usage: Usage, metric: Any, name: str) -> None:
         """One answer's tokens, here and in `metric`'s children of `name` (this label)."""
         self.input_tokens += usage.input
@@ -121,13 +128,10 @@ class Stats:
     def observe(self, model: str, status: int, seconds: float, key: str | None) -> None:
         """Count one answered request against a bounded model label (and the caller's key name)."""
         self.changes += 1
-        for counters in (_counters(self.by_model, model), _counters(self.by_key, key) if key else None):
-            if counters is None:
-                continue
-            counters.requests += 1
-            if status >= 400:
-                counters.errors += 1
-            counters.latencies.append(seconds)
+        failed = status >= 400
+        _counters(self.by_model, model).count(failed, seconds)
+        if key:
+            _counters(self.by_key, key).count(failed, seconds)
 
     def add_usage(self, model: str, usage: Usage | None, key: str | None) -> None:
         """Tokens the upstream reported for one request."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from tornado import httputil
 
+from access.keys import Principal
 from dsl.table import Route, Table
 from handlers.base import GatewayHandler
 from handlers.registry import Handlers
@@ -65,7 +66,8 @@ class Dispatch(httputil.HTTPMessageDelegate):
     ) -> None:
         self.request = request
         self.handler_class = handler_class
-        self.handler_kwargs = handler_kwargs  # the Guard adds the authenticated principal
+        self.handler_kwargs = handler_kwargs  # the route's, shared by its requests
+        self.principal: Principal | None = None  # whom the Guard authenticated, on a route with auth
         self.path_kwargs = path_kwargs
         self.stream_request_body = handler_class.streams_body
         self.chunks: list[bytes] | None = []
@@ -110,7 +112,9 @@ class Dispatch(httputil.HTTPMessageDelegate):
     def _execute(self) -> asyncio.Future[None] | None:
         """Make the handler and run it; for a streamed body, the future of its `prepare`
         (the server reads the body only once that is over)."""
-        handler = self.handler = self.handler_class(self.request, self.path_kwargs, **self.handler_kwargs)
+        handler = self.handler = self.handler_class(
+            self.request, self.path_kwargs, principal=self.principal, **self.handler_kwargs
+        )
         # The connection's loop, the running one: asyncio.get_running_loop() costs a getpid() on 3.11.
         loop: asyncio.AbstractEventLoop = self.request.server_connection.loop  # type: ignore[attr-defined]
         if self.stream_request_body:

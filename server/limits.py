@@ -70,7 +70,7 @@ class Guard(httputil.HTTPMessageDelegate):
             if isinstance(verdict, Denial):
                 metrics.AUTH_DENIED.labels(reason=verdict.reason).inc()
                 return self.refuse(verdict.status, verdict.message, verdict.code, counted=False)
-            self.inner.handler_kwargs = {**self.inner.handler_kwargs, "principal": verdict}
+            self.inner.principal = verdict
         connection: ClientConnection = self.request.server_connection  # type: ignore[assignment]
         announced = connection.body_left  # its Content-Length, as the connection read it; None: chunked
         if announced is not None and announced > self.settings.max_body:
