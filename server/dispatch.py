@@ -39,9 +39,10 @@ class NotFoundHandler(GatewayHandler):
     allowed: str = ""
 
     def initialize(  # type: ignore[override]
-        self, route: Route, table: Table, runtime: Runtime, allowed: str = ""
+        self, route: Route, table: Table, runtime: Runtime, principal: Principal | None = None,
+        allowed: str = "",
     ) -> None:
-        super().initialize(route, table, runtime)
+        super().initialize(route, table, runtime, principal)
         self.allowed = allowed
 
     def prepare(self) -> None:

@@ -420,7 +420,7 @@ class ClientConnection(asyncio.Protocol):
         self.reading = Reading.BODY
         self.expect_continue = fields.get("Expect") == ["100-continue"]
         self._wait(self._call(delegate.headers_received, start_line, headers))
-        if not self.waiting:
+        if self.expect_continue and not self.waiting:
             self._continue()
 
     def _continue(self) -> None:
@@ -442,10 +442,11 @@ class ClientConnection(asyncio.Protocol):
                 taken = min(self.body_left, len(buffer))
                 self.body_left -= taken
                 self._deliver(_take(buffer, taken))
-                return True
-            if self.body_left:
+                if self.body_left or self.waiting or exchange.write_finished:
+                    return True  # read on, or not, as the delegate says
+            elif self.body_left:
                 return False
-            self._body_read()
+            self._body_read()  # a whole body in one piece ends here, not on another turn of the loop
             return True
         if self.chunk_left > 0:
             if not buffer:
