@@ -10,6 +10,9 @@ on Host. What fails to read raises `httputil.HTTPInputError`, answered 400 by th
 A client sends the same lines request after request (its request line, Host, Content-Type,
 Authorization...): a line read once is remembered, with what was read of it, for the last
 few hundred short lines, so that a kept-alive client's head costs a dictionary lookup a line.
+Credential lines (Authorization, x-api-key) are kept too: only in this process's memory,
+which holds every provider key in the clear anyway, and never written anywhere. Leaving them
+out cost 10 K instructions a request (1.3 %): a test of each line's name in Python.
 """
 
 from __future__ import annotations
