@@ -173,7 +173,8 @@ class Converted:
         return (self._chain.feed(out) if out else b"") + self._chain.cut()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as Head above: made per request.
+@dataclass(slots=True)
 class UpstreamRequest:
     """One request for one target."""
 
@@ -185,7 +186,8 @@ class UpstreamRequest:
     headers: Iterable[tuple[str, str]]
 
 
-@dataclass(frozen=True, slots=True)
+# The outcomes: not frozen either, one per try.
+@dataclass(slots=True)
 class Relayed:
     """The answer went to the sink as it arrived; `tail` is what the reading held back to the end."""
 
@@ -193,7 +195,7 @@ class Relayed:
     tail: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Kept:
     """The whole answer, not relayed (an error answer is cut at MAX_KEPT_ERROR)."""
 
@@ -201,7 +203,7 @@ class Kept:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Broken:
     """The exchange failed after bytes of its answer reached the client; `tail` is what of
     what the reading held back may still reach it (Reading.cut)."""

@@ -4,8 +4,9 @@ Its callbacks are set once too: header lines are collected as they come (appende
 libcurl itself, no call of ours per line) and handed to the transfer the handle serves now
 before the body's first chunk, or by `hand_over` as the transfer ends (an answer with no
 body); body chunks and upload reads go to it as they come. Each request sets every option
-a previous one may have changed (method, body, sizes), and `clean` drops what it
-held (its body, its transfer), so nothing of one request reaches the next.
+a previous one may have changed (method, body, sizes) unless it is the same as the last
+request's (most requests repeat the last one's method and timeouts), and `clean` drops what
+it held (its body, its transfer), so nothing of one request reaches the next.
 
 An exception raised in a callback is logged and fails that transfer with a message
 of ours: left to pycurl, it would print a traceback and abort with a confusing error.
@@ -74,7 +75,7 @@ class Handle:
     times per request and twice per streamed chunk).
     """
 
-    __slots__ = ("curl", "transfer", "pipe", "posted", "lines", "_setopt")
+    __slots__ = ("curl", "transfer", "pipe", "posted", "lines", "_setopt", "_timeouts", "_method")
 
     def __init__(self) -> None:
         self.curl = curl = pycurl.Curl()
@@ -83,6 +84,10 @@ class Handle:
         self.lines: list[bytes] = []  # header lines not handed over yet (libcurl appends them)
         self.pipe: BodyPipe | None = None
         self.posted = False
+        # What the last request set that the next one may well want alike: each option is set
+        # only when it changes (most requests repeat the last one's), two to five calls less.
+        self._timeouts: tuple[int, int] | None = None
+        self._method: tuple[str, bool] | None = None  # method, and whether a body came whole
         for option, value in CONSTANT_OPTIONS:
             setopt(option, value)
         setopt(pycurl.HEADERFUNCTION, self.lines.append)
@@ -91,19 +96,37 @@ class Handle:
 
     def prepare(self, request: Request, transfer: Transfer) -> None:
         """Set what this request changes; ValueError / pycurl.error when libcurl refuses it."""
-        body, method, setopt = request.body, request.method, self._setopt
+        body, setopt = request.body, self._setopt
         setopt(pycurl.URL, request.url)
         setopt(pycurl.HTTPHEADER, request.header_lines)
-        setopt(pycurl.TIMEOUT_MS, request.timeout_ms)
-        setopt(pycurl.CONNECTTIMEOUT_MS, request.connect_timeout_ms)
+        timeouts = (request.timeout_ms, request.connect_timeout_ms)
+        if timeouts != self._timeouts:
+            self._timeouts = None  # until both are set
+            setopt(pycurl.TIMEOUT_MS, timeouts[0])
+            setopt(pycurl.CONNECTTIMEOUT_MS, timeouts[1])
+            self._timeouts = timeouts
+        if isinstance(body, BodyPipe):
+            self._method = None  # the upload mode stays set: the next request resets it
+            self._set_method(request.method, body, transfer)
+        elif (method := (request.method, body is not None)) != self._method:
+            self._method = None  # until set whole
+            self._set_method(request.method, body, transfer)
+            self._method = method
+        elif body is not None:  # the method stands as the last request set it (POSTFIELDS too)
+            setopt(pycurl.POSTFIELDS, body)
+            self.posted = True
+        self.transfer = transfer
+
+    def _set_method(self, method: str, body: bytes | BodyPipe | None, transfer: Transfer) -> None:
+        """The method and body options, each set (those a previous request may have changed too)."""
+        setopt = self._setopt
         setopt(pycurl.HTTPGET, 1)  # the method back to GET, with a body expected back
         if body is None:
             if method == "HEAD":
                 setopt(pycurl.NOBODY, 1)
             plain = method in ("GET", "HEAD")
         elif isinstance(body, bytes):
-            setopt(pycurl.POSTFIELDS, body)  # libcurl sends it whole, its size known
-            setopt(pycurl.POSTFIELDSIZE_LARGE, len(body))
+            setopt(pycurl.POSTFIELDS, body)  # libcurl sends it whole; pycurl sets its size
             self.posted = True
             plain = method == "POST"
         else:
@@ -113,7 +136,6 @@ class Handle:
             body.attach(self.curl, lambda: transfer.receiving_paused)
             plain = method == "PUT"
         setopt(pycurl.CUSTOMREQUEST, None if plain else method)
-        self.transfer = transfer
 
     def clean(self) -> None:
         """The transfer is over: let go of what it held, so the handle is ready for any request."""

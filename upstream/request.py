@@ -20,7 +20,9 @@ FIXED_LINES = (b"Expect:", b"Pragma:")
 NO_CONTENT_TYPE = b"Content-Type:"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (never changed all the same): made per request, and a frozen dataclass's __init__
+# sets each field through object.__setattr__, some 4 K instructions more per instance.
+@dataclass(slots=True)
 class Request:
     url: str
     method: str
@@ -42,46 +44,59 @@ def provider_request(
     """A request to `provider`: the client's `headers` merged with the provider's (see the module
     docstring), its timeouts (`timeout` instead of the provider's, when given; an idle timeout
     no shorter than the whole is left to the whole)."""
-    own = provider.headers
-    replaced = _names(own)
+    own = _own(provider.headers)
     lines: list[bytes] = []
     typed = client_version = False
     for name, value in headers:
         lower = name.lower()
-        if lower in replaced:
+        if lower in own.names:
             if lower != "anthropic-version":
                 continue
             client_version = True
-        typed = typed or lower == "content-type"
-        lines.append(header_line(name, value))
-    for lower, line in _lines(own):
-        if not (client_version and lower == "anthropic-version"):
-            typed = typed or lower == "content-type"
-            lines.append(line)
-    lines.extend(FIXED_LINES)
-    if body is not None and not typed:
+        elif lower == "content-type":
+            typed = True
+        lines.append(f"{name}: {value}".encode("latin-1"))
+    if lines and _breaks_line(b"".join(lines)):  # one scan for all (as header_line checks one)
+        broken = next(line for line in lines if _breaks_line(line))
+        raise ValueError(f"header {broken.partition(b':')[0].decode('latin-1')!r} holds a line break")
+    lines.extend(own.lines_with_client_version if client_version else own.lines)
+    if body is not None and not (typed or own.typed):
         lines.append(NO_CONTENT_TYPE)
     if isinstance(body, BodyPipe) and body.length is None:
         lines.append(b"Transfer-Encoding: chunked")
-    total = provider.timeout if timeout is None else timeout
-    connect = min(total, provider.connect_timeout)
-    idle = provider.idle_timeout
-    if idle is not None and idle >= total:
-        idle = None  # the whole limit comes first
-    return Request(url, method, lines, body, _ms(total), _ms(connect), idle)
+    total_ms, connect_ms, idle = _limits(provider.timeout if timeout is None else timeout,
+                                         provider.connect_timeout, provider.idle_timeout)
+    return Request(url, method, lines, body, total_ms, connect_ms, idle)
+
+
+@dataclass(slots=True)
+class _Own:
+    """A provider's own headers, as each request sends them (made once per provider)."""
+
+    names: frozenset[str]  # in lower case
+    lines: tuple[bytes, ...]  # then FIXED_LINES
+    lines_with_client_version: tuple[bytes, ...]  # the same, but for the provider's anthropic-version
+    typed: bool  # one is a Content-Type
 
 
 @functools.lru_cache(maxsize=64)
-def _names(headers: tuple[tuple[str, str], ...]) -> frozenset[str]:
-    """A provider's own header names, in lower case (made once per provider, not per request)."""
-    return frozenset(name.lower() for name, _ in headers)
+def _own(headers: tuple[tuple[str, str], ...]) -> _Own:
+    """A provider's own headers as sent (one that cannot be sent raises each time, refusing
+    each request)."""
+    lowered = [(name.lower(), header_line(name, value)) for name, value in headers]
+    return _Own(
+        frozenset(lower for lower, _ in lowered),
+        (*(line for _, line in lowered), *FIXED_LINES),
+        (*(line for lower, line in lowered if lower != "anthropic-version"), *FIXED_LINES),
+        any(lower == "content-type" for lower, _ in lowered),
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _lines(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, bytes], ...]:
-    """A provider's own headers as sent, each with its name in lower case (made once per
-    provider; one that cannot be sent raises each time, refusing each request)."""
-    return tuple((name.lower(), header_line(name, value)) for name, value in headers)
+def _limits(total: float, connect: float, idle: float | None) -> tuple[int, int, float | None]:
+    """The whole transfer's and the connection's limits in ms, and the idle timeout when it is
+    shorter than the whole (made once per provider)."""
+    return _ms(total), _ms(min(total, connect)), None if idle is not None and idle >= total else idle
 
 
 def header_line(name: str, value: str) -> bytes:
@@ -90,6 +105,10 @@ def header_line(name: str, value: str) -> bytes:
     if "\n" in line or "\r" in line:
         raise ValueError(f"header {name!r} holds a line break")
     return line.encode("latin-1")
+
+
+def _breaks_line(text: bytes) -> bool:
+    return b"\n" in text or b"\r" in text
 
 
 def _ms(seconds: float) -> int:

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 # after); a line without a colon is not a field.
 _FIELD = re.compile(r"^([^:\n]*):([^\n]*)", re.MULTILINE)
 BLANK = (b"\r\n", b"\n")  # the line that ends a head
+# What a head read line by line has (rare): an obsolete folded line, or a status line among its fields.
+_UNUSUAL = re.compile(rb"\n(?:[ \t]|HTTP/)")
 
 
 @functools.lru_cache(maxsize=32)
@@ -35,11 +37,14 @@ class Headers:
     `text`: the head's field lines (no folded lines, no status line), each ending in a line
     break; its fields are parsed only when they are all asked for."""
 
-    __slots__ = ("_text", "_fields")
+    __slots__ = ("_text", "_fields", "_found")
 
     def __init__(self, text: str = "", fields: list[tuple[str, str]] | None = None) -> None:
         self._text = "\n" + text  # every field line follows a line break (see `_named`)
         self._fields = fields
+        # Each name's value once looked up (None: absent): Content-Type is asked for two or three
+        # times per answer, and each search of the text costs some 9 K instructions.
+        self._found: dict[str, str | None] = {}
 
     @classmethod
     def of(cls, fields: list[tuple[str, str]]) -> Headers:
@@ -48,10 +53,19 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The field's value (several joined by commas, as RFC 9110 reads them), else `default`."""
-        values = _named(name).findall(self._text)
-        if not values:
-            return default
-        return values[0].strip() if len(values) == 1 else ",".join([value.strip() for value in values])
+        found = self._found
+        if name in found:
+            value = found[name]
+        else:
+            values = _named(name).findall(self._text)
+            if not values:
+                value = None
+            elif len(values) == 1:
+                value = values[0].strip()
+            else:
+                value = ",".join([value.strip() for value in values])
+            found[name] = value
+        return default if value is None else value
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -79,6 +93,8 @@ def final_head(lines: list[bytes]) -> tuple[int, Headers] | None:
     """The first final head among the complete heads in `lines` (each ended by a blank line):
     its status and headers, or None when there is none yet (only interim heads, or a head
     cut short)."""
+    if lines and lines[-1] == b"\r\n" and lines.count(b"\r\n") == 1 and b"\n" not in lines:
+        return read_head(lines)  # the usual: one head, no interim one before it (no loop of ours)
     start = 0
     for end, line in enumerate(lines):
         if line in BLANK:
@@ -90,17 +106,18 @@ def final_head(lines: list[bytes]) -> tuple[int, Headers] | None:
 
 
 def read_head(lines: list[bytes]) -> tuple[int, Headers] | None:
-    """One head's header lines (status line first, without the blank line that ends it): its
-    status and headers, or None for an interim (1xx) head, which a final one follows."""
+    """One head's header lines (status line first; the blank line that ends it may follow, as
+    it holds no field): its status and headers, or None for an interim (1xx) head, which a
+    final one follows."""
     status = 0
     if lines and lines[0].startswith(b"HTTP/"):  # libcurl starts each head with its status line
         parts = lines[0].split(None, 2)
         status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if 0 < status < 200:
+            return None
         lines = lines[1:]
-    if 0 < status < 200:
-        return None
     block = b"".join(lines)
-    if b"\n " in block or b"\n\t" in block or block[:1] in (b" ", b"\t") or b"\nHTTP/" in block:
+    if block[:1] in (b" ", b"\t") or _UNUSUAL.search(block) is not None:
         return status, Headers.of(_fields_line_by_line(lines))
     # The usual head: kept as it came, its fields found when asked for.
     return status, Headers(block.decode("latin-1"))

@@ -194,15 +194,19 @@ def test_a_reused_handle_carries_nothing_of_the_previous_request_over(mock: Mock
         pipe.write(b"streamed ")
         pipe.write(b"upload")
         pipe.end()
-        sent = [
+        sent = [  # each method also twice in a row: the second sets only what changed
             ("POST", b'{"a": 1}'),
+            ("POST", b'{"b": 2}'),
             ("GET", None),
             ("PUT", pipe),
             ("DELETE", None),
             ("HEAD", None),
+            ("HEAD", None),
             ("PATCH", b"patched"),
+            ("PATCH", b"again"),
             ("OPTIONS", None),
             ("GET", None),
+            ("POST", b"last"),
         ]
         for method, body in sent:
             done, _ = exchange(client)
@@ -211,7 +215,8 @@ def test_a_reused_handle_carries_nothing_of_the_previous_request_over(mock: Mock
         seen = entries(mock, "/nowhere")
         assert [entry["method"] for entry in seen] == [method for method, _ in sent]
         bodies = [entry.get("body", "") for entry in seen]
-        assert bodies == ['{"a": 1}', "", "streamed upload", "", "", "patched", "", ""]
+        assert bodies == ['{"a": 1}', '{"b": 2}', "", "streamed upload", "", "", "", "patched", "again", "", "",
+                          "last"]
         for entry in seen:
             framed = "content-length" in entry["headers"] or "transfer-encoding" in entry["headers"]
             assert framed == (entry["method"] in ("POST", "PUT", "PATCH")), entry
@@ -380,6 +385,22 @@ def test_a_shorter_timeout_after_a_longer_one_still_ends_its_transfer_in_time(mo
         assert (await waiting).error == CANCELLED
 
     run(test)
+
+
+def test_a_reused_handle_takes_each_requests_own_timeout(mock: Mock) -> None:
+    """One handle in turn: a request's timeout is its own, not the one before it's."""
+
+    async def test(client: UpstreamClient) -> None:
+        hang = chat(mock, "gpt-4o-mini-fault-hang")
+        for timeout_ms, error in ((60_000, 0), (300, pycurl.E_OPERATION_TIMEDOUT), (60_000, 0)):
+            done, _ = exchange(client)
+            if error:
+                ended = await asyncio.wait_for(done.send(replace(hang, timeout_ms=timeout_ms)), 10)
+            else:
+                ended = await done.send(replace(chat(mock, "gpt-4o-mini"), timeout_ms=timeout_ms))
+            assert ended.error == error, (timeout_ms, ended)
+
+    run(test, limit=1)
 
 
 def test_libcurls_own_wakeup_eventfds_are_never_watched(mock: Mock) -> None:

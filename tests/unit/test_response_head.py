@@ -94,3 +94,17 @@ def test_the_final_head_is_the_first_complete_one_that_is_not_interim() -> None:
     assert final_head(lines[:7]) is None  # the final head cut short: no blank line yet
     folded = final_head([b"HTTP/2 404\r\n", b"X-F: a\r\n", b" b\r\n", b"\r\n"])
     assert folded is not None and folded[1].get("x-f") == "a b" and list(folded[1]) == [("X-F", "a b")]
+
+
+def test_a_single_head_reads_as_it_does_among_others() -> None:
+    """One head alone (the usual answer: read without a loop over its lines) gives what the same
+    head gives after an interim one, whatever its line ends."""
+    for end in (b"\r\n", b"\n"):
+        head = [b"HTTP/1.1 200 OK" + end, b"Content-Type: text/event-stream" + end, b"x-b :  c  " + end,
+                b"X-Url: http://a:b/c\r\n", end]
+        alone, after = final_head(head), final_head([b"HTTP/1.1 100 Continue\r\n", b"\r\n", *head])
+        assert alone is not None and after is not None
+        assert alone[0] == after[0] == 200
+        assert list(alone[1]) == list(after[1]) == [("Content-Type", "text/event-stream"), ("x-b", "c"),
+                                                    ("X-Url", "http://a:b/c")]
+        assert alone[1].get("content-type") == "text/event-stream" and alone[1].get("X-B") == "c"

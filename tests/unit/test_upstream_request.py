@@ -1,0 +1,40 @@
+"""The header lines of a request to a provider (upstream/request.py `provider_request`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsl.table import Provider
+from upstream.request import provider_request
+
+OWN = (("Authorization", "Bearer sk-own"), ("anthropic-version", "2023-06-01"))
+
+
+def provider(headers: tuple[tuple[str, str], ...] = OWN) -> Provider:
+    return Provider("p", "anthropic", "http://127.0.0.1:9/v1", {}, 60.0, 5.0, headers, "sk-own")
+
+
+def test_the_providers_own_headers_replace_the_clients_except_its_anthropic_version() -> None:
+    given = [("authorization", "Bearer client"), ("X-Trace", "t1"), ("Content-Type", "application/json")]
+    lines = provider_request(provider(), "http://x/", "POST", b"{}", iter(given)).header_lines
+    assert lines == [b"X-Trace: t1", b"Content-Type: application/json", b"Authorization: Bearer sk-own",
+                     b"anthropic-version: 2023-06-01", b"Expect:", b"Pragma:"]
+    chosen = provider_request(provider(), "http://x/", "GET", None, [("Anthropic-Version", "2024-01-01")])
+    assert chosen.header_lines == [b"Anthropic-Version: 2024-01-01", b"Authorization: Bearer sk-own",
+                                   b"Expect:", b"Pragma:"]
+
+
+def test_a_body_without_a_content_type_is_sent_without_libcurls() -> None:
+    untyped = provider_request(provider(), "http://x/", "POST", b"{}", ()).header_lines
+    assert untyped[-1] == b"Content-Type:"
+    typed = provider_request(provider((*OWN, ("content-type", "text/plain"))), "http://x/", "POST", b"{}", ())
+    assert b"Content-Type:" not in typed.header_lines
+
+
+@pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nb", "a\rb"])
+def test_a_header_that_would_not_stay_one_line_refuses_the_request(value: str) -> None:
+    given = (header for header in [("X-Fine", "ok"), ("X-Bad", value)])  # read once, as relayed headers are
+    with pytest.raises(ValueError, match="'X-Bad' holds a line break"):
+        provider_request(provider(), "http://x/", "POST", b"{}", given)
+    with pytest.raises(ValueError, match="line break"):
+        provider_request(provider((("X-Own", value),)), "http://x/", "GET", None, ())
