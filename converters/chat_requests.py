@@ -37,9 +37,17 @@ _BUDGET_EFFORTS = ((4096, "low"), (16384, "medium"))
 # Anthropic output_config.effort -> the levels OpenAI-compatible providers all know.
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 _THINKING_KINDS = ("thinking", "redacted_thinking")
+# The optional fields of an OpenAI request that openai_to_anthropic_request reads.
+_TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
+_OPENAI_OPTIONAL = _TOOL_FIELDS | {
+    "n", "stop", "user", "safety_identifier", "stream", "stream_options", "response_format",
+    "reasoning_effort", "temperature", "top_p",
+}
 # The name OpenAI requires for a json_schema response format; Anthropic's has none.
 _SCHEMA_NAME = "response"
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+# A turn of one plain text block is sent as a string.
+_TEXT_BLOCK_KEYS = frozenset({"type", "text"})
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 # OpenAI tool messages have no error flag: an Anthropic tool_result with is_error becomes
 # a tool message whose text starts with this, and such a message becomes is_error again.
@@ -51,7 +59,10 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
     messages = doc.get("messages")
     if not isinstance(messages, list):
         raise ValueError("'messages' must be a list")
-    if doc.get("n") not in (None, 1):
+    # Most requests give few of the optional fields: each is read only when given (a null
+    # one reads as absent either way), in the same order, so errors come as they would.
+    given = _OPENAI_OPTIONAL.intersection(doc)
+    if "n" in given and doc["n"] not in (None, 1):
         raise ValueError("'n' other than 1 cannot be served by an Anthropic provider")
     system, turns, carries_thinking = _anthropic_turns(messages)
     out: dict[str, Any] = {}
@@ -65,36 +76,30 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
         limit = doc.get("max_tokens")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError("'max_completion_tokens' / 'max_tokens' must be a positive integer")
-    stop = _stop_sequences(doc.get("stop"))
-    if stop:
-        out["stop_sequences"] = stop
-    user = _field(doc, "user", str, "a string") or _field(doc, "safety_identifier", str, "a string")
-    if user:
-        out["metadata"] = {"user_id": user}
-    if _field(doc, "stream", bool, "a boolean"):
+    if "stop" in given:
+        stop = _stop_sequences(doc["stop"])
+        if stop:
+            out["stop_sequences"] = stop
+    if "user" in given or "safety_identifier" in given:
+        user = _field(doc, "user", str, "a string") or _field(doc, "safety_identifier", str, "a string")
+        if user:
+            out["metadata"] = {"user_id": user}
+    if "stream" in given and _field(doc, "stream", bool, "a boolean"):
         out["stream"] = True
-    options = _field(doc, "stream_options", dict, "an object")  # read by the stream converter
-    if options:
-        _field(options, "include_usage", bool, "a boolean", "stream_options")
-    tools = _field(doc, "tools", list, "a list")
-    choice = _anthropic_tool_choice(doc.get("tool_choice"))
-    parallel = _field(doc, "parallel_tool_calls", bool, "a boolean")
+    if "stream_options" in given:
+        options = _field(doc, "stream_options", dict, "an object")  # read by the stream converter
+        if options:
+            _field(options, "include_usage", bool, "a boolean", "stream_options")
     forced = False
-    if tools:
-        out["tools"] = [_anthropic_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
-        if parallel is False:
-            choice = choice or {"type": "auto"}
-            if choice["type"] != "none":
-                choice["disable_parallel_tool_use"] = True
-        if choice:
-            out["tool_choice"] = choice
-            forced = choice["type"] in ("any", "tool")
-    output_format = _anthropic_output_format(doc.get("response_format"))
-    if output_format:
-        out["output_config"] = {"format": output_format}
+    if given & _TOOL_FIELDS:
+        forced = _carry_tools(doc, given, out)
+    if "response_format" in given:
+        output_format = _anthropic_output_format(doc["response_format"])
+        if output_format:
+            out["output_config"] = {"format": output_format}
     # Anthropic refuses thinking with a forced tool choice (thinking gives way), and
     # temperature or top_p with thinking (they give way).
-    budget = _thinking_budget(doc.get("reasoning_effort"))
+    budget = _thinking_budget(doc["reasoning_effort"]) if "reasoning_effort" in given else 0
     if forced or (budget and not _thinking_fits(turns)):
         budget = 0
     if budget and limit is None:
@@ -103,7 +108,8 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
         budget = min(budget, limit - 1)  # Anthropic wants budget_tokens < max_tokens
         budget = budget if budget >= MIN_THINKING_BUDGET else 0
     out["max_tokens"] = DEFAULT_MAX_TOKENS if limit is None else limit
-    temperature, top_p = _number(doc, "temperature"), _number(doc, "top_p")
+    temperature = _number(doc, "temperature") if "temperature" in given else None
+    top_p = _number(doc, "top_p") if "top_p" in given else None
     if budget:
         out["thinking"] = {"type": "enabled", "budget_tokens": budget}
     elif temperature is not None:
@@ -188,6 +194,26 @@ def anthropic_to_openai_request(doc: dict[str, Any]) -> dict[str, Any]:
 # --- OpenAI -> Anthropic pieces ---------------------------------------------------------------
 
 
+def _carry_tools(doc: dict[str, Any], given: frozenset[str], out: dict[str, Any]) -> bool:
+    """Tools and the tool choice into `out`; whether the choice forces a tool call."""
+    tools = _field(doc, "tools", list, "a list") if "tools" in given else None
+    choice = _anthropic_tool_choice(doc["tool_choice"]) if "tool_choice" in given else None
+    parallel = None
+    if "parallel_tool_calls" in given:
+        parallel = _field(doc, "parallel_tool_calls", bool, "a boolean")
+    if not tools:
+        return False
+    out["tools"] = [_anthropic_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
+    if parallel is False:
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    if not choice:
+        return False
+    out["tool_choice"] = choice
+    return choice["type"] in ("any", "tool")
+
+
 def _anthropic_turns(messages: list[object]) -> tuple[str, list[dict[str, Any]], bool]:
     """(system prompt, alternating turns, whether any turn carries thinking blocks).
 
@@ -226,7 +252,7 @@ def _anthropic_turns(messages: list[object]) -> tuple[str, list[dict[str, Any]],
         raise ValueError("'messages' holds no user or assistant message with content")
     for turn in turns:
         blocks = turn["content"]
-        if len(blocks) == 1 and blocks[0].keys() == {"type", "text"}:
+        if len(blocks) == 1 and blocks[0].keys() == _TEXT_BLOCK_KEYS:
             turn["content"] = blocks[0]["text"]
     return "\n\n".join(system), turns, carries_thinking
 
