@@ -25,7 +25,8 @@ _MESSAGES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (never changed all the same): made per refused request (see limits/backend.py).
+@dataclass(slots=True)
 class Denial:
     """A refusal: 401 (who are you?) or 403 (not allowed); `reason` is the metric label."""
 

@@ -24,7 +24,9 @@ class StateError(Exception):
     """The state could not be reached or did not answer in time."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (never changed all the same): made per request, and a frozen dataclass's __init__
+# sets each field through object.__setattr__, some 4 K instructions more per instance.
+@dataclass(slots=True)
 class Check:
     """One limit a request must pass.
 
@@ -44,7 +46,8 @@ class Check:
     cost: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made per request, as Check above.
+@dataclass(slots=True)
 class Outcome:
     """What one check found: `used` counts this request when it was admitted; `reset` is the time
     until the window holds nothing again (0 for concurrent and budget checks)."""
@@ -53,7 +56,8 @@ class Outcome:
     reset: float
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made per request, as Check above.
+@dataclass(slots=True)
 class Admission:
     allowed: bool
     refused: int  # index of the first check that refused, -1 when admitted
@@ -62,7 +66,8 @@ class Admission:
     outcomes: tuple[Outcome, ...]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made per request, as Check above.
+@dataclass(slots=True)
 class Correction:
     """`delta` added to a window entry made `at` (actual - reserved tokens; may be negative).
 
@@ -75,7 +80,8 @@ class Correction:
     delta: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made per request, as Check above.
+@dataclass(slots=True)
 class Charge:
     """`amount` added to the spend counter `key`, which may be forgotten after `expires` (epoch s)."""
 

@@ -50,7 +50,8 @@ class Call(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (never changed all the same): made per refused request (see limits/backend.py).
+@dataclass(slots=True)
 class Refusal:
     """A request a stage refuses: answered `status` in the client's error shape, counted by `reason`."""
 
