@@ -70,9 +70,14 @@ def stop_reason(finish: object, matched: object, client_request: dict[str, Any],
 def take_openai_usage(usage: Usage, document: dict[str, Any]) -> None:
     """Record an OpenAI usage object, keeping the cache writes some providers report."""
     usage.add_openai(document)
+    usage.cache_write = cache_writes(document)
+
+
+def cache_writes(document: dict[str, Any]) -> int:
+    """The cache writes some OpenAI-compatible providers report in a usage object."""
     details = document.get("prompt_tokens_details")
     written = details.get("cache_write_tokens") if isinstance(details, dict) else None
-    usage.cache_write = int(written or 0)
+    return int(written or 0)
 
 
 def openai_usage(usage: Usage) -> dict[str, Any]:

@@ -10,26 +10,28 @@ An answer that is not a JSON object, or that cannot be re-encoded, raises ValueE
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from converters.base import Context
 from converters.chat_mapping import (
     anthropic_tool_id,
     anthropic_usage,
+    cache_writes,
     finish_reason,
     openai_reasoning,
     openai_usage,
     parse_arguments,
     stop_reason,
-    take_openai_usage,
 )
 from converters.encoding import encode
-from converters.usage import Usage
+from converters.usage import Usage, usage_from_anthropic, usage_from_openai
 
 
-def anthropic_to_openai_response(doc: dict[str, Any], ctx: Context,
+def anthropic_to_openai_response(doc: dict[str, Any], ctx: Context, usage: Usage | None = None,
                                   created: int | None = None) -> dict[str, Any]:
-    """A `chat.completion` for an Anthropic `message`; `created` defaults to now (Anthropic has none)."""
+    """A `chat.completion` for an Anthropic `message`; `created` defaults to now (Anthropic has none).
+    `usage`: the answer's usage when the caller has read it already (usage_from_anthropic)."""
     if not isinstance(doc, dict):
         raise ValueError("the Anthropic answer is not a JSON object")
     texts: list[str] = []
@@ -60,9 +62,8 @@ def anthropic_to_openai_response(doc: dict[str, Any], ctx: Context,
         message["thinking_blocks"] = signed
     if calls:
         message["tool_calls"] = calls
-    usage = Usage()
-    if isinstance(doc.get("usage"), dict):
-        usage.add_anthropic(doc["usage"])
+    if usage is None:
+        usage = usage_from_anthropic(doc)
     return {
         "id": doc.get("id") or "chatcmpl-unknown",
         "object": "chat.completion",
@@ -74,8 +75,11 @@ def anthropic_to_openai_response(doc: dict[str, Any], ctx: Context,
     }
 
 
-def openai_to_anthropic_response(doc: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """An Anthropic `message` for a `chat.completion` (its first choice).
+def openai_to_anthropic_response(
+    doc: dict[str, Any], ctx: Context, usage: Usage | None = None
+) -> dict[str, Any]:
+    """An Anthropic `message` for a `chat.completion` (its first choice). `usage`: the answer's
+    usage when the caller has read it already (usage_from_openai).
 
     Thinking blocks carry an empty signature: an OpenAI provider issues none.
     A refusal is given as text, with stop_reason "refusal".
@@ -108,9 +112,10 @@ def openai_to_anthropic_response(doc: dict[str, Any], ctx: Context) -> dict[str,
             "name": function.get("name") or "",
             "input": parse_arguments(function.get("arguments")),
         })
-    usage = Usage()
+    # A copy: the answer also gives the cache writes, which the caller's (metering) leaves out.
+    usage = usage_from_openai(doc) if usage is None else replace(usage)
     if isinstance(doc.get("usage"), dict):
-        take_openai_usage(usage, doc["usage"])
+        usage.cache_write = cache_writes(doc["usage"])
     has_calls = any(block["type"] == "tool_use" for block in content)
     if isinstance(refusal, str) and refusal:
         reason, sequence = "refusal", None

@@ -337,7 +337,7 @@ class ChatHandler(GatewayHandler):
             try:
                 document = orjson.loads(body)  # once, for both the usage and the conversion
                 usage = translation.usage(document)
-                body = encode(translation.response(document, context), "the answer")
+                body = encode(translation.response(document, context, usage), "the answer")
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
                 return Failure(provider, target.label, 502, "bad_upstream_body", f"unusable answer: {exc}")
         if not sink.claim():

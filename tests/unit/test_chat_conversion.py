@@ -28,7 +28,7 @@ from converters.chat_responses import anthropic_to_openai_response, openai_to_an
 from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 from converters.registry import plan
 from converters.sse import SSEDataReader, iter_data
-from converters.usage import Usage, usage_from_anthropic, usage_from_body
+from converters.usage import Usage, usage_from_anthropic, usage_from_body, usage_from_openai
 
 ANTHROPIC_EVENT = TypeAdapter(RawMessageStreamEvent)
 CREATED = 1_700_000_000
@@ -523,6 +523,20 @@ def test_tool_calls_finished_with_stop_and_refusals_map_sensibly() -> None:
                                        "message": {"role": "assistant", "content": None, "refusal": "No."}}]}
     out = openai_to_anthropic_response(refused, Context({}, MODEL))
     assert out["content"] == [{"type": "text", "text": "No."}] and out["stop_reason"] == "refusal"
+
+
+def test_answers_given_their_metered_usage_are_the_same() -> None:
+    """The handler hands over the usage it metered (read once); the cache writes an OpenAI
+    answer reports reach the Anthropic client, not the metered usage."""
+    metered = usage_from_anthropic(ANTHROPIC_MESSAGE)
+    given = anthropic_to_openai_response(ANTHROPIC_MESSAGE, Context({}, MODEL), metered, created=CREATED)
+    assert given == anthropic_to_openai_response(ANTHROPIC_MESSAGE, Context({}, MODEL), created=CREATED)
+    written = {**OPENAI_COMPLETION, "usage": {**OPENAI_COMPLETION["usage"], "prompt_tokens_details": {
+        "cached_tokens": 100, "cache_write_tokens": 20}}}
+    metered = usage_from_openai(written)
+    given = openai_to_anthropic_response(written, Context({}, MODEL), metered)
+    assert given == openai_to_anthropic_response(written, Context({}, MODEL))
+    assert given["usage"]["cache_creation_input_tokens"] == 20 and metered.cache_write == 0
 
 
 def test_answers_that_are_not_objects_raise_value_error() -> None:
