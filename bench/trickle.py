@@ -4,7 +4,8 @@
 
 Every POST .../chat/completions gets an SSE stream of --events events (the last
 `data: [DONE]`), chunked, at --rate events/s: the way a model generates, and
-what nginx cannot do per event. One timer tick every 1/rate s writes the next
+what nginx cannot do per event; every POST .../messages the same in Anthropic's
+format (message_start to message_stop), for converted streams. One timer tick every 1/rate s writes the next
 event of every open stream, so that a thousand streams cost one wake-up per
 tick, not a thousand timers. Raw asyncio protocols and precomputed chunks keep it
 cheap (measured: 20,000 events/s take well under half a core).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Iterable
 
 HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n")
@@ -39,9 +41,37 @@ def stream_chunks(events: int) -> list[bytes]:
     datas = [chunk({"role": "assistant", "content": ""})]
     datas += [chunk({"content": f" token{i}"}) for i in range(1, events - 2)]
     datas += [chunk({}, "stop"), "[DONE]"]
+    return _chunked(f"data: {data}\n\n" for data in datas[-events:])
+
+
+def anthropic_chunks(events: int) -> list[bytes]:
+    """The stream's events as HTTP chunks, as Anthropic writes them: message_start, a text
+    block's start, text deltas, its stop, message_delta, message_stop."""
+
+    def event(data: dict) -> str:
+        return f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+    usage = {"input_tokens": 11, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+             "output_tokens": 1}
+    first = [event({"type": "message_start", "message": {
+                 "id": "msg_trickle", "type": "message", "role": "assistant", "model": "claude-trickle",
+                 "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}}),
+             event({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}})]
+    last = [event({"type": "content_block_stop", "index": 0}),
+            event({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                   "usage": {"output_tokens": events}}),
+            event({"type": "message_stop"})]
+    deltas = [event({"type": "content_block_delta", "index": 0,
+                     "delta": {"type": "text_delta", "text": f" token{i}"}})
+              for i in range(1, events - len(first) - len(last) + 1)]
+    return _chunked((first + deltas + last)[-events:])
+
+
+def _chunked(events: Iterable[str]) -> list[bytes]:
     out = []
-    for data in datas[-events:]:
-        event = f"data: {data}\n\n".encode()
+    for text in events:
+        event = text.encode()
         out.append(f"{len(event):x}\r\n".encode() + event + b"\r\n")
     return out
 
@@ -49,8 +79,9 @@ def stream_chunks(events: int) -> list[bytes]:
 class Streams:
     """The open streams and the counters; `tick` writes one event to each stream."""
 
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
+    def __init__(self, events: int) -> None:
+        self.openai = stream_chunks(events)
+        self.anthropic = anthropic_chunks(events)
         self.open: list[Connection] = []
         self.events = 0
         self.started = 0
@@ -59,13 +90,12 @@ class Streams:
     def tick(self) -> None:
         current, self.open = self.open, []  # a stream started during the tick waits for the next
         still = []
-        last = len(self.chunks) - 1
         for conn in current:
             if conn.transport.is_closing():
                 continue
-            conn.transport.write(self.chunks[conn.next])
+            conn.transport.write(conn.chunks[conn.next])
             self.events += 1
-            if conn.next == last:
+            if conn.next == len(conn.chunks) - 1:
                 conn.transport.write(LAST_CHUNK)
                 self.finished += 1
                 conn.next = -1
@@ -87,6 +117,7 @@ class Connection(asyncio.Protocol):
         self.streams = streams
         self.buffer = b""
         self.next = -1  # index of the next chunk to write; -1: no stream open
+        self.chunks: list[bytes] = []  # the open stream's
         self.transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -118,7 +149,9 @@ class Connection(asyncio.Protocol):
             self.answer(method, path)
 
     def answer(self, method: str, path: str) -> None:
-        if method == "POST" and path.endswith("/chat/completions"):
+        if method == "POST" and path.endswith(("/chat/completions", "/messages")):
+            streams = self.streams
+            self.chunks = streams.openai if path.endswith("/chat/completions") else streams.anthropic
             self.transport.write(HEAD)
             self.next = 0
             self.streams.started += 1
@@ -137,7 +170,7 @@ class Connection(asyncio.Protocol):
 
 async def serve(port: int, events: int, rate: float) -> None:
     loop = asyncio.get_running_loop()
-    streams = Streams(stream_chunks(events))
+    streams = Streams(events)
     server = await loop.create_server(lambda: Connection(streams), "127.0.0.1", port, backlog=4096)
     print(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
     period = 1.0 / rate
