@@ -30,7 +30,7 @@ from converters.chat_mapping import (
     stop_reason,
     take_openai_usage,
 )
-from converters.plain_events import QUIET, TEXT_DELTA
+from converters.plain_events import PLAIN_TEXT, QUIET, TEXT_DELTA, TEXT_DELTA_HEAD
 from converters.sse import SSEDataReader, payloads
 from converters.usage import Usage, asks_for_usage
 
@@ -42,6 +42,8 @@ _TEXT_END = b'"}' + _NOT_FINISHED
 # parsing or encoding JSON.
 _PLAIN_RUN = re.compile(rb"(?:(?:" + TEXT_DELTA + rb"|" + QUIET + rb")\n\n)+")
 _RUN_TEXT = re.compile(rb'"text_delta","text":"([^"]*)"')  # within a plain run: each text delta's text
+# One such event alone (group 1: a text delta's text), as each read of a trickled stream is.
+_PLAIN_EVENT = re.compile(rb"(?:" + TEXT_DELTA_HEAD + rb"(" + PLAIN_TEXT + rb')"\}\}|' + QUIET + rb")\n\n")
 # The end of a started stream as Anthropic writes it: nothing in it to parse.
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
@@ -110,6 +112,14 @@ class AnthropicToOpenAIStream(_EventConversion):
     @property
     def _started(self) -> bool:
         return bool(self._head)
+
+    def feed(self, data: bytes) -> bytes:
+        if self._text_head and self._reader.idle:
+            plain = _PLAIN_EVENT.fullmatch(data)
+            if plain is not None:  # one event, as a trickled stream's every read: spliced, not framed
+                text = plain[1]  # None for a quiet event; not UTF-8: dropped, as parsing does
+                return self._text_head + text + _TEXT_END if text and (data.isascii() or _utf8(text)) else b""
+        return _EventConversion.feed(self, data)
 
     def _convert(self, events: bytes) -> bytes:
         out: list[bytes] = []

@@ -16,10 +16,16 @@ import re
 
 _INDEX = rb'"index":(?:0|[1-9][0-9]*)'  # as JSON writes it: a leading zero does not parse
 
-TEXT_DELTA = (
+TEXT_DELTA_HEAD = (
     rb'(?:event: content_block_delta\n)?data: *\{"type":"content_block_delta",' + _INDEX
-    + rb',"delta":\{"type":"text_delta","text":"[^"\\\x00-\x1f]+"\}\}'
+    + rb',"delta":\{"type":"text_delta","text":"'
 )
+"""A text delta up to its text."""
+
+PLAIN_TEXT = rb'[^"\\\x00-\x1f]+'
+"""Non-empty text with no quote, backslash or control character: the same bytes in any JSON string."""
+
+TEXT_DELTA = TEXT_DELTA_HEAD + PLAIN_TEXT + rb'"\}\}'
 """A text delta with non-empty plain text: content."""
 
 QUIET = (

@@ -119,6 +119,11 @@ class SSEDataReader:
         events = self.events(data)
         return payloads(events) if events else []
 
+    @property
+    def idle(self) -> bool:
+        """Nothing held back: the next bytes start an event."""
+        return not self._tail and not self._cr
+
     def close(self) -> list[bytes]:
         """A clean end: an unterminated last event still counts, as SSEFramer.close() has it."""
         return payloads(self.close_events())

@@ -892,6 +892,7 @@ def test_spliced_text_deltas_are_the_chunks_parsing_gives(texts: list[str], inde
                       for e in events)
     expected = _to_openai([spaced.encode()])
     assert _fingerprint(_to_openai([compact.encode()])) == _fingerprint(expected)
+    assert _fingerprint(_to_openai(_one_by_one(compact.encode()))) == _fingerprint(expected)
     got = [e["choices"][0]["delta"].get("content") for e in _openai_events(expected[0])[1:-3]]
     assert got == [text for text in texts if text]
 
@@ -909,6 +910,23 @@ def test_text_deltas_that_are_not_valid_json_are_dropped_spliced_or_not() -> Non
     for cut in range(len(middle) + 1):
         pieces = [start + middle[:cut], middle[cut:] + end]
         assert _to_openai(pieces)[0] == _to_openai([start + middle + end])[0], cut
+    assert _to_openai(_one_by_one(start + middle + end))[0] == _to_openai([start + middle + end])[0]
+
+
+def test_a_plain_event_that_ends_a_held_one_is_read_with_it() -> None:
+    """A read that is one plain text delta, but completes the event held back before it, is
+    that whole event (here two data lines: not JSON, dropped), not a text delta alone."""
+    start = _anthropic_sse([_message_start(), *_text_block(0, [])[:1]], compact=True)
+    delta = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,' \
+            b'"delta":{"type":"text_delta","text":"%s"}}\n\n'
+    end = _anthropic_sse(_message_end("end_turn", 3), compact=True)
+    out = _to_openai([start, delta % b"Hello", b'data: {"type":"ping"}\n', delta % b"lost", end])[0]
+    assert [e["choices"][0]["delta"].get("content") for e in _openai_events(out)[1:-3]] == ["Hello"]
+
+
+def _one_by_one(sse: bytes) -> list[bytes]:
+    """The events of `sse` one per read, as a trickled stream comes."""
+    return [event + b"\n\n" for event in sse.split(b"\n\n")[:-1]]
 
 
 # --- streams: OpenAI -> Anthropic -------------------------------------------------------------
