@@ -189,9 +189,8 @@ class AnthropicToOpenAIStream(_EventConversion):
         if self._head:
             return
         chunk_id = message_id if isinstance(message_id, str) and message_id else "chatcmpl-unknown"
-        self._head = (b'data: {"id":' + orjson.dumps(chunk_id) + b',"object":"chat.completion.chunk"'
-                      + b',"created":' + str(self._created).encode() + b',"model":' + self._model
-                      + b',"choices":')
+        self._head = b'data: {"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b,"choices":' % (
+            orjson.dumps(chunk_id), self._created, self._model)
         self._delta_head = self._head + b'[{"index":0,"delta":'
         self._text_head = self._delta_head + b'{"content":"'
         self._text_join = _TEXT_END + self._text_head
