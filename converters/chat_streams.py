@@ -87,7 +87,9 @@ class AnthropicToOpenAIStream(_EventConversion):
     to send back in a tool loop (see chat_requests).
 
     Most of a stream is text deltas, usually many in one read: a run of plain ones
-    (_PLAIN_RUN) is spliced into chunks in one step; every other event is parsed.
+    (_PLAIN_RUN) is spliced into chunks in one step, and a read that is one plain event
+    (a trickled stream's every read) with one match, before any framing; every other
+    event is parsed.
     """
 
     __slots__ = ("usage", "_reader", "_model", "_created", "_include_usage", "_head", "_delta_head",
