@@ -12,6 +12,7 @@ that long is ended as a timeout, as libcurl ends one past its whole-transfer lim
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 from typing import Protocol
@@ -50,6 +51,11 @@ class UpstreamClient:
         self._waiting: collections.deque[Exchanging] = collections.deque()
         # Each exchange's duration, by provider (upstream/attempt.py): children found once.
         self.seconds = metrics.Children(metrics.UPSTREAM_SECONDS)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the transfers run on (upstream/driver.py)."""
+        return self._driver.loop
 
     @property
     def waiting(self) -> int:

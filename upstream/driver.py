@@ -62,10 +62,18 @@ class Driver:
         # an action that leaves it as it was has nothing for `info_read`.
         self._alive = UNKNOWN
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the transfers run on: the one running when first asked (kept, as asking
+        asyncio for the running loop costs a getpid() system call on 3.11)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     def add(self, handle: pycurl.Curl) -> None:
         """Start a transfer (libcurl asks for a 0 ms timer, and starts it on the next turn)."""
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+        self._loop = self.loop  # known before libcurl's callbacks, which use it, can run
         self._multi.add_handle(handle)
         self._alive = UNKNOWN  # one more, and it may complete in the action that counts it
 

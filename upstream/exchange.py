@@ -86,7 +86,7 @@ class Exchange:
         self.request = request
         if isinstance(request.body, BodyPipe):
             self._pipe = request.body
-        ended = self._ended = asyncio.get_running_loop().create_future()
+        ended = self._ended = self._client.loop.create_future()
         self._client.start(self)
         try:
             return await ended
@@ -107,7 +107,7 @@ class Exchange:
         """
         if self.request is not None and not self.done:
             self.done = True
-            asyncio.get_running_loop().call_soon(self._client.stop, self)
+            self._client.loop.call_soon(self._client.stop, self)
 
     # -- what the client and libcurl's callbacks call ---------------------------------------
 
