@@ -58,7 +58,7 @@ def provider_request(
         lines.append(f"{name}: {value}".encode("latin-1"))
     if lines and _breaks_line(b"".join(lines)):  # one scan for all (as header_line checks one)
         broken = next(line for line in lines if _breaks_line(line))
-        raise ValueError(f"header {broken.partition(b':')[0].decode('latin-1')!r} holds a line break")
+        raise _holds_break(broken.partition(b":")[0].decode("latin-1"))
     lines.extend(own.lines_with_client_version if client_version else own.lines)
     if body is not None and not (typed or own.typed):
         lines.append(NO_CONTENT_TYPE)
@@ -103,12 +103,17 @@ def header_line(name: str, value: str) -> bytes:
     """`name: value` as libcurl sends it; ValueError when it would not stay one line."""
     line = f"{name}: {value}"
     if "\n" in line or "\r" in line:
-        raise ValueError(f"header {name!r} holds a line break")
+        raise _holds_break(name)
     return line.encode("latin-1")
 
 
 def _breaks_line(text: bytes) -> bool:
     return b"\n" in text or b"\r" in text
+
+
+def _holds_break(name: str) -> ValueError:
+    """What refuses a request whose header `name` would not stay one line."""
+    return ValueError(f"header {name!r} holds a line break")
 
 
 def _ms(seconds: float) -> int:
