@@ -1,8 +1,8 @@
 """One libcurl multi handle driven by the running asyncio loop (Tornado's IOLoop runs on it).
 
-libcurl says which sockets it waits on (the socket callback: the loop watches them) and
-when it next needs to act (the timer callback: one loop timer, replaced each time);
-the loop calls `socket_action` when a socket is ready or the timer is due, and the
+libcurl says which sockets it waits on (the socket callback) and when it next needs to
+act (the timer callback: one loop timer, replaced each time); `socket_action` is called
+when a socket is ready or the timer is due, and the
 transfers that completed are then read off with `info_read`, but only after an action
 whose count of running transfers changed: a streamed event is one action, and most
 actions complete nothing. Nothing here blocks: every socket is non-blocking, and libcurl
@@ -16,6 +16,16 @@ deadline is kept rather than made anew, as every new transfer would otherwise do
 (0 ms, then its timeout), and one that libcurl no longer needs (no transfer left to time)
 is left to fire rather than cancelled, for the next transfer to keep.
 
+The sockets are watched by an epoll set of the driver's own, which the loop watches as
+one reader, not by the loop itself. libcurl says POLL_REMOVE at the end of every transfer
+and POLL_IN at the next on the same kept-alive connection: as loop readers that is a
+reader made and dropped per request (uvloop: a poll handle, an ioctl and two epoll_ctl,
+about 14 K instructions). In the driver's set a socket is left registered over its
+connection's idle time (one epoll_ctl re-arms it), which only the kernel makes safe: a
+socket libcurl closes leaves the set as it closes, so a number reused by another socket
+is never taken for it, and a loop transport on that number is not in the set at all.
+An idle socket that turns ready (the provider closed the connection) is taken out.
+
 libcurl (8.x) also asks, for every transfer, that the loop watch its multi handle's
 wakeup eventfds, which only ever wake it for `curl_multi_wakeup` (pycurl offers no such
 call): a watch and an unwatch per request, seven system calls, for nothing. The fds the
@@ -25,8 +35,10 @@ multi handle opens as it is made are those, and are not watched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import select
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +47,11 @@ import pycurl
 log = logging.getLogger("gateway.upstream")
 
 POLL_IN, POLL_OUT = pycurl.POLL_IN, pycurl.POLL_OUT
+# libcurl's wish -> the epoll events that answer it (POLL_INOUT is POLL_IN | POLL_OUT).
+_EPOLL_EVENTS = {POLL_IN: select.EPOLLIN, POLL_OUT: select.EPOLLOUT,
+                 pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT}
+_BROKEN = select.EPOLLERR | select.EPOLLHUP  # reported whatever was asked: wake what libcurl waits for
+READY_AT_ONCE = 64  # sockets acted on per turn of the loop; the rest stay ready for the next
 UNKNOWN = -1  # a count of running transfers that no action returns
 Finished = Callable[[Any, int, str], None]  # the handle added, curl error (0: none), its message
 
@@ -54,7 +71,8 @@ class Driver:
         # Bound once: every streamed chunk is an action, and each read of a CurlMulti's method
         # goes through pycurl's own attribute lookup and makes a bound method (about 1 K instructions).
         self._socket_action = self._multi.socket_action
-        self._watched: dict[int, int] = {}  # fd -> the POLL_* libcurl asked for
+        self._sockets = select.epoll()  # what libcurl waits on (see the module docstring)
+        self._wanted: dict[int, int] = {}  # fd in the set -> the POLL_* libcurl asked for (0: idle)
         self._soon: asyncio.Handle | None = None  # libcurl's timer at 0 ms: the loop's next turn
         self._later: asyncio.TimerHandle | None = None  # its timer, or earlier
         # Transfers running after libcurl's last action; UNKNOWN once one is added or removed.
@@ -69,6 +87,7 @@ class Driver:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+            loop.add_reader(self._sockets.fileno(), self._ready)
         return loop
 
     def add(self, handle: pycurl.Curl) -> None:
@@ -88,31 +107,31 @@ class Driver:
             if timer is not None:
                 timer.cancel()
         self._soon = self._later = None
-        for fd in list(self._watched):
-            self._watch(pycurl.POLL_REMOVE, fd, self._multi, None)
+        if self._loop is not None:
+            self._loop.remove_reader(self._sockets.fileno())
         self._multi.close()
+        self._sockets.close()
+        self._wanted.clear()
 
     # -- libcurl's callbacks: they only note what libcurl asks for --------------------------
 
     def _watch(self, what: int, fd: int, multi: pycurl.CurlMulti, socketp: object) -> None:
         if fd in self._wakeup:
             return
-        loop = self._loop
-        assert loop is not None  # libcurl calls back only from inside `add` or the loop's calls
-        # Always unwatch first: libcurl may close a socket and open another with the same
-        # number without a POLL_REMOVE in between, and the old registration is then stale.
-        was = self._watched.pop(fd, 0)
-        if was & POLL_IN:
-            loop.remove_reader(fd)
-        if was & POLL_OUT:
-            loop.remove_writer(fd)
+        wanted = self._wanted
         if what == pycurl.POLL_REMOVE:
+            if fd in wanted:
+                wanted[fd] = 0  # idle: left in the set, for the connection's next transfer
             return
-        if what & POLL_IN:
-            loop.add_reader(fd, self._act, fd, pycurl.CSELECT_IN)
-        if what & POLL_OUT:
-            loop.add_writer(fd, self._act, fd, pycurl.CSELECT_OUT)
-        self._watched[fd] = what
+        events = _EPOLL_EVENTS[what]
+        if fd in wanted:
+            try:  # the set still holds the fd only if it is still the same socket
+                self._sockets.modify(fd, events)
+            except FileNotFoundError:  # closed since (the kernel took it out); a new one
+                self._sockets.register(fd, events)
+        else:
+            self._sockets.register(fd, events)
+        wanted[fd] = what
 
     def _schedule(self, ms: int) -> None:
         loop = self._loop
@@ -132,6 +151,26 @@ class Driver:
         self._later = loop.call_at(deadline, self._due_later)
 
     # -- the loop's calls into libcurl -----------------------------------------------------
+
+    def _ready(self) -> None:
+        """The loop's reader of the driver's set: acts on each ready socket libcurl waits on."""
+        wanted = self._wanted
+        for fd, events in self._sockets.poll(0, READY_AT_ONCE):
+            what = wanted.get(fd, 0)
+            if not what:  # idle, and ready: the provider closed it (or sent what it should not)
+                self._forget(fd)
+                continue
+            if events & _BROKEN:
+                self._act(fd, what)  # CSELECT_IN/OUT have POLL_IN/OUT's values
+            else:
+                self._act(fd, (events & select.EPOLLIN and pycurl.CSELECT_IN)
+                          | (events & select.EPOLLOUT and pycurl.CSELECT_OUT))
+
+    def _forget(self, fd: int) -> None:
+        """Out of the set: libcurl finds the connection closed when it next wants it, or never."""
+        self._wanted.pop(fd, None)
+        with contextlib.suppress(OSError):  # closed since
+            self._sockets.unregister(fd)
 
     def _act(self, fd: int, event: int) -> None:
         try:

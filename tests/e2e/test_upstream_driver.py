@@ -8,20 +8,23 @@ the client's port, whether the client went away); one runs a gateway of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import socket
+import socketserver
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pycurl
 import pytest
+import uvloop
 
 from mock_provider import speech_bytes
 from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Mock, own_gateway
@@ -39,17 +42,20 @@ routes:
 """
 
 
-def run(test: Callable[[UpstreamClient], Coroutine[Any, Any, None]], limit: int = 4) -> None:
+Test = Callable[[UpstreamClient], Coroutine[Any, Any, None]]
+
+
+async def with_client(test: Test, limit: int = 4) -> None:
+    client = UpstreamClient(limit)
+    try:
+        await test(client)
+    finally:
+        client.close()
+
+
+def run(test: Test, limit: int = 4) -> None:
     """`test` with a client of its own, on a loop of its own."""
-
-    async def main() -> None:
-        client = UpstreamClient(limit)
-        try:
-            await test(client)
-        finally:
-            client.close()
-
-    asyncio.run(main())
+    asyncio.run(with_client(test, limit))
 
 
 def request(mock: Mock, method: str, path: str, body: bytes | BodyPipe | None = None,
@@ -403,30 +409,147 @@ def test_a_reused_handle_takes_each_requests_own_timeout(mock: Mock) -> None:
     run(test, limit=1)
 
 
-def test_libcurls_own_wakeup_eventfds_are_never_watched(mock: Mock) -> None:
-    """libcurl (8.x) asks, for every transfer, that its multi handle's wakeup eventfds be
-    watched, though they only wake it for curl_multi_wakeup, which nothing here calls: the
-    driver has the loop watch the transfers' sockets alone, and the transfers still end."""
+def loop_readers(loop: asyncio.AbstractEventLoop) -> list[int]:
+    """Records the fds `loop` is asked to read from here on."""
+    readers: list[int] = []
+    add = loop.add_reader
+
+    def recording(fd: int, *args: Any) -> None:
+        readers.append(fd)
+        add(fd, *args)
+
+    loop.add_reader = recording  # type: ignore[method-assign]
+    return readers
+
+
+def in_set(epoll_fd: int) -> set[int]:
+    """The fds an epoll set holds, as the kernel lists them."""
+    with open(f"/proc/self/fdinfo/{epoll_fd}") as info:
+        return {int(line.split()[1]) for line in info if line.startswith("tfd:")}
+
+
+class KeepAlive:
+    """An HTTP/1.1 server in a thread of its own that answers every request `ok` on a kept-alive
+    connection, and closes its connections when told to."""
+
+    def __init__(self) -> None:
+        self.connections: list[socket.socket] = []
+        connections = self.connections
+
+        class Answer(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                connections.append(self.connection)
+                while self.rfile.readline():
+                    length = 0
+                    while (line := self.rfile.readline()) not in (b"\r\n", b""):
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line[15:])
+                    self.rfile.read(length)
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Answer)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close_connections(self) -> None:
+        for connection in self.connections:
+            with contextlib.suppress(OSError):  # closed already: the client went away
+                connection.shutdown(socket.SHUT_RDWR)
+        self.connections.clear()
+
+    def stop(self) -> None:
+        self.close_connections()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def keep_alive() -> Iterator[KeepAlive]:
+    server = KeepAlive()
+    yield server
+    server.stop()
+
+
+def get(url: str) -> Request:
+    return Request(f"{url}/ok", "GET", [], None, 10_000, 5_000)
+
+
+def test_the_loop_watches_one_set_of_sockets_and_libcurls_own_wakeup_eventfds_are_never_in_it(
+    mock: Mock
+) -> None:
+    """The driver has the loop watch one epoll set of its own (upstream/driver.py), which holds
+    the transfers' sockets alone: libcurl (8.x) also asks, for every transfer, that its multi
+    handle's wakeup eventfds be watched, though they only wake it for curl_multi_wakeup, which
+    nothing here calls. The transfers still end, streamed and not."""
 
     async def test(client: UpstreamClient) -> None:
-        loop = asyncio.get_running_loop()
-        watched: list[str] = []
-
-        def recording(add: Callable[..., None]) -> Callable[..., None]:
-            def watch(fd: int, *args: Any) -> None:
-                watched.append(os.readlink(f"/proc/self/fd/{fd}"))
-                add(fd, *args)
-            return watch
-
-        loop.add_reader = recording(loop.add_reader)  # type: ignore[method-assign]
-        loop.add_writer = recording(loop.add_writer)  # type: ignore[method-assign]
+        readers = loop_readers(asyncio.get_running_loop())
         for model in ("gpt-delay-1", "gpt-4o-mini"):  # a stream read as it comes, then an answer
             ex, body = exchange(client)
             assert (await asyncio.wait_for(ex.send(chat(mock, model, stream=True)), 10)) == Ended(200)
             assert body.endswith(b"data: [DONE]\n\n")
-        assert watched and all(link.startswith("socket:") for link in watched), watched
+        assert [os.readlink(f"/proc/self/fd/{fd}") for fd in readers] == ["anon_inode:[eventpoll]"]
+        held = in_set(readers[0])
+        assert held and all(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in held), held
 
     run(test)
+
+
+def test_an_idle_connection_the_provider_closes_leaves_the_set_and_the_next_request_connects_anew(
+    keep_alive: KeepAlive
+) -> None:
+    """A kept-alive connection stays in the driver's set while idle; when the provider closes it,
+    it turns ready, and is taken out (left in, it would wake the loop on every turn)."""
+
+    async def test(client: UpstreamClient) -> None:
+        readers = loop_readers(asyncio.get_running_loop())
+        ex, body = exchange(client)
+        assert (await ex.send(get(keep_alive.url))) == Ended(200) and body == b"ok"
+        (idle,) = in_set(readers[0])
+        keep_alive.close_connections()
+        await until(lambda: idle not in in_set(readers[0]), "the closed connection left the set")
+        spent = time.process_time()
+        await asyncio.sleep(0.3)
+        assert time.process_time() - spent < 0.15  # no turn of the loop for it since
+        ex, body = exchange(client)
+        assert (await asyncio.wait_for(ex.send(get(keep_alive.url)), 10)) == Ended(200) and body == b"ok"
+        assert len(in_set(readers[0])) == 1
+
+    uvloop.run(with_client(test))
+
+
+def test_a_socket_libcurl_closed_while_idle_is_never_taken_for_one_with_its_number(
+    keep_alive: KeepAlive
+) -> None:
+    """libcurl closes an idle connection it no longer keeps without a word to the driver. The
+    kernel takes it out of the driver's set as it closes: a loop reader given the same number
+    gets its events (uvloop would hang a client whose fd a stale watch of the driver's held),
+    and a new upstream connection with that number is watched anew."""
+    other = KeepAlive()
+
+    async def test(client: UpstreamClient) -> None:
+        readers = loop_readers(asyncio.get_running_loop())
+        for url in (keep_alive.url, other.url):  # one idle connection kept: the first is closed
+            ex, body = exchange(client)
+            assert (await ex.send(get(url))) == Ended(200) and body == b"ok"
+        here, there = socket.socketpair()  # the lowest free numbers: the closed one's among them
+        woke = asyncio.Event()
+        asyncio.get_running_loop().add_reader(here.fileno(), woke.set)
+        there.send(b"x")
+        await asyncio.wait_for(woke.wait(), 5)
+        asyncio.get_running_loop().remove_reader(here.fileno())
+        assert here.fileno() not in in_set(readers[1 if readers[0] == here.fileno() else 0])
+        here.close()
+        there.close()
+        for url in (keep_alive.url, other.url, keep_alive.url):
+            ex, body = exchange(client)
+            assert (await asyncio.wait_for(ex.send(get(url)), 10)) == Ended(200) and body == b"ok"
+
+    try:
+        uvloop.run(with_client(test, limit=1))
+    finally:
+        other.stop()
 
 
 def test_a_proxy_tunnels_answer_is_never_taken_for_the_providers(monkeypatch: pytest.MonkeyPatch) -> None:
