@@ -47,9 +47,8 @@ import pycurl
 log = logging.getLogger("gateway.upstream")
 
 POLL_IN, POLL_OUT = pycurl.POLL_IN, pycurl.POLL_OUT
-# libcurl's wish -> the epoll events that answer it (POLL_INOUT is POLL_IN | POLL_OUT).
-_EPOLL_EVENTS = {POLL_IN: select.EPOLLIN, POLL_OUT: select.EPOLLOUT,
-                 pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT}
+# libcurl's wish (POLL_IN 1, POLL_OUT 2, POLL_INOUT 3) -> the epoll events that answer it.
+_EPOLL_EVENTS = (0, select.EPOLLIN, select.EPOLLOUT, select.EPOLLIN | select.EPOLLOUT)
 _BROKEN = select.EPOLLERR | select.EPOLLHUP  # reported whatever was asked: wake what libcurl waits for
 READY_AT_ONCE = 64  # sockets acted on per turn of the loop; the rest stay ready for the next
 UNKNOWN = -1  # a count of running transfers that no action returns
