@@ -7,7 +7,7 @@ with MCP servers runs its tool loop (handlers/tool_loop.py) around whole walks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 import orjson
@@ -385,6 +385,10 @@ class _ChatReading:
                 return b""
             self.start, data = None, released
         return self.chain.feed(data)
+
+    def settled_feed(self) -> Callable[[bytes], bytes]:
+        """The chain's own feed once the stream's start is released (its first content is out)."""
+        return self.chain.feed if self.start is None else self.feed
 
     def close(self) -> bytes:
         if self.start is not None:

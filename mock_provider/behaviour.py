@@ -25,6 +25,7 @@ class Behaviour:
     echo_key: bool = False  # a fault's message quotes the credential the request presented
     big_kib: int | None = None  # reply text of this many KiB of filler_text
     piece_kib: int = 16  # ... in pieces (stream events) of this many KiB
+    lead_bytes: bool = False  # ... after two first pieces of one character each
     cache: bool = False  # a prompt cache: usage reports the tokens of a prefix seen before as cached
     echo_system: bool = False  # the reply (or the tool calls' arguments) quotes the system prompt
     bad_usage: bool = False  # usage counts that no provider should send (negative, text, huge)
@@ -46,13 +47,15 @@ def parse_model(model: str) -> Behaviour:
     fault: str | None = None
     big: int | None = None
     piece = 16
-    tools = thinking = slow = echo = cache = echo_system = bad_usage = False
+    tools = thinking = slow = echo = cache = echo_system = bad_usage = lead = False
     for i, tok in enumerate(tokens):
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         if tok == "big" and nxt.isdigit():
             big = int(nxt)
         elif tok == "piece" and nxt.isdigit() and int(nxt) > 0:
             piece = int(nxt)
+        elif tok == "leadbytes":
+            lead = True
         elif tok == "tools":
             tools = True
         elif tok == "thinking":
@@ -74,4 +77,5 @@ def parse_model(model: str) -> Behaviour:
                 nxt in _NAMED_FAULTS or (nxt.isdigit() and 400 <= int(nxt) <= 599)
             ):
                 fault = nxt
-    return Behaviour(delay, tools, thinking, fault, slow, echo, big, piece, cache, echo_system, bad_usage)
+    return Behaviour(delay, tools, thinking, fault, slow, echo, big, piece, lead, cache, echo_system,
+                     bad_usage)

@@ -132,7 +132,8 @@ def make_plan(req: dict[str, Any], model: str, b: Behaviour, anthropic: bool) ->
         return Plan(prompt_words, [], False, calls, thinking)
     if b.big_kib is not None:
         text, piece = filler_text(b.big_kib * 1024), b.piece_kib * 1024
-        pieces = [text[i:i + piece] for i in range(0, len(text), piece)]
+        lead = 2 if b.lead_bytes else 0
+        pieces = list(text[:lead]) + [text[i:i + piece] for i in range(lead, len(text), piece)]
         return Plan(prompt_words, pieces, False, [], thinking)
     schema = _output_schema(req, anthropic)
     reply = f"Hello from mock {model}! You said: {last_user}" if schema is None else (

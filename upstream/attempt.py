@@ -139,6 +139,11 @@ class Reading(Protocol):
         ended before any content)."""
         ...
 
+    def settled_feed(self) -> Callable[[bytes], bytes]:
+        """What `feed` comes down to once the answer's first bytes are out (asked then, once):
+        a stream's every later chunk goes to it, one step shorter where the reading can tell."""
+        ...
+
     def cut(self) -> bytes:
         """The upstream failed after part of the answer was relayed: what of what was held
         back may still go out, before the error event."""
@@ -163,6 +168,9 @@ class Converted:
     def feed(self, data: bytes) -> bytes:
         out = self._reading.feed(data)
         return self._chain.feed(out) if out else b""
+
+    def settled_feed(self) -> Callable[[bytes], bytes]:
+        return self.feed
 
     def close(self) -> bytes:
         out = self._reading.close()
@@ -256,8 +264,13 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
             except StreamRefused as exc:
                 refused = exc
                 return exchange.cancel()
-            if out and (begun or begin()):
-                sink.send(out)
+            if not out:
+                return None
+            if begun:  # bytes for the client again: a stream, whose later chunks go straight
+                exchange.relay_straight(_steady(exchange, reading.settled_feed(), sink, request.label))
+            elif not begin():
+                return None
+            sink.send(out)
         elif size < MAX_KEPT_ERROR or 200 <= exchange.status < 300:
             kept.append(data)
             size += len(data)
@@ -295,6 +308,31 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
     if not begin():
         return Over()
     return Relayed(exchange, tail)
+
+
+def _steady(
+    exchange: Exchange, feed: Callable[[bytes], bytes], sink: Sink, label: str
+) -> Callable[[bytes], int | None]:
+    """What takes an answer's every chunk once its first bytes reached the client, straight from
+    libcurl's write callback (Exchange.relay_straight): the exchange's `receive` and the
+    attempt's `on_chunk` in one call, each stream's event one step shorter. Past the answer's
+    start (converters/stream_start.py), only an event too large can stop the relay."""
+    send = sink.send
+
+    def deliver(data: bytes) -> int | None:
+        if exchange.held:
+            return exchange.pause_receiving()
+        if not exchange.done:
+            try:
+                out = feed(data)
+            except EventTooLarge as exc:
+                sink.end_stream(label, "event_too_large", str(exc))
+                return None
+            if out:
+                send(out)
+        return None
+
+    return deliver
 
 
 def _refusal(request: UpstreamRequest, refused: StreamRefused) -> Failure:

@@ -27,7 +27,8 @@ from upstream.response_head import Headers, final_head
 
 class Exchange:
     """State of one upstream request; `on_headers` and `on_chunk` fire as libcurl reads them
-    (`on_headers` once, before the first chunk).
+    (`on_headers` once, before the first chunk; chunks go to what `relay_straight` names instead,
+    once it is called).
 
     `hold()` stops libcurl reading the upstream answer (its write callback returns the
     pause code, so the provider's bytes wait in its socket, not here) until `release()`:
@@ -35,7 +36,7 @@ class Exchange:
     """
 
     __slots__ = ("status", "headers", "streaming", "done", "request", "handle", "fault", "_client",
-                 "_on_headers", "_on_chunk", "_head_read", "_pipe", "_held", "_receive_paused", "_ended")
+                 "held", "_on_headers", "_on_chunk", "_head_read", "_pipe", "_receive_paused", "_ended")
 
     def __init__(
         self,
@@ -55,7 +56,9 @@ class Exchange:
         self._on_chunk = on_chunk
         self._head_read = False  # the final head is in: later lines are trailers
         self._pipe: BodyPipe | None = None
-        self._held = False
+        # Held by `hold()` until `release()`. A plain attribute, not a property: a steady
+        # stream's every chunk reads it (upstream/attempt.py).
+        self.held = False
         self._receive_paused = False
         self._ended: asyncio.Future[Ended] | None = None
 
@@ -124,12 +127,26 @@ class Exchange:
         self._on_headers(self)
 
     def receive(self, data: bytes) -> int | None:
-        if self._held:
-            self._receive_paused = True
-            return pycurl.WRITEFUNC_PAUSE  # libcurl keeps `data` and offers it again on resume
+        if self.held:
+            return self.pause_receiving()
         if not self.done:
             self._on_chunk(data)
         return None
+
+    def pause_receiving(self) -> int:
+        """What libcurl's write callback answers to a chunk that comes while held: libcurl keeps
+        the chunk, pauses the transfer, and offers the chunk again on `release()`."""
+        self._receive_paused = True
+        return pycurl.WRITEFUNC_PAUSE
+
+    def relay_straight(self, deliver: Callable[[bytes], int | None]) -> None:
+        """From now on, libcurl's write callback hands each chunk of the answer to `deliver`, not
+        to `receive` and the `on_chunk` behind it: for a stream that is relayed steadily, a few
+        calls fewer per event (upstream/attempt.py `_steady`). `deliver` does what `receive`
+        does: `pause_receiving()` while held, nothing once done."""
+        handle = self.handle
+        if handle is not None:
+            handle.deliver = deliver
 
     def ended(self, error: int, message: str) -> None:
         """The transfer is over (the client has taken its handle back)."""
@@ -143,11 +160,7 @@ class Exchange:
 
     def hold(self) -> None:
         """Receive nothing more from the upstream until `release()`."""
-        self._held = True
-
-    @property
-    def held(self) -> bool:
-        return self._held
+        self.held = True
 
     def release(self) -> None:
         """Receive again (no-op unless held); the upload direction keeps its own state.
@@ -155,7 +168,7 @@ class Exchange:
         libcurl may hand over what it kept at once, from inside this call; it then asks
         for its timer at 0 ms (upstream/driver.py) to read on.
         """
-        self._held = False
+        self.held = False
         handle = self.handle
         if not self._receive_paused or self.done or handle is None:
             return

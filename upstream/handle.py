@@ -15,6 +15,7 @@ of ours: left to pycurl, it would print a traceback and abort with a confusing e
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 import pycurl
@@ -75,12 +76,15 @@ class Handle:
     times per request and twice per streamed chunk).
     """
 
-    __slots__ = ("curl", "transfer", "pipe", "posted", "lines", "_setopt", "_timeouts", "_method")
+    __slots__ = ("curl", "transfer", "deliver", "pipe", "posted", "lines", "_setopt", "_timeouts", "_method")
 
     def __init__(self) -> None:
         self.curl = curl = pycurl.Curl()
         self._setopt = setopt = curl.setopt
         self.transfer: Transfer | None = None
+        # Where body chunks go: the transfer's `receive`, or what it put in its place
+        # (Exchange.relay_straight).
+        self.deliver: Callable[[bytes], int | None] = _nowhere
         self.lines: list[bytes] = []  # header lines not handed over yet (libcurl appends them)
         self.pipe: BodyPipe | None = None
         self.posted = False
@@ -116,6 +120,7 @@ class Handle:
             setopt(pycurl.POSTFIELDS, body)
             self.posted = True
         self.transfer = transfer
+        self.deliver = transfer.receive
 
     def _set_method(self, method: str, body: bytes | BodyPipe | None, transfer: Transfer) -> None:
         """The method and body options, each set (those a previous request may have changed too)."""
@@ -140,6 +145,7 @@ class Handle:
     def clean(self) -> None:
         """The transfer is over: let go of what it held, so the handle is ready for any request."""
         self.transfer = None
+        self.deliver = _nowhere
         self.lines.clear()
         if self.pipe is not None:
             self.pipe.detach()
@@ -169,7 +175,7 @@ class Handle:
         if self.lines and not self.hand_over(transfer):  # the head, before the body's first chunk
             return 0
         try:
-            return transfer.receive(data)
+            return self.deliver(data)
         except Exception:
             return self._failed(transfer, "relaying the answer")
 
@@ -197,3 +203,7 @@ class Handle:
         log.exception("internal error %s", doing)
         transfer.fault = f"internal error {doing}"
         return 0
+
+
+def _nowhere(data: bytes) -> None:
+    """Where an idle handle's chunks would go (libcurl writes none outside a transfer)."""

@@ -60,6 +60,9 @@ class PassOn:
     def feed(self, data: bytes) -> bytes:
         return self._frame(self._scrubber.feed(data) if self._scrubber is not None else data)
 
+    def settled_feed(self) -> Callable[[bytes], bytes]:
+        return self.feed
+
     def close(self) -> bytes:
         out = self._frame(self._scrubber.close()) if self._scrubber is not None else b""
         return out + self._framer.close() if self._framer is not None else out

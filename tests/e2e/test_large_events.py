@@ -21,9 +21,9 @@ ROUTES = {
 }
 
 
-def _ask(gateway: Gateway, route: str, kib: int) -> tuple[int, bytes]:
+def _ask(gateway: Gateway, route: str, kib: int, lead: str = "") -> tuple[int, bytes]:
     path, body = ROUTES[route]
-    model = f"gpt-big-{kib}-piece-{kib}"
+    model = f"gpt-big-{kib}-piece-{kib}{lead}"
     document = {**body, "model": model if route == "passthrough" else f"mock/{model}",
                 "messages": [{"role": "user", "content": "hi"}]}
     status, _, answer = gateway.request("POST", path, json.dumps(document).encode())
@@ -69,3 +69,17 @@ def test_an_event_over_the_bound_ends_the_stream_with_an_error_event(gateway: Ga
     assert "larger than 16 MiB" in json.dumps(error)
     before = answer.rstrip(b"\n").rsplit(b"\n\n", 1)[0]
     assert _text(route, before) == ""  # the events before it (the reply's start) are whole
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_an_event_over_the_bound_after_the_reply_began_ends_it_with_an_error_event(
+    gateway: Gateway, route: str
+) -> None:
+    """Once a stream's first bytes are out, its chunks take the straight path from libcurl's
+    write callback (upstream/attempt.py `_steady`): an event too large still ends it cleanly."""
+    status, answer = _ask(gateway, route, OVER_KIB, "-leadbytes")
+    assert status == 200
+    assert len(answer) < 1 << 20, "the oversized event must not be relayed"
+    last = answer.rstrip(b"\n").rsplit(b"\n\n", 1)
+    assert b"larger than 16 MiB" in last[-1]
+    assert _text(route, last[0]) == filler_text(2)  # the reply's first characters went out
