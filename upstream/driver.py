@@ -26,6 +26,12 @@ socket libcurl closes leaves the set as it closes, so a number reused by another
 is never taken for it, and a loop transport on that number is not in the set at all.
 An idle socket that turns ready (the provider closed the connection) is taken out.
 
+With one socket in the set (one connection in use or kept: every request at concurrency 1),
+the set is ready only because that socket is, and it is acted on without asking the set (an
+epoll_wait, a system call, per streamed event). libcurl is then told that what it waits for
+is ready: the kernel reports no socket that is not, and should one come to be taken for
+ready, libcurl's read finds nothing (EAGAIN) and it waits on.
+
 libcurl (8.x) also asks, for every transfer, that the loop watch its multi handle's
 wakeup eventfds, which only ever wake it for `curl_multi_wakeup` (pycurl offers no such
 call): a watch and an unwatch per request, seven system calls, for nothing. The fds the
@@ -39,7 +45,7 @@ import contextlib
 import logging
 import os
 import select
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pycurl
@@ -56,6 +62,8 @@ _BROKEN = select.EPOLLERR | select.EPOLLHUP  # reported whatever was asked: wake
 _SELECTED = tuple(pycurl.CSELECT_IN | pycurl.CSELECT_OUT if events & _BROKEN
                   else (events & select.EPOLLIN and pycurl.CSELECT_IN)
                   | (events & select.EPOLLOUT and pycurl.CSELECT_OUT) for events in range(32))
+# The one socket of a set that is ready (see the module docstring): ready for what libcurl waits for.
+_AS_WISHED = (0, pycurl.CSELECT_IN, pycurl.CSELECT_OUT, pycurl.CSELECT_IN | pycurl.CSELECT_OUT)
 # Sockets acted on per turn of the loop (the rest stay ready for the next). At most 42: epoll.poll
 # allocates 12 bytes a socket for each call, and up to 512 bytes come from Python's own allocator
 # rather than malloc and free (a streamed event is one call).
@@ -164,13 +172,18 @@ class Driver:
         """The loop's reader of the driver's set: acts on each ready socket libcurl waits on.
         Every streamed event comes through here: the action is made inline (one call less)."""
         wanted = self._wanted
-        for fd, events in self._sockets.poll(0, READY_AT_ONCE):
+        ready: Iterable[tuple[int, int]]
+        if len(wanted) == 1:  # the set is ready because its one socket is (see the module docstring)
+            ready, told = [*wanted.items()], _AS_WISHED  # a copy: acting may change `wanted`
+        else:
+            ready, told = self._sockets.poll(0, READY_AT_ONCE), _SELECTED
+        for fd, events in ready:
             what = wanted.get(fd, 0)
             if not what:  # idle, and ready: the provider closed it (or sent what it should not)
                 self._forget(fd)
                 continue
             try:
-                running = self._socket_action(fd, _SELECTED[events & 31] & what)[1]
+                running = self._socket_action(fd, told[events & 31] & what)[1]
             except pycurl.error:
                 log.exception("libcurl failed acting on a socket")
                 running = UNKNOWN

@@ -46,11 +46,16 @@ Test = Callable[[UpstreamClient], Coroutine[Any, Any, None]]
 
 
 async def with_client(test: Test, limit: int = 4) -> None:
+    """`test` with a client of its own; no callback on the loop (the driver's among them) may
+    raise meanwhile: the loop would only log it and go on."""
+    raised: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: raised.append(context))
     client = UpstreamClient(limit)
     try:
         await test(client)
     finally:
         client.close()
+    assert not raised, raised
 
 
 def run(test: Test, limit: int = 4) -> None:
