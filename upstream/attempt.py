@@ -140,7 +140,7 @@ class Reading(Protocol):
         ...
 
     def settled_feed(self) -> Callable[[bytes], bytes]:
-        """What `feed` comes down to once the answer's first bytes are out (asked then, once):
+        """What `feed` comes down to once the answer's first bytes are out (asked once, after):
         a stream's every later chunk goes to it, one step shorter where the reading can tell."""
         ...
 
@@ -313,10 +313,11 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
 def _steady(
     exchange: Exchange, feed: Callable[[bytes], bytes], sink: Sink, label: str
 ) -> Callable[[bytes], int | None]:
-    """What takes an answer's every chunk once its first bytes reached the client, straight from
-    libcurl's write callback (Exchange.relay_straight): the exchange's `receive` and the
-    attempt's `on_chunk` in one call, each stream's event one step shorter. Past the answer's
-    start (converters/stream_start.py), only an event too large can stop the relay."""
+    """What takes a relayed answer's every chunk once the client has had bytes of it twice (a
+    stream), straight from libcurl's write callback (Exchange.relay_straight): the exchange's
+    `receive`, the attempt's `on_chunk` and the reading's `feed` in one call, each event a few
+    steps shorter. Past the answer's start (converters/stream_start.py), only an event too
+    large can stop the relay."""
     send = sink.send
 
     def deliver(data: bytes) -> int | None:
