@@ -30,7 +30,7 @@ from converters.chat_mapping import (
     stop_reason,
     take_openai_usage,
 )
-from converters.plain_events import PLAIN_TEXT, QUIET, TEXT_DELTA, TEXT_DELTA_HEAD
+from converters.plain_events import PLAIN_TEXT, QUIET, TEXT_DELTA_HEAD, plain_run, utf8
 from converters.sse import SSEDataReader, payloads
 from converters.usage import Usage, asks_for_usage
 
@@ -38,14 +38,11 @@ _DONE = b"data: [DONE]\n\n"
 _NOT_FINISHED = b',"logprobs":null,"finish_reason":null}]}\n\n'
 _ROLE = b'{"role":"assistant","content":""}'
 _TEXT_END = b'"}' + _NOT_FINISHED
-# A run of events that need no parsing (converters/plain_events.py) becomes chunks without
-# parsing or encoding JSON.
-_PLAIN_RUN = re.compile(rb"(?:(?:" + TEXT_DELTA + rb"|" + QUIET + rb")\n\n)+")
-_RUN_TEXT = re.compile(rb'"text_delta","text":"([^"]*)"')  # within a plain run: each text delta's text
-# One such event alone (group 1: a text delta's text), as each read of a trickled stream is.
+# One plain event (converters/plain_events.py) alone, as each read of a trickled stream is:
+# group 1 a text delta's text.
 _PLAIN_EVENT = re.compile(rb"(?:" + TEXT_DELTA_HEAD + rb"(" + PLAIN_TEXT + rb')"\}\}|' + QUIET + rb")\n\n")
 # The end of a started stream as Anthropic writes it: nothing in it to parse.
-_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}'
 
 
 class _EventConversion:
@@ -86,10 +83,9 @@ class AnthropicToOpenAIStream(_EventConversion):
     `thinking_blocks`, indexed so that SDK stream accumulators gather them, for clients
     to send back in a tool loop (see chat_requests).
 
-    Most of a stream is text deltas, usually many in one read: a run of plain ones
-    (_PLAIN_RUN) is spliced into chunks in one step, and a read that is one plain event
-    (a trickled stream's every read) with one match, before any framing; every other
-    event is parsed.
+    Most of a stream is text deltas: plain ones (converters/plain_events.py) are spliced
+    into chunks without parsing or encoding JSON, and a read that is one plain event (a
+    trickled stream's every read) before any framing; every other event is parsed.
     """
 
     __slots__ = ("usage", "_reader", "_model", "_created", "_include_usage", "_head", "_delta_head",
@@ -120,36 +116,29 @@ class AnthropicToOpenAIStream(_EventConversion):
             plain = _PLAIN_EVENT.fullmatch(data)
             if plain is not None:  # one event, as a trickled stream's every read: spliced, not framed
                 text = plain[1]  # None for a quiet event; not UTF-8: dropped, as parsing does
-                return self._text_head + text + _TEXT_END if text and (data.isascii() or _utf8(text)) else b""
+                return self._text_head + text + _TEXT_END if text and (data.isascii() or utf8(text)) else b""
         return _EventConversion.feed(self, data)
 
     def _convert(self, events: bytes) -> bytes:
         out: list[bytes] = []
-        at, size = 0, len(events)
-        ascii_only = events.isascii()  # else each plain run is checked for UTF-8, as orjson would
-        while at < size:
-            run = _PLAIN_RUN.match(events, at) if self._text_head else None
-            if run is not None:
-                end = run.end()
-                if ascii_only or _utf8(events[at:end]):
-                    texts = _RUN_TEXT.findall(events, at, end)
-                    if texts:
-                        out.append(self._text_head + self._text_join.join(texts) + _TEXT_END)
-                    at = end
-                    continue
-                found = payloads(events[at:end])
-            elif self._text_head and events.startswith(_MESSAGE_STOP, at):
-                out.append(self._finish())
-                break
-            else:
-                end = events.find(b"\n\n", at)
-                end = size if end < 0 else end + 2
-                lone = _lone_data(events, at, end)
-                found = payloads(events[at:end]) if lone is None else (lone,)
-            for payload in found:
+        pieces = events.split(b"\n\n")
+        index, end = 0, len(pieces) - 1  # the last piece is what follows the last blank line: nothing
+        while index < end:
+            if self._text_head:
+                texts, index = plain_run(pieces, index, end)
+                if texts:
+                    out.append(self._text_head + self._text_join.join(texts) + _TEXT_END)
+                if index == end:
+                    break
+                if pieces[index] == _MESSAGE_STOP:
+                    out.append(self._finish())
+                    break
+            event = pieces[index]
+            index += 1
+            lone = _lone_data(event)
+            for payload in payloads(event) if lone is None else (lone,):
                 if not self._event(payload, out):
                     return b"".join(out)
-            at = end
         return b"".join(out)
 
     def _event(self, payload: bytes, out: list[bytes]) -> bool:
@@ -422,28 +411,17 @@ class OpenAIToAnthropicStream(_EventConversion):
         return b"".join(out)
 
 
-def _lone_data(events: bytes, at: int, end: int) -> bytes | None:
-    """The payload of the event from `at` to `end` (its blank line included) when it is the
-    usual one: perhaps an `event:` line, then one `data:` line. None for any other shape,
-    which `payloads` reads."""
-    if events.startswith(b"event:", at):
-        at = events.find(b"\n", at, end) + 1
+def _lone_data(event: bytes) -> bytes | None:
+    """The payload of `event` (its blank line left out) when it is the usual one: perhaps an
+    `event:` line, then one `data:` line. None for any other shape, which `payloads` reads."""
+    at = 0
+    if event.startswith(b"event:"):
+        at = event.find(b"\n") + 1
         if not at:
             return None
-    if not events.startswith(b"data:", at) or events.find(b"\n", at, end) != end - 2:
+    if not event.startswith(b"data:", at) or event.find(b"\n", at) >= 0:
         return None
-    return events[at + 5 : end - 2]
-
-
-def _utf8(text: bytes) -> bool:
-    """Whether `text` is valid UTF-8, as orjson requires of what it parses."""
-    if text.isascii():
-        return True
-    try:
-        text.decode()
-    except UnicodeDecodeError:
-        return False
-    return True
+    return event[at + 5 :]
 
 
 def _event(name: bytes, data: dict[str, Any]) -> bytes:

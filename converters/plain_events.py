@@ -7,7 +7,8 @@ backslash or control character (such text is the same bytes in any JSON string),
 are matched by pattern: parsing them would tell nothing more. Both the stream start's
 judge (converters/stream_start.py) and the Anthropic-to-OpenAI converter
 (converters/chat_streams.py) read them so. Each pattern is one event without the blank
-line that ends it; anything else is parsed as before.
+line that ends it; anything else is parsed as before. The converter reads runs of them with
+plain_run, which tells the forms Anthropic writes by their exact bytes.
 """
 
 from __future__ import annotations
@@ -38,3 +39,72 @@ QUIET = (
 
 PLAIN_EVENT = re.compile(rb"(?P<text>" + TEXT_DELTA + rb")|" + QUIET)
 """One event (fullmatch it): group `text` matched for a text delta, none for a quiet event."""
+
+# The usual forms exactly, as Anthropic writes them for blocks 0-9: most events are told by a
+# slice and a set lookup (a few hundred instructions) rather than by the patterns, which cost
+# the regex engine some 25 instructions a byte.
+_TEXT_DELTA_HEADS = frozenset(
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+    b'"delta":{"type":"text_delta","text":"' % index for index in range(10))
+_TEXT_DELTA_HEAD_SIZE = len(next(iter(_TEXT_DELTA_HEADS)))  # the same for each
+_TEXT_DELTA_END = b'"}}'
+_QUIET_EVENTS = frozenset((
+    b'event: ping\ndata: {"type":"ping"}',
+    *(b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
+      b'"content_block":{"type":"text","text":""}}' % index for index in range(10)),
+    *(b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}' % index
+      for index in range(10)),
+))
+# A plain event in a less usual form (other spacing, a longer index, no `event:` line): group
+# 1 a text delta's text. The lookahead turns any other event down after a few bytes.
+_ANY_FORM = re.compile(
+    rb"(?=data:|event: (?:content_block_|ping\n))"
+    + rb"(?:" + TEXT_DELTA_HEAD + rb"(" + PLAIN_TEXT + rb')"\}\}|' + QUIET + rb")"
+)
+_PLAIN_TEXT = re.compile(PLAIN_TEXT)
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")  # as ints, `in` is a memchr; a bytes needle costs ten times more
+
+
+def plain_run(events: list[bytes], index: int, end: int) -> tuple[list[bytes], int]:
+    """The texts of the plain events among events[index:end] (each without its blank line)
+    that follow each other from `index`, and the index of the first event that is not plain.
+
+    An event in the usual form costs a few slices and set lookups. A text that holds a
+    control character or is not UTF-8 (never from Anthropic) is left out, as parsing its
+    event would fail and drop it."""
+    texts = []
+    while index < end:
+        event = events[index]
+        if event[:_TEXT_DELTA_HEAD_SIZE] in _TEXT_DELTA_HEADS and event[-3:] == _TEXT_DELTA_END:
+            text = event[_TEXT_DELTA_HEAD_SIZE:-3]
+            if not text or _QUOTE in text or _BACKSLASH in text:
+                break  # the text is not plain, so no pattern matches the event: it is parsed
+            texts.append(text)
+        elif event not in _QUIET_EVENTS:
+            plain = _ANY_FORM.fullmatch(event)
+            if plain is None:
+                break
+            if plain[1] is not None:
+                texts.append(plain[1])
+        index += 1
+    if texts and not _printable(texts):
+        texts = [text for text in texts if _PLAIN_TEXT.fullmatch(text) and utf8(text)]
+    return texts, index
+
+
+def _printable(texts: list[bytes]) -> bool:
+    """Whether all of `texts` are UTF-8 without a control character, checked at once (a
+    space between them ends any character), as nearly always; else each is checked alone."""
+    try:
+        return b" ".join(texts).decode().isprintable()
+    except UnicodeDecodeError:
+        return False
+
+
+def utf8(text: bytes) -> bool:
+    """Whether `text` is valid UTF-8, as orjson requires of what it parses."""
+    try:
+        text.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -26,6 +26,7 @@ from converters.base import Context
 from converters.chat_requests import anthropic_to_openai_request, openai_to_anthropic_request
 from converters.chat_responses import anthropic_to_openai_response, openai_to_anthropic_response
 from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from converters.plain_events import plain_run
 from converters.registry import plan
 from converters.sse import SSEDataReader, iter_data
 from converters.usage import Usage, usage_from_anthropic, usage_from_body, usage_from_openai
@@ -922,6 +923,61 @@ def test_a_plain_event_that_ends_a_held_one_is_read_with_it() -> None:
     end = _anthropic_sse(_message_end("end_turn", 3), compact=True)
     out = _to_openai([start, delta % b"Hello", b'data: {"type":"ping"}\n', delta % b"lost", end])[0]
     assert [e["choices"][0]["delta"].get("content") for e in _openai_events(out)[1:-3]] == ["Hello"]
+
+
+_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,' \
+         b'"delta":{"type":"text_delta","text":"%s"}}'
+_SPACED_DELTA = b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": %d, ' \
+                b'"delta": {"type": "text_delta", "text": "%s"}}'
+_PING = b'event: ping\ndata: {"type":"ping"}'
+PLAIN_RUNS: list[tuple[str, list[bytes], list[bytes], int]] = [
+    ("usual forms: text deltas, a block's start and end, pings",
+     [b'event: content_block_start\ndata: {"type":"content_block_start","index":3,'
+      b'"content_block":{"type":"text","text":""}}', _PING, _DELTA % (3, b"Hi"), _DELTA % (3, b" there"),
+      b'event: content_block_stop\ndata: {"type":"content_block_stop","index":3}'], [b"Hi", b" there"], 5),
+    ("other forms, by the patterns: no event line, spaces, index 12",
+     [b'data: {"type":"ping"}', b'data:  {"type":"content_block_delta","index":12,'
+      b'"delta":{"type":"text_delta","text":"x"}}', b'event: content_block_stop\ndata:{"type":"content_block_stop",'
+      b'"index":0}'], [b"x"], 3),
+    ("an escaped text ends the run", [_DELTA % (0, b"a"), _DELTA % (0, b"line\\n"), _DELTA % (0, b"b")], [b"a"], 1),
+    ("so does a quote", [_DELTA % (0, b'a","x":"b')], [], 0),
+    ("an empty text", [_DELTA % (0, b"")], [], 0),
+    ("a spaced event", [b'data: {"type": "ping"}'], [], 0),
+    ("a leading zero", [_DELTA % (0, b"a"), _DELTA.replace(b"%d", b"01") % b"b"], [b"a"], 1),
+    ("any other event", [_DELTA % (1, b"a"), b'event: message_stop\ndata: {"type":"message_stop"}'], [b"a"], 1),
+    ("text that would not parse is left out, and the run goes on",
+     [_DELTA % (0, b"a\x01"), _DELTA % (0, b"caf\xc3"), _DELTA % (0, b"caf\xc3\xa9"), _DELTA % (0, b"\x7f\xc2\xa0")],
+     [b"caf\xc3\xa9", b"\x7f\xc2\xa0"], 4),
+]
+
+
+@pytest.mark.parametrize(("name", "events", "texts", "stop"), PLAIN_RUNS, ids=[case[0] for case in PLAIN_RUNS])
+def test_plain_runs_are_read_without_parsing(name: str, events: list[bytes], texts: list[bytes], stop: int) -> None:
+    assert plain_run(events, 0, len(events)) == (texts, stop)
+    assert plain_run(events, 0, stop) == (texts, stop)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["text", "raw", "ping", "stop"]), st.text(max_size=4),
+                          st.binary(max_size=3), st.integers(0, 11)), max_size=10))
+def test_spliced_runs_give_what_parsing_gives(events: list[tuple[str, str, bytes, int]]) -> None:
+    """Text deltas of any text, or of raw bytes (quotes, controls, bytes that are not UTF-8),
+    between pings and block ends, come out of a run as parsing each event gives them."""
+    start = _anthropic_sse([_message_start(), *_text_block(0, [])[:1]], compact=True)
+    end = _anthropic_sse(_message_end("end_turn", 3), compact=True)
+    usual, spaced = [start], [start]
+    for kind, text, junk, index in events:
+        if kind in ("text", "raw"):
+            body = json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass") if kind == "text" else junk
+            usual.append(_DELTA % (index, body) + b"\n\n")
+            spaced.append(_SPACED_DELTA % (index, body) + b"\n\n")
+        else:
+            event = _PING if kind == "ping" else b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}'
+            usual.append(event + b"\n\n")
+            spaced.append(event.replace(b'":', b'": ') + b"\n\n")
+    expected = _to_openai([b"".join([*spaced, end])])
+    assert _to_openai([b"".join([*usual, end])]) == expected
+    assert _to_openai([*usual, end]) == expected
 
 
 def _one_by_one(sse: bytes) -> list[bytes]:
