@@ -125,13 +125,13 @@ class AnthropicToOpenAIStream(_EventConversion):
         index, end = 0, len(pieces) - 1  # the last piece is what follows the last blank line: nothing
         while index < end:
             if self._text_head:
+                if pieces[index] == _MESSAGE_STOP:  # as parsing it would end (_event), sooner
+                    out.append(self._finish())
+                    break
                 texts, index = plain_run(pieces, index, end)
                 if texts:
                     out.append(self._text_head + self._text_join.join(texts) + _TEXT_END)
                 if index == end:
-                    break
-                if pieces[index] == _MESSAGE_STOP:
-                    out.append(self._finish())
                     break
             event = pieces[index]
             index += 1
@@ -413,15 +413,16 @@ class OpenAIToAnthropicStream(_EventConversion):
 
 def _lone_data(event: bytes) -> bytes | None:
     """The payload of `event` (its blank line left out) when it is the usual one: perhaps an
-    `event:` line, then one `data:` line. None for any other shape, which `payloads` reads."""
-    at = 0
-    if event.startswith(b"event:"):
-        at = event.find(b"\n") + 1
-        if not at:
+    `event:` line, then one `data:` line. None for any other shape, which `payloads` reads.
+    (Partitions and slices: bytes.startswith and find parse their arguments, at a cost.)"""
+    line, newline, rest = event.partition(b"\n")
+    if line[:6] == b"event:":
+        if not newline:
             return None
-    if not event.startswith(b"data:", at) or event.find(b"\n", at) >= 0:
+        line, newline, rest = rest.partition(b"\n")
+    if newline or line[:5] != b"data:":
         return None
-    return event[at + 5 :]
+    return line[5:]
 
 
 def _event(name: bytes, data: dict[str, Any]) -> bytes:
