@@ -61,7 +61,9 @@ class _EventConversion:
         return self._convert(events) if events else b""
 
     def close(self) -> bytes:
-        out = self._convert(self._reader.close_events()) if not self._ended else b""
+        if self._ended:  # as a whole stream is
+            return b""
+        out = self._convert(self._reader.close_events())
         if self._started and not self._ended:
             out += self._finish()
         return out
