@@ -61,7 +61,7 @@ class _EventConversion:
         return self._convert(events) if events else b""
 
     def close(self) -> bytes:
-        if self._ended:  # as a whole stream is
+        if self._ended:  # the stream ended whole, as most do: nothing is left to send
             return b""
         out = self._convert(self._reader.close_events())
         if self._started and not self._ended:

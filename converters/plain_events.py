@@ -72,7 +72,7 @@ def plain_run(events: list[bytes], index: int, end: int) -> tuple[list[bytes], i
     An event in the usual form costs a few slices and set lookups. A text that holds a
     control character or is not UTF-8 (never from Anthropic) is left out, as parsing its
     event would fail and drop it."""
-    texts = []
+    texts: list[bytes] = []
     while index < end:
         event = events[index]
         if event[:_TEXT_DELTA_HEAD_SIZE] in _TEXT_DELTA_HEADS and event[-3:] == _TEXT_DELTA_END:
@@ -93,8 +93,9 @@ def plain_run(events: list[bytes], index: int, end: int) -> tuple[list[bytes], i
 
 
 def _printable(texts: list[bytes]) -> bool:
-    """Whether all of `texts` are UTF-8 without a control character, checked at once (a
-    space between them ends any character), as nearly always; else each is checked alone."""
+    """Whether all of `texts` are printable UTF-8 (so without a control character), checked
+    at once: a space between them ends any character. Nearly all are; for the others (a few
+    printable-looking characters are not printable either) each text is checked alone."""
     try:
         return b" ".join(texts).decode().isprintable()
     except UnicodeDecodeError:
