@@ -126,7 +126,10 @@ class StreamStart:
         choices = document.get("choices")
         if not isinstance(choices, list):
             return False
-        return any(_has_content(choice) for choice in choices)
+        for choice in choices:
+            if _has_content(choice):
+                return True
+        return False
 
     def _refuse(self, data: bytes) -> None:
         error = upstream_error(data, self._scrub)
@@ -147,7 +150,12 @@ def _has_content(choice: object) -> bool:
     if choice.get("finish_reason"):
         return True
     delta = choice.get("delta")
-    return isinstance(delta, dict) and any(delta.get(name) for name in _CONTENT_FIELDS)
+    if not isinstance(delta, dict):
+        return False
+    for name in _CONTENT_FIELDS:
+        if delta.get(name):
+            return True
+    return False
 
 
 def _events(block: bytes) -> Iterator[bytes]:
@@ -165,6 +173,8 @@ def _events(block: bytes) -> Iterator[bytes]:
 
 def _fields(event: bytes) -> tuple[str, bytes]:
     """An event's name and its data lines joined (SSE: lines `event:` and `data:`)."""
+    if event.startswith(b"data:") and event.find(b"\n") < 0 and event.find(b"\r") < 0:
+        return "", event[5:].strip()  # the usual event: one data line, no lines to split
     name = ""
     data: list[bytes] = []
     for line in event.splitlines():
