@@ -7,13 +7,15 @@ object is parsed as JSON.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_NO_DETAILS: Mapping[str, Any] = MappingProxyType({})
 _MAX_TOKENS = 2**53  # past it a count is no count (and JSON numbers lose integer precision)
 
 
@@ -27,13 +29,13 @@ def _count(value: Any) -> int:
     return 0
 
 
-def _details(usage: dict[str, Any], *names: str) -> dict[str, Any]:
-    """The first of `names` that is a details object in `usage`, else an empty one."""
-    for name in names:
-        found = usage.get(name)
-        if isinstance(found, dict):
-            return found
-    return {}
+def _details(usage: dict[str, Any], name: str, alias: str) -> Mapping[str, Any]:
+    """The details object `name` (or else `alias`) in `usage`, else an empty one."""
+    found = usage.get(name)
+    if isinstance(found, dict):
+        return found
+    found = usage.get(alias)
+    return found if isinstance(found, dict) else _NO_DETAILS
 
 
 @dataclass(slots=True)
@@ -109,8 +111,11 @@ def usage_from_body(body: bytes, read: Callable[[Any], Usage]) -> Usage:
     return read(document)
 
 
-def _event_end(data: bytes, start: int) -> int:
-    """Just past the blank line that ends the SSE event at `start` (events come whole, framed)."""
+def _event_end(data: bytes, start: int, line_end: int) -> int:
+    """Just past the blank line that ends the SSE event at `start` (events come whole, framed),
+    whose line with usage ends at `line_end`."""
+    if data.startswith(b"\n\n", line_end) and data.find(b"\n", start, line_end) < 0:
+        return line_end + 2  # the usual event, one data line: no scans for the blank line
     lf, crlf = data.find(b"\n\n", start), data.find(b"\r\n\r\n", start)
     if crlf >= 0 and (lf < 0 or crlf + 4 < lf + 2):
         return crlf + 4
@@ -160,7 +165,7 @@ class OpenAIStreamUsage:
             if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
                 self.usage.add_openai(chunk["usage"])
                 if self.hide and chunk.get("choices") == []:
-                    data = data[:start] + data[_event_end(data, start):]
+                    data = data[:start] + data[_event_end(data, start, end):]
                     end = start
             match = _USAGE_OBJECT.search(data, end)
         return data
