@@ -83,6 +83,8 @@ class SSEFramer:
 
     def close(self) -> bytes:
         """A clean end: an unterminated last event is completed rather than lost."""
+        if not self._tail:
+            return b""  # the usual end: nothing held
         tail, self._tail = bytes(self._tail), b""
         if not tail.strip():
             return b""

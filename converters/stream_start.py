@@ -14,7 +14,7 @@ through untouched.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import MappingProxyType
 
 import orjson
@@ -79,9 +79,8 @@ class StreamStart:
         """None while the preamble is held; else every byte so far, to relay from now on.
 
         Raises StreamRefused on an error event before the first content event."""
-        for event in _events(self._framer.feed(data)):
-            if self._judge(event):
-                return self._release(data)
+        if self._judges_content(self._framer.feed(data)):
+            return self._release(data)
         self._held += data
         if len(self._held) > MAX_HELD:
             return self._release(b"")
@@ -99,6 +98,18 @@ class StreamStart:
         held = bytes(self._held)
         self._held = bytearray()
         return held
+
+    def _judges_content(self, block: bytes) -> bool:
+        """Whether an event of `block` (whole events) is a content event, judged in order up to the
+        first one: the rest of a read is never cut up (its events as _EVENT_END.split cuts them)."""
+        if block.find(b"\r") >= 0:
+            return any(map(self._judge, _EVENT_END.split(block)))
+        start = 0
+        while (end := block.find(b"\n\n", start)) >= 0:
+            if self._judge(block[start:end]):
+                return True
+            start = end + 2
+        return self._judge(block[start:])
 
     def _judge(self, event: bytes) -> bool:
         """True for a content event; raises StreamRefused for an error event."""
@@ -126,7 +137,7 @@ class StreamStart:
         choices = document.get("choices")
         if not isinstance(choices, list):
             return False
-        for choice in choices:
+        for choice in choices:  # noqa: SIM110 - a loop: any() would call _has_content from C, slower
             if _has_content(choice):
                 return True
         return False
@@ -152,23 +163,12 @@ def _has_content(choice: object) -> bool:
     delta = choice.get("delta")
     if not isinstance(delta, dict):
         return False
-    for name in _CONTENT_FIELDS:
+    for name in _CONTENT_FIELDS:  # noqa: SIM110 - a loop: any() over a generator costs its frames
         if delta.get(name):
             return True
     return False
 
 
-def _events(block: bytes) -> Iterator[bytes]:
-    """The events of a block of whole ones, as _EVENT_END.split cuts them, one at a time: the
-    judging stops at the first content event, so the rest of a read is never cut up."""
-    if block.find(b"\r") >= 0:
-        yield from _EVENT_END.split(block)
-        return
-    start = 0
-    while (end := block.find(b"\n\n", start)) >= 0:
-        yield block[start:end]
-        start = end + 2
-    yield block[start:]
 
 
 def _fields(event: bytes) -> tuple[str, bytes]:
