@@ -14,7 +14,7 @@ from converters.base import Context
 from converters.encoding import encode
 from converters.registry import plan
 from converters.sse import MAX_EVENT, EventTooLarge, SSEDataReader, SSEFramer, iter_data
-from converters.usage import with_stream_usage
+from converters.usage import _event_end, with_stream_usage
 
 
 def _openai_stream(crlf: bool = False) -> bytes:
@@ -60,6 +60,24 @@ def test_a_usage_chunk_the_client_did_not_ask_for_is_read_not_relayed(cuts: list
     events = stream.split(sep)
     assert out == sep.join(event for event in events if b'"prompt_tokens"' not in event)
     assert usage == (5, 3, 2, 1)
+
+
+@pytest.mark.parametrize("events", [
+    b'data: {"usage":{}}\n\ndata: [DONE]\n\n',  # the usual one-line event
+    b'data: {"usage":{}}\r\n\r\ndata: [DONE]\r\n\r\n',
+    b'id: 7\ndata: {"usage":{}}\n\n',
+    b'data: {"choices":[],\n\n"usage":{}}\n\n',  # a blank line before the usage line ends the event there
+    b'data: {"choices":[],\n"usage":{}}\n\n',
+    b'data: {"usage":{}}\n',  # unterminated
+])
+def test_a_usage_event_ends_at_its_first_blank_line(events: bytes) -> None:
+    """Where a hidden usage chunk is cut: at the blank line just after its data line when that
+    is the event's only line (no scan), else where the first blank line is."""
+    start = events.find(b"data:")
+    line_end = events.find(b"\n", events.find(b'"usage"'))
+    lf, crlf = events.find(b"\n\n", start), events.find(b"\r\n\r\n", start)
+    ends = [end for end in (lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1) if end >= 0]
+    assert _event_end(events, start, line_end) == min(ends, default=len(events))
 
 
 def test_a_streamed_request_asks_its_openai_provider_for_usage() -> None:

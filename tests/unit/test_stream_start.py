@@ -108,3 +108,39 @@ def test_anthropic_events_known_by_their_bytes_are_judged_as_parsing_judges_them
 def test_an_error_named_event_is_refused_whatever_its_data() -> None:
     with pytest.raises(StreamRefused):
         start("anthropic").feed(START + b'event: error\ndata: {"type":"ping"}\n\n')
+
+
+@pytest.mark.parametrize("event", [
+    b'data: {"choices":[]}\nevent: error',  # a data line, then the name: lines to split
+    b'data: {"choices":[]}\revent: error',  # lines ended by a lone CR
+    b'data: {"choices":[]}\r\nevent: error',
+])
+def test_an_error_name_after_the_data_line_is_refused(event: bytes) -> None:
+    """The usual event, one data line, is read without splitting lines; an event with more
+    lines, however they end, is split, and its name read."""
+    with pytest.raises(StreamRefused):
+        start().feed(ROLE + event + b"\n\n")
+
+
+@pytest.mark.parametrize("written", [TEXT, TEXT.replace(b"data: ", b"data:"), TEXT.replace(b"data: ", b"data:   "),
+                                     TEXT.replace(b"}]}", b"}]}  ")])
+def test_a_one_line_event_is_judged_however_spaced(written: bytes) -> None:
+    watch = start()
+    assert watch.feed(ROLE) is None
+    assert watch.feed(written) == ROLE + written
+
+
+def test_crlf_events_are_held_and_released_as_lf_ones() -> None:
+    role, text = ROLE.replace(b"\n", b"\r\n"), TEXT.replace(b"\n", b"\r\n")
+    watch = start()
+    assert watch.feed(role) is None
+    assert watch.feed(text) == role + text
+    with pytest.raises(StreamRefused):
+        start().feed(role + OPENAI_ERROR.replace(b"\n", b"\r\n"))
+
+
+def test_done_before_content_is_not_content() -> None:
+    watch = start()
+    assert watch.feed(ROLE + b"data: [DONE]\n\n") is None
+    with pytest.raises(StreamRefused):
+        watch.end()
