@@ -132,11 +132,14 @@ def with_stream_usage(request: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI chat request whose stream will end with its usage chunk (OpenAI sends one only
     when asked): without it a streamed answer's tokens are not known, so neither counted nor
     charged to a budget. A request that is not streamed, or already asks, is sent as it is."""
-    if request.get("stream") is not True or asks_for_usage(request):
+    if request.get("stream") is not True:
         return request
     options = request.get("stream_options")
-    asked = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    return {**request, "stream_options": asked}
+    if not isinstance(options, dict):
+        return {**request, "stream_options": {"include_usage": True}}
+    if options.get("include_usage") is True:
+        return request
+    return {**request, "stream_options": {**options, "include_usage": True}}
 
 
 class OpenAIStreamUsage:

@@ -350,6 +350,9 @@ class ChatHandler(GatewayHandler):
         return None
 
 
+_NO_CHAIN = Chain(())  # what a reading that relays nothing has: an empty chain holds nothing, one serves all
+
+
 class _ChatReading:
     """Relays a 2xx stream through the route's converter chain (a fresh one per answer, as
     a stage may run the upstream again), its start held until the first content event
@@ -362,7 +365,7 @@ class _ChatReading:
         self.provider = provider
         self.plan = plan
         self.context = context
-        self.chain = Chain(())
+        self.chain = _NO_CHAIN
         self.start: StreamStart | None = None
         self.relaying = relaying
 
