@@ -173,8 +173,13 @@ def _has_content(choice: object) -> bool:
 
 def _fields(event: bytes) -> tuple[str, bytes]:
     """An event's name and its data lines joined (SSE: lines `event:` and `data:`)."""
-    if event.startswith(b"data:") and event.find(b"\n") < 0 and event.find(b"\r") < 0:
-        return "", event[5:].strip()  # the usual event: one data line, no lines to split
+    if event.find(b"\r") < 0:  # the usual events, read without splitting lines:
+        lf = event.find(b"\n")
+        if lf < 0 and event.startswith(b"data:"):
+            return "", event[5:].strip()  # OpenAI's, one data line
+        if event.startswith(b"event:") and event.startswith(b"data:", lf + 1) \
+                and event.find(b"\n", lf + 1) < 0:
+            return event[6:lf].strip().decode("latin1"), event[lf + 6 :].strip()  # Anthropic's, named
     name = ""
     data: list[bytes] = []
     for line in event.splitlines():
