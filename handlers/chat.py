@@ -350,9 +350,6 @@ class ChatHandler(GatewayHandler):
         return None
 
 
-_NO_CHAIN = Chain(())  # what a reading that relays nothing has: an empty chain holds nothing, one serves all
-
-
 class _ChatReading:
     """Relays a 2xx stream through the route's converter chain (a fresh one per answer, as
     a stage may run the upstream again), its start held until the first content event
@@ -365,7 +362,7 @@ class _ChatReading:
         self.provider = provider
         self.plan = plan
         self.context = context
-        self.chain = _NO_CHAIN
+        self.chain = Chain(())
         self.start: StreamStart | None = None
         self.relaying = relaying
 
