@@ -169,8 +169,6 @@ def _has_content(choice: object) -> bool:
     return False
 
 
-
-
 def _fields(event: bytes) -> tuple[str, bytes]:
     """An event's name and its data lines joined (SSE: lines `event:` and `data:`)."""
     if event.find(b"\r") < 0:  # the usual events, read without splitting lines:
