@@ -19,7 +19,7 @@ from typing import Any
 
 from tornado import httputil
 
-_normalize = httputil._normalize_header  # how HTTPHeaders keys names (cached per name)
+normalize_name = httputil._normalize_header  # how HTTPHeaders keys names (cached per name)
 
 
 class Headers(httputil.HTTPHeaders):
@@ -30,14 +30,14 @@ class Headers(httputil.HTTPHeaders):
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
         """The field's value (repeated lines joined by commas, as HTTPHeaders does), or `default`."""
-        values = self._as_list.get(_normalize(name))
+        values = self._as_list.get(normalize_name(name))
         return default if values is None else joined(values)
 
     def __getitem__(self, name: str) -> str:
-        return joined(self._as_list[_normalize(name)])
+        return joined(self._as_list[normalize_name(name)])
 
     def __setitem__(self, name: str, value: str) -> None:
-        self._as_list[_normalize(name)] = [value]
+        self._as_list[normalize_name(name)] = [value]
 
 
 def joined(values: list[str]) -> str:

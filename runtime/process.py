@@ -28,6 +28,7 @@ from ops import metrics
 from ops.access_log import AccessLog
 from ops.instance_stats import InstanceStats
 from ops.metrics import RequestMetrics
+from ops.request_ids import RequestIds
 from ops.stats import Stats
 from toolbox.box import Toolbox
 from upstream.breaker import BreakerBoard
@@ -77,6 +78,7 @@ class Runtime:
     gauge_follows: bool = False
     instance: InstanceStats | None = None  # a pre-fork worker's window on its siblings' /statsz
     metrics: RequestMetrics = field(default_factory=RequestMetrics)  # the hot metrics' children
+    request_ids: RequestIds = field(default_factory=RequestIds)  # x-request-id for requests without one
 
     @classmethod
     def start(cls, settings: ServerSettings, instance: InstanceStats | None = None) -> Runtime:

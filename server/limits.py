@@ -142,7 +142,7 @@ class Guard(httputil.HTTPMessageDelegate):
         handler_ran = self.inner_started and not self.buffered
         if self.inner_started:
             self.inner.on_connection_close()  # a streaming handler may have started upstream
-        rid = request_id(self.request.headers)
+        rid = request_id(self.request.headers, self.runtime.request_ids)
         body = error_body(self.route.ingress, status, message, code)
         headers = httputil.HTTPHeaders(
             {"Content-Type": "application/json", "Content-Length": str(len(body)), "Connection": "close",
