@@ -399,13 +399,15 @@ class _ChatReading:
         return self.chain.cut() if self.start is None else b""
 
 
-_TYPED_FIELDS: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
-    ("stream", bool, "a boolean"),
-    ("max_tokens", int, "an integer"),
-    ("max_completion_tokens", int, "an integer"),
-    ("temperature", (int, float), "a number"),
-    ("top_p", (int, float), "a number"),
-    ("n", int, "an integer"),
+# The fields every provider needs typed right, by the exact types orjson reads them as: an
+# integer field refuses a bool; a number field takes one, as isinstance(value, (int, float)) did.
+_TYPED_FIELDS: tuple[tuple[str, frozenset[type], str], ...] = (
+    ("stream", frozenset({bool}), "a boolean"),
+    ("max_tokens", frozenset({int}), "an integer"),
+    ("max_completion_tokens", frozenset({int}), "an integer"),
+    ("temperature", frozenset({int, float, bool}), "a number"),
+    ("top_p", frozenset({int, float, bool}), "a number"),
+    ("n", frozenset({int}), "an integer"),
 )
 
 
@@ -419,11 +421,12 @@ def shape_problem(document: dict) -> str | None:
         return "'messages' must be a non-empty list"
     if len(messages) > MAX_MESSAGES:
         return f"'messages' holds {len(messages)} entries; at most {MAX_MESSAGES} are accepted"
-    if not all(isinstance(m, dict) for m in messages):
-        return "every entry of 'messages' must be an object"
-    for name, kind, wording in _TYPED_FIELDS:
+    for message in messages:  # a loop, not all() over a generator: two calls fewer for a short list
+        if not isinstance(message, dict):
+            return "every entry of 'messages' must be an object"
+    for name, kinds, wording in _TYPED_FIELDS:
         value = document.get(name)
-        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+        if value is not None and type(value) not in kinds:
             return f"'{name}' must be {wording}"
     return None
 

@@ -45,8 +45,7 @@ class TableRouter(Router):
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Guard:
         table, routes = self.live
-        delegate = routes.find(request)
-        return Guard(delegate, request, table, self.runtime, self.draining)
+        return Guard(request, *routes.find(request), table, self.runtime, self.draining)
 
     def ingress_for_head(self, head: bytes) -> str:
         """The error shape for a request known only by its head (request line and headers)."""

@@ -3,8 +3,9 @@
 `Routes` finds, for a request's method and path, the handler class and its arguments: first
 match wins, as the routes are listed; then 405 for a path served with other methods; then an
 Anthropic-shaped 404 for a clearly Anthropic client; else an OpenAI-shaped 404.
-`Dispatch` is what the server (server/http1.py, through the Guard) tells of the request's
-body: buffered and handed over whole, or streamed to a handler that takes it as it arrives.
+`Dispatch` is what the server (server/http1.py) tells of the request's body: buffered and
+handed over whole, or streamed to a handler that takes it as it arrives. The server's delegate
+is a Dispatch with the limits checked first (server/limits.Guard): one object per request.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from handlers.registry import Handlers
 from runtime.process import Runtime
 
 UNMATCHED_ROUTE = "(unmatched)"  # the route label of requests no route serves
+# What routing finds for a request: its handler class, the route's handler arguments, the path's.
+Found = tuple[type[GatewayHandler], dict[str, Any], dict[str, str]]
 
 
 class NotFoundHandler(GatewayHandler):
@@ -68,15 +71,12 @@ class Dispatch(httputil.HTTPMessageDelegate):
         self.request = request
         self.handler_class = handler_class
         self.handler_kwargs = handler_kwargs  # the route's, shared by its requests
+        self.route: Route = handler_kwargs["route"]
         self.principal: Principal | None = None  # whom the Guard authenticated, on a route with auth
         self.path_kwargs = path_kwargs
         self.stream_request_body = handler_class.streams_body
         self.chunks: list[bytes] | None = []
         self.handler: GatewayHandler | None = None
-
-    @property
-    def route(self) -> Route:
-        return self.handler_kwargs["route"]
 
     def headers_received(
         self,
@@ -156,20 +156,22 @@ class Routes:
             for ingress, route in unmatched.items()
         }
 
-    def find(self, request: httputil.HTTPServerRequest) -> Dispatch:
+    def find(self, request: httputil.HTTPServerRequest) -> Found:
+        """The handler class for `request`, its arguments, and the path's parameters: what a
+        Dispatch is made with (the router makes the Guard, a Dispatch with the limits)."""
         path = request.path or ""
         method = request.method or ""
         for route, handler_class, kwargs in self.served:
             found = route.pattern.match(path)
             if found is not None and route.accepts(method):
-                return Dispatch(request, handler_class, kwargs, found.groupdict())
+                return handler_class, kwargs, found.groupdict()
         for pattern, kwargs in self.misrouted:
             if pattern.match(path) is not None:
-                return Dispatch(request, NotFoundHandler, kwargs, {})
+                return NotFoundHandler, kwargs, {}
         anthropic = "anthropic-version" in request.headers or any(
             path == prefix or path.startswith(prefix + "/") for prefix in self.anthropic_prefixes
         )
-        return Dispatch(request, NotFoundHandler, self.not_found["anthropic" if anthropic else "openai"], {})
+        return NotFoundHandler, self.not_found["anthropic" if anthropic else "openai"], {}
 
 
 def _unmatched_route(ingress: str) -> Route:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tornado import httputil
 
-from dsl.table import Route, Table
+from dsl.table import Table
 from handlers.auth import Denial, authorize
-from handlers.base import access_entry, close_after_answer, request_id
+from handlers.base import GatewayHandler, access_entry, close_after_answer, request_id
 from handlers.errors import error_body
 from ops import metrics
 from runtime.process import Runtime
@@ -27,30 +27,33 @@ if TYPE_CHECKING:
     from server.http1 import ClientConnection
 
 
-class Guard(httputil.HTTPMessageDelegate):
-    """Wraps the routed delegate of one request; refuses what is too big, too slow or not allowed."""
+class Guard(Dispatch):
+    """One routed request's delegate: refuses what is too big, too slow or not allowed, and
+    dispatches the rest (one object, where a Guard around a Dispatch cost a call per step)."""
+
+    request: GatewayRequest
 
     def __init__(
         self,
-        inner: Dispatch,
         request: GatewayRequest,
+        handler_class: type[GatewayHandler],
+        handler_kwargs: dict[str, Any],
+        path_kwargs: dict[str, str],
         table: Table,
         runtime: Runtime,
         draining: bool = False,
     ) -> None:
         """`draining`: the server is shutting down; this connection ends with this request."""
-        self.inner = inner
-        self.request = request
-        self.route: Route = inner.route
+        Dispatch.__init__(self, request, handler_class, handler_kwargs, path_kwargs)
         self.table = table
         self.settings = table.server
         self.runtime = runtime
         self.draining = draining
-        self.buffered = not inner.stream_request_body
+        self.buffered = not self.stream_request_body
         self.received = 0
         self.reserved = 0  # bytes of the body budget this request holds
         self.refused = False
-        self.inner_started = False
+        self.inner_started = False  # the Dispatch was told of the head
         self.timer: asyncio.TimerHandle | None = None
 
     def headers_received(
@@ -70,7 +73,7 @@ class Guard(httputil.HTTPMessageDelegate):
             if isinstance(verdict, Denial):
                 metrics.AUTH_DENIED.labels(reason=verdict.reason).inc()
                 return self.refuse(verdict.status, verdict.message, verdict.code, counted=False)
-            self.inner.principal = verdict
+            self.principal = verdict
         connection: ClientConnection = self.request.server_connection  # type: ignore[assignment]
         announced = connection.body_left  # its Content-Length, as the connection read it; None: chunked
         if announced is not None and announced > self.settings.max_body:
@@ -84,7 +87,7 @@ class Guard(httputil.HTTPMessageDelegate):
         if self.draining:
             close_after_answer(self.request)
         self.inner_started = True
-        return self.inner.headers_received(start_line, headers)
+        return self._execute() if self.stream_request_body else None  # Dispatch's headers_received
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         if self.refused:
@@ -95,19 +98,19 @@ class Guard(httputil.HTTPMessageDelegate):
         unreserved = self.received - self.reserved  # a chunked body is counted as it arrives
         if self.buffered and unreserved > 0 and not self._reserve(unreserved):
             return self._buffers_full()
-        return self.inner.data_received(chunk)
+        return Dispatch.data_received(self, chunk)
 
     def finish(self) -> None:
         self._stop_timer()
         self._release()
         if not self.refused:
-            self.inner.finish()
+            Dispatch.finish(self)
 
     def on_connection_close(self) -> None:
         self._stop_timer()
         self._release()
         if not self.refused:
-            self.inner.on_connection_close()
+            Dispatch.on_connection_close(self)
 
     def _body_timed_out(self) -> None:
         self.timer = None
@@ -141,7 +144,7 @@ class Guard(httputil.HTTPMessageDelegate):
             metrics.REFUSED.labels(reason=code).inc()
         handler_ran = self.inner_started and not self.buffered
         if self.inner_started:
-            self.inner.on_connection_close()  # a streaming handler may have started upstream
+            Dispatch.on_connection_close(self)  # a streaming handler may have started upstream
         rid = request_id(self.request.headers, self.runtime.request_ids)
         body = error_body(self.route.ingress, status, message, code)
         headers = httputil.HTTPHeaders(
