@@ -178,25 +178,28 @@ class GatewayHandler:
         """The class that serves `route`: this one, unless a route option asks for a variant."""
         return cls
 
-    def __init__(self, request: HTTPServerRequest, path_kwargs: dict[str, str], **kwargs: Any) -> None:
+    def __init__(
+        self, request: HTTPServerRequest, path_kwargs: dict[str, str], principal: Principal | None,
+        arguments: Mapping[str, Any],
+    ) -> None:
         """`path_kwargs`: the route's path parameters, as matched (still percent-encoded);
-        `kwargs`: the route's handler arguments (see `initialize`)."""
+        `principal`: who the Guard authenticated when the headers arrived (None: route has no auth);
+        `arguments`: the route's handler arguments, its `route`, `table` and `runtime` (and what a
+        handler's `initialize` takes), read from the route's own dict: no ** unpacking per request."""
         self.request = request
         self.path_kwargs = path_kwargs
+        self.principal = principal
+        self.route = arguments["route"]
+        self.table = arguments["table"]
+        self.runtime = arguments["runtime"]
         self._headers_written = False
         self._finished = False
         self.clear()
         request.connection.set_close_callback(self.on_connection_close)  # type: ignore[union-attr]
-        self.initialize(**kwargs)
+        self.initialize(arguments)
 
-    def initialize(
-        self, route: Route, table: Table, runtime: Runtime, principal: Principal | None = None
-    ) -> None:
-        """`principal`: who the Guard authenticated when the headers arrived (None: route has no auth)."""
-        self.route = route
-        self.table = table
-        self.runtime = runtime
-        self.principal = principal
+    def initialize(self, arguments: Mapping[str, Any]) -> None:
+        """A handler's own arguments from the route's (nothing here)."""
 
     async def run(self) -> None:
         """Serve the request: `prepare`, the method (for a streamed body, once it has arrived),

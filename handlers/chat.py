@@ -180,8 +180,12 @@ class ChatHandler(GatewayHandler):
         settings = agent.overflow
         if not settings.enabled:
             return document
-        windows = [(target, context.window_of(target, self.table.models)) for target in targets]
-        if all(w.context is None and w.output is None for _, w in windows):
+        windows, known = [], False  # one loop, not a list and all() over a generator: most agents know none
+        for target in targets:
+            window = context.window_of(target, self.table.models)
+            windows.append((target, window))
+            known = known or window.context is not None or window.output is not None
+        if not known:
             return document
         calibration = self.runtime.calibration
         output = context.requested_output(document)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -41,12 +41,8 @@ class NotFoundHandler(GatewayHandler):
 
     allowed: str = ""
 
-    def initialize(  # type: ignore[override]
-        self, route: Route, table: Table, runtime: Runtime, principal: Principal | None = None,
-        allowed: str = "",
-    ) -> None:
-        super().initialize(route, table, runtime, principal)
-        self.allowed = allowed
+    def initialize(self, arguments: Mapping[str, Any]) -> None:
+        self.allowed = arguments.get("allowed", "")
 
     def prepare(self) -> None:
         super().prepare()
@@ -114,7 +110,7 @@ class Dispatch(httputil.HTTPMessageDelegate):
         """Make the handler and run it; for a streamed body, the future of its `prepare`
         (the server reads the body only once that is over)."""
         handler = self.handler = self.handler_class(
-            self.request, self.path_kwargs, principal=self.principal, **self.handler_kwargs
+            self.request, self.path_kwargs, self.principal, self.handler_kwargs
         )
         # The connection's loop, the running one: asyncio.get_running_loop() costs a getpid() on 3.11.
         loop: asyncio.AbstractEventLoop = self.request.server_connection.loop  # type: ignore[attr-defined]
