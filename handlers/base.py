@@ -296,7 +296,8 @@ class GatewayHandler:
             problem = "'model' must not be empty"
         elif len(model) > MAX_MODEL_NAME:
             problem = f"'model' is longer than {MAX_MODEL_NAME} characters"
-        elif _UNPRINTABLE.search(model):
+        # A printable ASCII name (the usual one) is told in two quick steps, before the search.
+        elif not (model.isascii() and model.isprintable()) and _UNPRINTABLE.search(model):
             problem = "'model' contains control characters"
         else:
             return False

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import socket
@@ -621,13 +622,21 @@ class ClientConnection(asyncio.Protocol):
 def _answer_head(code: int, reason: str, fields: dict[str, list[str]]) -> bytes:
     """An answer's status line and header lines (`fields`: by name, as HTTPHeaders holds them);
     a CR or LF in any of them would split the head, and raises ValueError."""
-    lines = [f"HTTP/1.1 {code} {reason}"]
-    lines += [f"{name}: {value}" for name, values in fields.items() for value in values]
+    lines = [_status_text(code, reason)]
+    for name, values in fields.items():  # loops, not a comprehension: one call fewer
+        for value in values:
+            lines.append(f"{name}: {value}")
     inside = "".join(lines)  # two byte searches of this: counting CRs and LFs costs more
     if "\r" in inside or "\n" in inside:
         raise ValueError("illegal characters (CR or LF) in the answer's headers")
     lines.append("\r\n")  # the blank line that ends the head
     return "\r\n".join(lines).encode("latin-1")
+
+
+@functools.lru_cache(maxsize=64)
+def _status_text(code: int, reason: str) -> str:
+    """An answer's status line without its CRLF: made once per status, not per answer."""
+    return f"HTTP/1.1 {code} {reason}"
 
 
 def _head_size(buffer: bytearray, end: re.Match[bytes]) -> int:

@@ -63,11 +63,15 @@ class Guard(Dispatch):
     ) -> Awaitable[None] | None:
         assert isinstance(start_line, httputil.RequestStartLine)
         limit = self.settings.max_header_size
-        line = len(start_line.method) + len(start_line.path) + len(start_line.version) + 4
-        if line > limit:
-            return self.refuse(414, f"request line exceeds {limit} bytes", "uri_too_long")
-        if self.request.head_size > limit:
-            return self.refuse(431, f"request line and headers exceed {limit} bytes", "headers_too_large")
+        head = self.request.head_size
+        # The head holds the request line, counted below with its CRLF (at most 2 more than the
+        # head's size without its end): a head 2 bytes within the limit needs neither check.
+        if head + 2 > limit:
+            line = len(start_line.method) + len(start_line.path) + len(start_line.version) + 4
+            if line > limit:
+                return self.refuse(414, f"request line exceeds {limit} bytes", "uri_too_long")
+            if head > limit:
+                return self.refuse(431, f"request line and headers exceed {limit} bytes", "headers_too_large")
         if self.route.auth:
             verdict = authorize(self.table.keys, self.route, start_line.method, self.request.path, headers)
             if isinstance(verdict, Denial):
