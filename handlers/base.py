@@ -37,6 +37,7 @@ from upstream.hedge import Race
 log = logging.getLogger("gateway.handlers")
 
 ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+_METHOD_NAMES = {method: method.lower() for method in ALL_METHODS}  # the handler method serving each
 # A model name becomes a metric label, a /statsz key and part of log lines and error messages:
 # real ones are short and printable, so longer names and control characters are refused.
 MAX_MODEL_NAME = 256
@@ -162,6 +163,7 @@ class GatewayHandler:
     client_gone = False
     usage: Usage | None = None
     bytes_out = 0
+    _counted = False  # counted in flight (by `prepare`), until `_account` counts the answer
     tried: list[dict[str, Any]] | None = None  # the targets a walk tried, for the access log
     race: Race | None = None  # a hedged walk's tries (upstream/hedge.py)
     ticket: Ticket | None = None  # what the limiter holds for this request until `finish_limits`
@@ -207,7 +209,8 @@ class GatewayHandler:
         in the client's shape (or ends an answer already begun); never a traceback to the client."""
         try:
             method = self.request.method or ""
-            serve = getattr(self, method.lower(), None) if method in self.SUPPORTED_METHODS else None
+            name = _METHOD_NAMES.get(method) or method.lower()
+            serve = getattr(self, name, None) if method in self.SUPPORTED_METHODS else None
             result = self.prepare()
             if result is not None:
                 await result
@@ -220,7 +223,7 @@ class GatewayHandler:
                 return
             if self.body_arrived is not None and not await self.body_arrived:
                 return  # the client left before its body ended; on_connection_close has run
-            result = serve(**self.path_kwargs)
+            result = serve(**self.path_kwargs) if self.path_kwargs else serve()  # no ** of an empty dict
             if result is not None:
                 await result
             if not self._finished:
@@ -325,7 +328,7 @@ class GatewayHandler:
             self._account(499)
 
     def _account(self, status: int) -> None:
-        if not getattr(self, "_counted", False):
+        if not self._counted:
             return
         self._counted = False
         self.runtime.in_flight -= 1

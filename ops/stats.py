@@ -129,18 +129,19 @@ class Stats:
         """Count one answered request against a bounded model label (and the caller's key name)."""
         self.changes += 1
         failed = status >= 400
-        _counters(self.by_model, model).count(failed, seconds)
+        # Found with a lookup; made (by a call) only the first time.
+        (self.by_model.get(model) or _counters(self.by_model, model)).count(failed, seconds)
         if key:
-            _counters(self.by_key, key).count(failed, seconds)
+            (self.by_key.get(key) or _counters(self.by_key, key)).count(failed, seconds)
 
     def add_usage(self, model: str, usage: Usage | None, key: str | None) -> None:
         """Tokens the upstream reported for one request."""
         if usage is None or not usage.reported:
             return
         self.changes += 1
-        _counters(self.by_model, model).add_usage(usage, metrics.TOKENS, model)
+        (self.by_model.get(model) or _counters(self.by_model, model)).add_usage(usage, metrics.TOKENS, model)
         if key:
-            _counters(self.by_key, key).add_usage(usage, metrics.KEY_TOKENS, key)
+            (self.by_key.get(key) or _counters(self.by_key, key)).add_usage(usage, metrics.KEY_TOKENS, key)
 
     def add_redactions(self, direction: str, kind: str, count: int) -> None:
         """Matches redaction replaced; kinds are configured names, so the table stays small."""
