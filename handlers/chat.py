@@ -348,7 +348,11 @@ class ChatHandler(GatewayHandler):
             return None  # a hedged try answered first
         body = self.staged_body(body)  # after the claim: a losing try's redactions are not counted
         content_type = kept.exchange.headers.get("Content-Type", "application/json")
-        sink.begin(Head(status, (("Content-Type", content_type),)))
+        if sink is self:  # the client: what begin() would do with the Head, without making one
+            self.set_status(status)
+            self.set_header("Content-Type", content_type)
+        else:
+            sink.begin(Head(status, (("Content-Type", content_type),)))
         self._answered(target, usage)
         sink.end(body)
         return None

@@ -105,8 +105,10 @@ class Guard(Dispatch):
         return Dispatch.data_received(self, chunk)
 
     def finish(self) -> None:
-        self._stop_timer()
-        self._release()
+        if self.timer is not None:  # asked here: a small body's request has no timer to stop
+            self._stop_timer()
+        if self.reserved:
+            self._release()
         if not self.refused:
             Dispatch.finish(self)
 
