@@ -314,7 +314,7 @@ class GatewayHandler:
         self.fail(status, message, "invalid_api_key" if status == 401 else reason)
 
     def on_finish(self) -> None:
-        self._account(self.get_status())
+        self._account(self._status_code)
 
     def on_connection_close(self) -> None:
         """The client left: stop the upstream transfer now, count the request as 499 (as nginx)."""
