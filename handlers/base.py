@@ -37,7 +37,8 @@ from upstream.hedge import Race
 log = logging.getLogger("gateway.handlers")
 
 ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
-_METHOD_NAMES = {method: method.lower() for method in ALL_METHODS}  # the handler method serving each
+# The handler method serving each request method.
+_METHOD_NAMES = MappingProxyType({method: method.lower() for method in ALL_METHODS})
 # A model name becomes a metric label, a /statsz key and part of log lines and error messages:
 # real ones are short and printable, so longer names and control characters are refused.
 MAX_MODEL_NAME = 256

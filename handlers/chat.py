@@ -358,9 +358,6 @@ class ChatHandler(GatewayHandler):
         return None
 
 
-_NO_CHAIN = Chain(())  # converts nothing and holds nothing: shared by every answer not relayed
-
-
 class _ChatReading:
     """Relays a 2xx stream through the route's converter chain (a fresh one per answer, as
     a stage may run the upstream again), its start held until the first content event
@@ -373,7 +370,7 @@ class _ChatReading:
         self.provider = provider
         self.plan = plan
         self.context = context
-        self.chain = _NO_CHAIN  # until `relay` builds the answer's own
+        self.chain = Chain(())
         self.start: StreamStart | None = None
         self.relaying = relaying
 
