@@ -149,7 +149,7 @@ class BreakerBoard:
         if not settings.enabled:
             return True
         now = self.clock()
-        if self.refused.get(key[0], 0.0) > now:
+        if self.refused and self.refused.get(key[0], 0.0) > now:
             return False
         breaker = self.breakers.get(key)
         if breaker is None or breaker.state == CLOSED:
@@ -164,6 +164,9 @@ class BreakerBoard:
         settings = self.by_provider.get(key[0], self.defaults)
         if not settings.enabled:
             return True
+        breaker = self.breakers.get(key)
+        if breaker is not None and breaker.state == CLOSED and not self.refused:
+            return True  # the usual: what `usable` would find, without its calls
         if not self.usable(key):
             return False
         breaker = self._breaker(key)
@@ -190,7 +193,10 @@ class BreakerBoard:
             return
         if breaker.state == HALF_OPEN and breaker.probing:
             breaker.probing -= 1
-        if failure is None or not counts_against(failure):
+        if failure is None and breaker.state == CLOSED:
+            breaker.rate_limits = 0
+            self._count(breaker, settings, False)  # the usual: what `_succeeded` would do
+        elif failure is None or not counts_against(failure):
             self._succeeded(key, breaker, settings)
         elif failure.status in REFUSED_KEY:
             self._refuse_key(key[0], settings)
@@ -202,7 +208,7 @@ class BreakerBoard:
     def _succeeded(self, key: TargetKey, breaker: Breaker, settings: BreakerSettings) -> None:
         breaker.rate_limits = 0
         if breaker.state == CLOSED:
-            self._count(breaker, settings, failed=False)
+            self._count(breaker, settings, False)
         elif breaker.state == HALF_OPEN:
             breaker.passed += 1
             if breaker.passed >= settings.successes:
@@ -216,7 +222,7 @@ class BreakerBoard:
             breaker.failed_probes += 1
             self._open(key, breaker, now + _doubled(settings, breaker.failed_probes), PROBE_FAILED)
         elif breaker.state == CLOSED:
-            self._count(breaker, settings, failed=True)
+            self._count(breaker, settings, True)
             requests, failures = _window_totals(breaker)
             ratio = settings.failure_ratio
             if failures >= settings.failures or (
@@ -224,7 +230,7 @@ class BreakerBoard:
             ):
                 self._open(key, breaker, now + settings.cooldown, FAILURES)
 
-    def _count(self, breaker: Breaker, settings: BreakerSettings, *, failed: bool) -> None:
+    def _count(self, breaker: Breaker, settings: BreakerSettings, failed: bool) -> None:
         """Count one outcome in the window (kept as ten slices, so memory stays small under
         any load)."""
         now, window = self.clock(), settings.window
@@ -233,8 +239,10 @@ class BreakerBoard:
             slices.popleft()
         if not slices or now >= slices[-1][0] + window / 10:
             slices.append([now, 0, 0])
-        slices[-1][1] += 1
-        slices[-1][2] += failed
+        last = slices[-1]
+        last[1] += 1
+        if failed:
+            last[2] += 1
 
     def _rate_limited(
         self, key: TargetKey, breaker: Breaker, settings: BreakerSettings, retry_after: str | None
