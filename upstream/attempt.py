@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Protocol, TypeVar
 
 from converters.base import Chain
@@ -387,16 +388,17 @@ async def walk(
     """
     keys: list[TargetKey] | None = None  # each candidate's target, with breakers
     if breakers is not None and key is not None:
-        keys = [key(c) for c in candidates]
-        usable = [i for i, k in enumerate(keys) if breakers.usable(k)]
-        if not usable:
+        # map, not comprehensions: in Python 3.11 each comprehension is a call of its own.
+        keys = list(map(key, candidates))
+        usable = list(map(breakers.usable, keys))
+        if not any(usable):
             return [all_open(breakers, keys)]
-        if len(usable) < len(candidates):
+        if not all(usable):
             if skipped is not None:
-                for i, candidate in enumerate(candidates):
-                    if i not in usable:
+                for candidate, ok in zip(candidates, usable):
+                    if not ok:
                         skipped(candidate)
-            candidates, keys = [candidates[i] for i in usable], [keys[i] for i in usable]
+            candidates, keys = list(compress(candidates, usable)), list(compress(keys, usable))
     run = _Walk(candidates, try_one, gone, replayable, policy, answering, pause, clock, breakers, keys,
                 skipped, admit)
     if hedge_after is None or len(candidates) < 2:
