@@ -264,15 +264,19 @@ class ChatHandler(GatewayHandler):
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
                                   upstream_body, self._upstream_headers(translation))
         started = self.request.request_time()
-        with self.runtime.strategies.trying(target):
+        strategies = self.runtime.strategies
+        strategies.start_try(target)
+        try:
             failure = await self._outcome(target, request, reading, translation, context, sink)
+        finally:
+            strategies.end_try(target)
         if self.agent is not None and (failure is None or failure.retryable):
             if self.tool_loop is not None:  # a round is read whole: its time, when it answered
                 first_byte = None if failure is not None else self.request.request_time() - started
             else:
                 first_byte = None if self.ttfb is None else self.ttfb - started
             if failure is not None or first_byte is not None:  # else the client left first
-                self.runtime.strategies.observe(target, first_byte)
+                strategies.observe(target, first_byte)
         return failure
 
     async def _outcome(

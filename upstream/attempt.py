@@ -395,7 +395,7 @@ async def walk(
             return [all_open(breakers, keys)]
         if not all(usable):
             if skipped is not None:
-                for candidate, ok in zip(candidates, usable):
+                for candidate, ok in zip(candidates, usable, strict=True):
                     if not ok:
                         skipped(candidate)
             candidates, keys = list(compress(candidates, usable)), list(compress(keys, usable))

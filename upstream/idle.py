@@ -25,13 +25,9 @@ from upstream.handle import Handle
 SWEEPS = 8  # per shortest idle timeout watched: how late past its timeout a silent transfer may end
 
 
-class _Watched:
-    __slots__ = ("idle", "moved", "at")
-
-    def __init__(self, idle: float, at: float) -> None:
-        self.idle = idle
-        self.moved = 0  # bytes the transfer had moved at the last sweep
-        self.at = at  # monotonic time when that count was first seen
+# What the watch keeps of a transfer: [idle timeout, bytes the transfer had moved at the last
+# sweep, monotonic time when that count was first seen]. A list, not an object: one per request.
+_Watched = list[float]
 
 
 class IdleWatch:
@@ -45,7 +41,7 @@ class IdleWatch:
 
     def watch(self, handle: Handle, idle: float) -> None:
         """Watch a transfer that has just started, with `idle` seconds of silence allowed."""
-        self._watched[handle] = _Watched(idle, monotonic())
+        self._watched[handle] = [idle, 0, monotonic()]
         every = idle / SWEEPS
         if every < self._every:  # the first transfer, or a shorter timeout: sweep sooner
             self._every = every
@@ -70,13 +66,14 @@ class IdleWatch:
         silent: list[tuple[Handle, float]] = []
         shortest = math.inf
         for handle, watched in self._watched.items():
+            idle, before, at = watched
             moved = _moved(handle)
-            if moved != watched.moved or handle.held_back:
-                watched.moved, watched.at = moved, now
-            elif now - watched.at >= watched.idle:
-                silent.append((handle, watched.idle))
+            if moved != before or handle.held_back:
+                watched[1:] = moved, now
+            elif now - at >= idle:
+                silent.append((handle, idle))
                 continue
-            shortest = min(shortest, watched.idle)
+            shortest = min(shortest, idle)
         self._every = shortest / SWEEPS
         if shortest < math.inf:
             self._timer = asyncio.get_running_loop().call_later(self._every, self._sweep)

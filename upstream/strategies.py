@@ -11,7 +11,7 @@ back down it, so a strategy never decides whether a failure is retried.
   state, so every worker and every instance orders a conversation alike, and a target that
   disappears moves only the conversations that were its own.
 - least-latency: the lowest score, the moving average of the time to first byte times one
-  plus the requests in flight to the target (`trying`), so that a fast target already busy
+  plus the requests in flight to the target (`start_try`), so that a fast target already busy
   with many outstanding requests yields to a slightly slower idle one, instead of every
   request piling on the one that was fastest when idle. Untried targets come first (the least
   busy of them first, so that a first burst spreads), and every `EXPLORE_EVERY`-th request
@@ -138,12 +138,21 @@ class Strategies:
         known = self.latency.get(target.label)
         self.latency[target.label] = sample if known is None else known + SMOOTHING * (sample - known)
 
-    def trying(self, target: Target) -> Trying:
-        """Count one try of `target` as in flight while the `with` block runs (the whole answer,
-        streams included), however it ends."""
+    def start_try(self, target: Target) -> None:
+        """Count one try of `target` as in flight until `end_try` (the whole answer, streams
+        included): the caller ends it however the try ends (try/finally; not a context
+        manager's object and calls, on every try)."""
         label = target.label
         self.in_flight[label] = self.in_flight.get(label, 0) + 1
-        return Trying(self.in_flight, label)
+
+    def end_try(self, target: Target) -> None:
+        """A try counted by `start_try` is over."""
+        label = target.label
+        left = self.in_flight[label] - 1
+        if left:
+            self.in_flight[label] = left
+        else:
+            del self.in_flight[label]
 
     def score(self, target: Target) -> tuple[bool, float]:
         """least-latency's rank of `target`, lowest first: untried targets before tried ones;
@@ -169,27 +178,6 @@ class Strategies:
             explored = turn // EXPLORE_EVERY % (len(ordered) - 1) + 1
             ordered.insert(0, ordered.pop(explored))
         return ordered
-
-
-class Trying:
-    """One try in flight (Strategies.trying); leaving the block ends it. A plain class, not a
-    generator's context manager: every try enters one."""
-
-    __slots__ = ("_in_flight", "_label")
-
-    def __init__(self, in_flight: dict[str, int], label: str) -> None:
-        self._in_flight = in_flight
-        self._label = label
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        left = self._in_flight[self._label] - 1
-        if left:
-            self._in_flight[self._label] = left
-        else:
-            del self._in_flight[self._label]
 
 
 def _rotated(targets: list[Target], start: int) -> list[Target]:

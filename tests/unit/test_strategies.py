@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from types import MappingProxyType
 
 import pytest
@@ -17,6 +18,16 @@ PROVIDER = Provider("p", "openai", "http://127.0.0.1:1/v1", MappingProxyType({})
 def agent(strategy: str, *weights: int) -> Agent:
     targets = tuple(Target(PROVIDER, f"m{i}") for i in range(len(weights)))
     return Agent("a", strategy, targets, weights)
+
+
+@contextlib.contextmanager
+def trying(strategies: Strategies, target: Target) -> Iterator[None]:
+    """One try of `target` in flight while the block runs, as a handler counts one."""
+    strategies.start_try(target)
+    try:
+        yield
+    finally:
+        strategies.end_try(target)
 
 
 def firsts(strategies: Strategies, chosen: Agent, requests: int) -> Counter[str]:
@@ -116,9 +127,9 @@ def test_least_latency_ranks_a_busy_target_by_its_requests_in_flight() -> None:
     strategies.observe(fast, 0.10)
     strategies.observe(slower, 0.15)
     assert strategies.order(chosen, {})[0] == fast  # idle: the faster
-    with strategies.trying(fast):  # 0.10 × 2 > 0.15 × 1
+    with trying(strategies, fast):  # 0.10 × 2 > 0.15 × 1
         assert strategies.order(chosen, {}) == [slower, fast]
-        with strategies.trying(slower), strategies.trying(slower):  # 0.10 × 2 < 0.15 × 3
+        with trying(strategies, slower), trying(strategies, slower):  # 0.10 × 2 < 0.15 × 3
             assert strategies.order(chosen, {})[0] == fast
     assert strategies.order(chosen, {})[0] == fast
     assert strategies.in_flight == {}
@@ -130,7 +141,7 @@ def test_a_first_burst_spreads_over_the_untried_targets() -> None:
         firsts_of_burst = []
         for _ in range(3):
             first = strategies.order(chosen, {})[0]
-            tries.enter_context(strategies.trying(first))
+            tries.enter_context(trying(strategies, first))
             firsts_of_burst.append(first.model)
     assert firsts_of_burst == ["m0", "m1", "m2"]
 
@@ -138,7 +149,7 @@ def test_a_first_burst_spreads_over_the_untried_targets() -> None:
 def test_a_try_leaves_the_in_flight_count_however_it_ends() -> None:
     strategies, chosen = Strategies(), agent("least-latency", 1)
     target = chosen.targets[0]
-    with pytest.raises(RuntimeError), strategies.trying(target):
+    with pytest.raises(RuntimeError), trying(strategies, target):
         assert strategies.in_flight == {"p/m0": 1}
         raise RuntimeError("the client left")
     assert strategies.in_flight == {}
