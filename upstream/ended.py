@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pycurl
@@ -24,3 +25,10 @@ class Ended:
     @property
     def failed(self) -> bool:
         return self.error != 0
+
+
+@functools.lru_cache(maxsize=64)
+def ended_well(status: int) -> Ended:
+    """How a transfer that completed ends: one Ended for each status (an Ended is never
+    changed), not one made per request."""
+    return Ended(status)

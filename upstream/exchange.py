@@ -19,7 +19,7 @@ import pycurl
 from dsl.table import Provider
 from upstream.body_pipe import BodyPipe
 from upstream.client import UpstreamClient
-from upstream.ended import Ended
+from upstream.ended import Ended, ended_well
 from upstream.handle import Handle
 from upstream.request import Request, provider_request
 from upstream.response_head import NO_HEADERS, final_head
@@ -154,7 +154,8 @@ class Exchange:
             error, message = pycurl.E_WRITE_ERROR, self.fault
         ended = self._ended
         if ended is not None and not ended.done():
-            ended.set_result(Ended(self.status, error, message))
+            status = self.status
+            ended.set_result(Ended(status, error, message) if error or message else ended_well(status))
 
     # -- pacing ------------------------------------------------------------------------
 
