@@ -28,7 +28,7 @@ from ops import metrics
 from stages.access import ModelAccess
 from stages.accounting import Accounting
 from upstream.attempt import Broken, Head, Kept, Relayed, Sink, UpstreamRequest, attempt, walk
-from upstream.breaker import target_key
+from upstream.breaker import key_of
 from upstream.exchange import Exchange
 from upstream.failure import CONTEXT_OVERFLOW, Failure, agent_answer, answered_with_error
 from upstream.hedge import Race
@@ -165,7 +165,7 @@ class ChatHandler(GatewayHandler):
         failures = await walk(
             targets, lambda target, _: self._attempt(target, document, sink), self.gone,
             policy=policy, answering=lambda: sink.committed,
-            breakers=self.runtime.breakers, key=lambda target: target_key(target.provider.name, target.model),
+            breakers=self.runtime.breakers, key=key_of,
             skipped=lambda target: self.note_skip(target.label), hedge_after=hedge_after,
             admit=self._admit if self.ticket is not None or self.fits else None,
         )
@@ -323,6 +323,8 @@ class ChatHandler(GatewayHandler):
         """Content type and request id, and the client's headers that the format pair passes on."""
         headers = [("Content-Type", "application/json"), ("x-request-id", self.request_id)]
         names = translation.client_headers
+        if not names:  # most format pairs pass none on
+            return headers
         given = self.request.headers
         return headers + [(name, value) for name in names if (value := given.get(name))]
 

@@ -404,7 +404,7 @@ async def walk(
     if hedge_after is None or len(candidates) < 2:
         for index in range(len(candidates)):
             await run.lane(index, pause_first=True)
-            if run.over:
+            if run.answered or run.final:  # run.over, without a call
                 break
     else:
         await run.race(hedge_after)
@@ -417,6 +417,9 @@ async def walk(
 
 class _Walk:
     """One walk's state: its tries so far, their failures, and whether it is over."""
+
+    __slots__ = ("candidates", "try_one", "gone", "replayable", "policy", "answering", "wait", "clock",
+                 "breakers", "keys", "skipped", "admit", "ends", "failures", "tries", "answered", "final")
 
     def __init__(
         self,

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
-from dsl.table import BreakerSettings
+from dsl.table import BreakerSettings, Target
 from ops import metrics
 from ops.stats import MAX_LABEL_LENGTH, MAX_MODEL_LABELS
 from upstream.failure import REFUSED_KEY, Failure
@@ -351,3 +351,8 @@ def _doubled(settings: BreakerSettings, times: int) -> float:
 def target_key(provider: str, model: str) -> TargetKey:
     """A target's key, its model name cut so that a client cannot make it large."""
     return provider, model[:MAX_LABEL_LENGTH]
+
+
+def key_of(target: Target) -> TargetKey:
+    """A provider/model target's key, as `target_key` makes it (one call, on every walk)."""
+    return target.provider.name, target.model[:MAX_LABEL_LENGTH]
