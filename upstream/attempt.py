@@ -399,6 +399,8 @@ async def walk(
                     if not ok:
                         skipped(candidate)
             candidates, keys = list(compress(candidates, usable)), list(compress(keys, usable))
+    if len(candidates) == 1 and policy.attempts == 1 and policy.deadline is None and admit is None:
+        return await _once(candidates[0], try_one, gone, breakers, keys[0] if keys else None, skipped)
     run = _Walk(candidates, try_one, gone, replayable, policy, answering, pause, clock, breakers, keys,
                 skipped, admit)
     if hedge_after is None or len(candidates) < 2:
@@ -413,6 +415,38 @@ async def walk(
     if not run.failures and breakers is not None and keys is not None:
         return [all_open(breakers, keys)]
     return run.failures
+
+
+async def _once(
+    candidate: Candidate,
+    try_one: Callable[[Candidate, bool], Awaitable[Failure | None]],
+    gone: Callable[[], bool],
+    breakers: BreakerBoard | None,
+    target: TargetKey | None,
+    skipped: Callable[[Candidate], None] | None,
+) -> list[Failure] | None:
+    """The walk of one candidate tried once, with no deadline and no admission: most agents',
+    every provider/model request's. What `_Walk.lane` does for that one try, without the walk's
+    state object and the steps it needs only for more tries (some 7 K instructions a request)."""
+    if gone():
+        return None
+    if breakers is not None and target is not None and not breakers.admit(target):
+        if skipped is not None:
+            skipped(candidate)
+        return [all_open(breakers, (target,))]
+    reported = False
+    try:
+        failure = await try_one(candidate, False)
+        if breakers is not None and target is not None and not gone():
+            breakers.record(target, failure)
+            reported = True
+    finally:
+        if breakers is not None and target is not None and not reported:
+            breakers.release(target)  # the client left (or the attempt raised): no verdict
+    if failure is None:
+        return None
+    metrics.UPSTREAM_ERRORS.labels(provider=failure.provider, kind=failure.kind).inc()
+    return [failure]
 
 
 class _Walk:

@@ -89,11 +89,6 @@ class Headers:
     __iter__ = get_all
 
 
-# What an exchange's headers are until its head is in (or when none comes): one for every
-# exchange, not one made per request. It holds no field, so its lookups remember only absences.
-NO_HEADERS = Headers()
-
-
 def final_head(lines: list[bytes]) -> tuple[int, Headers] | None:
     """The first final head among the complete heads in `lines` (each ended by a blank line):
     its status and headers, or None when there is none yet (only interim heads, or a head

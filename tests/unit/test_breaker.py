@@ -331,3 +331,32 @@ def test_openings_elsewhere_that_are_over_or_of_a_provider_without_breakers_are_
     board.opened_elsewhere(("off", "m"), clock.now + WALL + 50.0, "failures")
     board.opened_elsewhere(("off", ALL_TARGETS), clock.now + WALL + 50.0, "key_refused")
     assert board.usable(TARGET) and board.usable(("off", "m")) and board.breakers == {}
+
+
+def test_a_lone_target_tried_once_is_not_tried_while_its_probe_is_out_and_reports_its_own_outcome(board, clock):
+    """The walk of one candidate tried once (upstream/attempt.py `_once`) does what the lanes do."""
+    calls: list[str] = []
+    for _ in range(3):
+        failures = run_walk(board, {"m": fail()}, calls)
+        assert failures is not None and [f.status for f in failures] == [500]
+    assert calls == ["m"] * 3 and state(board) == OPEN
+    clock.now += SETTINGS.cooldown
+    assert board.admit(TARGET) and state(board) == HALF_OPEN  # the one probe is out
+    skipped: list[str] = []
+    failures = asyncio.run(walk(["m"], lambda name, more: None, lambda: False, breakers=board,  # type: ignore[arg-type, return-value]
+                                key=lambda name: ("p", name), skipped=skipped.append))
+    assert skipped == [] and failures is not None and failures[0].kind == "circuit_open"  # none usable: not tried
+    board.release(TARGET)
+
+    left = False
+
+    async def leaving(name: str, more: bool) -> Failure | None:
+        nonlocal left
+        assert not more
+        left = True  # the client leaves during the try: no verdict, the probe's place is given back
+        return None
+
+    assert asyncio.run(walk(["m"], leaving, lambda: left, breakers=board, key=lambda name: ("p", name))) is None
+    assert board.breakers[TARGET].probing == 0 and state(board) == HALF_OPEN
+    assert run_walk(board, {"m": None}, calls) is None and run_walk(board, {"m": None}, calls) is None
+    assert state(board) == CLOSED
