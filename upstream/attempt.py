@@ -386,6 +386,10 @@ async def walk(
     tried beside it (two at a time at most); the first to claim the client answers (the
     tries' sinks arbitrate, upstream/hedge.py) and the other is cancelled.
     """
+    if len(candidates) == 1 and policy.attempts == 1 and policy.deadline is None and admit is None:
+        only = candidates[0]
+        target = key(only) if breakers is not None and key is not None else None
+        return await _once(only, try_one, gone, breakers if target is not None else None, target, skipped)
     keys: list[TargetKey] | None = None  # each candidate's target, with breakers
     if breakers is not None and key is not None:
         # map, not comprehensions: in Python 3.11 each comprehension is a call of its own.
@@ -399,8 +403,6 @@ async def walk(
                     if not ok:
                         skipped(candidate)
             candidates, keys = list(compress(candidates, usable)), list(compress(keys, usable))
-    if len(candidates) == 1 and policy.attempts == 1 and policy.deadline is None and admit is None:
-        return await _once(candidates[0], try_one, gone, breakers, keys[0] if keys else None, skipped)
     run = _Walk(candidates, try_one, gone, replayable, policy, answering, pause, clock, breakers, keys,
                 skipped, admit)
     if hedge_after is None or len(candidates) < 2:
@@ -427,7 +429,10 @@ async def _once(
 ) -> list[Failure] | None:
     """The walk of one candidate tried once, with no deadline and no admission: most agents',
     every provider/model request's. What `_Walk.lane` does for that one try, without the walk's
-    state object and the steps it needs only for more tries (some 7 K instructions a request)."""
+    state object and the steps it needs only for more tries (some 10 K instructions a request).
+    `target`: the candidate's breaker key, with `breakers`."""
+    if breakers is not None and target is not None and not breakers.usable(target):
+        return [all_open(breakers, (target,))]  # as `walk` checks every candidate first
     if gone():
         return None
     if breakers is not None and target is not None and not breakers.admit(target):
