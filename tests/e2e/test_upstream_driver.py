@@ -519,7 +519,8 @@ def test_an_idle_connection_the_provider_closes_leaves_the_set_and_the_next_requ
         assert time.process_time() - spent < 0.15  # no turn of the loop for it since
         ex, body = exchange(client)
         assert (await asyncio.wait_for(ex.send(get(keep_alive.url)), 10)) == Ended(200) and body == b"ok"
-        assert len(in_set(readers[0])) == 1
+        # the new connection, if libcurl had to wait on it (an answer read at once never is)
+        assert len(in_set(readers[0])) <= 1
 
     uvloop.run(with_client(test))
 
