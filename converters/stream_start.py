@@ -124,6 +124,8 @@ class StreamStart:
             self._refuse(data)
         if data == b"[DONE]":
             return False
+        if name == "message_start" and self._format == "anthropic" and b'"error"' not in data:
+            return False  # the message's metadata, never content: not parsed here (the converter does)
         try:
             document = orjson.loads(data) if data else None
         except orjson.JSONDecodeError:

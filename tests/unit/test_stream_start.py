@@ -166,3 +166,16 @@ def _fields_by_lines(event: bytes) -> tuple[str, bytes]:
 ])
 def test_an_events_fields_read_without_splitting_lines_are_those_its_lines_give(event: bytes) -> None:
     assert _fields(event) == _fields_by_lines(event)
+
+
+def test_a_message_start_is_held_unparsed_unless_it_holds_an_error() -> None:
+    """Anthropic's message_start is the message's metadata, never content: held without being
+    parsed; one that holds an error (no provider sends one) is parsed, and refused."""
+    watch = start("anthropic")
+    assert watch.feed(b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1"}}\n\n') is None
+    assert watch.feed(b'event: message_start\ndata: not json at all\n\n') is None
+    assert watch.feed(DELTA) is not None
+    with pytest.raises(StreamRefused) as refused:
+        start("anthropic").feed(b'event: message_start\ndata: {"type":"error","error":{"type":"overloaded_error",'
+                                b'"message":"Overloaded"}}\n\n')
+    assert refused.value.status == 529
