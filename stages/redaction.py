@@ -56,14 +56,15 @@ class Redaction(Stage):
 
     def answer(self, call: Call) -> StreamConverter | None:
         """A chat answer: with the policy `check` chose. A forward answer: with the route's,
-        whatever the request's body was (a GET may fetch a stored answer)."""
+        whatever the request's body was (a GET may fetch a stored answer). None, the usual
+        case, is told before anything is made: every chat answer asks, twice."""
+        policy = self.policy if self.whole_body else call.redaction
+        if policy is None or (self.whole_body and not policy.answers):
+            return None
 
         def counted(kind: str) -> None:
             call.count_redactions("answer", kind, 1)
 
         if self.whole_body:
-            policy = self.policy
-            return JsonAnswerRedactor(policy, counted) if policy is not None and policy.answers else None
-        if call.redaction is None:
-            return None
-        return AnswerRedactor(call.redaction, self.client_format, counted)
+            return JsonAnswerRedactor(policy, counted)
+        return AnswerRedactor(policy, self.client_format, counted)

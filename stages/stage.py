@@ -131,7 +131,11 @@ def answer_chain(hooks: Hooks, call: Call) -> Chain | None:
     """The stages' converters for this request's answer, in order; None when none has one."""
     if not hooks.answer:
         return None
-    converters = [c for stage in hooks.answer if (c := stage.answer(call)) is not None]
+    converters = []
+    for stage in hooks.answer:  # a loop, not a comprehension: each is a call of its own on 3.11
+        converter = stage.answer(call)
+        if converter is not None:
+            converters.append(converter)
     return Chain(converters) if converters else None
 
 
