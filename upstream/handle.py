@@ -21,6 +21,7 @@ from typing import Protocol
 import pycurl
 
 from upstream.body_pipe import BodyPipe
+from upstream.driver import Driver
 from upstream.request import Request
 
 log = logging.getLogger("gateway.upstream")
@@ -76,10 +77,12 @@ class Handle:
     times per request and twice per streamed chunk).
     """
 
-    __slots__ = ("curl", "transfer", "deliver", "pipe", "posted", "lines", "_setopt", "_timeouts", "_method")
+    __slots__ = ("curl", "driver", "transfer", "deliver", "pipe", "posted", "lines", "_setopt", "_timeouts",
+                 "_method")
 
-    def __init__(self) -> None:
+    def __init__(self, driver: Driver) -> None:
         self.curl = curl = pycurl.Curl()
+        self.driver = driver  # the multi handle it always runs on: its connections are pooled there
         self._setopt = setopt = curl.setopt
         self.transfer: Transfer | None = None
         # Where body chunks go: the transfer's `receive`, or what it put in its place

@@ -29,7 +29,7 @@ import uvloop
 from mock_provider import speech_bytes
 from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Mock, own_gateway
 from upstream.body_pipe import BodyPipe
-from upstream.client import UpstreamClient
+from upstream.client import TRANSFERS_PER_DRIVER, UpstreamClient
 from upstream.ended import CANCELLED, Ended
 from upstream.exchange import Exchange
 from upstream.request import Request, header_line
@@ -45,12 +45,12 @@ routes:
 Test = Callable[[UpstreamClient], Coroutine[Any, Any, None]]
 
 
-async def with_client(test: Test, limit: int = 4) -> None:
+async def with_client(test: Test, limit: int = 4, per_driver: int = TRANSFERS_PER_DRIVER) -> None:
     """`test` with a client of its own; no callback on the loop (the driver's among them) may
     raise meanwhile: the loop would only log it and go on."""
     raised: list[dict[str, Any]] = []
     asyncio.get_running_loop().set_exception_handler(lambda _, context: raised.append(context))
-    client = UpstreamClient(limit)
+    client = UpstreamClient(limit, per_driver)
     try:
         await test(client)
     finally:
@@ -58,9 +58,9 @@ async def with_client(test: Test, limit: int = 4) -> None:
     assert not raised, raised
 
 
-def run(test: Test, limit: int = 4) -> None:
+def run(test: Test, limit: int = 4, per_driver: int = TRANSFERS_PER_DRIVER) -> None:
     """`test` with a client of its own, on a loop of its own."""
-    asyncio.run(with_client(test, limit))
+    asyncio.run(with_client(test, limit, per_driver))
 
 
 def request(mock: Mock, method: str, path: str, body: bytes | BodyPipe | None = None,
@@ -499,6 +499,36 @@ def test_the_loop_watches_one_set_of_sockets_and_libcurls_own_wakeup_eventfds_ar
         assert held and all(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in held), held
 
     run(test)
+
+
+def test_transfers_past_a_drivers_share_run_on_the_next_and_each_reuses_its_own_connections(
+    mock: Mock
+) -> None:
+    """Past `per_driver` transfers at once, handles run on another multi handle, each pooling the
+    connections of its own (libcurl walks a pool's every connection to a host for each new
+    transfer): five streams at once on three drivers, twice, over the same five connections; a
+    transfer on the last driver is cancelled mid-stream and the others end as they should."""
+
+    async def test(client: UpstreamClient) -> None:
+        readers = loop_readers(asyncio.get_running_loop())
+        mock.clear()
+        for _ in range(2):
+            sent = [exchange(client) for _ in range(5)]
+            ends = [asyncio.ensure_future(ex.send(chat(mock, "gpt-delay-20", stream=True))) for ex, _ in sent]
+            assert await asyncio.wait_for(asyncio.gather(*ends), 10) == [Ended(200)] * 5
+            assert all(body.endswith(b"data: [DONE]\n\n") for _, body in sent)
+        assert [os.readlink(f"/proc/self/fd/{fd}") for fd in readers] == ["anon_inode:[eventpoll]"] * 3
+        seen = entries(mock, "/v1/chat/completions")
+        assert len(seen) == 10 and len({entry["peer_port"] for entry in seen}) == 5, seen
+        sent = [exchange(client) for _ in range(5)]
+        ends = [asyncio.ensure_future(ex.send(chat(mock, "gpt-delay-20", stream=True))) for ex, _ in sent]
+        last, body = sent[-1]
+        await until(lambda: bool(body), "the last transfer's first chunk")
+        last.cancel()
+        assert (await ends[-1]).error == CANCELLED
+        assert await asyncio.wait_for(asyncio.gather(*ends[:-1]), 10) == [Ended(200)] * 4
+
+    run(test, limit=5, per_driver=2)
 
 
 def test_an_idle_connection_the_provider_closes_leaves_the_set_and_the_next_request_connects_anew(
