@@ -37,8 +37,11 @@ RESTART_ONLY = (
 # were made than freed (CPython's default: 700, a few requests' worth). A request leaves no
 # cycle behind (an ended exchange lets go of its callbacks), but every walk moves the objects
 # of the requests in flight to the older generations, walked again later: at 700 the
-# collector took a tenth of the CPU under load, at 5,000 about half as much.
-YOUNG_GENERATION_THRESHOLD = 5_000
+# collector took a tenth of the CPU under load, at 5,000 about half as much. With a thousand
+# streams open, a walk at 5,000 still met 15,000 to 50,000 objects of the streams in flight (10 to
+# 30 ms each, about 3 % of the CPU by perf); at 20,000 none came in a steady run, and garbage
+# in cycles, should a request leave any, is still collected by then.
+YOUNG_GENERATION_THRESHOLD = 20_000
 
 
 class Announcer(Protocol):
