@@ -157,7 +157,11 @@ class Gateway:
             stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except RuntimeError:
+            self._end()  # no orphan left running: a supervisor, its workers, its state process
+            raise
 
     def wait_ready(self, timeout: float = 15) -> None:
         """Until /healthz answers and, with server.workers above 1, every worker serves."""
@@ -186,6 +190,14 @@ class Gateway:
         self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 15) -> int:
+        self._end(timeout)
+        self.log_file.close()
+        leaked = [secret for secret in self.secrets if secret in self.log()]
+        assert not leaked, f"{len(leaked)} provider key(s) or client token(s) in {self.log_path}"
+        return self.proc.returncode
+
+    def _end(self, timeout: float = 15) -> None:
+        """SIGTERM (the supervisor stops its workers and state process), then SIGKILL."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -193,10 +205,6 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log_file.close()
-        leaked = [secret for secret in self.secrets if secret in self.log()]
-        assert not leaked, f"{len(leaked)} provider key(s) or client token(s) in {self.log_path}"
-        return self.proc.returncode
 
     def openai(self, token: str = CLIENT_TOKEN, **kw: Any) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=token, max_retries=0, **kw)
