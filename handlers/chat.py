@@ -232,42 +232,38 @@ class ChatHandler(GatewayHandler):
         return await self.admit_target(target.provider.name, target.model, target.label)
 
     async def _attempt(self, target: Target, document: dict, client: Sink) -> Failure | None:
-        """Try one target, and note why it failed for the access log (an answer notes itself)."""
+        """Try one target, answering `client` (in a hedged walk, through the try's stand-in). None
+        when the client got its answer (or left, or another try won it); else why not, noted for
+        the access log (an answer notes itself). One coroutine per try: each one more is a frame
+        to make, and to pass through at each of the try's wake-ups."""
         sink: Sink = client if self.race is None else self.race.enter()
-        failure = await self._try_target(target, document, sink)
-        if failure is not None and failure.kind == CONTEXT_OVERFLOW and self.prompt_estimate:
-            window = context.window_of(target, self.table.models).context
-            self.runtime.calibration.overflowed(target.model, self.prompt_estimate, window)
-        if failure is not None:
-            self.note_try(target.label, failure)
-        return failure
-
-    async def _try_target(self, target: Target, document: dict, sink: Sink) -> Failure | None:
-        """Try one target, answering `sink`. None when the client got its answer (or left, or
-        another try won it); else why not."""
         provider = target.provider
         chain_plan = self.route.chains.get(provider.format)
         if chain_plan is None:
             message = f"{provider.format} providers cannot serve {self.route.ingress} clients"
-            return Failure(provider.name, target.label, 0, "unsupported_format", message)
+            failure = Failure(provider.name, target.label, 0, "unsupported_format", message)
+            self.note_try(target.label, failure)
+            return failure
         translation = chain_plan.translation
-        context = Context(document, self.requested_model)
+        conversion = Context(document, self.requested_model)  # not `context`: limits.context is used below
         try:
             upstream_document = translation.request(document) if translation.request else document
             if translation.asks_stream_usage and provider.stream_usage:
                 upstream_document = with_stream_usage(upstream_document)
             upstream_body = encode({**upstream_document, "model": target.model}, "the request")
         except ValueError as exc:
-            return Failure(provider.name, target.label, 400, "invalid_request", str(exc))
+            failure = Failure(provider.name, target.label, 400, "invalid_request", str(exc))
+            self.note_try(target.label, failure)
+            return failure
         loop = self.tool_loop
-        reading = _ChatReading(provider, chain_plan, context, relaying=loop is None or loop.streamed)
+        reading = _ChatReading(provider, chain_plan, conversion, relaying=loop is None or loop.streamed)
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
                                   upstream_body, self._upstream_headers(translation))
         started = self.request.request_time()
         strategies = self.runtime.strategies
         strategies.start_try(target)
         try:
-            failure = await self._outcome(target, request, reading, translation, context, sink)
+            failure = await self._outcome(target, request, reading, translation, conversion, sink)
         finally:
             strategies.end_try(target)
         if self.agent is not None and (failure is None or failure.retryable):
@@ -277,6 +273,11 @@ class ChatHandler(GatewayHandler):
                 first_byte = None if self.ttfb is None else self.ttfb - started
             if failure is not None or first_byte is not None:  # else the client left first
                 strategies.observe(target, first_byte)
+        if failure is not None:
+            if failure.kind == CONTEXT_OVERFLOW and self.prompt_estimate:
+                window = context.window_of(target, self.table.models).context
+                self.runtime.calibration.overflowed(target.model, self.prompt_estimate, window)
+            self.note_try(target.label, failure)
         return failure
 
     async def _outcome(
