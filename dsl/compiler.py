@@ -414,9 +414,12 @@ class _Compiler:
         overflow = _section(spec, "overflow")
         guard = OverflowSettings(overflow.get("enabled", True), overflow.get("margin", 0.0),
                                  _section(overflow, "trim").get("keep_last_turns"))
+        registry = _section(self.data, "models")
+        limits_known = any(t.model in registry or t.context_window is not None or t.max_output is not None
+                           for t in targets)  # as limits.context.window_of finds them
         return Agent(name, spec.get("strategy", "fallback"), tuple(targets), tuple(weights),
                      _retry(_section(spec, "retry"), self.retry), hedge_after, guard,
-                     self._mcp_loop(name, spec.get("mcp"), mcp_servers))
+                     self._mcp_loop(name, spec.get("mcp"), mcp_servers), limits_known)
 
     def _mcp_loop(self, agent: str, spec: Any, mcp_servers: Mapping[str, McpServer]) -> McpLoop | None:
         if spec is None:

@@ -155,6 +155,9 @@ class Agent:
     hedge_after: float | None = None  # seconds without an answer before the next target is tried too
     overflow: OverflowSettings = OverflowSettings()
     mcp: McpLoop | None = None  # the MCP tool loop, when the agent offers MCP tools
+    # Some target's context or output limit is known (its own, or the `models:` registry's for its
+    # model): False, the overflow guard has nothing to weigh, and is not run (found once, here).
+    limits_known: bool = True
 
 
 @dataclass(frozen=True, slots=True)

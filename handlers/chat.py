@@ -110,9 +110,10 @@ class ChatHandler(GatewayHandler):
         if agent is not None:
             session = self.request.headers.get(SESSION_HEADER)
             targets = self.runtime.strategies.order(agent, document, session)
-            document = self._fit_context(agent, targets, document)
-            if self.fits and not any(fit.fits for fit in self.fits.values()):
-                return self._refuse_overflow(agent)
+            if agent.limits_known and agent.overflow.enabled:  # else the guard has nothing to weigh
+                document = self._fit_context(agent, targets, document)
+                if self.fits and not any(fit.fits for fit in self.fits.values()):
+                    return self._refuse_overflow(agent)
         if self.limited and not await self.admit_limits(
                 document, None if agent is None else agent.name, self.prompt_estimate):
             return None
@@ -178,7 +179,7 @@ class ChatHandler(GatewayHandler):
         take it are skipped by `_admit`), after trimming the prompt when it fits none and the
         agent trims. Returns the document to send."""
         settings = agent.overflow
-        if not settings.enabled:
+        if not (settings.enabled and agent.limits_known):
             return document
         windows, known = [], False  # one loop, not a list and all() over a generator: most agents know none
         for target in targets:
