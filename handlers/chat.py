@@ -108,7 +108,8 @@ class ChatHandler(GatewayHandler):
             return self.fail(503, f"agent '{model}' has no usable target", "no_target")
         self.agent = agent = self.table.agents.get(model)
         if agent is not None:
-            session = self.request.headers.get(SESSION_HEADER)
+            # Only the sticky strategy reads the session (a header lookup is a call and a join).
+            session = self.request.headers.get(SESSION_HEADER) if agent.strategy == "sticky" else None
             targets = self.runtime.strategies.order(agent, document, session)
             if agent.limits_known and agent.overflow.enabled:  # else the guard has nothing to weigh
                 document = self._fit_context(agent, targets, document)
