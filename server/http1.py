@@ -420,7 +420,9 @@ class ClientConnection(asyncio.Protocol):
         self.delegate_finished = False
         self.reading = Reading.BODY
         self.expect_continue = fields.get("Expect") == ["100-continue"]
-        self._wait(self._call(delegate.headers_received, start_line, headers))
+        pending = self._call(delegate.headers_received, start_line, headers)
+        if pending is not None:  # a handler that streams the body, or a refusal's end
+            self._wait(pending)
         if self.expect_continue and not self.waiting:
             self._continue()
 
@@ -488,7 +490,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _deliver(self, data: bytes) -> None:
         if self.delegate is not None and not self.exchange.write_finished:  # type: ignore[union-attr]
-            self._wait(self._call(self.delegate.data_received, data))
+            pending = self._call(self.delegate.data_received, data)
+            if pending is not None:  # a streaming handler is passing the piece on: read on after
+                self._wait(pending)
 
     def _body_read(self) -> None:
         exchange, delegate = self.exchange, self.delegate

@@ -100,8 +100,12 @@ class Guard(Dispatch):
         if self.received > self.settings.max_body:
             return self.refuse(413, f"request body exceeds {self.settings.max_body} bytes", "body_too_large")
         unreserved = self.received - self.reserved  # a chunked body is counted as it arrives
-        if self.buffered and unreserved > 0 and not self._reserve(unreserved):
-            return self._buffers_full()
+        if self.buffered:
+            if unreserved > 0 and not self._reserve(unreserved):
+                return self._buffers_full()
+            if self.chunks is not None:  # Dispatch's own step for a buffered body, without its call
+                self.chunks.append(chunk)
+            return None
         return Dispatch.data_received(self, chunk)
 
     def finish(self) -> None:
