@@ -300,9 +300,9 @@ class ClientConnection(asyncio.Protocol):
         return len(self.buffer) >= size
 
     def send(self, data: bytes) -> None:
-        if not self.closed:
-            assert self.transport is not None
-            self.transport.write(data)
+        transport = self.transport  # `closed`, without its call: an answer's head and end come here
+        if transport is not None and not transport.is_closing() and self.reading is not Reading.CLOSED:
+            transport.write(data)
 
     def when_drained(self, callback: Callable[[], None]) -> None:
         """`callback` at resume_writing (the buffer is empty: its low-water mark is 0), or now."""
@@ -386,7 +386,7 @@ class ClientConnection(asyncio.Protocol):
         lines = buffer[: found.start()].decode("latin-1").split("\n")
         del buffer[: found.end()]
         self.scanned = 0
-        self._cancel_head_wait()
+        self.head_deadline = 0.0  # the head is in: no idle limit on it now (see _wait_for_head)
         try:
             start_line = request_line(lines[0])
             headers = read_fields(lines[1:])
@@ -530,7 +530,8 @@ class ClientConnection(asyncio.Protocol):
         answered, nor while the client is not taking its answers and the next request would only
         add to them. So a connection holds at most one head (HEAD_MAX) or _PIPELINED_MAX bytes of
         requests, whatever a client sends."""
-        if self.reading in (Reading.CLOSED, Reading.REFUSING) or self.closed:
+        transport = self.transport  # `closed`, without its call (twice per request)
+        if self.reading in (Reading.CLOSED, Reading.REFUSING) or transport is None or transport.is_closing():
             return
         if self.reading is Reading.HEAD:  # a head known to be incomplete is read on, to HEAD_MAX
             unsearched = len(self.buffer) > _PIPELINED_MAX and self.scanned < len(self.buffer)
@@ -539,11 +540,10 @@ class ClientConnection(asyncio.Protocol):
             hold = self.waiting or len(self.buffer) > _PIPELINED_MAX
         if hold != self.paused_reading:
             self.paused_reading = hold
-            assert self.transport is not None
             if hold:
-                self.transport.pause_reading()
+                transport.pause_reading()
             else:
-                self.transport.resume_reading()
+                transport.resume_reading()
 
     def _call(self, method: Callable[..., Any], *args: Any) -> Any:
         """A delegate's method: an exception is logged and ends the connection, as in Tornado."""
@@ -563,9 +563,6 @@ class ClientConnection(asyncio.Protocol):
         self.head_deadline = self.loop.time() + self.listener.idle_timeout
         if self.timer is None:
             self.timer = self.loop.call_at(self.head_deadline, self._head_wait_over)
-
-    def _cancel_head_wait(self) -> None:
-        self.head_deadline = 0.0
 
     def _head_wait_over(self) -> None:
         self.timer = None
