@@ -27,6 +27,7 @@ from runtime.process import Runtime
 UNMATCHED_ROUTE = "(unmatched)"  # the route label of requests no route serves
 # What routing finds for a request: its handler class, the route's handler arguments, the path's.
 Found = tuple[type[GatewayHandler], dict[str, Any], dict[str, str]]
+_Literal = Found  # the same, found once for a literal path (its parameters copied for each request)
 
 
 class NotFoundHandler(GatewayHandler):
@@ -144,6 +145,13 @@ class Routes:
                 (route.pattern, {"route": unmatched[route.ingress], "table": table, "runtime": runtime,
                                  "allowed": allowed})
             )
+        # The paths routes name literally (no parameter): for each, by method, what the walk over
+        # the patterns below would find first, found here once: a request for one of them (every
+        # chat request) is routed by two lookups, not by matching each pattern in turn.
+        self.literal: dict[str, tuple[dict[str, _Literal], _Literal | None]] = {}
+        for route in table.routes:
+            if not route.pattern.groupindex and route.template not in self.literal:
+                self.literal[route.template] = self._literal(route.template)
         anthropic = (r for r in table.routes if r.ingress == "anthropic")
         prefixes = {r.template.partition("{")[0].rstrip("/") for r in anthropic}
         self.anthropic_prefixes = tuple(sorted(prefixes))
@@ -152,15 +160,35 @@ class Routes:
             for ingress, route in unmatched.items()
         }
 
+    def _literal(self, path: str) -> tuple[dict[str, _Literal], _Literal | None]:
+        """What `find` finds for `path` by method (the first served route whose pattern matches
+        it and that takes the method), and for a method no route names (the first route taking any)."""
+        matching = []
+        for route, handler_class, kwargs in self.served:
+            found = route.pattern.match(path)
+            if found is not None:
+                matching.append((route, (handler_class, kwargs, found.groupdict())))
+        named = {method for route, _ in matching for method in route.methods or ()}
+        by_method = {m: next(f for route, f in matching if route.accepts(m)) for m in named}
+        return by_method, next((f for route, f in matching if route.methods is None), None)
+
     def find(self, request: httputil.HTTPServerRequest) -> Found:
         """The handler class for `request`, its arguments, and the path's parameters: what a
         Dispatch is made with (the router makes the Guard, a Dispatch with the limits)."""
         path = request.path or ""
         method = request.method or ""
-        for route, handler_class, kwargs in self.served:
-            found = route.pattern.match(path)
-            if found is not None and route.accepts(method):
-                return handler_class, kwargs, found.groupdict()
+        literal = self.literal.get(path)
+        if literal is not None:
+            by_method, any_method = literal
+            routed = by_method.get(method, any_method)
+            if routed is not None:
+                handler_class, kwargs, parameters = routed
+                return handler_class, kwargs, parameters.copy()  # each request's own, as groupdict's
+        else:
+            for route, handler_class, kwargs in self.served:
+                found = route.pattern.match(path)
+                if found is not None and route.accepts(method):
+                    return handler_class, kwargs, found.groupdict()
         for pattern, kwargs in self.misrouted:
             if pattern.match(path) is not None:
                 return NotFoundHandler, kwargs, {}
