@@ -640,7 +640,10 @@ class GatewayHandler:
     ) -> Awaitable[Outcome]:
         """One upstream attempt (`run(sink)`), inside the stages' `around` hooks, to be awaited;
         the sink is the client (or a hedged try's stand-in for it)."""
-        return stage.around(self.route.hooks, self, run, self if sink is None else sink)
+        hooks = self.route.hooks
+        if not hooks.around:  # the usual: no stage wraps the attempt (stage.around's call spared)
+            return run(self if sink is None else sink)
+        return stage.around(hooks, self, run, self if sink is None else sink)
 
     def staged(self, reading: Reading) -> Reading:
         """`reading`, with the stages' answer converters after it (none: `reading` itself)."""

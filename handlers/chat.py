@@ -171,8 +171,10 @@ class ChatHandler(GatewayHandler):
             skipped=lambda target: self.note_skip(target.label), hedge_after=hedge_after,
             admit=self._admit if self.ticket is not None or self.fits else None,
         )
-        self.note_walk(failures)
-        self._count_fallback(failures, len(self.tried or ()) - tried_before)
+        if failures:  # (note_walk's own first test, without its call)
+            self.note_walk(failures)
+        if self.agent is not None:  # (_count_fallback's own first test, without its call)
+            self._count_fallback(failures, len(self.tried or ()) - tried_before)
         return failures
 
     def _fit_context(self, agent: Agent, targets: tuple[Target, ...], document: dict) -> dict:

@@ -454,14 +454,17 @@ async def _once(
     every provider/model request's. What `_Walk.lane` does for that one try, without the walk's
     state object and the steps it needs only for more tries (some 10 K instructions a request).
     `target`: the candidate's breaker key, with `breakers`."""
-    if breakers is not None and target is not None and not breakers.usable(target):
-        return [all_open(breakers, (target,))]  # as `walk` checks every candidate first
-    if gone():
+    if breakers is not None and target is not None and not breakers.closed(target):
+        if not breakers.usable(target):
+            return [all_open(breakers, (target,))]  # as `walk` checks every candidate first
+        if gone():
+            return None
+        if not breakers.admit(target):
+            if skipped is not None:
+                skipped(candidate)
+            return [all_open(breakers, (target,))]
+    elif gone():  # closed: usable, and admitted without a probe's place taken
         return None
-    if breakers is not None and target is not None and not breakers.admit(target):
-        if skipped is not None:
-            skipped(candidate)
-        return [all_open(breakers, (target,))]
     reported = False
     try:
         failure = await try_one(candidate, False)

@@ -143,6 +143,16 @@ class BreakerBoard:
             metrics.CIRCUIT_STATE.labels(*key).set(0)
         return breaker
 
+    def closed(self, key: TargetKey) -> bool:
+        """The usual: `key`'s breaker is closed (or breakers are off for its provider) and no
+        provider's key is refused, so that `usable` and `admit` say True and change nothing; one
+        call where asking both costs two. False: ask them (a target without a breaker yet gets
+        its breaker from `admit`)."""
+        if not self.by_provider.get(key[0], self.defaults).enabled:
+            return True
+        breaker = self.breakers.get(key)
+        return breaker is not None and breaker.state == CLOSED and not self.refused
+
     def usable(self, key: TargetKey) -> bool:
         """Whether `key` would be admitted now (without taking a probe's place)."""
         settings = self.by_provider.get(key[0], self.defaults)  # self.settings, on every request

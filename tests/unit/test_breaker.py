@@ -360,3 +360,21 @@ def test_a_lone_target_tried_once_is_not_tried_while_its_probe_is_out_and_report
     assert board.breakers[TARGET].probing == 0 and state(board) == HALF_OPEN
     assert run_walk(board, {"m": None}, calls) is None and run_walk(board, {"m": None}, calls) is None
     assert state(board) == CLOSED
+
+
+def test_closed_says_true_only_where_usable_and_admit_would_change_nothing(board, clock):
+    """`closed` spares a lone try's walk the calls of `usable` and `admit` (upstream/attempt.py `_once`)."""
+    assert not board.closed(TARGET)  # no breaker yet: `admit` makes it
+    assert board.admit(TARGET) and board.closed(TARGET)
+    fail_times(board, 3)
+    assert state(board) == OPEN and not board.closed(TARGET)
+    clock.now += SETTINGS.cooldown
+    assert board.admit(TARGET) and state(board) == HALF_OPEN and not board.closed(TARGET)
+    board.record(TARGET, None)
+    board.admit(TARGET)
+    board.record(TARGET, None)
+    assert state(board) == CLOSED and board.closed(TARGET)
+    board.record(TARGET, fail(401))  # the provider refused the key: every target of it waits
+    assert not board.closed(OTHER) and not board.closed(TARGET)
+    off = BreakerBoard(replace(SETTINGS, enabled=False), clock=clock)
+    assert off.closed(TARGET) and off.breakers == {}
