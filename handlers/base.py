@@ -486,8 +486,9 @@ class GatewayHandler:
             for name, value in self.limit_headers.items():
                 self.set_header(name, value)
         else:
-            for name, value in head.headers:
-                self.set_header(name, value)
+            fields = self._headers._as_list
+            for name, value in head.headers:  # set_header's one step, without its call
+                fields[normalize_name(name)] = [_header_value(value)]
 
     def claim(self) -> bool:
         """The one try of an unhedged walk always has the client."""

@@ -113,13 +113,15 @@ class Exchange(httputil.HTTPConnection):
         self.chunking = unframed and self.version == "HTTP/1.1"
         if unframed and not self.chunking:
             self.keep_alive = False  # HTTP/1.0 has no chunks: only the close ends this answer
+        # Written to `fields` as HTTPHeaders' __setitem__ would (one value, the name normalized),
+        # without its call: every relayed stream is chunked.
         if self.version == "HTTP/1.1":
             if not self.keep_alive:
-                headers["Connection"] = "close"
+                fields["Connection"] = ["close"]
         elif self.keep_alive:  # an HTTP/1.0 client that asked for it
-            headers["Connection"] = "Keep-Alive"
+            fields["Connection"] = ["Keep-Alive"]
         if self.chunking:
-            headers["Transfer-Encoding"] = "chunked"
+            fields["Transfer-Encoding"] = ["chunked"]
         if self.head_only or code == 304:
             self.remaining = 0
         elif lengths is not None:
