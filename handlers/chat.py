@@ -344,7 +344,7 @@ class ChatHandler(GatewayHandler):
             error = translation.error(body, target.provider.scrub)
             retry_after = kept.exchange.headers.get("Retry-After")
             return answered_with_error(provider, target.label, status, error, retry_after)
-        if not body.strip():
+        if not body or body.isspace():  # what `not body.strip()` says, without a copy of the body
             return Failure(provider, target.label, status, "empty", "upstream answered 200 with no body")
         if translation.response is None:
             usage = usage_from_body(body, translation.usage)  # relayed as is: parsed for usage only
