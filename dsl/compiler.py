@@ -158,6 +158,7 @@ class _Compiler:
             state=state,
             limits=limits,
             mcp_servers=MappingProxyType(mcp_servers),
+            latency_ranked=any(agent.strategy == "least-latency" for agent in agents.values()),
         )
 
     def _secrets(self) -> dict[str, Any]:

@@ -287,6 +287,9 @@ class Table:
     state: StateSettings = StateSettings()
     limits: LimitSettings = LimitSettings()
     mcp_servers: Mapping[str, McpServer] = field(default_factory=dict)  # in declared order
+    # An agent orders its targets by latency (least-latency): only then are chat tries counted in
+    # flight and timed for upstream/strategies.py, as that strategy alone reads them.
+    latency_ranked: bool = True
 
     def targets_for(self, model: str) -> tuple[Target, ...] | None:
         """Targets for a client's `model`: an agent, or provider/model. None when neither."""

@@ -263,14 +263,17 @@ class ChatHandler(GatewayHandler):
         reading = _ChatReading(provider, chain_plan, conversion, relaying=loop is None or loop.streamed)
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
                                   upstream_body, self._upstream_headers(translation))
-        started = self.request.request_time()
-        strategies = self.runtime.strategies
-        strategies.start_try(target)
+        # Tries counted in flight and timed only for a least-latency agent to read (Table.latency_ranked).
+        strategies = self.runtime.strategies if self.table.latency_ranked else None
+        if strategies is not None:
+            started = self.request.request_time()
+            strategies.start_try(target)
         try:
             failure = await self._outcome(target, request, reading, translation, conversion, sink)
         finally:
-            strategies.end_try(target)
-        if self.agent is not None and (failure is None or failure.retryable):
+            if strategies is not None:
+                strategies.end_try(target)
+        if strategies is not None and self.agent is not None and (failure is None or failure.retryable):
             if self.tool_loop is not None:  # a round is read whole: its time, when it answered
                 first_byte = None if failure is not None else self.request.request_time() - started
             else:

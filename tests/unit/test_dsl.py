@@ -335,3 +335,22 @@ def test_server_workers_compile(tmp_path: Path, value: str, expected: int | None
 def test_invalid_server_workers(tmp_path: Path, value: str) -> None:
     text = GOOD.replace("  drain_timeout: 500ms\n", f"  drain_timeout: 500ms\n  workers: {value}\n")
     assert any(":7:" in p and "server.workers" in p for p in problems(write(tmp_path, text)))
+
+
+def test_only_a_table_with_a_least_latency_agent_times_its_tries(tmp_path: Path) -> None:
+    """Table.latency_ranked: chat tries are counted in flight and timed only for that strategy to read."""
+    table = compile_file(str(write(tmp_path, GOOD)), {}, handlers=HANDLERS.rules)
+    assert not table.latency_ranked
+    ranked = GOOD.replace("a: {models: [mock/m1, mock/m2]}", "a: {models: [mock/m1, mock/m2], strategy: least-latency}")
+    table = compile_file(str(write(tmp_path, ranked)), {}, handlers=HANDLERS.rules)
+    assert table.latency_ranked and table.agents["a"].strategy == "least-latency"
+
+
+def test_an_agent_knows_whether_any_target_has_a_known_limit(tmp_path: Path) -> None:
+    """Agent.limits_known: the overflow guard runs only when some target's window is known."""
+    assert not compile_file(str(write(tmp_path, GOOD)), {}, handlers=HANDLERS.rules).agents["a"].limits_known
+    sized = GOOD.replace("a: {models: [mock/m1, mock/m2]}",
+                         "a: {models: [mock/m1, {target: mock/m2, context_window: 1000}]}")
+    assert compile_file(str(write(tmp_path, sized)), {}, handlers=HANDLERS.rules).agents["a"].limits_known
+    registry = GOOD.replace("agents:", "models:\n  m1: {context_window: 1000}\nagents:")
+    assert compile_file(str(write(tmp_path, registry)), {}, handlers=HANDLERS.rules).agents["a"].limits_known
