@@ -155,7 +155,7 @@ class AnswerRedactor:
         """
         if not framed:
             return b""
-        if b"\r" in framed:
+        if framed.find(b"\r") >= 0:
             framed = framed.replace(b"\r\n", b"\n")
         if framed.find(b"\n\n") == len(framed) - 2:  # one event, the usual read of a stream
             plain = self._one(framed)

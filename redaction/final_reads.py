@@ -73,7 +73,7 @@ def _anthropic(framed: bytes) -> list[str] | None:
     kind = None
     for raw in raws:
         data = raw[raw.index(b"data:") + 5 :]
-        if b"\n" in data:
+        if data.find(b"\n") >= 0:  # (bytes `in` tries the needle as an int first, and raises)
             return None
         event = orjson.loads(data)
         kind = event["type"]

@@ -127,8 +127,8 @@ class TextDeltas:
             return None
         values = [part[:-size] for part in parts]
         try:
-            texts = [orjson.loads(b'"' + value + b'"') if b"\\" in value or b'"' in value else value.decode()
-                     for value in values]
+            texts = [orjson.loads(b'"' + value + b'"') if value.find(b"\\") >= 0 or value.find(b'"') >= 0
+                     else value.decode() for value in values]
         except (UnicodeDecodeError, orjson.JSONDecodeError):
             return None
         return self._key, head, tail, values, texts
@@ -182,7 +182,7 @@ class TextDeltas:
             return None
         value = raw[start:end]
         try:
-            text = orjson.loads(raw[start - 1 : end + 1]) if b"\\" in value else value.decode()
+            text = orjson.loads(raw[start - 1 : end + 1]) if value.find(b"\\") >= 0 else value.decode()
         except (UnicodeDecodeError, orjson.JSONDecodeError):
             return None
         self._head, self._tail = raw[:start], raw[end:]
