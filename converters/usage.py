@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_COMPACT_USAGE = b'"usage":{'  # as most providers write it
 _NO_DETAILS: Mapping[str, Any] = MappingProxyType({})
 _MAX_TOKENS = 2**53  # past it a count is no count (and JSON numbers lose integer precision)
 
@@ -156,22 +157,39 @@ class OpenAIStreamUsage:
         self.hide = hide
 
     def feed(self, data: bytes) -> bytes:
-        match = _USAGE_OBJECT.search(data)
+        # Most providers write JSON without spaces (`"usage":{`): bytes.find finds those objects
+        # for a quarter of a regex search's instructions. A read where `"usage": ` is written
+        # (Python's json.dumps) is searched with the pattern, which takes every spacing.
+        if data.find(b'"usage": ') >= 0:
+            return self._take(data, _USAGE_OBJECT.search(data))
+        at = data.find(_COMPACT_USAGE)
+        while at >= 0:
+            data, end = self._read(data, at, at + len(_COMPACT_USAGE))
+            at = data.find(_COMPACT_USAGE, end)
+        return data
+
+    def _take(self, data: bytes, match: re.Match[bytes] | None) -> bytes:
+        """`data` with every usage object from `match` on read, by the pattern."""
         while match is not None:
-            start = data.rfind(b"data:", 0, match.start())
-            end = data.find(b"\n", match.end())
-            end = len(data) if end < 0 else end
-            try:
-                chunk = orjson.loads(data[start + 5 : end])
-            except orjson.JSONDecodeError:
-                chunk = None
-            if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-                self.usage.add_openai(chunk["usage"])
-                if self.hide and chunk.get("choices") == []:
-                    data = data[:start] + data[_event_end(data, start, end):]
-                    end = start
+            data, end = self._read(data, match.start(), match.end())
             match = _USAGE_OBJECT.search(data, end)
         return data
+
+    def _read(self, data: bytes, at: int, after: int) -> tuple[bytes, int]:
+        """Read the event with the usage object at `at` (its `{` just before `after`); returns
+        `data`, without that event when it is hidden, and where to search on."""
+        start = data.rfind(b"data:", 0, at)
+        end = data.find(b"\n", after)
+        end = len(data) if end < 0 else end
+        try:
+            chunk = orjson.loads(data[start + 5 : end])
+        except orjson.JSONDecodeError:
+            chunk = None
+        if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+            self.usage.add_openai(chunk["usage"])
+            if self.hide and chunk.get("choices") == []:
+                return data[:start] + data[_event_end(data, start, end):], start
+        return data, end
 
     def close(self) -> bytes:
         return b""

@@ -17,14 +17,17 @@ from converters.sse import MAX_EVENT, EventTooLarge, SSEDataReader, SSEFramer, i
 from converters.usage import _event_end, with_stream_usage
 
 
-def _openai_stream(crlf: bool = False) -> bytes:
+def _openai_stream(crlf: bool = False, compact: bool = False) -> bytes:
+    """Chunks written as json.dumps writes them (`"usage": {`), or `compact` (`"usage":{`, as most
+    providers write them: OpenAIStreamUsage finds those without its pattern)."""
     chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}], "usage": None}]
     chunks += [{"choices": [{"index": 0, "delta": {"content": w}}], "usage": None} for w in ("Hé", " ☃", " ok")]
     chunks.append({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3,
                                             "prompt_tokens_details": {"cached_tokens": 2},
                                             "completion_tokens_details": {"reasoning_tokens": 1}}})
     sep = "\r\n\r\n" if crlf else "\n\n"
-    text = "".join(f"data: {json.dumps(c, ensure_ascii=False)}{sep}" for c in chunks)
+    separators = (",", ":") if compact else None
+    text = "".join(f"data: {json.dumps(c, ensure_ascii=False, separators=separators)}{sep}" for c in chunks)
     return (text + f"data: [DONE]{sep}").encode()
 
 
@@ -41,18 +44,40 @@ def _run(pieces: list[bytes], client: dict | None = None) -> tuple[bytes, tuple[
     return out, (usage.input, usage.output, usage.cached, usage.reasoning)
 
 
-def test_unsplit_stream_passes_whole_and_records_usage() -> None:
-    out, usage = _run([STREAM])
-    assert out == STREAM
+@pytest.mark.parametrize("compact", [False, True])
+def test_unsplit_stream_passes_whole_and_records_usage(compact: bool) -> None:
+    stream = _openai_stream(compact=compact)
+    out, usage = _run([stream])
+    assert out == stream
     assert usage == (5, 3, 2, 1)
 
 
+@pytest.mark.parametrize("hide", [False, True])
+@pytest.mark.parametrize("read", [
+    b'data: {"choices":[],"usage":{"prompt_tokens":7}}\n\n',  # found by bytes.find
+    b'data: {"choices":[],"usage": {"prompt_tokens":7}}\n\n',  # json.dumps' spacing: by the pattern
+    # a read that writes `"usage": ` anywhere: the pattern, which takes any spacing
+    b'data: {"choices":[{}],"usage": null}\n\ndata: {"choices":[],"usage" :\t{"prompt_tokens":7}}\n\n',
+    b'data: {"a":"\\"usage\\": {"}\n\ndata: {"choices":[],"usage":{"prompt_tokens":7}}\n\n',
+])
+def test_a_usage_object_is_read_however_it_is_spaced(read: bytes, hide: bool) -> None:
+    """Compact objects are found without the pattern; a read that writes `"usage": ` anywhere is
+    searched with it, as every read was. Either way the object is counted, and cut when hidden."""
+    client = {"stream": True} if hide else ASKS_FOR_USAGE
+    chain = plan("openai", "openai").build(Context(client, "m"))
+    out = chain.feed(read + b"data: [DONE]\n\n")
+    assert chain.converters[1].usage.input == 7
+    kept = [event for event in read.split(b"\n\n") if event and not (hide and b"prompt_tokens" in event)]
+    assert out == b"".join(event + b"\n\n" for event in kept) + b"data: [DONE]\n\n"
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=20), st.booleans())
-def test_a_usage_chunk_the_client_did_not_ask_for_is_read_not_relayed(cuts: list[int], crlf: bool) -> None:
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=20), st.booleans(), st.booleans())
+def test_a_usage_chunk_the_client_did_not_ask_for_is_read_not_relayed(
+        cuts: list[int], crlf: bool, compact: bool) -> None:
     """The gateway asks an OpenAI provider for a stream's usage (with_stream_usage) to count and
     charge its tokens; a client that did not ask gets the stream it would have got without."""
-    stream = _openai_stream(crlf)
+    stream = _openai_stream(crlf, compact)
     points = sorted({min(c, len(stream)) for c in cuts})
     pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
     out, usage = _run(pieces, {"stream": True})
