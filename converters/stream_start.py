@@ -45,8 +45,8 @@ _UNKNOWN_ERROR_STATUS = 502
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 Scrub = Callable[[str], str]
 # OpenAI delta fields that carry an answer (role alone does not).
-_CONTENT_FIELDS = ("content", "tool_calls", "function_call", "reasoning_content", "reasoning", "refusal",
-                   "audio")
+_CONTENT_FIELDS = frozenset({"content", "tool_calls", "function_call", "reasoning_content", "reasoning",
+                            "refusal", "audio"})
 # Anthropic events that carry an answer, or end it with a stop reason (an empty text block's
 # start does not: an overloaded error can still follow it).
 _ANTHROPIC_CONTENT = frozenset({"content_block_delta", "message_delta"})
@@ -104,12 +104,20 @@ class StreamStart:
         first one: the rest of a read is never cut up (its events as _EVENT_END.split cuts them)."""
         if block.find(b"\r") >= 0:
             return any(map(self._judge, _EVENT_END.split(block)))
+        judge = self._judge if self._format == "anthropic" else self._judge_lf
         start = 0
         while (end := block.find(b"\n\n", start)) >= 0:
-            if self._judge(block[start:end]):
+            if judge(block[start:end]):
                 return True
             start = end + 2
-        return self._judge(block[start:])
+        return judge(block[start:])
+
+    def _judge_lf(self, event: bytes) -> bool:
+        """_judge for an event of an OpenAI stream with no CR in it: the usual one, a single line
+        `data: {...}`, is parsed at once (what _fields would give is the bytes after `data: `)."""
+        if event[:7] == b"data: {" and event[-1:] == b"}" and event.find(b"\n") < 0:
+            return self._judge_data(event[6:])
+        return self._judge(event)
 
     def _judge(self, event: bytes) -> bool:
         """True for a content event; raises StreamRefused for an error event."""
@@ -126,6 +134,10 @@ class StreamStart:
             return False
         if name == "message_start" and self._format == "anthropic" and b'"error"' not in data:
             return False  # the message's metadata, never content: not parsed here (the converter does)
+        return self._judge_data(data)
+
+    def _judge_data(self, data: bytes) -> bool:
+        """_judge for an event's data (name neither `error` nor an Anthropic `message_start`)."""
         try:
             document = orjson.loads(data) if data else None
         except orjson.JSONDecodeError:
@@ -165,8 +177,8 @@ def _has_content(choice: object) -> bool:
     delta = choice.get("delta")
     if not isinstance(delta, dict):
         return False
-    for name in _CONTENT_FIELDS:  # noqa: SIM110 - a loop: any() over a generator costs its frames
-        if delta.get(name):
+    for name, value in delta.items():  # noqa: SIM110 - a loop: any() over a generator costs its frames
+        if value and name in _CONTENT_FIELDS:  # a delta holds a few keys; there are seven names
             return True
     return False
 

@@ -179,3 +179,19 @@ def test_a_message_start_is_held_unparsed_unless_it_holds_an_error() -> None:
         start("anthropic").feed(b'event: message_start\ndata: {"type":"error","error":{"type":"overloaded_error",'
                                 b'"message":"Overloaded"}}\n\n')
     assert refused.value.status == 529
+
+
+@pytest.mark.parametrize("event", [
+    ROLE, TEXT, STOP, OPENAI_ERROR,  # one line `data: {...}`: parsed at once
+    b'data: {"choices":[{"index":0,"delta":{"refusal":"no"}}]}', b'data: {"choices":[]}', b"data: {not json}",
+    b'data: {"a":\ndata: 1}', b'data: {"choices":[]} ', b"data:{}", b"data: [DONE]",  # the rest: by _fields
+    b'event: error\ndata: {"choices":[]}', b'data: {"choices":[{"delta":{"content":"x"}}]}\nevent: error',
+])
+def test_a_one_line_openai_event_parsed_at_once_is_judged_as_its_fields_would_have_it(event: bytes) -> None:
+    outcomes: list[bool | int] = []
+    for judge in (start()._judge_lf, start()._judge):
+        try:
+            outcomes.append(judge(event.removesuffix(b"\n\n")))
+        except StreamRefused as refused:
+            outcomes.append(refused.status)
+    assert outcomes[0] == outcomes[1]
