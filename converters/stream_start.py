@@ -104,8 +104,31 @@ class StreamStart:
         first one: the rest of a read is never cut up (its events as _EVENT_END.split cuts them)."""
         if block.find(b"\r") >= 0:
             return any(map(self._judge, _EVENT_END.split(block)))
-        judge = self._judge if self._format == "anthropic" else self._judge_lf
-        start = 0
+        if self._format == "anthropic":
+            return self._judges_run(self._judge, block, 0)
+        first_end = block.find(b"\n\n")
+        if 0 <= first_end < len(block) - 2 and _cannot_refuse(first := block[:first_end]):
+            return self._judges_later_first(first, block, first_end + 2)
+        return self._judges_run(self._judge_lf, block, 0)
+
+    def _judges_later_first(self, first: bytes, block: bytes, rest: int) -> bool:
+        """_judges_content for OpenAI events, whose first (no error: `_cannot_refuse`) is judged
+        after those that follow it in the read, `block[rest:]`: the read is released whole when any
+        of them is content, and the first one, the stream's role chunk when the read starts it, is
+        seldom content (so it is parsed only when that is not enough). The outcome is the one of
+        judging in order: the first event's verdict still goes before any error after it."""
+        try:
+            if self._judges_run(self._judge_lf, block, rest):
+                return True
+        except StreamRefused:
+            if self._judge_lf(first):
+                return True
+            raise
+        return self._judge_lf(first)
+
+    @staticmethod
+    def _judges_run(judge: Callable[[bytes], bool], block: bytes, start: int) -> bool:
+        """Whether `judge` finds a content event among the events of `block` from `start` on, in order."""
         while (end := block.find(b"\n\n", start)) >= 0:
             if judge(block[start:end]):
                 return True
@@ -181,6 +204,13 @@ def _has_content(choice: object) -> bool:
         if value and name in _CONTENT_FIELDS:  # a delta holds a few keys; there are seven names
             return True
     return False
+
+
+def _cannot_refuse(event: bytes) -> bool:
+    """Whether an OpenAI event is plainly no error event: one line `data: {...}` (no name) with no
+    `"error"` in it and no backslash (which a key written with escapes would need)."""
+    return event[:7] == b"data: {" and event.find(b"\n") < 0 and event.find(b'"error"') < 0 \
+        and event.find(b"\\") < 0
 
 
 def _fields(event: bytes) -> tuple[str, bytes]:

@@ -195,3 +195,30 @@ def test_a_one_line_openai_event_parsed_at_once_is_judged_as_its_fields_would_ha
         except StreamRefused as refused:
             outcomes.append(refused.status)
     assert outcomes[0] == outcomes[1]
+
+
+def _outcome(reads: list[bytes]) -> tuple[str, int]:
+    """How a stream start fed `reads` ends: released, refused (with its status) or still held."""
+    watch = start()
+    try:
+        for read in reads:
+            if watch.feed(read) is not None:
+                return "released", 0
+    except StreamRefused as refused:
+        return "refused", refused.status
+    return "held", 0
+
+
+HELLO = TEXT.replace(b"Hi", b"an error, \\\"quoted\\\"")  # content that names an error, and escapes
+
+
+@pytest.mark.parametrize("events", [
+    (ROLE, TEXT), (ROLE, OPENAI_ERROR), (TEXT, OPENAI_ERROR), (ROLE, ROLE, OPENAI_ERROR), (ROLE, ROLE),
+    (STOP, OPENAI_ERROR), (ROLE, b"data: [DONE]\n\n"), (TEXT, ROLE, OPENAI_ERROR), (ROLE, ROLE, TEXT),
+    (OPENAI_ERROR, TEXT), (HELLO, OPENAI_ERROR), (ROLE, HELLO), (b'data: {"a":1}\n\n', OPENAI_ERROR),
+    (b"data: {not json}\n\n", OPENAI_ERROR), (b'data: {"choices":[]}\n\n', b"data: {not json}\n\n"),
+])
+def test_a_read_of_many_events_ends_as_its_events_one_by_one_would(events: tuple[bytes, ...]) -> None:
+    """A read's first OpenAI event, when plainly no error, is judged after the others (it is the
+    role chunk, seldom content, and the read goes out whole when any is): the outcome is the same."""
+    assert _outcome([b"".join(events)]) == _outcome(list(events))
