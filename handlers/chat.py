@@ -384,7 +384,7 @@ class _ChatReading:
         self.provider = provider
         self.plan = plan
         self.context = context
-        self.chain = Chain(())
+        self.chain: Chain | None = None  # a relayed stream's, from `relay` on (the methods after it use it)
         self.start: StreamStart | None = None
         self.relaying = relaying
 
@@ -418,7 +418,8 @@ class _ChatReading:
         return self.chain.close()
 
     def cut(self) -> bytes:
-        return self.chain.cut() if self.start is None else b""
+        chain = self.chain  # None: nothing was relayed (a kept answer)
+        return chain.cut() if chain is not None and self.start is None else b""
 
 
 # The fields every provider needs typed right, by the exact types orjson reads them as: an
@@ -453,7 +454,9 @@ def shape_problem(document: dict) -> str | None:
     return None
 
 
-def _chain_usage(chain: Chain) -> Usage | None:
+def _chain_usage(chain: Chain | None) -> Usage | None:
+    if chain is None:
+        return None
     for converter in chain.converters:
         usage = getattr(converter, "usage", None)
         if isinstance(usage, Usage):
