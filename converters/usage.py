@@ -158,12 +158,14 @@ class OpenAIStreamUsage:
 
     def feed(self, data: bytes) -> bytes:
         # Most providers write JSON without spaces (`"usage":{`): bytes.find finds those objects
-        # for a quarter of a regex search's instructions. A read with none written so, where
-        # `"usage": ` is (Python's json.dumps), is searched with the pattern, which takes every
-        # spacing. (A provider writes all its chunks one way: a read is not searched for both.)
+        # for a quarter of a regex search's instructions. In a read with none, a compact
+        # writer's `"usage":null` (every chunk but the last, once usage is asked for) says there
+        # is none; else a `"usage"` key is the pattern's to find, which takes every spacing.
         at = data.find(_COMPACT_USAGE)
         if at < 0:
-            return self._take(data, _USAGE_OBJECT.search(data)) if data.find(b'"usage": ') >= 0 else data
+            if data.find(b'"usage":null') >= 0 or data.find(b'"usage"') < 0:
+                return data
+            return self._take(data, _USAGE_OBJECT.search(data))
         while at >= 0:
             data, end = self._read(data, at, at + len(_COMPACT_USAGE))
             at = data.find(_COMPACT_USAGE, end)

@@ -54,16 +54,17 @@ def test_unsplit_stream_passes_whole_and_records_usage(compact: bool) -> None:
 
 @pytest.mark.parametrize("hide", [False, True])
 @pytest.mark.parametrize("read", [
-    b'data: {"choices":[],"usage":{"prompt_tokens":7}}\n\n',  # found by bytes.find
+    b'data: {"choices":[],"usage":{"prompt_tokens":7}}\n\n',  # compact: read without the pattern
     b'data: {"choices":[],"usage": {"prompt_tokens":7}}\n\n',  # json.dumps' spacing: by the pattern
-    # a read with no compact object that writes `"usage": ` anywhere: the pattern, which takes any spacing
+    b'data: {"choices":[{}],"usage":null}\n\ndata: {"choices":[],"usage":{"prompt_tokens":7}}\n\n',
     b'data: {"choices":[{}],"usage": null}\n\ndata: {"choices":[],"usage" :\t{"prompt_tokens":7}}\n\n',
+    b'data: {"choices":[],"usage":\t{"prompt_tokens":7}}\n\n',  # any spacing JSON allows on a line
     b'data: {"a":"\\"usage\\": {"}\n\ndata: {"choices":[],"usage":{"prompt_tokens":7}}\n\n',
 ])
 def test_a_usage_object_is_read_however_it_is_spaced(read: bytes, hide: bool) -> None:
-    """Compact objects are found without the pattern; a read with none, that writes `"usage": `
-    anywhere, is searched with it, as every read was. Either way the object is counted, and cut
-    when hidden."""
+    """A compact object (`"usage":{`) is read without the pattern, and a compact writer's
+    `"usage":null` says a read has none; a key spaced any other way is the pattern's to find.
+    Either way the object is counted, and cut when hidden."""
     client = {"stream": True} if hide else ASKS_FOR_USAGE
     chain = plan("openai", "openai").build(Context(client, "m"))
     out = chain.feed(read + b"data: [DONE]\n\n")
