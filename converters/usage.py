@@ -157,15 +157,19 @@ class OpenAIStreamUsage:
         self.hide = hide
 
     def feed(self, data: bytes) -> bytes:
-        # Most providers write JSON without spaces (`"usage":{`): bytes.find finds those objects
-        # for a quarter of a regex search's instructions. In a read with none, a compact
-        # writer's `"usage":null` (every chunk but the last, once usage is asked for) says there
-        # is none; else a `"usage"` key is the pattern's to find, which takes every spacing.
-        at = data.find(_COMPACT_USAGE)
+        # Most reads hold no usage key at all (one find). Most providers write JSON without
+        # spaces (`"usage":{`): bytes.find finds those objects for a quarter of a regex search's
+        # instructions. In a read with none, a compact writer's `"usage":null` (every chunk but
+        # the last, once usage is asked for) says there is none; else the key is the pattern's
+        # to find, which takes every spacing.
+        key = data.find(b'"usage"')
+        if key < 0:
+            return data
+        at = data.find(_COMPACT_USAGE, key)
         if at < 0:
-            if data.find(b'"usage":null') >= 0 or data.find(b'"usage"') < 0:
+            if data.find(b'"usage":null', key) >= 0:
                 return data
-            return self._take(data, _USAGE_OBJECT.search(data))
+            return self._take(data, _USAGE_OBJECT.search(data, key))
         while at >= 0:
             data, end = self._read(data, at, at + len(_COMPACT_USAGE))
             at = data.find(_COMPACT_USAGE, end)
