@@ -30,7 +30,16 @@ from converters.chat_mapping import (
     stop_reason,
     take_openai_usage,
 )
-from converters.plain_events import PLAIN_TEXT, QUIET, TEXT_DELTA_HEAD, plain_run, utf8
+from converters.plain_events import (
+    ASCII_TEXT_DELTA_END,
+    PLAIN_TEXT,
+    QUIET,
+    TEXT_DELTA_HEAD,
+    TEXT_DELTA_HEAD_SIZE,
+    TEXT_DELTA_HEADS,
+    plain_run,
+    utf8,
+)
 from converters.sse import SSEDataReader, payloads
 from converters.usage import Usage, asks_for_usage
 
@@ -114,6 +123,10 @@ class AnthropicToOpenAIStream(_EventConversion):
         return bool(self._head)
 
     def feed(self, data: bytes) -> bytes:
+        if self._text_head and data[:TEXT_DELTA_HEAD_SIZE] in TEXT_DELTA_HEADS:
+            plain = ASCII_TEXT_DELTA_END.fullmatch(data, TEXT_DELTA_HEAD_SIZE)
+            if plain is not None and self._reader.idle:  # the usual text delta, ASCII, alone: spliced
+                return self._text_head + plain[1] + _TEXT_END
         if self._text_head and self._reader.idle:
             plain = _PLAIN_EVENT.fullmatch(data)
             if plain is not None:  # one event, as a trickled stream's every read: spliced, not framed

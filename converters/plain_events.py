@@ -43,10 +43,19 @@ PLAIN_EVENT = re.compile(rb"(?P<text>" + TEXT_DELTA + rb")|" + QUIET)
 # The usual forms exactly, as Anthropic writes them for blocks 0-9: most events are told by a
 # slice and a set lookup (a few hundred instructions) rather than by the patterns, which cost
 # the regex engine some 25 instructions a byte.
-_TEXT_DELTA_HEADS = frozenset(
+TEXT_DELTA_HEADS = frozenset(
     b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
     b'"delta":{"type":"text_delta","text":"' % index for index in range(10))
-_TEXT_DELTA_HEAD_SIZE = len(next(iter(_TEXT_DELTA_HEADS)))  # the same for each
+"""A text delta up to its text, in the usual form (an `event:` line, no spaces, blocks 0-9)."""
+
+TEXT_DELTA_HEAD_SIZE = len(next(iter(TEXT_DELTA_HEADS)))
+"""The length of each of TEXT_DELTA_HEADS."""
+
+ASCII_TEXT_DELTA_END = re.compile(rb'([ !#-\[\]-~]+)"\}\}\n\n')
+"""What follows a usual text delta head in a whole event with printable ASCII text (plain text,
+and as nearly all English text is): the text (group 1), the event's end and its blank line.
+Matched from the head's end (fullmatch(event, TEXT_DELTA_HEAD_SIZE)) it tells the rest of an
+event in a few instructions a byte of text, and such text needs no UTF-8 check."""
 _TEXT_DELTA_END = b'"}}'
 _QUIET_EVENTS = frozenset((
     b'event: ping\ndata: {"type":"ping"}',
@@ -75,8 +84,8 @@ def plain_run(events: list[bytes], index: int, end: int) -> tuple[list[bytes], i
     texts: list[bytes] = []
     while index < end:
         event = events[index]
-        if event[:_TEXT_DELTA_HEAD_SIZE] in _TEXT_DELTA_HEADS and event[-3:] == _TEXT_DELTA_END:
-            text = event[_TEXT_DELTA_HEAD_SIZE:-3]
+        if event[:TEXT_DELTA_HEAD_SIZE] in TEXT_DELTA_HEADS and event[-3:] == _TEXT_DELTA_END:
+            text = event[TEXT_DELTA_HEAD_SIZE:-3]
             if not text or _QUOTE in text or _BACKSLASH in text:
                 break  # the text is not plain, so no pattern matches the event: it is parsed
             texts.append(text)

@@ -26,7 +26,7 @@ from converters.base import Context
 from converters.chat_requests import anthropic_to_openai_request, openai_to_anthropic_request
 from converters.chat_responses import anthropic_to_openai_response, openai_to_anthropic_response
 from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
-from converters.plain_events import plain_run
+from converters.plain_events import ASCII_TEXT_DELTA_END, TEXT_DELTA_HEAD_SIZE, plain_run
 from converters.registry import plan
 from converters.sse import SSEDataReader, iter_data
 from converters.usage import Usage, usage_from_anthropic, usage_from_body, usage_from_openai
@@ -978,6 +978,24 @@ def test_spliced_runs_give_what_parsing_gives(events: list[tuple[str, str, bytes
     expected = _to_openai([b"".join([*spaced, end])])
     assert _to_openai([b"".join([*usual, end])]) == expected
     assert _to_openai([*usual, end]) == expected
+
+
+
+def test_a_lone_usual_text_delta_is_spliced_when_its_text_is_printable_ascii() -> None:
+    """A read that is one usual text delta with printable ASCII text takes the converter's
+    quickest path (ASCII_TEXT_DELTA_END); any other byte in the text, or an event not yet
+    ended, goes the long way: either way the chunks are those of the spaced form, which
+    always goes the long way."""
+    start = _anthropic_sse([_message_start(), *_text_block(0, [])[:1]], compact=True)
+    end = _anthropic_sse(_message_end("end_turn", 3), compact=True)
+    for byte in range(256):
+        text = b"a" + bytes([byte]) + b"z"
+        usual, spaced = _DELTA % (0, text) + b"\n\n", _SPACED_DELTA % (0, text) + b"\n\n"
+        quick = ASCII_TEXT_DELTA_END.fullmatch(usual, TEXT_DELTA_HEAD_SIZE)
+        assert (quick is not None) == (0x20 <= byte < 0x7F and byte not in b'"\\'), byte
+        assert _to_openai([start, usual, end]) == _to_openai([start, spaced, end]), byte
+    unended = [start, _DELTA % (0, b"Hi"), b"\n", b"\n" + _DELTA % (0, b" there") + b"\n", b"\n", end]
+    assert _to_openai(unended) == _to_openai([b"".join(unended)])
 
 
 def _one_by_one(sse: bytes) -> list[bytes]:
