@@ -57,13 +57,14 @@ and as nearly all English text is): the text (group 1), the event's end and its 
 Matched from the head's end (fullmatch(event, TEXT_DELTA_HEAD_SIZE)) it tells the rest of an
 event in a few instructions a byte of text, and such text needs no UTF-8 check."""
 _TEXT_DELTA_END = b'"}}'
-_QUIET_EVENTS = frozenset((
+QUIET_EVENTS = frozenset((
     b'event: ping\ndata: {"type":"ping"}',
     *(b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
       b'"content_block":{"type":"text","text":""}}' % index for index in range(10)),
     *(b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}' % index
       for index in range(10)),
 ))
+"""The quiet events in the usual form (an `event:` line, no spaces, blocks 0-9), exactly."""
 # A plain event in a less usual form (other spacing, a longer index, no `event:` line): group
 # 1 a text delta's text. The lookahead turns any other event down after a few bytes.
 _ANY_FORM = re.compile(
@@ -89,7 +90,7 @@ def plain_run(events: list[bytes], index: int, end: int) -> tuple[list[bytes], i
             if not text or _QUOTE in text or _BACKSLASH in text:
                 break  # the text is not plain, so no pattern matches the event: it is parsed
             texts.append(text)
-        elif event not in _QUIET_EVENTS:
+        elif event not in QUIET_EVENTS:
             plain = _ANY_FORM.fullmatch(event)
             if plain is None:
                 break

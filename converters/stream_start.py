@@ -19,7 +19,7 @@ from types import MappingProxyType
 
 import orjson
 
-from converters.plain_events import PLAIN_EVENT
+from converters.plain_events import PLAIN_EVENT, QUIET_EVENTS, TEXT_DELTA_HEAD_SIZE, TEXT_DELTA_HEADS
 from converters.sse import SSEFramer
 from converters.upstream_errors import UpstreamError, upstream_error
 
@@ -145,6 +145,14 @@ class StreamStart:
     def _judge(self, event: bytes) -> bool:
         """True for a content event; raises StreamRefused for an error event."""
         if self._format == "anthropic":
+            # The usual forms by their exact bytes. A text delta whose text holds no quote cannot
+            # close its string early: the event is that delta (content), or no JSON at all
+            # (relayed, as _judge_data does), so its text need not be looked at further.
+            if event[:TEXT_DELTA_HEAD_SIZE] in TEXT_DELTA_HEADS and event[-3:] == b'"}}' \
+                    and event.find(b'"', TEXT_DELTA_HEAD_SIZE, -3) < 0:
+                return True
+            if event in QUIET_EVENTS:
+                return False
             plain = PLAIN_EVENT.fullmatch(event)
             if plain is not None:  # what parsing it would tell (converters/plain_events.py)
                 return plain.lastgroup == "text"
@@ -155,7 +163,7 @@ class StreamStart:
             self._refuse(data)
         if data == b"[DONE]":
             return False
-        if name == "message_start" and self._format == "anthropic" and b'"error"' not in data:
+        if name == "message_start" and self._format == "anthropic" and data.find(b'"error"') < 0:
             return False  # the message's metadata, never content: not parsed here (the converter does)
         return self._judge_data(data)
 

@@ -105,6 +105,25 @@ def test_anthropic_events_known_by_their_bytes_are_judged_as_parsing_judges_them
         assert (start("anthropic").feed(START + event) is not None) is content, event
 
 
+@pytest.mark.parametrize("text", [b"Hi", b"", b"tab\there", b"back\\slash", b"ends in \\", "d\u00e9j\u00e0".encode(),
+                                  b"\xff\xfe", b"ctl\x01"])
+def test_an_anthropic_text_delta_with_no_quote_in_its_text_is_content_whatever_the_text(text: bytes) -> None:
+    """A text delta as Anthropic writes it, whose text holds no quote, is judged content by its
+    bytes: it is that delta, or no JSON at all (relayed either way, as parsing judges it)."""
+    event = DELTA.replace(b'"text":"Hi"', b'"text":"' + text + b'"')
+    assert start("anthropic").feed(START + PING + event) == START + PING + event
+
+
+def test_a_text_delta_whose_text_closes_its_string_is_parsed_and_an_error_in_it_refused() -> None:
+    """A quote in the text is not judged by the bytes: the event is parsed, and one that turns
+    out to carry an error at its top level refuses the stream."""
+    text = b'x"},"error":{"type":"overloaded_error","message":"o'
+    event = DELTA.replace(b'"text":"Hi"', b'"text":"' + text + b'"')
+    with pytest.raises(StreamRefused) as refused:
+        start("anthropic").feed(START + event)
+    assert refused.value.status == 529
+
+
 def test_an_error_named_event_is_refused_whatever_its_data() -> None:
     with pytest.raises(StreamRefused):
         start("anthropic").feed(START + b'event: error\ndata: {"type":"ping"}\n\n')
