@@ -72,17 +72,28 @@ class StreamStart:
         self._format = fmt
         self._status = status
         self._scrub = scrub
-        self._framer = SSEFramer()
-        self._held = bytearray()
+        # Both made only when needed: most streams' first read is whole events with content.
+        self._framer: SSEFramer | None = None
+        self._held: bytearray | None = None
 
     def feed(self, data: bytes) -> bytes | None:
         """None while the preamble is held; else every byte so far, to relay from now on.
 
         Raises StreamRefused on an error event before the first content event."""
-        if self._judges_content(self._framer.feed(data)):
+        framer = self._framer
+        if framer is None and data.endswith(b"\n\n"):
+            events = data  # whole events, nothing held before them: what a framer would pass
+        else:
+            if framer is None:
+                self._framer = framer = SSEFramer()
+            events = framer.feed(data)
+        if self._judges_content(events):
             return self._release(data)
-        self._held += data
-        if len(self._held) > MAX_HELD:
+        held = self._held
+        if held is None:
+            self._held = held = bytearray()
+        held += data
+        if len(held) > MAX_HELD:
             return self._release(b"")
         return None
 
@@ -92,12 +103,12 @@ class StreamStart:
 
     def _release(self, data: bytes) -> bytes:
         """What was held, then `data` (as it is when nothing was: the usual first read)."""
-        if not self._held:
+        held = self._held
+        if not held:
             return data
-        self._held += data
-        held = bytes(self._held)
-        self._held = bytearray()
-        return held
+        held += data
+        self._held = None
+        return bytes(held)
 
     def _judges_content(self, block: bytes) -> bool:
         """Whether an event of `block` (whole events) is a content event, judged in order up to the
