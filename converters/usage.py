@@ -186,7 +186,11 @@ class OpenAIStreamUsage:
         """Read the event with the usage object at `at` (its `{` just before `after`); returns
         `data`, without that event when it is hidden, and where to search on."""
         start = data.rfind(b"data:", 0, at)
-        end = data.find(b"\n", after)
+        # The usual event is one line: its first line break, found once, is past the object.
+        end = data.find(b"\n", start) if start >= 0 else -1
+        one_line = end >= after
+        if not one_line:
+            end = data.find(b"\n", after)
         end = len(data) if end < 0 else end
         try:
             chunk = orjson.loads(data[start + 5 : end])
@@ -195,6 +199,8 @@ class OpenAIStreamUsage:
         if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
             self.usage.add_openai(chunk["usage"])
             if self.hide and chunk.get("choices") == []:
+                if one_line and data.startswith(b"\n\n", end):  # what _event_end would find first
+                    return data[:start] + data[end + 2 :], start
                 return data[:start] + data[_event_end(data, start, end):], start
         return data, end
 

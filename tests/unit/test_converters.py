@@ -107,6 +107,27 @@ def test_a_usage_event_ends_at_its_first_blank_line(events: bytes) -> None:
     assert _event_end(events, start, line_end) == min(ends, default=len(events))
 
 
+@pytest.mark.parametrize("events", [
+    b'data: {"choices":[],"usage":{}}\n\ndata: [DONE]\n\n',  # one line, then a blank one: cut at once
+    b'id: 7\ndata: {"choices":[],"usage":{}}\n\ndata: [DONE]\n\n',
+    b'data: {"choices":[],"usage":{}}\r\n\r\ndata: [DONE]\r\n\r\n',  # the others by _event_end
+    b'data: {"choices":[],\n"usage":{}}\n\ndata: [DONE]\n\n',  # JSON spread over two lines
+    b'data: {"choices":[],"usage":{}}\nid: 7\n\ndata: [DONE]\n\n',
+    b'data: {"choices":[],"usage":{}}\n',  # unterminated
+    b'data: {"choices":[],"usage":{}}',
+])
+def test_a_hidden_usage_event_is_cut_where_its_event_ends(events: bytes) -> None:
+    """A hidden usage chunk's event is cut whole, up to the end _event_end gives (found without
+    it for the usual one-line event): the output is the same either way."""
+    chain = plan("openai", "openai").build(Context({"stream": True}, "m"))
+    meter = chain.converters[1]
+    start = events.rfind(b"data:", 0, events.find(b'"usage"'))
+    line_end = events.find(b"\n", events.find(b'"usage"'))
+    end = _event_end(events, start, len(events) if line_end < 0 else line_end)
+    assert meter.feed(events) == events[:start] + events[end:]
+    assert meter.usage.reported
+
+
 def test_a_streamed_request_asks_its_openai_provider_for_usage() -> None:
     assert plan("openai", "openai").translation.asks_stream_usage
     request = with_stream_usage
