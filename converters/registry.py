@@ -28,7 +28,10 @@ class ChainPlan:
     translation: Translation
 
     def build(self, context: Context) -> Chain:
-        return Chain([spec.factory(context) for spec in self.specs])
+        converters = []
+        for spec in self.specs:  # a loop, not a comprehension: each is a call of its own on 3.11
+            converters.append(spec.factory(context))
+        return Chain(converters)
 
     @property
     def names(self) -> tuple[str, ...]:
