@@ -57,7 +57,8 @@ class Usage:
         self.output = _count(usage.get("completion_tokens") or usage.get("output_tokens"))
         prompt_details = _details(usage, "prompt_tokens_details", "input_tokens_details")
         completion_details = _details(usage, "completion_tokens_details", "output_tokens_details")
-        self.cached = min(_count(prompt_details.get("cached_tokens")), self.input)
+        cached = _count(prompt_details.get("cached_tokens"))
+        self.cached = cached if cached < self.input else self.input  # min() without its call
         self.reasoning = _count(completion_details.get("reasoning_tokens"))
 
     def add_anthropic(self, usage: dict[str, Any]) -> None:

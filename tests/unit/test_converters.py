@@ -14,7 +14,7 @@ from converters.base import Context
 from converters.encoding import encode
 from converters.registry import plan
 from converters.sse import MAX_EVENT, EventTooLarge, SSEDataReader, SSEFramer, iter_data
-from converters.usage import _event_end, with_stream_usage
+from converters.usage import Usage, _event_end, with_stream_usage
 
 
 def _openai_stream(crlf: bool = False, compact: bool = False) -> bytes:
@@ -197,3 +197,11 @@ def test_encoded_bodies_hold_only_their_own_size() -> None:
         tracemalloc.stop()
     assert bodies[0] == orjson.dumps(document)
     assert held < 1000 * 512, f"{held / 1000:.0f} bytes held per body of {len(bodies[0])}"
+
+
+@pytest.mark.parametrize(("prompt", "cached", "counted"), [(9, 4, 4), (9, 9, 9), (3, 5, 3), (0, 2, 0)])
+def test_cached_tokens_count_up_to_the_prompt_tokens(prompt: int, cached: int, counted: int) -> None:
+    """Cached tokens are a part of the prompt's: a provider's larger count is cut to the prompt's."""
+    usage = Usage()
+    usage.add_openai({"prompt_tokens": prompt, "prompt_tokens_details": {"cached_tokens": cached}})
+    assert (usage.input, usage.cached) == (prompt, counted)
