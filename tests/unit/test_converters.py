@@ -14,7 +14,7 @@ from converters.base import Context
 from converters.encoding import encode
 from converters.registry import plan
 from converters.sse import MAX_EVENT, EventTooLarge, SSEDataReader, SSEFramer, iter_data
-from converters.usage import Usage, _event_end, with_stream_usage
+from converters.usage import Usage, _event_end, usage_from_body, usage_from_openai, with_stream_usage
 
 
 def _openai_stream(crlf: bool = False, compact: bool = False) -> bytes:
@@ -205,3 +205,16 @@ def test_cached_tokens_count_up_to_the_prompt_tokens(prompt: int, cached: int, c
     usage = Usage()
     usage.add_openai({"prompt_tokens": prompt, "prompt_tokens_details": {"cached_tokens": cached}})
     assert (usage.input, usage.cached) == (prompt, counted)
+
+
+@pytest.mark.parametrize(("body", "counted"), [
+    (b'{"choices":[],"usage":{"prompt_tokens":7}}', 7),  # compact: found without the pattern
+    (b'{"choices": [], "usage": {"prompt_tokens": 7}}', 7),  # spaced: by the pattern
+    (b'{"choices":[],"usage" :\t{"prompt_tokens":7}}', 7),
+    (b'{"choices":[],"usage":null}', 0),
+    (b'{"choices":[]}', 0),
+    (b'{"usage":{"prompt_tokens":7}', 0),  # not JSON
+])
+def test_a_buffered_answers_usage_is_read_however_it_is_spaced(body: bytes, counted: int) -> None:
+    usage = usage_from_body(body, usage_from_openai)
+    assert (usage.input, usage.reported) == (counted, bool(counted))
