@@ -164,6 +164,9 @@ class StreamStart:
                 return True
             if event in QUIET_EVENTS:
                 return False
+            if event[:27] == b"event: message_start\ndata: " and event.find(b"\n", 27) < 0 \
+                    and event.find(b'"error"') < 0:
+                return False  # as below, without reading its fields
             plain = PLAIN_EVENT.fullmatch(event)
             if plain is not None:  # what parsing it would tell (converters/plain_events.py)
                 return plain.lastgroup == "text"

@@ -198,6 +198,8 @@ def test_a_message_start_is_held_unparsed_unless_it_holds_an_error() -> None:
         start("anthropic").feed(b'event: message_start\ndata: {"type":"error","error":{"type":"overloaded_error",'
                                 b'"message":"Overloaded"}}\n\n')
     assert refused.value.status == 529
+    with pytest.raises(StreamRefused):  # a name after the data line: its lines are read
+        start("anthropic").feed(b'event: message_start\ndata: {"type":"message_start"}\nevent: error\n\n')
 
 
 @pytest.mark.parametrize("event", [
