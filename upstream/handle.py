@@ -5,7 +5,7 @@ libcurl itself, no call of ours per line) and handed to the transfer the handle 
 before the body's first chunk, or by `hand_over` as the transfer ends (an answer with no
 body); body chunks and upload reads go to it as they come. Each request sets every option
 a previous one may have changed (method, body, sizes) unless it is the same as the last
-request's (most requests repeat the last one's method and timeouts), and `clean` drops what
+request's (most requests repeat the last one's URL, method and timeouts), and `clean` drops what
 it held (its body, its transfer), so nothing of one request reaches the next.
 
 An exception raised in a callback is logged and fails that transfer with a message
@@ -77,8 +77,8 @@ class Handle:
     times per request and twice per streamed chunk).
     """
 
-    __slots__ = ("curl", "driver", "transfer", "deliver", "pipe", "posted", "lines", "_setopt", "_timeouts",
-                 "_method")
+    __slots__ = ("curl", "driver", "transfer", "deliver", "pipe", "posted", "lines", "_setopt", "_url",
+                 "_timeouts", "_method")
 
     def __init__(self, driver: Driver) -> None:
         self.curl = curl = pycurl.Curl()
@@ -92,7 +92,8 @@ class Handle:
         self.pipe: BodyPipe | None = None
         self.posted = False
         # What the last request set that the next one may well want alike: each option is set
-        # only when it changes (most requests repeat the last one's), two to five calls less.
+        # only when it changes (most requests repeat the last one's), three to six calls less.
+        self._url: str | None = None  # libcurl keeps its own copy of the URL set last
         self._timeouts: tuple[int, int] | None = None
         self._method: tuple[str, bool] | None = None  # method, and whether a body came whole
         for option, value in CONSTANT_OPTIONS:
@@ -104,7 +105,10 @@ class Handle:
     def prepare(self, request: Request, transfer: Transfer) -> None:
         """Set what this request changes; ValueError / pycurl.error when libcurl refuses it."""
         body, setopt = request.body, self._setopt
-        setopt(pycurl.URL, request.url)
+        if request.url != self._url:
+            self._url = None  # until set
+            setopt(pycurl.URL, request.url)
+            self._url = request.url
         setopt(pycurl.HTTPHEADER, request.header_lines)
         timeouts = (request.timeout_ms, request.connect_timeout_ms)
         if timeouts != self._timeouts:

@@ -232,6 +232,14 @@ def test_a_reused_handle_carries_nothing_of_the_previous_request_over(mock: Mock
             framed = "content-length" in entry["headers"] or "transfer-encoding" in entry["headers"]
             assert framed == (entry["method"] in ("POST", "PUT", "PATCH")), entry
         assert len({entry["peer_port"] for entry in seen}) == 1  # and the connection was kept
+        # The URL too is set only when it changes: each request reaches its own path.
+        mock.clear()
+        paths = ["/elsewhere", "/elsewhere", "/nowhere", "/elsewhere"]
+        for path in paths:
+            done, _ = exchange(client)
+            ended = await done.send(request(mock, "GET", path, None))
+            assert (ended.status, ended.error) == (404, 0), (path, ended)
+        assert [entry["path"] for entry in mock.requests()] == paths
 
     run(test, limit=1)
 
