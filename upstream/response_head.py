@@ -34,13 +34,16 @@ def _named(name: str) -> re.Pattern[str]:
 class Headers:
     """An answer's header fields in arrival order, looked up by name in any case.
 
-    `text`: the head's field lines (no folded lines, no status line), each ending in a line
-    break; its fields are parsed only when they are all asked for."""
+    `text`: the head's status line (or nothing), then its field lines (no folded lines, no
+    other status line), each after a line break; its fields are parsed only when they are all
+    asked for."""
 
     __slots__ = ("_text", "_fields", "_found")
 
-    def __init__(self, text: str = "", fields: list[tuple[str, str]] | None = None) -> None:
-        self._text = "\n" + text  # every field line follows a line break (see `_named`)
+    def __init__(self, text: str = "\n", fields: list[tuple[str, str]] | None = None) -> None:
+        # Every field line follows a line break (see `_named`), and the status line none: kept
+        # as read, with no copy to put a line break in front.
+        self._text = text
         self._fields = fields
         # Each name's value once looked up (None: absent): Content-Type is asked for two or three
         # times per answer, and each search of the text costs some 9 K instructions.
@@ -49,7 +52,7 @@ class Headers:
     @classmethod
     def of(cls, fields: list[tuple[str, str]]) -> Headers:
         """Headers holding `fields` (names without colons, values without line breaks)."""
-        return cls("".join(f"{name}:{value}\n" for name, value in fields), fields)
+        return cls("\n" + "".join(f"{name}:{value}\n" for name, value in fields), fields)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The field's value (several joined by commas, as RFC 9110 reads them), else `default`."""
@@ -83,7 +86,9 @@ class Headers:
     def get_all(self) -> Iterator[tuple[str, str]]:
         """Every field, in arrival order (what is relayed)."""
         if self._fields is None:
-            self._fields = [(name.strip(), value.strip()) for name, value in _FIELD.findall(self._text)]
+            text = self._text  # read from its first line break: a status line is no field
+            fields = _FIELD.findall(text, text.find("\n"))
+            self._fields = [(name.strip(), value.strip()) for name, value in fields]
         return iter(self._fields)
 
     __iter__ = get_all
@@ -109,18 +114,19 @@ def read_head(lines: list[bytes]) -> tuple[int, Headers] | None:
     """One head's header lines (status line first; the blank line that ends it may follow, as
     it holds no field): its status and headers, or None for an interim (1xx) head, which a
     final one follows."""
-    status = 0
+    status = fields = 0  # where the field lines start
     if lines and lines[0].startswith(b"HTTP/"):  # libcurl starts each head with its status line
         parts = lines[0].split(None, 2)
         status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
         if 0 < status < 200:
             return None
-        lines = lines[1:]
-    block = b"".join(lines)
-    if block[:1] in (b" ", b"\t") or _UNUSUAL.search(block) is not None:
-        return status, Headers.of(_fields_line_by_line(lines))
-    # The usual head: kept as it came, its fields found when asked for.
-    return status, Headers(block.decode("latin-1"))
+        fields = len(lines[0])
+    head = b"".join(lines)
+    if head[fields:fields + 1] in (b" ", b"\t") or _UNUSUAL.search(head, fields) is not None:
+        return status, Headers.of(_fields_line_by_line(lines[1:] if fields else lines))
+    # The usual head: kept as it came (its status line too), its fields found when asked for.
+    text = head.decode("latin-1")
+    return status, Headers(text if fields and text[fields - 1] == "\n" else "\n" + text[fields:])
 
 
 def _fields_line_by_line(lines: list[bytes]) -> list[tuple[str, str]]:

@@ -108,3 +108,20 @@ def test_a_single_head_reads_as_it_does_among_others() -> None:
         assert list(alone[1]) == list(after[1]) == [("Content-Type", "text/event-stream"), ("x-b", "c"),
                                                     ("X-Url", "http://a:b/c")]
         assert alone[1].get("content-type") == "text/event-stream" and alone[1].get("X-B") == "c"
+
+
+def test_a_head_kept_with_its_status_line_reads_only_its_fields() -> None:
+    """The usual head's text is kept whole, status line included: that line is no field, even
+    with a colon in it, and a name that stands in it, in another field's name or value, or
+    before spaces and a colon reads as the fields read line by line give it."""
+    lines = [b"Vary: content-type, Retry-After\r\n", b"Content-Type: text/event-stream \r\n", b"X-Id: 1\r\n",
+             b"X-Id-Long: 2\r\n", b"OK :  spaced\r\n", b"Last: end"]
+    read = read_head([b"HTTP/1.1 200 OK: fine X-Id\r\n", *lines])
+    assert read is not None
+    head, fields = read[1], _fields_line_by_line(lines)
+    assert list(head) == fields and ("HTTP/1.1 200 OK", "fine X-Id") not in fields
+    for name in ("Content-Type", "Vary", "X-Id", "X-ID-LONG", "ok", "Last", "Retry-After", "HTTP/1.1 200 OK", "fine"):
+        values = [value for field, value in fields if field.lower() == name.lower()]
+        assert head.get(name) == (",".join(values) if values else None), name
+    assert head.get("Content-Type") == "text/event-stream" and head.get("last") == "end"
+    assert Headers.of([("A", "1"), ("b", "2")]).get("B") == "2" and Headers().get("A") is None
