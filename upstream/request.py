@@ -44,7 +44,7 @@ def provider_request(
     """A request to `provider`: the client's `headers` merged with the provider's (see the module
     docstring), its timeouts (`timeout` instead of the provider's, when given; an idle timeout
     no shorter than the whole is left to the whole)."""
-    own = _own(provider.headers)
+    own = _OWN.get(id(provider)) or _sending(provider)
     lines: list[bytes] = []
     typed = client_version = False
     for name, value in headers:
@@ -64,31 +64,53 @@ def provider_request(
         lines.append(NO_CONTENT_TYPE)
     if isinstance(body, BodyPipe) and body.length is None:
         lines.append(b"Transfer-Encoding: chunked")
-    total_ms, connect_ms, idle = _limits(provider.timeout if timeout is None else timeout,
-                                         provider.connect_timeout, provider.idle_timeout)
+    if timeout is None:
+        return Request(url, method, lines, body, own.timeout_ms, own.connect_timeout_ms, own.idle_timeout)
+    total_ms, connect_ms, idle = _limits(timeout, provider.connect_timeout, provider.idle_timeout)
     return Request(url, method, lines, body, total_ms, connect_ms, idle)
 
 
 @dataclass(slots=True)
 class _Own:
-    """A provider's own headers, as each request sends them (made once per provider)."""
+    """What each request to one provider sends alike: its own headers and its limits (made once
+    per provider)."""
 
+    provider: Provider  # held, so that no other provider takes its id while it is kept
     names: frozenset[str]  # in lower case
     lines: tuple[bytes, ...]  # then FIXED_LINES
     lines_with_client_version: tuple[bytes, ...]  # the same, but for the provider's anthropic-version
     typed: bool  # one is a Content-Type
+    timeout_ms: int
+    connect_timeout_ms: int
+    idle_timeout: float | None
 
 
-@functools.lru_cache(maxsize=64)
-def _own(headers: tuple[tuple[str, str], ...]) -> _Own:
-    """A provider's own headers as sent (one that cannot be sent raises each time, refusing
-    each request)."""
-    lowered = [(name.lower(), header_line(name, value)) for name, value in headers]
+# Each provider's _Own by the provider's id: a provider (a frozen dataclass holding a mapping) has no
+# hash, and an lru_cache keyed by its headers and limits hashed them at each request (some 4 K
+# instructions). Emptied when it holds more than a few tables' providers (each reload makes new ones).
+_OWN: dict[int, _Own] = {}
+MAX_OWN = 256
+
+
+def _sending(provider: Provider) -> _Own:
+    """What every request to `provider` sends alike, kept in _OWN (one that cannot be sent raises
+    each time, refusing each request)."""
+    if len(_OWN) >= MAX_OWN:
+        _OWN.clear()
+    own = _OWN[id(provider)] = _own(provider)
+    return own
+
+
+def _own(provider: Provider) -> _Own:
+    lowered = [(name.lower(), header_line(name, value)) for name, value in provider.headers]
+    total_ms, connect_ms, idle = _limits(provider.timeout, provider.connect_timeout, provider.idle_timeout)
     return _Own(
+        provider,
         frozenset(lower for lower, _ in lowered),
         (*(line for _, line in lowered), *FIXED_LINES),
         (*(line for lower, line in lowered if lower != "anthropic-version"), *FIXED_LINES),
         any(lower == "content-type" for lower, _ in lowered),
+        total_ms, connect_ms, idle,
     )
 
 

@@ -38,3 +38,16 @@ def test_a_header_that_would_not_stay_one_line_refuses_the_request(value: str) -
         provider_request(provider(), "http://x/", "POST", b"{}", given)
     with pytest.raises(ValueError, match="line break"):
         provider_request(provider((("X-Own", value),)), "http://x/", "GET", None, ())
+
+
+def test_each_provider_sends_its_own_headers_and_limits_even_under_one_name() -> None:
+    """What a provider sends alike is made once per provider: a reloaded provider of the same
+    name (a new key, a new timeout) sends its own, and the one before it still sends its own."""
+    old = provider()
+    new = Provider("p", "anthropic", "http://127.0.0.1:9/v1", {}, 30.0, 5.0, (("Authorization", "Bearer sk-new"),))
+    for _ in range(2):  # made, then kept
+        sent = provider_request(new, "http://x/", "GET", None, ())
+        assert sent.header_lines[0] == b"Authorization: Bearer sk-new" and sent.timeout_ms == 30_000
+        before = provider_request(old, "http://x/", "GET", None, ())
+        assert before.header_lines[0] == b"Authorization: Bearer sk-own" and before.timeout_ms == 60_000
+    assert provider_request(new, "http://x/", "GET", None, (), timeout=2.0).timeout_ms == 2_000
