@@ -6,7 +6,8 @@ before the body's first chunk, or by `hand_over` as the transfer ends (an answer
 body); body chunks and upload reads go to it as they come. Each request sets every option
 a previous one may have changed (method, body, sizes) unless it is the same as the last
 request's (most requests repeat the last one's URL, method and timeouts), and `clean` drops what
-it held (its body, its transfer), so nothing of one request reaches the next.
+it held (its transfer, libcurl's copy of its body unless small: the next request sets its own body
+or method over it), so nothing of one request reaches the next.
 
 An exception raised in a callback is logged and fails that transfer with a message
 of ours: left to pycurl, it would print a traceback and abort with a confusing error.
@@ -49,6 +50,10 @@ CONSTANT_OPTIONS = (
     (pycurl.UPLOAD_BUFFERSIZE, 16384),
 )
 
+# libcurl's copy of a body this small stays with the idle handle until the next request sets its
+# own body or method (never sent again): one setopt less per request, at most this much per handle.
+KEPT_BODY = 4096
+
 
 class Transfer(Protocol):
     """What a handle feeds while it serves a request (upstream/exchange.py)."""
@@ -90,7 +95,7 @@ class Handle:
         self.deliver: Callable[[bytes], int | None] = _nowhere
         self.lines: list[bytes] = []  # header lines not handed over yet (libcurl appends them)
         self.pipe: BodyPipe | None = None
-        self.posted = False
+        self.posted = 0  # the size of the body libcurl holds a copy of (POSTFIELDS)
         # What the last request set that the next one may well want alike: each option is set
         # only when it changes (most requests repeat the last one's), three to six calls less.
         self._url: str | None = None  # libcurl keeps its own copy of the URL set last
@@ -125,7 +130,7 @@ class Handle:
             self._method = method
         elif body is not None:  # the method stands as the last request set it (POSTFIELDS too)
             setopt(pycurl.POSTFIELDS, body)
-            self.posted = True
+            self.posted = len(body)
         self.transfer = transfer
         self.deliver = transfer.receive
 
@@ -139,7 +144,7 @@ class Handle:
             plain = method in ("GET", "HEAD")
         elif isinstance(body, bytes):
             setopt(pycurl.POSTFIELDS, body)  # libcurl sends it whole; pycurl sets its size
-            self.posted = True
+            self.posted = len(body)
             plain = method == "POST"
         else:
             setopt(pycurl.UPLOAD, 1)  # read from the pipe as the client sends it
@@ -157,9 +162,9 @@ class Handle:
         if self.pipe is not None:
             self.pipe.detach()
             self.pipe = None
-        if self.posted:
+        if self.posted > KEPT_BODY:
             self._setopt(pycurl.POSTFIELDS, b"")  # drop libcurl's copy of the body
-            self.posted = False
+            self.posted = 0
 
     # -- libcurl's callbacks ---------------------------------------------------------------
 
