@@ -44,7 +44,7 @@ def provider_request(
     """A request to `provider`: the client's `headers` merged with the provider's (see the module
     docstring), its timeouts (`timeout` instead of the provider's, when given; an idle timeout
     no shorter than the whole is left to the whole)."""
-    own = _OWN.get(id(provider)) or _sending(provider)
+    own = _own(provider.headers, provider.timeout, provider.connect_timeout, provider.idle_timeout)
     lines: list[bytes] = []
     typed = client_version = False
     for name, value in headers:
@@ -75,7 +75,6 @@ class _Own:
     """What each request to one provider sends alike: its own headers and its limits (made once
     per provider)."""
 
-    provider: Provider  # held, so that no other provider takes its id while it is kept
     names: frozenset[str]  # in lower case
     lines: tuple[bytes, ...]  # then FIXED_LINES
     lines_with_client_version: tuple[bytes, ...]  # the same, but for the provider's anthropic-version
@@ -85,32 +84,18 @@ class _Own:
     idle_timeout: float | None
 
 
-# Each provider's _Own by the provider's id: a provider (a frozen dataclass holding a mapping) has no
-# hash, and an lru_cache keyed by its headers and limits hashed them at each request (some 4 K
-# instructions). Emptied when it holds more than a few tables' providers (each reload makes new ones).
-_OWN: dict[int, _Own] = {}
-MAX_OWN = 256
-
-
-def _sending(provider: Provider) -> _Own:
-    """What every request to `provider` sends alike, kept in _OWN (one that cannot be sent raises
-    each time, refusing each request)."""
-    if len(_OWN) >= MAX_OWN:
-        _OWN.clear()
-    own = _OWN[id(provider)] = _own(provider)
-    return own
-
-
-def _own(provider: Provider) -> _Own:
-    lowered = [(name.lower(), header_line(name, value)) for name, value in provider.headers]
-    total_ms, connect_ms, idle = _limits(provider.timeout, provider.connect_timeout, provider.idle_timeout)
+@functools.lru_cache(maxsize=64)
+def _own(headers: tuple[tuple[str, str], ...], total: float, connect: float, idle: float | None) -> _Own:
+    """What every request to a provider sends alike, by its headers and limits: one cache, not
+    one for the headers and one for the limits (one that cannot be sent raises each time,
+    refusing each request)."""
+    lowered = [(name.lower(), header_line(name, value)) for name, value in headers]
     return _Own(
-        provider,
         frozenset(lower for lower, _ in lowered),
         (*(line for _, line in lowered), *FIXED_LINES),
         (*(line for lower, line in lowered if lower != "anthropic-version"), *FIXED_LINES),
         any(lower == "content-type" for lower, _ in lowered),
-        total_ms, connect_ms, idle,
+        *_limits(total, connect, idle),
     )
 
 
