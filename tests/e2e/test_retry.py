@@ -30,6 +30,7 @@ agents:
   thrice: {{models: [mock/gpt-retry-thrice], retry: {{attempts: 3}}}}
   once: {{models: [mock/gpt-retry-once]}}
   hurried: {{models: [mock/gpt-retry-hurried], retry: {{attempts: 3, deadline: 200ms}}}}
+  hurried-too: {{models: [mock/gpt-retry-hurried-too], retry: {{attempts: 3, deadline: 200ms}}}}
 routes:
   - {{match: POST /v1/chat/completions, handler: chat}}
   - {{match: POST /v1/messages, handler: chat, ingress: anthropic}}
@@ -92,15 +93,19 @@ def test_a_streamed_body_is_never_replayed(gateway: Gateway, mock: Mock) -> None
     assert mock.seen("whisper-retry") == 1
 
 
-@pytest.mark.parametrize(("path", "shape"), [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")])
+# An agent (and model) per case: the first case's try, cut at its deadline, may reach a loaded mock
+# only after the second case has scripted its fault, and must not be counted there.
+@pytest.mark.parametrize(("path", "shape", "agent"), [("/v1/chat/completions", "openai", "hurried"),
+                                                      ("/v1/messages", "anthropic", "hurried-too")])
 def test_a_walk_past_its_deadline_answers_504_in_the_clients_shape(
-    gateway: Gateway, mock: Mock, path: str, shape: str
+    gateway: Gateway, mock: Mock, path: str, shape: str, agent: str
 ) -> None:
-    mock.script_fault("gpt-retry-hurried", first_byte_delay_ms=3000, times=1)
-    status, answer = chat(gateway, "hurried", path)
+    model = f"gpt-retry-{agent}"
+    mock.script_fault(model, first_byte_delay_ms=3000, times=1)
+    status, answer = chat(gateway, agent, path)
     assert status == 504, answer
     if shape == "openai":
         assert "retry deadline" in answer["error"]["message"]
     else:
         assert answer["type"] == "error" and "retry deadline" in answer["error"]["message"]
-    assert mock.seen("gpt-retry-hurried") == 1  # cut at the deadline: no second try
+    assert mock.seen(model) == 1  # cut at the deadline: no second try
