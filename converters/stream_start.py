@@ -244,6 +244,11 @@ def _fields(event: bytes) -> tuple[str, bytes]:
         if event.startswith(b"event:") and event.startswith(b"data:", lf + 1) \
                 and event.find(b"\n", lf + 1) < 0:
             return event[6:lf].strip().decode("latin1"), event[lf + 6 :].strip()  # Anthropic's, named
+    return fields_by_lines(event)
+
+
+def fields_by_lines(event: bytes) -> tuple[str, bytes]:
+    """_fields for any event, line by line: what its fast paths must find too."""
     name = ""
     data: list[bytes] = []
     for line in event.splitlines():

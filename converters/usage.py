@@ -114,11 +114,9 @@ def usage_from_body(body: bytes, read: Callable[[Any], Usage]) -> Usage:
     return read(document)
 
 
-def _event_end(data: bytes, start: int, line_end: int) -> int:
-    """Just past the blank line that ends the SSE event at `start` (events come whole, framed),
-    whose line with usage ends at `line_end`."""
-    if data.startswith(b"\n\n", line_end) and data.find(b"\n", start, line_end) < 0:
-        return line_end + 2  # the usual event, one data line: no scans for the blank line
+def _event_end(data: bytes, start: int) -> int:
+    """Just past the blank line that ends the SSE event at `start` (events come whole, framed;
+    the usual one-line event is cut without it, `OpenAIStreamUsage._read`)."""
     lf, crlf = data.find(b"\n\n", start), data.find(b"\r\n\r\n", start)
     if crlf >= 0 and (lf < 0 or crlf + 4 < lf + 2):
         return crlf + 4
@@ -203,7 +201,7 @@ class OpenAIStreamUsage:
             if self.hide and chunk.get("choices") == []:
                 if one_line and data.startswith(b"\n\n", end):  # what _event_end would find first
                     return data[:start] + data[end + 2 :], start
-                return data[:start] + data[_event_end(data, start, end):], start
+                return data[:start] + data[_event_end(data, start):], start
         return data, end
 
     def close(self) -> bytes:

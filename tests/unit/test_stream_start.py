@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from converters.stream_start import MAX_HELD, StreamRefused, StreamStart, _fields
+from converters.stream_start import MAX_HELD, StreamRefused, StreamStart, _fields, fields_by_lines
 
 ROLE = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
 TEXT = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
@@ -165,17 +165,6 @@ def test_done_before_content_is_not_content() -> None:
         watch.end()
 
 
-def _fields_by_lines(event: bytes) -> tuple[str, bytes]:
-    """What an event's name and data are, line by line (SSE), as the fast paths must find them."""
-    name, data = "", []
-    for line in event.splitlines():
-        if line.startswith(b"data:"):
-            data.append(line[5:].removeprefix(b" "))
-        elif line.startswith(b"event:"):
-            name = line[6:].strip().decode("latin1")
-    return name, b"\n".join(data).strip()
-
-
 @pytest.mark.parametrize("event", [
     b'data: {"a":1}', b'data:{"a":1} ', b"data: [DONE]", b"data:", b": comment", b"",  # one line
     b'event: ping\ndata: {"type":"ping"}', b"event:error\ndata:  x ", b"event: e\ndata:",  # a name, one data line
@@ -184,7 +173,7 @@ def _fields_by_lines(event: bytes) -> tuple[str, bytes]:
     b"event: e\r\ndata: a", b"data: a\revent: error", b"event: e\rdata: a",  # a CR anywhere: split
 ])
 def test_an_events_fields_read_without_splitting_lines_are_those_its_lines_give(event: bytes) -> None:
-    assert _fields(event) == _fields_by_lines(event)
+    assert _fields(event) == fields_by_lines(event)
 
 
 def test_a_message_start_is_held_unparsed_unless_it_holds_an_error() -> None:
