@@ -179,9 +179,13 @@ class Gateway:
         raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
 
     def _workers_serving(self) -> bool:
-        """True for a single process, or once the supervisor says all its workers serve."""
-        workers = re.search(r"\) with (\d+) workers$", self.log(), re.M)
-        return workers is None or f"all {workers.group(1)} workers serving" in self.log()
+        """True once this gateway says it listens (another test's gateway may have answered on
+        a port free_port gave out twice), and, under a supervisor, that all its workers serve."""
+        log = self.log()
+        if "listening on " not in log:
+            return False
+        workers = re.search(r"\) with (\d+) workers$", log, re.M)
+        return workers is None or f"all {workers.group(1)} workers serving" in log
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
