@@ -53,6 +53,9 @@ MAX_TRIED = 8  # targets listed in an access-log line's `tried`; a longer walk l
 _HEADER_VALUE = re.compile(r"[\x09\x20-\x7e\x80-\xff]*")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # in a query value: as Tornado, a space
 _NO_BODY_STATUSES = (204, 304)
+# How a stream's last event usually ends, OpenAI's and Anthropic's (handler.send: written with the
+# answer's end). Another form costs only the one write more.
+LAST_EVENTS = (b"data: [DONE]\n\n", b'data: {"type":"message_stop"}\n\n')
 # An answer without a body sends none of these (RFC 9110 8.3, 8.5, 8.6: a 304's, as Tornado's).
 _REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")
 
@@ -97,6 +100,7 @@ class ClientWrites(Protocol):
     # Body bytes, framed and sent now (headers are out): backed_up, or None when closed (none sent).
     def relay(self, data: bytes) -> bool | None: ...
     def when_drained(self, callback: Callable[[], None]) -> None: ...  # once all is sent (or closed)
+    def write_next_turn(self) -> None: ...  # what is written until the loop's next turn: then, in one write
 
 
 def close_after_answer(request: HTTPServerRequest) -> None:
@@ -502,6 +506,8 @@ class GatewayHandler:
         (plus what the upstream client had already read), whatever the answer's size.
         """
         connection: ClientWrites = self.request.connection  # type: ignore[assignment]
+        if data.endswith(LAST_EVENTS):
+            connection.write_next_turn()  # with the answer's end, which comes on the next turn
         if self.ttfb is not None and self._headers_written and not self._write_buffer and not self._finished:
             # A stream's every event after its first: written at once (write and flush would
             # buffer and join it first).

@@ -158,12 +158,17 @@ class Exchange(httputil.HTTPConnection):
         transport = connection.transport
         if transport is None or transport.is_closing():
             return None
+        write = transport.write if connection.later is None else connection.later.append
         if self.chunking:  # then there is no length to count down, and the answer is not to a HEAD
             if data:
-                transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+                write(b"%x\r\n%b\r\n" % (len(data), data))
         elif data and not self.head_only:
-            transport.write(self._framed(data))
+            write(self._framed(data))
         return connection.paused_writing
+
+    def write_next_turn(self) -> None:
+        """See ClientConnection.write_next_turn."""
+        self.connection.write_next_turn()
 
     @property
     def closed(self) -> bool:
@@ -225,6 +230,7 @@ class ClientConnection(asyncio.Protocol):
         self.paused_reading = False
         self.paused_writing = False
         self.sent_waiters: list[Callable[[], None]] = []
+        self.later: list[bytes] | None = None  # written on the loop's next turn (write_next_turn)
         self.scanned = 0  # where the search for the head's end starts again
         self.head_deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -302,9 +308,31 @@ class ClientConnection(asyncio.Protocol):
         return len(self.buffer) >= size
 
     def send(self, data: bytes) -> None:
+        if self.later is not None:
+            self.later.append(data)
+            return
         transport = self.transport  # `closed`, without its call: an answer's head and end come here
         if transport is not None and not transport.is_closing() and self.reading is not Reading.CLOSED:
             transport.write(data)
+
+    def write_next_turn(self) -> None:
+        """Hold what is written from now on until the loop's next turn, in order.
+
+        For a stream's last event: the upstream's end usually comes in the same read, and wakes the
+        handler's task on the next turn, which writes the answer's end (the last chunk). uvloop
+        writes what a turn wrote in one system call, so the client gets the event and the end in
+        one write (and one wake-up) rather than two, one turn apart."""
+        if self.later is None:
+            self.later = []
+            self.loop.call_soon(self._write_later)
+
+    def _write_later(self) -> None:
+        later, self.later = self.later, None
+        if not later:
+            return
+        transport = self.transport  # as `send` asks
+        if transport is not None and not transport.is_closing() and self.reading is not Reading.CLOSED:
+            transport.writelines(later)
 
     def when_drained(self, callback: Callable[[], None]) -> None:
         """`callback` at resume_writing (the buffer is empty: its low-water mark is 0), or now."""
