@@ -193,6 +193,7 @@ class UpstreamRequest:
     method: str
     body: bytes | BodyPipe | None
     headers: Iterable[tuple[str, str]]
+    request_id: str | None = None  # sent as x-request-id after `headers`
 
 
 # The outcomes: not frozen either, one per try.
@@ -280,7 +281,8 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
     provider = request.provider
     started = time.monotonic()
     try:
-        ended = await exchange.run(provider, request.url, request.method, request.body, request.headers)
+        ended = await exchange.run(provider, request.url, request.method, request.body, request.headers,
+                                   request.request_id)
     except asyncio.CancelledError:
         exchange.cancel()  # the walk's deadline passed, or another try won: stop the transfer too
         raise
