@@ -20,7 +20,7 @@ from converters.translation import Translation
 from converters.usage import Usage, usage_from_body, with_stream_usage
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Agent, Provider, Route, Table, Target
-from handlers.base import GatewayHandler
+from handlers.base import GatewayHandler, header_value
 from handlers.tool_loop import ToolLoop
 from limits import context
 from limits.estimate import prompt_tokens
@@ -116,7 +116,8 @@ class ChatHandler(GatewayHandler):
                 document = self._fit_context(agent, targets, document)
                 if self.fits and not any(fit.fits for fit in self.fits.values()):
                     return self._refuse_overflow(agent)
-        if self.limited and not await self.admit_limits(
+        limited = self.runtime.limiter.settings.enabled  # `limited`, without its call
+        if limited and not await self.admit_limits(
                 document, None if agent is None else agent.name, self.prompt_estimate):
             return None
         try:
@@ -370,7 +371,9 @@ class ChatHandler(GatewayHandler):
         content_type = kept.exchange.headers.get("Content-Type", "application/json")
         if sink is self:  # the client: what begin() would do with the Head, without making one
             self.set_status(status)
-            self.set_header("Content-Type", content_type)
+            # set_header's one step, with header_value's usual case inline
+            plain = content_type.isascii() and content_type.isprintable()
+            self._headers._as_list["Content-Type"] = [content_type if plain else header_value(content_type)]
         else:
             sink.begin(Head(status, (("Content-Type", content_type),)))
         self._answered(target, usage)

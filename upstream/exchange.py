@@ -116,7 +116,8 @@ class Exchange:
         self._head_read = True
         self.status, headers = read
         self.headers = headers
-        self.streaming = (headers.get("Content-Type") or "").startswith("text/event-stream")
+        # startswith, for less: a method's arguments are parsed, a slice's are not
+        self.streaming = (headers.get("Content-Type") or "")[:17] == "text/event-stream"
         self._on_headers(self)
 
     def receive(self, data: bytes) -> int | None:
