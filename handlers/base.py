@@ -487,8 +487,8 @@ class GatewayHandler:
                 self.set_header(name, value)
         else:
             fields = self._headers._as_list
-            for name, value in head.headers:  # set_header's one step, without its call
-                fields[normalize_name(name)] = [header_value(value)]
+            for name, value in head.headers:  # set_header's one step, the name already normalized
+                fields[name] = [header_value(value)]
 
     def claim(self) -> bool:
         """The one try of an unhedged walk always has the client."""

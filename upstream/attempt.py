@@ -51,7 +51,8 @@ Candidate = TypeVar("Candidate")
 @dataclass(slots=True)
 class Head:
     """The status and headers an answer starts with. `upstream`: they are the provider's own,
-    relayed in place of the gateway's (all but its request id); else added to them.
+    relayed in place of the gateway's (all but its request id); else added to them, and named
+    as the gateway names its own, in Http-Header-Case (`Content-Type`: taken as they are).
 
     Not frozen, though never changed: one is made per answer, and a frozen dataclass sets each
     field through object.__setattr__ (5.8 K instructions to make this one, 1.9 K unfrozen)."""

@@ -43,3 +43,19 @@ def test_answerheader_values_refuse_exactly_line_breaks_and_controls() -> None:
         else:
             assert header_value(value) == value
     assert header_value(204) == "204"
+
+
+def test_the_gateways_own_answer_heads_name_their_headers_as_set_header_would() -> None:
+    """A head of the gateway's own (not the provider's) is taken name for name by `begin`,
+    without normalizing: each name is already what set_header would make of it."""
+    from handlers.chat import _ChatReading
+    from handlers.headers import normalize_name
+    from handlers.tool_stream import STREAM_HEADERS
+
+    class Answer:
+        status = 200
+        headers = {"Content-Type": "text/event-stream"}
+
+    head = _ChatReading.head(None, Answer())  # type: ignore[arg-type]
+    for name, _ in (*STREAM_HEADERS, *head.headers):
+        assert normalize_name(name) == name
