@@ -270,11 +270,11 @@ class GatewayHandler:
 
     def set_header(self, name: str, value: str | int) -> None:
         # Headers.__setitem__'s one step, without its call (handlers/headers.py allows it).
-        self._headers._as_list[normalize_name(name)] = [_header_value(value)]
+        self._headers._as_list[normalize_name(name)] = [header_value(value)]
 
     def add_header(self, name: str, value: str | int) -> None:
         """Another value of `name` (an upstream's answer may repeat a header)."""
-        self._headers.add(name, _header_value(value))
+        self._headers.add(name, header_value(value))
 
     def clear_header(self, name: str) -> None:
         if name in self._headers:
@@ -337,7 +337,7 @@ class GatewayHandler:
         if not self.runtime.gauge_follows:
             metrics.IN_FLIGHT.dec()
         route = self.route.match
-        elapsed = self.request.request_time()
+        elapsed = time.time() - self.request._start_time  # request_time() (no finish time), without its call
         counted = self.runtime.metrics
         counted.requests[route, status, self.model_label].inc()
         counted.seconds[route].observe(elapsed)
@@ -491,8 +491,8 @@ class GatewayHandler:
                 self.set_header(name, value)
         else:
             fields = self._headers._as_list
-            for name, value in head.headers:  # set_header's one step, without its call
-                fields[normalize_name(name)] = [_header_value(value)]
+            for name, value in head.headers:  # set_header's one step, the name already normalized
+                fields[name] = [header_value(value)]
 
     def claim(self) -> bool:
         """The one try of an unhedged walk always has the client."""
@@ -672,7 +672,7 @@ class GatewayHandler:
     def mark_first_byte(self) -> None:
         """Body bytes are about to reach the client: from here on, no fallback."""
         if self.ttfb is None:
-            self.ttfb = self.request.request_time()
+            self.ttfb = time.time() - self.request._start_time  # request_time(), without its call
             self.runtime.metrics.first_byte[self.route.match].observe(self.ttfb)
 
     def fail(
@@ -706,7 +706,7 @@ class GatewayHandler:
         self.finish(body)
 
 
-def _header_value(value: str | int) -> str:
+def header_value(value: str | int) -> str:
     """A header value as sent: an int as its digits; a string checked, since a CR or LF in it
     would split the answer's head (a header relayed from an upstream is not trusted)."""
     if isinstance(value, int):

@@ -7,7 +7,7 @@ with MCP servers runs its tool loop (handlers/tool_loop.py) around whole walks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import orjson
@@ -20,20 +20,21 @@ from converters.translation import Translation
 from converters.usage import Usage, usage_from_body, with_stream_usage
 from dsl.handler_rules import HandlerRules, RouteCheck, RouteOptions
 from dsl.table import Agent, Provider, Route, Table, Target
-from handlers.base import GatewayHandler
+from handlers.base import GatewayHandler, header_value
 from handlers.tool_loop import ToolLoop
 from limits import context
 from limits.estimate import prompt_tokens
 from ops import metrics
 from stages.access import ModelAccess
 from stages.accounting import Accounting
-from upstream.attempt import Broken, Head, Kept, Relayed, Sink, UpstreamRequest, attempt, walk
+from upstream.attempt import Broken, Head, Kept, Outcome, Relayed, Sink, UpstreamRequest, attempt, walk
 from upstream.breaker import key_of
 from upstream.exchange import Exchange
 from upstream.failure import CONTEXT_OVERFLOW, Failure, agent_answer, answered_with_error
 from upstream.hedge import Race
 from upstream.strategies import SESSION_HEADER
 
+_JSON_TYPED = (("Content-Type", "application/json"),)  # what every chat request sends upstream
 # More entries than any real conversation has; past it a request is refused before any
 # walk over its messages (a million of them would hold the event loop for seconds).
 MAX_MESSAGES = 100_000
@@ -115,7 +116,8 @@ class ChatHandler(GatewayHandler):
                 document = self._fit_context(agent, targets, document)
                 if self.fits and not any(fit.fits for fit in self.fits.values()):
                     return self._refuse_overflow(agent)
-        if self.limited and not await self.admit_limits(
+        limited = self.runtime.limiter.settings.enabled  # `limited`, without its call
+        if limited and not await self.admit_limits(
                 document, None if agent is None else agent.name, self.prompt_estimate):
             return None
         try:
@@ -262,14 +264,22 @@ class ChatHandler(GatewayHandler):
         loop = self.tool_loop
         reading = _ChatReading(provider, chain_plan, conversion, relaying=loop is None or loop.streamed)
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
-                                  upstream_body, self._upstream_headers(translation))
+                                  upstream_body, self._upstream_headers(translation), self.request_id)
         # Tries counted in flight and timed only for a least-latency agent to read (Table.latency_ranked).
         strategies = self.runtime.strategies if self.table.latency_ranked else None
         if strategies is not None:
             started = self.request.request_time()
             strategies.start_try(target)
         try:
-            failure = await self._outcome(target, request, reading, translation, conversion, sink)
+            # The attempt, inside the stages' `around` hooks (through_stages, without its call and
+            # a lambda when no stage wraps it, the usual), then the client's answer ended with it.
+            if self.route.hooks.around:  # (a stage may run the attempt more than once: each run staged anew)
+                outcome = await self.through_stages(
+                    lambda staged: attempt(self.runtime.upstream, request, self.staged(reading), staged), sink
+                )
+            else:
+                outcome = await attempt(self.runtime.upstream, request, self.staged(reading), sink)
+            failure = self._outcome(target, outcome, reading, translation, conversion, sink)
         finally:
             if strategies is not None:
                 strategies.end_try(target)
@@ -287,14 +297,11 @@ class ChatHandler(GatewayHandler):
             self.note_try(target.label, failure)
         return failure
 
-    async def _outcome(
-        self, target: Target, request: UpstreamRequest, reading: _ChatReading,
-        translation: Translation, context: Context, sink: Sink,
+    def _outcome(
+        self, target: Target, outcome: Outcome, reading: _ChatReading, translation: Translation,
+        context: Context, sink: Sink,
     ) -> Failure | None:
-        """Run the attempt and end the client's answer with it; None when it did."""
-        outcome = await self.through_stages(
-            lambda staged: attempt(self.runtime.upstream, request, self.staged(reading), staged), sink
-        )
+        """End the client's answer with the attempt's outcome; None when it did, else why not."""
         if isinstance(outcome, Failure | None):
             return outcome
         if isinstance(outcome, Relayed):
@@ -327,14 +334,14 @@ class ChatHandler(GatewayHandler):
         else:
             self.tool_loop.add_usage(usage)  # the loop answers once, with every round's usage
 
-    def _upstream_headers(self, translation: Translation) -> list[tuple[str, str]]:
-        """Content type and request id, and the client's headers that the format pair passes on."""
-        headers = [("Content-Type", "application/json"), ("x-request-id", self.request_id)]
+    def _upstream_headers(self, translation: Translation) -> Sequence[tuple[str, str]]:
+        """The content type, and the client's headers that the format pair passes on (the request
+        id goes on its own)."""
         names = translation.client_headers
         if not names:  # most format pairs pass none on
-            return headers
+            return _JSON_TYPED
         given = self.request.headers
-        return headers + [(name, value) for name in names if (value := given.get(name))]
+        return [*_JSON_TYPED, *((name, value) for name in names if (value := given.get(name)))]
 
     def _end_kept(
         self, target: Target, kept: Kept, translation: Translation, context: Context, sink: Sink
@@ -364,7 +371,9 @@ class ChatHandler(GatewayHandler):
         content_type = kept.exchange.headers.get("Content-Type", "application/json")
         if sink is self:  # the client: what begin() would do with the Head, without making one
             self.set_status(status)
-            self.set_header("Content-Type", content_type)
+            # set_header's one step, with header_value's usual case inline
+            plain = content_type.isascii() and content_type.isprintable()
+            self._headers._as_list["Content-Type"] = [content_type if plain else header_value(content_type)]
         else:
             sink.begin(Head(status, (("Content-Type", content_type),)))
         self._answered(target, usage)

@@ -226,13 +226,13 @@ class ForwardHandler(GatewayHandler):
         headers = [
             (k, v) for k, v in relayable(self.request.headers, CLIENT_PRIVATE) if k.lower() != "x-request-id"
         ]
-        headers.append(("x-request-id", self.request_id))
 
         def keep(status: int) -> bool:
             return status in REFUSED_KEY or (more and status in RETRYABLE_STATUS)
 
         reading = PassOn(provider, keep)
-        request = UpstreamRequest(provider, provider.name, url, self.request.method or "GET", body, headers)
+        request = UpstreamRequest(provider, provider.name, url, self.request.method or "GET", body, headers,
+                                  self.request_id)
         outcome = await self.through_stages(
             lambda sink: attempt(self.runtime.upstream, request, self.staged(reading), sink)
         )

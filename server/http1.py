@@ -401,7 +401,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _read_head(self) -> bool:
         buffer = self.buffer
-        while buffer.startswith((b"\r\n", b"\n")):  # blank lines before a request are ignored
+        # Blank lines before a request are ignored (a byte's value first: startswith parses its arguments).
+        while buffer and buffer[0] in (10, 13) and buffer.startswith((b"\r\n", b"\n")):
             del buffer[: 2 if buffer[0] == 13 else 1]  # 13: CR
             self.scanned = 0
         found = _HEAD_END.search(buffer, max(0, self.scanned - 3))

@@ -51,7 +51,8 @@ Candidate = TypeVar("Candidate")
 @dataclass(slots=True)
 class Head:
     """The status and headers an answer starts with. `upstream`: they are the provider's own,
-    relayed in place of the gateway's (all but its request id); else added to them.
+    relayed in place of the gateway's (all but its request id); else added to them, and named
+    as the gateway names its own, in Http-Header-Case (`Content-Type`: taken as they are).
 
     Not frozen, though never changed: one is made per answer, and a frozen dataclass sets each
     field through object.__setattr__ (5.8 K instructions to make this one, 1.9 K unfrozen)."""
@@ -193,6 +194,7 @@ class UpstreamRequest:
     method: str
     body: bytes | BodyPipe | None
     headers: Iterable[tuple[str, str]]
+    request_id: str | None = None  # sent as x-request-id after `headers`
 
 
 # The outcomes: not frozen either, one per try.
@@ -280,7 +282,8 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
     provider = request.provider
     started = time.monotonic()
     try:
-        ended = await exchange.run(provider, request.url, request.method, request.body, request.headers)
+        ended = await exchange.run(provider, request.url, request.method, request.body, request.headers,
+                                   request.request_id)
     except asyncio.CancelledError:
         exchange.cancel()  # the walk's deadline passed, or another try won: stop the transfer too
         raise

@@ -76,9 +76,12 @@ class Catalog:
     async def _refresh(self, entry: ProviderCatalog, provider: Provider, timeout: float) -> None:
         body = bytearray()
         try:
-            ended = await Exchange(self.client, _ignore, body.extend).send(
-                provider_request(provider, entry.url, "GET", None, (), timeout)
-            )
+            exchange = Exchange(self.client, _ignore, body.extend)
+            try:
+                ended = await exchange.send(provider_request(provider, entry.url, "GET", None, (), timeout))
+            except asyncio.CancelledError:
+                exchange.cancel()  # the gateway is stopping: the transfer stops too
+                raise
             models = _parse(ended, body)
             if isinstance(models, str):
                 entry.failures += 1

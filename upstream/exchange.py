@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import pycurl
 
@@ -69,38 +69,31 @@ class Exchange:
         method: str,
         body: bytes | BodyPipe | None,
         headers: Iterable[tuple[str, str]],
-    ) -> Awaitable[Ended]:
-        """Send the request to `provider`; resolves when the transfer ends (or is cancelled).
+        request_id: str | None = None,
+    ) -> asyncio.Future[Ended]:
+        """Send the request to `provider`; resolves when the transfer ends (see `send`).
 
         `body` may be a BodyPipe, relaying a body that is still arriving from the client.
-        (Not a coroutine itself: the caller awaits `send` directly, one frame less per request.)
         """
         try:
-            request = provider_request(provider, url, method, body, headers)
+            request = provider_request(provider, url, method, body, headers, None, request_id)
         except (ValueError, UnicodeEncodeError) as exc:
             self.done = True
-            refused = asyncio.get_running_loop().create_future()
+            refused = self._client.loop.create_future()
             refused.set_result(Ended(0, pycurl.E_BAD_FUNCTION_ARGUMENT, f"request refused: {exc}"))
             return refused
         return self.send(request)
 
-    async def send(self, request: Request) -> Ended:
-        """Send `request`; resolves when the transfer ends. A cancelled task stops the transfer."""
+    def send(self, request: Request) -> asyncio.Future[Ended]:
+        """Send `request`; the future resolves when the transfer ends. Not a coroutine: the
+        caller awaits the future itself (a coroutine's frame less per request, and at each of
+        its wake-ups), and calls `cancel` when its task is cancelled (the transfer stops too)."""
         self.request = request
         if isinstance(request.body, BodyPipe):
             self._pipe = request.body
         ended = self._ended = self._client.loop.create_future()
         self._client.start(self)
-        try:
-            return await ended
-        except asyncio.CancelledError:
-            self.cancel()  # a deadline, a lost hedge: the transfer stops too
-            raise
-        finally:
-            self.done = True
-            # The callbacks hold the handler that holds this exchange: let go of them, so
-            # that the request is freed when it ends rather than by the cycle collector.
-            self._on_headers, self._on_chunk = _ignored, _ignored
+        return ended
 
     def cancel(self) -> None:
         """Stop the transfer: the client is gone, or the answer cannot be relayed.
@@ -123,7 +116,8 @@ class Exchange:
         self._head_read = True
         self.status, headers = read
         self.headers = headers
-        self.streaming = (headers.get("Content-Type") or "").startswith("text/event-stream")
+        # startswith, for less: a method's arguments are parsed, a slice's are not
+        self.streaming = (headers.get("Content-Type") or "")[:17] == "text/event-stream"
         self._on_headers(self)
 
     def receive(self, data: bytes) -> int | None:
@@ -150,6 +144,10 @@ class Exchange:
 
     def ended(self, error: int, message: str) -> None:
         """The transfer is over (the client has taken its handle back)."""
+        self.done = True
+        # The callbacks hold the handler that holds this exchange: let go of them, so that the
+        # request is freed when it ends rather than by the cycle collector.
+        self._on_headers, self._on_chunk = _ignored, _ignored
         if self.fault is not None:  # what libcurl says is only how our callback stopped it
             error, message = pycurl.E_WRITE_ERROR, self.fault
         ended = self._ended

@@ -18,6 +18,8 @@ from upstream.body_pipe import BodyPipe
 FIXED_LINES = (b"Expect:", b"Pragma:")
 # A relayed body with no Content-Type of the client's is not given libcurl's form type.
 NO_CONTENT_TYPE = b"Content-Type:"
+_LINES_KNOWN = 256  # client header lines remembered, made (see `_known_line`)
+_LINE_REMEMBERED = 256  # characters of the longest value remembered: some 100 KiB in all
 
 
 # Not frozen (never changed all the same): made per request, and a frozen dataclass's __init__
@@ -40,25 +42,31 @@ def provider_request(
     body: bytes | BodyPipe | None,
     headers: Iterable[tuple[str, str]],
     timeout: float | None = None,
+    request_id: str | None = None,
 ) -> Request:
     """A request to `provider`: the client's `headers` merged with the provider's (see the module
-    docstring), its timeouts (`timeout` instead of the provider's, when given; an idle timeout
+    docstring), then `request_id` as x-request-id (a plain one: ops/request_ids.py or a client's
+    checked one), its timeouts (`timeout` instead of the provider's, when given; an idle timeout
     no shorter than the whole is left to the whole)."""
     own = _own(provider.headers, provider.timeout, provider.connect_timeout, provider.idle_timeout)
     lines: list[bytes] = []
     typed = client_version = False
+    broken = None  # the first line that would not stay one (refused once every line is encoded)
     for name, value in headers:
-        lower = name.lower()
+        lower, line, breaks = (_known_line if len(value) <= _LINE_REMEMBERED else _line)(name, value)
         if lower in own.names:
             if lower != "anthropic-version":
                 continue
             client_version = True
         elif lower == "content-type":
             typed = True
-        lines.append(f"{name}: {value}".encode("latin-1"))
-    if lines and _breaks_line(b"".join(lines)):  # one scan for all (as header_line checks one)
-        broken = next(line for line in lines if _breaks_line(line))
+        if breaks and broken is None:
+            broken = line
+        lines.append(line)
+    if broken is not None:
         raise _holds_break(broken.partition(b":")[0].decode("latin-1"))
+    if request_id is not None and "x-request-id" not in own.names:
+        lines.append(b"x-request-id: " + request_id.encode())
     lines.extend(own.lines_with_client_version if client_version else own.lines)
     if body is not None and not (typed or own.typed):
         lines.append(NO_CONTENT_TYPE)
@@ -68,6 +76,19 @@ def provider_request(
         return Request(url, method, lines, body, own.timeout_ms, own.connect_timeout_ms, own.idle_timeout)
     total_ms, connect_ms, idle = _limits(timeout, provider.connect_timeout, provider.idle_timeout)
     return Request(url, method, lines, body, total_ms, connect_ms, idle)
+
+
+def _line(name: str, value: str) -> tuple[str, bytes, bool]:
+    """A client header's name in lower case, its line, and whether that would not stay one line;
+    UnicodeEncodeError when it cannot be sent."""
+    line = f"{name}: {value}".encode("latin-1")
+    return name.lower(), line, _breaks_line(line)
+
+
+# A line is made once for the lines a client sends on every request (Content-Type, its SDK's
+# own), for the last few hundred short ones (a line that cannot be encoded is not kept). Only in
+# this process's memory, which holds every provider key in the clear anyway.
+_known_line = functools.lru_cache(maxsize=_LINES_KNOWN)(_line)
 
 
 @dataclass(slots=True)

@@ -125,3 +125,34 @@ def test_a_head_kept_with_its_status_line_reads_only_its_fields() -> None:
         assert head.get(name) == (",".join(values) if values else None), name
     assert head.get("Content-Type") == "text/event-stream" and head.get("last") == "end"
     assert Headers.of([("A", "1"), ("b", "2")]).get("B") == "2" and Headers().get("A") is None
+
+
+def test_any_head_reads_as_its_lines_read_one_by_one() -> None:
+    """Heads made of usual and unusual lines (folded ones, a status line among the fields, a
+    space before a colon, odd status lines), in every order: whichever way a head is read, its
+    status is the status line's and its fields are those its lines give one by one."""
+    import random
+
+    chosen = random.Random(14)
+    status_lines = [b"HTTP/1.1 200 OK\r\n", b"HTTP/2 200 \r\n", b"HTTP/1.1 404 Not Found\n", b"HTTP/1.1 abc\r\n",
+                    b"HTTP/1.0 302\r\n", b"HTTP/\r\n"]
+    field_lines = [b"Content-Type: application/json\r\n", b"content-type :  text/event-stream \r\n",
+                   b" folded\r\n", b"\tfolded too\r\n", b"HTTP/1.1 201 Created\r\n", b"X-A: b: c\n",
+                   b"nocolon\r\n", b"X-Latin: \xff\r\n", b"Date: Fri, 27 Nov 2026 17:09:26 GMT\r\n",
+                   b"X-HTTP/1: no\r\n"]
+    for _ in range(3000):
+        fields = [chosen.choice(field_lines) for _ in range(chosen.randrange(6))]
+        lines = ([chosen.choice(status_lines)] if chosen.random() < 0.9 else []) + fields
+        read = read_head(lines)
+        first = lines[0].split(None, 2) if lines and lines[0].startswith(b"HTTP/") else []
+        status = int(first[1]) if len(first) > 1 and first[1].isdigit() else 0
+        if 0 < status < 200:
+            assert read is None
+            continue
+        assert read is not None
+        assert read[0] == status
+        expected = _fields_line_by_line(lines[1:] if first else lines)
+        assert list(read[1]) == expected, lines
+        for name in ("Content-Type", "x-a", "X-Latin", "Date"):
+            values = [value for field, value in expected if field.lower() == name.lower()]
+            assert read[1].get(name) == (",".join(values) if values else None), lines

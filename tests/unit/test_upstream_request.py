@@ -51,3 +51,28 @@ def test_each_provider_sends_its_own_headers_and_limits_even_under_one_name() ->
         before = provider_request(old, "http://x/", "GET", None, ())
         assert before.header_lines[0] == b"Authorization: Bearer sk-own" and before.timeout_ms == 60_000
     assert provider_request(new, "http://x/", "GET", None, (), timeout=2.0).timeout_ms == 2_000
+
+
+def test_the_request_id_follows_the_clients_headers_unless_the_provider_names_its_own() -> None:
+    sent = provider_request(provider(), "http://x/", "POST", b"{}", [("Content-Type", "application/json")],
+                            request_id="rid-1").header_lines
+    assert sent[:2] == [b"Content-Type: application/json", b"x-request-id: rid-1"]
+    own = provider((*OWN, ("X-Request-Id", "fixed")))
+    replaced = provider_request(own, "http://x/", "GET", None, (), request_id="rid-1").header_lines
+    assert b"x-request-id: rid-1" not in replaced and b"X-Request-Id: fixed" in replaced
+
+
+def test_a_line_made_before_is_what_a_line_made_afresh_is() -> None:
+    """Client lines are remembered (short ones): every request sends what the first one sent,
+    a long line is made each time alike, and a line that cannot be encoded is refused before
+    one that would not stay one line, as when every line was encoded first."""
+    given = [("X-Trace", "t1"), ("X-Long", "v" * 300), ("Content-Type", "application/json")]
+    first = provider_request(provider(), "http://x/", "POST", b"{}", given).header_lines
+    again = provider_request(provider(), "http://x/", "POST", b"{}", given).header_lines
+    assert first == again == [b"X-Trace: t1", b"X-Long: " + b"v" * 300, b"Content-Type: application/json",
+                              b"Authorization: Bearer sk-own", b"anthropic-version: 2023-06-01", b"Expect:",
+                              b"Pragma:"]
+    with pytest.raises(UnicodeEncodeError):
+        provider_request(provider(), "http://x/", "POST", b"{}", [("X-Bad", "a\nb"), ("X-Euro", "\u20ac")])
+    with pytest.raises(ValueError, match="'X-Bad' holds a line break"):
+        provider_request(provider(), "http://x/", "POST", b"{}", [("X-Bad", "a\nb"), ("X-Bad2", "c\rd")])
