@@ -22,7 +22,7 @@ from upstream.client import UpstreamClient
 from upstream.ended import Ended, ended_well
 from upstream.handle import Handle
 from upstream.request import Request, provider_request
-from upstream.response_head import Headers, final_head
+from upstream.response_head import NO_HEADERS, Headers, NoHeaders, final_head
 
 
 class Exchange:
@@ -45,7 +45,7 @@ class Exchange:
         on_chunk: Callable[[bytes], None],
     ) -> None:
         self.status = 0
-        self.headers = Headers()  # until the answer's head is in
+        self.headers: Headers | NoHeaders = NO_HEADERS  # until the answer's head is in
         self.streaming = False
         self.done = False
         self.request: Request | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 # A field line: its name up to the first colon, its value to the line's end (both stripped
 # after); a line without a colon is not a field.
@@ -90,6 +91,33 @@ class Headers:
         return iter(self._fields)
 
     __iter__ = get_all
+
+
+@dataclass(frozen=True, slots=True)
+class NoHeaders:
+    """The fields of an answer whose head is not in yet (or never came): none. One constant
+    shared by every exchange until its head is read, rather than an empty `Headers` made per
+    exchange (some 2 K instructions); it holds nothing to change."""
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return default
+
+    def __getitem__(self, name: str) -> str:
+        raise KeyError(name)
+
+    def __contains__(self, name: str) -> bool:
+        return False
+
+    def get_list(self, name: str) -> list[str]:
+        return []
+
+    def get_all(self) -> Iterator[tuple[str, str]]:
+        return iter(())
+
+    __iter__ = get_all
+
+
+NO_HEADERS = NoHeaders()
 
 
 def final_head(lines: list[bytes]) -> tuple[int, Headers] | None:

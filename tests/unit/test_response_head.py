@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from upstream.headers import UPSTREAM_PRIVATE, relayable
-from upstream.response_head import Headers, _fields_line_by_line, final_head, read_head
+from upstream.response_head import NO_HEADERS, Headers, _fields_line_by_line, final_head, read_head
 
 
 def read(*lines: bytes) -> tuple[int, Headers | None, int]:
@@ -156,3 +156,22 @@ def test_any_head_reads_as_its_lines_read_one_by_one() -> None:
         for name in ("Content-Type", "x-a", "X-Latin", "Date"):
             values = [value for field, value in expected if field.lower() == name.lower()]
             assert read[1].get(name) == (",".join(values) if values else None), lines
+
+
+def test_no_headers_reads_as_an_empty_head() -> None:
+    """An exchange's fields before its head is in (a shared constant) read as an empty Headers."""
+    empty = Headers()
+    for name in ("Content-Type", "Retry-After", "", "x"):
+        assert NO_HEADERS.get(name) == empty.get(name) is None
+        assert NO_HEADERS.get(name, "dflt") == empty.get(name, "dflt") == "dflt"
+        assert (name in NO_HEADERS) == (name in empty) is False
+        assert NO_HEADERS.get_list(name) == empty.get_list(name) == []
+        for headers in (NO_HEADERS, empty):
+            try:
+                headers[name]
+            except KeyError:
+                pass
+            else:
+                raise AssertionError(f"{name!r} found in an empty head")
+    assert list(NO_HEADERS) == list(empty) == list(NO_HEADERS.get_all()) == []
+    assert list(relayable(NO_HEADERS, UPSTREAM_PRIVATE)) == list(relayable(empty, UPSTREAM_PRIVATE)) == []
