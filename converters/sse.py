@@ -58,8 +58,10 @@ class SSEFramer:
     def feed(self, data: bytes) -> bytes:
         tail = self._tail
         if not tail:
-            if data.endswith(b"\n\n"):
-                return data  # whole events, as a provider usually sends them: nothing to search
+            # Whole events, as a provider usually sends them: nothing to search. (A slice compared:
+            # bytes.endswith builds its argument format anew per call, some 200 instructions more.)
+            if data[-2:] == b"\n\n":
+                return data
             cut = _cut(data)
             if cut == len(data):
                 return data

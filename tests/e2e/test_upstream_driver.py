@@ -657,3 +657,47 @@ def test_a_proxy_tunnels_answer_is_never_taken_for_the_providers(monkeypatch: py
     finally:
         listener.close()
         thread.join(5)
+
+
+def test_the_driver_knows_the_lone_socket_of_its_set_as_the_set_grows_and_shrinks() -> None:
+    """With one socket in its set, the driver acts on it without asking the set which is ready
+    (upstream/driver.py `_ready`): it must be the one socket the set holds, however the set came
+    to hold it (a second socket added, an idle one kept, one taken out), and none otherwise."""
+
+    def lone(driver: Driver) -> int:
+        wanted = driver._wanted
+        assert driver._lone == (next(iter(wanted)) if len(wanted) == 1 else -1), (driver._lone, wanted)
+        return driver._lone
+
+    async def test() -> None:
+        driver = Driver(lambda *_: None, 4)
+        driver.loop  # noqa: B018 - the loop the driver watches its set on
+        pairs = [socket.socketpair() for _ in range(3)]
+        a, b, c = (ours.fileno() for ours, _ in pairs)
+        try:
+            assert lone(driver) == -1
+            driver._watch(pycurl.POLL_IN, a, driver._multi, None)
+            assert lone(driver) == a
+            driver._watch(pycurl.POLL_OUT, a, driver._multi, None)  # re-armed: still the one
+            assert lone(driver) == a
+            driver._watch(pycurl.POLL_IN, b, driver._multi, None)
+            assert lone(driver) == -1
+            driver._watch(pycurl.POLL_REMOVE, a, driver._multi, None)  # idle: kept in the set
+            assert lone(driver) == -1
+            driver._forget(a)
+            assert lone(driver) == b
+            driver._watch(pycurl.POLL_IN, c, driver._multi, None)
+            driver._forget(b)
+            assert lone(driver) == c
+            pairs[2][1].send(b"x")  # ready: acted on as the lone socket (libcurl knows it not)
+            driver._ready()
+            driver._forget(c)
+            assert lone(driver) == -1
+        finally:
+            driver.close()
+            for ours, theirs in pairs:
+                ours.close()
+                theirs.close()
+        assert lone(driver) == -1
+
+    asyncio.run(test())

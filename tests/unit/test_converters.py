@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from converters.base import Context
+from converters.base import Chain, Context
 from converters.encoding import encode
 from converters.registry import plan
 from converters.sse import MAX_EVENT, EventTooLarge, SSEDataReader, SSEFramer, iter_data
@@ -151,6 +151,40 @@ def test_random_splits_give_the_same_output(cuts: list[int], crlf: bool) -> None
     points = sorted({min(c, len(stream)) for c in cuts})
     pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
     assert _run(pieces) == _run([stream])
+
+
+class _Tagger:
+    """A converter that marks what it passes on and holds back every other piece (so that a
+    chain's later converters are sometimes fed nothing)."""
+
+    def __init__(self, tag: bytes) -> None:
+        self.tag = tag
+        self.held = b""
+        self.fed: list[bytes] = []
+
+    def feed(self, data: bytes) -> bytes:
+        self.fed.append(data)
+        if len(self.fed) % 2:
+            self.held += data
+            return b""
+        out, self.held = self.held + data, b""
+        return self.tag + out
+
+    def close(self) -> bytes:
+        return self.held
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=3), st.lists(st.binary(max_size=5), max_size=12))
+def test_a_chains_settled_feed_is_its_feed(size: int, pieces: list[bytes]) -> None:
+    """Chain.settled_feed (one or two converters fused, without the loop) gives what `feed`
+    gives, and feeds each converter the same pieces: none is fed nothing."""
+    general = Chain([_Tagger(b"%d" % i) for i in range(size)])
+    settled = Chain([_Tagger(b"%d" % i) for i in range(size)])
+    feed = settled.settled_feed()
+    assert [feed(p) for p in pieces] == [general.feed(p) for p in pieces]
+    assert [c.fed for c in settled.converters] == [c.fed for c in general.converters]
+    assert all(fed for c in settled.converters for fed in c.fed)
 
 
 def test_framer_never_emits_a_partial_event() -> None:
