@@ -81,14 +81,14 @@ class StreamStart:
 
         Raises StreamRefused on an error event before the first content event."""
         framer = self._framer
-        if framer is None and data.endswith(b"\n\n"):
+        if framer is None and data[-2:] == b"\n\n":  # (a slice: a bytes.endswith call costs more)
             events = data  # whole events, nothing held before them: what a framer would pass
         else:
             if framer is None:
                 self._framer = framer = SSEFramer()
             events = framer.feed(data)
         if self._judges_content(events):
-            return self._release(data)
+            return self._release(data) if self._held else data
         held = self._held
         if held is None:
             self._held = held = bytearray()
@@ -113,23 +113,37 @@ class StreamStart:
     def _judges_content(self, block: bytes) -> bool:
         """Whether an event of `block` (whole events) is a content event, judged in order up to the
         first one: the rest of a read is never cut up (its events as _EVENT_END.split cuts them)."""
-        if block.find(b"\r") >= 0:
+        if 13 in block:  # a CR (an int's `in` is a memchr; a bytes.find call costs ~1 K instructions more)
             return any(map(self._judge, _EVENT_END.split(block)))
         if self._format == "anthropic":
             return self._judges_run(self._judge, block, 0)
-        first_end = block.find(b"\n\n")
-        if 0 <= first_end < len(block) - 2 and _cannot_refuse(first := block[:first_end]):
-            return self._judges_later_first(first, block, first_end + 2)
-        return self._judges_run(self._judge_lf, block, 0)
+        return self._judges_openai(block)
 
-    def _judges_later_first(self, first: bytes, block: bytes, rest: int) -> bool:
-        """_judges_content for OpenAI events, whose first (no error: `_cannot_refuse`) is judged
-        after those that follow it in the read, `block[rest:]`: the read is released whole when any
-        of them is content, and the first one, the stream's role chunk when the read starts it, is
-        seldom content (so it is parsed only when that is not enough). The outcome is the one of
-        judging in order: the first event's verdict still goes before any error after it."""
+    def _judges_openai(self, block: bytes) -> bool:
+        """_judges_content for OpenAI events with no CR. When the read's first event is plainly no
+        error (one line `data: {...}` with no `"error"` and no backslash, which a key written with
+        escapes would need), the events after it are judged first: the read is released whole
+        when any of them is content, and the first one, the stream's role chunk when the read
+        starts it, is seldom content (so it is parsed only when that is not enough). The outcome
+        is the one of judging in order: the first event's verdict still goes before any error
+        after it. The usual events are found by their line breaks (one line each, then a blank
+        one), the second one parsed without being cut out first: each bytes.find is a call."""
+        size = len(block)
+        lf = block.find(b"\n")
+        if not (0 <= lf < size - 2 and block[lf + 1] == 10):  # the first event not one line, or the only one
+            return self._judges_run(self._judge_lf, block, 0)
+        first = block[:lf]
+        if first[:7] != b"data: {" or 92 in first or first.find(b'"error"') >= 0:  # 92: a backslash
+            return self._judges_run(self._judge_lf, block, 0)
+        rest = lf + 2
         try:
-            if self._judges_run(self._judge_lf, block, rest):
+            end = block.find(b"\n", rest)  # the second event's, when it is one line `data: {...}`
+            if rest < end < size - 1 and block[end + 1] == 10 and block[end - 1] == 125 \
+                    and block[rest : rest + 7] == b"data: {":  # 125: }; what _judge_lf would parse
+                if self._judge_data(block[rest + 6 : end]) \
+                        or self._judges_run(self._judge_lf, block, end + 2):
+                    return True
+            elif self._judges_run(self._judge_lf, block, rest):
                 return True
         except StreamRefused:
             if self._judge_lf(first):
@@ -196,9 +210,16 @@ class StreamStart:
         choices = document.get("choices")
         if not isinstance(choices, list):
             return False
-        for choice in choices:  # noqa: SIM110 - a loop: any() would call _has_content from C, slower
-            if _has_content(choice):
+        for choice in choices:  # each choice read here, not by a function of its own: a call less
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
                 return True
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                for name, value in delta.items():  # a delta holds a few keys; there are seven names
+                    if value and name in _CONTENT_FIELDS:
+                        return True
         return False
 
     def _refuse(self, data: bytes) -> None:
@@ -212,27 +233,6 @@ def _opens_content(document: dict) -> bool:
     if document.get("type") != "content_block_start" or not isinstance(block, dict):
         return False
     return block.get("type") != "text" or bool(block.get("text"))
-
-
-def _has_content(choice: object) -> bool:
-    if not isinstance(choice, dict):
-        return False
-    if choice.get("finish_reason"):
-        return True
-    delta = choice.get("delta")
-    if not isinstance(delta, dict):
-        return False
-    for name, value in delta.items():  # noqa: SIM110 - a loop: any() over a generator costs its frames
-        if value and name in _CONTENT_FIELDS:  # a delta holds a few keys; there are seven names
-            return True
-    return False
-
-
-def _cannot_refuse(event: bytes) -> bool:
-    """Whether an OpenAI event is plainly no error event: one line `data: {...}` (no name) with no
-    `"error"` in it and no backslash (which a key written with escapes would need)."""
-    return event[:7] == b"data: {" and event.find(b"\n") < 0 and event.find(b'"error"') < 0 \
-        and event.find(b"\\") < 0
 
 
 def _fields(event: bytes) -> tuple[str, bytes]:

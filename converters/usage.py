@@ -51,15 +51,28 @@ class Usage:
     cache_write: int = 0  # prompt tokens written to the provider's cache (Anthropic cache creation)
 
     def add_openai(self, usage: dict[str, Any]) -> None:
-        """Take an OpenAI `usage` object (chat completions, embeddings or the Responses API)."""
+        """Take an OpenAI `usage` object (chat completions, embeddings or the Responses API).
+
+        Each count is what _count makes of it, and each details object what _details finds; the
+        usual ones (an int in range, a details object under its chat name) are taken here in a
+        step, without those calls (six, some 5 K instructions: every stream, every JSON answer)."""
         self.reported = True
-        self.input = _count(usage.get("prompt_tokens") or usage.get("input_tokens"))
-        self.output = _count(usage.get("completion_tokens") or usage.get("output_tokens"))
-        prompt_details = _details(usage, "prompt_tokens_details", "input_tokens_details")
-        completion_details = _details(usage, "completion_tokens_details", "output_tokens_details")
-        cached = _count(prompt_details.get("cached_tokens"))
-        self.cached = cached if cached < self.input else self.input  # min() without its call
-        self.reasoning = _count(completion_details.get("reasoning_tokens"))
+        get = usage.get
+        count = get("prompt_tokens") or get("input_tokens")
+        self.input = prompt = count if type(count) is int and 0 <= count <= _MAX_TOKENS else _count(count)
+        count = get("completion_tokens") or get("output_tokens")
+        self.output = count if type(count) is int and 0 <= count <= _MAX_TOKENS else _count(count)
+        details = get("prompt_tokens_details")
+        if not isinstance(details, dict):
+            details = _details(usage, "prompt_tokens_details", "input_tokens_details")
+        count = details.get("cached_tokens")
+        cached = count if type(count) is int and 0 <= count <= _MAX_TOKENS else _count(count)
+        self.cached = cached if cached < prompt else prompt  # min() without its call
+        details = get("completion_tokens_details")
+        if not isinstance(details, dict):
+            details = _details(usage, "completion_tokens_details", "output_tokens_details")
+        count = details.get("reasoning_tokens")
+        self.reasoning = count if type(count) is int and 0 <= count <= _MAX_TOKENS else _count(count)
 
     def add_anthropic(self, usage: dict[str, Any]) -> None:
         """Take an Anthropic `usage` object (a message, message_start or a cumulative message_delta).
@@ -202,7 +215,7 @@ class OpenAIStreamUsage:
         if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
             self.usage.add_openai(chunk["usage"])
             if self.hide and chunk.get("choices") == []:
-                if one_line and data.startswith(b"\n\n", end):  # what _event_end would find first
+                if one_line and data[end + 1 : end + 2] == b"\n":  # what _event_end would find first
                     return data[:start] + data[end + 2 :], start
                 return data[:start] + data[_event_end(data, start):], start
         return data, end

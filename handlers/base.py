@@ -446,7 +446,8 @@ class GatewayHandler:
                 self._headers._as_list["Content-Length"] = [str(size)]
         connection: Any = self.request.connection
         connection.set_close_callback(None)
-        self.flush()
+        if self._write_buffer or not self._headers_written:  # else (a relayed stream's end) nothing to flush
+            self.flush()
         connection.finish()
         self._finished = True
         self._account(self._status_code)

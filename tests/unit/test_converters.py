@@ -14,7 +14,15 @@ from converters.base import Chain, Context
 from converters.encoding import encode
 from converters.registry import plan
 from converters.sse import MAX_EVENT, EventTooLarge, SSEDataReader, SSEFramer, iter_data
-from converters.usage import Usage, _event_end, usage_from_body, usage_from_openai, with_stream_usage
+from converters.usage import (
+    Usage,
+    _count,
+    _details,
+    _event_end,
+    usage_from_body,
+    usage_from_openai,
+    with_stream_usage,
+)
 
 
 def _openai_stream(crlf: bool = False, compact: bool = False) -> bytes:
@@ -236,6 +244,36 @@ def test_cached_tokens_count_up_to_the_prompt_tokens(prompt: int, cached: int, c
     usage = Usage()
     usage.add_openai({"prompt_tokens": prompt, "prompt_tokens_details": {"cached_tokens": cached}})
     assert (usage.input, usage.cached) == (prompt, counted)
+
+
+def _usage_step_by_step(usage: dict) -> tuple[int, int, int, int]:
+    """What Usage.add_openai must make of `usage`, each count through _count and each details
+    object through _details (the steps its quick reading of the usual values must agree with)."""
+    prompt = _count(usage.get("prompt_tokens") or usage.get("input_tokens"))
+    output = _count(usage.get("completion_tokens") or usage.get("output_tokens"))
+    cached = _count(_details(usage, "prompt_tokens_details", "input_tokens_details").get("cached_tokens"))
+    reasoning = _count(_details(usage, "completion_tokens_details", "output_tokens_details").get("reasoning_tokens"))
+    return prompt, output, min(cached, prompt), reasoning
+
+
+_TOKEN_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 2**54), st.sampled_from([0, 1, 2**53, 2**53 + 1]),
+                          st.floats(allow_nan=True), st.sampled_from([2.0, -2.0, 1e308, 0.5]), st.text(max_size=3),
+                          st.lists(st.integers(0, 3), max_size=2))
+_DETAILS = st.one_of(st.none(), st.integers(0, 3), st.lists(st.integers(0, 3), max_size=1),
+                     st.dictionaries(st.sampled_from(["cached_tokens", "reasoning_tokens", "audio_tokens"]),
+                                     _TOKEN_VALUES, max_size=3))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(["prompt_tokens", "input_tokens", "completion_tokens", "output_tokens",
+                                        "total_tokens"]), _TOKEN_VALUES, max_size=5),
+       st.dictionaries(st.sampled_from(["prompt_tokens_details", "input_tokens_details", "completion_tokens_details",
+                                        "output_tokens_details"]), _DETAILS, max_size=4))
+def test_openai_usage_is_read_as_its_counts_and_details_step_by_step_give_it(counts: dict, details: dict) -> None:
+    usage = Usage()
+    usage.add_openai({**counts, **details})
+    assert usage.reported
+    assert (usage.input, usage.output, usage.cached, usage.reasoning) == _usage_step_by_step({**counts, **details})
 
 
 @pytest.mark.parametrize(("body", "counted"), [

@@ -232,3 +232,25 @@ def test_a_read_of_many_events_ends_as_its_events_one_by_one_would(events: tuple
     """A read's first OpenAI event, when plainly no error, is judged after the others (it is the
     role chunk, seldom content, and the read goes out whole when any is): the outcome is the same."""
     assert _outcome([b"".join(events)]) == _outcome(list(events))
+
+
+# Events of every kind the quick reading of a read (its first two events found by their line
+# breaks, the first one judged last) tells apart from the rest.
+_EVENTS = (
+    ROLE, TEXT, STOP, OPENAI_ERROR, HELLO, b'data: {"a":1}\n\n', b"data: {not json}\n\n", b"data: [DONE]\n\n",
+    b'data: {"choices":[]}\n\n', b'data:{"choices":[{"delta":{"content":"x"}}]}\n\n',
+    b'data: {"choices":[{"delta":{"content":"x"}}]} \n\n', b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n\n',
+    b'data: {"choices":[{"delta":{"content":"x"}}]}\nevent: error\n\n', b'event: error\ndata: {"choices":[]}\n\n',
+    b'data: {"choices":[{"delta":{"content":"error"}}]}\n\n', b'data: {"choices":[{"delta":{"role":"error"}}]}\n\n',
+    b'data: {"choices":[{"delta":{"content":"\\u0022error\\u0022"}}]}\n\n', b": comment\n\n", b"data: {}\n\n",
+    b'data: {"\\u0065rror":{"message":"m","type":"rate_limit_error"}}\n\n', b'data: {"choices":[1,{"delta":{}}]}\n\n',
+)
+
+
+def test_a_read_of_any_events_ends_as_its_events_one_by_one_would() -> None:
+    """Every read of one to three of _EVENTS: judged whole (the quick reading, where it applies)
+    and event by event (each read one event: judged in order, every event by its own judge)."""
+    reads = [(a,) for a in _EVENTS] + [(a, b) for a in _EVENTS for b in _EVENTS]
+    reads += [(a, b, c) for a in _EVENTS[:10] for b in _EVENTS for c in _EVENTS[:10]]
+    for events in reads:
+        assert _outcome([b"".join(events)]) == _outcome(list(events)), events
