@@ -406,6 +406,36 @@ def test_any_request_converts_or_raises_value_error(convert: Callable[[dict], di
     json.dumps(out)
 
 
+def _as_parts(message: dict) -> dict:
+    """`message` with string content given as one text part: what the string's fast path must equal."""
+    content = message.get("content")
+    return {**message, "content": [{"type": "text", "text": content}]} if isinstance(content, str) else message
+
+
+TEXTS = st.sampled_from(["", "hi", 'a "quoted" \\ line\n', "\u00e9t\u00e9 \U0001f600", "\x00\x1f"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "developer"]), "content": TEXTS}),
+    st.fixed_dictionaries({"role": st.just("user"),
+                           "content": st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": TEXTS}),
+                                               max_size=2)}),
+    st.fixed_dictionaries({"role": st.just("tool"), "tool_call_id": st.just("call_1"), "content": TEXTS}),
+    st.fixed_dictionaries({"role": st.just("assistant"), "content": st.none(), "tool_calls": st.just(
+        [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}])}),
+), min_size=1, max_size=6))
+def test_string_contents_convert_as_their_text_parts(messages: list[dict]) -> None:
+    """A message whose content is a string (read without making blocks) converts as the same text given
+    as one text part does, merged with its neighbours or not, or fails alike."""
+    def converted(given: list[dict]) -> object:
+        try:
+            return openai_to_anthropic_request({"model": "m", "messages": given})
+        except ValueError as exc:
+            return str(exc)
+    assert converted(messages) == converted([_as_parts(message) for message in messages])
+
+
 # --- buffered answers -------------------------------------------------------------------------
 
 ANTHROPIC_MESSAGE = {
