@@ -23,6 +23,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import TypeAdapter
 
 from converters.base import Context
+from converters.chat_mapping import FINISH_REASONS
 from converters.chat_requests import anthropic_to_openai_request, openai_to_anthropic_request
 from converters.chat_responses import anthropic_to_openai_response, openai_to_anthropic_response
 from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
@@ -1026,6 +1027,30 @@ def test_a_lone_usual_text_delta_is_spliced_when_its_text_is_printable_ascii() -
         assert _to_openai([start, usual, end]) == _to_openai([start, spaced, end]), byte
     unended = [start, _DELTA % (0, b"Hi"), b"\n", b"\n" + _DELTA % (0, b" there") + b"\n", b"\n", end]
     assert _to_openai(unended) == _to_openai([b"".join(unended)])
+
+
+_USUAL_DELTA_END = b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":%s,' \
+                   b'"stop_sequence":null},"usage":{"output_tokens":%s}}\n\n'
+_SPACED_DELTA_END = b'event: message_delta\ndata: {"type": "message_delta", "delta": {"stop_reason": %s, ' \
+                    b'"stop_sequence": null}, "usage": {"output_tokens": %s}}\n\n'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([*(json.dumps(reason).encode() for reason in FINISH_REASONS), b'"other"', b'""', b"null",
+                        b'"a\\"b"', b'"\\u0065nd_turn"', b'"end_turn\xc3"', b'"tool_use\x01"']),
+       st.one_of(st.integers(min_value=-3, max_value=10**20).map(lambda count: str(count).encode()),
+                 st.sampled_from([b"01", b"00", b"1.0", b"1e3", b"", b" 5", b'"5"', b"null", b"true", b"5}",
+                                  b"999999999999999", b"1000000000000000", b"9007199254740993", b"\xc3"])),
+       st.booleans())
+def test_usual_message_deltas_are_read_as_parsing_reads_them(reason: bytes, count: bytes, trickled: bool) -> None:
+    """A message_delta in Anthropic's usual form is read by its bytes; whatever its stop reason and
+    count (not JSON, not UTF-8, out of bounds, escaped), the answer and usage are parsing's (the
+    spaced form, always parsed), read whole or one event a read."""
+    start = _anthropic_sse([_message_start(), *_text_block(0, ["Hi"])], compact=True)
+    stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    usual, spaced = (start + form % (reason, count) + stop for form in (_USUAL_DELTA_END, _SPACED_DELTA_END))
+    read = _one_by_one if trickled else (lambda sse: [sse])
+    assert _fingerprint(_to_openai(read(usual))) == _fingerprint(_to_openai(read(spaced)))
 
 
 def _one_by_one(sse: bytes) -> list[bytes]:
