@@ -28,7 +28,7 @@ from converters.chat_mapping import (
     finish_reason,
     openai_error,
     openai_reasoning,
-    openai_usage,
+    openai_usage_json,
     stop_reason,
     take_openai_usage,
 )
@@ -294,7 +294,7 @@ class AnthropicToOpenAIStream(_EventConversion):
         reason = finish_reason(self._stop_reason).encode()
         out = self._delta_head + b'{},"logprobs":null,"finish_reason":"' + reason + b'"}]}\n\n'
         if self._include_usage:
-            out += self._head + b'[],"usage":' + orjson.dumps(openai_usage(self.usage)) + b"}\n\n"
+            out += self._head + b'[],"usage":' + openai_usage_json(self.usage) + b"}\n\n"
         return out + _DONE
 
 

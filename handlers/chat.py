@@ -355,7 +355,7 @@ class ChatHandler(GatewayHandler):
             try:
                 document = orjson.loads(body)  # once, for both the usage and the conversion
                 usage = translation.usage(document)
-                body = encode(translation.response(document, context, usage), "the answer")
+                body = translation.response(document, context, usage)
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
                 return Failure(provider, target.label, 502, "bad_upstream_body", f"unusable answer: {exc}")
         if not sink.claim():

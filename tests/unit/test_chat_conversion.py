@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 import httpx2
 import openai
+import orjson
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
@@ -23,10 +24,15 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import TypeAdapter
 
 from converters.base import Context
-from converters.chat_mapping import FINISH_REASONS
+from converters.chat_mapping import FINISH_REASONS, openai_usage, openai_usage_json
 from converters.chat_requests import anthropic_to_openai_request, openai_to_anthropic_request
-from converters.chat_responses import anthropic_to_openai_response, openai_to_anthropic_response
+from converters.chat_responses import (
+    anthropic_to_openai_body,
+    anthropic_to_openai_response,
+    openai_to_anthropic_response,
+)
 from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from converters.encoding import encode
 from converters.plain_events import ASCII_TEXT_DELTA_END, TEXT_DELTA_HEAD_SIZE, plain_run
 from converters.registry import plan
 from converters.sse import SSEDataReader, iter_data
@@ -569,6 +575,48 @@ def test_answers_given_their_metered_usage_are_the_same() -> None:
     given = openai_to_anthropic_response(written, Context({}, MODEL), metered)
     assert given == openai_to_anthropic_response(written, Context({}, MODEL))
     assert given["usage"]["cache_creation_input_tokens"] == 20 and metered.cache_write == 0
+
+
+def _outcome(make: Callable[[], object]) -> object:
+    """What `make()` gives, or the type and message of what it raises."""
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001 - any failure must be the same one both ways
+        return type(exc), str(exc)
+
+
+HOSTILE_TEXTS = st.one_of(st.text(), st.sampled_from(['"', "\\", '\\"', "\x00\x1f\x7f", "caf\u00e9 \u2603 \U0001f600",
+                                                     "\ud800", "\u2028\u2029", "</script>"]))
+ANSWER_VALUES = st.one_of(HOSTILE_TEXTS, st.none(), st.integers(), st.just(""), st.lists(st.integers(), max_size=2),
+                          st.just({"nested": [1]}))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.lists(st.fixed_dictionaries({"type": st.just("text")}, optional={"text": ANSWER_VALUES}),
+                          max_size=2),
+                 st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "thinking", "tool_use", "other"])},
+                                                optional={"text": ANSWER_VALUES, "thinking": HOSTILE_TEXTS,
+                                                          "input": st.just({"a": 1})}), max_size=2),
+                 ANSWER_VALUES),
+       ANSWER_VALUES, st.sampled_from([*FINISH_REASONS, "other", None, 5]),
+       st.tuples(*(st.integers(min_value=0, max_value=2**53) for _ in range(5))), st.booleans())
+def test_written_answers_are_the_encoded_converted_ones(content: object, answer_id: object, stop: object,
+                                                        counts: tuple[int, ...], bare: bool) -> None:
+    """The usual answer (one text block) is written straight into its bytes: for any content,
+    id, stop reason and usage, what the general conversion encodes, or its failure."""
+    doc = {"content": content, "stop_reason": stop} if bare else {
+        "id": answer_id, "type": "message", "content": content, "stop_reason": stop}
+    usage = Usage(*counts[:4], True, counts[4] if counts[4] % 3 == 0 else 0)
+    context = Context({}, MODEL)
+    assert _outcome(lambda: anthropic_to_openai_body(doc, context, usage, CREATED)) == _outcome(
+        lambda: encode(anthropic_to_openai_response(doc, context, usage, CREATED), "the answer"))
+
+
+@given(st.tuples(*(st.integers(min_value=0, max_value=2**53) for _ in range(6))))
+def test_written_openai_usage_is_the_encoded_one(counts: tuple[int, ...]) -> None:
+    for cache_write in (0, counts[5]):
+        usage = Usage(*counts[:4], True, cache_write)
+        assert openai_usage_json(usage) == orjson.dumps(openai_usage(usage))
 
 
 def test_answers_that_are_not_objects_raise_value_error() -> None:
