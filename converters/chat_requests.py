@@ -79,8 +79,11 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
         user = _field(doc, "user", str, "a string") or _field(doc, "safety_identifier", str, "a string")
         if user:
             out["metadata"] = {"user_id": user}
-    if "stream" in doc and _field(doc, "stream", bool, "a boolean"):
+    stream = doc.get("stream")
+    if stream is True:
         out["stream"] = True
+    elif stream is not None and stream is not False:
+        _field(doc, "stream", bool, "a boolean")  # raises: not a boolean
     if "stream_options" in doc:
         options = _field(doc, "stream_options", dict, "an object")  # read by the stream converter
         if options:
