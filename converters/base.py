@@ -58,6 +58,12 @@ class Chain:
             data = converter.feed(data)
         return data
 
+    def settled_feed(self) -> Callable[[bytes], bytes]:
+        """`feed`, for a stream's every later chunk: a chain of one converter is that converter's
+        own (no loop per chunk; for an empty chunk it gives nothing too, as the chain does)."""
+        converters = self.converters
+        return converters[0].feed if len(converters) == 1 else self.feed
+
     def close(self) -> bytes:
         out = b""
         for converter in self.converters:

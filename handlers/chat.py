@@ -410,7 +410,7 @@ class _ChatReading:
 
     def settled_feed(self) -> Callable[[bytes], bytes]:
         """The chain's own feed once the stream's start is released (its first content is out)."""
-        return self.chain.feed if self.start is None else self.feed
+        return self.chain.settled_feed() if self.start is None else self.feed
 
     def close(self) -> bytes:
         if self.start is not None:

@@ -153,6 +153,24 @@ def test_random_splits_give_the_same_output(cuts: list[int], crlf: bool) -> None
     assert _run(pieces) == _run([stream])
 
 
+@pytest.mark.parametrize(("client", "provider"), [("openai", "openai"), ("openai", "anthropic"),
+                                                  ("anthropic", "openai"), ("anthropic", "anthropic")])
+def test_a_chains_settled_feed_gives_what_its_feed_gives(client: str, provider: str) -> None:
+    """A chain's settled feed (its converter's own, when it has one) gives what the chain's feed
+    gives, an empty chunk included."""
+    data = STREAM if provider == "openai" else (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":2}}}\n\n'
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"Hi"}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n')
+    pieces = [data[:7], b"", data[7:60], b"", data[60:]]
+    outputs = []
+    for settled in (False, True):
+        chain = plan(client, provider).build(Context(ASKS_FOR_USAGE, "m"))
+        feed = chain.settled_feed() if settled else chain.feed
+        outputs.append([feed(piece) for piece in pieces] + [chain.close()])
+    assert outputs[0] == outputs[1] and b"".join(outputs[0])
+
+
 def test_framer_never_emits_a_partial_event() -> None:
     framer = SSEFramer()
     emitted = b""
