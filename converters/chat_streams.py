@@ -55,6 +55,7 @@ _PLAIN_EVENT = re.compile(rb"(?:" + TEXT_DELTA_HEAD + rb"(" + PLAIN_TEXT + rb')"
 # The end of a started stream as Anthropic writes it: nothing in it to parse.
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}'
 _MESSAGE_DELTA_LINE = b"event: message_delta\n"
+_MESSAGE_START_LINE = b"event: message_start\n"
 # The usual message_delta as Anthropic writes it (no stop sequence, usage its output tokens alone),
 # up to its last colon, by the stop reason it gives; after the colon, _OUTPUT_TOKENS (a count that
 # parses: no leading zero, and at most 15 digits, so below usage's bound of 2**53) and its end.
@@ -167,9 +168,13 @@ class AnthropicToOpenAIStream(_EventConversion):
                     break
             event = pieces[index]
             index += 1
-            if event[:21] == _MESSAGE_DELTA_LINE and self._message_delta(event):
+            line = event[:21]  # as long as the line of a message_delta, and of a message_start
+            if line == _MESSAGE_DELTA_LINE and self._message_delta(event):
                 continue
-            lone = _lone_data(event)
+            if line == _MESSAGE_START_LINE and event[21:27] == b"data: " and event.find(b"\n", 27) < 0:
+                lone = event[27:]  # what _lone_data would give (but a space orjson skips), for less
+            else:
+                lone = _lone_data(event)
             for payload in payloads(event) if lone is None else (lone,):
                 if not self._event(payload, out):
                     return b"".join(out)

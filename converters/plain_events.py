@@ -71,6 +71,7 @@ _ANY_FORM = re.compile(
     rb"(?=data:|event: (?:content_block_|ping\n))"
     + rb"(?:" + TEXT_DELTA_HEAD + rb"(" + PLAIN_TEXT + rb')"\}\}|' + QUIET + rb")"
 )
+_MESSAGE_EVENT = b"event: m"  # message_start, message_delta, message_stop
 _PLAIN_TEXT = re.compile(PLAIN_TEXT)
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")  # as ints, `in` is a memchr; a bytes needle costs ten times more
 
@@ -111,6 +112,8 @@ def _run(events: list[bytes], index: int, end: int, strict: bool) -> tuple[list[
                 break  # an empty text gives no content: the event is parsed
             texts.append(text)
         elif event not in QUIET_EVENTS:
+            if event[:8] == _MESSAGE_EVENT:  # never plain: turned down without calling the pattern
+                break
             plain = _ANY_FORM.fullmatch(event)
             if plain is None:
                 break

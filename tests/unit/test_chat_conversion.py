@@ -1101,6 +1101,17 @@ def test_usual_message_deltas_are_read_as_parsing_reads_them(reason: bytes, coun
     assert _fingerprint(_to_openai(read(usual))) == _fingerprint(_to_openai(read(spaced)))
 
 
+@pytest.mark.parametrize("data", [b"data: ", b"data:", b"data:  ", b"data: \t"])
+def test_a_message_start_reads_alike_however_its_data_line_starts(data: bytes) -> None:
+    """The usual message_start's payload is cut out by its line (`data: `); other spacings go the
+    general way: the answer is the same."""
+    usual = _anthropic_sse(ANTHROPIC_STREAMS["text"], compact=True)
+    other = usual.replace(b"event: message_start\ndata: ", b"event: message_start\n" + data, 1)
+    assert other != usual or data == b"data: "
+    for read in (lambda sse: [sse], _one_by_one):
+        assert _fingerprint(_to_openai(read(other))) == _fingerprint(_to_openai(read(usual)))
+
+
 def _one_by_one(sse: bytes) -> list[bytes]:
     """The events of `sse` one per read, as a trickled stream comes."""
     return [event + b"\n\n" for event in sse.split(b"\n\n")[:-1]]
