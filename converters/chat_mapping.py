@@ -94,6 +94,18 @@ def openai_usage(usage: Usage) -> dict[str, Any]:
     }
 
 
+def openai_usage_json(usage: Usage) -> bytes:
+    """openai_usage, encoded: its counts written into its bytes (integers, as JSON writes them)."""
+    if usage.cache_write:
+        return orjson.dumps(openai_usage(usage))
+    total = usage.input + usage.output
+    return _OPENAI_USAGE % (usage.input, usage.output, total, usage.cached, usage.reasoning)
+
+
+_OPENAI_USAGE = (b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
+                 b'"prompt_tokens_details":{"cached_tokens":%d},"completion_tokens_details":{"reasoning_tokens":%d}}')
+
+
 def anthropic_usage(usage: Usage) -> dict[str, Any]:
     """An Anthropic usage object: input_tokens excludes the tokens read from or written to cache."""
     document: dict[str, Any] = {

@@ -37,12 +37,6 @@ _BUDGET_EFFORTS = ((4096, "low"), (16384, "medium"))
 # Anthropic output_config.effort -> the levels OpenAI-compatible providers all know.
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 _THINKING_KINDS = ("thinking", "redacted_thinking")
-# The optional fields of an OpenAI request that openai_to_anthropic_request reads.
-_TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
-_OPENAI_OPTIONAL = _TOOL_FIELDS | {
-    "n", "stop", "user", "safety_identifier", "stream", "stream_options", "response_format",
-    "reasoning_effort", "temperature", "top_p",
-}
 # The name OpenAI requires for a json_schema response format; Anthropic's has none.
 _SCHEMA_NAME = "response"
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -60,9 +54,10 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(messages, list):
         raise ValueError("'messages' must be a list")
     # Most requests give few of the optional fields: each is read only when given (a null
-    # one reads as absent either way), in the same order, so errors come as they would.
-    given = _OPENAI_OPTIONAL.intersection(doc)
-    if "n" in given and doc["n"] not in (None, 1):
+    # one reads as absent either way), in the same order, so errors come as they would. (A
+    # key looked up in `doc` costs what one looked up in a set of the given ones would, and
+    # no such set is made.)
+    if "n" in doc and doc["n"] not in (None, 1):
         raise ValueError("'n' other than 1 cannot be served by an Anthropic provider")
     system, turns, carries_thinking = _anthropic_turns(messages)
     out: dict[str, Any] = {}
@@ -76,30 +71,33 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
         limit = doc.get("max_tokens")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError("'max_completion_tokens' / 'max_tokens' must be a positive integer")
-    if "stop" in given:
+    if "stop" in doc:
         stop = _stop_sequences(doc["stop"])
         if stop:
             out["stop_sequences"] = stop
-    if "user" in given or "safety_identifier" in given:
+    if "user" in doc or "safety_identifier" in doc:
         user = _field(doc, "user", str, "a string") or _field(doc, "safety_identifier", str, "a string")
         if user:
             out["metadata"] = {"user_id": user}
-    if "stream" in given and _field(doc, "stream", bool, "a boolean"):
+    stream = doc.get("stream")
+    if stream is True:
         out["stream"] = True
-    if "stream_options" in given:
+    elif stream is not None and stream is not False:
+        _field(doc, "stream", bool, "a boolean")  # raises: not a boolean
+    if "stream_options" in doc:
         options = _field(doc, "stream_options", dict, "an object")  # read by the stream converter
         if options:
             _field(options, "include_usage", bool, "a boolean", "stream_options")
     forced = False
-    if given & _TOOL_FIELDS:
-        forced = _carry_tools(doc, given, out)
-    if "response_format" in given:
+    if "tools" in doc or "tool_choice" in doc or "parallel_tool_calls" in doc:
+        forced = _carry_tools(doc, out)
+    if "response_format" in doc:
         output_format = _anthropic_output_format(doc["response_format"])
         if output_format:
             out["output_config"] = {"format": output_format}
     # Anthropic refuses thinking with a forced tool choice (thinking gives way), and
     # temperature or top_p with thinking (they give way).
-    budget = _thinking_budget(doc["reasoning_effort"]) if "reasoning_effort" in given else 0
+    budget = _thinking_budget(doc["reasoning_effort"]) if "reasoning_effort" in doc else 0
     if forced or (budget and not _thinking_fits(turns)):
         budget = 0
     if budget and limit is None:
@@ -108,8 +106,8 @@ def openai_to_anthropic_request(doc: dict[str, Any]) -> dict[str, Any]:
         budget = min(budget, limit - 1)  # Anthropic wants budget_tokens < max_tokens
         budget = budget if budget >= MIN_THINKING_BUDGET else 0
     out["max_tokens"] = DEFAULT_MAX_TOKENS if limit is None else limit
-    temperature = _number(doc, "temperature") if "temperature" in given else None
-    top_p = _number(doc, "top_p") if "top_p" in given else None
+    temperature = _number(doc, "temperature") if "temperature" in doc else None
+    top_p = _number(doc, "top_p") if "top_p" in doc else None
     if budget:
         out["thinking"] = {"type": "enabled", "budget_tokens": budget}
     elif temperature is not None:
@@ -194,12 +192,12 @@ def anthropic_to_openai_request(doc: dict[str, Any]) -> dict[str, Any]:
 # --- OpenAI -> Anthropic pieces ---------------------------------------------------------------
 
 
-def _carry_tools(doc: dict[str, Any], given: frozenset[str], out: dict[str, Any]) -> bool:
+def _carry_tools(doc: dict[str, Any], out: dict[str, Any]) -> bool:
     """Tools and the tool choice into `out`; whether the choice forces a tool call."""
-    tools = _field(doc, "tools", list, "a list") if "tools" in given else None
-    choice = _anthropic_tool_choice(doc["tool_choice"]) if "tool_choice" in given else None
+    tools = _field(doc, "tools", list, "a list") if "tools" in doc else None
+    choice = _anthropic_tool_choice(doc["tool_choice"]) if "tool_choice" in doc else None
     parallel = None
-    if "parallel_tool_calls" in given:
+    if "parallel_tool_calls" in doc:
         parallel = _field(doc, "parallel_tool_calls", bool, "a boolean")
     if not tools:
         return False
@@ -219,42 +217,61 @@ def _anthropic_turns(messages: list[object]) -> tuple[str, list[dict[str, Any]],
 
     System and developer messages, wherever they stand, join the system prompt; tool
     results become user turns; neighbours with the same role merge, as Anthropic wants
-    user and assistant to alternate."""
+    user and assistant to alternate. A user turn of one text is sent as a string: the
+    usual one, a user message whose content is a string, is made so at once (no block
+    to make and look at again, no `where` to format)."""
     system: list[str] = []
     turns: list[dict[str, Any]] = []
     carries_thinking = False
     for i, message in enumerate(messages):
-        where = f"messages[{i}]"
         if not isinstance(message, dict):
-            raise ValueError(f"{where} must be an object")
+            raise ValueError(f"messages[{i}] must be an object")
         role = message.get("role")
-        if role in ("system", "developer"):
-            text = _openai_text(message.get("content"), where)
+        if role == "user":
+            content = message.get("content")
+            if type(content) is str:
+                if not content:
+                    continue
+                if turns and turns[-1]["role"] == "user":
+                    _blocks(turns[-1]).append({"type": "text", "text": content})
+                else:
+                    turns.append({"role": "user", "content": content})
+                continue
+            blocks = _anthropic_user_blocks(content, f"messages[{i}]")
+        elif role in ("system", "developer"):
+            text = _openai_text(message.get("content"), f"messages[{i}]")
             if text:
                 system.append(text)
             continue
-        if role == "user":
-            blocks = _anthropic_user_blocks(message.get("content"), where)
         elif role == "assistant":
-            blocks = _anthropic_assistant_blocks(message, where)
+            blocks = _anthropic_assistant_blocks(message, f"messages[{i}]")
             carries_thinking = carries_thinking or (bool(blocks) and blocks[0]["type"] in _THINKING_KINDS)
         elif role == "tool":
-            role, blocks = "user", [_anthropic_tool_result(message, where)]
+            role, blocks = "user", [_anthropic_tool_result(message, f"messages[{i}]")]
         else:
-            raise ValueError(f"{where}: role {_shown(role)} cannot be converted for an Anthropic provider")
+            raise ValueError(
+                f"messages[{i}]: role {_shown(role)} cannot be converted for an Anthropic provider")
         if not blocks:
             continue
         if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
+            _blocks(turns[-1]).extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
     if not turns:
         raise ValueError("'messages' holds no user or assistant message with content")
     for turn in turns:
         blocks = turn["content"]
-        if len(blocks) == 1 and blocks[0].keys() == _TEXT_BLOCK_KEYS:
+        if type(blocks) is list and len(blocks) == 1 and blocks[0].keys() == _TEXT_BLOCK_KEYS:
             turn["content"] = blocks[0]["text"]
     return "\n\n".join(system), turns, carries_thinking
+
+
+def _blocks(turn: dict[str, Any]) -> list[dict[str, Any]]:
+    """A turn's content blocks, a turn sent as a string made a list of one text block first."""
+    content = turn["content"]
+    if type(content) is str:
+        content = turn["content"] = [{"type": "text", "text": content}]
+    return content
 
 
 def _thinking_fits(turns: list[dict[str, Any]]) -> bool:

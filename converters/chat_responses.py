@@ -13,6 +13,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from converters.base import Context
 from converters.chat_mapping import (
     anthropic_tool_id,
@@ -21,6 +23,7 @@ from converters.chat_mapping import (
     finish_reason,
     openai_reasoning,
     openai_usage,
+    openai_usage_json,
     parse_arguments,
     stop_reason,
 )
@@ -73,6 +76,34 @@ def anthropic_to_openai_response(doc: dict[str, Any], ctx: Context, usage: Usage
                      "finish_reason": finish_reason(doc.get("stop_reason"))}],
         "usage": openai_usage(usage),
     }
+
+
+def anthropic_to_openai_body(doc: Any, ctx: Context, usage: Usage, created: int | None = None) -> bytes:
+    """anthropic_to_openai_response, encoded. The usual answer, one text block, is written
+    straight into its bytes (no answer document to make and encode whole): its id and text
+    are encoded alone, as the whole document's encoding would have them."""
+    content = doc.get("content") if type(doc) is dict else None
+    block = content[0] if type(content) is list and len(content) == 1 else None
+    if type(block) is dict and block.get("type") == "text":
+        text, answer_id = block.get("text") or "", doc.get("id") or "chatcmpl-unknown"
+        if type(text) is str and type(answer_id) is str:
+            try:
+                return _TEXT_ANSWER % (
+                    orjson.dumps(answer_id), int(time.time()) if created is None else created,
+                    orjson.dumps(ctx.model), orjson.dumps(text),
+                    finish_reason(doc.get("stop_reason")).encode(), openai_usage_json(usage))
+            except orjson.JSONEncodeError:  # text not UTF-8 (a lone surrogate): as the general way fails
+                pass
+    return encode(anthropic_to_openai_response(doc, ctx, usage, created), "the answer")
+
+
+_TEXT_ANSWER = (b'{"id":%b,"object":"chat.completion","created":%d,"model":%b,"choices":[{"index":0,'
+                b'"message":{"role":"assistant","content":%b},"logprobs":null,"finish_reason":"%b"}],"usage":%b}')
+
+
+def openai_to_anthropic_body(doc: Any, ctx: Context, usage: Usage) -> bytes:
+    """openai_to_anthropic_response, encoded."""
+    return encode(openai_to_anthropic_response(doc, ctx, usage), "the answer")
 
 
 def openai_to_anthropic_response(

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import re
 import time
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 from converters.base import Context
 from converters.chat_mapping import (
+    FINISH_REASONS,
     anthropic_error,
     anthropic_tool_id,
     anthropic_usage,
     finish_reason,
     openai_error,
     openai_reasoning,
-    openai_usage,
+    openai_usage_json,
     stop_reason,
     take_openai_usage,
 )
@@ -52,6 +54,15 @@ _TEXT_END = b'"}' + _NOT_FINISHED
 _PLAIN_EVENT = re.compile(rb"(?:" + TEXT_DELTA_HEAD + rb"(" + PLAIN_TEXT + rb')"\}\}|' + QUIET + rb")\n\n")
 # The end of a started stream as Anthropic writes it: nothing in it to parse.
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}'
+_MESSAGE_DELTA_LINE = b"event: message_delta\n"
+_MESSAGE_START_LINE = b"event: message_start\n"
+# The usual message_delta as Anthropic writes it (no stop sequence, usage its output tokens alone),
+# up to its last colon, by the stop reason it gives; after the colon, _OUTPUT_TOKENS (a count that
+# parses: no leading zero, and at most 15 digits, so below usage's bound of 2**53) and its end.
+_MESSAGE_DELTAS = MappingProxyType({
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"%s","stop_sequence":null},'
+    b'"usage":{"output_tokens"' % reason.encode(): reason for reason in FINISH_REASONS})
+_OUTPUT_TOKENS = re.compile(rb"(0|[1-9][0-9]{0,14})\}\}")
 
 
 class _EventConversion:
@@ -59,23 +70,29 @@ class _EventConversion:
     well-formed end (`_finish`) when the upstream stopped without its final events."""
 
     __slots__ = ()
-    _reader: SSEDataReader
+    _reader: SSEDataReader | None  # made at the first read that is not whole events, LF-ended
     _ended: bool
     _started: bool
 
     def feed(self, data: bytes) -> bytes:
         if self._ended:
             return b""
-        events = self._reader.events(data)
+        reader = self._reader
+        if reader is None:
+            if data[-2:] == b"\n\n" and data.find(b"\r") < 0:  # what the reader would pass on as it is
+                return self._convert(data)
+            reader = self._reader = SSEDataReader()
+        events = reader.events(data)
         return self._convert(events) if events else b""
 
     def close(self) -> bytes:
         if self._ended:  # the stream ended whole, as most do: nothing is left to send
             return b""
-        out = self._convert(self._reader.close_events())
+        out = self._convert(self._reader.close_events()) if self._reader is not None else b""
         if self._started and not self._ended:
             out += self._finish()
         return out
+
 
     def _convert(self, events: bytes) -> bytes:
         """Whole events (LF line ends, each ended by its blank line) to what the client gets."""
@@ -104,7 +121,7 @@ class AnthropicToOpenAIStream(_EventConversion):
 
     def __init__(self, ctx: Context, created: int | None = None) -> None:
         self.usage = Usage()
-        self._reader = SSEDataReader()
+        self._reader: SSEDataReader | None = None
         self._model = orjson.dumps(ctx.model)
         self._created = int(time.time()) if created is None else created
         self._include_usage = asks_for_usage(ctx.client_request)
@@ -123,11 +140,12 @@ class AnthropicToOpenAIStream(_EventConversion):
         return bool(self._head)
 
     def feed(self, data: bytes) -> bytes:
+        reader = self._reader
         if self._text_head and data[:TEXT_DELTA_HEAD_SIZE] in TEXT_DELTA_HEADS:
             plain = ASCII_TEXT_DELTA_END.fullmatch(data, TEXT_DELTA_HEAD_SIZE)
-            if plain is not None and self._reader.idle:  # the usual text delta, ASCII, alone: spliced
+            if plain is not None and (reader is None or reader.idle):  # the usual text delta, ASCII, alone
                 return self._text_head + plain[1] + _TEXT_END
-        if self._text_head and self._reader.idle:
+        if self._text_head and (reader is None or reader.idle):
             plain = _PLAIN_EVENT.fullmatch(data)
             if plain is not None:  # one event, as a trickled stream's every read: spliced, not framed
                 text = plain[1]  # None for a quiet event; not UTF-8: dropped, as parsing does
@@ -150,7 +168,13 @@ class AnthropicToOpenAIStream(_EventConversion):
                     break
             event = pieces[index]
             index += 1
-            lone = _lone_data(event)
+            line = event[:21]  # as long as the line of a message_delta, and of a message_start
+            if line == _MESSAGE_DELTA_LINE and self._message_delta(event):
+                continue
+            if line == _MESSAGE_START_LINE and event[21:27] == b"data: " and event.find(b"\n", 27) < 0:
+                lone = event[27:]  # what _lone_data would give (but a space orjson skips), for less
+            else:
+                lone = _lone_data(event)
             for payload in payloads(event) if lone is None else (lone,):
                 if not self._event(payload, out):
                     return b"".join(out)
@@ -188,6 +212,18 @@ class AnthropicToOpenAIStream(_EventConversion):
             out.append(b"data: " + orjson.dumps(openai_error(event.get("error"))) + b"\n\n")
             self._ended = True
             return False
+        return True
+
+    def _message_delta(self, event: bytes) -> bool:
+        """Whether `event` is the usual message_delta (see _MESSAGE_DELTAS), taken as parsing
+        would take it (_event): its stop reason, and its usage's output tokens alone."""
+        head, _, rest = event.rpartition(b":")
+        reason = _MESSAGE_DELTAS.get(head)
+        count = _OUTPUT_TOKENS.fullmatch(rest) if reason is not None else None
+        if count is None:
+            return False
+        self._stop_reason = reason
+        self.usage.add_anthropic_output(int(count[1]))
         return True
 
     def _start(self, message_id: object, out: list[bytes]) -> None:
@@ -263,7 +299,7 @@ class AnthropicToOpenAIStream(_EventConversion):
         reason = finish_reason(self._stop_reason).encode()
         out = self._delta_head + b'{},"logprobs":null,"finish_reason":"' + reason + b'"}]}\n\n'
         if self._include_usage:
-            out += self._head + b'[],"usage":' + orjson.dumps(openai_usage(self.usage)) + b"}\n\n"
+            out += self._head + b'[],"usage":' + openai_usage_json(self.usage) + b"}\n\n"
         return out + _DONE
 
 
@@ -282,7 +318,7 @@ class OpenAIToAnthropicStream(_EventConversion):
 
     def __init__(self, ctx: Context) -> None:
         self.usage = Usage()
-        self._reader = SSEDataReader()
+        self._reader: SSEDataReader | None = None
         self._model = ctx.model
         self._client_request = ctx.client_request
         self._id = "msg_unknown"

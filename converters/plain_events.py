@@ -71,6 +71,7 @@ _ANY_FORM = re.compile(
     rb"(?=data:|event: (?:content_block_|ping\n))"
     + rb"(?:" + TEXT_DELTA_HEAD + rb"(" + PLAIN_TEXT + rb')"\}\}|' + QUIET + rb")"
 )
+_MESSAGE_EVENT = b"event: m"  # message_start, message_delta, message_stop
 _PLAIN_TEXT = re.compile(PLAIN_TEXT)
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")  # as ints, `in` is a memchr; a bytes needle costs ten times more
 
@@ -79,35 +80,55 @@ def plain_run(events: list[bytes], index: int, end: int) -> tuple[list[bytes], i
     """The texts of the plain events among events[index:end] (each without its blank line)
     that follow each other from `index`, and the index of the first event that is not plain.
 
-    An event in the usual form costs a few slices and set lookups. A text that holds a
-    control character or is not UTF-8 (never from Anthropic) is left out, as parsing its
-    event would fail and drop it."""
+    An event in the usual form costs a few slices and a set lookup (or a comparison with the
+    head of the text delta before it, which costs less: the set hashes the head); its text is
+    checked for quotes and backslashes with the others, at once. A text that holds a control
+    character or is not UTF-8 (never from Anthropic) is left out, as parsing its event would
+    fail and drop it."""
+    texts, stop = _run(events, index, end, False)
+    if not texts:
+        return texts, stop
+    joined = b" ".join(texts)  # a space between them ends any character, for _printable
+    if _QUOTE in joined or _BACKSLASH in joined:  # a text is not plain: the run ends before it
+        texts, stop = _run(events, index, end, True)
+        joined = b" ".join(texts)
+    if texts and not _printable(joined):
+        texts = [text for text in texts if _PLAIN_TEXT.fullmatch(text) and utf8(text)]
+    return texts, stop
+
+
+def _run(events: list[bytes], index: int, end: int, strict: bool) -> tuple[list[bytes], int]:
+    """plain_run's walk: `strict`, a usual text delta whose text holds a quote or a backslash
+    ends it (no pattern would match the event: it is parsed); else such texts are taken too."""
     texts: list[bytes] = []
+    head = b""  # the last usual text delta's head: the next one's is most likely the same
     while index < end:
         event = events[index]
-        if event[:TEXT_DELTA_HEAD_SIZE] in TEXT_DELTA_HEADS and event[-3:] == _TEXT_DELTA_END:
+        start = event[:TEXT_DELTA_HEAD_SIZE]
+        if (start == head or start in TEXT_DELTA_HEADS) and event[-3:] == _TEXT_DELTA_END:
+            head = start
             text = event[TEXT_DELTA_HEAD_SIZE:-3]
-            if not text or _QUOTE in text or _BACKSLASH in text:
-                break  # the text is not plain, so no pattern matches the event: it is parsed
+            if not text or (strict and (_QUOTE in text or _BACKSLASH in text)):
+                break  # an empty text gives no content: the event is parsed
             texts.append(text)
         elif event not in QUIET_EVENTS:
+            if event[:8] == _MESSAGE_EVENT:  # never plain: turned down without calling the pattern
+                break
             plain = _ANY_FORM.fullmatch(event)
             if plain is None:
                 break
             if plain[1] is not None:
                 texts.append(plain[1])
         index += 1
-    if texts and not _printable(texts):
-        texts = [text for text in texts if _PLAIN_TEXT.fullmatch(text) and utf8(text)]
     return texts, index
 
 
-def _printable(texts: list[bytes]) -> bool:
-    """Whether all of `texts` are printable UTF-8 (so without a control character), checked
-    at once: a space between them ends any character. Nearly all are; for the others (a few
-    printable-looking characters are not printable either) each text is checked alone."""
+def _printable(joined: bytes) -> bool:
+    """Whether texts joined by spaces are all printable UTF-8 (so without a control character).
+    Nearly all are; for the others (a few printable-looking characters are not printable
+    either) each text is checked alone."""
     try:
-        return b" ".join(texts).decode().isprintable()
+        return joined.decode().isprintable()
     except UnicodeDecodeError:
         return False
 

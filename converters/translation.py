@@ -27,9 +27,11 @@ class Translation:
     endpoint: str  # chat endpoint under the provider's url
     stream: tuple[ConverterSpec, ...]  # every stream of the pair goes through these, in order
     usage: Callable[[Any], Usage]  # read from the provider's buffered answer, parsed
-    request: Callable[[Document], Document] | None = None  # None: sent as the client wrote it
-    # None: relayed as is; else given the answer's usage as `usage` read it.
-    response: Callable[[Document, Context, Usage], Document] | None = None
+    # None: sent as the client wrote it; else a document of its own (the handler sets its model in it)
+    request: Callable[[Document], Document] | None = None
+    # None: relayed as is; else the client's answer body (encoded: ValueError when it cannot be),
+    # given the answer's usage as `usage` read it.
+    response: Callable[[Document, Context, Usage], bytes] | None = None
     # The provider's error answer, read with the provider's key scrubbed out.
     error: Callable[[bytes, Callable[[str], str]], UpstreamError] = upstream_error
     client_headers: tuple[str, ...] = ()  # headers of the client's request passed on to the provider

@@ -97,6 +97,13 @@ class Usage:
             self.reasoning = _count(details["thinking_tokens"])
 
 
+    def add_anthropic_output(self, output: int) -> None:
+        """add_anthropic of a usage object that gives only `output_tokens`, a count in bounds
+        (as the usual message_delta's does): the other counts stay as they are."""
+        self.reported = True
+        self.output = output
+
+
 def usage_from_openai(document: Any) -> Usage:
     """Usage of a parsed OpenAI JSON answer (zero and unreported when it has none)."""
     return _usage_of(document, Usage.add_openai)

@@ -256,7 +256,11 @@ class ChatHandler(GatewayHandler):
             upstream_document = translation.request(document) if translation.request else document
             if translation.asks_stream_usage and provider.stream_usage:
                 upstream_document = with_stream_usage(upstream_document)
-            upstream_body = encode({**upstream_document, "model": target.model}, "the request")
+            if upstream_document is document:  # the client's own, which later tries send too
+                upstream_document = {**document, "model": target.model}
+            else:  # made for this try (converted, or asking for usage): the model is set in it
+                upstream_document["model"] = target.model
+            upstream_body = encode(upstream_document, "the request")
         except ValueError as exc:
             failure = Failure(provider.name, target.label, 400, "invalid_request", str(exc))
             self.note_try(target.label, failure)
@@ -362,7 +366,7 @@ class ChatHandler(GatewayHandler):
             try:
                 document = orjson.loads(body)  # once, for both the usage and the conversion
                 usage = translation.usage(document)
-                body = encode(translation.response(document, context, usage), "the answer")
+                body = translation.response(document, context, usage)
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
                 return Failure(provider, target.label, 502, "bad_upstream_body", f"unusable answer: {exc}")
         if not sink.claim():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from converters.base import ConverterSpec
 from converters.chat_requests import openai_to_anthropic_request
-from converters.chat_responses import anthropic_to_openai_response
+from converters.chat_responses import anthropic_to_openai_body
 from converters.chat_streams import AnthropicToOpenAIStream
 from converters.translation import Translation
 from converters.usage import usage_from_anthropic
@@ -15,7 +15,7 @@ TRANSLATION = Translation(
     provider="anthropic",
     endpoint="messages",
     request=openai_to_anthropic_request,
-    response=anthropic_to_openai_response,
+    response=anthropic_to_openai_body,
     stream=(  # the converter frames its input itself
         ConverterSpec(
             "anthropic-to-openai", "anthropic", "openai", AnthropicToOpenAIStream,

@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 import httpx2
 import openai
+import orjson
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
@@ -23,9 +24,15 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import TypeAdapter
 
 from converters.base import Context
+from converters.chat_mapping import FINISH_REASONS, openai_usage, openai_usage_json
 from converters.chat_requests import anthropic_to_openai_request, openai_to_anthropic_request
-from converters.chat_responses import anthropic_to_openai_response, openai_to_anthropic_response
+from converters.chat_responses import (
+    anthropic_to_openai_body,
+    anthropic_to_openai_response,
+    openai_to_anthropic_response,
+)
 from converters.chat_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from converters.encoding import encode
 from converters.plain_events import ASCII_TEXT_DELTA_END, TEXT_DELTA_HEAD_SIZE, plain_run
 from converters.registry import plan
 from converters.sse import SSEDataReader, iter_data
@@ -406,6 +413,36 @@ def test_any_request_converts_or_raises_value_error(convert: Callable[[dict], di
     json.dumps(out)
 
 
+def _as_parts(message: dict) -> dict:
+    """`message` with string content given as one text part: what the string's fast path must equal."""
+    content = message.get("content")
+    return {**message, "content": [{"type": "text", "text": content}]} if isinstance(content, str) else message
+
+
+TEXTS = st.sampled_from(["", "hi", 'a "quoted" \\ line\n', "\u00e9t\u00e9 \U0001f600", "\x00\x1f"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "developer"]), "content": TEXTS}),
+    st.fixed_dictionaries({"role": st.just("user"),
+                           "content": st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": TEXTS}),
+                                               max_size=2)}),
+    st.fixed_dictionaries({"role": st.just("tool"), "tool_call_id": st.just("call_1"), "content": TEXTS}),
+    st.fixed_dictionaries({"role": st.just("assistant"), "content": st.none(), "tool_calls": st.just(
+        [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}])}),
+), min_size=1, max_size=6))
+def test_string_contents_convert_as_their_text_parts(messages: list[dict]) -> None:
+    """A message whose content is a string (read without making blocks) converts as the same text given
+    as one text part does, merged with its neighbours or not, or fails alike."""
+    def converted(given: list[dict]) -> object:
+        try:
+            return openai_to_anthropic_request({"model": "m", "messages": given})
+        except ValueError as exc:
+            return str(exc)
+    assert converted(messages) == converted([_as_parts(message) for message in messages])
+
+
 # --- buffered answers -------------------------------------------------------------------------
 
 ANTHROPIC_MESSAGE = {
@@ -538,6 +575,48 @@ def test_answers_given_their_metered_usage_are_the_same() -> None:
     given = openai_to_anthropic_response(written, Context({}, MODEL), metered)
     assert given == openai_to_anthropic_response(written, Context({}, MODEL))
     assert given["usage"]["cache_creation_input_tokens"] == 20 and metered.cache_write == 0
+
+
+def _outcome(make: Callable[[], object]) -> object:
+    """What `make()` gives, or the type and message of what it raises."""
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001 - any failure must be the same one both ways
+        return type(exc), str(exc)
+
+
+HOSTILE_TEXTS = st.one_of(st.text(), st.sampled_from(['"', "\\", '\\"', "\x00\x1f\x7f", "caf\u00e9 \u2603 \U0001f600",
+                                                     "\ud800", "\u2028\u2029", "</script>"]))
+ANSWER_VALUES = st.one_of(HOSTILE_TEXTS, st.none(), st.integers(), st.just(""), st.lists(st.integers(), max_size=2),
+                          st.just({"nested": [1]}))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.lists(st.fixed_dictionaries({"type": st.just("text")}, optional={"text": ANSWER_VALUES}),
+                          max_size=2),
+                 st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "thinking", "tool_use", "other"])},
+                                                optional={"text": ANSWER_VALUES, "thinking": HOSTILE_TEXTS,
+                                                          "input": st.just({"a": 1})}), max_size=2),
+                 ANSWER_VALUES),
+       ANSWER_VALUES, st.sampled_from([*FINISH_REASONS, "other", None, 5]),
+       st.tuples(*(st.integers(min_value=0, max_value=2**53) for _ in range(5))), st.booleans())
+def test_written_answers_are_the_encoded_converted_ones(content: object, answer_id: object, stop: object,
+                                                        counts: tuple[int, ...], bare: bool) -> None:
+    """The usual answer (one text block) is written straight into its bytes: for any content,
+    id, stop reason and usage, what the general conversion encodes, or its failure."""
+    doc = {"content": content, "stop_reason": stop} if bare else {
+        "id": answer_id, "type": "message", "content": content, "stop_reason": stop}
+    usage = Usage(*counts[:4], True, counts[4] if counts[4] % 3 == 0 else 0)
+    context = Context({}, MODEL)
+    assert _outcome(lambda: anthropic_to_openai_body(doc, context, usage, CREATED)) == _outcome(
+        lambda: encode(anthropic_to_openai_response(doc, context, usage, CREATED), "the answer"))
+
+
+@given(st.tuples(*(st.integers(min_value=0, max_value=2**53) for _ in range(6))))
+def test_written_openai_usage_is_the_encoded_one(counts: tuple[int, ...]) -> None:
+    for cache_write in (0, counts[5]):
+        usage = Usage(*counts[:4], True, cache_write)
+        assert openai_usage_json(usage) == orjson.dumps(openai_usage(usage))
 
 
 def test_answers_that_are_not_objects_raise_value_error() -> None:
@@ -996,6 +1075,41 @@ def test_a_lone_usual_text_delta_is_spliced_when_its_text_is_printable_ascii() -
         assert _to_openai([start, usual, end]) == _to_openai([start, spaced, end]), byte
     unended = [start, _DELTA % (0, b"Hi"), b"\n", b"\n" + _DELTA % (0, b" there") + b"\n", b"\n", end]
     assert _to_openai(unended) == _to_openai([b"".join(unended)])
+
+
+_USUAL_DELTA_END = b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":%s,' \
+                   b'"stop_sequence":null},"usage":{"output_tokens":%s}}\n\n'
+_SPACED_DELTA_END = b'event: message_delta\ndata: {"type": "message_delta", "delta": {"stop_reason": %s, ' \
+                    b'"stop_sequence": null}, "usage": {"output_tokens": %s}}\n\n'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([*(json.dumps(reason).encode() for reason in FINISH_REASONS), b'"other"', b'""', b"null",
+                        b'"a\\"b"', b'"\\u0065nd_turn"', b'"end_turn\xc3"', b'"tool_use\x01"']),
+       st.one_of(st.integers(min_value=-3, max_value=10**20).map(lambda count: str(count).encode()),
+                 st.sampled_from([b"01", b"00", b"1.0", b"1e3", b"", b" 5", b'"5"', b"null", b"true", b"5}",
+                                  b"999999999999999", b"1000000000000000", b"9007199254740993", b"\xc3"])),
+       st.booleans())
+def test_usual_message_deltas_are_read_as_parsing_reads_them(reason: bytes, count: bytes, trickled: bool) -> None:
+    """A message_delta in Anthropic's usual form is read by its bytes; whatever its stop reason and
+    count (not JSON, not UTF-8, out of bounds, escaped), the answer and usage are parsing's (the
+    spaced form, always parsed), read whole or one event a read."""
+    start = _anthropic_sse([_message_start(), *_text_block(0, ["Hi"])], compact=True)
+    stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    usual, spaced = (start + form % (reason, count) + stop for form in (_USUAL_DELTA_END, _SPACED_DELTA_END))
+    read = _one_by_one if trickled else (lambda sse: [sse])
+    assert _fingerprint(_to_openai(read(usual))) == _fingerprint(_to_openai(read(spaced)))
+
+
+@pytest.mark.parametrize("data", [b"data: ", b"data:", b"data:  ", b"data: \t"])
+def test_a_message_start_reads_alike_however_its_data_line_starts(data: bytes) -> None:
+    """The usual message_start's payload is cut out by its line (`data: `); other spacings go the
+    general way: the answer is the same."""
+    usual = _anthropic_sse(ANTHROPIC_STREAMS["text"], compact=True)
+    other = usual.replace(b"event: message_start\ndata: ", b"event: message_start\n" + data, 1)
+    assert other != usual or data == b"data: "
+    for read in (lambda sse: [sse], _one_by_one):
+        assert _fingerprint(_to_openai(read(other))) == _fingerprint(_to_openai(read(usual)))
 
 
 def _one_by_one(sse: bytes) -> list[bytes]:

@@ -183,16 +183,35 @@ class _Tagger:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=1, max_value=3), st.lists(st.binary(max_size=5), max_size=12))
+@given(st.integers(min_value=2, max_value=3), st.lists(st.binary(max_size=5), max_size=12))
 def test_a_chains_settled_feed_is_its_feed(size: int, pieces: list[bytes]) -> None:
-    """Chain.settled_feed (one or two converters fused, without the loop) gives what `feed`
-    gives, and feeds each converter the same pieces: none is fed nothing."""
+    """Chain.settled_feed (two converters fused, without the loop) gives what `feed` gives, and
+    feeds each converter the same pieces: none is fed nothing. (A chain of one gives its
+    converter's own feed, which gives nothing for nothing: the test below.)"""
     general = Chain([_Tagger(b"%d" % i) for i in range(size)])
     settled = Chain([_Tagger(b"%d" % i) for i in range(size)])
     feed = settled.settled_feed()
     assert [feed(p) for p in pieces] == [general.feed(p) for p in pieces]
     assert [c.fed for c in settled.converters] == [c.fed for c in general.converters]
     assert all(fed for c in settled.converters for fed in c.fed)
+
+
+@pytest.mark.parametrize(("client", "provider"), [("openai", "openai"), ("openai", "anthropic"),
+                                                  ("anthropic", "openai"), ("anthropic", "anthropic")])
+def test_a_chains_settled_feed_gives_what_its_feed_gives(client: str, provider: str) -> None:
+    """A chain's settled feed (its converter's own, when it has one) gives what the chain's feed
+    gives, an empty chunk included."""
+    data = STREAM if provider == "openai" else (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":2}}}\n\n'
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"Hi"}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n')
+    pieces = [data[:7], b"", data[7:60], b"", data[60:]]
+    outputs = []
+    for settled in (False, True):
+        chain = plan(client, provider).build(Context(ASKS_FOR_USAGE, "m"))
+        feed = chain.settled_feed() if settled else chain.feed
+        outputs.append([feed(piece) for piece in pieces] + [chain.close()])
+    assert outputs[0] == outputs[1] and b"".join(outputs[0])
 
 
 def test_framer_never_emits_a_partial_event() -> None:
