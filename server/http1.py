@@ -386,8 +386,9 @@ class ClientConnection(asyncio.Protocol):
             self.loop.call_soon(self._advance)
 
     def close(self) -> None:
-        """Close once what is written has been sent."""
+        """Close once what is written has been sent (what is held for the next turn too)."""
         if self.transport is not None and not self.transport.is_closing():
+            self._write_later()
             self.transport.close()
 
     def _sent(self) -> None:
