@@ -19,7 +19,13 @@ from types import MappingProxyType
 
 import orjson
 
-from converters.plain_events import PLAIN_EVENT, QUIET_EVENTS, TEXT_DELTA_HEAD_SIZE, TEXT_DELTA_HEADS
+from converters.plain_events import (
+    ASCII_TEXT_DELTA_END,
+    PLAIN_EVENT,
+    QUIET_EVENTS,
+    TEXT_DELTA_HEAD_SIZE,
+    TEXT_DELTA_HEADS,
+)
 from converters.sse import SSEFramer
 from converters.upstream_errors import UpstreamError, upstream_error
 
@@ -50,6 +56,12 @@ _CONTENT_FIELDS = frozenset({"content", "tool_calls", "function_call", "reasonin
 # Anthropic events that carry an answer, or end it with a stop reason (an empty text block's
 # start does not: an overloaded error can still follow it).
 _ANTHROPIC_CONTENT = frozenset({"content_block_delta", "message_delta"})
+_MESSAGE_START_HEAD = b"event: message_start\ndata: "
+_MESSAGE_START_HEAD_SIZE = len(_MESSAGE_START_HEAD)
+# What Anthropic sends between message_start and the first text delta: quiet events (QUIET_EVENTS).
+_USUAL_PREAMBLE = (b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+                   b'"content_block":{"type":"text","text":""}}\n\nevent: ping\ndata: {"type":"ping"}\n\n')
+_USUAL_PREAMBLE_SIZE = len(_USUAL_PREAMBLE)
 
 
 class StreamRefused(Exception):
@@ -116,8 +128,28 @@ class StreamStart:
         if 13 in block:  # a CR (an int's `in` is a memchr; a bytes.find call costs ~1 K instructions more)
             return any(map(self._judge, _EVENT_END.split(block)))
         if self._format == "anthropic":
-            return self._judges_run(self._judge, block, 0)
+            return self._judges_anthropic(block)
         return self._judges_openai(block)
+
+    def _judges_anthropic(self, block: bytes) -> bool:
+        """_judges_content for Anthropic events with no CR. A read that starts the stream starts with
+        its message_start, then (most often) _USUAL_PREAMBLE, then a text delta: the first two are
+        told not content here by their bytes as _judge tells them (message_start one data line
+        with no `"error"`), and the delta content (a usual head, then plain ASCII text and the
+        event's end), without cutting each out and looking it up (a slice hashed, and each
+        multi-byte needle scanned for at several instructions a byte). Anything else is judged
+        as usual from where this stopped."""
+        start = 0
+        if block[:_MESSAGE_START_HEAD_SIZE] == _MESSAGE_START_HEAD:
+            lf = block.find(b"\n", _MESSAGE_START_HEAD_SIZE)  # (one byte: a memchr)
+            if block[lf : lf + 2] == b"\n\n" and block.find(b'"error"', _MESSAGE_START_HEAD_SIZE, lf) < 0:
+                start = lf + 2
+                if block[start : start + _USUAL_PREAMBLE_SIZE] == _USUAL_PREAMBLE:
+                    start += _USUAL_PREAMBLE_SIZE
+        if block[start : start + TEXT_DELTA_HEAD_SIZE] in TEXT_DELTA_HEADS \
+                and ASCII_TEXT_DELTA_END.match(block, start + TEXT_DELTA_HEAD_SIZE) is not None:
+            return True
+        return self._judges_run(self._judge, block, start)
 
     def _judges_openai(self, block: bytes) -> bool:
         """_judges_content for OpenAI events with no CR. When the read's first event is plainly no

@@ -81,18 +81,26 @@ class Usage:
         `input` is their sum, so that it means "all prompt tokens" as OpenAI's
         prompt_tokens does, and `cached` (cache reads) is a part of it in both formats.
         Counts a message_delta omits keep the value message_start gave.
+        The usual counts (an int in range) are taken without calling _count, as add_openai does.
         """
         self.reported = True
-        fresh = usage.get("input_tokens")
-        fresh = self.input - self.cached - self.cache_write if fresh is None else _count(fresh)
-        if usage.get("cache_read_input_tokens") is not None:
-            self.cached = _count(usage["cache_read_input_tokens"])
-        if usage.get("cache_creation_input_tokens") is not None:
-            self.cache_write = _count(usage["cache_creation_input_tokens"])
+        get = usage.get
+        count = get("input_tokens")
+        if count is None:
+            fresh = self.input - self.cached - self.cache_write
+        else:
+            fresh = count if type(count) is int and 0 <= count <= _MAX_TOKENS else _count(count)
+        count = get("cache_read_input_tokens")
+        if count is not None:
+            self.cached = count if type(count) is int and 0 <= count <= _MAX_TOKENS else _count(count)
+        count = get("cache_creation_input_tokens")
+        if count is not None:
+            self.cache_write = count if type(count) is int and 0 <= count <= _MAX_TOKENS else _count(count)
         self.input = fresh + self.cached + self.cache_write
-        if usage.get("output_tokens") is not None:
-            self.output = _count(usage["output_tokens"])
-        details = usage.get("output_tokens_details")
+        count = get("output_tokens")
+        if count is not None:
+            self.output = count if type(count) is int and 0 <= count <= _MAX_TOKENS else _count(count)
+        details = get("output_tokens_details")
         if isinstance(details, dict) and details.get("thinking_tokens") is not None:
             self.reasoning = _count(details["thinking_tokens"])
 

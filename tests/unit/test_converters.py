@@ -295,6 +295,44 @@ def test_openai_usage_is_read_as_its_counts_and_details_step_by_step_give_it(cou
     assert (usage.input, usage.output, usage.cached, usage.reasoning) == _usage_step_by_step({**counts, **details})
 
 
+def _anthropic_usage_step_by_step(before: tuple[int, int, int, int, int], usage: dict) -> tuple[int, ...]:
+    """What Usage.add_anthropic must make of `usage` after `before` (input, output, cached,
+    cache_write, reasoning), each count through _count (its quick reading of ints must agree)."""
+    prompt, output, cached, cache_write, reasoning = before
+    fresh = prompt - cached - cache_write if usage.get("input_tokens") is None else _count(usage["input_tokens"])
+    if usage.get("cache_read_input_tokens") is not None:
+        cached = _count(usage["cache_read_input_tokens"])
+    if usage.get("cache_creation_input_tokens") is not None:
+        cache_write = _count(usage["cache_creation_input_tokens"])
+    if usage.get("output_tokens") is not None:
+        output = _count(usage["output_tokens"])
+    details = usage.get("output_tokens_details")
+    if isinstance(details, dict) and details.get("thinking_tokens") is not None:
+        reasoning = _count(details["thinking_tokens"])
+    return fresh + cached + cache_write, output, cached, cache_write, reasoning
+
+
+_ANTHROPIC_KEYS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens")
+_ANTHROPIC_VALUES = (None, True, False, -1, 0, 7, 2**53, 2**53 + 1, 2.0, -2.0, 0.5, 1e308, float("nan"), "3", [1])
+
+
+def test_anthropic_usage_is_read_as_its_counts_step_by_step_give_it() -> None:
+    """A message_start's usual usage with one count made any of _ANTHROPIC_VALUES, then a
+    message_delta's with one count so made, or none (counts it omits keep their value)."""
+    usual = {"input_tokens": 11, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}
+    changes = [{key: value} for key in _ANTHROPIC_KEYS for value in _ANTHROPIC_VALUES]
+    deltas = [{}, {"output_tokens_details": {"thinking_tokens": 4}}, *changes]
+    for start in (usual, {}, *({**usual, **change} for change in changes)):
+        for delta in deltas:
+            usage = Usage()
+            expected = (0, 0, 0, 0, 0)
+            for counts in (start, delta):
+                usage.add_anthropic(counts)
+                expected = _anthropic_usage_step_by_step(expected, counts)
+                got = (usage.input, usage.output, usage.cached, usage.cache_write, usage.reasoning)
+                assert usage.reported and got == expected, (start, delta)
+
+
 @pytest.mark.parametrize(("body", "counted"), [
     (b'{"choices":[],"usage":{"prompt_tokens":7}}', 7),  # compact: found without the pattern
     (b'{"choices": [], "usage": {"prompt_tokens": 7}}', 7),  # spaced: by the pattern

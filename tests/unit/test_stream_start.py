@@ -254,3 +254,47 @@ def test_a_read_of_any_events_ends_as_its_events_one_by_one_would() -> None:
     reads += [(a, b, c) for a in _EVENTS[:10] for b in _EVENTS for c in _EVENTS[:10]]
     for events in reads:
         assert _outcome([b"".join(events)]) == _outcome(list(events)), events
+
+
+def _anthropic_outcome(reads: list[bytes]) -> tuple[str, int]:
+    """_outcome for an Anthropic stream."""
+    watch = start("anthropic")
+    try:
+        for read in reads:
+            if watch.feed(read) is not None:
+                return "released", 0
+    except StreamRefused as refused:
+        return "refused", refused.status
+    return "held", 0
+
+
+USUAL_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
+               b'"role":"assistant","content":[],"usage":{"input_tokens":3,"output_tokens":1}}}\n\n')
+# Events of every kind the quick reading of an Anthropic read (message_start, the usual preamble,
+# a text delta, each told by its bytes) tells apart from the rest, the hostile ones included.
+_ANTHROPIC_EVENTS = (
+    USUAL_START, START, EMPTY_BLOCK, PING, DELTA, OVERLOADED,
+    EMPTY_BLOCK.replace(b'"index":0', b'"index":1'), EMPTY_BLOCK.replace(b'"text":""', b'"text":"Hi"'),
+    DELTA.replace(b"Hi", b""), DELTA.replace(b"Hi", b'Hi\\"'), DELTA.replace(b"Hi", b'x"},"error":{"type":"api_error"}}'),
+    DELTA.replace(b"Hi", b"caf\xc3\xa9"), DELTA.replace(b"Hi", b"H\ti"), DELTA.replace(b'"}}\n\n', b'"} }\n\n'),
+    DELTA.replace(b"\n\n", b"\nevent: error\n\n"), DELTA.replace(b"Hi", b"H\ni"), DELTA.replace(b'"index":0', b'"index":3'),
+    USUAL_START.replace(b'"msg_1"', b'"error"'), USUAL_START.replace(b'"id"', b'"error"'),
+    USUAL_START.replace(b'"message":', b'"error":{"type":"rate_limit_error"},"message":'),
+    USUAL_START.replace(b"\n\n", b"\nevent: error\n\n"), USUAL_START.replace(b"\n\n", b"\ndata: {}\n\n"),
+    USUAL_START.replace(b"data: ", b"data:"), b"event: message_start\ndata: not json\n\n",
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"}}\n\n',
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n', b": comment\n\n", PING.replace(b"\n\n", b"\n\n\n"),
+)
+
+
+def test_an_anthropic_read_ends_as_its_events_one_by_one_would() -> None:
+    """Every read of one to four of _ANTHROPIC_EVENTS (the usual message_start, preamble and delta
+    among them, in every order): judged whole (the quick reading, where it applies) and event by
+    event; also as a read of the usual start with the rest."""
+    events = _ANTHROPIC_EVENTS
+    reads = [(a,) for a in events] + [(a, b) for a in events for b in events]
+    reads += [(a, b, c) for a in events[:8] for b in events for c in events]
+    reads += [(USUAL_START, EMPTY_BLOCK, PING, d) for d in events]
+    reads += [(a, EMPTY_BLOCK, PING, d) for a in events for d in events[:8]]
+    for read in reads:
+        assert _anthropic_outcome([b"".join(read)]) == _anthropic_outcome(list(read)), read
