@@ -9,9 +9,9 @@ actions complete nothing. Nothing here blocks: every socket is non-blocking, and
 does its work inside `socket_action`.
 
 libcurl forbids calling it back from its own callbacks, so the timer callback only
-schedules; a timer of 0 ms (a transfer resumed after a pause) runs on the loop's next turn,
-except a new transfer's, which `add` acts on at once. An action early is harmless (libcurl
-does what is due, and says when next), one late is not: a loop timer that fires no later than libcurl's new
+schedules; a timer of 0 ms (new transfers, a transfer resumed after a pause) runs on
+the loop's next turn. An action early is harmless (libcurl does what is due, and says
+when next), one late is not: a loop timer that fires no later than libcurl's new
 deadline is kept rather than made anew, as every new transfer would otherwise do twice
 (0 ms, then its timeout), and one that libcurl no longer needs (no transfer left to time)
 is left to fire rather than cancelled, for the next transfer to keep.
@@ -90,7 +90,6 @@ class Driver:
         self._lone = -1  # the fd in the set when it holds one, else -1 (see `_ready`)
         self._soon: asyncio.Handle | None = None  # libcurl's timer at 0 ms: the loop's next turn
         self._later: asyncio.TimerHandle | None = None  # its timer, or earlier
-        self._adding = False  # in `add`, which acts at once on libcurl's 0 ms timer
         # Transfers running after libcurl's last action; UNKNOWN once one is added or removed.
         # libcurl's count drops only when a transfer completes (and queues its message), so
         # an action that leaves it as it was has nothing for `info_read`.
@@ -107,22 +106,10 @@ class Driver:
         return loop
 
     def add(self, handle: pycurl.Curl) -> None:
-        """Start a transfer: libcurl asks for a 0 ms timer, and its action is taken now rather than
-        on the loop's next turn (a callback and a turn less per request). Never from within an
-        action of this multi handle (from a libcurl callback): pycurl refuses to add a handle then."""
+        """Start a transfer (libcurl asks for a 0 ms timer, and starts it on the next turn)."""
         self._loop = self.loop  # known before libcurl's callbacks, which use it, can run
-        self._adding = True  # `_schedule(0)` from add_handle: acted on below
-        try:
-            self._multi.add_handle(handle)
-        finally:
-            self._adding = False
+        self._multi.add_handle(handle)
         self._alive = UNKNOWN  # one more, and it may complete in the action that counts it
-        try:
-            running = self._socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
-        except pycurl.error:  # failed: the next turn acts again (and logs how it fails)
-            self._schedule(0)
-            return
-        self._collect(running)
 
     def remove(self, handle: pycurl.Curl) -> None:
         """Stop a transfer now. Mid-answer, libcurl closes its connection (HTTP/2: resets its
@@ -168,8 +155,6 @@ class Driver:
         loop = self._loop
         assert loop is not None  # as for `_watch`
         if ms == 0:
-            if self._adding:
-                return  # `add` acts at once
             if self._soon is None:
                 self._soon = loop.call_soon(self._due_soon)
             return

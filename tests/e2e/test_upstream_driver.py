@@ -127,33 +127,6 @@ def test_a_transfer_cancelled_from_its_own_chunk_closes_its_upstream_connection(
     run(test)
 
 
-def test_a_transfer_on_a_kept_connection_sends_its_request_within_add(mock: Mock) -> None:
-    """Driver.add acts on libcurl's 0 ms timer at once, not on the loop's next turn."""
-    async def test() -> None:
-        ended: dict[pycurl.Curl, int] = {}
-        driver = Driver(lambda curl, error, _: ended.setdefault(curl, error), 4)
-        curls = [pycurl.Curl(), pycurl.Curl()]
-        bodies = [bytearray(), bytearray()]
-        for curl, body in zip(curls, bodies, strict=True):
-            curl.setopt(pycurl.URL, f"{mock.url}/v1/models")
-            curl.setopt(pycurl.HTTPHEADER, [header_line("Authorization", f"Bearer {PROVIDER_KEY}")])
-            curl.setopt(pycurl.WRITEFUNCTION, body.extend)
-        try:
-            driver.add(curls[0])
-            await until(lambda: curls[0] in ended, "the first transfer ended")
-            driver.add(curls[1])  # on the connection the first one left
-            assert curls[1].getinfo(pycurl.REQUEST_SIZE) > 0, "sent before any turn of the loop"
-            await until(lambda: curls[1] in ended, "the second transfer ended")
-        finally:
-            driver.close()
-            for curl in curls:
-                curl.close()
-        assert ended == {curls[0]: 0, curls[1]: 0}
-        assert all(json.loads(body)["object"] == "list" for body in bodies)
-
-    asyncio.run(test())
-
-
 def test_a_request_beyond_the_limit_waits_its_turn_and_can_be_cancelled_while_waiting(mock: Mock) -> None:
     async def test(client: UpstreamClient) -> None:
         mock.clear()
