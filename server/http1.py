@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import re
 import socket
 from collections.abc import Awaitable, Callable
@@ -159,36 +158,12 @@ class Exchange(httputil.HTTPConnection):
         transport = connection.transport
         if transport is None or transport.is_closing():
             return None
+        write = transport.write if connection.later is None else connection.later.append
         if self.chunking:  # then there is no length to count down, and the answer is not to a HEAD
-            if not data:
-                return connection.paused_writing
-            data = b"%x\r\n%b\r\n" % (len(data), data)
+            if data:
+                write(b"%x\r\n%b\r\n" % (len(data), data))
         elif data and not self.head_only:
-            data = self._framed(data)
-        else:
-            return connection.paused_writing
-        later = connection.later
-        if later is not None:  # held for the loop's next turn (write_next_turn)
-            later.append(data)
-            return connection.paused_writing
-        # The first chunk of a turn is written to the socket at once when the transport holds
-        # nothing unsent: the transport would only queue it and write it the same way as the turn
-        # ends, for some 2.5 K instructions more (a queue, a check callback, its GIL state): a
-        # trickled stream's every event. Later chunks of the same turn (uvloop's clock, read once
-        # a turn, has not moved: an upstream read that held several) go to the transport, which
-        # writes them together as the turn ends, one system call as before. What the socket does
-        # not take, or an error, goes to the transport too, which keeps or reports it.
-        now = connection.loop.time()
-        if now == connection.wrote_at or transport.get_write_buffer_size():
-            transport.write(data)
-            return connection.paused_writing
-        connection.wrote_at = now
-        try:
-            sent = os.write(connection.fileno, data)
-        except OSError:  # full (EAGAIN), or failed: the transport's own write finds out which
-            sent = 0
-        if sent < len(data):
-            transport.write(data[sent:] if sent else data)
+            write(self._framed(data))
         return connection.paused_writing
 
     def write_next_turn(self) -> None:
@@ -259,8 +234,6 @@ class ClientConnection(asyncio.Protocol):
         self.scanned = 0  # where the search for the head's end starts again
         self.head_deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
-        self.fileno = -1  # the socket's, written to directly while the transport holds nothing (relay)
-        self.wrote_at = -1.0  # the loop's time at the last such write (one a turn)
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -278,7 +251,6 @@ class ClientConnection(asyncio.Protocol):
                 self._refuse()
             return
         listener.connections.add(self)
-        self.fileno = transport.get_extra_info("socket").fileno()
         # Past server.write_buffer bytes unsent, pause_writing: a relayed answer's upstream is held
         # until the client has taken them all (resume_writing).
         transport.set_write_buffer_limits(high=listener.router.table.server.write_buffer, low=0)
