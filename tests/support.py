@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anthropic
 import openai
@@ -126,6 +126,19 @@ class Mock:
     def seen(self, model: str) -> int:
         """How many requests for ``model`` the mock has received since clear_faults()."""
         return self.faults()["seen"].get(model, 0)
+
+
+def read_request(rfile: BinaryIO) -> bool:
+    """Read one HTTP/1.1 request (its head, and a Content-Length body) from a raw test upstream's
+    connection; False when the client closed it instead."""
+    if not rfile.readline():
+        return False
+    length = 0
+    while (line := rfile.readline()) not in (b"\r\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line[15:])
+    rfile.read(length)
+    return True
 
 
 def write_config(directory: Path, routes: str, secrets: str | None = None) -> Path:

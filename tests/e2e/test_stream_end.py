@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CLIENT_TOKEN, Gateway, write_config
+from tests.support import CLIENT_TOKEN, Gateway, read_request, write_config
 
 EVENTS = [b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":'
           b'[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}\n\n' % word
@@ -33,12 +33,7 @@ class Canned:
 
         class Answer(socketserver.StreamRequestHandler):
             def handle(self) -> None:
-                while self.rfile.readline():
-                    length = 0
-                    while (line := self.rfile.readline()) not in (b"\r\n", b""):
-                        if line.lower().startswith(b"content-length:"):
-                            length = int(line[15:])
-                    self.rfile.read(length)
+                while read_request(self.rfile):
                     chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in canned.pieces)
                     self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                      b"Transfer-Encoding: chunked\r\n\r\n%s0\r\n\r\n" % chunks)

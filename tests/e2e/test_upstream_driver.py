@@ -27,7 +27,7 @@ import pytest
 import uvloop
 
 from mock_provider import speech_bytes
-from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Mock, own_gateway
+from tests.support import CLIENT_TOKEN, PROVIDER_KEY, Mock, own_gateway, read_request
 from upstream.body_pipe import BodyPipe
 from upstream.client import TRANSFERS_PER_DRIVER, UpstreamClient
 from upstream.driver import Driver
@@ -454,12 +454,7 @@ class KeepAlive:
         class Answer(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 connections.append(self.connection)
-                while self.rfile.readline():
-                    length = 0
-                    while (line := self.rfile.readline()) not in (b"\r\n", b""):
-                        if line.lower().startswith(b"content-length:"):
-                            length = int(line[15:])
-                    self.rfile.read(length)
+                while read_request(self.rfile):
                     self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Answer)

@@ -207,9 +207,9 @@ def test_a_one_line_openai_event_parsed_at_once_is_judged_as_its_fields_would_ha
     assert outcomes[0] == outcomes[1]
 
 
-def _outcome(reads: list[bytes]) -> tuple[str, int]:
+def _outcome(reads: list[bytes], fmt: str = "openai") -> tuple[str, int]:
     """How a stream start fed `reads` ends: released, refused (with its status) or still held."""
-    watch = start()
+    watch = start(fmt)
     try:
         for read in reads:
             if watch.feed(read) is not None:
@@ -256,18 +256,6 @@ def test_a_read_of_any_events_ends_as_its_events_one_by_one_would() -> None:
         assert _outcome([b"".join(events)]) == _outcome(list(events)), events
 
 
-def _anthropic_outcome(reads: list[bytes]) -> tuple[str, int]:
-    """_outcome for an Anthropic stream."""
-    watch = start("anthropic")
-    try:
-        for read in reads:
-            if watch.feed(read) is not None:
-                return "released", 0
-    except StreamRefused as refused:
-        return "refused", refused.status
-    return "held", 0
-
-
 USUAL_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
                b'"role":"assistant","content":[],"usage":{"input_tokens":3,"output_tokens":1}}}\n\n')
 # Events of every kind the quick reading of an Anthropic read (message_start, the usual preamble,
@@ -297,4 +285,4 @@ def test_an_anthropic_read_ends_as_its_events_one_by_one_would() -> None:
     reads += [(USUAL_START, EMPTY_BLOCK, PING, d) for d in events]
     reads += [(a, EMPTY_BLOCK, PING, d) for a in events for d in events[:8]]
     for read in reads:
-        assert _anthropic_outcome([b"".join(read)]) == _anthropic_outcome(list(read)), read
+        assert _outcome([b"".join(read)], "anthropic") == _outcome(list(read), "anthropic"), read
