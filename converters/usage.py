@@ -104,7 +104,6 @@ class Usage:
         if isinstance(details, dict) and details.get("thinking_tokens") is not None:
             self.reasoning = _count(details["thinking_tokens"])
 
-
     def add_anthropic_output(self, output: int) -> None:
         """add_anthropic of a usage object that gives only `output_tokens`, a count in bounds
         (as the usual message_delta's does): the other counts stay as they are."""

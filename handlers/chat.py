@@ -275,14 +275,11 @@ class ChatHandler(GatewayHandler):
             started = self.request.request_time()
             strategies.start_try(target)
         try:
-            # The attempt, inside the stages' `around` hooks (through_stages, without its call and
-            # a lambda when no stage wraps it, the usual), then the client's answer ended with it.
-            if self.route.hooks.around:  # (a stage may run the attempt more than once: each run staged anew)
-                outcome = await self.through_stages(
-                    lambda staged: attempt(self.runtime.upstream, request, self.staged(reading), staged), sink
-                )
-            else:
-                outcome = await attempt(self.runtime.upstream, request, self.staged(reading), sink)
+            # The attempt, inside the stages' `around` hooks (a stage may run it more than once: each
+            # run staged anew), then the client's answer ended with it.
+            outcome = await self.through_stages(
+                lambda staged: attempt(self.runtime.upstream, request, self.staged(reading), staged), sink
+            )
             failure = self._outcome(target, outcome, reading, translation, conversion, sink)
         finally:
             if strategies is not None:
@@ -375,9 +372,7 @@ class ChatHandler(GatewayHandler):
         content_type = kept.exchange.headers.get("Content-Type", "application/json")
         if sink is self:  # the client: what begin() would do with the Head, without making one
             self.set_status(status)
-            # set_header's one step, with header_value's usual case inline
-            plain = content_type.isascii() and content_type.isprintable()
-            self._headers._as_list["Content-Type"] = [content_type if plain else header_value(content_type)]
+            self._headers._as_list["Content-Type"] = [header_value(content_type)]  # set_header's one step
         else:
             sink.begin(Head(status, (("Content-Type", content_type),)))
         self._answered(target, usage)
