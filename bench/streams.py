@@ -19,6 +19,11 @@ the trickler wrote) and relayed per second (what the client got); the server's
 CPU in % of its core and in µs per relayed event (stream set-up included, as it
 happens within the window); its peak RSS (VmHWM, summed over its processes).
 Streams cut short or wrong are counted and fail the run (exit 1).
+
+Two more targets, not run unless named, measure floors (bench/stream_floor.py):
+`floor-pipe`, an asyncio byte pipe, and `floor-curl`, the gateway's libcurl driver with a
+minimal relay behind it. The gateway minus `floor-curl` is what its own logic costs per
+event; `floor-curl` is as low as a relay on the gateway's stack can go.
 """
 
 from __future__ import annotations
@@ -55,7 +60,9 @@ from bench.run import (
     wait_ready,
 )
 
-TARGETS = ("nginx", "gateway")
+TARGETS = ("nginx", "gateway", "floor-pipe", "floor-curl")
+DEFAULT_TARGETS = ("nginx", "gateway")
+FLOORS = {"floor-pipe": "pipe", "floor-curl": "curl"}  # bench/stream_floor.py's kinds
 DONE = b"data: [DONE]"
 EVENT = b"data: "
 END = b"\r\n0\r\n\r\n"  # the last chunk of a chunked answer, after the last data chunk's CRLF
@@ -257,7 +264,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=20, help="events/s per stream (default 20)")
     p.add_argument("--warmup", type=float, default=5, help="seconds before measuring (default 5)")
     p.add_argument("--duration", type=float, default=10, help="seconds measured (default 10)")
-    p.add_argument("--targets", default=",".join(TARGETS), help="nginx,gateway or one of them")
+    p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
+                   help=f"a comma-separated subset of {','.join(TARGETS)} (default nginx,gateway)")
     p.add_argument("--quick", action="store_true", help="smoke run: --warmup 3 --duration 4")
     p.add_argument("--json", type=Path, metavar="OUT.json", help="also write the results here")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
@@ -298,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if load_core is not None:
             os.sched_setaffinity(0, {load_core})  # the client: this process
-        trickle_port, nginx_port, gateway_port = free_ports(3)
+        trickle_port, nginx_port, gateway_port, *floor_ports = free_ports(2 + len(TARGETS))
         trickle = procs.start("trickle", [sys.executable, "-m", "bench.trickle", "--port", str(trickle_port),
                                 "--events", str(args.events), "--rate", str(args.rate)], load_core)
         wait_ready(procs, "trickle", f"http://127.0.0.1:{trickle_port}/_trickle/health", b"OK", 10)
@@ -310,6 +318,13 @@ def run(args: argparse.Namespace) -> int:
             pgids["gateway"] = start_gateway(procs, tmp, gateway_port, trickle_port, server_core).pid
             wait_ready(procs, "gateway", f"http://127.0.0.1:{gateway_port}/healthz", b"OK", 30)
         ports = {"nginx": nginx_port, "gateway": gateway_port}
+        for (target, kind), port in zip(FLOORS.items(), floor_ports, strict=False):
+            ports[target] = port
+            if target in args.targets:
+                argv = [sys.executable, "-m", "bench.stream_floor", "--kind", kind,
+                        "--port", str(port), "--upstream-port", str(trickle_port)]
+                pgids[target] = procs.start(target, argv, server_core).pid
+                wait_ready(procs, target, f"http://127.0.0.1:{port}/_trickle/health", b"OK", 10)
         for target in args.targets:
             result = measure(target, ports[target], pgids[target], trickle_port, trickle.pid,
                              load_core, args)
