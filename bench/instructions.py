@@ -37,14 +37,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.run import (
-    ROUTES_TEMPLATE,
     SECRETS_FILE,
     TOKEN,
     BenchError,
     Processes,
+    bench_routes,
     find_nginx,
     free_ports,
-    render,
     start_canned,
 )
 
@@ -57,10 +56,9 @@ def _gateway(procs: Processes, tmp: Path, port: int, upstream_port: int) -> subp
     secrets = tmp / "secrets.bench.yaml"
     shutil.copyfile(SECRETS_FILE, secrets)
     secrets.chmod(0o600)
-    values = {"BENCH_GATEWAY_LISTEN": f"127.0.0.1:{port}", "BENCH_SECRETS": str(secrets),
-              "BENCH_UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}/v1"}
+    text, values = bench_routes(port, secrets, upstream_port)
     routes = tmp / "routes.bench.yaml"
-    routes.write_text(render(ROUTES_TEMPLATE, values, "${{{}}}"))
+    routes.write_text(text)
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.%p", "--instr-atstart=no",
             sys.executable, "gateway.py", "serve", "-c", str(routes)]
     gateway = procs.start("gateway", argv, 0, env=dict(os.environ, **values))

@@ -55,22 +55,26 @@ def start_mock() -> tuple[subprocess.Popen, str]:
 
 
 def start_gateway(
-    root: Path, routes: str, secrets: str, workdir: Path, log: Path | None = None, core: int | None = None
+    root: Path, routes: str, secrets: str, workdir: Path, log: Path | None = None, core: int | None = None,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen, int]:
     """`root/gateway.py serve` with these routes.yaml and secrets.yaml (written into `workdir`),
-    listening on ``${GATEWAY_PORT}``, a free port, pinned to `core` if given; returns once
-    /healthz answers OK.
+    listening on ``${GATEWAY_PORT}``: `port`, or a free port; pinned to `core` if given; returns
+    once /healthz answers OK.
 
-    Its output goes to `log`, or nowhere. No .pyc is written into `root`, which may be
-    another checkout.
+    It runs on `root`'s own interpreter (`.venv/bin/python`, if it has one), so that another
+    checkout runs with its own dependencies. Its output goes to `log`, or nowhere. No .pyc is
+    written into `root`.
     """
-    port = free_port()
+    port = port or free_port()
+    own = root / ".venv" / "bin" / "python"
+    python = str(own) if own.exists() else sys.executable
     (workdir / "secrets.yaml").write_text(secrets)
     (workdir / "routes.yaml").write_text(routes)
     env = {**os.environ, "GATEWAY_PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"}
     with open(log or os.devnull, "wb") as output:
         pinned = [] if core is None else ["taskset", "-c", str(core)]
-        gateway = subprocess.Popen([*pinned, sys.executable, str(root / "gateway.py"), "serve", "-c",
+        gateway = subprocess.Popen([*pinned, python, str(root / "gateway.py"), "serve", "-c",
                                     str(workdir / "routes.yaml")],
                                    cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15

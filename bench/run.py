@@ -551,6 +551,17 @@ def start_canned(procs: Processes, tmp: Path, nginx: str, port: int, core: int |
         "FIXTURES": str(FIXTURES), "LISTEN_PORT": str(port), "BIG_FILE": str(big)}, core)
 
 
+def bench_routes(port: int, secrets: Path, upstream_port: int) -> tuple[str, dict[str, str]]:
+    """routes.bench.yaml for a gateway on `port` in front of the canned provider on
+    `upstream_port`, placeholders filled in; and their values."""
+    values = {
+        "BENCH_GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "BENCH_SECRETS": str(secrets),
+        "BENCH_UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}/v1",
+    }
+    return render(ROUTES_TEMPLATE, values, "${{{}}}"), values
+
+
 def start_gateway(procs: Processes, tmp: Path, port: int, upstream_port: int,
                   core: int | None) -> subprocess.Popen[bytes]:
     """Render routes.bench.yaml (ports filled in) and start the gateway."""
@@ -559,13 +570,9 @@ def start_gateway(procs: Processes, tmp: Path, port: int, upstream_port: int,
     secrets = tmp / "secrets.bench.yaml"
     shutil.copyfile(SECRETS_FILE, secrets)
     secrets.chmod(0o600)  # a secrets file readable by others may be refused
-    values = {
-        "BENCH_GATEWAY_LISTEN": f"127.0.0.1:{port}",
-        "BENCH_SECRETS": str(secrets),
-        "BENCH_UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}/v1",
-    }
+    text, values = bench_routes(port, secrets, upstream_port)
     routes = tmp / "routes.bench.yaml"
-    routes.write_text(render(ROUTES_TEMPLATE, values, "${{{}}}"))
+    routes.write_text(text)
     env = dict(os.environ, **values)  # the gateway's own ${VAR} expansion would agree
     return procs.start("gateway", [sys.executable, "gateway.py", "serve", "-c", str(routes)],
                        core, env=env)
