@@ -1,6 +1,6 @@
 """The gateway's own request path, A/B: two checkouts' gateways, case by case, in interleaved rounds.
 
-    python -m bench.server_path [--other DIR] [--cases json] [--rounds 3] [--seconds 5]
+    python -m bench.server_path --other DIR [--cases json] [--rounds 3] [--seconds 5]
     python -m bench.server_path --cases stream,conv-stream   # streamed, native and converted
     python -m bench.server_path --rss 100000 [--root DIR]    # RSS after 10k requests, then on to N
 
@@ -175,7 +175,7 @@ def rss_run(procs: Processes, root: Path, total: int, upstream: int, cores: Core
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--other", default="/work/main", help="the checkout to compare with")
+    parser.add_argument("--other", help="the checkout to compare with (an A/B needs one)")
     parser.add_argument("--cases", type=parse_cases, default=["json"],
                         help=f"comma-separated, of {','.join(CASES)} (default json)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -183,6 +183,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rss", type=int, default=0, help="instead: RSS over this many requests")
     parser.add_argument("--root", default=str(ROOT), help="the checkout whose RSS --rss measures")
     args = parser.parse_args(argv)
+    if not args.rss and not args.other:
+        parser.error("--other DIR: the checkout to compare this one with")
     checkout = Path(args.root if args.rss else args.other)
     if not (checkout / "gateway.py").exists():
         parser.error(f"{checkout} is not a checkout of the gateway (no gateway.py)")

@@ -16,7 +16,7 @@ from bench.server_path import CASES, parse_args, parse_cases
 
 def test_cases_are_kept_in_the_order_given_each_once() -> None:
     assert parse_cases("conv-stream, json,conv-stream,") == ["conv-stream", "json"]
-    here = ["--other", str(ROOT)]  # the default, /work/main, need not exist
+    here = ["--other", str(ROOT)]  # an A/B needs the other checkout named
     assert parse_args(here).cases == ["json"]
     assert parse_args([*here, "--cases", ",".join(CASES)]).cases == list(CASES)
 
