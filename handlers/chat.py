@@ -170,7 +170,7 @@ class ChatHandler(GatewayHandler):
             targets, lambda target, _: self._attempt(target, document, sink), self.gone,
             policy=policy, answering=lambda: sink.committed,
             breakers=self.runtime.breakers, key=key_of,
-            skipped=lambda target: self.note_skip(target.label), hedge_after=hedge_after,
+            skipped=self._skipped, hedge_after=hedge_after,
             admit=self._admit if self.ticket is not None or self.fits else None,
         )
         if failures:  # (note_walk's own first test, without its call)
@@ -178,6 +178,10 @@ class ChatHandler(GatewayHandler):
         if self.agent is not None:  # (_count_fallback's own first test, without its call)
             self._count_fallback(failures, len(self.tried or ()) - tried_before)
         return failures
+
+    def _skipped(self, target: Target) -> None:
+        """A target the walk skipped (its breaker is open): a method, not a lambda made per walk."""
+        self.note_skip(target.label)
 
     def _fit_context(self, agent: Agent, targets: tuple[Target, ...], document: dict) -> dict:
         """The agent's overflow guard: each target's fit for this prompt (targets that cannot
@@ -266,9 +270,13 @@ class ChatHandler(GatewayHandler):
             self.note_try(target.label, failure)
             return failure
         loop = self.tool_loop
-        reading = _ChatReading(provider, chain_plan, conversion, relaying=loop is None or loop.streamed)
+        # `relaying` by position: a keyword argument costs the instance some 1 K instructions more
+        reading = _ChatReading(provider, chain_plan, conversion, loop is None or loop.streamed)
+        # The content type alone, unless the format pair passes client headers on (most pass none).
+        passed = translation.client_headers
+        headers = self._upstream_headers(passed) if passed else _JSON_TYPED
         request = UpstreamRequest(provider, target.label, provider.url_for(translation.endpoint), "POST",
-                                  upstream_body, self._upstream_headers(translation), self.request_id)
+                                  upstream_body, headers, self.request_id)
         # Tries counted in flight and timed only for a least-latency agent to read (Table.latency_ranked).
         strategies = self.runtime.strategies if self.table.latency_ranked else None
         if strategies is not None:
@@ -303,7 +311,7 @@ class ChatHandler(GatewayHandler):
         context: Context, sink: Sink,
     ) -> Failure | None:
         """End the client's answer with the attempt's outcome; None when it did, else why not."""
-        if isinstance(outcome, Failure | None):
+        if outcome is None or isinstance(outcome, Failure):  # not `Failure | None`: a union made per call
             return outcome
         if isinstance(outcome, Relayed):
             self._answered(target, _chain_usage(reading.chain))
@@ -335,12 +343,9 @@ class ChatHandler(GatewayHandler):
         else:
             self.tool_loop.add_usage(usage)  # the loop answers once, with every round's usage
 
-    def _upstream_headers(self, translation: Translation) -> Sequence[tuple[str, str]]:
-        """The content type, and the client's headers that the format pair passes on (the request
-        id goes on its own)."""
-        names = translation.client_headers
-        if not names:  # most format pairs pass none on
-            return _JSON_TYPED
+    def _upstream_headers(self, names: Sequence[str]) -> Sequence[tuple[str, str]]:
+        """The content type, and the client's headers `names` that the format pair passes on (the
+        request id goes on its own)."""
         given = self.request.headers
         return [*_JSON_TYPED, *((name, value) for name in names if (value := given.get(name)))]
 
@@ -404,7 +409,7 @@ class _ChatReading:
         return True
 
     def head(self, exchange: Exchange) -> Head:
-        content_type = exchange.headers["Content-Type"]
+        content_type = exchange.headers.get("Content-Type")  # there: the answer streams (`relay`)
         return Head(exchange.status, (("Content-Type", content_type), ("Cache-Control", "no-cache")))
 
     def feed(self, data: bytes) -> bytes:

@@ -236,49 +236,8 @@ Outcome = Relayed | Kept | Broken | Over | Failure
 
 async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Reading, sink: Sink) -> Outcome:
     """Send `request` and report how it ended (see the module docstring)."""
-    relaying = False
-    begun = False
-    refused: StreamRefused | None = None
-    kept: list[bytes] = []
-    size = 0
-
-    def on_headers(exchange: Exchange) -> None:
-        nonlocal relaying
-        relaying = reading.relay(exchange)
-
-    def begin() -> bool:
-        """Claim the client and send it the head, once; False when another try has it."""
-        nonlocal begun
-        if not begun:
-            if not sink.claim():
-                exchange.cancel()
-                return False
-            begun = True
-            sink.begin(reading.head(exchange))
-        return True
-
-    def on_chunk(data: bytes) -> None:
-        nonlocal size, refused
-        if relaying:
-            try:
-                out = reading.feed(data)
-            except EventTooLarge as exc:
-                return sink.end_stream(request.label, "event_too_large", str(exc)) if begin() else None
-            except StreamRefused as exc:
-                refused = exc
-                return exchange.cancel()
-            if not out:
-                return None
-            if begun:  # bytes for the client again: a stream, whose later chunks go straight
-                exchange.relay_straight(_steady(exchange, reading.settled_feed(), sink, request.label))
-            elif not begin():
-                return None
-            sink.send(out)
-        elif size < MAX_KEPT_ERROR or 200 <= exchange.status < 300:
-            kept.append(data)
-            size += len(data)
-
-    exchange = sink.exchange = Exchange(client, on_headers, on_chunk)
+    run = _Try(request, reading, sink)
+    exchange = sink.exchange = run.exchange = Exchange(client, run.on_headers, run.on_chunk)
     provider = request.provider
     started = time.monotonic()
     try:
@@ -288,8 +247,8 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
         exchange.cancel()  # the walk's deadline passed, or another try won: stop the transfer too
         raise
     client.seconds[provider.name].observe(time.monotonic() - started)
-    if refused is not None:
-        return _refusal(request, refused)
+    if run.refused is not None:
+        return _refusal(request, run.refused)
     if sink.over:
         return Over()
     if ended.failed:
@@ -299,19 +258,75 @@ async def attempt(client: UpstreamClient, request: UpstreamRequest, reading: Rea
             log.warning("upstream %s failed mid-stream: %s", request.label, ended.message)
             return Broken(exchange, request.label, ended.message, reading.cut(), kind)
         return Failure(provider.name, request.label, 0, kind, ended.message)
-    if not relaying:
-        return Kept(exchange, b"".join(kept))
+    if not run.relaying:
+        return Kept(exchange, b"".join(run.kept))
     try:
         tail = reading.close()
     except EventTooLarge as exc:
-        if begin():
+        if run.begin():
             sink.end_stream(request.label, "event_too_large", str(exc))
         return Over()
     except StreamRefused as exc:
         return _refusal(request, exc)
-    if not begin():
+    if not run.begin():
         return Over()
     return Relayed(exchange, tail)
+
+
+class _Try:
+    """What one attempt's exchange calls back as its answer comes in, and what they find out: an
+    object with two bound methods, which cost less to make than three closures and their cells."""
+
+    __slots__ = ("request", "reading", "sink", "exchange", "relaying", "begun", "refused", "kept", "size")
+
+    def __init__(self, request: UpstreamRequest, reading: Reading, sink: Sink) -> None:
+        self.request = request
+        self.reading = reading
+        self.sink = sink
+        self.exchange: Exchange  # set as soon as it is made (it is made with these methods)
+        self.relaying = False
+        self.begun = False
+        self.refused: StreamRefused | None = None
+        self.kept: list[bytes] = []
+        self.size = 0
+
+    def on_headers(self, exchange: Exchange) -> None:
+        self.relaying = self.reading.relay(exchange)
+
+    def begin(self) -> bool:
+        """Claim the client and send it the head, once; False when another try has it."""
+        if not self.begun:
+            if not self.sink.claim():
+                self.exchange.cancel()
+                return False
+            self.begun = True
+            self.sink.begin(self.reading.head(self.exchange))
+        return True
+
+    def on_chunk(self, data: bytes) -> None:
+        exchange, sink = self.exchange, self.sink
+        if self.relaying:
+            reading = self.reading
+            try:
+                out = reading.feed(data)
+            except EventTooLarge as exc:
+                if self.begin():
+                    sink.end_stream(self.request.label, "event_too_large", str(exc))
+                return None
+            except StreamRefused as exc:
+                self.refused = exc
+                return exchange.cancel()
+            if not out:
+                return None
+            if self.begun:  # bytes for the client again: a stream, whose later chunks go straight
+                exchange.relay_straight(_steady(exchange, reading.settled_feed(), sink, self.request.label))
+            elif not self.begin():
+                return None
+            sink.send(out)
+        elif self.size < MAX_KEPT_ERROR or 200 <= exchange.status < 300:
+            self.kept.append(data)
+            self.size += len(data)
+        return None
 
 
 def _steady(
