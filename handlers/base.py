@@ -15,6 +15,7 @@ from tornado import httputil
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, format_timestamp
 
 from access.keys import Principal
+from converters.sse import EventTooLarge
 from converters.upstream_errors import UpstreamError
 from converters.usage import Usage
 from dsl.handler_rules import HandlerRules
@@ -29,7 +30,7 @@ from ops.stats import MAX_LABEL_LENGTH
 from redaction.policy import Policy
 from runtime.process import Runtime
 from stages import stage
-from upstream.attempt import Broken, Converted, Head, Outcome, Reading, Sink
+from upstream.attempt import Broken, Converted, Deliver, Head, Outcome, Reading, Sink, steady_deliver
 from upstream.exchange import Exchange
 from upstream.failure import CIRCUIT_OPEN, ErrorAnswer, Failure
 from upstream.hedge import Race
@@ -56,6 +57,8 @@ _NO_BODY_STATUSES = (204, 304)
 # How a stream's last event usually ends, OpenAI's and Anthropic's (handler.send: written with the
 # answer's end). Another form costs only the one write more.
 LAST_EVENTS = (b"data: [DONE]\n\n", b'data: {"type":"message_stop"}\n\n')
+# Each one's fourth byte from its end (before `]\n\n`, `"}\n\n`): what most other events' is not.
+_LAST_EVENT_MARKS = frozenset(event[-4] for event in LAST_EVENTS)
 # An answer without a body sends none of these (RFC 9110 8.3, 8.5, 8.6: a 304's, as Tornado's).
 _REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")
 
@@ -88,10 +91,23 @@ def status_line(code: int, reason: str) -> httputil.ResponseStartLine:
     return httputil.ResponseStartLine("", code, reason)
 
 
+class ClientSocket(Protocol):
+    """What a relayed stream's steady path writes to (server/http1.ClientConnection): its
+    later events, framed, go straight to the transport, as ClientWrites.relay would send them."""
+
+    transport: asyncio.Transport | None
+    later: list[bytes] | None  # what is written is held here until the loop's next turn (when not None)
+    paused_writing: bool  # backed up: past server.write_buffer bytes the client has not taken
+
+    def write_next_turn(self) -> None: ...
+
+
 class ClientWrites(Protocol):
     """What a request's connection (server/http1.Exchange) offers beyond Tornado's HTTPConnection."""
 
     keep_alive: bool  # False: the connection closes once this answer is sent
+    chunking: bool  # the answer is sent in chunks (known once its head is written)
+    connection: ClientSocket
 
     @property
     def closed(self) -> bool: ...
@@ -528,6 +544,55 @@ class GatewayHandler:
             if exchange is not None and not exchange.held:
                 exchange.hold()
                 connection.when_drained(exchange.release)
+
+    def deliver_steadily(self, exchange: Exchange, feed: Callable[[bytes], bytes], label: str) -> Deliver:
+        """A relayed stream's every later chunk, from libcurl's write callback to the client's
+        socket in one call: what upstream/attempt.py `steady_deliver`, `send` and the
+        connection's `relay` do in three (some 2 K instructions an event less). Asked once the
+        client has had bytes twice, so its answer's head is out (a chunked one: else the steps
+        as they are); an answer written to or ended meanwhile goes through `send`."""
+        client: ClientWrites = self.request.connection  # type: ignore[assignment]
+        if self.ttfb is None or not self._headers_written or not client.chunking:
+            return steady_deliver(exchange, feed, self, label)
+        socket = client.connection
+        send = self.send
+
+        def deliver(data: bytes) -> int | None:
+            if exchange.held:
+                return exchange.pause_receiving()
+            if exchange.done:
+                return None
+            try:
+                data = feed(data)
+            except EventTooLarge as exc:
+                self.end_stream(label, "event_too_large", str(exc))
+                return None
+            if not data:
+                return None
+            if self._write_buffer or self._finished:
+                send(data)
+                return None
+            size = len(data)
+            # endswith's arguments are parsed (some 1 K instructions): a byte tells most events first
+            if size > 3 and data[-4] in _LAST_EVENT_MARKS and data.endswith(LAST_EVENTS):
+                socket.write_next_turn()
+            transport = socket.transport  # as `relay` asks: a client that left is written nothing
+            if transport is None or transport.is_closing():
+                return None
+            later = socket.later
+            if later is None:
+                transport.write(b"%x\r\n%b\r\n" % (size, data))
+            else:
+                later.append(b"%x\r\n%b\r\n" % (size, data))
+            self.bytes_out += size
+            if socket.paused_writing:
+                held = self.exchange
+                if held is not None and not held.held:
+                    held.hold()
+                    client.when_drained(held.release)
+            return None
+
+        return deliver
 
     # -- the Sink an upstream attempt writes to (upstream/attempt.py) ---------------------
 

@@ -46,6 +46,8 @@ MAX_KEPT_ERROR = 64 * 1024  # of an error answer that is kept, not relayed: enou
 DEFAULT_POLICY = RetryPolicy()
 
 Candidate = TypeVar("Candidate")
+# What takes a relayed answer's chunks from libcurl's write callback: None, or its pause code.
+Deliver = Callable[[bytes], int | None]
 
 
 @dataclass(slots=True)
@@ -99,6 +101,12 @@ class Sink(Protocol):
         """Stop relaying an answer that cannot be relayed on (and cancel the exchange)."""
         ...
 
+    def deliver_steadily(self, exchange: Exchange, feed: Callable[[bytes], bytes], label: str) -> Deliver:
+        """What takes a relayed stream's every later chunk straight from libcurl's write callback
+        (asked once, after the client has had bytes twice): `steady_deliver`'s steps, which a
+        sink may do in fewer calls (the client's own: handlers/base.py)."""
+        ...
+
 
 class StandIn:
     """Base of a sink standing in front of the client (a tool loop's round, a stage reading the
@@ -118,6 +126,9 @@ class StandIn:
 
     def claim(self) -> bool:
         return True
+
+    def deliver_steadily(self, exchange: Exchange, feed: Callable[[bytes], bytes], label: str) -> Deliver:
+        return steady_deliver(exchange, feed, self, label)
 
 
 class Reading(Protocol):
@@ -319,7 +330,8 @@ class _Try:
             if not out:
                 return None
             if self.begun:  # bytes for the client again: a stream, whose later chunks go straight
-                exchange.relay_straight(_steady(exchange, reading.settled_feed(), sink, self.request.label))
+                steady = sink.deliver_steadily(exchange, reading.settled_feed(), self.request.label)
+                exchange.relay_straight(steady)
             elif not self.begin():
                 return None
             sink.send(out)
@@ -329,14 +341,12 @@ class _Try:
         return None
 
 
-def _steady(
-    exchange: Exchange, feed: Callable[[bytes], bytes], sink: Sink, label: str
-) -> Callable[[bytes], int | None]:
+def steady_deliver(exchange: Exchange, feed: Callable[[bytes], bytes], sink: Sink, label: str) -> Deliver:
     """What takes a relayed answer's every chunk once the client has had bytes of it twice (a
     stream), straight from libcurl's write callback (Exchange.relay_straight): the exchange's
     `receive`, the attempt's `on_chunk` and the reading's `feed` in one call, each event a few
     steps shorter. Past the answer's start (converters/stream_start.py), only an event too
-    large can stop the relay."""
+    large can stop the relay. Sink.deliver_steadily gives it, or what does the same."""
     send = sink.send
 
     def deliver(data: bytes) -> int | None:

@@ -10,8 +10,9 @@ provider sees the disconnect at once and no byte of a losing answer is sent.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from upstream.attempt import Head, Sink
+from upstream.attempt import Deliver, Head, Sink, steady_deliver
 from upstream.exchange import Exchange
 
 
@@ -92,3 +93,6 @@ class Contender:
     def end_stream(self, label: str, kind: str, message: str) -> None:
         if self.claim():
             self.race.client.end_stream(label, kind, message)
+
+    def deliver_steadily(self, exchange: Exchange, feed: Callable[[bytes], bytes], label: str) -> Deliver:
+        return steady_deliver(exchange, feed, self, label)

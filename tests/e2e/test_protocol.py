@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import re
 import signal
 import socket
 import time
@@ -350,6 +351,44 @@ def test_streams_are_chunked_exactly_and_the_connection_serves_on(proto: Gateway
             sock.sendall(chat())
             status, _, body = read_response(sock)
             assert status == 200 and json.loads(body)["choices"]
+
+
+# Streams of every kind the steady path relays: native, tool calls, thinking, many small events (a
+# piece each), a start of single characters, converted either way, and through the passthrough.
+STEADY_STREAMS = [
+    ("/v1/chat/completions", "mock/gpt-delay-5"),
+    ("/v1/chat/completions", "mock/gpt-tools-delay-5"),
+    ("/v1/chat/completions", "mock/gpt-thinking-cache"),
+    ("/v1/chat/completions", "mock/gpt-big-24-piece-1"),
+    ("/v1/chat/completions", "mock/gpt-big-6-piece-1-leadbytes"),
+    ("/v1/chat/completions", "claude/claude-delay-5"),
+    ("/v1/chat/completions", "claude/claude-tools-big-4-piece-1"),
+    ("/v1/messages", "mock/gpt-delay-5"),
+    ("/v1/messages", "claude/claude-delay-5"),
+    ("/v1/messages", "claude/claude-thinking-big-4-piece-1"),
+    ("/proxy/mock/chat/completions", "gpt-big-4-piece-1"),
+]
+
+
+@pytest.mark.parametrize(("path", "model"), STEADY_STREAMS)
+def test_a_stream_reads_alike_chunked_and_unframed(proto: Gateway, path: str, model: str) -> None:
+    """A stream's later events go to an HTTP/1.1 client's chunked answer in one steady call each
+    (GatewayHandler.deliver_steadily, straight to the socket), to an HTTP/1.0 client's unframed one
+    through the attempt's steps, `send` and `relay` (upstream/attempt.py steady_deliver): the
+    client reads the same bytes either way."""
+    body = json.dumps({"model": model, "stream": True, "max_tokens": 64,
+                       "messages": [{"role": "user", "content": "Tell me a story"}]}).encode()
+    request = head("POST", path, "Content-Type: application/json", "anthropic-version: 2023-06-01",
+                   f"Content-Length: {len(body)}", version="{}") + body
+    with connect(proto) as sock:
+        sock.sendall(request.replace(b"HTTP/{}", b"HTTP/1.1"))
+        status, _, chunks = read_chunked(sock)
+    with connect(proto) as sock:
+        sock.sendall(request.replace(b"HTTP/{}", b"HTTP/1.0"))
+        unframed_status, headers, unframed = split_response(until_closed(sock))
+    assert status == unframed_status == 200 and "transfer-encoding" not in headers
+    numbered = re.compile(rb"mock\d+")  # the mock numbers its answers' ids
+    assert len(chunks) > 3 and numbered.sub(b"mock", b"".join(chunks)) == numbered.sub(b"mock", unframed)
 
 
 def test_http_1_0_closes_unless_asked_to_keep_alive(proto: Gateway) -> None:
