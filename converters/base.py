@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from converters.sse import SSEFramer
+
 
 @dataclass(slots=True)
 class Context:
@@ -62,11 +64,13 @@ class Chain:
         """`feed` as a stream's every later chunk takes it, without the loop over the converters
         (some 400 instructions a chunk): a chain of one converter is that converter's own `feed`
         (for an empty chunk it gives nothing too, as the chain does); of two, a function that
-        calls theirs in turn."""
+        calls theirs in turn (a framer's own, SSEFramer.feeding, when it comes first)."""
         converters = self.converters
         if len(converters) == 1:
             return converters[0].feed
         if len(converters) == 2:
+            if isinstance(converters[0], SSEFramer):
+                return converters[0].feeding(converters[1].feed)
             first, second = converters[0].feed, converters[1].feed
 
             def feed_two(data: bytes) -> bytes:

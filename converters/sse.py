@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 MAX_EVENT = 16 * 1024 * 1024
 """Longest upstream event held back while waiting for its end. Real events are a few KiB
@@ -82,6 +82,21 @@ class SSEFramer:
         self._tail = buffer[cut:]
         out = buffer[:cut]
         return out if type(out) is bytes else bytes(out)
+
+    def feeding(self, then: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+        """`feed`, then `then` over what it lets out (nothing for nothing): a chain's settled feed
+        when the framer comes first (every pass-through pair's). A read of whole events with
+        nothing held, the usual one, goes to `then` in one call: `feed`'s call and the chain's
+        step between the two (some 800 instructions an event) left out."""
+        feed = self.feed
+
+        def framed(data: bytes) -> bytes:
+            if not self._tail and data[-2:] == b"\n\n":  # as `feed` asks first
+                return then(data)
+            data = feed(data)
+            return then(data) if data else b""
+
+        return framed
 
     def close(self) -> bytes:
         """A clean end: an unterminated last event is completed rather than lost."""

@@ -196,6 +196,36 @@ def test_a_chains_settled_feed_is_its_feed(size: int, pieces: list[bytes]) -> No
     assert all(fed for c in settled.converters for fed in c.fed)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12), st.booleans(), st.booleans())
+def test_a_framer_firsts_settled_feed_is_its_feed(cuts: list[int], at_events: bool, crlf: bool) -> None:
+    """A chain whose framer comes first settles to SSEFramer.feeding (whole events straight to the
+    next converter): it gives what the chain's feed gives, and feeds the next converter the same
+    pieces, over reads cut anywhere or between events (`at_events`: the usual reads, whole
+    events), empty ones among them."""
+    stream = _openai_stream(crlf)
+    if at_events:  # each cut moved to the end of the event it falls in
+        ends = [end + 4 if crlf else end + 2 for end in _event_ends(stream, b"\r\n\r\n" if crlf else b"\n\n")]
+        cuts = [min((end for end in ends if end >= cut), default=len(stream)) for cut in cuts]
+    points = sorted(min(cut, len(stream)) for cut in cuts)  # a point twice: an empty read
+    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    general = Chain([SSEFramer(), _Tagger(b"t")])
+    settled = Chain([SSEFramer(), _Tagger(b"t")])
+    feed = settled.settled_feed()
+    assert [feed(p) for p in pieces] == [general.feed(p) for p in pieces]
+    assert settled.converters[1].fed == general.converters[1].fed
+    assert settled.close() == general.close()
+
+
+def _event_ends(stream: bytes, blank: bytes) -> list[int]:
+    """Where each event's blank line starts."""
+    ends, at = [], stream.find(blank)
+    while at >= 0:
+        ends.append(at)
+        at = stream.find(blank, at + len(blank))
+    return ends
+
+
 @pytest.mark.parametrize(("client", "provider"), [("openai", "openai"), ("openai", "anthropic"),
                                                   ("anthropic", "openai"), ("anthropic", "anthropic")])
 def test_a_chains_settled_feed_gives_what_its_feed_gives(client: str, provider: str) -> None:
