@@ -126,7 +126,9 @@ class ClientRun:
     costs about twice as much per event, and the client shares its core)."""
 
     def __init__(self, port: int, model: str, streams: int, events: int, rate: float) -> None:
-        body = json.dumps({"model": model, "stream": True,
+        # Usage asked for, as OpenAI's SDK users who count tokens do: the gateway then relays the
+        # trickler's usage chunk too, and every target relays all --events events.
+        body = json.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
                            "messages": [{"role": "user", "content": "Tell me a story."}]}).encode()
         self.request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                         f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"

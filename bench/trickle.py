@@ -3,7 +3,8 @@
     python -m bench.trickle --port 0 [--events 50] [--rate 20]
 
 Every POST .../chat/completions gets an SSE stream of --events events (the last
-`data: [DONE]`), chunked, at --rate events/s: the way a model generates, and
+`data: [DONE]`, the one before it the usage chunk, every other chunk with `"usage":null` as
+OpenAI writes them when asked for usage), chunked, at --rate events/s: the way a model generates, and
 what nginx cannot do per event; every POST .../messages the same in Anthropic's
 format (message_start to message_stop), for converted streams. One timer tick every 1/rate s writes the next
 event of every open stream, so that a thousand streams cost one wake-up per
@@ -29,18 +30,23 @@ MAX_HEAD = 64 * 1024
 
 
 def stream_chunks(events: int) -> list[bytes]:
-    """The stream's events as HTTP chunks: a role chunk, text deltas, a finish chunk, [DONE]."""
+    """The stream's events as HTTP chunks, as OpenAI writes them when asked for usage (the gateway
+    always asks): a role chunk, text deltas, a finish chunk, each with `"usage":null`, then the
+    usage chunk (no choices) and [DONE]."""
     base = {"id": "chatcmpl-trickle", "object": "chat.completion.chunk", "created": 1700000000,
             "model": "gpt-4o-mini", "system_fingerprint": "fp_trickle"}
 
     def chunk(delta: dict[str, str], finish: str | None = None) -> str:
         return json.dumps({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                "finish_reason": finish}]},
+                                                "finish_reason": finish}], "usage": None},
                           separators=(",", ":"))
 
+    usage = json.dumps({**base, "choices": [], "usage": {
+        "prompt_tokens": 11, "completion_tokens": events, "total_tokens": 11 + events}},
+        separators=(",", ":"))
     datas = [chunk({"role": "assistant", "content": ""})]
-    datas += [chunk({"content": f" token{i}"}) for i in range(1, events - 2)]
-    datas += [chunk({}, "stop"), "[DONE]"]
+    datas += [chunk({"content": f" token{i}"}) for i in range(1, events - 3)]
+    datas += [chunk({}, "stop"), usage, "[DONE]"]
     return _chunked(f"data: {data}\n\n" for data in datas[-events:])
 
 
