@@ -194,6 +194,8 @@ class OpenAIStreamUsage:
         before, key_found, after = data.partition(b'"usage"')
         if not key_found:
             return data
+        if len(after) < 12 and after[:5] == b":null":
+            return data  # a read's one event, its usage null: no room after it for another key
         key = len(before)
         at = data.find(_COMPACT_USAGE, key)
         if at < 0:

@@ -81,6 +81,19 @@ def test_a_usage_object_is_read_however_it_is_spaced(read: bytes, hide: bool) ->
     assert out == b"".join(event + b"\n\n" for event in kept) + b"data: [DONE]\n\n"
 
 
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("crlf", [False, True])
+def test_a_trickled_stream_is_read_event_by_event(compact: bool, crlf: bool) -> None:
+    """One event a read, as a model's stream comes: each `"usage":null` read is let through
+    untouched (no room left after it for another key), and the usage chunk is counted once."""
+    stream = _openai_stream(crlf, compact)
+    sep = b"\r\n\r\n" if crlf else b"\n\n"
+    events = [event + sep for event in stream.split(sep) if event]
+    out, usage = _run(events)
+    assert out == stream
+    assert usage == (5, 3, 2, 1)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=20), st.booleans(), st.booleans())
 def test_a_usage_chunk_the_client_did_not_ask_for_is_read_not_relayed(
