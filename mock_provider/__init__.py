@@ -17,8 +17,8 @@ model), e.g. ``gpt-delay-50-tools``:
 * ``delay-<ms>``  sleep between stream events (once before a non-stream reply);
   else header ``x-mock-delay-ms``; else ``--delay-ms``.
 * ``tools``       two parallel tool calls; ``thinking`` (Anthropic) a thinking block.
-* ``big-<KiB>``   the reply text is that many KiB of ``filler_text``, sent in pieces of
-  ``piece-<KiB>`` (default 16; one stream event per piece), for tests of large answers;
+* ``big-<KiB>``   the reply text is that many KiB (at most 512 MiB) of ``filler_text``, sent in
+  pieces of ``piece-<KiB>`` (default 16; one stream event per piece), for tests of large answers;
   with ``leadbytes`` the text's first two characters come first, an event each (an answer
   that is under way before its large events come).
 * ``fault-<status>`` (400..599, e.g. 429 with ``Retry-After: 1``; 401 quotes the key it

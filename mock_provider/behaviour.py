@@ -11,6 +11,9 @@ import functools
 from dataclasses import dataclass
 
 _NAMED_FAULTS = frozenset({"hang", "cut", "cutend", "empty", "slowheaders", "streamerror"})
+# The largest ``big-<KiB>`` reply (512 MiB: bench/slow_readers' largest); a larger one is ignored,
+# as any selector out of range is, rather than making the mock run out of memory.
+MAX_BIG_KIB = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,7 @@ def parse_model(model: str) -> Behaviour:
     tools = thinking = slow = echo = cache = echo_system = bad_usage = lead = False
     for i, tok in enumerate(tokens):
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        if tok == "big" and nxt.isdigit():
+        if tok == "big" and nxt.isdigit() and int(nxt) <= MAX_BIG_KIB:
             big = int(nxt)
         elif tok == "piece" and nxt.isdigit() and int(nxt) > 0:
             piece = int(nxt)
