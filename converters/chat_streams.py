@@ -93,7 +93,6 @@ class _EventConversion:
             out += self._finish()
         return out
 
-
     def _convert(self, events: bytes) -> bytes:
         """Whole events (LF line ends, each ended by its blank line) to what the client gets."""
         raise NotImplementedError

@@ -540,10 +540,14 @@ class GatewayHandler:
             self.flush()
             backed_up = connection.backed_up
         if backed_up:
-            exchange = self.exchange
-            if exchange is not None and not exchange.held:
-                exchange.hold()
-                connection.when_drained(exchange.release)
+            self._hold_until_drained(connection)
+
+    def _hold_until_drained(self, connection: ClientWrites) -> None:
+        """The client is behind: the exchange is held until its connection has sent all it holds."""
+        exchange = self.exchange
+        if exchange is not None and not exchange.held:
+            exchange.hold()
+            connection.when_drained(exchange.release)
 
     def deliver_steadily(self, exchange: Exchange, feed: Callable[[bytes], bytes], label: str) -> Deliver:
         """A relayed stream's every later chunk, from libcurl's write callback to the client's
@@ -586,10 +590,7 @@ class GatewayHandler:
                 later.append(b"%x\r\n%b\r\n" % (size, data))
             self.bytes_out += size
             if socket.paused_writing:
-                held = self.exchange
-                if held is not None and not held.held:
-                    held.hold()
-                    client.when_drained(held.release)
+                self._hold_until_drained(client)
             return None
 
         return deliver
